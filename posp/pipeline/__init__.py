@@ -1,0 +1,1 @@
+"""posp/pipeline."""

@@ -1,0 +1,246 @@
+"""The store: registry (merchants, terminals, keys), journal, store-and-forward
+queue, settlement and batch upload.  One interface, two implementations
+(``posp.store.sqlite.SqliteStore`` — the embedded default — and
+``posp.store.postgres.PostgresStore``), one contract suite
+(``tests/store/test_store_contract.py``) run against both.
+
+Invariants:
+* Keys are stored only as LMK-encrypted hex (never clear).
+* PANs are stored masked (6+4) plus a keyed hash (``pan_hash``) for matching
+  batch-upload records; never in clear.
+* (terminal_id, batch, trace, direction) is unique for financial journal
+  entries: ``insert_entry`` raises ``DuplicateTransaction`` so two switch
+  instances on one PostgreSQL cannot both accept the same request.
+  ``direction`` is ``"original"`` for requests and ``"reversal"`` for 0400s,
+  because a reversal reuses its original's trace.  Management messages
+  (sign-in, echo, settlement, batch upload) are journaled with ``dedupe=False``.
+* State changes that must happen exactly once (void, reversal, refund
+  accumulation, completion of a pre-auth) are compare-and-set operations that
+  return whether this caller won.
+* Every method is async and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Journal entry states.
+PENDING = "pending"  # forwarded, outcome not yet known
+APPROVED = "approved"
+DECLINED = "declined"
+VOIDED = "voided"  # an approved original later voided
+REVERSED = "reversed"  # an approved/pending original later reversed
+TIMED_OUT = "timed_out"  # network did not answer; a reversal is queued
+COMPLETED = "completed"  # a pre-auth fully consumed by a completion
+
+
+@dataclass(slots=True)
+class Merchant:
+    merchant_id: str  # ans15
+    name: str
+    category_code: str  # MCC n4
+    status: str = "active"  # active | disabled
+    created_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Terminal:
+    terminal_id: str  # ans8
+    merchant_id: str
+    status: str = "active"  # active | disabled
+    tmk_lmk: str | None = None  # TMK under LMK (type 002, scheme U)
+    tmk_kcv: str | None = None
+    tpk_lmk: str | None = None  # working PIN key under LMK (None = not signed in)
+    tak_lmk: str | None = None  # working MAC key under LMK (single length)
+    tdk_lmk: str | None = None  # track data key under LMK (sign-in 004 only)
+    keys_generated_at: dt.datetime | None = None
+    batch: str = "000001"  # current open batch n6
+    device_serial: str | None = None  # when set, sign-in F62 must match
+    created_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class JournalEntry:
+    """One request the switch received and what became of it."""
+
+    terminal_id: str
+    merchant_id: str
+    batch: str
+    trace: str
+    txn_type: str  # routes table name: purchase, refund, preauth, reversal, sign_in, ...
+    mti: str
+    direction: str = "original"  # original | reversal
+    processing_code: str = ""
+    amount_minor: int | None = None
+    currency: str = "156"
+    pan_masked: str | None = None
+    pan_hash: str | None = None
+    card_class: str = "00"  # 00 domestic, 01 foreign
+    card_org: str | None = None  # CUP / VIS / MCC / JCB / AEX
+    state: str = PENDING
+    response_code: str | None = None
+    rrn: str | None = None
+    auth_code: str | None = None
+    local_date: str | None = None  # MMDD the switch answered with (F13)
+    local_time: str | None = None  # hhmmss (F12)
+    settlement_date: str | None = None  # MMDD (F15)
+    original_id: int | None = None  # for voids, refunds, completions, reversals
+    refunded_minor: int = 0  # sum of approved refunds against this entry
+    network_stan: str | None = None  # switch trace on the network link (F11)
+    network_f7: str | None = None  # transmission date-time sent upstream
+    node_id: str = ""
+    id: int | None = None
+    created_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class SafItem:
+    """A reversal (0420) that must reach the network exactly once."""
+
+    entry_id: int  # journal id of the reversed original
+    payload: bytes  # encoded network-link 0420 body, without PIN data
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    id: int | None = None
+    created_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class BatchTotals:
+    """Debits = approved purchases and completions neither voided nor reversed;
+    credits = approved refunds. Per card class."""
+
+    debit_amount_minor: int = 0
+    debit_count: int = 0
+    credit_amount_minor: int = 0
+    credit_count: int = 0
+
+
+@dataclass(slots=True)
+class UploadedRecord:
+    """One 0320 batch-upload record as the terminal reported it, with the check result."""
+
+    terminal_id: str
+    batch: str
+    trace: str
+    card_class: str
+    pan_hash: str
+    amount_minor: int
+    matched: bool  # journal has an approved debit/credit with that trace, PAN and amount
+    reason: str = ""  # why not matched (for the operator)
+
+
+@dataclass(slots=True)
+class Settlement:
+    """The result of one 0500 for a terminal and batch."""
+
+    terminal_id: str
+    merchant_id: str
+    batch: str
+    domestic: BatchTotals = field(default_factory=BatchTotals)
+    foreign: BatchTotals = field(default_factory=BatchTotals)
+    terminal_domestic: BatchTotals = field(default_factory=BatchTotals)
+    terminal_foreign: BatchTotals = field(default_factory=BatchTotals)
+    domestic_balanced: bool = True
+    foreign_balanced: bool = True
+    upload_records: int = 0  # records received so far
+    upload_mismatches: int = 0
+    upload_complete: bool = False  # 202/207 end message received
+    settled_at: dt.datetime | None = None
+    id: int | None = None
+
+
+class Store(Protocol):
+    """Async persistence for the switch.  Implementations apply migrations in ``open()``."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # --- registry: merchants ---------------------------------------------
+    async def add_merchant(self, merchant: Merchant) -> None:
+        """Raises StoreError if the id exists."""
+    async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
+    async def list_merchants(self) -> list[Merchant]: ...
+    async def set_merchant_status(self, merchant_id: str, status: str) -> bool:
+        """False when the merchant is unknown."""
+
+    # --- registry: terminals ---------------------------------------------
+    async def add_terminal(self, terminal: Terminal) -> None:
+        """Raises StoreError if the id exists or the merchant is unknown."""
+    async def get_terminal(self, terminal_id: str) -> Terminal | None: ...
+    async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]: ...
+    async def set_terminal_status(self, terminal_id: str, status: str) -> bool: ...
+    async def set_terminal_tmk(self, terminal_id: str, tmk_lmk: str, tmk_kcv: str) -> bool:
+        """Replace the TMK and clear the working keys (the terminal must sign in again)."""
+    async def set_working_keys(
+        self,
+        terminal_id: str,
+        tpk_lmk: str,
+        tak_lmk: str,
+        tdk_lmk: str | None,
+        generated_at: dt.datetime,
+    ) -> None: ...
+    async def clear_working_keys(self, terminal_id: str) -> None:
+        """Sign-off: the terminal has no usable working keys until it signs in."""
+    async def count_signed_in(self, since: dt.datetime) -> int:
+        """Terminals with working keys generated at or after ``since``."""
+
+    # --- journal ---------------------------------------------------------
+    async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
+        """Insert and return the id.  With ``dedupe`` raises DuplicateTransaction
+        when (terminal_id, batch, trace, direction) exists."""
+    async def update_entry(self, entry_id: int, **changes: object) -> None:
+        """Set the named JournalEntry attributes (state, response_code, rrn, ...)."""
+    async def get_entry(self, entry_id: int) -> JournalEntry | None: ...
+    async def find_by_trace(
+        self, terminal_id: str, batch: str, trace: str, direction: str = "original"
+    ) -> JournalEntry | None: ...
+    async def find_by_rrn(
+        self, rrn: str, *, local_date: str | None = None, merchant_id: str | None = None
+    ) -> JournalEntry | None:
+        """The original entry with that RRN (and answer date MMDD, and merchant)."""
+    async def find_preauth(
+        self, merchant_id: str, auth_code: str, local_date: str | None, pan_hash: str | None
+    ) -> JournalEntry | None:
+        """The approved pre-authorization with that auth code (date, card)."""
+    async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
+        """Compare-and-set the state; True only for the caller that made the change."""
+    async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
+        """Atomically add to refunded_minor unless it would exceed limit_minor."""
+
+    # --- store-and-forward -------------------------------------------------
+    async def enqueue_saf(self, item: SafItem) -> int:
+        """Durably queue a reversal; idempotent per entry_id (returns the existing id)."""
+    async def due_saf(self, now: dt.datetime, limit: int = 100) -> list[SafItem]: ...
+    async def reschedule_saf(self, item_id: int, next_attempt_at: dt.datetime) -> None:
+        """Increment attempts and set the next attempt time."""
+    async def complete_saf(self, item_id: int) -> None:
+        """The 0430 arrived: remove from the queue."""
+    async def saf_depth(self) -> int: ...
+
+    # --- settlement and batch upload --------------------------------------
+    async def batch_totals(self, terminal_id: str, batch: str) -> tuple[BatchTotals, BatchTotals]:
+        """(domestic, foreign) totals from the journal."""
+    async def record_settlement(self, settlement: Settlement) -> int:
+        """Store the 0500 outcome (replacing an earlier one for the same terminal/batch)."""
+    async def get_settlement(self, terminal_id: str, batch: str) -> Settlement | None: ...
+    async def list_settlements(
+        self, *, date: dt.date | None = None, terminal_id: str | None = None
+    ) -> list[Settlement]: ...
+    async def record_upload(self, record: UploadedRecord) -> bool:
+        """Idempotent on (terminal_id, batch, trace); True when newly recorded."""
+    async def find_debit_or_credit(
+        self, terminal_id: str, batch: str, trace: str
+    ) -> JournalEntry | None:
+        """The approved, non-voided, non-reversed purchase/completion/refund for a trace."""
+    async def list_uploads(self, terminal_id: str, batch: str) -> list[UploadedRecord]: ...
+    async def close_batch(self, terminal_id: str, batch: str, next_batch: str) -> bool:
+        """Compare-and-set the terminal's open batch from ``batch`` to ``next_batch``."""
+    async def list_batches(self, terminal_id: str | None = None) -> list[dict[str, object]]:
+        """Per terminal and batch: counts, amounts, open/closed, settled, balanced."""
+
+    # --- sequences -------------------------------------------------------
+    async def next_sequence(self, name: str) -> int:
+        """A counter shared by every instance on the same database (RRNs, network STAN)."""

@@ -1,0 +1,51 @@
+"""Shared test fixtures: the spec vectors and PostgreSQL availability."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_DIR = Path(os.environ.get("POSP_SPEC_DIR", REPO.parent / "shared" / "spec"))
+# A copy of the vectors travels with the repo so tests run without ../shared.
+VECTORS_FILE = REPO / "tests" / "vectors.json"
+
+PG_DSN = os.environ.get("POSP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def vectors() -> dict[str, Any]:
+    """Known-answer vectors from spec/vectors.json."""
+    path = SPEC_DIR / "vectors.json"
+    if not path.exists():
+        path = VECTORS_FILE
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _pg_reachable(dsn: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=3)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """DSN of the test PostgreSQL; skips the test with a message when absent."""
+    if not _pg_reachable(PG_DSN):
+        pytest.skip(f"PostgreSQL not reachable at {PG_DSN} (set POSP_TEST_PG_DSN)")
+    return PG_DSN
