@@ -223,6 +223,24 @@ class HsmClient(Protocol):
         """M8: True when the MAC verifies, False on error 01."""
         ...
 
+    async def generate_component(self, key_type: str, lmk_scheme: str = "U") -> tuple[str, str]:
+        """A2: generate a key component; returns (clear component as the HSM's
+        printer would print it, component under the LMK).  Key ceremonies only."""
+        ...
+
+    async def form_key_from_components(
+        self, key_type: str, components_under_lmk: list[str], lmk_scheme: str = "U"
+    ) -> ImportedKey:
+        """A4: XOR 2-9 components (each under the LMK) into a key under the LMK."""
+        ...
+
+    async def form_key_from_clear_components(
+        self, key_type: str, clear_components: list[str], lmk_scheme: str = "U"
+    ) -> ImportedKey:
+        """K0 (simulator extension mirroring the console's FK): form a key from
+        clear components typed in by an operator (lab key injection, ``--tmk``)."""
+        ...
+
     async def close(self) -> None:
         """Release connections; pending calls fail with HsmUnavailable."""
         ...
