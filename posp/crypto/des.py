@@ -1,0 +1,128 @@
+"""DES / 3DES primitives over ``cryptography``'s TripleDES.
+
+Invariants:
+* Every key is expanded to 24 bytes before it reaches ``cryptography``:
+  8-byte keys as K K K (single DES), 16-byte keys as K1 K2 K1, so no
+  deprecation warning is ever emitted.
+* ECB encryptor/decryptor contexts are cached per key in a bounded dict: the
+  HSM simulator verifies many thousands of MACs per second under a few
+  hundred keys, and building a ``Cipher`` costs more than the encryption
+  itself.  ECB contexts carry no chaining state between ``update`` calls on
+  whole blocks, which is what makes reusing them sound.  The cache is meant
+  for one thread (the simulator's event loop); it is cleared wholesale when
+  full rather than kept as an LRU, because a clear is O(1) amortised and a
+  working set larger than the bound is not a realistic load.
+* Nothing here logs or puts key material into exception messages.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+from posp.errors import CryptoError
+
+BLOCK_BYTES = 8
+_CACHE_MAX_KEYS = 4096
+
+# key (as given) -> (encryptor context, decryptor context)
+_ecb_contexts: dict[bytes, tuple[Any, Any]] = {}
+
+# byte -> the same byte with its low bit flipped when its bit count is even
+_ODD_PARITY = bytes(b ^ ((bin(b).count("1") + 1) & 1) for b in range(256))
+
+
+def expand_key(key: bytes) -> bytes:
+    """Return the 24-byte TripleDES form of an 8-, 16- or 24-byte key."""
+    n = len(key)
+    if n == 16:
+        return key + key[:8]
+    if n == 8:
+        return key * 3
+    if n == 24:
+        return key
+    raise CryptoError(f"DES key must be 8, 16 or 24 bytes, not {n}")
+
+
+def _contexts(key: bytes) -> tuple[Any, Any]:
+    ctx = _ecb_contexts.get(key)
+    if ctx is None:
+        cipher = Cipher(TripleDES(expand_key(key)), modes.ECB())
+        ctx = (cipher.encryptor(), cipher.decryptor())
+        if len(_ecb_contexts) >= _CACHE_MAX_KEYS:
+            _ecb_contexts.clear()
+        _ecb_contexts[key] = ctx
+    return ctx
+
+
+def _check_blocks(data: bytes) -> None:
+    if len(data) % BLOCK_BYTES:
+        raise CryptoError(f"data length {len(data)} is not a multiple of 8")
+
+
+def tdes_encrypt_ecb(key: bytes, data: bytes) -> bytes:
+    """3DES-ECB encrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
+    _check_blocks(data)
+    result: bytes = _contexts(key)[0].update(data)
+    return result
+
+
+def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
+    """3DES-ECB decrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
+    _check_blocks(data)
+    result: bytes = _contexts(key)[1].update(data)
+    return result
+
+
+def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:
+    """3DES-CBC encrypt (no padding); chaining is done here over cached ECB contexts."""
+    _check_blocks(data)
+    encrypt = _contexts(key)[0].update
+    out = bytearray()
+    chain = int.from_bytes(iv, "big")
+    for i in range(0, len(data), BLOCK_BYTES):
+        block = (int.from_bytes(data[i : i + BLOCK_BYTES], "big") ^ chain).to_bytes(8, "big")
+        enc = encrypt(block)
+        out += enc
+        chain = int.from_bytes(enc, "big")
+    return bytes(out)
+
+
+def tdes_decrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:
+    """3DES-CBC decrypt (no padding)."""
+    _check_blocks(data)
+    plain = tdes_decrypt_ecb(key, data)
+    prev = iv + data[:-BLOCK_BYTES]
+    return xor_bytes(plain, prev)
+
+
+def xor_bytes(a: bytes, b: bytes) -> bytes:
+    """XOR two byte strings of equal length."""
+    if len(a) != len(b):
+        raise CryptoError("xor operands differ in length")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def adjust_odd_parity(key: bytes) -> bytes:
+    """Set the low bit of every byte so that each byte has odd parity."""
+    return key.translate(_ODD_PARITY)
+
+
+def has_odd_parity(key: bytes) -> bool:
+    """True when every byte of ``key`` has an odd number of set bits."""
+    return key.translate(_ODD_PARITY) == key
+
+
+def check_value(key: bytes, length: int = 3) -> bytes:
+    """Key check value: the first ``length`` bytes of E(key, 0^8)."""
+    return tdes_encrypt_ecb(key, bytes(BLOCK_BYTES))[:length]
+
+
+def generate_key(length: int) -> bytes:
+    """A random odd-parity DES key of 8, 16 or 24 bytes."""
+    if length not in (8, 16, 24):
+        raise CryptoError(f"DES key length must be 8, 16 or 24, not {length}")
+    return adjust_odd_parity(os.urandom(length))
