@@ -1,0 +1,167 @@
+"""One pipelined HSM connection: an asyncio Protocol with header-keyed waiters.
+
+Invariants:
+* ``pending`` maps a header to (future, deadline timer) for every call awaiting
+  its reply; ``overdue`` holds headers whose deadline passed and whose reply has
+  not come yet.  New headers avoid both sets.
+* Too many overdue replies mean the peer is stuck: the connection is aborted,
+  which fails every pending call and lets the client reconnect.
+* Outgoing frames queued during one loop turn are written with one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING
+
+from posp.errors import HsmTimeout, HsmUnavailable
+
+if TYPE_CHECKING:
+    from posp.hsm.tcp import TcpHsmClient
+
+_Waiter = tuple["asyncio.Future[bytes]", asyncio.TimerHandle]
+
+
+def configure_socket(sock: socket.socket | None) -> None:
+    """TCP_NODELAY (small request/reply frames) and keepalive (dead peers)."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+class HsmConnection(asyncio.Protocol):
+    """Client side of one TCP connection to the HSM."""
+
+    def __init__(self, client: TcpHsmClient, header_length: int) -> None:
+        self._client = client
+        self._stats = client.stats
+        self._header_length = header_length
+        self._header_space = 10**header_length
+        self._counter = 0
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._rest = b""
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self.pending: dict[bytes, _Waiter] = {}
+        self.overdue: set[bytes] = set()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    # --- asyncio.Protocol --------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        configure_socket(transport.get_extra_info("socket"))
+
+    def data_received(self, data: bytes) -> None:
+        if self._rest:
+            data = self._rest + data
+        end = len(data)
+        offset = 0
+        hlen = self._header_length
+        pending = self.pending
+        while end - offset >= 2:
+            frame_end = offset + 2 + ((data[offset] << 8) | data[offset + 1])
+            if frame_end > end:
+                break
+            header = data[offset + 2 : offset + 2 + hlen]
+            waiter = pending.pop(header, None)
+            if waiter is None:
+                self._unmatched(header)
+            else:
+                future, timer = waiter
+                timer.cancel()
+                if not future.done():
+                    future.set_result(data[offset + 2 + hlen : frame_end])
+                if self._client._capacity_waiters:
+                    self._client._slot_freed()
+            offset = frame_end
+        self._rest = data[offset:] if offset < end else b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.fail_all("connection to the HSM broke")
+        self._client._connection_lost(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # --- calls ---------------------------------------------------------------------
+
+    def submit(self, request: bytes, timeout_s: float) -> asyncio.Future[bytes]:
+        """Queue ``request`` under a fresh header; the future gets the reply after it."""
+        if self._transport is None:
+            raise HsmUnavailable("connection to the HSM is down")
+        header = self._next_header()
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        timer = self._loop.call_later(timeout_s, self._expire, header)
+        self.pending[header] = (future, timer)
+        size = len(header) + len(request)
+        self._out.append(b"%c%c%b%b" % (size >> 8, size & 0xFF, header, request))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def _next_header(self) -> bytes:
+        pending = self.pending
+        overdue = self.overdue
+        space = self._header_space
+        while True:
+            self._counter = counter = (self._counter + 1) % space
+            header = b"%0*d" % (self._header_length, counter)
+            if header not in pending and header not in overdue:
+                return header
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if not out or self._transport is None:
+            return
+        self._out = []
+        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _expire(self, header: bytes) -> None:
+        waiter = self.pending.pop(header, None)
+        if waiter is None:
+            return
+        future = waiter[0]
+        self.overdue.add(header)
+        self._stats.timeouts += 1
+        if not future.done():
+            future.set_exception(HsmTimeout("HSM did not answer before the deadline"))
+        if self._client._capacity_waiters:
+            self._client._slot_freed()
+        if len(self.overdue) > self._client.max_in_flight:
+            # The peer has stopped answering on this connection: recycle it.
+            self.abort()
+
+    def _unmatched(self, header: bytes) -> None:
+        if header in self.overdue:
+            self.overdue.discard(header)
+            self._stats.late_replies += 1
+        else:
+            self._stats.unmatched_replies += 1
+
+    def fail_all(self, reason: str) -> None:
+        """Fail every pending call with ``HsmUnavailable(reason)`` (broken or closing)."""
+        pending, self.pending = self.pending, {}
+        self._out.clear()
+        for future, timer in pending.values():
+            timer.cancel()
+            if not future.done():
+                self._stats.unavailable += 1
+                future.set_exception(HsmUnavailable(reason))
+        self.overdue.clear()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()

@@ -1,0 +1,273 @@
+"""TCP HSM client: a pool of pipelined connections, replies matched by header.
+
+Invariants:
+* Each connection numbers its requests with a numeric header counter; a reply
+  is matched to its call by header only, never by order.  A header is not
+  reused while its call is pending or while its reply is overdue (so a late
+  reply can never be taken for a newer call's answer).
+* Every call has a deadline (``timeout_s``): past it the call raises
+  ``HsmTimeout``; a reply arriving later is counted in ``stats.late_replies``.
+* A broken connection fails all its pending calls with ``HsmUnavailable`` at
+  once and reconnects in the background with exponential backoff.  When no
+  connection is up a call fails fast with ``HsmUnavailable``; it never waits
+  for a reconnect.
+* Requests written in one event-loop turn leave in one ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from posp.errors import HsmTimeout, HsmUnavailable
+from posp.hsm.connection import HsmConnection
+from posp.hsm.operations import HsmOperations
+
+
+@dataclass(slots=True)
+class HsmClientStats:
+    """Counters of one client; read by tests, benchmarks and the metrics collector."""
+
+    calls: int = 0
+    errors: int = 0  # replies carrying a non-zero error code (including verification 01)
+    timeouts: int = 0
+    unavailable: int = 0  # calls failed because no connection was up or it broke
+    late_replies: int = 0
+    unmatched_replies: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+
+
+class TcpHsmClient(HsmOperations):
+    """HsmClient over ``connections`` pipelined TCP connections to one HSM."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connections: int = 4,
+        header_length: int = 4,
+        timeout_s: float = 2.0,
+        max_in_flight_per_connection: int = 256,
+        reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not 1 <= header_length <= 9:
+            raise ValueError("header_length must be 1..9 digits so replies can be matched")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self.header_length = header_length
+        self.stats = HsmClientStats()
+        # Half the header space at most, so a free header is always found quickly.
+        self.max_in_flight = max(1, min(max_in_flight_per_connection, 10**header_length // 2))
+        self._connections = connections
+        self._backoff_s = reconnect_backoff_s
+        self._live: list[HsmConnection] = []
+        self._rr = 0
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._capacity_waiters: deque[asyncio.Future[None]] = deque()
+        self._started = False
+        self._closed = False
+        if registry is not None:
+            registry.register(_ClientCollector(self))
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool; returns once every connection made its first attempt.
+
+        Never raises for an unreachable HSM: the connections keep retrying in
+        the background and calls fail with ``HsmUnavailable`` meanwhile.
+        """
+        if self._started:
+            return
+        self._started = True
+        first_attempts = [
+            asyncio.get_running_loop().create_future() for _ in range(self._connections)
+        ]
+        self._supervisors = [
+            asyncio.create_task(self._supervise(done), name=f"hsm-conn-{i}")
+            for i, done in enumerate(first_attempts)
+        ]
+        await asyncio.wait(first_attempts, timeout=self.timeout_s)
+
+    async def wait_connected(self, count: int = 1, timeout_s: float = 5.0) -> None:
+        """Wait until at least ``count`` connections are up (HsmTimeout otherwise)."""
+        if not self._started:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(self._live) < count:
+            if loop.time() >= deadline:
+                raise HsmTimeout(f"fewer than {count} HSM connections up after {timeout_s} s")
+            await asyncio.sleep(0.01)
+
+    @property
+    def connected(self) -> int:
+        """Number of connections currently up."""
+        return len(self._live)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(conn.pending) for conn in self._live)
+
+    async def close(self) -> None:
+        """Stop reconnecting, close every connection, fail pending calls."""
+        self._closed = True
+        for task in self._supervisors:
+            task.cancel()
+        for conn in list(self._live):
+            conn.fail_all("HSM client closed")
+            conn.close()
+        self._live.clear()
+        for task in self._supervisors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._wake_capacity_waiters(HsmUnavailable("HSM client closed"))
+
+    # --- the call path ---------------------------------------------------------
+
+    async def _exchange(self, request: bytes) -> bytes:
+        if not self._started:
+            await self.start()
+        self.stats.calls += 1
+        conn = self._pick()
+        if conn is None:
+            conn = await self._wait_for_capacity()
+        reply = await conn.submit(request, self.timeout_s)
+        if reply[2:4] != b"00":
+            self.stats.errors += 1
+        return reply
+
+    def _pick(self) -> HsmConnection | None:
+        live = self._live
+        count = len(live)
+        if count == 0:
+            self.stats.unavailable += 1
+            raise HsmUnavailable(f"no connection to the HSM at {self.host}:{self.port}")
+        self._rr = rr = (self._rr + 1) % count
+        conn = live[rr]
+        if len(conn.pending) < self.max_in_flight:
+            return conn
+        for conn in live:
+            if len(conn.pending) < self.max_in_flight:
+                return conn
+        return None
+
+    async def _wait_for_capacity(self) -> HsmConnection:
+        """All connections are full: wait (within the call's deadline) for a free slot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._capacity_waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                self.stats.timeouts += 1
+                raise HsmTimeout("HSM pool saturated until the deadline") from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            conn = self._pick()
+            if conn is not None:
+                return conn
+
+    def _slot_freed(self) -> None:
+        """A connection finished a call: let one capacity waiter try again."""
+        waiters = self._capacity_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_capacity_waiters(self, exc: BaseException) -> None:
+        while self._capacity_waiters:
+            waiter = self._capacity_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    # --- connection supervision ------------------------------------------------
+
+    async def _supervise(self, first_attempt: asyncio.Future[None]) -> None:
+        """Keep one connection up: connect, wait for it to drop, back off, repeat."""
+        loop = asyncio.get_running_loop()
+        backoff_s = self._backoff_s[0]
+        ever_connected = False
+        while not self._closed:
+            factory = functools.partial(HsmConnection, self, self.header_length)
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    _, conn = await loop.create_connection(factory, self.host, self.port)
+            except (OSError, TimeoutError):
+                self.stats.connect_failures += 1
+                if not first_attempt.done():
+                    first_attempt.set_result(None)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self._backoff_s[1])
+                continue
+            if ever_connected:
+                self.stats.reconnects += 1
+            ever_connected = True
+            backoff_s = self._backoff_s[0]
+            self._live.append(conn)
+            if not first_attempt.done():
+                first_attempt.set_result(None)
+            try:
+                await conn.closed
+            finally:
+                if conn in self._live:
+                    self._live.remove(conn)
+                conn.close()
+            if not self._closed:
+                await asyncio.sleep(backoff_s)
+
+    def _connection_lost(self, conn: HsmConnection) -> None:
+        if conn in self._live:
+            self._live.remove(conn)
+
+
+class _ClientCollector(Collector):
+    """Exposes :class:`HsmClientStats` at scrape time (no cost on the call path)."""
+
+    def __init__(self, client: TcpHsmClient) -> None:
+        self._client = client
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._client.stats
+        for name, doc, value in (
+            ("posp_hsm_calls", "HSM calls made", stats.calls),
+            ("posp_hsm_error_replies", "HSM replies with a non-zero error code", stats.errors),
+            ("posp_hsm_timeouts", "HSM calls that passed their deadline", stats.timeouts),
+            (
+                "posp_hsm_unavailable",
+                "HSM calls failed for lack of a connection",
+                stats.unavailable,
+            ),
+            (
+                "posp_hsm_late_replies",
+                "HSM replies that arrived after their deadline",
+                stats.late_replies,
+            ),
+            ("posp_hsm_reconnects", "HSM connections re-established", stats.reconnects),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "posp_hsm_connections_up", "HSM connections up", value=self._client.connected
+        )
+        yield GaugeMetricFamily(
+            "posp_hsm_in_flight", "HSM calls awaiting a reply", value=self._client.in_flight
+        )
