@@ -1,0 +1,299 @@
+"""Provisioning operations over the store and the HSM: merchants, terminals, TMKs.
+
+This is the operator's side of the registry: ``posp merchant …`` and
+``posp terminal …`` are thin argument parsers over :class:`Admin`.
+
+Invariants:
+* A TMK reaches the store only under the LMK (``store.set_terminal_tmk``).  A
+  generated TMK exists in clear only as two components returned once to the
+  caller, to be printed for key injection and then forgotten.
+* Every argument is validated before anything is written; a bad one raises
+  :class:`AdminError` naming the argument (the CLI turns it into exit code 2).
+* ``provision_fleet`` is idempotent: terminals and a merchant that already
+  exist are kept (and reported as skipped), never overwritten.
+* Clear TMKs leave this module only in :class:`FleetProvisioned` for simulated
+  terminals (lab use) and in :class:`TmkComponents` for a key ceremony.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from posp.errors import PospError, StoreError
+from posp.hsm.api import KEY_TMK, HsmClient
+from posp.store.api import Merchant, Store, Terminal
+
+_MERCHANT_ID: Final = re.compile(r"[0-9A-Za-z]{15}")
+_TERMINAL_ID: Final = re.compile(r"[0-9A-Za-z]{8}")
+_MCC: Final = re.compile(r"[0-9]{4}")
+_TMK_HEX: Final = re.compile(r"[0-9A-Fa-f]{32}")
+_SERIAL: Final = re.compile(r"[\x21-\x7e]{1,50}")
+
+ACTIVE: Final = "active"
+DISABLED: Final = "disabled"
+
+
+class AdminError(PospError):
+    """A provisioning request that cannot be carried out; ``argument`` names the culprit."""
+
+    def __init__(self, argument: str, reason: str) -> None:
+        self.argument = argument
+        self.reason = reason
+        super().__init__(f"{argument}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class TmkComponents:
+    """A generated TMK as the HSM's printer would give it: two clear components,
+    each with its KCV, and the KCV of the key they XOR to.  Shown once."""
+
+    component_1: str
+    component_1_kcv: str
+    component_2: str
+    component_2_kcv: str
+    kcv: str
+
+
+@dataclass(frozen=True, slots=True)
+class TmkResult:
+    """A terminal whose TMK was just set, with the components when generated."""
+
+    terminal: Terminal
+    tmk_kcv: str
+    components: TmkComponents | None = None
+
+
+@dataclass(slots=True)
+class FleetProvisioned:
+    """What ``provision_fleet`` did: terminals created or re-keyed, and those kept
+    as they were (already provisioned, or registered under another merchant)."""
+
+    merchant_created: bool
+    created: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    fleet_file: Path | None = None
+
+
+def check_merchant_id(value: str, argument: str = "--id") -> str:
+    if not _MERCHANT_ID.fullmatch(value):
+        raise AdminError(argument, "a merchant id is 15 letters or digits")
+    return value
+
+
+def check_terminal_id(value: str, argument: str = "--id") -> str:
+    if not _TERMINAL_ID.fullmatch(value):
+        raise AdminError(argument, "a terminal id is 8 letters or digits")
+    return value
+
+
+def check_tmk_hex(value: str, argument: str = "--tmk") -> str:
+    """A double-length clear TMK as 32 hex digits (parity is not required here)."""
+    if not _TMK_HEX.fullmatch(value):
+        raise AdminError(argument, "a TMK is 32 hexadecimal digits")
+    return value.upper()
+
+
+def random_clear_tmk() -> str:
+    """32 hex digits of a random double-length DES key with odd parity (lab fleets only)."""
+    raw = bytearray(secrets.token_bytes(16))
+    for i, byte in enumerate(raw):
+        # DES keys carry odd parity in the low bit of every byte.
+        raw[i] = (byte & 0xFE) | ((bin(byte >> 1).count("1") + 1) % 2)
+    return raw.hex().upper()
+
+
+class Admin:
+    """Registry and key provisioning; the store and HSM are owned by the caller."""
+
+    def __init__(self, store: Store, hsm: HsmClient) -> None:
+        self._store = store
+        self._hsm = hsm
+
+    # --- merchants -------------------------------------------------------------
+
+    async def add_merchant(self, merchant_id: str, name: str, mcc: str) -> Merchant:
+        check_merchant_id(merchant_id)
+        if not name.strip() or len(name) > 40:
+            raise AdminError("--name", "a merchant name is 1 to 40 characters")
+        if not _MCC.fullmatch(mcc):
+            raise AdminError("--mcc", "a merchant category code is 4 digits")
+        if await self._store.get_merchant(merchant_id) is not None:
+            raise AdminError("--id", f"merchant {merchant_id} already exists")
+        merchant = Merchant(merchant_id=merchant_id, name=name.strip(), category_code=mcc)
+        try:
+            await self._store.add_merchant(merchant)
+        except StoreError as exc:
+            raise AdminError("--id", f"merchant {merchant_id} could not be added") from exc
+        return await self.merchant(merchant_id)
+
+    async def merchant(self, merchant_id: str, argument: str = "ID") -> Merchant:
+        found = await self._store.get_merchant(merchant_id)
+        if found is None:
+            raise AdminError(argument, f"no merchant {merchant_id}")
+        return found
+
+    async def list_merchants(self) -> list[Merchant]:
+        return await self._store.list_merchants()
+
+    async def set_merchant_status(self, merchant_id: str, status: str) -> Merchant:
+        if not await self._store.set_merchant_status(merchant_id, status):
+            raise AdminError("ID", f"no merchant {merchant_id}")
+        return await self.merchant(merchant_id)
+
+    # --- terminals -------------------------------------------------------------
+
+    async def terminal(self, terminal_id: str, argument: str = "ID") -> Terminal:
+        found = await self._store.get_terminal(terminal_id)
+        if found is None:
+            raise AdminError(argument, f"no terminal {terminal_id}")
+        return found
+
+    async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]:
+        return await self._store.list_terminals(merchant_id)
+
+    async def set_terminal_status(self, terminal_id: str, status: str) -> Terminal:
+        if not await self._store.set_terminal_status(terminal_id, status):
+            raise AdminError("ID", f"no terminal {terminal_id}")
+        return await self.terminal(terminal_id)
+
+    async def add_terminal(
+        self,
+        terminal_id: str,
+        merchant_id: str,
+        *,
+        tmk_hex: str | None = None,
+        serial: str | None = None,
+    ) -> TmkResult:
+        """Register a terminal with a TMK: imported from ``tmk_hex`` or generated as
+        two components (returned once in the result for key injection)."""
+        check_terminal_id(terminal_id)
+        check_merchant_id(merchant_id, "--merchant")
+        if tmk_hex is not None:
+            tmk_hex = check_tmk_hex(tmk_hex)
+        if serial is not None and not _SERIAL.fullmatch(serial):
+            raise AdminError("--serial", "a device serial is 1 to 50 printable characters")
+        await self.merchant(merchant_id, "--merchant")
+        if await self._store.get_terminal(terminal_id) is not None:
+            raise AdminError("--id", f"terminal {terminal_id} already exists")
+        terminal = Terminal(terminal_id=terminal_id, merchant_id=merchant_id, device_serial=serial)
+        try:
+            await self._store.add_terminal(terminal)
+        except StoreError as exc:
+            raise AdminError("--id", f"terminal {terminal_id} could not be added") from exc
+        return await self._set_tmk(terminal_id, tmk_hex)
+
+    async def rotate_tmk(self, terminal_id: str, tmk_hex: str | None = None) -> TmkResult:
+        """Replace the TMK; the store clears the working keys, so the terminal signs in again."""
+        if tmk_hex is not None:
+            tmk_hex = check_tmk_hex(tmk_hex)
+        await self.terminal(terminal_id)
+        return await self._set_tmk(terminal_id, tmk_hex)
+
+    async def _set_tmk(self, terminal_id: str, tmk_hex: str | None) -> TmkResult:
+        components: TmkComponents | None = None
+        if tmk_hex is None:
+            components, tmk_lmk, kcv = await self._generate_tmk()
+        else:
+            imported = await self._hsm.form_key_from_clear_components(KEY_TMK, [tmk_hex])
+            tmk_lmk, kcv = imported.under_lmk, imported.kcv
+        await self._store.set_terminal_tmk(terminal_id, tmk_lmk, kcv)
+        return TmkResult(await self.terminal(terminal_id), kcv, components)
+
+    async def _generate_tmk(self) -> tuple[TmkComponents, str, str]:
+        """Two HSM-generated components (A2), their KCVs (BU), the key formed (A4)."""
+        clear_1, lmk_1 = await self._hsm.generate_component(KEY_TMK)
+        clear_2, lmk_2 = await self._hsm.generate_component(KEY_TMK)
+        kcv_1 = await self._hsm.check_value(KEY_TMK, lmk_1)
+        kcv_2 = await self._hsm.check_value(KEY_TMK, lmk_2)
+        formed = await self._hsm.form_key_from_components(KEY_TMK, [lmk_1, lmk_2])
+        components = TmkComponents(clear_1, kcv_1, clear_2, kcv_2, formed.kcv)
+        return components, formed.under_lmk, formed.kcv
+
+    # --- simulated fleets ------------------------------------------------------
+
+    async def provision_fleet(
+        self,
+        *,
+        count: int,
+        merchant_id: str,
+        prefix: str,
+        fleet_file: Path,
+        merchant_name: str = "posp demo merchant",
+        mcc: str = "5411",
+    ) -> FleetProvisioned:
+        """Create (or keep) ``count`` terminals ``prefix`` + sequence under the merchant,
+        each with a random TMK imported via the HSM, and write the fleet file with
+        the clear TMKs the SIMULATED terminals need.
+
+        An existing terminal keeps its TMK when an earlier fleet file at the same
+        path holds a clear TMK whose KCV matches the one on record; otherwise (its
+        clear TMK is unknown) it is re-keyed."""
+        if not 1 <= count <= 100_000:
+            raise AdminError("--count", "between 1 and 100000 terminals")
+        check_merchant_id(merchant_id, "--merchant")
+        if not prefix.isdigit() or not 1 <= len(prefix) <= 7:
+            raise AdminError("--prefix", "1 to 7 digits")
+        width = 8 - len(prefix)
+        if count > 10**width - 1:
+            raise AdminError("--count", f"prefix {prefix} leaves room for {10**width - 1}")
+        created_merchant = False
+        if await self._store.get_merchant(merchant_id) is None:
+            await self.add_merchant(merchant_id, merchant_name, mcc)
+            created_merchant = True
+        known = read_fleet_tmks(fleet_file)
+        result = FleetProvisioned(merchant_created=created_merchant, fleet_file=fleet_file)
+        rows: list[dict[str, str]] = []
+        for number in range(1, count + 1):
+            terminal_id = f"{prefix}{number:0{width}d}"
+            outcome = await self._fleet_terminal(terminal_id, merchant_id, known.get(terminal_id))
+            if outcome is None:
+                result.skipped.append(terminal_id)
+                continue
+            tmk, changed = outcome
+            (result.created if changed else result.skipped).append(terminal_id)
+            rows.append({"terminal_id": terminal_id, "merchant_id": merchant_id, "tmk": tmk})
+        write_fleet_file(fleet_file, rows)
+        return result
+
+    async def _fleet_terminal(
+        self, terminal_id: str, merchant_id: str, known_tmk: str | None
+    ) -> tuple[str, bool] | None:
+        """(clear TMK, whether it was just set) for a fleet terminal, creating or
+        re-keying it as needed; None when it belongs to another merchant (left alone)."""
+        existing = await self._store.get_terminal(terminal_id)
+        if existing is not None and existing.merchant_id != merchant_id:
+            return None
+        if existing is not None and known_tmk is not None and existing.tmk_kcv is not None:
+            # Keep the terminal only if the fleet file's TMK is the one on record.
+            probe = await self._hsm.form_key_from_clear_components(KEY_TMK, [known_tmk])
+            if probe.kcv == existing.tmk_kcv:
+                return known_tmk, False
+        tmk = random_clear_tmk()
+        if existing is None:
+            new = Terminal(terminal_id=terminal_id, merchant_id=merchant_id)
+            await self._store.add_terminal(new)
+        await self._set_tmk(terminal_id, tmk)
+        return tmk, True
+
+
+def read_fleet_tmks(path: Path) -> dict[str, str]:
+    """terminal id -> clear TMK from an earlier fleet file; empty when absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(t["terminal_id"]): str(t["tmk"]) for t in data["terminals"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_fleet_file(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write the fleet file (docs/contracts.md) atomically, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"terminals": rows}, indent=2) + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
