@@ -1,0 +1,290 @@
+"""Network link dialect (spec/network-link.md): switch ⇄ card network.
+
+Frame body (after the 4-byte ASCII length the framer strips)::
+
+    | HEADER 46 | MTI 4 ASCII | BITMAP 16 (bit 1 always set) | fields 2..128 |
+
+Header: 0x2E (header length), 0x02 (version), total length 4 ASCII digits
+(header + MTI + bitmap + fields), destination an11, source an11 (institution
+codes, left-aligned space-padded), reserved 3, batch 1, transaction info 8,
+user info 1, reject code 5.
+
+Field formats (ASCII data and ASCII LL / LLL prefixes unless marked b; lengths
+of b fields count bytes).  Where network-link.md gives no size the ISO
+8583:1987 / UnionPay CUPS size is used (marked *):
+
+====  =============================  ==========  =====
+F     name                           format      mask
+====  =============================  ==========  =====
+2     PAN                            n..19 LL    6+4
+3     processing code                n6
+4     amount, minor units            n12
+7     transmission date-time         n10
+11    switch trace number            n6
+12    local time hhmmss              n6
+13    local date MMDD                n4
+14    expiry YYMM                    n4
+15    settlement date MMDD           n4
+18    merchant category code         n4
+22    POS entry mode                 n3
+23    card sequence number           n3
+25    POS condition code             n2
+26    PIN capture code               n2
+28    transaction fee (C/D + n8) *   an9
+32    acquirer institution id        n..11 LL
+33    forwarding institution id      n..11 LL
+35    track 2                        z..37 LL    hidden
+36    track 3                        z..104 LLL  hidden
+37    retrieval reference number     an12
+38    authorization code             an6
+39    response code                  an2
+41    terminal id                    ans8
+42    merchant id                    ans15
+43    merchant name and location     ans40
+44    additional response data *     an..25 LL
+48    key exchange data *            ans..512 LLL  hidden
+49    currency                       an3
+52    PIN block                      b8          hidden
+53    security control               n16
+54    balances *                     an..40 LLL
+55    IC card data                   b..255 LLL  hidden
+60    reserved (terminal 60.1 ...)   ans..100 LLL
+61    cardholder auth. info *        ans..200 LLL
+63    reserved *                     ans..512 LLL
+70    network management code        n3
+90    original data elements         n42
+96    message security code *        b8          hidden
+100   receiving institution id       n..11 LL
+102   account identification 1 *     ans..28 LL  6+4
+103   account identification 2 *     ans..28 LL  6+4
+128   MAC                            b8          hidden
+====  =============================  ==========  =====
+
+Fixed fields must have exactly their length (callers zero-fill numbers);
+z fields carry ``=`` as is.  ``decode_network`` raises only
+``NetworkDecodeError`` (a DecodeError whose ``partial`` holds the header and
+MTI when those decoded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from posp.errors import DecodeError, EncodeError
+from posp.iso8583.dialect import Dialect
+from posp.iso8583.message import FieldValue, Mask, Message
+from posp.iso8583.spec import FieldSpec, Fmt, Wire
+
+_N, _AN, _ANS, _B, _Z = Fmt.N, Fmt.AN, Fmt.ANS, Fmt.B, Fmt.Z
+
+
+def _f(number: int, name: str, fmt: Fmt, length: int, prefix: int = 0, mask: Mask = Mask.CLEAR) -> FieldSpec:
+    data = Wire.BINARY if fmt is _B else Wire.ASCII
+    return FieldSpec(number, name, fmt, length, prefix, data, Wire.ASCII, mask=mask)
+
+
+_HIDE, _PAN = Mask.HIDE, Mask.PAN
+
+NETWORK_FIELDS: Final[tuple[FieldSpec, ...]] = (
+    _f(2, "PAN", _N, 19, 2, _PAN),
+    _f(3, "Processing code", _N, 6),
+    _f(4, "Amount, minor units", _N, 12),
+    _f(7, "Transmission date-time MMDDhhmmss", _N, 10),
+    _f(11, "Switch trace number", _N, 6),
+    _f(12, "Local time hhmmss", _N, 6),
+    _f(13, "Local date MMDD", _N, 4),
+    _f(14, "Expiry YYMM", _N, 4),
+    _f(15, "Settlement date MMDD", _N, 4),
+    _f(18, "Merchant category code", _N, 4),
+    _f(22, "POS entry mode", _N, 3),
+    _f(23, "Card sequence number", _N, 3),
+    _f(25, "POS condition code", _N, 2),
+    _f(26, "PIN capture code", _N, 2),
+    _f(28, "Transaction fee", _AN, 9),
+    _f(32, "Acquirer institution id", _N, 11, 2),
+    _f(33, "Forwarding institution id", _N, 11, 2),
+    _f(35, "Track 2", _Z, 37, 2, _HIDE),
+    _f(36, "Track 3", _Z, 104, 3, _HIDE),
+    _f(37, "Retrieval reference number", _AN, 12),
+    _f(38, "Authorization code", _AN, 6),
+    _f(39, "Response code", _AN, 2),
+    _f(41, "Terminal id", _ANS, 8),
+    _f(42, "Merchant id", _ANS, 15),
+    _f(43, "Merchant name and location", _ANS, 40),
+    _f(44, "Additional response data", _AN, 25, 2),
+    _f(48, "Key exchange data", _ANS, 512, 3, _HIDE),
+    _f(49, "Currency", _AN, 3),
+    _f(52, "PIN block", _B, 8, mask=_HIDE),
+    _f(53, "Security control", _N, 16),
+    _f(54, "Balances", _AN, 40, 3),
+    _f(55, "IC card data", _B, 255, 3, _HIDE),
+    _f(60, "Reserved", _ANS, 100, 3),
+    _f(61, "Cardholder authentication information", _ANS, 200, 3),
+    _f(63, "Reserved", _ANS, 512, 3),
+    _f(70, "Network management code", _N, 3),
+    _f(90, "Original data elements", _N, 42),
+    _f(96, "Message security code", _B, 8, mask=_HIDE),
+    _f(100, "Receiving institution id", _N, 11, 2),
+    _f(102, "Account identification 1", _ANS, 28, 2, _PAN),
+    _f(103, "Account identification 2", _ANS, 28, 2, _PAN),
+    _f(128, "MAC", _B, 8, mask=_HIDE),
+)
+
+NETWORK: Final = Dialect("network", NETWORK_FIELDS, secondary_bitmap=True)
+
+HEADER_BYTES: Final = 46
+_HEADER_FLAGS: Final = b"\x2e\x02"  # header length 46, version 2
+# (attribute, width) of the ASCII header fields after the total length.
+_HEADER_LAYOUT: Final = (
+    ("destination", 11),
+    ("source", 11),
+    ("reserved", 3),
+    ("batch", 1),
+    ("txn_info", 8),
+    ("user_info", 1),
+    ("reject_code", 5),
+)
+_MTI_END: Final = HEADER_BYTES + 4
+
+
+@dataclass(slots=True)
+class NetworkHeader:
+    """The 46-byte header's variable part; ids are stored without their padding."""
+
+    destination: str
+    source: str
+    reserved: str = "000"
+    batch: str = "0"
+    txn_info: str = "00000000"
+    user_info: str = "0"
+    reject_code: str = "00000"
+
+    def swapped(self) -> NetworkHeader:
+        """The header of a reply: destination and source exchanged."""
+        return NetworkHeader(
+            self.source,
+            self.destination,
+            self.reserved,
+            self.batch,
+            self.txn_info,
+            self.user_info,
+            self.reject_code,
+        )
+
+
+@dataclass(slots=True)
+class NetworkFrame:
+    header: NetworkHeader
+    message: Message
+
+
+class NetworkDecodeError(DecodeError):
+    """A network frame that does not decode; ``partial`` as for the terminal link."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: int | None = None,
+        offset: int = 0,
+        partial: NetworkFrame | None = None,
+    ) -> None:
+        super().__init__(reason, field=field, offset=offset)
+        self.partial = partial
+
+
+def _encode_header(header: NetworkHeader, total_bytes: int) -> bytes:
+    parts = [_HEADER_FLAGS, b"%04d" % total_bytes]
+    for name, width in _HEADER_LAYOUT:
+        value = getattr(header, name)
+        # Institution ids are space-padded; the other header fields must fit exactly.
+        text = value.ljust(width) if name in ("destination", "source") else value
+        if type(value) is not str or len(text) != width or not text.isascii():
+            raise EncodeError(f"header {name} must be {width} ASCII characters")
+        parts.append(text.encode("ascii"))
+    return b"".join(parts)
+
+
+def _decode_header(body: bytes) -> NetworkHeader:
+    if body[:2] != _HEADER_FLAGS:
+        raise NetworkDecodeError("header must start with 2E 02", offset=0)
+    total = body[2:6]
+    if not total.isdigit() or int(total) != len(body):
+        raise NetworkDecodeError("header total length does not match the frame", offset=2)
+    if not body[6:HEADER_BYTES].isascii():
+        raise NetworkDecodeError("header is not ASCII", offset=6)
+    values = []
+    pos = 6
+    for _name, width in _HEADER_LAYOUT:
+        values.append(body[pos : pos + width].decode("ascii"))
+        pos += width
+    values[0] = values[0].rstrip(" ")
+    values[1] = values[1].rstrip(" ")
+    return NetworkHeader(*values)
+
+
+def decode_network(body: bytes) -> NetworkFrame:
+    """Decode a frame body (after the 4-byte length); NetworkDecodeError if malformed."""
+    if len(body) < _MTI_END:
+        raise NetworkDecodeError("truncated before the bitmap", offset=len(body))
+    header = _decode_header(body)
+    mti_bytes = body[HEADER_BYTES:_MTI_END]
+    if not mti_bytes.isdigit():
+        raise NetworkDecodeError("MTI is not 4 ASCII digits", offset=HEADER_BYTES)
+    fields: dict[int, FieldValue] = {}
+    frame = NetworkFrame(header, Message(mti_bytes.decode("ascii"), fields))
+    try:
+        end = NETWORK.decode_fields(body, _MTI_END, fields)
+    except DecodeError as exc:
+        raise NetworkDecodeError(
+            exc.reason, field=exc.field, offset=exc.offset, partial=frame
+        ) from None
+    if end != len(body):
+        raise NetworkDecodeError(
+            f"{len(body) - end} bytes after the last field", offset=end, partial=frame
+        )
+    return frame
+
+
+def encode_network(frame: NetworkFrame) -> bytes:
+    """Encode a frame body (without the 4-byte length), header total length filled."""
+    mti = frame.message.mti
+    if len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
+        raise EncodeError("MTI must be 4 digits")
+    rest = mti.encode("ascii") + NETWORK.encode_fields(frame.message.fields)
+    total = HEADER_BYTES + len(rest)
+    if total > 9999:
+        raise EncodeError(f"frame of {total} bytes exceeds 9999")
+    return _encode_header(frame.header, total) + rest
+
+
+# network-link.md §5: the MAB fields, in order; key exchange messages add 53, 70, 100.
+MAB_FIELDS: Final = (2, 3, 4, 7, 11, 18, 25, 28, 32, 33, 38, 39, 41, 42, 90, 102, 103)
+KEY_EXCHANGE_MAB_FIELDS: Final = tuple(sorted((*MAB_FIELDS, 53, 70, 100)))
+_F90_MAB_CHARS: Final = 20
+_KEY_EXCHANGE_CODE: Final = "101"
+
+
+def is_key_exchange(message: Message) -> bool:
+    """0800/0810 with F70 = 101 (network-link.md §4)."""
+    return message.mti.startswith("08") and message.fields.get(70) == _KEY_EXCHANGE_CODE
+
+
+def network_mab(message: Message, *, key_exchange: bool | None = None) -> bytes:
+    """The MAC block of network-link.md §5 as ASCII bytes: MTI and the listed
+    fields present, each as its wire text (variable fields with their length
+    prefix), joined by one space.  ``key_exchange`` defaults to
+    ``is_key_exchange(message)``.  EncodeError if a listed field is invalid."""
+    if key_exchange is None:
+        key_exchange = is_key_exchange(message)
+    numbers = KEY_EXCHANGE_MAB_FIELDS if key_exchange else MAB_FIELDS
+    fields, mti = message.fields, message.mti
+    if len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
+        raise EncodeError("MTI must be 4 digits")
+    parts = [mti.encode("ascii")]
+    for n in numbers:
+        if n in fields:
+            text = NETWORK.encode_field(n, fields[n])
+            parts.append(text[:_F90_MAB_CHARS] if n == 90 else text)
+    return b" ".join(parts)
