@@ -182,11 +182,11 @@ class HsmOperations:
     async def form_key_from_components(
         self, key_type: str, components_under_lmk: list[str], lmk_scheme: str = "U"
     ) -> ImportedKey:
-        request = wire.build_form_key(b"A4", key_type, components_under_lmk, lmk_scheme)
+        request = wire.build_form_key(key_type, components_under_lmk, lmk_scheme)
         return wire.parse_imported(b"A4", await self._exchange(request))
 
     async def form_key_from_clear_components(
         self, key_type: str, clear_components: list[str], lmk_scheme: str = "U"
     ) -> ImportedKey:
-        request = wire.build_form_key(b"K0", key_type, clear_components, lmk_scheme)
+        request = wire.build_form_key_clear(key_type, clear_components, lmk_scheme)
         return wire.parse_imported(b"K0", await self._exchange(request))

@@ -29,6 +29,7 @@ from posp.hsm.api import (
 ADVICE_ONLY: dict[bytes, frozenset[bytes]] = {
     b"A6": frozenset({b"01"}),
     b"FA": frozenset({b"01"}),
+    b"FK": frozenset({b"01"}),
 }
 
 #: Widths of a key field by its scheme tag (hsm-reference §2); anything else is 16H.
@@ -206,28 +207,40 @@ def build_generate_component(key_type: str, lmk_scheme: str) -> bytes:
 
 
 def parse_generate_component(response: bytes) -> tuple[str, str]:
-    """A3: clear component, then the component under the LMK (self-delimiting)."""
+    """A3: the component under the LMK (K), then the clear component (untagged hex)."""
     fields = check_response(b"A2", response)
-    # The clear component has no scheme tag; the encrypted one ends the reply.
-    text = fields.decode("ascii")
-    for width in (33, 49, 16):
-        clear_len = len(text) - width
-        if clear_len in (16, 32, 48) and _KEY_WIDTH_BY_TAG.get(fields[clear_len], 16) == width:
-            return text[:clear_len], text[clear_len:]
-    raise HsmError("HSM response malformed: A2 component fields")
+    under_lmk, offset = split_key(fields)
+    clear = fields[offset:].decode("ascii")
+    if len(clear) not in (16, 32, 48):
+        raise HsmError("HSM response malformed: A3 clear component")
+    return clear, under_lmk
 
 
-def build_form_key(command: bytes, key_type: str, components: list[str], lmk_scheme: str) -> bytes:
-    """A4 (components under the LMK) or K0 (clear components): count, type, scheme, parts."""
-    if not 1 <= len(components) <= 9:
-        raise ValueError("between 1 and 9 components are needed")
-    return b"%b%d%b%b%b" % (
-        command,
-        len(components),
+def build_form_key(key_type: str, components_under_lmk: list[str], lmk_scheme: str) -> bytes:
+    """A4: count 1N + key type 3H + LMK scheme 1A + the components under the LMK."""
+    _check_component_count(components_under_lmk, 2)
+    return b"A4%d%b%b%b" % (
+        len(components_under_lmk),
         _ascii(key_type),
         _ascii(lmk_scheme),
-        "".join(components).encode("ascii"),
+        _ascii("".join(components_under_lmk)),
     )
+
+
+def build_form_key_clear(key_type: str, clear_components: list[str], lmk_scheme: str) -> bytes:
+    """K0: key type 3H + LMK scheme 1A + count 1N + the clear components."""
+    _check_component_count(clear_components, 1)
+    return b"K0%b%b%d%b" % (
+        _ascii(key_type),
+        _ascii(lmk_scheme),
+        len(clear_components),
+        _ascii("".join(clear_components)),
+    )
+
+
+def _check_component_count(components: list[str], minimum: int) -> None:
+    if not minimum <= len(components) <= 9:
+        raise ValueError(f"between {minimum} and 9 key components are needed")
 
 
 # --- PIN ---------------------------------------------------------------------

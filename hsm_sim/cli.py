@@ -1,0 +1,105 @@
+"""``hsm-sim``: run the payShield-style HSM simulator as a TCP server.
+
+Options come from (lowest first) defaults, ``--config`` TOML, ``POSP_HSM_*``
+environment variables, then command-line flags.  SIGTERM / SIGINT close the
+listener, flush held replies and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry, start_http_server
+
+from hsm_sim.server import start_hsm_server
+from hsm_sim.settings import HsmSimSettings, load_settings
+from posp.errors import ConfigError
+
+log = structlog.get_logger("hsm_sim")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsm-sim",
+        description="payShield-style HSM simulator (variant LMK, host commands over TCP).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 1500; 0 = any free)")
+    parser.add_argument("--header-length", type=int, help="message header length (default 4)")
+    parser.add_argument("--lmk-file", type=Path, help="LMK set file (default: public TEST LMKs)")
+    parser.add_argument("--latency-ms", type=float, help="artificial latency per reply (0)")
+    parser.add_argument("--max-cps", type=float, help="commands per second cap (0 = unlimited)")
+    parser.add_argument("--max-backlog", type=int, help="held replies per connection (256)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (9102; 0 = off)")
+    parser.add_argument("--log-format", choices=["json", "console"], help="log format")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="log level"
+    )
+    return parser
+
+
+def configure_logging(log_format: str, log_level: str) -> None:
+    """structlog to stderr, JSON or console, filtered at ``log_level``."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[log_level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+async def serve(settings: HsmSimSettings) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        log.info("metrics_listening", port=settings.metrics_port)
+    server = await start_hsm_server(settings, registry=registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("hsm_stopping", connections=server.connections)
+    await server.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"hsm-sim: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional off Linux/macOS
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
