@@ -103,7 +103,9 @@ class Dialect:
         for byte_index, value in enumerate(bitmap):
             for n, decode in rows[byte_index][value]:
                 if decode is None:
-                    raise DecodeError(f"not defined in the {self.name} dialect", field=n, offset=pos)
+                    raise DecodeError(
+                        f"not defined in the {self.name} dialect", field=n, offset=pos
+                    )
                 try:
                     fields[n], pos = decode(buf, pos)
                 except InvalidField as exc:

@@ -57,9 +57,7 @@ DEFAULT_MASKS: Final[dict[int, Mask]] = {}
 
 def render_fields(fields: Mapping[int, FieldValue], masks: Mapping[int, Mask]) -> str:
     """``{2: '622588******0001', 35: <37 chars>, ...}`` in field order."""
-    parts = [
-        f"{n}: {render_value(fields[n], masks.get(n, Mask.HIDE))}" for n in sorted(fields)
-    ]
+    parts = [f"{n}: {render_value(fields[n], masks.get(n, Mask.HIDE))}" for n in sorted(fields)]
     return "{" + ", ".join(parts) + "}"
 
 

@@ -79,7 +79,9 @@ from posp.iso8583.spec import FieldSpec, Fmt, Wire
 _N, _AN, _ANS, _B, _Z = Fmt.N, Fmt.AN, Fmt.ANS, Fmt.B, Fmt.Z
 
 
-def _f(number: int, name: str, fmt: Fmt, length: int, prefix: int = 0, mask: Mask = Mask.CLEAR) -> FieldSpec:
+def _f(
+    number: int, name: str, fmt: Fmt, length: int, prefix: int = 0, mask: Mask = Mask.CLEAR
+) -> FieldSpec:
     data = Wire.BINARY if fmt is _B else Wire.ASCII
     return FieldSpec(number, name, fmt, length, prefix, data, Wire.ASCII, mask=mask)
 

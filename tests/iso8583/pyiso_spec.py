@@ -14,7 +14,9 @@ from posp.iso8583.spec import Align, Fmt, Wire
 from posp.iso8583.terminal import TERMINAL_FIELDS
 
 
-def _field_spec(fmt: Fmt, data: Wire, length: int, prefix_digits: int, align: Align) -> dict[str, Any]:
+def _field_spec(
+    fmt: Fmt, data: Wire, length: int, prefix_digits: int, align: Align
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "data_enc": "b" if data is not Wire.ASCII else "ascii",
         "len_enc": "bcd",
