@@ -1,0 +1,309 @@
+"""The issuers' books: card accounts, holds, daily limits and the transaction log.
+
+Pure and synchronous: the server parses a request, has the HSM check the PIN, and
+calls :meth:`Ledger.authorize` / :meth:`Ledger.reverse` with the outcome.  Everything
+lives in memory (one event loop, no locks); changed accounts and transactions are
+marked dirty for the write-behind store (:mod:`issuer_sim.db`).
+
+Invariants:
+* A transaction is identified by its *original-data key*: network MTI + STAN + F7 +
+  acquirer id (11) + forwarding id (11), exactly the 42 digits of a later F90.
+* Money moves exactly once: a void, completion or reversal acts only on an original in
+  state ``approved`` and moves it out of that state in the same step; a repeated void
+  answers 12, a repeated reversal answers 00 without moving money again.
+* ``available = balance - held``; a debit or hold never makes it negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+APPROVED: Final = "approved"
+VOIDED: Final = "voided"
+REVERSED: Final = "reversed"
+COMPLETED: Final = "completed"
+
+STATUS_CODES: Final[dict[str, str]] = {
+    "lost": "41",
+    "stolen": "43",
+    "restricted": "57",
+    "expired": "54",
+}
+MAX_PIN_TRIES: Final = 3
+COMPLETION_TOLERANCE_PERCENT: Final = 115
+#: The kind of original each referencing transaction acts on.
+ORIGINAL_KIND: Final[dict[str, str]] = {
+    "purchase_void": "purchase",
+    "preauth_void": "preauth",
+    "completion": "preauth",
+    "completion_void": "completion",
+}
+
+
+@dataclass(slots=True)
+class Account:
+    pan: str
+    expiry: str  # YYMM
+    status: str
+    pvv: str  # 4 digits, PVKI 1
+    balance_minor: int
+    daily_limit_minor: int
+    card_org: str
+    held_minor: int = 0
+    spent_today_minor: int = 0
+    spent_day: str = ""  # YYYYMMDD the counter belongs to
+    pin_failures: int = 0
+
+    @property
+    def available_minor(self) -> int:
+        return self.balance_minor - self.held_minor
+
+
+@dataclass(slots=True)
+class Txn:
+    key: str
+    kind: str
+    pan: str
+    amount_minor: int
+    state: str
+    auth_code: str
+    original_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A financial request as the ledger needs it (already parsed and PIN-checked)."""
+
+    kind: str  # balance, purchase, purchase_void, refund, preauth, ...
+    key: str  # this request's original-data key
+    pan: str
+    amount_minor: int
+    today: str  # YYYYMMDD on the issuer clock
+    expiry: str | None = None  # F14 when sent
+    original_key: str | None = None  # from F90
+    pin_ok: bool | None = None  # None: no PIN in the request
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: str
+    auth_code: str | None = None
+    available_minor: int | None = None  # for balance inquiries
+
+
+class Ledger:
+    """Accounts and transactions, with dirty tracking for write-behind persistence."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.txns: dict[str, Txn] = {}
+        self.reversed_unknown: set[str] = set()  # 0420s whose original we never saw
+        self.dirty_accounts: set[str] = set()
+        self.dirty_txns: set[str] = set()
+        self._auth_counter = 0
+
+    # --- accounts --------------------------------------------------------
+    def put_account(self, account: Account) -> None:
+        self.accounts[account.pan] = account
+        self.dirty_accounts.add(account.pan)
+
+    def _touch(self, account: Account) -> None:
+        self.dirty_accounts.add(account.pan)
+
+    def _record(self, txn: Txn) -> None:
+        self.txns[txn.key] = txn
+        self.dirty_txns.add(txn.key)
+
+    def _next_auth_code(self) -> str:
+        self._auth_counter = self._auth_counter % 999_999 + 1
+        return f"{self._auth_counter:06d}"
+
+    # --- authorization ---------------------------------------------------
+    def check_card(self, request: Request) -> tuple[Account | None, str]:
+        """The account and ``00``, or a decline code for card, expiry or PIN problems."""
+        account = self.accounts.get(request.pan)
+        if account is None:
+            return None, "14"
+        if account.status in STATUS_CODES:
+            return account, STATUS_CODES[account.status]
+        if account.expiry < request.today[2:6] or (
+            request.expiry is not None and request.expiry != account.expiry
+        ):
+            return account, "54"
+        if request.pin_ok is False:
+            account.pin_failures += 1
+            self._touch(account)
+            return account, "75" if account.pin_failures >= MAX_PIN_TRIES else "55"
+        if request.pin_ok is True and account.pin_failures:
+            account.pin_failures = 0
+            self._touch(account)
+        return account, "00"
+
+    def authorize(self, request: Request, forced_code: str = "") -> Outcome:
+        """Decide and apply one financial request."""
+        account, code = self.check_card(request)
+        if account is None or code != "00":
+            return Outcome(code)
+        if forced_code and forced_code != "00":
+            return Outcome(forced_code)
+        if account.spent_day != request.today:
+            account.spent_day, account.spent_today_minor = request.today, 0
+        handler = _HANDLERS.get(request.kind)
+        if handler is None:
+            return Outcome("12")
+        code = handler(self, account, request)
+        if code != "00":
+            return Outcome(code)
+        auth_code = self._next_auth_code()
+        self._touch(account)
+        if request.kind != "balance":
+            self._record(
+                Txn(
+                    request.key,
+                    request.kind,
+                    request.pan,
+                    request.amount_minor,
+                    APPROVED,
+                    auth_code,
+                    request.original_key,
+                )
+            )
+        return Outcome("00", auth_code, account.available_minor)
+
+    def _original(self, request: Request) -> Txn | str:
+        """The approved original a referencing request acts on, or a decline code."""
+        if request.original_key is None:
+            return "30"
+        original = self.txns.get(request.original_key)
+        if original is None or original.pan != request.pan:
+            return "25"
+        if original.kind != ORIGINAL_KIND[request.kind] or original.state != APPROVED:
+            return "12"
+        return original
+
+    def _balance(self, account: Account, request: Request) -> str:
+        return "00"
+
+    def _purchase(self, account: Account, request: Request) -> str:
+        amount = request.amount_minor
+        if account.spent_today_minor + amount > account.daily_limit_minor:
+            return "61"
+        if account.available_minor < amount:
+            return "51"
+        account.balance_minor -= amount
+        account.spent_today_minor += amount
+        return "00"
+
+    def _preauth(self, account: Account, request: Request) -> str:
+        amount = request.amount_minor
+        if account.spent_today_minor + amount > account.daily_limit_minor:
+            return "61"
+        if account.available_minor < amount:
+            return "51"
+        account.held_minor += amount
+        account.spent_today_minor += amount
+        return "00"
+
+    def _void(self, account: Account, request: Request) -> str:
+        """Purchase void, pre-auth void and completion void: restore the original once."""
+        original = self._original(request)
+        if isinstance(original, str):
+            return original
+        if request.amount_minor != original.amount_minor:
+            return "64"
+        if original.kind == "preauth":
+            account.held_minor -= original.amount_minor
+        else:
+            account.balance_minor += original.amount_minor
+        if original.kind != "completion":
+            account.spent_today_minor = max(0, account.spent_today_minor - original.amount_minor)
+        original.state = VOIDED
+        self.dirty_txns.add(original.key)
+        return "00"
+
+    def _refund(self, account: Account, request: Request) -> str:
+        account.balance_minor += request.amount_minor
+        return "00"
+
+    def _completion(self, account: Account, request: Request) -> str:
+        original = self._original(request)
+        if isinstance(original, str):
+            return original
+        hold = original.amount_minor
+        if request.amount_minor * 100 > hold * COMPLETION_TOLERANCE_PERCENT:
+            return "64"
+        if account.available_minor + hold < request.amount_minor:
+            return "51"
+        account.held_minor -= hold
+        account.balance_minor -= request.amount_minor
+        original.state = COMPLETED
+        self.dirty_txns.add(original.key)
+        return "00"
+
+    # --- reversal ----------------------------------------------------------
+    def reverse(self, key: str) -> None:
+        """Undo the transaction with original-data ``key`` exactly once (always 00)."""
+        txn = self.txns.get(key)
+        if txn is None:
+            self.reversed_unknown.add(key)
+            return
+        if txn.state != APPROVED:  # already reversed, voided or consumed: nothing to undo
+            return
+        account = self.accounts[txn.pan]
+        _UNDO[txn.kind](self, account, txn)
+        txn.state = REVERSED
+        self.dirty_txns.add(txn.key)
+        self._touch(account)
+
+    def _undo_debit(self, account: Account, txn: Txn) -> None:
+        account.balance_minor += txn.amount_minor
+        account.spent_today_minor = max(0, account.spent_today_minor - txn.amount_minor)
+
+    def _undo_preauth(self, account: Account, txn: Txn) -> None:
+        account.held_minor -= txn.amount_minor
+        account.spent_today_minor = max(0, account.spent_today_minor - txn.amount_minor)
+
+    def _undo_refund(self, account: Account, txn: Txn) -> None:
+        account.balance_minor -= txn.amount_minor
+
+    def _undo_void(self, account: Account, txn: Txn) -> None:
+        """Reinstate the voided original (its money leaves or is held again)."""
+        original = self.txns.get(txn.original_key or "")
+        if original is None or original.state != VOIDED:
+            return
+        if original.kind == "preauth":
+            account.held_minor += original.amount_minor
+        else:
+            account.balance_minor -= original.amount_minor
+        original.state = APPROVED
+        self.dirty_txns.add(original.key)
+
+    def _undo_completion(self, account: Account, txn: Txn) -> None:
+        account.balance_minor += txn.amount_minor
+        preauth = self.txns.get(txn.original_key or "")
+        if preauth is not None and preauth.state == COMPLETED:
+            account.held_minor += preauth.amount_minor
+            preauth.state = APPROVED
+            self.dirty_txns.add(preauth.key)
+
+
+_HANDLERS = {
+    "balance": Ledger._balance,
+    "purchase": Ledger._purchase,
+    "purchase_void": Ledger._void,
+    "refund": Ledger._refund,
+    "preauth": Ledger._preauth,
+    "preauth_void": Ledger._void,
+    "completion": Ledger._completion,
+    "completion_void": Ledger._void,
+}
+_UNDO = {
+    "purchase": Ledger._undo_debit,
+    "purchase_void": Ledger._undo_void,
+    "refund": Ledger._undo_refund,
+    "preauth": Ledger._undo_preauth,
+    "preauth_void": Ledger._undo_void,
+    "completion": Ledger._undo_completion,
+    "completion_void": Ledger._undo_void,
+}

@@ -1,0 +1,145 @@
+"""Terminal-link request → network-link request, and back (pure; network-link.md §3).
+
+Invariants:
+
+* The network request carries the card data the terminal sent (2, 14, 22, 23, 35, 36,
+  55), the amount and currency, the merchant's MCC (18) and name (43), the switch's
+  RRN (37), the terminal's 60.1 (60) and, when a PIN was entered, F52 under the ZPK
+  with F53 ``2600000000000000`` and F26.  It never carries F64, the terminal's F11 or
+  F61: the link fills F7, F11, F32 and F33.
+* Voids, refunds, pre-auth voids and completions reference their original through
+  F90 = original network MTI + network STAN + F7 + acquirer id + forwarding id.
+  When the caller does not pass the ids, F90's last 22 digits are zeros and
+  ``NetworkLink.send`` fills in its own (the original went over the same link).
+* A reversal (0420) is the original network request without PIN, track or chip
+  data, with F39 = reason and F90 pointing at the original.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from posp.iso8583 import Message
+from posp.iso8583.fields import OriginalData
+from posp.store.api import JournalEntry, Merchant
+
+#: Network MTI of each terminal transaction type (network-link.md §3).
+NETWORK_MTI: Final[dict[str, str]] = {
+    "balance": "0200",
+    "purchase": "0200",
+    "purchase_void": "0200",
+    "refund": "0220",
+    "preauth": "0100",
+    "preauth_void": "0100",
+    "completion": "0200",
+    "completion_void": "0200",
+}
+#: Transaction types that reference an original through F90.
+REFERENCES_ORIGINAL: Final = frozenset(
+    {"purchase_void", "refund", "preauth_void", "completion", "completion_void"}
+)
+#: Terminal fields copied as they are.
+_COPIED: Final = (2, 3, 4, 14, 22, 23, 25, 38, 41, 42, 49, 55)
+#: Fields a reversal never carries (PIN, track, chip data, MAC).
+_NOT_IN_REVERSAL: Final = (26, 35, 36, 52, 53, 55, 128)
+#: Network response fields the switch copies into the terminal response.
+RESPONSE_FIELDS: Final = (37, 38, 39, 15, 54, 44, 63)
+PIN_SECURITY_CONTROL: Final = "2600000000000000"
+ZERO_IDS: Final = "0" * 22
+
+
+def merchant_name_an40(name: str) -> str:
+    """F43: ASCII only (other characters become ``?``), cut or space-padded to 40."""
+    ascii_name = name.encode("ascii", "replace").decode("ascii")
+    return ascii_name[:40].ljust(40)
+
+
+def original_data(
+    original: JournalEntry, *, acquirer_id: str = "", forwarding_id: str = ""
+) -> str | None:
+    """F90 for an original journal entry, or None when it never reached the network."""
+    mti = NETWORK_MTI.get(original.txn_type)
+    if mti is None or original.network_stan is None or original.network_f7 is None:
+        return None
+    return OriginalData(
+        mti=mti,
+        stan=original.network_stan,
+        f7=original.network_f7,
+        acquirer_id=acquirer_id.zfill(11) if acquirer_id else "0" * 11,
+        forwarding_id=forwarding_id.zfill(11) if forwarding_id else "0" * 11,
+    ).render()
+
+
+def network_request(
+    txn_type: str,
+    terminal_msg: Message,
+    *,
+    merchant: Merchant,
+    pin_block_zpk: str | None,
+    track2: str | None,
+    track3: str | None,
+    rrn: str,
+    original: JournalEntry | None,
+    acquirer_id: str = "",
+    forwarding_id: str = "",
+) -> Message:
+    """Build the network request; ``KeyError`` for an unknown ``txn_type``."""
+    request = Message(NETWORK_MTI[txn_type])
+    for n in _COPIED:
+        value = terminal_msg.get(n)
+        if value is not None:
+            request[n] = value
+    if track2:
+        request[35] = track2
+    if track3:
+        request[36] = track3
+    if pin_block_zpk:
+        request[52] = bytes.fromhex(pin_block_zpk)
+        request[53] = PIN_SECURITY_CONTROL
+        request[26] = str(terminal_msg.get(26) or "12")
+    request[18] = merchant.category_code
+    request[43] = merchant_name_an40(merchant.name)
+    request[37] = rrn
+    f60 = terminal_msg.get(60)
+    if isinstance(f60, str) and len(f60) >= 2:
+        request[60] = f60[:2]
+    if txn_type in REFERENCES_ORIGINAL and original is not None:
+        f90 = original_data(original, acquirer_id=acquirer_id, forwarding_id=forwarding_id)
+        if f90 is not None:
+            request[90] = f90
+    return request
+
+
+def network_reversal(original_network_request: Message, reason_code: str = "98") -> Message:
+    """0420 for a request already sent (it must carry the F7, F11, F32 the link set)."""
+    original = original_network_request
+    reversal = Message("0420", dict(original.fields))
+    for n in (*_NOT_IN_REVERSAL, 7, 11, 39, 90):
+        reversal.fields.pop(n, None)
+    reversal[39] = reason_code
+    reversal[90] = OriginalData(
+        mti=original.mti,
+        stan=original.text(11),
+        f7=original.text(7),
+        acquirer_id=original.text(32).zfill(11),
+        forwarding_id=str(original.get(33) or "").zfill(11),
+    ).render()
+    return reversal
+
+
+def response_code(network_response: Message) -> str:
+    """F39 of a network response; ``96`` when the network left it out."""
+    code = network_response.get(39)
+    return code if isinstance(code, str) and len(code) == 2 else "96"
+
+
+def terminal_response_fields(network_response: Message) -> dict[int, str]:
+    """39, 38, 37, 15, 54, 44, 63 from the network response, those present, for the
+    terminal response (39 always present, ``96`` when the network omitted it)."""
+    out: dict[int, str] = {}
+    for n in RESPONSE_FIELDS:
+        value = network_response.get(n)
+        if isinstance(value, str):
+            out[n] = value
+    out[39] = response_code(network_response)
+    return out
