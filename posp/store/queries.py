@@ -1,0 +1,208 @@
+"""The store's SQL, written once for both dialects with ``?`` placeholders.
+
+PostgreSQL gets the same text with ``$1, $2, ...`` (``numbered``).  Every
+compare-and-set is one statement with ``RETURNING`` so that "did this caller
+win" is "did a row come back", identically on SQLite (>= 3.35) and PostgreSQL.
+No statement contains a literal ``?``.
+
+Settlement rule (terminal-link.md §3.3): debits are approved purchases and
+completions neither voided nor reversed (a voided/reversed entry has left the
+approved state, so the state test is enough); credits are approved refunds.
+Card class ``01`` is foreign, anything else domestic.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from posp.store.rows import (
+    ENTRY_INSERT_COLUMNS,
+    MERCHANT_COLUMNS,
+    SETTLEMENT_COLUMNS,
+    TERMINAL_COLUMNS,
+    UPLOAD_COLUMNS,
+)
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """``sql`` with each ``?`` replaced by ``$1``, ``$2``, ... (PostgreSQL style)."""
+    counter = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})"
+
+
+# --- registry ----------------------------------------------------------------
+ADD_MERCHANT = _insert("merchants", MERCHANT_COLUMNS)
+GET_MERCHANT = "SELECT * FROM merchants WHERE merchant_id = ?"
+LIST_MERCHANTS = "SELECT * FROM merchants ORDER BY merchant_id"
+SET_MERCHANT_STATUS = "UPDATE merchants SET status = ? WHERE merchant_id = ? RETURNING merchant_id"
+
+ADD_TERMINAL = _insert("terminals", TERMINAL_COLUMNS)
+GET_TERMINAL = "SELECT * FROM terminals WHERE terminal_id = ?"
+LIST_TERMINALS = "SELECT * FROM terminals ORDER BY terminal_id"
+LIST_MERCHANT_TERMINALS = "SELECT * FROM terminals WHERE merchant_id = ? ORDER BY terminal_id"
+SET_TERMINAL_STATUS = "UPDATE terminals SET status = ? WHERE terminal_id = ? RETURNING terminal_id"
+_NO_WORKING_KEYS = "tpk_lmk = NULL, tak_lmk = NULL, tdk_lmk = NULL, keys_generated_at = NULL"
+SET_TERMINAL_TMK = (
+    f"UPDATE terminals SET tmk_lmk = ?, tmk_kcv = ?, {_NO_WORKING_KEYS}"
+    " WHERE terminal_id = ? RETURNING terminal_id"
+)
+SET_WORKING_KEYS = (
+    "UPDATE terminals SET tpk_lmk = ?, tak_lmk = ?, tdk_lmk = ?, keys_generated_at = ?"
+    " WHERE terminal_id = ?"
+)
+CLEAR_WORKING_KEYS = f"UPDATE terminals SET {_NO_WORKING_KEYS} WHERE terminal_id = ?"
+COUNT_SIGNED_IN = (
+    "SELECT count(*) AS n FROM terminals WHERE tpk_lmk IS NOT NULL AND keys_generated_at >= ?"
+)
+CLOSE_BATCH = (
+    "UPDATE terminals SET batch = ? WHERE terminal_id = ? AND batch = ? RETURNING terminal_id"
+)
+
+# --- journal -----------------------------------------------------------------
+INSERT_ENTRY = _insert("journal", ENTRY_INSERT_COLUMNS) + " RETURNING id"
+GET_ENTRY = "SELECT * FROM journal WHERE id = ?"
+# A financial (deduplicated) entry wins over a management one with the same trace.
+FIND_BY_TRACE = (
+    "SELECT * FROM journal WHERE terminal_id = ? AND batch = ? AND trace = ? AND direction = ?"
+    " ORDER BY dedupe DESC, id DESC LIMIT 1"
+)
+ADD_REFUNDED = (
+    "UPDATE journal SET refunded_minor = refunded_minor + ?"
+    " WHERE id = ? AND refunded_minor + ? <= ? AND refunded_minor + ? >= 0 RETURNING id"
+)
+DEBIT = (
+    "direction = 'original' AND txn_type IN ('purchase', 'completion')"
+    " AND state IN ('approved', 'completed')"
+)
+CREDIT = "direction = 'original' AND txn_type = 'refund' AND state = 'approved'"
+FIND_DEBIT_OR_CREDIT = (
+    f"SELECT * FROM journal WHERE terminal_id = ? AND batch = ? AND trace = ?"
+    f" AND (({DEBIT}) OR ({CREDIT})) ORDER BY id DESC LIMIT 1"
+)
+
+
+def update_entry(columns: list[str]) -> str:
+    """``columns`` must come from rows.checked_entry_changes (never from a caller)."""
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return f"UPDATE journal SET {assignments} WHERE id = ?"
+
+
+def transition(from_state_count: int) -> str:
+    return (
+        f"UPDATE journal SET state = ? WHERE id = ? AND state IN ({marks(from_state_count)})"
+        " RETURNING id"
+    )
+
+
+def find_original(conditions: list[str]) -> str:
+    """Latest original entry matching ``conditions`` (each a ``column = ?`` test)."""
+    where = " AND ".join(["direction = 'original'", *conditions])
+    return f"SELECT * FROM journal WHERE {where} ORDER BY id DESC LIMIT 1"
+
+
+# --- store-and-forward ---------------------------------------------------------
+# Re-enqueueing the same entry touches nothing but returns the existing id.
+ENQUEUE_SAF = (
+    _insert("saf", ("entry_id", "payload", "attempts", "next_attempt_at", "created_at"))
+    + " ON CONFLICT (entry_id) DO UPDATE SET entry_id = excluded.entry_id RETURNING id"
+)
+SELECT_DUE_SAF = "SELECT * FROM saf WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+RESCHEDULE_SAF = "UPDATE saf SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?"
+COMPLETE_SAF = "DELETE FROM saf WHERE id = ?"
+SAF_DEPTH = "SELECT count(*) AS n FROM saf"
+
+
+def lease_due_saf(*, skip_locked: bool) -> str:
+    """Take due items and push their next attempt to the lease expiry, so a second
+    instance polling meanwhile does not send them too (params: lease_until, now, limit)."""
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    return (
+        "UPDATE saf SET next_attempt_at = ? WHERE id IN (SELECT id FROM saf"
+        f" WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{lock})"
+        " RETURNING *"
+    )
+
+
+# --- settlement and batch upload ---------------------------------------------
+_AMOUNT = "COALESCE(amount_minor, 0)"
+BATCH_TOTALS = (
+    "SELECT CASE WHEN card_class = '01' THEN '01' ELSE '00' END AS class,"
+    f" CAST(SUM(CASE WHEN {DEBIT} THEN 1 ELSE 0 END) AS BIGINT) AS debit_count,"
+    f" CAST(SUM(CASE WHEN {DEBIT} THEN {_AMOUNT} ELSE 0 END) AS BIGINT) AS debit_amount_minor,"
+    f" CAST(SUM(CASE WHEN {CREDIT} THEN 1 ELSE 0 END) AS BIGINT) AS credit_count,"
+    f" CAST(SUM(CASE WHEN {CREDIT} THEN {_AMOUNT} ELSE 0 END) AS BIGINT) AS credit_amount_minor"
+    " FROM journal WHERE terminal_id = ? AND batch = ? GROUP BY 1"
+)
+RECORD_SETTLEMENT = (
+    _insert("settlements", SETTLEMENT_COLUMNS)
+    + " ON CONFLICT (terminal_id, batch) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in SETTLEMENT_COLUMNS[3:])
+    + " RETURNING id"
+)
+GET_SETTLEMENT = "SELECT * FROM settlements WHERE terminal_id = ? AND batch = ?"
+RECORD_UPLOAD = (
+    _insert("uploads", (*UPLOAD_COLUMNS, "created_at"))
+    + " ON CONFLICT (terminal_id, batch, trace) DO NOTHING RETURNING trace"
+)
+LIST_UPLOADS = "SELECT * FROM uploads WHERE terminal_id = ? AND batch = ? ORDER BY trace"
+
+
+def list_settlements(conditions: list[str]) -> str:
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT * FROM settlements{where} ORDER BY settled_at, terminal_id, batch"
+
+
+def batch_summaries(by_terminal: bool) -> str:
+    """Per (terminal, batch) counts and amounts of financial originals."""
+    where = " WHERE terminal_id = ?" if by_terminal else ""
+    return (
+        "SELECT terminal_id, MAX(merchant_id) AS merchant_id, batch,"
+        " CAST(SUM(CASE WHEN dedupe AND direction = 'original' THEN 1 ELSE 0 END) AS BIGINT)"
+        " AS txn_count,"
+        f" CAST(SUM(CASE WHEN {DEBIT} THEN 1 ELSE 0 END) AS BIGINT) AS debit_count,"
+        f" CAST(SUM(CASE WHEN {DEBIT} THEN {_AMOUNT} ELSE 0 END) AS BIGINT)"
+        " AS debit_amount_minor,"
+        f" CAST(SUM(CASE WHEN {CREDIT} THEN 1 ELSE 0 END) AS BIGINT) AS credit_count,"
+        f" CAST(SUM(CASE WHEN {CREDIT} THEN {_AMOUNT} ELSE 0 END) AS BIGINT)"
+        " AS credit_amount_minor"
+        f" FROM journal{where} GROUP BY terminal_id, batch"
+    )
+
+
+def upload_counts(by_terminal: bool) -> str:
+    where = " WHERE terminal_id = ?" if by_terminal else ""
+    return (
+        "SELECT terminal_id, batch, count(*) AS records,"
+        " CAST(SUM(CASE WHEN matched THEN 0 ELSE 1 END) AS BIGINT) AS mismatches"
+        f" FROM uploads{where} GROUP BY terminal_id, batch"
+    )
+
+
+def settlement_flags(by_terminal: bool) -> str:
+    where = " WHERE terminal_id = ?" if by_terminal else ""
+    return (
+        "SELECT terminal_id, merchant_id, batch, domestic_balanced, foreign_balanced"
+        f" FROM settlements{where}"
+    )
+
+
+def open_batches(by_terminal: bool) -> str:
+    where = " WHERE terminal_id = ?" if by_terminal else ""
+    return f"SELECT terminal_id, merchant_id, batch FROM terminals{where}"
+
+
+# --- sequences -----------------------------------------------------------------
+NEXT_SEQUENCE = (
+    "INSERT INTO sequences (name, value) VALUES (?, 1)"
+    " ON CONFLICT (name) DO UPDATE SET value = sequences.value + 1 RETURNING value"
+)

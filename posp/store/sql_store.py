@@ -1,0 +1,326 @@
+"""The ``Store`` behaviour written once over two primitives, ``_read`` and
+``_write``, which the SQLite and PostgreSQL implementations provide.
+
+Invariants:
+* Each public method issues single statements; every compare-and-set is one
+  ``UPDATE ... RETURNING`` (or ``INSERT ... ON CONFLICT``), so exactly one
+  concurrent caller sees True whichever database runs it.
+* The primitives translate driver errors: unique violations arrive here as
+  ``DuplicateTransaction``, lost connections as ``StoreUnavailable``, anything
+  else as ``StoreError``; the messages name operations, ids and traces only.
+* ``_write`` returns only after the change is committed (durable).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
+from posp.store import queries as q
+from posp.store import rows
+from posp.store.api import (
+    BatchTotals,
+    JournalEntry,
+    Merchant,
+    SafItem,
+    Settlement,
+    Terminal,
+    UploadedRecord,
+)
+from posp.store.batches import merge_batches
+
+#: How long ``due_saf`` hides the items it hands out from other pollers.
+DEFAULT_SAF_LEASE_S = 30.0
+
+
+class SqlStore(abc.ABC):
+    """Base of SqliteStore and PostgresStore.
+
+    ``due_saf`` leases what it returns: the items' next attempt moves to
+    ``now + saf_lease_s`` so another instance polling meanwhile skips them; the
+    sender then calls ``reschedule_saf`` or ``complete_saf``.  An item whose
+    sender died becomes due again when the lease ends (0420 repeats are
+    idempotent at the network).  ``saf_lease_s=0`` disables the lease.
+    """
+
+    def __init__(self, *, node_id: str = "", saf_lease_s: float = DEFAULT_SAF_LEASE_S) -> None:
+        self.node_id = node_id
+        self.saf_lease_s = saf_lease_s
+
+    # --- primitives ------------------------------------------------------------
+    @abc.abstractmethod
+    async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows (indexable by column name) of a query."""
+
+    @abc.abstractmethod
+    async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run a changing statement, commit, and return its RETURNING rows."""
+
+    @abc.abstractmethod
+    def _time(self, value: dt.datetime) -> Any:
+        """A UTC datetime as the driver wants it bound."""
+
+    @property
+    @abc.abstractmethod
+    def _skip_locked(self) -> bool:
+        """Whether row locks exist (PostgreSQL) so due_saf may skip locked rows."""
+
+    async def _read_one(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
+        found = await self._read(op, sql, params)
+        return found[0] if found else None
+
+    # --- registry: merchants -----------------------------------------------------
+    async def add_merchant(self, merchant: Merchant) -> None:
+        values = [getattr(merchant, c) for c in rows.MERCHANT_COLUMNS]
+        values[-1] = self._time(merchant.created_at or rows.now_utc())
+        try:
+            await self._write("add_merchant", q.ADD_MERCHANT, values)
+        except DuplicateTransaction as exc:
+            raise StoreError(f"merchant {merchant.merchant_id} already exists") from exc
+
+    async def get_merchant(self, merchant_id: str) -> Merchant | None:
+        row = await self._read_one("get_merchant", q.GET_MERCHANT, [merchant_id])
+        return None if row is None else rows.merchant_from_row(row)
+
+    async def list_merchants(self) -> list[Merchant]:
+        return [rows.merchant_from_row(r) for r in await self._read("merchants", q.LIST_MERCHANTS)]
+
+    async def set_merchant_status(self, merchant_id: str, status: str) -> bool:
+        changed = await self._write("merchant_status", q.SET_MERCHANT_STATUS, [status, merchant_id])
+        return bool(changed)
+
+    # --- registry: terminals -----------------------------------------------------
+    async def add_terminal(self, terminal: Terminal) -> None:
+        values: list[Any] = []
+        for column in rows.TERMINAL_COLUMNS:
+            value = getattr(terminal, column)
+            if column == "created_at":
+                value = value or rows.now_utc()
+            values.append(self._time(value) if isinstance(value, dt.datetime) else value)
+        try:
+            await self._write("add_terminal", q.ADD_TERMINAL, values)
+        except DuplicateTransaction as exc:
+            raise StoreError(f"terminal {terminal.terminal_id} already exists") from exc
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if await self.get_merchant(terminal.merchant_id) is None:
+                raise StoreError(f"merchant {terminal.merchant_id} is unknown") from exc
+            raise
+
+    async def get_terminal(self, terminal_id: str) -> Terminal | None:
+        row = await self._read_one("get_terminal", q.GET_TERMINAL, [terminal_id])
+        return None if row is None else rows.terminal_from_row(row)
+
+    async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]:
+        if merchant_id is None:
+            found = await self._read("terminals", q.LIST_TERMINALS)
+        else:
+            found = await self._read("terminals", q.LIST_MERCHANT_TERMINALS, [merchant_id])
+        return [rows.terminal_from_row(r) for r in found]
+
+    async def set_terminal_status(self, terminal_id: str, status: str) -> bool:
+        changed = await self._write("terminal_status", q.SET_TERMINAL_STATUS, [status, terminal_id])
+        return bool(changed)
+
+    async def set_terminal_tmk(self, terminal_id: str, tmk_lmk: str, tmk_kcv: str) -> bool:
+        params = [tmk_lmk, tmk_kcv, terminal_id]
+        return bool(await self._write("set_tmk", q.SET_TERMINAL_TMK, params))
+
+    async def set_working_keys(
+        self,
+        terminal_id: str,
+        tpk_lmk: str,
+        tak_lmk: str,
+        tdk_lmk: str | None,
+        generated_at: dt.datetime,
+    ) -> None:
+        params = [tpk_lmk, tak_lmk, tdk_lmk, self._time(rows.as_utc(generated_at)), terminal_id]
+        await self._write("set_working_keys", q.SET_WORKING_KEYS, params)
+
+    async def clear_working_keys(self, terminal_id: str) -> None:
+        await self._write("clear_working_keys", q.CLEAR_WORKING_KEYS, [terminal_id])
+
+    async def count_signed_in(self, since: dt.datetime) -> int:
+        row = await self._read_one("count_signed_in", q.COUNT_SIGNED_IN, [self._time(since)])
+        return int(row["n"]) if row else 0
+
+    async def close_batch(self, terminal_id: str, batch: str, next_batch: str) -> bool:
+        params = [next_batch, terminal_id, batch]
+        return bool(await self._write("close_batch", q.CLOSE_BATCH, params))
+
+    # --- journal -------------------------------------------------------------------
+    async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
+        values = rows.entry_insert_values(entry, dedupe=dedupe, default_node_id=self.node_id)
+        values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
+        try:
+            inserted = await self._write("insert_entry", q.INSERT_ENTRY, values)
+        except DuplicateTransaction as exc:
+            raise DuplicateTransaction(
+                f"terminal {entry.terminal_id} batch {entry.batch} trace {entry.trace}"
+                f" ({entry.direction}) is already journaled"
+            ) from exc
+        return int(inserted[0]["id"])
+
+    async def update_entry(self, entry_id: int, **changes: object) -> None:
+        checked = rows.checked_entry_changes(changes)
+        if not checked:
+            return
+        params = [self._time(v) if isinstance(v, dt.datetime) else v for v in checked.values()]
+        await self._write("update_entry", q.update_entry(list(checked)), [*params, entry_id])
+
+    async def get_entry(self, entry_id: int) -> JournalEntry | None:
+        row = await self._read_one("get_entry", q.GET_ENTRY, [entry_id])
+        return None if row is None else rows.entry_from_row(row)
+
+    async def find_by_trace(
+        self, terminal_id: str, batch: str, trace: str, direction: str = "original"
+    ) -> JournalEntry | None:
+        params = [terminal_id, batch, trace, direction]
+        row = await self._read_one("find_by_trace", q.FIND_BY_TRACE, params)
+        return None if row is None else rows.entry_from_row(row)
+
+    async def find_by_rrn(
+        self, rrn: str, *, local_date: str | None = None, merchant_id: str | None = None
+    ) -> JournalEntry | None:
+        tests = {"rrn": rrn, "local_date": local_date, "merchant_id": merchant_id}
+        return await self._find_original("find_by_rrn", tests)
+
+    async def find_preauth(
+        self, merchant_id: str, auth_code: str, local_date: str | None, pan_hash: str | None
+    ) -> JournalEntry | None:
+        tests = {
+            "merchant_id": merchant_id,
+            "auth_code": auth_code,
+            "txn_type": "preauth",
+            "state": "approved",
+            "local_date": local_date,
+            "pan_hash": pan_hash,
+        }
+        return await self._find_original("find_preauth", tests)
+
+    async def _find_original(self, op: str, tests: dict[str, str | None]) -> JournalEntry | None:
+        """Latest original entry equal on every test whose value is not None."""
+        used = {column: value for column, value in tests.items() if value is not None}
+        sql = q.find_original([f"{column} = ?" for column in used])
+        row = await self._read_one(op, sql, list(used.values()))
+        return None if row is None else rows.entry_from_row(row)
+
+    async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
+        if not from_states:
+            return False
+        params = [to_state, entry_id, *from_states]
+        return bool(await self._write("transition", q.transition(len(from_states)), params))
+
+    async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
+        params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor]
+        return bool(await self._write("add_refunded", q.ADD_REFUNDED, params))
+
+    # --- store-and-forward ---------------------------------------------------------
+    async def enqueue_saf(self, item: SafItem) -> int:
+        next_at = rows.as_utc(item.next_attempt_at) if item.next_attempt_at else rows.now_utc()
+        created = rows.as_utc(item.created_at) if item.created_at else rows.now_utc()
+        params = [item.entry_id, item.payload, item.attempts, self._time(next_at)]
+        try:
+            queued = await self._write("enqueue_saf", q.ENQUEUE_SAF, [*params, self._time(created)])
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if await self.get_entry(item.entry_id) is None:
+                raise StoreError(f"enqueue_saf: journal entry {item.entry_id} is unknown") from exc
+            raise
+        return int(queued[0]["id"])
+
+    async def due_saf(self, now: dt.datetime, limit: int = 100) -> list[SafItem]:
+        now_db = self._time(rows.as_utc(now))
+        if self.saf_lease_s <= 0:
+            found = await self._read("due_saf", q.SELECT_DUE_SAF, [now_db, limit])
+            return [rows.saf_from_row(r) for r in found]
+        lease_until = rows.as_utc(now) + dt.timedelta(seconds=self.saf_lease_s)
+        sql = q.lease_due_saf(skip_locked=self._skip_locked)
+        found = await self._write("due_saf", sql, [self._time(lease_until), now_db, limit])
+        items = [rows.saf_from_row(r) for r in found]
+        items.sort(key=lambda item: item.id or 0)
+        return items
+
+    async def reschedule_saf(self, item_id: int, next_attempt_at: dt.datetime) -> None:
+        params = [self._time(rows.as_utc(next_attempt_at)), item_id]
+        await self._write("reschedule_saf", q.RESCHEDULE_SAF, params)
+
+    async def complete_saf(self, item_id: int) -> None:
+        await self._write("complete_saf", q.COMPLETE_SAF, [item_id])
+
+    async def saf_depth(self) -> int:
+        row = await self._read_one("saf_depth", q.SAF_DEPTH)
+        return int(row["n"]) if row else 0
+
+    # --- settlement and batch upload ------------------------------------------------
+    async def batch_totals(self, terminal_id: str, batch: str) -> tuple[BatchTotals, BatchTotals]:
+        by_class = {"00": BatchTotals(), "01": BatchTotals()}
+        for row in await self._read("batch_totals", q.BATCH_TOTALS, [terminal_id, batch]):
+            by_class[row["class"]] = BatchTotals(
+                debit_amount_minor=int(row["debit_amount_minor"] or 0),
+                debit_count=int(row["debit_count"] or 0),
+                credit_amount_minor=int(row["credit_amount_minor"] or 0),
+                credit_count=int(row["credit_count"] or 0),
+            )
+        return by_class["00"], by_class["01"]
+
+    async def record_settlement(self, settlement: Settlement) -> int:
+        values = rows.settlement_values(settlement)
+        values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
+        recorded = await self._write("record_settlement", q.RECORD_SETTLEMENT, values)
+        return int(recorded[0]["id"])
+
+    async def get_settlement(self, terminal_id: str, batch: str) -> Settlement | None:
+        row = await self._read_one("get_settlement", q.GET_SETTLEMENT, [terminal_id, batch])
+        return None if row is None else rows.settlement_from_row(row)
+
+    async def list_settlements(
+        self, *, date: dt.date | None = None, terminal_id: str | None = None
+    ) -> list[Settlement]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if date is not None:
+            day_start = dt.datetime.combine(date, dt.time(), rows.UTC)
+            conditions += ["settled_at >= ?", "settled_at < ?"]
+            params += [self._time(day_start), self._time(day_start + dt.timedelta(days=1))]
+        if terminal_id is not None:
+            conditions.append("terminal_id = ?")
+            params.append(terminal_id)
+        found = await self._read("list_settlements", q.list_settlements(conditions), params)
+        return [rows.settlement_from_row(r) for r in found]
+
+    async def record_upload(self, record: UploadedRecord) -> bool:
+        values = [*rows.upload_values(record), self._time(rows.now_utc())]
+        return bool(await self._write("record_upload", q.RECORD_UPLOAD, values))
+
+    async def find_debit_or_credit(
+        self, terminal_id: str, batch: str, trace: str
+    ) -> JournalEntry | None:
+        params = [terminal_id, batch, trace]
+        row = await self._read_one("find_debit_or_credit", q.FIND_DEBIT_OR_CREDIT, params)
+        return None if row is None else rows.entry_from_row(row)
+
+    async def list_uploads(self, terminal_id: str, batch: str) -> list[UploadedRecord]:
+        found = await self._read("list_uploads", q.LIST_UPLOADS, [terminal_id, batch])
+        return [rows.upload_from_row(r) for r in found]
+
+    async def list_batches(self, terminal_id: str | None = None) -> list[dict[str, object]]:
+        by_terminal = terminal_id is not None
+        params = [terminal_id] if by_terminal else []
+        summaries, open_batches, settled, uploads = await asyncio.gather(
+            self._read("list_batches", q.batch_summaries(by_terminal), params),
+            self._read("list_batches", q.open_batches(by_terminal), params),
+            self._read("list_batches", q.settlement_flags(by_terminal), params),
+            self._read("list_batches", q.upload_counts(by_terminal), params),
+        )
+        return merge_batches(summaries, open_batches, settled, uploads)
+
+    # --- sequences -----------------------------------------------------------------
+    async def next_sequence(self, name: str) -> int:
+        return int((await self._write("next_sequence", q.NEXT_SEQUENCE, [name]))[0]["value"])

@@ -1,0 +1,177 @@
+"""SqliteStore: the embedded default store, one database file.
+
+Invariants:
+* WAL journal, ``synchronous=NORMAL`` (a commit survives a process crash; an OS
+  crash may lose the last commits, never corrupt the file), foreign keys on.
+* All writes go through ONE writer thread that group-commits whatever is
+  queued (see ``sqlite_worker``); reads go to two reader threads with their own
+  connections, so a long settlement query never stalls journaling.  An
+  in-memory database (``:memory:``) has one connection, so it reads and writes
+  through the writer.
+* Several SqliteStore objects (or processes) may share one file: writers
+  serialize on SQLite's lock (``BEGIN IMMEDIATE`` with a busy timeout), so
+  sequences and compare-and-set stay exactly-once.
+* Times are stored as fixed-width UTC text, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
+from posp.store import rows
+from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
+from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
+from posp.store.sqlite_worker import SqliteWorker
+
+MEMORY = ":memory:"
+_BUSY_TIMEOUT_MS = 10_000
+_READERS = 2
+
+
+def _translate(op: str, exc: sqlite3.Error) -> StoreError:
+    """A driver error as the store's exception (the driver's text is not passed on)."""
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        return DuplicateTransaction(f"{op}: unique constraint violated")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"{op}: integrity constraint violated")
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in text or "unable to open" in text or "disk i/o" in text or "busy" in text
+    ):
+        return StoreUnavailable(f"{op}: database unavailable ({type(exc).__name__})")
+    return StoreError(f"{op}: database error ({type(exc).__name__})")
+
+
+class SqliteStore(SqlStore):
+    """The store on one SQLite file (``path``), or in memory with ``":memory:"``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        node_id: str = "",
+        saf_lease_s: float = DEFAULT_SAF_LEASE_S,
+        max_group: int = 512,
+    ) -> None:
+        super().__init__(node_id=node_id, saf_lease_s=saf_lease_s)
+        self.path = str(path)
+        self._max_group = max_group
+        self._writer: SqliteWorker | None = None
+        self._readers: list[SqliteWorker] = []
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the file (and its folder), apply migrations, start the threads."""
+        if self._writer is not None:
+            return
+        if self.path != MEMORY:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        writer = SqliteWorker(
+            lambda: self._connect(writer=True),
+            name="posp-sqlite-writer",
+            writes=True,
+            max_group=self._max_group,
+        )
+        try:
+            await writer.start()
+        except sqlite3.Error as exc:
+            raise _translate("open", exc) from exc
+        self._writer = writer
+        try:
+            await self._write_job("migrate", _migrate)
+            if self.path != MEMORY:
+                for number in range(_READERS):
+                    reader = SqliteWorker(
+                        lambda: self._connect(writer=False),
+                        name=f"posp-sqlite-reader-{number}",
+                        writes=False,
+                    )
+                    await reader.start()
+                    self._readers.append(reader)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Drain queued jobs and close every connection; safe to call twice."""
+        workers = [*self._readers, *([self._writer] if self._writer else [])]
+        self._readers = []
+        self._writer = None
+        for worker in workers:
+            await worker.stop()
+
+    def _connect(self, *, writer: bool) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE in the writer)
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            cached_statements=256,
+        )
+        connection.row_factory = sqlite3.Row
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA foreign_keys = ON")
+        if writer and self.path != MEMORY:
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    # --- primitives --------------------------------------------------------------------
+    def _time(self, value: dt.datetime) -> str:
+        return rows.as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @property
+    def _skip_locked(self) -> bool:
+        return False  # the writer's exclusive lock already serializes due_saf
+
+    async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        def job(connection: sqlite3.Connection) -> list[Any]:
+            return connection.execute(sql, params).fetchall()
+
+        if not self._readers:  # in memory: one connection does everything
+            return await self._write_job(op, job)
+        reader = min(self._readers, key=lambda worker: worker.queued)
+        try:
+            result: list[Any] = await reader.run(job)
+        except sqlite3.Error as exc:
+            raise _translate(op, exc) from exc
+        return result
+
+    async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        def job(connection: sqlite3.Connection) -> list[Any]:
+            return connection.execute(sql, params).fetchall()
+
+        result: list[Any] = await self._write_job(op, job)
+        return result
+
+    async def _write_job(self, op: str, job: Any) -> Any:
+        if self._writer is None:
+            raise StoreError(f"{op}: the store is not open")
+        try:
+            return await self._writer.run(job)
+        except sqlite3.Error as exc:
+            raise _translate(op, exc) from exc
+
+
+def _migrate(connection: sqlite3.Connection) -> list[int]:
+    """Apply the migrations not yet recorded (runs inside the writer's transaction,
+    so a second process opening the same file waits and then finds them applied)."""
+    connection.execute(CREATE_TABLE_SQL)
+    applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+    done: list[int] = []
+    for migration in load_migrations("sqlite"):
+        if migration.version in applied:
+            continue
+        for statement in migration.statements():
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, rows.now_utc().isoformat()),
+        )
+        done.append(migration.version)
+    return done

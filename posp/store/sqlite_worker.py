@@ -1,0 +1,185 @@
+"""A thread that owns one sqlite3 connection and runs jobs for the event loop.
+
+Invariants:
+* The event loop never waits on SQLite: a job is queued, the thread runs it,
+  and the result is handed back with ``call_soon_threadsafe``.
+* Group commit: a writing worker takes every job already queued (up to
+  ``max_group``) and runs them in ONE transaction, each inside its own
+  savepoint, so one failing job (a duplicate) rolls back only itself.  A job's
+  future resolves only after the COMMIT that made it durable; if the COMMIT
+  fails, every job of the group fails.
+* Jobs run in submission order; a job submitted after ``stop()`` fails with
+  StoreError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from posp.errors import StoreError
+
+Job = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Pending:
+    job: Job
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+class SqliteWorker:
+    """Runs jobs on one connection in a dedicated thread; see the module docstring."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        name: str,
+        writes: bool,
+        max_group: int = 512,
+    ) -> None:
+        self._connect = connect
+        self._writes = writes
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._stopped = False
+        self.queued = 0  # jobs submitted and not yet answered (read by the event loop only)
+
+    async def start(self) -> None:
+        """Open the connection in the worker thread; raises what connecting raised."""
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait)
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    async def run(self, job: Job) -> Any:
+        """Run ``job(connection)`` in the worker; its result or exception comes back here."""
+        if self._stopped:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.queued += 1
+        self._queue.put(_Pending(job, loop, future))
+        try:
+            return await future
+        finally:
+            self.queued -= 1
+
+    async def stop(self) -> None:
+        """Finish the jobs already queued, then close the connection."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+
+    # --- worker thread -------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            connection = self._connect()
+        except BaseException as exc:  # handed to start() in the loop
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                group, stop = self._take_group()
+                if group:
+                    self._run_group(connection, group)
+                if stop:
+                    break
+        finally:
+            connection.close()
+
+    def _take_group(self) -> tuple[list[_Pending], bool]:
+        """Block for one job, then take what else is already queued."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        assert isinstance(first, _Pending)
+        group = [first]
+        limit = self._max_group if self._writes else 1
+        while len(group) < limit:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                return group, True
+            assert isinstance(nxt, _Pending)
+            group.append(nxt)
+        return group, False
+
+    def _run_group(self, connection: sqlite3.Connection, group: list[_Pending]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            if self._writes:
+                outcomes = self._run_in_transaction(connection, group)
+            else:
+                outcomes = [self._run_job(connection, pending.job) for pending in group]
+        except BaseException as exc:  # BEGIN/COMMIT failed: the whole group failed
+            if connection.in_transaction:
+                try:
+                    connection.rollback()
+                except sqlite3.Error:
+                    pass
+            outcomes = [(False, exc)] * len(group)
+        self._deliver(group, outcomes)
+
+    def _run_in_transaction(
+        self, connection: sqlite3.Connection, group: list[_Pending]
+    ) -> list[tuple[bool, Any]]:
+        connection.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[bool, Any]] = []
+        for pending in group:
+            connection.execute("SAVEPOINT job")
+            ok, value = self._run_job(connection, pending.job)
+            if not ok:
+                connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            outcomes.append((ok, value))
+        connection.execute("COMMIT")
+        return outcomes
+
+    @staticmethod
+    def _run_job(connection: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
+        try:
+            return True, job(connection)
+        except Exception as exc:
+            return False, exc
+
+    @staticmethod
+    def _deliver(group: list[_Pending], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for pending, (ok, value) in zip(group, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending.future, ok, value))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, results)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():  # the caller was cancelled; the job ran anyway
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
