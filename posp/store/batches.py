@@ -49,7 +49,9 @@ def merge_batches(
     def row_for(source: Any) -> dict[str, object]:
         key = (source["terminal_id"], source["batch"])
         if key not in merged:
-            merchant_id = source["merchant_id"] if "merchant_id" in source.keys() else ""
+            # Row types test values with `in`, hence keys().
+            has_merchant = "merchant_id" in source.keys()  # noqa: SIM118
+            merchant_id = source["merchant_id"] if has_merchant else ""
             merged[key] = _blank(key[0], merchant_id or "", key[1])
         return merged[key]
 

@@ -158,7 +158,7 @@ def settlement_values(settlement: Settlement) -> list[Any]:
 
 
 def settlement_from_row(row: Mapping[str, Any]) -> Settlement:
-    totals = {
+    totals: dict[str, Any] = {
         attribute: BatchTotals(**{name: row[prefix + name] for name in _TOTALS_FIELDS})
         for attribute, prefix in SETTLEMENT_TOTALS
     }

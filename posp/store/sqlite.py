@@ -130,11 +130,12 @@ class SqliteStore(SqlStore):
         return False  # the writer's exclusive lock already serializes due_saf
 
     async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if not self._readers:  # in memory: one connection does everything
+            return await self._write(op, sql, params)
+
         def job(connection: sqlite3.Connection) -> list[Any]:
             return connection.execute(sql, params).fetchall()
 
-        if not self._readers:  # in memory: one connection does everything
-            return await self._write_job(op, job)
         reader = min(self._readers, key=lambda worker: worker.queued)
         try:
             result: list[Any] = await reader.run(job)
@@ -153,9 +154,10 @@ class SqliteStore(SqlStore):
         if self._writer is None:
             raise StoreError(f"{op}: the store is not open")
         try:
-            return await self._writer.run(job)
+            result = await self._writer.run(job)
         except sqlite3.Error as exc:
             raise _translate(op, exc) from exc
+        return result
 
 
 def _migrate(connection: sqlite3.Connection) -> list[int]:
