@@ -1,0 +1,88 @@
+"""The fleet file (docs/contracts.md "Files shared between programs").
+
+``{"terminals": [{"terminal_id": "10000001", "merchant_id": "898100000000001",
+"tmk": "<32 hex clear TMK>"}]}`` — written by ``posp terminal provision-fleet``
+and read by ``posp-fleet`` and ``posp-conformance``.
+
+Invariants: every entry read has an 8-character terminal id, a 15-character
+merchant id and a 16- or 32-hex-digit TMK; errors name the entry and the key,
+never the TMK's value.  ``repr`` of an entry hides the TMK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posp.errors import ConfigError
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTerminal:
+    """One provisioned terminal and its clear terminal master key."""
+
+    terminal_id: str
+    merchant_id: str
+    tmk: bytes
+
+    def __repr__(self) -> str:
+        return f"FleetTerminal({self.terminal_id!r}, {self.merchant_id!r}, tmk=<redacted>)"
+
+
+def _entry(index: int, raw: Any) -> FleetTerminal:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"fleet file entry {index} is not an object")
+    values: dict[str, str] = {}
+    for key in ("terminal_id", "merchant_id", "tmk"):
+        value = raw.get(key)
+        if not isinstance(value, str):
+            raise ConfigError(f"fleet file entry {index}: {key!r} missing or not a string")
+        values[key] = value
+    if len(values["terminal_id"]) != 8:
+        raise ConfigError(f"fleet file entry {index}: terminal_id must be 8 characters")
+    if len(values["merchant_id"]) != 15:
+        raise ConfigError(f"fleet file entry {index}: merchant_id must be 15 characters")
+    tmk = values["tmk"]
+    if len(tmk) not in (16, 32) or not set(tmk) <= _HEX:
+        raise ConfigError(f"fleet file entry {index}: tmk must be 16 or 32 hex digits")
+    return FleetTerminal(values["terminal_id"], values["merchant_id"], bytes.fromhex(tmk))
+
+
+def parse_fleet(document: Any) -> list[FleetTerminal]:
+    """Validate a decoded fleet document; ConfigError names the bad entry."""
+    if not isinstance(document, dict) or not isinstance(document.get("terminals"), list):
+        raise ConfigError('fleet file must be an object with a "terminals" list')
+    return [_entry(i, raw) for i, raw in enumerate(document["terminals"])]
+
+
+def read_fleet_file(path: str | Path) -> list[FleetTerminal]:
+    """Read and validate a fleet file; ConfigError on a missing/bad file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read fleet file {path}: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"fleet file {path} is not JSON (line {exc.lineno})") from exc
+    return parse_fleet(document)
+
+
+def write_fleet_file(path: str | Path, terminals: list[FleetTerminal]) -> None:
+    """Write a fleet file readable only by its owner (it holds clear TMKs)."""
+    document = {
+        "terminals": [
+            {"terminal_id": t.terminal_id, "merchant_id": t.merchant_id, "tmk": t.tmk.hex().upper()}
+            for t in terminals
+        ]
+    }
+    target = Path(path)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1)
+        handle.write("\n")
