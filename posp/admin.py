@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from posp.errors import PospError, StoreError
+from posp.errors import ConfigError, PospError, StoreError
 from posp.hsm.api import KEY_TMK, HsmClient
 from posp.store.api import Merchant, Store, Terminal
 
@@ -108,11 +108,22 @@ def random_clear_tmk() -> str:
 
 
 class Admin:
-    """Registry and key provisioning; the store and HSM are owned by the caller."""
+    """Registry and key provisioning; the store and HSM are owned by the caller
+    (``hsm`` may be None for commands that touch no key)."""
 
-    def __init__(self, store: Store, hsm: HsmClient) -> None:
+    def __init__(self, store: Store, hsm: HsmClient | None) -> None:
         self._store = store
-        self._hsm = hsm
+        self._hsm_client = hsm
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def _hsm(self) -> HsmClient:
+        if self._hsm_client is None:
+            raise ConfigError("this operation needs the HSM, but none was opened")
+        return self._hsm_client
 
     # --- merchants -------------------------------------------------------------
 

@@ -1,0 +1,357 @@
+"""``posp``: the switch's command line.
+
+::
+
+    posp serve                                   run the switch until SIGINT/SIGTERM
+    posp up [--no-demo] [--demo-seconds S] [--exit-after-demo]
+                                                 HSM sim + issuer sim + switch + demo fleet
+    posp merchant add --id --name --mcc | list | show ID | disable ID | enable ID
+    posp terminal add --id --merchant [--tmk HEX] [--serial S] | list [--merchant M]
+                  | show ID | disable ID | enable ID | rotate-tmk ID [--tmk HEX]
+                  | provision-fleet --count N --merchant M --prefix P --fleet-file F
+    posp batch list [--terminal T] | show TERMINAL BATCH
+    posp settlement report --date YYYY-MM-DD [--format table|csv|json]
+
+Every command takes ``--config FILE`` (TOML, see posp.settings) and
+``--data-dir DIR``; listings take ``--json``.
+
+Invariants: :func:`main` returns the exit status and never lets a traceback
+reach the operator: 0 done, 2 bad argument or configuration (the message names
+the argument or setting), 1 the work failed (store or HSM unavailable, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from posp import reports
+from posp.admin import Admin, AdminError, TmkResult
+from posp.errors import ConfigError, PospError
+from posp.hsm.api import HsmClient
+from posp.settings import Settings, load_settings
+from posp.store.api import Store
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(slots=True)
+class Context:
+    args: argparse.Namespace
+    settings: Settings
+    out: Console
+
+    @property
+    def as_json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+
+Handler = Callable[[Context], Coroutine[Any, Any, int]]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() owns every exit status."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AdminError(self.prog, message)
+
+
+# --- backends ----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def open_backends(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
+    """The store (and HSM client) named by the settings, closed on exit."""
+    from posp.hsm import open_hsm_client
+    from posp.store import open_store  # type: ignore[attr-defined]
+
+    if settings.store_url.startswith("sqlite:"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store: Store = open_store(settings.store_url)
+    await store.open()
+    client: HsmClient | None = open_hsm_client(settings.hsm_url) if hsm else None
+    try:
+        yield Admin(store, client)
+    finally:
+        if client is not None:
+            await client.close()
+        await store.close()
+
+
+# --- merchant and terminal commands ----------------------------------------------------
+
+
+def _show(ctx: Context, view: reports.View) -> None:
+    reports.render(view, "json" if ctx.as_json else "table", ctx.out)
+
+
+async def merchant_cmd(ctx: Context) -> int:
+    a = ctx.args
+    async with open_backends(ctx.settings, hsm=False) as admin:
+        if a.action == "add":
+            merchants = [await admin.add_merchant(a.id, a.name, a.mcc)]
+        elif a.action == "list":
+            merchants = await admin.list_merchants()
+        elif a.action == "show":
+            merchants = [await admin.merchant(a.merchant_id)]
+        else:
+            status = "disabled" if a.action == "disable" else "active"
+            merchants = [await admin.set_merchant_status(a.merchant_id, status)]
+    _show(ctx, reports.merchants_view(merchants))
+    return EXIT_OK
+
+
+async def terminal_cmd(ctx: Context) -> int:
+    a = ctx.args
+    if a.action == "provision-fleet":
+        return await provision_fleet_cmd(ctx)
+    needs_hsm = a.action in ("add", "rotate-tmk")
+    async with open_backends(ctx.settings, hsm=needs_hsm) as admin:
+        if a.action == "add":
+            result = await admin.add_terminal(a.id, a.merchant, tmk_hex=a.tmk, serial=a.serial)
+            return _print_tmk_result(ctx, result)
+        if a.action == "rotate-tmk":
+            return _print_tmk_result(ctx, await admin.rotate_tmk(a.terminal_id, a.tmk))
+        if a.action == "list":
+            terminals = await admin.list_terminals(a.merchant)
+        elif a.action == "show":
+            terminals = [await admin.terminal(a.terminal_id)]
+        else:
+            status = "disabled" if a.action == "disable" else "active"
+            terminals = [await admin.set_terminal_status(a.terminal_id, status)]
+    _show(ctx, reports.terminals_view(terminals))
+    return EXIT_OK
+
+
+def _print_tmk_result(ctx: Context, result: TmkResult) -> int:
+    view = reports.terminals_view([result.terminal])
+    c = result.components
+    if ctx.as_json:
+        row: dict[str, object] = dict(view.rows[0])
+        if c is not None:
+            row["components"] = [
+                {"component": c.component_1, "kcv": c.component_1_kcv},
+                {"component": c.component_2, "kcv": c.component_2_kcv},
+            ]
+        reports.console_json(ctx.out, row)
+        return EXIT_OK
+    reports.render_table(view, ctx.out)
+    if c is not None:
+        ctx.out.print(
+            "[bold]New TMK, shown ONCE:[/bold] give each component to a different custodian "
+            "and inject both into the terminal."
+        )
+        ctx.out.print(f"  component 1  {c.component_1}  KCV {c.component_1_kcv}", highlight=False)
+        ctx.out.print(f"  component 2  {c.component_2}  KCV {c.component_2_kcv}", highlight=False)
+    ctx.out.print(f"  TMK KCV      {result.tmk_kcv}", highlight=False)
+    return EXIT_OK
+
+
+async def provision_fleet_cmd(ctx: Context) -> int:
+    a = ctx.args
+    async with open_backends(ctx.settings, hsm=True) as admin:
+        result = await admin.provision_fleet(
+            count=a.count, merchant_id=a.merchant, prefix=a.prefix, fleet_file=Path(a.fleet_file)
+        )
+    summary = {
+        "fleet_file": str(result.fleet_file),
+        "merchant_created": result.merchant_created,
+        "created": len(result.created),
+        "kept": len(result.skipped),
+    }
+    if ctx.as_json:
+        reports.console_json(ctx.out, summary)
+        return EXIT_OK
+    ctx.out.print(
+        f"Fleet file {result.fleet_file}: {len(result.created)} terminals keyed, "
+        f"{len(result.skipped)} kept" + (", merchant created" if result.merchant_created else "")
+    )
+    ctx.out.print(
+        "[yellow]LAB USE ONLY:[/yellow] the fleet file holds CLEAR TMKs for simulated terminals."
+    )
+    return EXIT_OK
+
+
+# --- batches and settlement ------------------------------------------------------------
+
+
+async def batch_cmd(ctx: Context) -> int:
+    a = ctx.args
+    async with open_backends(ctx.settings, hsm=False) as admin:
+        store = admin.store
+        if a.action == "list":
+            views = [reports.batches_view(await store.list_batches(a.terminal))]
+        else:
+            rows = [b for b in await store.list_batches(a.terminal_id) if b.get("batch") == a.batch]
+            if not rows:
+                raise AdminError("BATCH", f"no batch {a.batch} for terminal {a.terminal_id}")
+            uploads = await store.list_uploads(a.terminal_id, a.batch)
+            views = [
+                reports.batches_view(rows),
+                reports.uploads_view(a.terminal_id, a.batch, uploads),
+            ]
+    if ctx.as_json:
+        reports.console_json(ctx.out, {v.title: reports.view_rows(v) for v in views})
+    else:
+        for view in views:
+            reports.render_table(view, ctx.out)
+    return EXIT_OK
+
+
+async def settlement_cmd(ctx: Context) -> int:
+    a = ctx.args
+    try:
+        day = dt.date.fromisoformat(a.date)
+    except ValueError:
+        raise AdminError("--date", "a date is YYYY-MM-DD") from None
+    async with open_backends(ctx.settings, hsm=False) as admin:
+        settlements = await admin.store.list_settlements(date=day)
+    fmt = "json" if ctx.as_json else a.format
+    reports.render(reports.settlement_view(day, settlements), fmt, ctx.out)
+    return EXIT_OK
+
+
+# --- serve and up ------------------------------------------------------------------------
+
+
+async def serve_cmd(ctx: Context) -> int:
+    from posp.stack import serve
+
+    await serve(ctx.settings, ctx.out)
+    return EXIT_OK
+
+
+async def up_cmd(ctx: Context) -> int:
+    from posp.stack import StackOptions, up
+
+    a = ctx.args
+    if a.demo_seconds <= 0:
+        raise AdminError("--demo-seconds", "must be positive")
+    options = StackOptions(
+        demo=not a.no_demo,
+        demo_seconds=a.demo_seconds,
+        demo_terminals=a.demo_terminals,
+        exit_after_demo=a.exit_after_demo,
+    )
+    return await up(ctx.settings, ctx.out, options)
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML settings file (or POSP_CONFIG)")
+    common.add_argument("--data-dir", metavar="DIR", help="data directory (settings data_dir)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser = _Parser(prog="posp", description="posp acquirer switch")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def leaf(
+        group: argparse._SubParsersAction[_Parser],
+        name: str,
+        handler: Handler,
+        help: str | None = None,
+    ) -> _Parser:
+        p = group.add_parser(name, parents=[common], help=help)
+        p.set_defaults(handler=handler, action=name)
+        return p
+
+    leaf(commands, "serve", serve_cmd, help="run the switch until interrupted")
+    up = leaf(commands, "up", up_cmd, help="run HSM sim, issuer sim, switch and a demo")
+    up.add_argument("--no-demo", action="store_true", help="skip the demo fleet run")
+    up.add_argument("--demo-seconds", type=float, default=5.0, metavar="S")
+    up.add_argument("--demo-terminals", type=int, default=5, metavar="N")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
+
+    merchant = commands.add_parser("merchant", help="merchants").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    add = leaf(merchant, "add", merchant_cmd)
+    add.add_argument("--id", required=True, help="merchant id, 15 characters")
+    add.add_argument("--name", required=True)
+    add.add_argument("--mcc", required=True, help="merchant category code, 4 digits")
+    leaf(merchant, "list", merchant_cmd)
+    for action in ("show", "disable", "enable"):
+        leaf(merchant, action, merchant_cmd).add_argument("merchant_id", metavar="ID")
+
+    terminal = commands.add_parser("terminal", help="terminals").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    add = leaf(terminal, "add", terminal_cmd)
+    add.add_argument("--id", required=True, help="terminal id, 8 characters")
+    add.add_argument("--merchant", required=True, help="merchant id")
+    add.add_argument("--tmk", help="known clear TMK (32 hex); default: generate components")
+    add.add_argument("--serial", help="device serial the terminal sends at sign-in")
+    leaf(terminal, "list", terminal_cmd).add_argument("--merchant", help="only this merchant")
+    for action in ("show", "disable", "enable"):
+        leaf(terminal, action, terminal_cmd).add_argument("terminal_id", metavar="ID")
+    rotate = leaf(terminal, "rotate-tmk", terminal_cmd)
+    rotate.add_argument("terminal_id", metavar="ID")
+    rotate.add_argument("--tmk", help="known clear TMK (32 hex); default: generate components")
+    fleet = leaf(terminal, "provision-fleet", terminal_cmd, help="simulated terminals (lab)")
+    fleet.add_argument("--count", type=int, required=True)
+    fleet.add_argument("--merchant", required=True)
+    fleet.add_argument("--prefix", default="1000", help="terminal id prefix (digits)")
+    fleet.add_argument("--fleet-file", required=True, help="fleet file to write (JSON)")
+
+    batch = commands.add_parser("batch", help="batches").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    leaf(batch, "list", batch_cmd).add_argument("--terminal", help="only this terminal")
+    show = leaf(batch, "show", batch_cmd)
+    show.add_argument("terminal_id", metavar="TERMINAL")
+    show.add_argument("batch", metavar="BATCH")
+
+    settlement = commands.add_parser("settlement", help="settlement").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    report = leaf(settlement, "report", settlement_cmd)
+    report.add_argument("--date", required=True, help="YYYY-MM-DD")
+    report.add_argument("--format", choices=reports.FORMATS, default="table")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    return load_settings(args.config, **overrides)
+
+
+def main(argv: Sequence[str] | None = None, *, out: Console | None = None) -> int:
+    """Run one command; returns the exit status (see the module docstring)."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        args = build_parser().parse_args(list(argv) if argv is not None else None)
+        ctx = Context(args, _settings(args), out or Console(highlight=False))
+        handler: Handler = args.handler
+        return asyncio.run(handler(ctx))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except (AdminError, ConfigError) as exc:
+        err.print(f"posp: error: {exc}", markup=False)
+        return EXIT_USAGE
+    except PospError as exc:
+        err.print(f"posp: failed: {type(exc).__name__}: {exc}", markup=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        err.print(f"posp: failed: {exc}", markup=False)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
