@@ -61,6 +61,8 @@ def check_response(command: bytes, response: bytes) -> bytes:
         raise HsmError(
             f"HSM answered {command.decode('ascii', 'replace')} with an unexpected response code"
         )
+    if not response.isascii():
+        raise HsmError(f"HSM answered {command.decode('ascii', 'replace')} with non-ASCII bytes")
     error = response[2:4]
     if error != b"00" and error not in ADVICE_ONLY.get(command, ()):
         raise hsm_error_for(command.decode("ascii"), error.decode("ascii", "replace"))

@@ -1,0 +1,45 @@
+"""Fixtures of the HSM client/server suite: a simulator on an ephemeral port and
+both HsmClient implementations over the same engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hsm_sim.server import HsmServer, start_hsm_server
+from posp.hsm import InProcessHsmClient, TcpHsmClient
+from posp.hsm.operations import HsmOperations
+
+
+@pytest.fixture
+async def hsm_server() -> AsyncIterator[HsmServer]:
+    """A simulator on 127.0.0.1, ephemeral port, test LMK set, no metrics HTTP."""
+    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def tcp_client(hsm_server: HsmServer) -> AsyncIterator[TcpHsmClient]:
+    client = TcpHsmClient("127.0.0.1", hsm_server.port, connections=2, timeout_s=2.0)
+    await client.start()
+    await client.wait_connected(2)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(params=["inprocess", "tcp"])
+async def hsm(request: pytest.FixtureRequest) -> AsyncIterator[HsmOperations]:
+    """Each HsmClient implementation in turn: the contract suite runs against both."""
+    if request.param == "inprocess":
+        client: HsmOperations = InProcessHsmClient()
+        yield client
+        await client.close()
+        return
+    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
+    tcp = TcpHsmClient("127.0.0.1", server.port, connections=2, timeout_s=2.0)
+    await tcp.wait_connected(1)
+    yield tcp
+    await tcp.close()
+    await server.close()
