@@ -30,24 +30,46 @@ def _check_pin(pin: str) -> None:
         raise PinBlockError("PIN must be 4 to 12 decimal digits")
 
 
+def _account_field(account: str) -> int:
+    if len(account) != 12 or not set(account) <= _DIGITS:
+        raise PinBlockError("account number must be 12 decimal digits")
+    return int(account, 16)
+
+
 def _pan_field(pan: str | None) -> int:
-    if pan is None:
-        return 0
-    return int("0000" + account12(pan), 16)
+    return 0 if pan is None else _account_field(account12(pan))
 
 
 def iso0_clear(pin: str, pan: str | None) -> bytes:
     """Clear ISO 9564 format 0 block; ``pan=None`` gives the PIN field alone."""
-    _check_pin(pin)
-    pin_field = int(f"0{len(pin):X}{pin}".ljust(16, "F"), 16)
-    return (pin_field ^ _pan_field(pan)).to_bytes(8, "big")
+    return _iso0_clear(pin, _pan_field(pan))
 
 
 def iso0_pin(clear: bytes, pan: str | None) -> str:
     """PIN from a clear format 0 block; PinBlockError when it holds no valid PIN."""
+    return _iso0_pin(clear, _pan_field(pan))
+
+
+def iso0_clear_account(pin: str, account: str) -> bytes:
+    """Format 0 block from the 12-digit account field itself (HSM commands carry it)."""
+    return _iso0_clear(pin, _account_field(account))
+
+
+def iso0_pin_account(clear: bytes, account: str) -> str:
+    """PIN from a format 0 block given the 12-digit account field."""
+    return _iso0_pin(clear, _account_field(account))
+
+
+def _iso0_clear(pin: str, pan_field: int) -> bytes:
+    _check_pin(pin)
+    pin_field = int(f"0{len(pin):X}{pin}".ljust(16, "F"), 16)
+    return (pin_field ^ pan_field).to_bytes(8, "big")
+
+
+def _iso0_pin(clear: bytes, pan_field: int) -> str:
     if len(clear) != 8:
         raise PinBlockError("PIN block must be 8 bytes")
-    field = f"{int.from_bytes(clear, 'big') ^ _pan_field(pan):016X}"
+    field = f"{int.from_bytes(clear, 'big') ^ pan_field:016X}"
     if field[0] != "0":
         raise PinBlockError("PIN block control nibble is not 0")
     length = int(field[1], 16)
