@@ -1,0 +1,123 @@
+"""``posp terminal …``: TMK generation as components, import, rotation, fleets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posp.crypto.des import check_value
+from terminals.fleetfile import read_fleet_file
+
+from .conftest import MERCHANT, Posp
+
+TMK = "0123456789ABCDEFFEDCBA9876543210"
+
+
+def kcv(key_hex: str) -> str:
+    return check_value(bytes.fromhex(key_hex), 3).hex().upper()
+
+
+def xor_hex(a: str, b: str) -> str:
+    return bytes(x ^ y for x, y in zip(bytes.fromhex(a), bytes.fromhex(b), strict=True)).hex()
+
+
+def test_generated_components_xor_to_a_key_with_the_printed_kcv(posp: Posp, merchant: str) -> None:
+    result = posp("terminal", "add", "--id", "10000001", "--merchant", merchant, "--json")
+    assert result.code == 0, result.err
+    shown = result.json()
+    (c1, c2) = shown["components"]
+    assert kcv(c1["component"]) == c1["kcv"] and kcv(c2["component"]) == c2["kcv"]
+    assert kcv(xor_hex(c1["component"], c2["component"])) == shown["tmk_kcv"]
+
+
+def test_generated_tmk_printed_once_as_components_in_the_table(posp: Posp, merchant: str) -> None:
+    result = posp("terminal", "add", "--id", "10000001", "--merchant", merchant)
+    assert result.code == 0
+    assert "component 1" in result.out and "component 2" in result.out and "ONCE" in result.out
+    shown = posp("terminal", "show", "10000001")
+    assert "component" not in shown.out
+
+
+def test_imported_tmk_kcv_matches_crypto_check_value(posp: Posp, merchant: str) -> None:
+    result = posp(
+        "terminal", "add", "--id", "10000002", "--merchant", merchant, "--tmk", TMK, "--json"
+    )
+    assert result.code == 0, result.err
+    assert result.json()["tmk_kcv"] == kcv(TMK)
+    assert "components" not in result.json()
+
+
+def test_bad_tmk_exits_2_naming_tmk(posp: Posp, merchant: str) -> None:
+    result = posp("terminal", "add", "--id", "10000002", "--merchant", merchant, "--tmk", "XYZ")
+    assert result.code == 2 and "--tmk" in result.err and "Traceback" not in result.err
+    assert posp("terminal", "list", "--json").json() == []
+
+
+def test_tmk_without_odd_parity_exits_2_naming_tmk(posp: Posp, merchant: str) -> None:
+    even = "1111111111111111" + "2222222222222222"
+    result = posp("terminal", "add", "--id", "10000002", "--merchant", merchant, "--tmk", even)
+    assert result.code == 2 and "--tmk" in result.err and "parity" in result.err
+
+
+def test_unknown_merchant_exits_2_naming_merchant(posp: Posp) -> None:
+    result = posp("terminal", "add", "--id", "10000002", "--merchant", MERCHANT)
+    assert result.code == 2 and "--merchant" in result.err
+
+
+def test_list_filters_by_merchant_and_disable_enable(posp: Posp, merchant: str) -> None:
+    posp("merchant", "add", "--id", "898100000000002", "--name", "Other", "--mcc", "5812")
+    posp("terminal", "add", "--id", "10000001", "--merchant", merchant, "--tmk", TMK)
+    posp("terminal", "add", "--id", "20000001", "--merchant", "898100000000002", "--tmk", TMK)
+    listed = posp("terminal", "list", "--merchant", merchant, "--json").json()
+    assert [t["terminal_id"] for t in listed] == ["10000001"]
+    assert posp("terminal", "disable", "10000001", "--json").json()[0]["status"] == "disabled"
+    assert posp("terminal", "enable", "10000001", "--json").json()[0]["status"] == "active"
+
+
+def test_rotate_tmk_replaces_the_key(posp: Posp, merchant: str) -> None:
+    posp("terminal", "add", "--id", "10000001", "--merchant", merchant, "--tmk", TMK)
+    other = "1010101010101010" + "2020202020202020"
+    rotated = posp("terminal", "rotate-tmk", "10000001", "--tmk", other, "--json")
+    assert rotated.code == 0 and rotated.json()["tmk_kcv"] == kcv(other)
+    generated = posp("terminal", "rotate-tmk", "10000001", "--json").json()
+    assert generated["tmk_kcv"] not in (kcv(other), kcv(TMK)) and len(generated["components"]) == 2
+
+
+def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.json"
+    args = (
+        "terminal",
+        "provision-fleet",
+        "--count",
+        "3",
+        "--merchant",
+        MERCHANT,
+        "--prefix",
+        "1000",
+        "--fleet-file",
+        str(fleet),
+    )
+    first = posp(*args)
+    assert first.code == 0, first.err
+    assert "LAB USE ONLY" in first.out
+    terminals = read_fleet_file(fleet)
+    assert [t.terminal_id for t in terminals] == ["10000001", "10000002", "10000003"]
+    stored = {t["terminal_id"]: t["tmk_kcv"] for t in posp("terminal", "list", "--json").json()}
+    for t in terminals:
+        assert t.merchant_id == MERCHANT and stored[t.terminal_id] == kcv(t.tmk.hex())
+    again = posp(*args, "--json")
+    assert again.json()["kept"] == 3 and again.json()["created"] == 0
+    assert [t.tmk for t in read_fleet_file(fleet)] == [t.tmk for t in terminals]
+
+
+def test_provision_fleet_rejects_bad_count(posp: Posp, tmp_path: Path) -> None:
+    result = posp(
+        "terminal",
+        "provision-fleet",
+        "--count",
+        "0",
+        "--merchant",
+        MERCHANT,
+        "--fleet-file",
+        str(tmp_path / "f.json"),
+    )
+    assert result.code == 2 and "--count" in result.err
