@@ -1,0 +1,76 @@
+"""Fixtures for the store contract suite: every test runs against a fresh
+SqliteStore (a file under tmp_path) and a fresh PostgresStore (a schema of its
+own, dropped afterwards; skipped with a message when PostgreSQL is absent)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from posp.store.api import Store
+from posp.store.postgres import PostgresStore
+from posp.store.sqlite import SqliteStore
+
+
+class StoreFactory:
+    """Opens any number of stores on ONE database (a second switch instance, or
+    the same instance after a restart) and closes them all at teardown."""
+
+    def __init__(self, kind: str, *, path: Path | None = None, dsn: str = "", schema: str = ""):
+        self.kind = kind
+        self.path = path
+        self.dsn = dsn
+        self.schema = schema
+        self.opened: list[Store] = []
+
+    def make(self, **options: object) -> SqliteStore | PostgresStore:
+        """A store object on the shared database, not yet opened."""
+        if self.kind == "sqlite":
+            assert self.path is not None
+            return SqliteStore(self.path, **options)  # type: ignore[arg-type]
+        return PostgresStore(self.dsn, schema=self.schema, pool_size=4, **options)  # type: ignore[arg-type]
+
+    async def new(self, **options: object) -> SqliteStore | PostgresStore:
+        store = self.make(**options)
+        await store.open()
+        self.opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self.opened:
+            await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Where the stores of one test live.  Synchronous on purpose: the shared
+    pg_dsn fixture probes with asyncio.run, which cannot run inside the loop."""
+    if request.param == "sqlite":
+        return StoreFactory("sqlite", path=tmp_path / "data" / "posp.db")
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return StoreFactory("postgres", dsn=dsn, schema=f"t_{secrets.token_hex(6)}")
+
+
+@pytest.fixture
+async def factory(target: StoreFactory) -> AsyncIterator[StoreFactory]:
+    """A StoreFactory whose stores are closed (and PostgreSQL schema dropped) afterwards."""
+    try:
+        yield target
+    finally:
+        await target.close_all()
+        if target.kind == "postgres":
+            connection = await asyncpg.connect(target.dsn)
+            try:
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
+            finally:
+                await connection.close()
+
+
+@pytest.fixture
+async def store(factory: StoreFactory) -> SqliteStore | PostgresStore:
+    """A fresh, open store (either implementation)."""
+    return await factory.new()
