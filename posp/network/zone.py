@@ -129,3 +129,7 @@ async def key_exchange_answer_code(hsm: HsmClient, zmk_lmk: str, request: Messag
         return "00", offer, await import_offer(hsm, zmk_lmk, offer)
     except (CheckValueMismatch, HsmError):
         return "96", offer, None
+
+
+def response_code_ok(message: Message) -> bool:
+    return message.get(39) == "00"

@@ -1,0 +1,281 @@
+"""The card network simulator's TCP server: the network side of network-link.md.
+
+Invariants:
+* Every MAC'd request is verified with an acceptable ZAK before anything else; a bad
+  MAC answers 39 ``A0`` without a MAC and moves no money.  A pending ZAK that verifies
+  is promoted (the switch has switched to it).
+* Every answer echoes 7, 11, 32 so the switch can match it; key exchange answers and
+  financial answers carry F128.
+* Key exchange: the server answers 0800/101 (importing the key in F48, or generating
+  one under the ZMK when F48 is absent) and, when ``rules.key_exchange_interval_s`` >
+  0, initiates it: new ZPK and ZAK are *offered* (accepted from the switch at once) and
+  promoted when the switch confirms with 0810 ``00`` or is first seen using them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from issuer_sim.authorizer import Authorizer
+from issuer_sim.db import CardDb
+from issuer_sim.ledger import Ledger
+from issuer_sim.rules import Rules
+from issuer_sim.settings import IssuerSettings
+from posp.errors import DecodeError, HsmError
+from posp.hsm.api import KEY_ZAK, KEY_ZPK, HsmClient
+from posp.iso8583 import Message, NetworkFrame, NetworkHeader
+from posp.log import get_logger
+from posp.network import zone
+from posp.network.keyring import ZoneKey
+from posp.network.transport import FrameProtocol
+
+log = get_logger("issuer_sim")
+_KEY_TYPES = {zone.KEY_KIND_ZPK: KEY_ZPK, zone.KEY_KIND_ZAK: KEY_ZAK}
+_KEY_NAMES = {zone.KEY_KIND_ZPK: "zpk", zone.KEY_KIND_ZAK: "zak"}
+
+
+class IssuerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "issuer_sim_requests",
+            "requests by MTI and response code (dropped = no answer)",
+            ["mti", "response_code"],
+            registry=registry,
+        )
+        self.mac_failures = Counter(
+            "issuer_sim_mac_failures", "requests whose MAC did not verify", registry=registry
+        )
+        self.key_exchanges = Counter(
+            "issuer_sim_key_exchanges",
+            "key exchanges by key, initiator and result",
+            ["key", "initiator", "result"],
+            registry=registry,
+        )
+
+
+class IssuerServer:
+    """Serves the network link; see the module docstring.  Built by ``start_issuer``."""
+
+    def __init__(
+        self,
+        settings: IssuerSettings,
+        hsm: HsmClient,
+        ledger: Ledger,
+        db: CardDb,
+        rules: Rules,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.hsm = hsm
+        self.ledger = ledger
+        self.db = db
+        self.rules = rules
+        self.metrics = IssuerMetrics(registry)
+        self.zpk = ZoneKey(settings.zpk_lmk, settings.key_grace_s)
+        self.zak = ZoneKey(settings.zak_lmk, settings.key_grace_s)
+        self.authorizer = Authorizer(
+            ledger, hsm, self.zpk, settings.pvk_lmk, rules, settings.issuer_id,
+            settings.tz_offset_hours,
+        )  # fmt: skip
+        self.connections: set[FrameProtocol] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: dict[tuple[str, str, str], asyncio.Future[Message]] = {}
+        self._stan = itertools.count(1)
+        self._switch_header = NetworkHeader("", settings.network_id)
+        self.port = 0
+
+    # --- lifecycle -----------------------------------------------------------
+    async def listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_protocol, self.settings.host, self.settings.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._spawn(self._flush_loop())
+        self._spawn(self._key_exchange_loop())
+
+    def _new_protocol(self) -> FrameProtocol:
+        protocol = FrameProtocol(
+            self._on_frame, self._on_bad_frame, max_frame_bytes=self.settings.max_frame_bytes
+        )
+        self.connections = {c for c in self.connections if c.is_open}
+        self.connections.add(protocol)
+        return protocol
+
+    async def close(self) -> None:
+        """Stop listening, drop connections, flush the ledger, close the HSM client."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        await self.db.flush(self.ledger)
+        await self.db.close()
+        await self.hsm.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval_s)
+            try:
+                await self.db.flush(self.ledger)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next flush retries
+                log.error("issuer_flush_failed", error=type(exc).__name__)
+
+    # --- inspection (tests, posp up) ------------------------------------------
+    async def balance(self, pan: str) -> int:
+        """Ledger balance in minor units (holds not subtracted); KeyError if unknown."""
+        return self.ledger.accounts[pan].balance_minor
+
+    # --- frames --------------------------------------------------------------
+    def _on_frame(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
+        self._switch_header = frame.header.swapped()
+        message = frame.message
+        if message.mti[2] in "13":
+            key = (str(message.get(11)), str(message.get(7)), str(message.get(32)))
+            future = self._pending.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            else:
+                log.warning("issuer_unmatched_response", mti=message.mti)
+            return
+        self._spawn(self._handle(conn, frame))
+
+    def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
+        log.warning("issuer_bad_frame", error=str(exc))
+        self.metrics.requests.labels("????", "30").inc()
+
+    async def _handle(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
+        request = frame.message
+        try:
+            response = await self._answer(request)
+        except HsmError as exc:
+            log.error("issuer_hsm_failed", error=type(exc).__name__)
+            response = self._bare_response(request, "96")
+        if response is None:
+            self.metrics.requests.labels(request.mti, "dropped").inc()
+            return
+        if zone.needs_mac(response) and response.get(39) != "A0":
+            await zone.mac_message(self.hsm, self.zak.current, response)
+        self.metrics.requests.labels(request.mti, str(response.get(39))).inc()
+        conn.send(NetworkFrame(frame.header.swapped(), response))
+
+    async def _answer(self, request: Message) -> Message | None:
+        if zone.needs_mac(request) and not await self._mac_ok(request):
+            self.metrics.mac_failures.inc()
+            return self._bare_response(request, "A0")
+        if request.mti == "0800":
+            return await self._management(request)
+        if request.mti == "0420":
+            return self.authorizer.reversal_response(request)
+        if self.rules.latency_ms > 0:
+            await asyncio.sleep(self.rules.latency_ms / 1000)
+        return await self.authorizer.authorize(request)
+
+    async def _mac_ok(self, message: Message) -> bool:
+        key = await zone.verify_message(self.hsm, self.zak, message)
+        if key is not None and key == self.zak.pending:
+            self.zak.promote()
+        return key is not None
+
+    @staticmethod
+    def _bare_response(request: Message, code: str) -> Message:
+        response = Message(request.mti[:2] + str(int(request.mti[2]) + 1) + request.mti[3:])
+        for n in (7, 11, 32, 33, 53, 70, 100):
+            if n in request:
+                response[n] = request[n]
+        response[39] = code
+        return response
+
+    # --- network management ------------------------------------------------------
+    async def _management(self, request: Message) -> Message:
+        if request.get(70) != zone.NMI_KEY_EXCHANGE:
+            return self._bare_response(request, "00")
+        kind = zone.key_kind(request)
+        if kind is None:
+            return self._bare_response(request, "30")
+        name = _KEY_NAMES[kind]
+        if 48 not in request:  # the switch asks for a new key
+            response = self._bare_response(request, "00")
+            generated = await self.hsm.generate_key(
+                _KEY_TYPES[kind], "U", export_under=self.settings.zmk_lmk
+            )
+            offer = zone.KeyOffer(kind, generated.under_wrap or "", generated.kcv)
+            self._ring(kind).offer(generated.under_lmk)
+            response[48] = offer.f48()
+            self.metrics.key_exchanges.labels(name, "switch", "ok").inc()
+            return response
+        code, offer, key_lmk = await zone.key_exchange_answer_code(
+            self.hsm, self.settings.zmk_lmk, request
+        )
+        if offer is not None and key_lmk is not None:
+            self._ring(offer.kind).install(key_lmk)
+        self.metrics.key_exchanges.labels(name, "switch", "ok" if code == "00" else code).inc()
+        return self._bare_response(request, code)
+
+    def _ring(self, kind: str) -> ZoneKey:
+        return self.zpk if kind == zone.KEY_KIND_ZPK else self.zak
+
+    async def initiate_key_exchange(self, kind: str, *, timeout_s: float = 5.0) -> bool:
+        """Generate a new ZPK (``"1"``) or ZAK (``"2"``) under the ZMK, offer it to the
+        switch with 0800/101 and promote it when the switch answers 00."""
+        name = _KEY_NAMES[kind]
+        conns = [c for c in self.connections if c.is_open]
+        if not conns:
+            return False
+        generated = await self.hsm.generate_key(
+            _KEY_TYPES[kind], "U", export_under=self.settings.zmk_lmk
+        )
+        ring = self._ring(kind)
+        ring.offer(generated.under_lmk)
+        offer = zone.KeyOffer(kind, generated.under_wrap or "", generated.kcv)
+        request = Message("0800", {70: zone.NMI_KEY_EXCHANGE, 53: offer.f53(), 48: offer.f48()})
+        request[7] = zone.transmission_time(self.settings.tz_offset_hours)
+        request[11] = f"{next(self._stan) % 999_999 + 1:06d}"
+        request[32] = self.settings.network_id
+        request[100] = self.settings.network_id
+        await zone.mac_message(self.hsm, self.zak.current, request)
+        key = (request.text(11), request.text(7), request.text(32))
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            conns[0].send(NetworkFrame(self._switch_header, request))
+            response = await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self.metrics.key_exchanges.labels(name, "network", "timeout").inc()
+            return False
+        finally:
+            self._pending.pop(key, None)
+        ok = response.get(39) == "00"
+        if ok and ring.pending == generated.under_lmk:
+            ring.promote()
+        self.metrics.key_exchanges.labels(name, "network", "ok" if ok else "failed").inc()
+        return ok
+
+    async def _key_exchange_loop(self) -> None:
+        while True:
+            interval_s = self.rules.key_exchange_interval_s
+            await asyncio.sleep(interval_s if interval_s > 0 else 1.0)
+            if interval_s <= 0:
+                continue
+            for kind in (zone.KEY_KIND_ZPK, zone.KEY_KIND_ZAK):
+                try:
+                    await self.initiate_key_exchange(kind)
+                except HsmError as exc:
+                    log.error("issuer_key_exchange_failed", error=type(exc).__name__)

@@ -1,0 +1,82 @@
+"""Settings of the card network / issuer simulator: defaults < TOML (``--config``) <
+environment (``POSP_ISSUER_…``) < command-line flags.
+
+The defaults pair with the switch's defaults out of the box: same port, same TEST zone
+keys (:mod:`posp.network.test_keys`), in-process HSM with the TEST LMK set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from issuer_sim.cardfile import DEMO_CARDS
+from posp.errors import ConfigError
+from posp.network import test_keys
+
+
+class IssuerSettings(BaseSettings):
+    """Every option of ``issuer-sim serve``."""
+
+    model_config = SettingsConfigDict(env_prefix="POSP_ISSUER_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(9583, ge=0, le=65535, description="network link port; 0 = any free")
+    cards: Path | None = Field(DEMO_CARDS, description="card file loaded when the db is empty")
+    db: str = Field("", description="SQLite file for accounts; empty = in memory only")
+    flush_interval_s: float = Field(1.0, gt=0, description="write-behind period")
+    hsm: str = Field("inprocess://", description="inprocess:// or tcp://host:port")
+    latency_ms: float = Field(0.0, ge=0, description="delay before every financial answer")
+    drop_rate: float = Field(0.0, ge=0, le=1, description="share of answers silently dropped")
+    key_exchange_interval_s: float = Field(0.0, ge=0, description="0 = never initiate")
+    key_grace_s: float = Field(60.0, ge=0, description="old zone keys stay valid")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off")
+    control_port: int = Field(0, ge=0, le=65535, description="HTTP JSON control; 0 = off")
+    network_id: str = Field("00010000", max_length=11, description="this network's id")
+    issuer_id: str = Field("00010344", max_length=11, description="issuer id in F44")
+    zmk_lmk: str = test_keys.TEST_ZMK_LMK
+    zpk_lmk: str = test_keys.TEST_ZPK_LMK
+    zak_lmk: str = test_keys.TEST_ZAK_LMK
+    pvk_lmk: str = test_keys.TEST_PVK_LMK
+    tz_offset_hours: float = Field(8.0, ge=-14, le=14)
+    max_frame_bytes: int = Field(8192, ge=256)
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> IssuerSettings:
+    """Settings from the TOML file, the environment and ``overrides`` (CLI flags that are
+    not None).  ConfigError naming the offending keys when they do not validate."""
+    toml_path = config_file
+
+    class _FromFile(IssuerSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if toml_path is not None:
+                sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_path),)
+            return sources
+
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    try:
+        loaded = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
+        raise ConfigError(f"invalid issuer simulator settings: {fields}") from None
+    return IssuerSettings.model_validate(loaded.model_dump())
