@@ -200,9 +200,11 @@ def _encode_header(header: NetworkHeader, total_bytes: int) -> bytes:
     parts = [_HEADER_FLAGS, b"%04d" % total_bytes]
     for name, width in _HEADER_LAYOUT:
         value = getattr(header, name)
+        if type(value) is not str:
+            raise EncodeError(f"header {name} must be str")
         # Institution ids are space-padded; the other header fields must fit exactly.
         text = value.ljust(width) if name in ("destination", "source") else value
-        if type(value) is not str or len(text) != width or not text.isascii():
+        if len(text) != width or not text.isascii():
             raise EncodeError(f"header {name} must be {width} ASCII characters")
         parts.append(text.encode("ascii"))
     return b"".join(parts)
@@ -252,7 +254,7 @@ def decode_network(body: bytes) -> NetworkFrame:
 def encode_network(frame: NetworkFrame) -> bytes:
     """Encode a frame body (without the 4-byte length), header total length filled."""
     mti = frame.message.mti
-    if len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
+    if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
         raise EncodeError("MTI must be 4 digits")
     rest = mti.encode("ascii") + NETWORK.encode_fields(frame.message.fields)
     total = HEADER_BYTES + len(rest)

@@ -246,24 +246,8 @@ def _binary_encoder(spec: FieldSpec) -> Encoder:
 # --- decoders ------------------------------------------------------------------
 
 
-def _fixed_reader(size: int) -> LengthReader:
-    def read(buf: bytes, pos: int) -> tuple[int, int]:
-        return size, pos
-
-    return read
-
-
-def _variable_reader(spec: FieldSpec) -> LengthReader:
-    read_prefix = _prefix_reader(spec)
-    maximum = spec.length
-
-    def read(buf: bytes, pos: int) -> tuple[int, int]:
-        size, pos = read_prefix(buf, pos)
-        if size > maximum:
-            raise InvalidField(f"length {size} exceeds maximum {maximum}")
-        return size, pos
-
-    return read
+def _too_long(size: int, maximum: int) -> InvalidField:
+    return InvalidField(f"length {size} exceeds maximum {maximum}")
 
 
 def _fixed_bcd_digits_decoder(spec: FieldSpec) -> Decoder:
@@ -290,12 +274,18 @@ def _fixed_bcd_digits_decoder(spec: FieldSpec) -> Decoder:
 def _bcd_decoder(spec: FieldSpec) -> Decoder:
     if spec.fmt is Fmt.N and not spec.variable:
         return _fixed_bcd_digits_decoder(spec)
-    read = _variable_reader(spec) if spec.variable else _fixed_reader(spec.length)
+    read_prefix = _prefix_reader(spec) if spec.variable else None
+    maximum = spec.length
     left = spec.align is Align.LEFT
     track = spec.fmt is Fmt.Z
 
     def decode(buf: bytes, pos: int) -> tuple[FieldValue, int]:
-        size, pos = read(buf, pos)
+        if read_prefix is None:
+            size = maximum
+        else:
+            size, pos = read_prefix(buf, pos)
+            if size > maximum:
+                raise _too_long(size, maximum)
         end = pos + (size + 1) // 2
         if end > len(buf):
             raise InvalidField("truncated")
@@ -314,16 +304,23 @@ def _bcd_decoder(spec: FieldSpec) -> Decoder:
 
 
 def _ascii_decoder(spec: FieldSpec) -> Decoder:
-    read = _variable_reader(spec) if spec.variable else _fixed_reader(spec.length)
-    check = _text_checker(spec.fmt)
+    read_prefix = _prefix_reader(spec) if spec.variable else None
+    maximum = spec.length
+    digits, track = spec.fmt is Fmt.N, spec.fmt is Fmt.Z
 
     def decode(buf: bytes, pos: int) -> tuple[FieldValue, int]:
-        size, pos = read(buf, pos)
+        if read_prefix is None:
+            size = maximum
+        else:
+            size, pos = read_prefix(buf, pos)
+            if size > maximum:
+                raise _too_long(size, maximum)
         end = pos + size
         if end > len(buf):
             raise InvalidField("truncated")
         text = buf[pos:end].decode("ascii")
-        if size and check is not None and not check(text):
+        checked = text if digits else text.replace("=", "") if track else "0"
+        if size and not checked.isdigit():
             raise InvalidField(f"not {spec.fmt.value} characters")
         return text, end
 
@@ -331,10 +328,16 @@ def _ascii_decoder(spec: FieldSpec) -> Decoder:
 
 
 def _binary_decoder(spec: FieldSpec) -> Decoder:
-    read = _variable_reader(spec) if spec.variable else _fixed_reader(spec.length)
+    read_prefix = _prefix_reader(spec) if spec.variable else None
+    maximum = spec.length
 
     def decode(buf: bytes, pos: int) -> tuple[FieldValue, int]:
-        size, pos = read(buf, pos)
+        if read_prefix is None:
+            size = maximum
+        else:
+            size, pos = read_prefix(buf, pos)
+            if size > maximum:
+                raise _too_long(size, maximum)
         end = pos + size
         if end > len(buf):
             raise InvalidField("truncated")

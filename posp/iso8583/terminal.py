@@ -149,9 +149,9 @@ def encode_terminal(frame: TerminalFrame) -> bytes:
     tpdu, header, mti = frame.tpdu, frame.header, frame.message.mti
     if type(tpdu) is not bytes or len(tpdu) != 5 or tpdu[0] != _TPDU_ID:
         raise EncodeError("TPDU must be 5 bytes starting with 60")
-    if len(header) != 12 or not (header.isdigit() and header.isascii()):
+    if type(header) is not str or len(header) != 12 or not (header.isdigit() and header.isascii()):
         raise EncodeError("header must be 12 digits")
-    if len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
+    if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
         raise EncodeError("MTI must be 4 digits")
     body = TERMINAL.encode_fields(frame.message.fields)
     return tpdu + bytes.fromhex(header + mti) + body
