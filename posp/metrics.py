@@ -1,0 +1,189 @@
+"""Prometheus metrics of the switch, against an injected registry.
+
+Label values come from closed sets only (route names, response codes, HSM
+command names, exception class names, store method names, shed reasons):
+never a terminal id, PAN, trace or RRN.
+
+============================  =========  =======================  ===============================
+metric                        type       labels                   meaning
+============================  =========  =======================  ===============================
+posp_requests_total           counter    txn_type, response_code  requests answered
+posp_request_seconds          histogram  txn_type                 frame arrival to answer
+posp_connections              gauge      -                        open terminal connections
+posp_in_flight                gauge      -                        requests being processed
+posp_shed_total               counter    reason                   refused by a limit: connections,
+                                                                  in_flight_connection,
+                                                                  in_flight_global, deadline,
+                                                                  shutdown
+posp_frames_rejected_total    counter    reason                   connections closed: garbage,
+                                                                  oversized, idle
+posp_hsm_seconds              histogram  command                  HSM call latency (method name)
+posp_hsm_errors_total         counter    command, error           HSM failures (exception class)
+posp_store_seconds            histogram  operation                store call latency (method)
+posp_signed_in_terminals      gauge      -                        terminals with unexpired keys
+                                                                  (refreshed periodically)
+============================  =========  =======================  ===============================
+
+txn_type is a route name (sign_in, purchase, ...) or ``unrouted``.
+
+The HSM client and the store are wrapped in timing proxies
+(:class:`InstrumentedHsm`, :class:`InstrumentedStore`) so no caller has to
+remember to time its calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from posp.errors import HsmError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from posp.hsm.api import HsmClient
+    from posp.store.api import Store
+
+_LATENCY_BUCKETS_S: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class SwitchMetrics:
+    """Every metric of the switch, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "posp_requests", "Requests answered", ["txn_type", "response_code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "posp_request_seconds",
+            "Time from frame to answer",
+            ["txn_type"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.connections = Gauge("posp_connections", "Open terminal connections", registry=r)
+        self.in_flight = Gauge("posp_in_flight", "Requests being processed", registry=r)
+        self.shed = Counter(
+            "posp_shed", "Connections or requests refused by a limit", ["reason"], registry=r
+        )
+        self.frames_rejected = Counter(
+            "posp_frames_rejected", "Connections closed for bad input", ["reason"], registry=r
+        )
+        self.hsm_seconds = Histogram(
+            "posp_hsm_seconds",
+            "HSM call latency",
+            ["command"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.hsm_errors = Counter(
+            "posp_hsm_errors", "HSM call failures", ["command", "error"], registry=r
+        )
+        self.store_seconds = Histogram(
+            "posp_store_seconds",
+            "Store call latency",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.signed_in_terminals = Gauge(
+            "posp_signed_in_terminals", "Terminals with unexpired working keys", registry=r
+        )
+
+    def observe_request(self, txn_type: str, response_code: str, seconds: float) -> None:
+        self.requests.labels(txn_type, response_code).inc()
+        self.request_seconds.labels(txn_type).observe(seconds)
+
+
+class _TimingProxy:
+    """Wraps every coroutine method of ``target`` with a latency observation."""
+
+    def __init__(
+        self, target: object, observe: Callable[[str, float, BaseException | None], None]
+    ) -> None:
+        self._target = target
+        self._observe = observe
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        observe = self._observe
+
+        @functools.wraps(attr)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = await cast(Callable[..., Awaitable[Any]], attr)(*args, **kwargs)
+            except BaseException as exc:
+                observe(name, time.perf_counter() - started, exc)
+                raise
+            observe(name, time.perf_counter() - started, None)
+            return result
+
+        return timed
+
+
+def instrument_hsm(hsm: HsmClient, metrics: SwitchMetrics) -> HsmClient:
+    """``hsm`` with every call timed into posp_hsm_seconds / posp_hsm_errors_total."""
+
+    def observe(command: str, seconds: float, exc: BaseException | None) -> None:
+        metrics.hsm_seconds.labels(command).observe(seconds)
+        if isinstance(exc, HsmError):
+            metrics.hsm_errors.labels(command, type(exc).__name__).inc()
+
+    return cast("HsmClient", _TimingProxy(hsm, observe))
+
+
+def instrument_store(store: Store, metrics: SwitchMetrics) -> Store:
+    """``store`` with every call timed into posp_store_seconds."""
+
+    def observe(operation: str, seconds: float, _exc: BaseException | None) -> None:
+        metrics.store_seconds.labels(operation).observe(seconds)
+
+    return cast("Store", _TimingProxy(store, observe))
+
+
+class MetricsServer:
+    """The HTTP exposition endpoint (prometheus_client's threaded server)."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._server: WSGIServer | None = None
+
+    def start(self) -> None:
+        server, _thread = start_http_server(self._port, addr=self._host, registry=self._registry)
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0); 0 before start."""
+        return self._server.server_port if self._server is not None else 0
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

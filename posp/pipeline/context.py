@@ -1,0 +1,137 @@
+"""What every pipeline step sees: the services (shared, long-lived) and the
+transaction context (one per request).
+
+Invariants:
+* A step reads the request through ``ctx.message`` and writes the answer's
+  extra fields into ``ctx.response``; the echoed fields, 12/13/15/32/37/39 and
+  the MAC are added by ``posp.pipeline.respond`` at the end.
+* ``ctx.pan`` holds the clear PAN only in memory for the request's lifetime;
+  it is excluded from the repr and never logged or stored (the journal keeps
+  the 6+4 mask and a keyed hash).
+* ``ctx.now`` is the switch's local time (UTC+8 by default), read once per
+  request so that F12/F13 and the journal agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from posp.errors import DecodeError
+from posp.iso8583 import Message, TerminalFrame
+from posp.iso8583.fields import Field60
+from posp.iso8583.message import FieldValue
+
+if TYPE_CHECKING:
+    from posp.hsm.api import HsmClient
+    from posp.keys import KeyService
+    from posp.metrics import SwitchMetrics
+    from posp.network.ids import IdAllocator
+    from posp.pipeline.routes import Route
+    from posp.settings import Settings
+    from posp.store.api import JournalEntry, Merchant, Store, Terminal
+
+
+@dataclass(slots=True)
+class Services:
+    """The long-lived collaborators every step may use."""
+
+    settings: Settings
+    store: Store
+    hsm: HsmClient
+    keys: KeyService
+    ids: IdAllocator
+    metrics: SwitchMetrics
+    # posp.network.link.NetworkLink once the link is configured; None answers 91.
+    link: Any = None
+    # posp.network.saf.SafForwarder when the link is up.
+    saf: Any = None
+
+    def local_now(self) -> dt.datetime:
+        offset = dt.timedelta(hours=self.settings.network.tz_offset_hours)
+        return dt.datetime.now(dt.timezone(offset))
+
+    def pan_hash(self, pan: str) -> str:
+        """Keyed hash of a PAN (HMAC-SHA256, hex): matches cards without storing them."""
+        key = self.settings.pan_hash_key.encode()
+        return hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
+
+    def card_class(self, pan: str | None, card_org: str | None) -> str:
+        """``00`` domestic / ``01`` foreign, by card organisation, else by BIN prefix."""
+        rules = self.settings.settlement
+        if card_org is not None:
+            return "00" if card_org in rules.domestic_card_orgs else "01"
+        if pan is None or any(pan.startswith(p) for p in rules.domestic_bin_prefixes):
+            return "00"
+        return "01"
+
+
+@dataclass(slots=True)
+class TxnContext:
+    """One request on its way through the route's steps."""
+
+    body: bytes
+    frame: TerminalFrame
+    route: Route
+    services: Services
+    f60: Field60
+    now: dt.datetime
+    started_s: float  # perf_counter at frame arrival
+    terminal: Terminal | None = None
+    merchant: Merchant | None = None
+    response: dict[int, FieldValue] = field(default_factory=dict)
+    response_f60: str | None = None  # replaces the echoed 60 (sign-in gives the batch)
+    processing: str = "0"  # header digit 6 of the answer
+    keys_usable: bool = False  # working keys present and unexpired (the answer can be MACed)
+    mac_verified: bool = False
+    entry: JournalEntry | None = None
+    entry_id: int | None = None
+    final_state: str | None = None  # a financial step's own journal state (e.g. timed_out)
+    timeout_code: str = "96"  # answer when the deadline passes (98 once forwarded)
+    rrn: str | None = None
+    auth_code: str | None = None
+    card_org: str | None = None
+    settlement_date: str | None = None
+    original: JournalEntry | None = None
+    pan: str | None = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict)  # room for later steps' state
+
+    @property
+    def message(self) -> Message:
+        return self.frame.message
+
+    def text(self, number: int) -> str:
+        """Field ``number`` as text; DecodeError (→ 30) when missing or binary."""
+        value = self.frame.message.fields.get(number)
+        if value is None:
+            raise DecodeError("required field missing", field=number)
+        if not isinstance(value, str):
+            raise DecodeError("field is binary", field=number)
+        return value
+
+    @property
+    def local_date(self) -> str:
+        return self.now.strftime("%m%d")
+
+    @property
+    def local_time(self) -> str:
+        return self.now.strftime("%H%M%S")
+
+
+def card_pan(message: Message) -> str | None:
+    """The PAN from F2, else from track 2 before the separator when track data
+    is not encrypted (F53 digit 3 = 1 means it is; the PAN then waits for the
+    financial steps to decrypt it)."""
+    pan = message.get(2)
+    if isinstance(pan, str) and pan:
+        return pan
+    track2 = message.get(35)
+    security = message.get(53)
+    encrypted = isinstance(security, str) and len(security) >= 3 and security[2] == "1"
+    if isinstance(track2, str) and not encrypted:
+        head = track2.replace("=", "D").split("D", 1)[0]
+        return head or None
+    return None

@@ -1,0 +1,135 @@
+"""The pipeline: one frame body in, one answer out.
+
+``Pipeline.handle(body)`` decodes, finds the route, runs its steps under the
+request's deadline, records the outcome in the journal and builds the answer.
+It never raises: every failure becomes a response code through
+``posp.pipeline.codes`` or, for bytes that are not a terminal message at all,
+an instruction to close the connection.
+
+Deadline: steps run inside ``asyncio.timeout(request_deadline_s)`` from frame
+arrival; when it passes the answer is ``ctx.timeout_code`` (96, or 98 once a
+financial step has forwarded the request).  Journal and answer MAC run after
+the deadline with the HSM's and store's own deadlines, so the server adds a
+small grace on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from posp.errors import DecodeError
+from posp.iso8583 import TerminalDecodeError, TerminalFrame, decode_terminal
+from posp.iso8583.fields import Field60
+from posp.log import bind_transaction, get_logger
+from posp.pipeline.codes import FORMAT_ERROR, MALFUNCTION, code_for
+from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.journal import record_outcome
+from posp.pipeline.respond import bare_answer, build_answer
+from posp.pipeline.routes import find_route
+
+UNSUPPORTED = "12"
+UNROUTED = "unrouted"  # metrics label for requests no route matched
+
+_log = get_logger("posp.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the connection does next: send ``body`` (if any), then close if asked."""
+
+    body: bytes | None
+    close: bool = False
+
+
+class Pipeline:
+    """Routes requests through their steps.  Shared by every connection."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def shed(self, body: bytes, code: str = MALFUNCTION) -> Reply:
+        """Answer at once without the HSM or store (over a load limit)."""
+        try:
+            frame = decode_terminal(body)
+        except TerminalDecodeError as exc:
+            if exc.partial is None:
+                return Reply(None, close=True)
+            frame = exc.partial
+        return Reply(bare_answer(frame, code))
+
+    async def handle(self, body: bytes) -> Reply:
+        started_s = time.perf_counter()
+        try:
+            frame = decode_terminal(body)
+        except TerminalDecodeError as exc:
+            return self._malformed(exc, started_s)
+        bind_transaction(
+            mti=frame.message.mti, trace=_text(frame, 11), terminal_id=_text(frame, 41)
+        )
+        try:
+            f60 = Field60.parse(_text(frame, 60) or "")
+        except DecodeError:
+            return self._answer_bare(frame, FORMAT_ERROR, UNROUTED, started_s)
+        route = find_route(frame.message, f60)
+        if route is None:
+            return self._answer_bare(frame, UNSUPPORTED, UNROUTED, started_s)
+        bind_transaction(txn_type=route.name)
+        ctx = TxnContext(
+            body, frame, route, self.services, f60, self.services.local_now(), started_s
+        )
+        code = await self._run_steps(ctx)
+        await record_outcome(ctx, code)
+        answer = await build_answer(ctx, code)
+        self._observe(route.name, code, started_s)
+        _log.info("answered", response_code=code)
+        return Reply(answer)
+
+    async def _run_steps(self, ctx: TxnContext) -> str:
+        deadline_s = self.services.settings.limits.request_deadline_s
+        remaining_s = max(deadline_s - (time.perf_counter() - ctx.started_s), 0.0)
+        try:
+            async with asyncio.timeout(remaining_s):
+                for step in ctx.route.steps:
+                    code = await step(ctx)
+                    if code is not None:
+                        return code
+        except TimeoutError:
+            _log.warning("request deadline passed", deadline_s=deadline_s)
+            return ctx.timeout_code
+        except Exception as exc:
+            code = code_for(exc)
+            _log.info(
+                "request failed",
+                error_type=type(exc).__name__,
+                response_code=code,
+                field=getattr(exc, "field", None),
+            )
+            return code
+        _log.error("route ended without an answer", route=ctx.route.name)
+        return MALFUNCTION
+
+    def _malformed(self, exc: TerminalDecodeError, started_s: float) -> Reply:
+        """30 when the header and MTI decoded; otherwise the bytes are garbage: close."""
+        if exc.partial is None:
+            self.services.metrics.frames_rejected.labels("garbage").inc()
+            _log.warning(
+                "undecodable frame; closing connection", offset=exc.offset, reason=exc.reason
+            )
+            return Reply(None, close=True)
+        _log.info("malformed field", field=exc.field, offset=exc.offset, reason=exc.reason)
+        return self._answer_bare(exc.partial, FORMAT_ERROR, UNROUTED, started_s)
+
+    def _answer_bare(self, frame: TerminalFrame, code: str, label: str, started_s: float) -> Reply:
+        self._observe(label, code, started_s)
+        _log.info("answered", response_code=code)
+        return Reply(bare_answer(frame, code))
+
+    def _observe(self, txn_type: str, code: str, started_s: float) -> None:
+        self.services.metrics.observe_request(txn_type, code, time.perf_counter() - started_s)
+
+
+def _text(frame: TerminalFrame, number: int) -> str | None:
+    value = frame.message.fields.get(number)
+    return value if isinstance(value, str) else None

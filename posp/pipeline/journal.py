@@ -1,0 +1,102 @@
+"""The journal steps: every request is recorded with its outcome.
+
+* ``journal_pending`` (financial routes, after the checks) allocates the RRN
+  and inserts a pending entry with ``dedupe=True``: the store's unique
+  (terminal, batch, trace, direction) index turns a duplicate into
+  ``DuplicateTransaction`` → 94, even across switch instances on one database.
+* ``record_outcome`` (every request, after the steps) updates that entry with
+  the answer, or, when no entry was made (management messages, declines by the
+  checks), inserts one with ``dedupe=False`` so it never blocks a later request.
+
+PANs are journaled as the 6+4 mask and a keyed hash, never in clear.
+"""
+
+from __future__ import annotations
+
+from posp.errors import StoreError
+from posp.iso8583 import mask_pan
+from posp.log import bind_transaction, get_logger
+from posp.pipeline.codes import APPROVED
+from posp.pipeline.context import TxnContext, card_pan
+from posp.store.api import APPROVED as STATE_APPROVED
+from posp.store.api import DECLINED, PENDING, JournalEntry
+
+_log = get_logger("posp.pipeline.journal")
+
+
+def build_entry(ctx: TxnContext, state: str) -> JournalEntry:
+    """A journal entry for the request as it stands (no clear PAN)."""
+    message = ctx.message
+    if ctx.pan is None:
+        ctx.pan = card_pan(message)
+    pan = ctx.pan
+    amount = message.get(4)
+    processing = message.get(3)
+    currency = message.get(49)
+    terminal_id = message.get(41)
+    merchant_id = message.get(42)
+    return JournalEntry(
+        terminal_id=terminal_id if isinstance(terminal_id, str) else "",
+        merchant_id=merchant_id if isinstance(merchant_id, str) else "",
+        batch=ctx.f60.batch,
+        trace=message.get(11) if isinstance(message.get(11), str) else "",  # type: ignore[arg-type]
+        txn_type=ctx.route.name,
+        mti=message.mti,
+        direction=ctx.route.direction,
+        processing_code=processing if isinstance(processing, str) else "",
+        amount_minor=int(amount) if isinstance(amount, str) and amount.isdigit() else None,
+        currency=currency if isinstance(currency, str) else "156",
+        pan_masked=mask_pan(pan) if pan else None,
+        pan_hash=ctx.services.pan_hash(pan) if pan else None,
+        card_class=ctx.services.card_class(pan, ctx.card_org),
+        card_org=ctx.card_org,
+        state=state,
+        rrn=ctx.rrn,
+        local_date=ctx.local_date,
+        local_time=ctx.local_time,
+        node_id=f"{ctx.services.settings.node_id:02d}",
+    )
+
+
+async def journal_pending(ctx: TxnContext) -> str | None:
+    """Allocate the RRN and insert the pending entry (94 on a duplicate via the codes table)."""
+    ctx.rrn = await ctx.services.ids.next_rrn()
+    bind_transaction(rrn=ctx.rrn)
+    entry = build_entry(ctx, PENDING)
+    ctx.entry_id = await ctx.services.store.insert_entry(entry, dedupe=True)
+    ctx.entry = entry
+    entry.id = ctx.entry_id
+    return None
+
+
+def _final_state(ctx: TxnContext, code: str) -> str:
+    if ctx.final_state is not None:
+        return ctx.final_state
+    return STATE_APPROVED if code == APPROVED else DECLINED
+
+
+async def record_outcome(ctx: TxnContext, code: str) -> None:
+    """Record the answer; a store failure here is logged, never raised (the
+    answer is already decided and the terminal must get it)."""
+    state = _final_state(ctx, code)
+    store = ctx.services.store
+    try:
+        if ctx.entry_id is not None:
+            changes: dict[str, object] = {
+                "state": state,
+                "response_code": code,
+                "rrn": ctx.rrn,
+                "auth_code": ctx.auth_code,
+                "settlement_date": ctx.settlement_date,
+            }
+            if ctx.card_org is not None:
+                changes["card_org"] = ctx.card_org
+                changes["card_class"] = ctx.services.card_class(ctx.pan, ctx.card_org)
+            await store.update_entry(ctx.entry_id, **changes)
+            return
+        entry = build_entry(ctx, state)
+        entry.response_code = code
+        entry.auth_code = ctx.auth_code
+        ctx.entry_id = await store.insert_entry(entry, dedupe=False)
+    except StoreError as exc:
+        _log.error("journal write failed", error_type=type(exc).__name__, response_code=code)

@@ -1,0 +1,125 @@
+"""Building the answer: echoed fields, the switch's own fields, header, MAC.
+
+Rules (terminal-link §1, §3, §5):
+* MTI = request MTI + 10; TPDU with destination and source swapped; header
+  echoed with digit 6 = ``3`` for 77 / 99 / A0 or when the keys are unusable.
+* Echo 2 (if sent), 3, 4, 11, 25, 41, 42, 49, 60; add 12, 13, 32, 39, 15 on
+  card transactions, 37 once an RRN exists, and whatever the steps put into
+  ``ctx.response`` (38, 44, 48, 54, 62, 63 ...).
+* F64 only when the route's MAC policy applies, the terminal's keys are
+  usable and the code is not A0 (an A0 answer never carries F64).  The MAC is
+  computed by the HSM (M6, algorithm 09, TAK) over the encoded answer: encode
+  with a placeholder F64, take the MAB, replace the last 8 bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from posp.errors import EncodeError, HsmError
+from posp.hsm.api import KEY_TAK, MAC_ALG_CUP_ECB
+from posp.iso8583 import (
+    Message,
+    TerminalFrame,
+    encode_terminal,
+    reply_tpdu,
+    response_header,
+    terminal_mab,
+)
+from posp.iso8583.message import FieldValue
+from posp.log import get_logger
+from posp.pipeline.checks import mac_required
+from posp.pipeline.codes import SIGN_IN_AGAIN_CODES
+from posp.pipeline.context import TxnContext
+
+ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
+NO_MAC_CODE: Final = "A0"
+_MAC_PLACEHOLDER: Final = b"00000000"
+
+_log = get_logger("posp.pipeline.respond")
+
+
+def response_mti(mti: str) -> str:
+    """Request MTI + 10 (0200 → 0210); a non-numeric MTI never reaches here."""
+    return f"{(int(mti) + 10) % 10000:04d}"
+
+
+def bare_answer(frame: TerminalFrame, code: str, processing: str = "0") -> bytes | None:
+    """An answer built from the request alone, without the HSM or the store
+    (load shedding, malformed fields): echoed fields + 39, no MAC.  None when
+    even that cannot be encoded."""
+    fields: dict[int, FieldValue] = {
+        n: frame.message.fields[n] for n in ECHOED_FIELDS if n in frame.message.fields
+    }
+    fields[39] = code
+    answer = TerminalFrame(
+        reply_tpdu(frame.tpdu),
+        response_header(frame.header, processing),
+        Message(response_mti(frame.message.mti), fields),
+    )
+    try:
+        return encode_terminal(answer)
+    except EncodeError:
+        return None
+
+
+def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
+    request = ctx.message.fields
+    fields: dict[int, FieldValue] = {n: request[n] for n in ECHOED_FIELDS if n in request}
+    if ctx.response_f60 is not None:
+        fields[60] = ctx.response_f60
+    fields[12] = ctx.local_time
+    fields[13] = ctx.local_date
+    fields[32] = ctx.services.settings.network.acquirer_id
+    fields[39] = code
+    if ctx.route.financial:
+        fields[15] = ctx.settlement_date or ctx.local_date
+    if ctx.rrn is not None:
+        fields[37] = ctx.rrn
+    if ctx.auth_code is not None and code == "00":
+        fields[38] = ctx.auth_code
+    fields.update(ctx.response)
+    return fields
+
+
+def _wants_mac(ctx: TxnContext, code: str) -> bool:
+    return (
+        code != NO_MAC_CODE
+        and ctx.keys_usable
+        and ctx.terminal is not None
+        and ctx.terminal.tak_lmk is not None
+        and mac_required(ctx)
+    )
+
+
+async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
+    """The encoded answer body (no LEN) for ``ctx`` with response code ``code``."""
+    processing = "3" if code in SIGN_IN_AGAIN_CODES else ctx.processing
+    fields = _answer_fields(ctx, code)
+    want_mac = _wants_mac(ctx, code)
+    if want_mac:
+        fields[64] = _MAC_PLACEHOLDER
+    frame = TerminalFrame(
+        reply_tpdu(ctx.frame.tpdu),
+        response_header(ctx.frame.header, processing),
+        Message(response_mti(ctx.message.mti), fields),
+    )
+    try:
+        body = encode_terminal(frame)
+    except EncodeError as exc:
+        _log.error("answer does not encode", field=exc.field, reason=exc.reason)
+        return bare_answer(ctx.frame, "96")
+    if not want_mac:
+        return body
+    assert ctx.terminal is not None and ctx.terminal.tak_lmk is not None
+    try:
+        mac = await ctx.services.hsm.generate_mac(
+            KEY_TAK, ctx.terminal.tak_lmk, terminal_mab(body), algorithm=MAC_ALG_CUP_ECB
+        )
+    except HsmError as exc:
+        # The outcome stands; without a MAC the terminal treats the answer as
+        # unverifiable and reverses, which is the safe reading.
+        _log.error("answer MAC failed; answering without F64", error_type=type(exc).__name__)
+        del frame.message.fields[64]
+        return encode_terminal(frame)
+    return body[: -len(_MAC_PLACEHOLDER)] + mac

@@ -1,0 +1,186 @@
+"""The switch's settings: defaults that work out of the box, a TOML file, and
+``POSP_…`` environment variables, validated once at start.
+
+Precedence (highest first): keyword arguments to :func:`load_settings`,
+environment (``POSP_`` prefix, ``__`` between nested keys, e.g.
+``POSP_LIMITS__MAX_CONNECTIONS=5000``), the TOML file named by ``--config`` or
+``POSP_CONFIG``, then the defaults below.
+
+Invariants:
+* A setting that does not validate raises :class:`posp.errors.ConfigError`
+  whose message names the key (``limits.max_connections``) and its variable.
+* ``store_url`` defaults to the SQLite file inside ``data_dir``.
+* The default ``pan_hash_key`` is a public test value; ``uses_test_pan_hash_key``
+  tells the switch to warn at start.
+
+Configuration keys (TOML section / env variable):
+
+====================================  =======================================
+key                                   meaning (default)
+====================================  =======================================
+listen_host                           terminal listener address (127.0.0.1)
+terminal_port                         terminal listener port (5800; 0 = any)
+metrics_host / metrics_port           Prometheus exposition (127.0.0.1:9100)
+data_dir                              data directory (./data)
+store_url                             sqlite:///<data_dir>/posp.db or postgresql://…
+hsm_url                               inprocess:// or tcp://host:port
+hsm_timeout_s                         deadline of one HSM call (2.0)
+node_id                               0-99, unique per switch instance (1)
+network_enabled                       connect to the card network (true); false answers 91
+working_key_lifetime_s                sign-in keys valid this long (86400)
+pan_hash_key                          key of the PAN hash in the journal
+network.*                             card network link (posp.network.settings; F32 acquirer_id)
+limits.*                              connections, frames, idle, in-flight, deadlines
+settlement.*                          mac_on_settlement, domestic card rules
+log.format / log.level                console | json; debug | info | warning | error
+====================================  =======================================
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from posp.errors import ConfigError
+from posp.network.settings import NetworkLinkSettings
+
+ENV_PREFIX = "POSP_"
+CONFIG_ENV = "POSP_CONFIG"
+#: Public test value: fine for a lab, never for production (the switch warns).
+TEST_PAN_HASH_KEY = "TEST-ONLY-PAN-HASH-KEY-CHANGE-ME"
+
+# The TOML file of the load in progress; a context variable keeps concurrent
+# loads (tests) from seeing each other's file.
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "posp_settings_toml", default=None
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitSettings(_Section):
+    """Load limits: beyond them the switch sheds with an answer, never a queue."""
+
+    max_connections: int = Field(default=20000, ge=1)
+    max_frame_bytes: int = Field(default=4096, ge=64, le=65535)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    max_in_flight_per_connection: int = Field(default=32, ge=1)
+    max_in_flight: int = Field(default=5000, ge=1)
+    request_deadline_s: float = Field(default=10.0, gt=0)
+    shutdown_drain_s: float = Field(default=10.0, ge=0)
+
+
+class SettlementSettings(_Section):
+    """Settlement: MAC policy and how cards are classed domestic / foreign."""
+
+    mac_on_settlement: bool = False
+    domestic_card_orgs: tuple[str, ...] = ("CUP",)
+    domestic_bin_prefixes: tuple[str, ...] = ("62",)
+
+
+class LogSettings(_Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Every setting of the switch (see the module docstring for the table)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    listen_host: str = "127.0.0.1"
+    terminal_port: int = Field(default=5800, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    metrics_enabled: bool = True
+    data_dir: Path = Path("./data")
+    store_url: str = ""
+    hsm_url: str = "inprocess://"
+    hsm_timeout_s: float = Field(default=2.0, gt=0)
+    node_id: int = Field(default=1, ge=0, le=99)
+    network_enabled: bool = True
+    working_key_lifetime_s: float = Field(default=86400.0, gt=0)
+    pan_hash_key: str = Field(default=TEST_PAN_HASH_KEY, min_length=16)
+    signed_in_refresh_s: float = Field(default=15.0, gt=0)
+    network: NetworkLinkSettings = NetworkLinkSettings()
+    limits: LimitSettings = LimitSettings()
+    settlement: SettlementSettings = SettlementSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _derive_and_check(self) -> Settings:
+        if not self.store_url:
+            # frozen model: set through the object's dict once, at validation
+            object.__setattr__(self, "store_url", f"sqlite:///{self.data_dir / 'posp.db'}")
+        if not self.store_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("store_url must start with sqlite:// or postgresql://")
+        if not self.hsm_url.startswith(("inprocess://", "tcp://")):
+            raise ValueError("hsm_url must be inprocess:// or tcp://host:port")
+        return self
+
+    @property
+    def uses_test_pan_hash_key(self) -> bool:
+        return self.pan_hash_key == TEST_PAN_HASH_KEY
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per bad key, naming the TOML key and its environment variable."""
+    lines = []
+    for item in error.errors():
+        parts = [str(p) for p in item["loc"]]
+        key = ".".join(parts) if parts else "(settings)"
+        env = ENV_PREFIX + "__".join(parts).upper() if parts else ""
+        where = f"{key} ({env})" if env else key
+        lines.append(f"setting {where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings; ConfigError names every bad key.
+
+    ``config`` (or ``POSP_CONFIG``) names a TOML file; a missing file is an error."""
+    raw = config if config is not None else os.environ.get(CONFIG_ENV)
+    path = Path(raw) if raw else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    token = _toml_path.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"config file {path}: {exc}") from None
+    finally:
+        _toml_path.reset(token)

@@ -1,0 +1,180 @@
+"""The assembled switch: settings → store, HSM client, network link, metrics,
+pipeline, terminal server.
+
+``Switch(settings)`` owns what it opens; collaborators passed in (a store, an
+HSM client, a registry) are used but not closed, so tests can share them.
+``start()`` brings the parts up in dependency order and ``stop()`` takes them
+down in reverse: stop accepting and drain terminals first, then the network
+link, HSM and store.  ``port`` is the bound terminal port (port 0 in the
+settings picks a free one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from posp.errors import PospError
+from posp.hsm import open_hsm_client
+from posp.hsm.api import HsmClient
+from posp.keys import KeyService
+from posp.log import get_logger
+from posp.metrics import MetricsServer, SwitchMetrics, instrument_hsm, instrument_store
+from posp.network.ids import IdAllocator
+from posp.pipeline.context import Services
+from posp.pipeline.engine import Pipeline
+from posp.server import TerminalServer
+from posp.settings import Settings
+from posp.store import open_store
+from posp.store.api import Store
+
+_log = get_logger("posp.switch")
+
+
+def hsm_url_with_timeout(url: str, timeout_s: float) -> str:
+    """``url`` with ``timeout_s`` added for a TCP HSM that does not name one."""
+    if not url.startswith("tcp://") or "timeout_s=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}timeout_s={timeout_s}"
+
+
+class Switch:
+    """One switch instance (any number may share a PostgreSQL store)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        store: Store | None = None,
+        hsm: HsmClient | None = None,
+        link: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = SwitchMetrics(self.registry)
+        self._given_store = store
+        self._given_hsm = hsm
+        self._given_link = link
+        self._owned: list[Any] = []  # closed in reverse order at stop()
+        self.store: Store | None = None
+        self.hsm: HsmClient | None = None
+        self.link: Any = None
+        self.pipeline: Pipeline | None = None
+        self.server: TerminalServer | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port if self.server is not None else 0
+
+    @property
+    def metrics_port(self) -> int:
+        return self._metrics_server.port if self._metrics_server is not None else 0
+
+    async def _open_store(self) -> Store:
+        if self._given_store is not None:
+            return self._given_store
+        url = self.settings.store_url
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        store = open_store(url, node_id=f"{self.settings.node_id:02d}")
+        await store.open()
+        self._owned.append(store)
+        return store
+
+    async def _open_hsm(self) -> HsmClient:
+        if self._given_hsm is not None:
+            return self._given_hsm
+        client = open_hsm_client(
+            hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s)
+        )
+        self._owned.append(client)
+        await client.start()
+        return client
+
+    async def _open_link(self, hsm: HsmClient, ids: IdAllocator) -> Any:
+        if self._given_link is not None or not self.settings.network_enabled:
+            return self._given_link
+        from posp.network.link import NetworkLink
+
+        link = NetworkLink(self.settings.network, hsm, ids, registry=self.registry)
+        self._owned.append(link)
+        await link.start()
+        return link
+
+    async def start(self) -> None:
+        """Open store, HSM, network link; start the terminal listener and metrics."""
+        settings = self.settings
+        if settings.uses_test_pan_hash_key:
+            _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
+        store = instrument_store(await self._open_store(), self.metrics)
+        hsm = instrument_hsm(await self._open_hsm(), self.metrics)
+        ids = IdAllocator(store, settings.node_id)
+        self.store, self.hsm = store, hsm
+        self.link = await self._open_link(hsm, ids)
+        services = Services(
+            settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link
+        )
+        self.pipeline = Pipeline(services)
+        self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
+        await self.server.start(settings.listen_host, settings.terminal_port)
+        if settings.metrics_enabled:
+            self._metrics_server = MetricsServer(
+                self.registry, settings.metrics_host, settings.metrics_port
+            )
+            self._metrics_server.start()
+        self._refresher = asyncio.create_task(self._refresh_signed_in(), name="signed-in-gauge")
+        _log.info(
+            "switch started",
+            port=self.port,
+            node_id=settings.node_id,
+            metrics_port=self.metrics_port,
+        )
+
+    async def _refresh_signed_in(self) -> None:
+        """Keep posp_signed_in_terminals current (a store query every few seconds)."""
+        assert self.store is not None
+        lifetime = dt.timedelta(seconds=self.settings.working_key_lifetime_s)
+        while True:
+            try:
+                since = dt.datetime.now(dt.UTC) - lifetime
+                self.metrics.signed_in_terminals.set(await self.store.count_signed_in(since))
+            except PospError as exc:
+                _log.warning("signed-in count failed", error_type=type(exc).__name__)
+            await asyncio.sleep(self.settings.signed_in_refresh_s)
+
+    async def stop(self) -> None:
+        """Drain terminals, then close link, HSM and store (those this switch opened)."""
+        if self.server is not None:
+            await self.server.stop(self.settings.limits.shutdown_drain_s)
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+            self._metrics_server = None
+        for part in reversed(self._owned):
+            try:
+                await part.close()
+            except Exception as exc:  # one failing part must not keep the others open
+                _log.warning(
+                    "close failed", part=type(part).__name__, error_type=type(exc).__name__
+                )
+        self._owned.clear()
+        _log.info("switch stopped")
+
+    async def __aenter__(self) -> Switch:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
