@@ -186,6 +186,9 @@ def _journal(machine: TerminalMachine, in_flight: InFlight, message: Message) ->
         date=_text(message, 13) or machine.state.clock_date,
         card_class=card_class(_text(message, 63)[:3]),
     )
+    preauth = machine.state.journal.get(in_flight.context.get("original_trace", ""))
+    if in_flight.kind is TxnKind.COMPLETION and preauth is not None:
+        preauth.completed = True
     return "", None
 
 

@@ -46,6 +46,7 @@ class JournalEntry:
     date: str  # MMDD from the response's F13
     card_class: str
     voided: bool = False
+    completed: bool = False  # pre-authorizations only: a completion was approved
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

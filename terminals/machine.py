@@ -260,10 +260,10 @@ class TerminalMachine:
         extra: dict[int, FieldValue] = {37: original_rrn, 61: "000000000000" + original_date}
         return self._card_request(TxnKind.REFUND, card, amount_minor, None, entry, extra)
 
-    def _original(self, trace: str | int, kind: TxnKind) -> Any:
+    def _original(self, trace: str | int, kind: TxnKind, allow_voided: bool = False) -> Any:
         key = f"{int(trace):06d}"
         entry = self.state.journal.get(key)
-        if entry is None or entry.kind != kind.value or entry.voided:
+        if entry is None or entry.kind != kind.value or (entry.voided and not allow_voided):
             raise UnknownOriginal(f"no approved {kind.value} with trace {key}")
         return entry
 
@@ -274,9 +274,10 @@ class TerminalMachine:
         trace: str | int,
         amount_minor: int | None,
         with_rrn: bool,
+        allow_voided: bool = False,
     ) -> bytes:
         """A request that names an approved original of this batch (void, completion)."""
-        original = self._original(trace, original_kind)
+        original = self._original(trace, original_kind, allow_voided)
         card = CardPresent(original.pan, original.expiry, original.track2, original.entry_mode)
         extra: dict[int, FieldValue] = {
             38: original.auth_code,
@@ -289,9 +290,11 @@ class TerminalMachine:
             kind, card, amount, None, card.entry, extra, {"original_trace": original.trace}
         )
 
-    def purchase_void(self, trace_of_original: str | int) -> bytes:
+    def purchase_void(self, trace_of_original: str | int, *, allow_voided: bool = False) -> bytes:
+        """0200 void of an approved purchase; ``allow_voided`` sends it even for an
+        already voided one (conformance: the switch must answer 12)."""
         return self._follow_up(
-            TxnKind.PURCHASE_VOID, TxnKind.PURCHASE, trace_of_original, None, True
+            TxnKind.PURCHASE_VOID, TxnKind.PURCHASE, trace_of_original, None, True, allow_voided
         )
 
     def preauth_void(self, trace_of_preauth: str | int) -> bytes:

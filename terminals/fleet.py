@@ -1,0 +1,211 @@
+"""The fleet runner: many simulated terminals driving a switch.
+
+``run_fleet(config)`` signs every terminal in (spread over the ramp-up), then
+runs transactions open loop (``rate`` tx/s, one new transaction per tick on
+an idle terminal) or closed loop (``concurrency`` workers), for a duration
+or a count, with periodic settlement, and returns a ``FleetReport``.
+
+Invariants: a terminal has at most one request in flight (idle terminals
+wait in a queue); the open loop never queues work it cannot start — a tick
+with no idle terminal is counted as ``skipped``; every exchange is recorded
+in one ``LatencyHistogram`` (no per-sample list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from terminals.cards import TerminalCard
+from terminals.config import TerminalConfig
+from terminals.fleet_report import FleetReport, FleetStats
+from terminals.fleetfile import FleetTerminal
+from terminals.machine import TerminalMachine, TerminalStateError
+from terminals.mix import DEFAULT_MIX, MixSettings, TxnPicker, parse_mix
+from terminals.session import SessionOptions, TerminalSession
+
+SIGN_IN_PARALLELISM = 256
+
+
+@dataclass
+class FleetConfig:
+    """What to run.  Exactly one of ``rate`` / ``concurrency`` picks the loop
+    (neither = closed loop, one worker per terminal); ``duration_s`` and/or
+    ``count`` bound the run (neither = 10 s)."""
+
+    terminals: list[FleetTerminal]
+    cards: list[TerminalCard]
+    host: str = "127.0.0.1"
+    port: int = 5800
+    rate: float | None = None
+    concurrency: int | None = None
+    duration_s: float | None = None
+    count: int | None = None
+    mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
+    pin_ratio: float = 0.5
+    ic_ratio: float = 0.3
+    settle_every_s: float | None = None
+    long_connections: bool = False
+    sign_in_variant: str = "003"
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    ramp_up_s: float = 0.0
+    seed: int | None = None
+    progress: Callable[[FleetStats], None] | None = None
+    progress_interval_s: float = 0.5
+
+
+def raise_nofile_limit() -> int:
+    """Raise the open-files soft limit to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class _Fleet:
+    """The running fleet: sessions, idle queue, stats."""
+
+    def __init__(self, config: FleetConfig) -> None:
+        if not config.terminals:
+            raise ValueError("the fleet needs at least one terminal")
+        self.config = config
+        self.stats = FleetStats()
+        options = SessionOptions(
+            host=config.host,
+            port=config.port,
+            connect_timeout_s=config.connect_timeout_s,
+            response_timeout_s=config.timeout_s,
+            long_connection=config.long_connections,
+            sign_in_variant=config.sign_in_variant,
+        )
+        self.sessions = [
+            TerminalSession(
+                TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk)),
+                options,
+                on_outcome=self.stats.record,
+            )
+            for t in config.terminals
+        ]
+        self.picker = TxnPicker(
+            MixSettings(config.mix, config.pin_ratio, config.ic_ratio), config.cards, config.seed
+        )
+        self.idle: asyncio.Queue[TerminalSession] = asyncio.Queue()
+        self.next_settle: dict[int, float] = {}
+        self.started = 0
+        self.stop_at = float("inf")
+
+    # --- phases --------------------------------------------------------------
+
+    async def sign_in_all(self) -> None:
+        """Sign every terminal in, spread evenly over the ramp-up."""
+        gate = asyncio.Semaphore(SIGN_IN_PARALLELISM)
+        step_s = self.config.ramp_up_s / len(self.sessions)
+        start = time.perf_counter()
+
+        async def one(index: int, session: TerminalSession) -> None:
+            await asyncio.sleep(max(0.0, start + index * step_s - time.perf_counter()))
+            async with gate:
+                await session.prepare()
+            self.idle.put_nowait(session)
+
+        await asyncio.gather(*(one(i, s) for i, s in enumerate(self.sessions)))
+
+    def _budget_left(self) -> bool:
+        count = self.config.count
+        return (count is None or self.started < count) and time.perf_counter() < self.stop_at
+
+    async def _one(self, session: TerminalSession) -> None:
+        """One transaction (or a due settlement) on an idle terminal."""
+        try:
+            settle_every = self.config.settle_every_s
+            key = id(session)
+            now = time.perf_counter()
+            if settle_every is not None:
+                due = self.next_settle.setdefault(key, now + random.uniform(0, settle_every))
+                if now >= due or session.machine.upload_due:
+                    self.next_settle[key] = now + settle_every
+                    self.stats.settlements += 1
+                    await session.settle()
+                    return
+            name, build = self.picker.pick(session.machine)
+            self.stats.transactions[name] += 1
+            await session.transact(build)
+        except (TerminalStateError, ValueError) as exc:
+            self.stats.errors[type(exc).__name__] += 1
+        finally:
+            self.idle.put_nowait(session)
+
+    async def closed_loop(self, workers: int) -> None:
+        async def worker() -> None:
+            while self._budget_left():
+                self.started += 1
+                await self._one(await self.idle.get())
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    async def open_loop(self, rate: float) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        interval_s = 1.0 / rate
+        next_tick = time.perf_counter()
+        while self._budget_left():
+            now = time.perf_counter()
+            if next_tick > now:
+                await asyncio.sleep(next_tick - now)
+            next_tick += interval_s
+            self.started += 1
+            try:
+                session = self.idle.get_nowait()
+            except asyncio.QueueEmpty:
+                self.stats.skipped += 1
+                continue
+            task = asyncio.create_task(self._one(session))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def report_progress(self) -> None:
+        progress = self.config.progress
+        if progress is None:
+            return
+        while True:
+            await asyncio.sleep(self.config.progress_interval_s)
+            progress(self.stats)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.sessions), return_exceptions=True)
+
+
+async def run_fleet(config: FleetConfig) -> FleetReport:
+    """Run the fleet described by ``config`` and report what happened."""
+    raise_nofile_limit()
+    fleet = _Fleet(config)
+    progress = asyncio.create_task(fleet.report_progress())
+    try:
+        await fleet.sign_in_all()
+        fleet.stats.start_load()
+        duration_s = config.duration_s
+        if duration_s is None and config.count is None:
+            duration_s = 10.0
+        if duration_s is not None:
+            fleet.stop_at = time.perf_counter() + duration_s
+        if config.rate is not None:
+            await fleet.open_loop(config.rate)
+        else:
+            workers = min(config.concurrency or len(fleet.sessions), len(fleet.sessions))
+            await fleet.closed_loop(workers)
+        fleet.stats.stop_load()
+    finally:
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
+        await fleet.close()
+    return fleet.stats.report()

@@ -1,0 +1,128 @@
+"""The fleet runner against the fake switch, and its pieces (mix, fleet file)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from posp.errors import ConfigError
+from terminals.cards import TerminalCard
+from terminals.fleet import FleetConfig, run_fleet
+from terminals.fleet_cli import main as fleet_main
+from terminals.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
+from terminals.mix import parse_mix
+from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
+
+CARDS = [
+    TerminalCard("6225880000000001", "2812", "123456"),
+    TerminalCard("4761340000000019", "2812", "1234", card_org="VIS"),
+    TerminalCard("6225880000000019", "2812", "111111", status="lost"),
+]
+FLEET = [FleetTerminal(f"1000000{i}", f"89810000000000{i}", TMK) for i in range(1, 4)]
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    server = await serve(FakeSwitch())
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_closed_loop_runs_the_count_and_reports_every_exchange(port: int) -> None:
+    config = FleetConfig(
+        terminals=FLEET,
+        cards=CARDS,
+        port=port,
+        count=60,
+        concurrency=3,
+        seed=7,
+        long_connections=True,
+        settle_every_s=0.05,
+    )
+    report = await run_fleet(config)
+    assert report.sign_ins == 3
+    assert sum(report.transactions.values()) + report.settlements == 60
+    assert report.response_codes.get("00", 0) >= 60
+    assert report.timeouts == 0 and report.mac_failures == 0
+    assert report.requests_per_s > 0 and report.latency_ms["max"] >= report.latency_ms["p50"]
+
+
+async def test_open_loop_counts_ticks_without_idle_terminal_as_skipped(port: int) -> None:
+    config = FleetConfig(terminals=FLEET[:1], cards=CARDS, port=port, rate=200, duration_s=0.3)
+    report = await run_fleet(config)
+    assert sum(report.transactions.values()) > 0
+    assert report.skipped + sum(report.transactions.values()) >= 50
+
+
+def test_mix_parsing_names_the_bad_item() -> None:
+    assert parse_mix("purchase=70, balance=30") == {"purchase": 70, "balance": 30}
+    with pytest.raises(ValueError, match="bogus"):
+        parse_mix("bogus=1")
+    with pytest.raises(ValueError, match="weight"):
+        parse_mix("purchase=x")
+
+
+def test_fleet_file_round_trip_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.json"
+    write_fleet_file(path, FLEET)
+    assert read_fleet_file(path) == FLEET
+    path.write_text(json.dumps({"terminals": [{"terminal_id": "1", "merchant_id": "x"}]}))
+    with pytest.raises(ConfigError, match="entry 0"):
+        read_fleet_file(path)
+
+
+def test_cli_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """posp-fleet end to end in a fresh loop against a server in a thread."""
+    import asyncio
+    import threading
+
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    def serve_thread() -> None:
+        async def body() -> None:
+            server = await serve(FakeSwitch())
+            holder["port"] = server.sockets[0].getsockname()[1]
+            holder["loop"] = asyncio.get_running_loop()
+            holder["stop"] = stop = asyncio.Event()
+            ready.set()
+            await stop.wait()
+            server.close()
+
+        asyncio.run(body())
+
+    thread = threading.Thread(target=serve_thread, daemon=True)
+    thread.start()
+    ready.wait(5)
+    fleet = tmp_path / "fleet.json"
+    write_fleet_file(fleet, FLEET)
+    cards = tmp_path / "cards.csv"
+    cards.write_text(
+        "pan,expiry,pin,status,balance_minor,daily_limit_minor,card_org\n"
+        "6225880000000001,2812,123456,active,100000000,100000000,CUP\n"
+    )
+    out = tmp_path / "report.json"
+    fleet_main(
+        [
+            "--fleet-file",
+            str(fleet),
+            "--cards",
+            str(cards),
+            "--port",
+            str(holder["port"]),
+            "--count",
+            "20",
+            "--quiet",
+            "--json",
+            str(out),
+        ]
+    )
+    loop = holder["loop"]
+    loop.call_soon_threadsafe(holder["stop"].set)  # type: ignore[attr-defined]
+    thread.join(5)
+    report = json.loads(out.read_text())
+    assert report["requests"] >= 20 and "p99.9" in report["latency_ms"]
