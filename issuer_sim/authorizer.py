@@ -23,6 +23,7 @@ from posp.errors import HsmCommandError
 from posp.hsm.api import HsmClient
 from posp.iso8583 import Message
 from posp.iso8583.fields import Balance, render_f44
+from posp.network import zone
 from posp.network.keyring import ZoneKey
 
 #: (MTI, F3 digits 1-2, pre-auth family per F25 == "06") → kind
@@ -150,7 +151,7 @@ class Authorizer:
     def response(
         self, message: Message, outcome: Outcome, now: dt.datetime, pan: str | None
     ) -> Message:
-        response = Message(message.mti[:2] + "1" + message.mti[3:])
+        response = Message(zone.response_mti(message.mti))
         for n in _ECHOED:
             if n in message:
                 response[n] = message[n]

@@ -104,7 +104,7 @@ class IssuerServer:
         protocol = FrameProtocol(
             self._on_frame, self._on_bad_frame, max_frame_bytes=self.settings.max_frame_bytes
         )
-        self.connections = {c for c in self.connections if c.is_open}
+        self.connections = {c for c in self.connections if not c.closed.is_set()}
         self.connections.add(protocol)
         return protocol
 
@@ -196,7 +196,7 @@ class IssuerServer:
 
     @staticmethod
     def _bare_response(request: Message, code: str) -> Message:
-        response = Message(request.mti[:2] + str(int(request.mti[2]) + 1) + request.mti[3:])
+        response = Message(zone.response_mti(request.mti))
         for n in (7, 11, 32, 33, 53, 70, 100):
             if n in request:
                 response[n] = request[n]

@@ -215,7 +215,7 @@ class NetworkLink:
     # --- requests from the network -----------------------------------------
     async def _on_network_request(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
         request = frame.message
-        response = Message(request.mti[:2] + "1" + request.mti[3:])
+        response = Message(zone.response_mti(request.mti))
         for n in (7, 11, 32, 33, 53, 70, 100):
             if n in request:
                 response[n] = request[n]

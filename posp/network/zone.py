@@ -133,3 +133,8 @@ async def key_exchange_answer_code(hsm: HsmClient, zmk_lmk: str, request: Messag
 
 def response_code_ok(message: Message) -> bool:
     return message.get(39) == "00"
+
+
+def response_mti(request_mti: str) -> str:
+    """0200 → 0210, 0220 → 0230, 0420 → 0430, 0800 → 0810."""
+    return request_mti[:2] + str(int(request_mti[2]) + 1) + request_mti[3:]

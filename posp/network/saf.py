@@ -1,0 +1,143 @@
+"""Store-and-forward of reversals (0420) until the network confirms with 0430.
+
+Invariants:
+* Items live in the store (``enqueue_saf``), so a restart — or another switch
+  instance on the same database — picks them up; ``due_saf`` leases what it returns.
+* An item is removed only when a 0430 arrives; anything else (no link, timeout, bad
+  MAC, another MTI) reschedules it with exponential backoff between
+  ``min_backoff_s`` and ``max_backoff_s``.  Repeats are safe: the network answers a
+  repeated 0420 with 00 without undoing twice.
+* Each attempt gets a fresh F7/F11 (the link assigns them), so a late 0430 of an
+  earlier attempt is counted as unmatched rather than confused with this one.
+
+Payload format (``SafItem.payload``): the encoded network-link frame body of the 0420
+(:func:`saf_payload`), without PIN, track or chip data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Final
+
+from posp.errors import DecodeError, NetworkError, StoreError
+from posp.iso8583 import Message, NetworkFrame, NetworkHeader, decode_network, encode_network
+from posp.log import get_logger
+from posp.network.link import NetworkLink
+from posp.store.api import SafItem, Store
+
+log = get_logger("posp.network.saf")
+_FRESH_PER_ATTEMPT: Final = (7, 11, 128)
+_UNDECODABLE_RETRY_S: Final = 24 * 3600.0
+
+
+def saf_payload(reversal: Message) -> bytes:
+    """Encode a 0420 for ``SafItem.payload``."""
+    return encode_network(NetworkFrame(NetworkHeader("", ""), reversal))
+
+
+def reversal_from_payload(payload: bytes) -> Message:
+    """The 0420 in a payload, ready to send again (7, 11, 128 removed).  DecodeError."""
+    message = decode_network(payload).message
+    for n in _FRESH_PER_ATTEMPT:
+        message.fields.pop(n, None)
+    return message
+
+
+def backoff_s(attempts: int, min_s: float, max_s: float) -> float:
+    """Delay before the next attempt after ``attempts`` failures: min·2^n, capped."""
+    return float(min(max_s, min_s * 2 ** min(attempts, 30)))
+
+
+class SafForwarder:
+    """Polls the store's SAF queue and forwards due reversals through the link."""
+
+    def __init__(
+        self,
+        store: Store,
+        link: NetworkLink,
+        *,
+        min_backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        poll_interval_s: float = 1.0,
+        batch_size: int = 50,
+    ) -> None:
+        self._store = store
+        self._link = link
+        self._min_backoff_s = min_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="saf-forwarder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def kick(self) -> None:
+        """Try now (a new item was queued)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.forward_due()
+            except StoreError as exc:
+                log.error("saf_store_failed", error=type(exc).__name__)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def forward_due(self) -> int:
+        """Send every due item once; returns how many were confirmed."""
+        now = dt.datetime.now(dt.UTC)
+        items = await self._store.due_saf(now, self._batch_size)
+        confirmed = 0
+        if items and self._link.signed_on:
+            results = await asyncio.gather(*(self._forward(item) for item in items))
+            confirmed = sum(results)
+        else:
+            for item in items:
+                await self._reschedule(item)
+        self._link.metrics.saf_depth.set(await self._store.saf_depth())
+        return confirmed
+
+    async def _forward(self, item: SafItem) -> bool:
+        assert item.id is not None
+        try:
+            reversal = reversal_from_payload(item.payload)
+        except DecodeError as exc:  # kept for the operator, retried rarely
+            log.error("saf_payload_undecodable", item=item.id, error=str(exc))
+            await self._store.reschedule_saf(
+                item.id, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=_UNDECODABLE_RETRY_S)
+            )
+            return False
+        try:
+            response = await self._link.send(reversal)
+        except NetworkError as exc:
+            log.info("saf_attempt_failed", item=item.id, error=type(exc).__name__)
+            await self._reschedule(item)
+            return False
+        if response.mti != "0430":
+            await self._reschedule(item)
+            return False
+        await self._store.complete_saf(item.id)
+        self.delivered += 1
+        log.info("saf_delivered", item=item.id, entry=item.entry_id)
+        return True
+
+    async def _reschedule(self, item: SafItem) -> None:
+        assert item.id is not None
+        delay_s = backoff_s(item.attempts, self._min_backoff_s, self._max_backoff_s)
+        next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay_s)
+        await self._store.reschedule_saf(item.id, next_at)

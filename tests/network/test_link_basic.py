@@ -1,0 +1,116 @@
+"""NetworkLink ⇄ issuer_sim over real sockets: sign-on, echo, availability, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from issuer_sim.rules import DROP_AMOUNT_MINOR
+from issuer_sim.server import IssuerServer
+from posp.errors import NetworkTimeout, NetworkUnavailable
+from posp.network.link import ResponseMacInvalid
+from tests.network.cards import PAN, PIN, purchase
+from tests.network.conftest import Pair, metric, open_link
+
+
+async def test_purchase_with_correct_pin_is_approved_and_debits(pair: Pair) -> None:
+    """A PIN purchase is approved with an auth code and debits the account once."""
+    before = await pair.issuer.balance(PAN)
+    request = purchase(12345, pin=PIN)
+    response = await pair.link.send(request)
+    assert response.mti == "0210"
+    assert response.get(39) == "00"
+    assert len(str(response.get(38))) == 6
+    assert response.get(63) == "CUP"
+    assert (response.get(11), response.get(7), response.get(32)) == (
+        request.get(11),
+        request.get(7),
+        "48010000",
+    )
+    assert await pair.issuer.balance(PAN) == before - 12345
+    assert metric(pair.registry, "posp_network_requests_total", mti="0200", response_code="00")
+
+
+async def test_link_signs_on_every_connection_and_reports_up(pair: Pair) -> None:
+    """Both connections sign on (0800/001) and the link-state gauge says up."""
+    assert metric(pair.registry, "posp_network_connections_signed_on") == 2
+    assert metric(pair.registry, "posp_network_link_up") == 1
+    assert pair.issuer.metrics.requests.labels("0800", "00")._value.get() == 2
+
+
+async def test_echo_sent_after_idle(issuer: IssuerServer) -> None:
+    """With a short idle time the link echoes (0800/301) and stays signed on."""
+    link = await open_link(issuer.port, echo_idle_s=0.05, connections=1)
+    try:
+        await asyncio.sleep(0.4)
+        assert issuer.metrics.requests.labels("0800", "00")._value.get() >= 3
+        assert link.signed_on
+    finally:
+        await link.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_link_down_raises_unavailable_at_once() -> None:
+    """With no network listening, send fails with NetworkUnavailable without waiting."""
+    link = await open_link(_free_port(), connect_timeout_s=0.2)
+    try:
+        assert not link.signed_on
+        started = time.monotonic()
+        with pytest.raises(NetworkUnavailable):
+            await link.send(purchase(100))
+        assert time.monotonic() - started < 0.05
+    finally:
+        await link.close()
+
+
+async def test_link_reconnects_after_network_restart(pair: Pair) -> None:
+    """When the connections drop the link goes down, then signs on again by itself."""
+    for conn in list(pair.issuer.connections):
+        conn.close()
+    await asyncio.sleep(0.02)
+    with pytest.raises(NetworkUnavailable):
+        await pair.link.send(purchase(100))
+    for _ in range(100):
+        if pair.link.signed_on:
+            break
+        await asyncio.sleep(0.02)
+    response = await pair.link.send(purchase(100, pin=PIN))
+    assert response.get(39) == "00"
+
+
+async def test_dropped_response_times_out_at_the_deadline(pair: Pair) -> None:
+    """The demo drop amount gets no answer: NetworkTimeout after timeout_s, not before."""
+    started = time.monotonic()
+    with pytest.raises(NetworkTimeout):
+        await pair.link.send(purchase(DROP_AMOUNT_MINOR), timeout_s=0.3)
+    assert 0.29 <= time.monotonic() - started < 1.0
+
+
+async def test_late_response_is_counted_unmatched(pair: Pair) -> None:
+    """An answer arriving after its deadline matches nothing and is counted."""
+    pair.issuer.rules.latency_ms = 200
+    with pytest.raises(NetworkTimeout):
+        await pair.link.send(purchase(100), timeout_s=0.05)
+    await asyncio.sleep(0.4)
+    assert metric(pair.registry, "posp_network_unmatched_responses_total") == 1
+
+
+async def test_mac_failure_is_detected_on_both_sides(pair: Pair) -> None:
+    """With a ZAK the network does not share, the network answers A0 unsigned and the
+    link rejects that answer as ResponseMacInvalid (a NetworkTimeout: reverse it)."""
+    other = await pair.switch_hsm.generate_key("008")
+    pair.link.zak.install(other.under_lmk)
+    before = await pair.issuer.balance(PAN)
+    with pytest.raises(ResponseMacInvalid):
+        await pair.link.send(purchase(500, pin=PIN))
+    assert pair.issuer.metrics.mac_failures._value.get() == 1
+    assert metric(pair.registry, "posp_network_mac_failures_total") == 1
+    assert await pair.issuer.balance(PAN) == before
