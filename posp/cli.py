@@ -238,11 +238,18 @@ async def up_cmd(ctx: Context) -> int:
     a = ctx.args
     if a.demo_seconds <= 0:
         raise AdminError("--demo-seconds", "must be positive")
+    if not 1 <= a.demo_terminals <= 1000:
+        raise AdminError("--demo-terminals", "between 1 and 1000")
+    for name, port in (("--hsm-port", a.hsm_port), ("--issuer-port", a.issuer_port)):
+        if not 0 <= port <= 65535:
+            raise AdminError(name, "a TCP port is 0 to 65535 (0 = any free port)")
     options = StackOptions(
         demo=not a.no_demo,
         demo_seconds=a.demo_seconds,
         demo_terminals=a.demo_terminals,
         exit_after_demo=a.exit_after_demo,
+        hsm_port=a.hsm_port,
+        issuer_port=a.issuer_port,
     )
     return await up(ctx.settings, ctx.out, options)
 
@@ -274,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo-seconds", type=float, default=5.0, metavar="S")
     up.add_argument("--demo-terminals", type=int, default=5, metavar="N")
     up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
+    up.add_argument("--hsm-port", type=int, default=1500, help="HSM simulator port (1500)")
+    up.add_argument("--issuer-port", type=int, default=9583, help="issuer simulator port")
 
     merchant = commands.add_parser("merchant", help="merchants").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -330,12 +339,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **overrides)
 
 
+def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
+    """Servers log at the configured level; one-shot commands only warnings and worse,
+    so their tables stay readable."""
+    from posp.log import configure_logging
+
+    serving = args.command in ("serve", "up")
+    level = settings.log.level if serving else "warning"
+    configure_logging(settings.log.format, level)
+
+
 def main(argv: Sequence[str] | None = None, *, out: Console | None = None) -> int:
     """Run one command; returns the exit status (see the module docstring)."""
     err = Console(stderr=True, highlight=False)
     try:
         args = build_parser().parse_args(list(argv) if argv is not None else None)
-        ctx = Context(args, _settings(args), out or Console(highlight=False))
+        settings = _settings(args)
+        _configure_logging(args, settings)
+        ctx = Context(args, settings, out or Console(highlight=False))
         handler: Handler = args.handler
         return asyncio.run(handler(ctx))
     except SystemExit as exc:  # --help

@@ -81,7 +81,7 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 async def start_switch(settings: Settings, stack: AsyncExitStack) -> Any:
     """Start ``posp.switch.Switch`` and register its graceful stop on ``stack``."""
-    from posp.switch import Switch  # type: ignore[import-not-found,unused-ignore]
+    from posp.switch import Switch
 
     switch = Switch(settings)
     await switch.start()

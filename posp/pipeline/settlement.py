@@ -35,12 +35,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from posp.iso8583.fields import SettlementF48, SettlementTotalsF48, UploadRecord
+from posp.log import get_logger
 from posp.store.api import BatchTotals, JournalEntry, Settlement, Store, UploadedRecord
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: 60.3 network-management codes handled here.
 CODE_SETTLEMENT = "201"

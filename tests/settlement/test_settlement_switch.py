@@ -1,0 +1,174 @@
+"""Settlement and batch upload end to end: a simulated terminal (terminals.machine)
+talks to a running Switch over a socket; the journal is seeded through the store on
+the switch's side and in the terminal's own journal, as if the sales had happened."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from posp.admin import Admin
+from posp.hsm import InProcessHsmClient
+from posp.settings import load_settings
+from posp.store.api import APPROVED, VOIDED, JournalEntry, Store
+from posp.switch import Switch
+from terminals.config import TerminalConfig
+from terminals.journal import JournalEntry as TerminalEntry
+from terminals.machine import TerminalMachine
+from terminals.session import SessionOptions, TerminalSession
+
+from .conftest import BATCH, DOMESTIC_PAN, FOREIGN_PAN, MERCHANT, TERMINAL
+
+TMK = "0123456789ABCDEFFEDCBA9876543210"
+
+
+@pytest.fixture
+async def switch(tmp_path: Path, store: Store) -> AsyncIterator[Switch]:
+    hsm = InProcessHsmClient()
+    await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
+    settings = load_settings(
+        terminal_port=0,
+        metrics_enabled=False,
+        network_enabled=False,
+        data_dir=tmp_path,
+        store_url=f"sqlite:///{tmp_path / 'posp.db'}",
+    )
+    running = Switch(settings, store=store, hsm=hsm)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def session(switch: Switch) -> TerminalSession:
+    machine = TerminalMachine(TerminalConfig(TERMINAL, MERCHANT, bytes.fromhex(TMK)))
+    return TerminalSession(machine, SessionOptions(port=switch.port))
+
+
+class Sales:
+    """Records the same sale in the switch's journal and in the terminal's."""
+
+    def __init__(self, switch: Switch, session: TerminalSession) -> None:
+        assert switch.store is not None and switch.pipeline is not None
+        self.store: Store = switch.store
+        self.services = switch.pipeline.services
+        self.machine = session.machine
+        self.trace = 100
+
+    async def add(
+        self,
+        kind: str,
+        amount_minor: int,
+        pan: str = DOMESTIC_PAN,
+        *,
+        voided: bool = False,
+        in_terminal: bool = True,
+    ) -> str:
+        self.trace += 1
+        trace = f"{self.trace:06d}"
+        klass = self.services.card_class(pan, None)
+        await self.store.insert_entry(
+            JournalEntry(
+                terminal_id=TERMINAL,
+                merchant_id=MERCHANT,
+                batch=BATCH,
+                trace=trace,
+                txn_type=kind,
+                mti="0220" if kind == "refund" else "0200",
+                amount_minor=amount_minor,
+                pan_hash=self.services.pan_hash(pan),
+                card_class=klass,
+                state=VOIDED if voided else APPROVED,
+            )
+        )
+        if in_terminal:
+            self.machine.state.journal[trace] = TerminalEntry(
+                kind=kind,
+                trace=trace,
+                batch=BATCH,
+                pan=pan,
+                expiry="3012",
+                track2="",
+                entry_mode="021",
+                amount_minor=amount_minor,
+                rrn=f"{self.trace:012d}",
+                auth_code="000001",
+                date="0101",
+                card_class=klass,
+                voided=voided,
+            )
+        return trace
+
+
+@pytest.fixture
+def sales(switch: Switch, session: TerminalSession) -> Sales:
+    return Sales(switch, session)
+
+
+async def test_balanced_batch_settles_uploads_and_moves_to_next_batch(
+    store: Store, session: TerminalSession, sales: Sales
+) -> None:
+    for amount in (1000, 2000, 3000):
+        await sales.add("purchase", amount)
+    await sales.add("purchase", 500, voided=True)
+    await sales.add("purchase", 700, FOREIGN_PAN)
+    await sales.add("refund", 300)
+    outcome = await session.settle()
+    assert outcome.approved and outcome.balanced
+    assert session.machine.state.batch == "000002"
+    terminal = await store.get_terminal(TERMINAL)
+    assert terminal is not None and terminal.batch == "000002"
+    settlement = await store.get_settlement(TERMINAL, BATCH)
+    assert settlement is not None and settlement.upload_complete
+    assert settlement.domestic_balanced and settlement.foreign_balanced
+    assert (settlement.upload_records, settlement.upload_mismatches) == (5, 0)
+
+
+async def test_unbalanced_domestic_is_reported_and_upload_mismatch_recorded(
+    store: Store, session: TerminalSession, sales: Sales
+) -> None:
+    await sales.add("purchase", 1000)
+    await sales.add("purchase", 2000, in_terminal=False)  # the terminal lost this one
+    await sales.add("purchase", 800, FOREIGN_PAN)
+    outcome = await session.settle()
+    assert outcome.approved and outcome.balanced is False
+    settlement = await store.get_settlement(TERMINAL, BATCH)
+    assert settlement is not None
+    assert not settlement.domestic_balanced and settlement.foreign_balanced
+    assert settlement.upload_complete and settlement.upload_records == 2
+
+
+async def test_stale_batch_refused_with_77_and_next_batch_accepted(
+    session: TerminalSession, sales: Sales
+) -> None:
+    await sales.add("purchase", 1000)
+    assert (await session.settle()).approved
+    machine = session.machine
+    machine.state.batch = BATCH  # a terminal that missed the increment
+    stale = await session.exchange(machine.settlement())
+    assert stale.response_code == "77"
+    machine.state.batch = "000002"
+    machine.state.journal.clear()
+    assert (await session.settle()).approved
+
+
+async def test_interrupted_upload_resumes_and_resent_records_are_accepted(
+    store: Store, session: TerminalSession, sales: Sales
+) -> None:
+    for i in range(12):
+        await sales.add("purchase", 100 + i)
+    machine = session.machine
+    assert await session.prepare() is None  # signed in
+    assert (await session.exchange(machine.settlement())).approved
+    first = machine.batch_upload()
+    assert first is not None and (await session.exchange(first)).approved
+    # power lost before the acknowledgement was saved: the terminal sends it again
+    assert machine.state.upload is not None
+    machine.state.upload.acked = 0
+    outcome = await session.settle()  # resumes the upload under way
+    assert outcome.approved and machine.state.batch == "000002"
+    settlement = await store.get_settlement(TERMINAL, BATCH)
+    assert settlement is not None and settlement.upload_records == 12
+    assert settlement.upload_mismatches == 0
