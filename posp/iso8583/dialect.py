@@ -63,12 +63,13 @@ class Dialect:
         bitmap = 0
         top = self.bitmap_bytes * 8
         encoders = self._encoders
-        for n in sorted(fields):
+        append = parts.append
+        for n, value in sorted(fields.items()):
             encode = encoders.get(n)
             if encode is None:
                 raise EncodeError(f"not defined in the {self.name} dialect", field=n)
             try:
-                parts.append(encode(fields[n]))
+                append(encode(value))
             except InvalidField as exc:
                 raise EncodeError(exc.reason, field=n) from None
             bitmap |= 1 << (top - n)
