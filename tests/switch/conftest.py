@@ -34,15 +34,18 @@ def switch_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 async def provision(
-    store: Store, hsm: HsmClient, terminal_id: str = TERMINAL_ID,
-    merchant_id: str = MERCHANT_ID, tmk_hex: str = TEST_TMK_HEX, **terminal: Any,
+    store: Store,
+    hsm: HsmClient,
+    terminal_id: str = TERMINAL_ID,
+    merchant_id: str = MERCHANT_ID,
+    tmk_hex: str = TEST_TMK_HEX,
+    **terminal: Any,
 ) -> Terminal:
     """Register merchant (if new) and terminal with a TMK imported by K0."""
     if await store.get_merchant(merchant_id) is None:
         await store.add_merchant(Merchant(merchant_id, "Test shop", "5411"))
     tmk = await hsm.form_key_from_clear_components(KEY_TMK, [tmk_hex], "U")
-    record = Terminal(terminal_id, merchant_id, tmk_lmk=tmk.under_lmk, tmk_kcv=tmk.kcv,
-                      **terminal)
+    record = Terminal(terminal_id, merchant_id, tmk_lmk=tmk.under_lmk, tmk_kcv=tmk.kcv, **terminal)
     await store.add_terminal(record)
     return record
 

@@ -74,9 +74,16 @@ class SimTerminal:
         return body[:-8] + cup_ecb_mac(self.keys.mak, terminal_mab(body))
 
     def sign_in_message(self, net_code: str = "001") -> Message:
-        return Message("0800", {11: self.next_trace(), 41: self.terminal_id,
-                                42: self.merchant_id, 60: "00" + self.batch + net_code,
-                                63: "001"})
+        return Message(
+            "0800",
+            {
+                11: self.next_trace(),
+                41: self.terminal_id,
+                42: self.merchant_id,
+                60: "00" + self.batch + net_code,
+                63: "001",
+            },
+        )
 
     async def sign_in(self, net_code: str = "001") -> TerminalFrame:
         _body, frame = await self.exchange(self.encode(self.sign_in_message(net_code)))
@@ -87,11 +94,21 @@ class SimTerminal:
         return frame
 
     def purchase(self, amount_minor: int = 1000, pan: str = TEST_PAN) -> Message:
-        return Message("0200", {
-            2: pan, 3: "000000", 4: f"{amount_minor:012d}", 11: self.next_trace(),
-            22: "021", 25: "00", 41: self.terminal_id, 42: self.merchant_id, 49: "156",
-            60: "22" + self.batch + "000",
-        })
+        return Message(
+            "0200",
+            {
+                2: pan,
+                3: "000000",
+                4: f"{amount_minor:012d}",
+                11: self.next_trace(),
+                22: "021",
+                25: "00",
+                41: self.terminal_id,
+                42: self.merchant_id,
+                49: "156",
+                60: "22" + self.batch + "000",
+            },
+        )
 
     def verify_answer_mac(self, body: bytes) -> bool:
         assert self.keys is not None

@@ -13,8 +13,9 @@ from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID
 from tests.switch.termclient import SimTerminal
 
 
-@pytest.mark.parametrize(("net_code", "pik_len", "has_tdk"),
-                         [("001", 8, False), ("003", 16, False), ("004", 16, True)])
+@pytest.mark.parametrize(
+    ("net_code", "pik_len", "has_tdk"), [("001", 8, False), ("003", 16, False), ("004", 16, True)]
+)
 async def test_sign_in_keys_decrypt_under_tmk_to_keys_matching_f62_check_values(
     terminal: SimTerminal, store: Store, net_code: str, pik_len: int, has_tdk: bool
 ) -> None:
@@ -68,8 +69,9 @@ async def test_sign_off_clears_keys_and_financial_then_answers_77(
     terminal: SimTerminal, store: Store
 ) -> None:
     await terminal.sign_in()
-    message = Message("0820", {11: terminal.next_trace(), 41: TERMINAL_ID, 42: MERCHANT_ID,
-                               60: "00000001002"})
+    message = Message(
+        "0820", {11: terminal.next_trace(), 41: TERMINAL_ID, 42: MERCHANT_ID, 60: "00000001002"}
+    )
     _body, frame = await terminal.exchange(terminal.encode(message))
     assert frame.message.mti == "0830" and frame.message[39] == "00"
     stored = await store.get_terminal(TERMINAL_ID)
