@@ -150,6 +150,7 @@ async def test_connections_over_the_limit_are_closed_and_counted(
         first = SimTerminal(TERMINAL_ID, MERCHANT_ID)
         await first.connect(limited.port)
         _body, frame = await first.exchange(echo(first))
+        assert frame.message[39] == "00"
         reader, writer = await asyncio.open_connection("127.0.0.1", limited.port)
         await assert_closed_by_switch(reader)
         writer.close()
