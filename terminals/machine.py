@@ -51,6 +51,7 @@ from terminals.txn import (
 UPLOAD_RECORDS_PER_MESSAGE = 8
 MAC_PLACEHOLDER = b"00000000"
 REVERSAL_STRIPPED_FIELDS = (26, 35, 36, 52, 53)
+_SHIFTED_HEX = bytes.maketrans(b"0123456789ABCDEF", b"123456789ABCDEF0")
 
 
 class TerminalStateError(RuntimeError):
@@ -130,7 +131,7 @@ class TerminalMachine:
         value = cup_ecb_mac(self.state.mak, terminal_mab(body))
         if self._corrupt_next_mac:
             self._corrupt_next_mac = False
-            value = bytes(b ^ 0x01 for b in value)  # still ASCII, never equal
+            value = value.translate(_SHIFTED_HEX)  # still hex, never equal
         message[64] = value
         return body[:-8] + value
 

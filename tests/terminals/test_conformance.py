@@ -1,0 +1,65 @@
+"""The conformance catalogue's machinery, run against the fake switch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from terminals.cards import TerminalCard
+from terminals.conformance import ConformanceTarget, Status, run_catalogue
+from terminals.fleetfile import FleetTerminal
+from terminals.scenarios import CATALOGUE
+from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
+
+CARDS = [TerminalCard("6225880000000001", "2812", "123456")]
+FLEET = [FleetTerminal(f"1000000{i}", f"89810000000000{i}", TMK) for i in range(1, 4)]
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[ConformanceTarget]:
+    switch = FakeSwitch()
+    server = await serve(switch)
+    port = server.sockets[0].getsockname()[1]
+    yield ConformanceTarget("127.0.0.1", port, FLEET, CARDS, timeout_s=2.0, drop_timeout_s=0.2)
+    server.close()
+    await server.wait_closed()
+
+
+async def test_scenarios_a_compliant_fake_switch_supports_pass(target: ConformanceTarget) -> None:
+    names = [
+        "sign_in_001",
+        "sign_in_003",
+        "sign_in_004",
+        "purchase_pin",
+        "purchase_no_pin",
+        "settlement_balanced",
+        "batch_upload_resumed",
+    ]
+    results = await run_catalogue(target, names)
+    assert [(r.name, r.status, r.reason) for r in results] == [(n, Status.PASS, "") for n in names]
+
+
+async def test_a_missing_rule_fails_with_the_reason(target: ConformanceTarget) -> None:
+    """The fake switch approves wrong PINs: the scenario fails and says why."""
+    [result] = await run_catalogue(target, "wrong_pin")
+    assert result.status is Status.FAIL
+    assert result.reason == "purchase with a wrong PIN: expected 55, got 00"
+
+
+async def test_pending_features_are_reported_not_run(target: ConformanceTarget) -> None:
+    pending = ConformanceTarget(
+        target.host, target.port, FLEET, CARDS, pending=frozenset({"settlement"})
+    )
+    results = await run_catalogue(pending, ["settlement_balanced", "settlement_unbalanced"])
+    assert {r.status for r in results} == {Status.PENDING}
+
+
+async def test_unknown_scenario_names_are_refused(target: ConformanceTarget) -> None:
+    with pytest.raises(ValueError, match="nope"):
+        await run_catalogue(target, ["nope"])
+
+
+def test_catalogue_names_are_unique_and_cover_the_brief() -> None:
+    names = [s.name for s in CATALOGUE]
+    assert len(names) == len(set(names)) == 18
