@@ -66,4 +66,3 @@ def hsm(fixed_keys: list[bytes]) -> Hsm:
         return os.urandom(n)
 
     return Hsm(HsmEngine(key_source=source))
-

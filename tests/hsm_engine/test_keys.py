@@ -29,8 +29,7 @@ def test_a0_worked_example_reproduces_byte_for_byte() -> None:
     engine = HsmEngine(key_source=lambda n: h(KEY16))
     reply = engine.handle(b"0001A01001UU0A26760BD07871026B6702C5F9BA25B3U")
     assert reply == (
-        b"0001A100U61F612B4FD859AA204D0D2414F18C29F"
-        b"U631EAA5F7E6A6C9EB5A1701259A7AB54B3E1C8"
+        b"0001A100U61F612B4FD859AA204D0D2414F18C29FU631EAA5F7E6A6C9EB5A1701259A7AB54B3E1C8"
     )
 
 
