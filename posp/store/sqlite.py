@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from posp.store.sqlite_worker import SqliteWorker
 MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 10_000
 _READERS = 2
+_WAL_ATTEMPTS = 250  # x 20 ms
 
 
 def _translate(op: str, exc: sqlite3.Error) -> StoreError:
@@ -117,7 +119,7 @@ class SqliteStore(SqlStore):
         connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA foreign_keys = ON")
         if writer and self.path != MEMORY:
-            connection.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
@@ -158,6 +160,23 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise _translate(op, exc) from exc
         return result
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL.  The switch needs an exclusive lock and SQLite does
+    not apply the busy timeout to it, so a second process opening a fresh file
+    at the same moment retries here (in the worker thread, not the loop)."""
+    for _ in range(_WAL_ATTEMPTS):
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower():
+                raise
+            time.sleep(0.02)
+            continue
+        if str(mode).lower() == "wal":
+            return
+    raise sqlite3.OperationalError("database is locked: could not enable WAL")
 
 
 def _migrate(connection: sqlite3.Connection) -> list[int]:
