@@ -1,9 +1,13 @@
 """One pipelined HSM connection: an asyncio Protocol with header-keyed waiters.
 
 Invariants:
-* ``pending`` maps a header to (future, deadline timer) for every call awaiting
-  its reply; ``overdue`` holds headers whose deadline passed and whose reply has
-  not come yet.  New headers avoid both sets.
+* ``pending`` maps a header to the future of every call awaiting its reply;
+  ``overdue`` holds headers whose deadline passed and whose reply has not come
+  yet.  New headers avoid both sets.
+* Deadlines live in a FIFO: all calls of a client share one timeout, so
+  submission order is deadline order and a single timer (re-armed at most
+  every ``SWEEP_SLACK_S``) serves every call instead of one timer per call.
+  A call fails at most ``SWEEP_SLACK_S`` after its deadline.
 * Too many overdue replies mean the peer is stuck: the connection is aborted,
   which fails every pending call and lets the client reconnect.
 * Outgoing frames queued during one loop turn are written with one call.
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from posp.errors import HsmTimeout, HsmUnavailable
@@ -21,7 +27,8 @@ from posp.errors import HsmTimeout, HsmUnavailable
 if TYPE_CHECKING:
     from posp.hsm.tcp import TcpHsmClient
 
-_Waiter = tuple["asyncio.Future[bytes]", asyncio.TimerHandle]
+#: How late past its deadline a call may fail; bounds the timer's firing rate.
+SWEEP_SLACK_S = 0.005
 
 
 def configure_socket(sock: socket.socket | None) -> None:
@@ -33,6 +40,12 @@ def configure_socket(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
+@functools.cache
+def _rendered_headers(length: int) -> tuple[bytes, ...]:
+    """Every header of ``length`` digits, rendered once per process."""
+    return tuple(b"%0*d" % (length, n) for n in range(10**length))
+
+
 class HsmConnection(asyncio.Protocol):
     """Client side of one TCP connection to the HSM."""
 
@@ -42,12 +55,16 @@ class HsmConnection(asyncio.Protocol):
         self._header_length = header_length
         self._header_space = 10**header_length
         self._counter = 0
+        # Small header spaces are pre-rendered: a list index beats formatting per call.
+        self._headers = _rendered_headers(header_length) if header_length <= 4 else None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._rest = b""
         self._out: list[bytes] = []
         self._flush_scheduled = False
-        self.pending: dict[bytes, _Waiter] = {}
+        self.pending: dict[bytes, asyncio.Future[bytes]] = {}
+        self._deadlines: deque[tuple[float, bytes, asyncio.Future[bytes]]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.overdue: set[bytes] = set()
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -70,12 +87,10 @@ class HsmConnection(asyncio.Protocol):
             if frame_end > end:
                 break
             header = data[offset + 2 : offset + 2 + hlen]
-            waiter = pending.pop(header, None)
-            if waiter is None:
+            future = pending.pop(header, None)
+            if future is None:
                 self._unmatched(header)
             else:
-                future, timer = waiter
-                timer.cancel()
                 if not future.done():
                     future.set_result(data[offset + 2 + hlen : frame_end])
                 if self._client._capacity_waiters:
@@ -97,9 +112,13 @@ class HsmConnection(asyncio.Protocol):
         if self._transport is None:
             raise HsmUnavailable("connection to the HSM is down")
         header = self._next_header()
-        future: asyncio.Future[bytes] = self._loop.create_future()
-        timer = self._loop.call_later(timeout_s, self._expire, header)
-        self.pending[header] = (future, timer)
+        loop = self._loop
+        future: asyncio.Future[bytes] = loop.create_future()
+        self.pending[header] = future
+        deadline = loop.time() + timeout_s
+        self._deadlines.append((deadline, header, future))
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(deadline + SWEEP_SLACK_S, self._sweep)
         size = len(header) + len(request)
         self._out.append(b"%c%c%b%b" % (size >> 8, size & 0xFF, header, request))
         if not self._flush_scheduled:
@@ -113,7 +132,8 @@ class HsmConnection(asyncio.Protocol):
         space = self._header_space
         while True:
             self._counter = counter = (self._counter + 1) % space
-            header = b"%0*d" % (self._header_length, counter)
+            headers = self._headers
+            header = headers[counter] if headers else b"%0*d" % (self._header_length, counter)
             if header not in pending and header not in overdue:
                 return header
 
@@ -125,11 +145,28 @@ class HsmConnection(asyncio.Protocol):
         self._out = []
         self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _expire(self, header: bytes) -> None:
-        waiter = self.pending.pop(header, None)
-        if waiter is None:
-            return
-        future = waiter[0]
+    def _sweep(self) -> None:
+        """Fail the calls whose deadline has passed; drop entries already answered."""
+        self._sweeper = None
+        now = self._loop.time()
+        deadlines = self._deadlines
+        pending = self.pending
+        while deadlines:
+            deadline, header, future = deadlines[0]
+            if pending.get(header) is not future:
+                deadlines.popleft()  # answered (or failed) already
+            elif deadline <= now:
+                deadlines.popleft()
+                self._expire(header, future)
+            else:
+                break
+        if deadlines and self._transport is not None:
+            self._sweeper = self._loop.call_at(
+                max(deadlines[0][0], now + SWEEP_SLACK_S), self._sweep
+            )
+
+    def _expire(self, header: bytes, future: asyncio.Future[bytes]) -> None:
+        del self.pending[header]
         self.overdue.add(header)
         self._stats.timeouts += 1
         if not future.done():
@@ -151,8 +188,11 @@ class HsmConnection(asyncio.Protocol):
         """Fail every pending call with ``HsmUnavailable(reason)`` (broken or closing)."""
         pending, self.pending = self.pending, {}
         self._out.clear()
-        for future, timer in pending.values():
-            timer.cancel()
+        self._deadlines.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for future in pending.values():
             if not future.done():
                 self._stats.unavailable += 1
                 future.set_exception(HsmUnavailable(reason))

@@ -40,7 +40,13 @@ _LENGTH_FLAG_BY_TAG = {"U": b"1", "X": b"1", "T": b"2", "Y": b"2"}
 
 def response_code_for(command: bytes) -> bytes:
     """The response code of ``command``: its second character incremented (A0 -> A1)."""
-    return command[:1] + bytes((command[1] + 1,))
+    code = _RESPONSE_CODES.get(command)
+    if code is None:
+        code = _RESPONSE_CODES[command] = command[:1] + bytes((command[1] + 1,))
+    return code
+
+
+_RESPONSE_CODES: dict[bytes, bytes] = {}  # the client sends a few dozen codes at most
 
 
 def format_header(counter: int, length: int) -> bytes:
@@ -57,7 +63,7 @@ def check_response(command: bytes, response: bytes) -> bytes:
     ``HsmCommandError`` on a non-zero error code; the command's advice-only
     codes return the fields like ``00``.
     """
-    if response[:2] != response_code_for(command) or len(response) < 4:
+    if len(response) < 4 or response[:2] != response_code_for(command):
         raise HsmError(
             f"HSM answered {command.decode('ascii', 'replace')} with an unexpected response code"
         )
@@ -80,15 +86,11 @@ def split_key(fields: bytes, offset: int = 0) -> tuple[str, int]:
     return fields[offset:end].decode("ascii"), end
 
 
-def _ascii(value: str) -> bytes:
-    return value.encode("ascii")
-
-
 # --- diagnostics and echo ------------------------------------------------------
 
 
 def build_echo(data: str) -> bytes:
-    raw = _ascii(data)
+    raw = data.encode()
     return b"B2%04d%b" % (len(raw), raw)
 
 
@@ -118,14 +120,14 @@ def build_generate_key(
     export_scheme: str,
 ) -> bytes:
     if export_under is None:
-        return b"A00%b%b" % (_ascii(key_type), _ascii(lmk_scheme))
+        return b"A00%b%b" % (key_type.encode(), lmk_scheme.encode())
     flag = b"1" if export_kind == "tmk" else b"0"
     return b"A01%b%b;%b%b%b" % (
-        _ascii(key_type),
-        _ascii(lmk_scheme),
+        key_type.encode(),
+        lmk_scheme.encode(),
         flag,
-        _ascii(export_under),
-        _ascii(export_scheme),
+        export_under.encode(),
+        export_scheme.encode(),
     )
 
 
@@ -148,7 +150,7 @@ def _kcv6(fields: bytes, offset: int) -> str:
 def build_check_value(key_type: str, key: str, full: bool) -> bytes:
     flag = _LENGTH_FLAG_BY_TAG.get(key[:1], b"0")
     kcv_type = b"0" if full else b"1"
-    return b"BUFF%b%b;%b;00%b" % (flag, _ascii(key), _ascii(key_type), kcv_type)
+    return b"BUFF%b%b;%b;00%b" % (flag, key.encode(), key_type.encode(), kcv_type)
 
 
 def parse_check_value(response: bytes) -> str:
@@ -157,19 +159,19 @@ def parse_check_value(response: bytes) -> str:
 
 def build_import_key(key_type: str, zmk: str, key_under_zmk: str, lmk_scheme: str) -> bytes:
     return b"A6%b%b%b%b" % (
-        _ascii(key_type),
-        _ascii(zmk),
-        _ascii(key_under_zmk),
-        _ascii(lmk_scheme),
+        key_type.encode(),
+        zmk.encode(),
+        key_under_zmk.encode(),
+        lmk_scheme.encode(),
     )
 
 
 def build_export_key(key_type: str, zmk: str, key_under_lmk: str, zmk_scheme: str) -> bytes:
     return b"A8%b%b%b%b" % (
-        _ascii(key_type),
-        _ascii(zmk),
-        _ascii(key_under_lmk),
-        _ascii(zmk_scheme),
+        key_type.encode(),
+        zmk.encode(),
+        key_under_lmk.encode(),
+        zmk_scheme.encode(),
     )
 
 
@@ -187,16 +189,16 @@ def parse_export_key(response: bytes) -> ExportedKey:
 
 
 def build_import_zpk(zmk: str, zpk_under_zmk: str) -> bytes:
-    return b"FA%b%b;0U1" % (_ascii(zmk), _ascii(zpk_under_zmk))
+    return b"FA%b%b;0U1" % (zmk.encode(), zpk_under_zmk.encode())
 
 
 def build_import_zak(zmk: str, zak_under_zmk: str) -> bytes:
-    return b"FK1%b%b;0U1" % (_ascii(zmk), _ascii(zak_under_zmk))
+    return b"FK1%b%b;0U1" % (zmk.encode(), zak_under_zmk.encode())
 
 
 def build_key_under_tmk(command: bytes, tmk: str, key: str, scheme: str) -> bytes:
     """AE (TPK/TMK/PVK) or AG (TAK): a key from the LMK to under a TMK."""
-    return b"%b%b%b;%b00" % (command, _ascii(tmk), _ascii(key), _ascii(scheme))
+    return b"%b%b%b;%b00" % (command, tmk.encode(), key.encode(), scheme.encode())
 
 
 def parse_key_under_tmk(command: bytes, response: bytes) -> str:
@@ -205,7 +207,7 @@ def parse_key_under_tmk(command: bytes, response: bytes) -> str:
 
 
 def build_generate_component(key_type: str, lmk_scheme: str) -> bytes:
-    return b"A2%b%b" % (_ascii(key_type), _ascii(lmk_scheme))
+    return b"A2%b%b" % (key_type.encode(), lmk_scheme.encode())
 
 
 def parse_generate_component(response: bytes) -> tuple[str, str]:
@@ -223,9 +225,9 @@ def build_form_key(key_type: str, components_under_lmk: list[str], lmk_scheme: s
     _check_component_count(components_under_lmk, 2)
     return b"A4%d%b%b%b" % (
         len(components_under_lmk),
-        _ascii(key_type),
-        _ascii(lmk_scheme),
-        _ascii("".join(components_under_lmk)),
+        key_type.encode(),
+        lmk_scheme.encode(),
+        "".join(components_under_lmk).encode(),
     )
 
 
@@ -233,10 +235,10 @@ def build_form_key_clear(key_type: str, clear_components: list[str], lmk_scheme:
     """K0: key type 3H + LMK scheme 1A + count 1N + the clear components."""
     _check_component_count(clear_components, 1)
     return b"K0%b%b%d%b" % (
-        _ascii(key_type),
-        _ascii(lmk_scheme),
+        key_type.encode(),
+        lmk_scheme.encode(),
         len(clear_components),
-        _ascii("".join(clear_components)),
+        "".join(clear_components).encode(),
     )
 
 
@@ -261,13 +263,13 @@ def build_translate_pin(
     """CA (TPK->ZPK) or CC (ZPK->ZPK)."""
     return b"%b%b%b%02d%b%b%b%b" % (
         command,
-        _ascii(src_key),
-        _ascii(dst_key),
+        src_key.encode(),
+        dst_key.encode(),
         max_pin_length,
-        _ascii(pin_block),
-        _ascii(src_format),
-        _ascii(dst_format),
-        _ascii(account12),
+        pin_block.encode(),
+        src_format.encode(),
+        dst_format.encode(),
+        account12.encode(),
     )
 
 
@@ -284,7 +286,7 @@ def parse_translate_pin(command: bytes, response: bytes) -> TranslatedPin:
 
 def build_encrypt_pin(pin: str, account12: str) -> bytes:
     # The clear PIN is left-justified and F-padded to the LMK-PIN length (L + 1).
-    return b"BA%bF%b" % (_ascii(pin), _ascii(account12))
+    return b"BA%bF%b" % (pin.encode(), account12.encode())
 
 
 def parse_fields_text(command: bytes, response: bytes) -> str:
@@ -293,7 +295,7 @@ def parse_fields_text(command: bytes, response: bytes) -> str:
 
 
 def build_generate_pvv(pvk_pair: str, lmk_pin: str, account12: str, pvki: str) -> bytes:
-    return b"DG%b%b%b%b" % (_ascii(pvk_pair), _ascii(lmk_pin), _ascii(account12), _ascii(pvki))
+    return b"DG%b%b%b%b" % (pvk_pair.encode(), lmk_pin.encode(), account12.encode(), pvki.encode())
 
 
 def build_verify_pin_pvv(
@@ -309,13 +311,13 @@ def build_verify_pin_pvv(
     """DC (TPK) or EC (ZPK): verify a PIN block against a Visa PVV."""
     return b"%b%b%b%b%b%b%b%b" % (
         command,
-        _ascii(pin_key),
-        _ascii(pvk_pair),
-        _ascii(pin_block),
-        _ascii(pin_format),
-        _ascii(account12),
-        _ascii(pvki),
-        _ascii(pvv),
+        pin_key.encode(),
+        pvk_pair.encode(),
+        pin_block.encode(),
+        pin_format.encode(),
+        account12.encode(),
+        pvki.encode(),
+        pvv.encode(),
     )
 
 
@@ -332,7 +334,7 @@ def parse_verify(command: bytes, response: bytes) -> bool:
 
 def build_decrypt_data(key_type: str, key: str, data_hex: str) -> bytes:
     """M2 mode 00 (ECB), hex in and hex out; the length counts hex characters."""
-    return b"M20011%b%b%04X%b" % (_ascii(key_type), _ascii(key), len(data_hex), _ascii(data_hex))
+    return b"M20011%b%b%04X%b" % (key_type.encode(), key.encode(), len(data_hex), data_hex.encode())
 
 
 def parse_decrypt_data(response: bytes) -> str:
@@ -359,10 +361,10 @@ def build_mac(
     """M6 (``mac`` None) or M8: mode 0, binary input, 4H length; M8 appends the MAC as hex."""
     request = b"%b00%b%b%b%b%04X%b" % (
         command,
-        _ascii(algorithm),
-        _ascii(padding),
-        _ascii(key_type),
-        _ascii(key),
+        algorithm.encode(),
+        padding.encode(),
+        key_type.encode(),
+        key.encode(),
         len(data),
         data,
     )
