@@ -1,0 +1,107 @@
+"""Issuer ledger decisions (pure): statuses, limits, holds, voids, reversals."""
+
+from __future__ import annotations
+
+import pytest
+
+from issuer_sim.ledger import Account, Ledger, Request
+
+TODAY = "20261121"
+
+
+def ledger(**account: object) -> Ledger:
+    book = Ledger()
+    values: dict[str, object] = {
+        "pan": "6225880000000000036", "expiry": "3012", "status": "active", "pvv": "1234",
+        "balance_minor": 10_000, "daily_limit_minor": 8_000, "card_org": "CUP",
+    }  # fmt: skip
+    values.update(account)
+    book.put_account(Account(**values))  # type: ignore[arg-type]
+    return book
+
+
+def req(kind: str, amount: int, key: str = "K1", **kw: object) -> Request:
+    return Request(kind, key, "6225880000000000036", amount, TODAY, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("lost", "41"), ("stolen", "43"), ("restricted", "57"), ("expired", "54")]
+)
+def test_card_status_declines(status: str, code: str) -> None:
+    """Lost 41, stolen 43, restricted 57, expired 54 — nothing debited."""
+    book = ledger(status=status)
+    assert book.authorize(req("purchase", 100)).code == code
+    assert book.accounts["6225880000000000036"].balance_minor == 10_000
+
+
+def test_expiry_mismatch_and_past_expiry_decline_54() -> None:
+    """F14 different from the card's expiry, or a past expiry, answers 54."""
+    assert ledger().authorize(req("purchase", 1, expiry="2901")).code == "54"
+    assert ledger(expiry="2510").authorize(req("purchase", 1)).code == "54"
+
+
+def test_unknown_card_14_insufficient_51_daily_limit_61() -> None:
+    """Unknown PAN 14; over the available balance 51; over the daily limit 61."""
+    book = ledger(daily_limit_minor=100_000)
+    assert book.authorize(Request("purchase", "K", "6225880000000009999", 1, TODAY)).code == "14"
+    assert book.authorize(req("purchase", 10_001)).code == "51"
+    limited = ledger()
+    assert limited.authorize(req("purchase", 5_000, "A")).code == "00"
+    assert limited.authorize(req("purchase", 3_001, "B")).code == "61"
+
+
+def test_forced_code_declines_after_card_checks() -> None:
+    """A forced rule code applies to a good card; a lost card still answers 41."""
+    assert ledger().authorize(req("purchase", 1), "51").code == "51"
+    assert ledger(status="lost").authorize(req("purchase", 1), "51").code == "41"
+
+
+def test_refund_void_and_reversal_of_void() -> None:
+    """Void restores once (repeat 12); reversing the void re-debits."""
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.authorize(req("purchase", 1_000, "P"))
+    assert book.authorize(req("purchase_void", 1_000, "V", original_key="P")).code == "00"
+    assert acct.balance_minor == 10_000
+    assert book.authorize(req("purchase_void", 1_000, "V2", original_key="P")).code == "12"
+    book.reverse("V")
+    assert acct.balance_minor == 9_000
+    book.reverse("V")
+    assert acct.balance_minor == 9_000
+
+
+def test_void_amount_mismatch_64_and_missing_original_25() -> None:
+    book = ledger()
+    book.authorize(req("purchase", 1_000, "P"))
+    assert book.authorize(req("purchase_void", 999, "V", original_key="P")).code == "64"
+    assert book.authorize(req("purchase_void", 1_000, "V", original_key="NOPE")).code == "25"
+
+
+def test_completion_reversal_restores_the_hold() -> None:
+    """Reversing a completion credits it back and re-holds the pre-auth."""
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.authorize(req("preauth", 2_000, "PA"))
+    assert book.authorize(req("completion", 2_300, "C", original_key="PA")).code == "00"
+    assert (acct.balance_minor, acct.held_minor) == (7_700, 0)
+    assert book.authorize(req("completion", 100, "C2", original_key="PA")).code == "12"
+    book.reverse("C")
+    assert (acct.balance_minor, acct.held_minor) == (10_000, 2_000)
+
+
+def test_reversal_of_preauth_and_refund_once() -> None:
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.authorize(req("preauth", 2_000, "PA"))
+    book.authorize(req("refund", 500, "R"))
+    for _ in range(2):
+        book.reverse("PA")
+        book.reverse("R")
+    assert (acct.balance_minor, acct.held_minor) == (10_000, 0)
+
+
+def test_balance_reports_available_net_of_holds() -> None:
+    book = ledger()
+    book.authorize(req("preauth", 2_000, "PA"))
+    outcome = book.authorize(req("balance", 0, "B"))
+    assert (outcome.code, outcome.available_minor) == ("00", 8_000)

@@ -1,0 +1,79 @@
+"""issuer_sim server pieces: persistence across restarts, control endpoint, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from issuer_sim.app import start_issuer
+from issuer_sim.control import start_control
+from issuer_sim.settings import load_settings
+from posp.errors import ConfigError
+from posp.hsm import InProcessHsmClient
+from tests.network.cards import PAN, PIN, purchase
+from tests.network.conftest import issuer_settings, open_link
+
+
+async def test_balances_survive_restart_with_db_file(tmp_path: Path) -> None:
+    """Write-behind: after close (final flush) a restart on the same file keeps the debit
+    and does not reload the card file."""
+    db = str(tmp_path / "issuer.db")
+    issuer = await start_issuer(issuer_settings(db=db), hsm=InProcessHsmClient())
+    link = await open_link(issuer.port)
+    before = await issuer.balance(PAN)
+    assert (await link.send(purchase(1111, pin=PIN))).get(39) == "00"
+    await link.close()
+    await issuer.close()
+    again = await start_issuer(issuer_settings(db=db), hsm=InProcessHsmClient())
+    try:
+        assert await again.balance(PAN) == before - 1111
+        assert len(again.ledger.txns) == 1
+    finally:
+        await again.close()
+
+
+async def _http(port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = b"" if body is None else json.dumps(body).encode()
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    raw = await reader.read()
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(payload)
+
+
+async def test_control_endpoint_changes_rules_and_rejects_bad_input() -> None:
+    """POST /rules forces a code for a PAN; a bad rule answers 400; unknown path 404."""
+    issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
+    control = await start_control(issuer, "127.0.0.1", 0)
+    port = control.sockets[0].getsockname()[1]
+    link = await open_link(issuer.port)
+    try:
+        status, _ = await _http(port, "POST", "/rules", {"forced_by_pan": {PAN: "05"}})
+        assert status == 200
+        assert (await link.send(purchase(100, pin=PIN))).get(39) == "05"
+        assert (await _http(port, "POST", "/rules", {"drop_rate": 5}))[0] == 400
+        assert (await _http(port, "GET", "/nowhere"))[0] == 404
+        status, health = await _http(port, "GET", "/health")
+        assert status == 200 and health == {"connections": 2}
+    finally:
+        control.close()
+        await link.close()
+        await issuer.close()
+
+
+def test_settings_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POSP_ISSUER_* overrides TOML; a bad value is a ConfigError naming the key."""
+    config = tmp_path / "issuer.toml"
+    config.write_text("port = 1234\nlatency_ms = 5\n")
+    monkeypatch.setenv("POSP_ISSUER_LATENCY_MS", "7")
+    settings = load_settings(config)
+    assert (settings.port, settings.latency_ms) == (1234, 7.0)
+    with pytest.raises(ConfigError, match="drop_rate"):
+        load_settings(None, drop_rate=3)
