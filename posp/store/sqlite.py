@@ -72,7 +72,11 @@ class SqliteStore(SqlStore):
         if self._writer is not None:
             return
         if self.path != MEMORY:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self.path).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the data directory {folder}") from exc
         writer = SqliteWorker(
             lambda: self._connect(writer=True),
             name="posp-sqlite-writer",
