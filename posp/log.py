@@ -131,8 +131,9 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A bound logger carrying ``logger=name``."""
-    return structlog.get_logger(name).bind(logger=name)
+    """A lazy logger carrying ``logger_name=name``: it picks up the configuration in
+    force when it first logs, so module-level loggers obey ``configure_logging``."""
+    return structlog.get_logger(logger_name=name)
 
 
 def bind_connection(peer: str) -> None:
@@ -157,3 +158,9 @@ def bind_transaction(
         "txn_type": txn_type,
     }
     structlog.contextvars.bind_contextvars(**{k: v for k, v in values.items() if v is not None})
+
+
+if not structlog.is_configured():
+    # Until a program configures logging, still mask: a library import must
+    # never leave structlog's unmasked defaults in force.
+    configure_logging()
