@@ -86,14 +86,14 @@ class _Fleet:
             long_connection=config.long_connections,
             sign_in_variant=config.sign_in_variant,
         )
-        self.sessions = [
-            TerminalSession(
-                TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk)),
-                options,
-                on_outcome=self.stats.record,
-            )
-            for t in config.terminals
-        ]
+        rng = random.Random(config.seed)
+        self.sessions = []
+        for t in config.terminals:
+            machine = TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk))
+            # A random first trace: a rerun in the same batch must not hit the
+            # switch's duplicate check (94) with the traces of the last run.
+            machine.state.last_trace = rng.randint(1, 900_000)
+            self.sessions.append(TerminalSession(machine, options, on_outcome=self.stats.record))
         self.picker = TxnPicker(
             MixSettings(config.mix, config.pin_ratio, config.ic_ratio), config.cards, config.seed
         )
