@@ -26,7 +26,8 @@ class InProcessHsmClient(HsmOperations):
 
             engine = HsmEngine(header_length=header_length)
         self._engine = engine
-        self._header_length = header_length
+        # The engine's own header length wins: a mismatch would garble every reply.
+        self._header_length: int = getattr(engine, "header_length", header_length)
         self._counter = 0
         self._closed = False
         self.calls = 0
