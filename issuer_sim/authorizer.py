@@ -165,7 +165,9 @@ class Authorizer:
             response[38] = outcome.auth_code
             if request_kind(message) == "balance" and outcome.available_minor is not None:
                 sign = "C" if outcome.available_minor >= 0 else "D"
-                response[54] = Balance("00", "02", "156", sign, abs(outcome.available_minor)).render()
+                response[54] = Balance(
+                    "00", "02", "156", sign, abs(outcome.available_minor)
+                ).render()
         return response
 
     def reversal_response(self, message: Message) -> Message:

@@ -83,7 +83,9 @@ async def serve(settings: IssuerSettings) -> None:
     control = None
     if settings.control_port:
         control = await start_control(server, settings.host, settings.control_port)
-    log.info("issuer_listening", host=settings.host, port=server.port, cards=len(server.ledger.accounts))
+    log.info(
+        "issuer_listening", host=settings.host, port=server.port, cards=len(server.ledger.accounts)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,7 +101,7 @@ async def add_cards(db_path: str, hsm_url: str, records: list[CardRecord]) -> No
     db = CardDb(db_path)
     ledger = Ledger()
     for record in records:
-        ledger.put_account(await provision(hsm, IssuerSettings().pvk_lmk, record))
+        ledger.put_account(await provision(hsm, load_settings(None).pvk_lmk, record))
     await db.flush(ledger)
     await db.close()
     await hsm.close()
@@ -111,8 +113,8 @@ async def list_cards(db_path: str) -> None:
     await db.load(ledger)
     await db.close()
     for a in ledger.accounts.values():
-        print(f"{mask_pan(a.pan)}  {a.expiry}  {a.status:<10} {a.card_org}  "
-              f"balance={a.balance_minor} held={a.held_minor} limit={a.daily_limit_minor}")  # fmt: skip
+        amounts = f"balance={a.balance_minor} held={a.held_minor} limit={a.daily_limit_minor}"
+        print(f"{mask_pan(a.pan)}  {a.expiry}  {a.status:<10} {a.card_org}  {amounts}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,7 +54,7 @@ async def _serve_one(
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
         lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = (lines[0].split(" ") + ["", "", ""])[:3]
+        method, path, _ = [*lines[0].split(" "), "", "", ""][:3]
         length = 0
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -67,7 +67,8 @@ async def _serve_one(
     data = json.dumps(answer).encode()
     writer.write(
         f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
     )
     try:
         await writer.drain()

@@ -33,9 +33,7 @@ class Rules:
     latency_ms: float = 0.0
     drop_rate: float = 0.0  # probability of silently dropping a financial response
     drop_amounts_minor: set[int] = field(default_factory=lambda: {DROP_AMOUNT_MINOR})
-    forced_by_amount: dict[int, str] = field(
-        default_factory=lambda: {FORCE_51_AMOUNT_MINOR: "51"}
-    )
+    forced_by_amount: dict[int, str] = field(default_factory=lambda: {FORCE_51_AMOUNT_MINOR: "51"})
     forced_by_pan: dict[str, str] = field(default_factory=dict)
     key_exchange_interval_s: float = 0.0  # 0 = the issuer never initiates key exchange
     rng: random.Random = field(default_factory=random.Random, repr=False)

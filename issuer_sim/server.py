@@ -135,7 +135,7 @@ class IssuerServer:
             await asyncio.sleep(self.settings.flush_interval_s)
             try:
                 await self.db.flush(self.ledger)
-            except Exception as exc:  # noqa: BLE001 - keep serving; the next flush retries
+            except Exception as exc:  # keep serving; the next flush retries
                 log.error("issuer_flush_failed", error=type(exc).__name__)
 
     # --- inspection (tests, posp up) ------------------------------------------
@@ -216,9 +216,9 @@ class IssuerServer:
             generated = await self.hsm.generate_key(
                 _KEY_TYPES[kind], "U", export_under=self.settings.zmk_lmk
             )
-            offer = zone.KeyOffer(kind, generated.under_wrap or "", generated.kcv)
+            fresh = zone.KeyOffer(kind, generated.under_wrap or "", generated.kcv)
             self._ring(kind).offer(generated.under_lmk)
-            response[48] = offer.f48()
+            response[48] = fresh.f48()
             self.metrics.key_exchanges.labels(name, "switch", "ok").inc()
             return response
         code, offer, key_lmk = await zone.key_exchange_answer_code(

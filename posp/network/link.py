@@ -136,9 +136,11 @@ class NetworkLink:
         result = "failed"
         if zone.response_code_ok(response) and offer is not None and offer.kind == kind:
             try:
-                self._ring(kind).install(await zone.import_offer(self._hsm, self.settings.zmk_lmk, offer))
+                self._ring(kind).install(
+                    await zone.import_offer(self._hsm, self.settings.zmk_lmk, offer)
+                )
                 result = "ok"
-            except Exception as exc:  # noqa: BLE001 - any import failure is a failed exchange
+            except Exception as exc:  # any import failure = failed exchange
                 log.warning("key_import_failed", key=_KEY_NAMES[kind], error=type(exc).__name__)
         self.metrics.key_exchanges.labels(_KEY_NAMES[kind], "switch", result).inc()
         return result == "ok"
@@ -182,7 +184,10 @@ class NetworkLink:
         finally:
             self._pending.pop(key, None)
         self.metrics.latency.observe(loop.time() - started)
-        if zone.needs_mac(response) and await zone.verify_message(self._hsm, self.zak, response) is None:
+        if (
+            zone.needs_mac(response)
+            and await zone.verify_message(self._hsm, self.zak, response) is None
+        ):
             self.metrics.mac_failures.inc()
             self.metrics.requests.labels(request.mti, "mac_failed").inc()
             log.warning("network_response_mac_failed", mti=response.mti)
@@ -280,7 +285,9 @@ class NetworkLink:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: FrameProtocol(
-                        self._on_frame, self._on_bad_frame, max_frame_bytes=self.settings.max_frame_bytes
+                        self._on_frame,
+                        self._on_bad_frame,
+                        max_frame_bytes=self.settings.max_frame_bytes,
                     ),
                     self.settings.host,
                     self.settings.port,
@@ -326,5 +333,7 @@ class NetworkLink:
         conn.close()
         for key, (future, owner) in list(self._pending.items()):
             if owner is conn and not future.done():
-                future.set_exception(NetworkTimeout("network connection lost with a request in flight"))
+                future.set_exception(
+                    NetworkTimeout("network connection lost with a request in flight")
+                )
                 del self._pending[key]

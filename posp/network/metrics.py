@@ -34,10 +34,14 @@ class LinkMetrics:
             registry=registry,
         )
         self.bad_frames = Counter(
-            "posp_network_bad_frames", "frames from the network that did not decode", registry=registry
+            "posp_network_bad_frames",
+            "frames from the network that did not decode",
+            registry=registry,
         )
         self.mac_failures = Counter(
-            "posp_network_mac_failures", "network messages whose MAC did not verify", registry=registry
+            "posp_network_mac_failures",
+            "network messages whose MAC did not verify",
+            registry=registry,
         )
         self.latency = Histogram(
             "posp_network_latency_seconds",

@@ -118,9 +118,9 @@ async def import_offer(hsm: HsmClient, zmk_lmk: str, offer: KeyOffer) -> str:
     return imported.under_lmk
 
 
-async def key_exchange_answer_code(hsm: HsmClient, zmk_lmk: str, request: Message) -> tuple[
-    str, KeyOffer | None, str | None
-]:
+async def key_exchange_answer_code(
+    hsm: HsmClient, zmk_lmk: str, request: Message
+) -> tuple[str, KeyOffer | None, str | None]:
     """(response code, offer, imported key under LMK) for an incoming 0800/101 with F48."""
     offer = parse_offer(request)
     if offer is None:

@@ -44,9 +44,16 @@ async def test_network_initiated_exchange_under_load_fails_nothing(pair: Pair) -
     assert pair.link.zpk_lmk != old_zpk and pair.link.zak_lmk != old_zak
     assert pair.issuer.zpk.current == pair.link.zpk_lmk
     assert pair.issuer.zak.current == pair.link.zak_lmk
-    assert metric(
-        pair.registry, "posp_network_key_exchanges_total", key="zak", initiator="network", result="ok"
-    ) == 1
+    assert (
+        metric(
+            pair.registry,
+            "posp_network_key_exchanges_total",
+            key="zak",
+            initiator="network",
+            result="ok",
+        )
+        == 1
+    )
     after = await switch_style_purchase(pair, 1)
     assert after.get(39) == "00"
 
