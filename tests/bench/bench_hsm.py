@@ -57,8 +57,22 @@ def start_simulator(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("hsm-sim did not start listening")
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
-    name: str, call: Callable[[], Awaitable[object]], workers: int, duration_s: float
+    name: str,
+    call: Callable[[], Awaitable[object]],
+    workers: int,
+    duration_s: float,
+    simulator_pid: int,
 ) -> None:
     """Run ``workers`` loops of ``call`` for ``duration_s``; print rate and latencies."""
     latencies_s: list[float] = []
@@ -80,8 +94,11 @@ async def measure(
             record(clock() - started)
 
     started = clock()
+    client_cpu_s, simulator_cpu_s = time.process_time(), process_cpu_s(simulator_pid)
     await asyncio.gather(*(worker() for _ in range(workers)))
     elapsed_s = clock() - started
+    client_cpu_s = time.process_time() - client_cpu_s
+    simulator_cpu_s = process_cpu_s(simulator_pid) - simulator_cpu_s
     latencies_s.sort()
     count = len(latencies_s)
     p50 = latencies_s[count // 2] * 1000 if count else 0.0
@@ -91,9 +108,17 @@ async def measure(
         f"  ({count:,} calls, {failures} failed)",
         flush=True,
     )
+    if count:
+        client_us, simulator_us = client_cpu_s / count * 1e6, simulator_cpu_s / count * 1e6
+        ceiling = 1e6 / max(client_us, simulator_us, 1e-9)
+        print(
+            f"{'':<28} CPU per call: client {client_us:5.1f} us, simulator {simulator_us:5.1f} us"
+            f" -> ceiling ~{ceiling:,.0f} calls/s with a free core each",
+            flush=True,
+        )
 
 
-async def run(port: int) -> None:
+async def run(port: int, simulator_pid: int) -> None:
     client = TcpHsmClient(
         "127.0.0.1",
         port,
@@ -122,9 +147,9 @@ async def run(port: int) -> None:
         "shared with other work: figures are pessimistic)",
         flush=True,
     )
-    await measure("M8 verify (alg 09, TAK)", verify, workers, DURATION_S)
-    await measure("CA translate (TPK->ZPK)", translate, workers, DURATION_S)
-    await measure("M8 verify, 1 in flight", verify, 1, min(DURATION_S, 2.0))
+    await measure("M8 verify (alg 09, TAK)", verify, workers, DURATION_S, simulator_pid)
+    await measure("CA translate (TPK->ZPK)", translate, workers, DURATION_S, simulator_pid)
+    await measure("M8 verify, 1 in flight", verify, 1, min(DURATION_S, 2.0), simulator_pid)
     stats = client.stats
     print(
         f"client stats: timeouts {stats.timeouts}, late replies {stats.late_replies}, "
@@ -141,9 +166,9 @@ def main() -> None:
         try:
             import uvloop
         except ImportError:
-            asyncio.run(run(port))
+            asyncio.run(run(port, proc.pid))
         else:
-            uvloop.run(run(port))
+            uvloop.run(run(port, proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
