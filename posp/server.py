@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Final
+from typing import Final, cast
 
 from posp.errors import FramingError
 from posp.framing import BinaryLengthFramer, frame_binary
@@ -54,7 +54,8 @@ class TerminalConnection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         server = self._server
         if len(server.connections) >= server.limits.max_connections or server.closing:

@@ -289,3 +289,30 @@ async def test_metrics_endpoint_exposes_request_counts(
         assert "posp_hsm_seconds" in text or "posp_store_seconds" in text
     finally:
         await running.stop()
+
+
+def test_switch_serves_under_uvloop(tmp_path: Path) -> None:
+    """The production event loop (uvloop) runs the server: sign-in then purchase."""
+    import uvloop
+
+    from posp.store import open_store
+    from tests.switch.conftest import provision
+
+    async def scenario() -> list[str]:
+        store = open_store(f"sqlite:///{tmp_path / 'uv.db'}", node_id="01")
+        await store.open()
+        hsm = InProcessHsmClient()
+        await provision(store, hsm)
+        running = await start_switch(tmp_path, store, hsm)
+        client = SimTerminal(TERMINAL_ID, MERCHANT_ID)
+        try:
+            await client.connect(running.port)
+            signed = (await client.sign_in()).message.text(39)
+            _body, frame = await client.exchange(client.encode(client.purchase(), mac=True))
+            return [signed, frame.message.text(39)]
+        finally:
+            await client.close()
+            await running.stop()
+            await store.close()
+
+    assert uvloop.run(scenario()) == ["00", "91"]
