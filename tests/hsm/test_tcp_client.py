@@ -169,3 +169,17 @@ def test_open_hsm_client_builds_either_client_from_a_url() -> None:
     for bad in ("udp://x:1", "tcp://127.0.0.1", "tcp://h:1?colour=red", "tcp://h:1?timeout_s=x"):
         with pytest.raises(ConfigError):
             open_hsm_client(bad)
+
+
+async def test_client_counters_are_exposed_to_an_injected_registry(
+    echo_server: HsmServer,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    client = TcpHsmClient("127.0.0.1", echo_server.port, connections=2, registry=registry)
+    await client.wait_connected(2)
+    await client.echo()
+    assert registry.get_sample_value("posp_hsm_calls_total") == 1
+    assert registry.get_sample_value("posp_hsm_connections_up") == 2
+    await client.close()
