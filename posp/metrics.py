@@ -141,6 +141,8 @@ class _TimingProxy:
             observe(name, time.perf_counter() - started, None)
             return result
 
+        # Cache on the instance: __getattr__ runs only for the first call of a method.
+        setattr(self, name, timed)
         return timed
 
 
