@@ -125,4 +125,4 @@ async def serve(switch: FakeSwitch) -> asyncio.Server:
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    return await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)

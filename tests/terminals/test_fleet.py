@@ -126,3 +126,22 @@ def test_cli_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     thread.join(5)
     report = json.loads(out.read_text())
     assert report["requests"] >= 20 and "p99.9" in report["latency_ms"]
+
+
+@pytest.mark.slow
+async def test_fleet_holds_thousands_of_long_connections(port: int) -> None:
+    """2,000 terminals each keep one connection open (10,000 were checked by
+    hand against a fake switch in another process: the fds of both ends do
+    not fit one process's limit here)."""
+    fleet = [FleetTerminal(f"{20000000 + i}", "898100000000001", TMK) for i in range(2000)]
+    config = FleetConfig(
+        terminals=fleet,
+        cards=CARDS,
+        port=port,
+        long_connections=True,
+        count=2000,
+        concurrency=2000,
+        timeout_s=60,
+    )
+    report = await run_fleet(config)
+    assert report.sign_ins == 2000 and report.comms_errors == 0 and report.timeouts == 0
