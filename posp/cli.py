@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo-seconds", type=float, default=5.0, metavar="S")
     up.add_argument("--demo-terminals", type=int, default=5, metavar="N")
     up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo")
+    up.add_argument("--verbose", action="store_true", help="log every request (info level)")
     up.add_argument("--hsm-port", type=int, default=1500, help="HSM simulator port (1500)")
     up.add_argument("--issuer-port", type=int, default=9583, help="issuer simulator port")
 
@@ -340,12 +341,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _configure_logging(args: argparse.Namespace, settings: Settings) -> None:
-    """Servers log at the configured level; one-shot commands only warnings and worse,
-    so their tables stay readable."""
+    """``serve`` logs at the configured level; one-shot commands and ``up`` (unless
+    ``--verbose``) only warnings and worse, so their tables stay readable."""
     from posp.log import configure_logging
 
-    serving = args.command in ("serve", "up")
-    level = settings.log.level if serving else "warning"
+    verbose = args.command == "serve" or bool(getattr(args, "verbose", False))
+    level = settings.log.level if verbose else "warning"
     configure_logging(settings.log.format, level)
 
 

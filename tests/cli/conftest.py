@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from rich.console import Console
 
 from posp.cli import main
@@ -39,6 +41,14 @@ class Posp:
         code = main([*argv, "--data-dir", str(self.data_dir)], out=console)
         captured = self._capsys.readouterr()
         return Result(code, buffer.getvalue() + captured.out, captured.err)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """main() points structlog at this test's captured stderr; undo that afterwards
+    so later tests do not write to a closed capture file."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
