@@ -203,3 +203,26 @@ async def test_management_message_without_terminal_id_answers_30(terminal: SimTe
     message = Message("0820", {11: "000001", 60: "00000001301"})
     _body, frame = await terminal.exchange(terminal.encode(message))
     assert frame.message[39] == "30"
+
+
+async def test_settlement_of_an_empty_batch_answers_00_balanced(terminal: SimTerminal) -> None:
+    await signed_in(terminal)
+    zeros = "0" * 30 + "0"
+    message = Message(
+        "0500",
+        {
+            11: terminal.next_trace(),
+            41: TERMINAL_ID,
+            42: MERCHANT_ID,
+            48: zeros + zeros,
+            49: "156",
+            60: "00" + terminal.batch + "201",
+            63: "001",
+        },
+    )
+    _body, frame = await terminal.exchange(terminal.encode(message))
+    answer = frame.message
+    assert answer.mti == "0510" and answer[39] == "00"
+    f48 = answer.text(48)
+    assert f48[30] == "1" and f48[61] == "1"
+    assert 64 not in answer  # settlement MAC is off by default
