@@ -67,15 +67,11 @@ async def _run(data_dir: Path, net_code: str) -> tuple[int, float]:
 
 def main() -> None:
     configure_logging("console", "error")
-    try:
-        import uvloop
+    import uvloop  # the production loop (a dependency on Linux)
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
     with tempfile.TemporaryDirectory() as tmp:
         for net_code in ("001", "004"):
-            done, elapsed = runner(_run(Path(tmp), net_code))
+            done, elapsed = uvloop.run(_run(Path(tmp), net_code))
             print(
                 f"sign-in {net_code}: {done / elapsed:,.0f} /s "
                 f"({done} in {elapsed:.1f} s, {TERMINALS} terminals, in-process HSM, SQLite)"
