@@ -201,8 +201,11 @@ async def batch_cmd(ctx: Context) -> int:
                 reports.batches_view(rows),
                 reports.uploads_view(a.terminal_id, a.batch, uploads),
             ]
-    if ctx.as_json:
-        reports.console_json(ctx.out, {v.title: reports.view_rows(v) for v in views})
+    if ctx.as_json and len(views) == 1:
+        reports.render(views[0], "json", ctx.out)
+    elif ctx.as_json:  # show: {"batch": {...}, "uploads": [...]}
+        batch_row, uploads_rows = (reports.view_rows(v) for v in views)
+        reports.console_json(ctx.out, {"batch": batch_row[0], "uploads": uploads_rows})
     else:
         for view in views:
             reports.render_table(view, ctx.out)
