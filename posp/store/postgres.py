@@ -59,6 +59,8 @@ def _translated(op: str) -> Iterator[None]:
         raise DuplicateTransaction(f"{op}: unique constraint violated") from exc
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise StoreError(f"{op}: integrity constraint violated ({exc.sqlstate})") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # asyncpg's client-side DataError
+        raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"{op}: database unavailable ({type(exc).__name__})") from exc
     except asyncpg.PostgresError as exc:

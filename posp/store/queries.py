@@ -105,9 +105,10 @@ def transition(from_state_count: int) -> str:
 
 
 def find_original(conditions: list[str]) -> str:
-    """Latest original entry matching ``conditions`` (each a ``column = ?`` test)."""
+    """Latest original entry matching ``conditions`` (each a ``column = ?`` test);
+    a financial entry wins over a management one (a sign-in answer has an RRN too)."""
     where = " AND ".join(["direction = 'original'", *conditions])
-    return f"SELECT * FROM journal WHERE {where} ORDER BY id DESC LIMIT 1"
+    return f"SELECT * FROM journal WHERE {where} ORDER BY dedupe DESC, id DESC LIMIT 1"
 
 
 # --- store-and-forward ---------------------------------------------------------

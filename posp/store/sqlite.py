@@ -147,6 +147,8 @@ class SqliteStore(SqlStore):
             result: list[Any] = await reader.run(job)
         except sqlite3.Error as exc:
             raise _translate(op, exc) from exc
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
         return result
 
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -163,6 +165,8 @@ class SqliteStore(SqlStore):
             result = await self._writer.run(job)
         except sqlite3.Error as exc:
             raise _translate(op, exc) from exc
+        except (OverflowError, TypeError, ValueError) as exc:  # a value SQLite cannot bind
+            raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
         return result
 
 

@@ -186,6 +186,19 @@ async def test_update_entry_refuses_unknown_or_read_only_fields(store: Store) ->
     assert (await store.get_entry(entry_id)).state == PENDING  # type: ignore[union-attr]
 
 
+async def test_a_value_the_database_cannot_hold_raises_store_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="insert_entry"):
+        await store.insert_entry(entry("000004", amount_minor=2**70))
+    assert await store.find_by_trace(TID, "000001", "000004") is None
+
+
+async def test_find_by_rrn_prefers_the_financial_entry(store: Store) -> None:
+    purchase = await store.insert_entry(entry("000005", rrn="R5"))
+    sign_in = entry("000006", txn_type="sign_in", mti="0800", rrn="R5")
+    await store.insert_entry(sign_in, dedupe=False)
+    assert (await store.find_by_rrn("R5")).id == purchase  # type: ignore[union-attr]
+
+
 async def test_find_by_trace_rrn_and_preauth(store: Store) -> None:
     purchase = await store.insert_entry(entry("000010", rrn="R1", local_date="0101"))
     await store.insert_entry(entry("000010", direction="reversal", txn_type="reversal", rrn="R1"))
