@@ -148,8 +148,14 @@ def _is_digits(value: str) -> bool:
     return value.isdigit() and value.isascii()
 
 
+_TRACK_CHARS = frozenset("0123456789ABCDEF=")
+
+
 def _is_track(value: str) -> bool:
-    return value.isascii() and value.replace("=", "").isdigit()
+    # Encrypted track data (terminal-link §6, F53 digit 3 = 1) carries any hex
+    # nibble; '=' and 'D' are the same nibble.  Clear-track digit checks are the
+    # switch's job once it knows whether the track is encrypted.
+    return _TRACK_CHARS.issuperset(value)
 
 
 # --- encoders ------------------------------------------------------------------
@@ -293,9 +299,7 @@ def _bcd_decoder(spec: FieldSpec) -> Decoder:
         if size & 1:
             digits = digits[:-1] if left else digits[1:]
         if track:
-            digits = digits.replace("d", "=")
-            if size and not digits.replace("=", "").isdigit():
-                raise InvalidField("not track digits")
+            digits = digits.replace("d", "=").upper()
         elif size and not digits.isdigit():
             raise InvalidField("not BCD digits")
         return digits, end

@@ -204,3 +204,12 @@ def test_reply_tpdu_swaps_destination_and_source() -> None:
 def test_response_header_sets_digit_six() -> None:
     assert response_header("603100000000", "3") == "603103000000"
     assert response_header("603100000000") == "603100000000"
+
+
+def test_encrypted_track_hex_nibbles_round_trip() -> None:
+    """Track data encrypted with the TDK (F53 digit 3 = 1) carries hex nibbles A-F;
+    they survive encode/decode, with the separator nibble D read back as '='."""
+    msg = Message("0200", {3: "000000", 11: "000001", 35: "6225880000000001=2812ABCEF0123"})
+    frame = TerminalFrame(bytes.fromhex("6000030000"), "603100000000", msg)
+    decoded = decode_terminal(encode_terminal(frame))
+    assert decoded.message[35] == "6225880000000001=2812ABCEF0123"
