@@ -13,7 +13,9 @@ import tests.bench as pkg
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("bench_")
+    )
     wanted = {f"bench_{a}" for a in argv}
     failed = 0
     for name in names:
