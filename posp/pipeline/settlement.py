@@ -61,13 +61,22 @@ def next_batch(batch: str) -> str:
     return f"{value if value <= 999_999 else 1:06d}"
 
 
+#: F48 counts are n3 (settlement) and n4 (upload end total): a terminal can send
+#: only the low digits of a larger count.
+F48_COUNT_MODULUS = 1000
+F48_END_TOTAL_MODULUS = 10_000
+
+
 def totals_match(reported: SettlementTotalsF48, journal: BatchTotals) -> bool:
-    """Balanced when all four figures agree."""
+    """Balanced when all four figures agree.  Counts are compared modulo 1000
+    because F48 carries them as n3 (a busy terminal's 1,234 debits arrive as
+    234); amounts (n12) must agree exactly, so a lost or extra sale still shows."""
+    m = F48_COUNT_MODULUS
     return (
         reported.debit_amount_minor == journal.debit_amount_minor
-        and reported.debit_count == journal.debit_count
+        and reported.debit_count % m == journal.debit_count % m
         and reported.credit_amount_minor == journal.credit_amount_minor
-        and reported.credit_count == journal.credit_count
+        and reported.credit_count % m == journal.credit_count % m
     )
 
 
@@ -211,7 +220,7 @@ async def end_upload(
     records = await _recount_upload(store, terminal_id, batch)
     following = next_batch(batch)
     closed = await store.close_batch(terminal_id, batch, following)
-    if records != reported_total:
+    if records % F48_END_TOTAL_MODULUS != reported_total:
         log.warning(
             "upload_count_differs",
             terminal_id=terminal_id,

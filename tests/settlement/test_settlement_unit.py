@@ -4,8 +4,8 @@ the store API — the batch lifecycle of posp.pipeline.settlement without socket
 from __future__ import annotations
 
 from posp.iso8583.fields import SettlementF48, SettlementTotalsF48, UploadRecord
-from posp.pipeline.settlement import end_upload, next_batch, settle, upload
-from posp.store.api import APPROVED, DECLINED, REVERSED, VOIDED, Store
+from posp.pipeline.settlement import end_upload, next_batch, settle, totals_match, upload
+from posp.store.api import APPROVED, DECLINED, REVERSED, VOIDED, BatchTotals, Store
 
 from .conftest import (
     BATCH,
@@ -163,6 +163,14 @@ async def test_settled_but_never_uploaded_batch_stays_open(store: Store, journal
     assert terminal is not None and terminal.batch == BATCH
     batches = await store.list_batches(TERMINAL)
     assert batches[0]["status"] == "open" and batches[0]["settled"]
+
+
+def test_counts_over_999_compare_modulo_1000_but_amounts_exactly() -> None:
+    """F48 counts are n3: 1,234 debits arrive as 234."""
+    journal = BatchTotals(debit_amount_minor=123_400, debit_count=1234)
+    assert totals_match(totals(123_400, 234), journal)
+    assert not totals_match(totals(123_400, 233), journal)
+    assert not totals_match(totals(123_300, 234), journal)
 
 
 def test_next_batch_increments_and_wraps_like_traces() -> None:
