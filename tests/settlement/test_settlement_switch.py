@@ -90,8 +90,8 @@ class Sales:
                 batch=BATCH,
                 pan=pan,
                 expiry="3012",
-                track2="",
-                entry_mode="021",
+                track2=pan + "=30121010000000000",
+                entry_mode="magstripe",
                 amount_minor=amount_minor,
                 rrn=f"{self.trace:012d}",
                 auth_code="000001",
@@ -172,3 +172,22 @@ async def test_interrupted_upload_resumes_and_resent_records_are_accepted(
     settlement = await store.get_settlement(TERMINAL, BATCH)
     assert settlement is not None and settlement.upload_records == 12
     assert settlement.upload_mismatches == 0
+
+
+def _void_step_missing() -> bool:
+    from posp.pipeline import financial
+
+    return getattr(financial, "network_not_connected", None) in financial.FORWARD
+
+
+@pytest.mark.skipif(_void_step_missing(), reason="the void step (network forwarding) is not wired")
+async def test_void_of_a_transaction_in_a_closed_batch_is_refused_with_25(
+    session: TerminalSession, sales: Sales
+) -> None:
+    trace = await sales.add("purchase", 1000)
+    remembered = session.machine.state.journal[trace]
+    assert (await session.settle()).approved  # closes batch 000001
+    # a terminal that kept the sale in its journal after settling tries to void it
+    session.machine.state.journal[trace] = remembered
+    outcome = await session.transact(lambda m: m.purchase_void(trace))
+    assert outcome.response_code == "25"
