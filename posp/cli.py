@@ -74,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
 async def open_backends(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
     """The store (and HSM client) named by the settings, closed on exit."""
     from posp.hsm import open_hsm_client
-    from posp.store import open_store  # type: ignore[attr-defined]
+    from posp.store import open_store
 
     if settings.store_url.startswith("sqlite:"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)

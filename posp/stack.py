@@ -136,7 +136,7 @@ async def start_issuer_sim(options: StackOptions, hsm_url: str, stack: AsyncExit
 async def provision_demo(settings: Settings, count: int) -> FleetProvisioned:
     """Demo merchant, ``count`` terminals and the demo fleet file (idempotent)."""
     from posp.hsm import open_hsm_client
-    from posp.store import open_store  # type: ignore[attr-defined]
+    from posp.store import open_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
