@@ -103,7 +103,9 @@ def terminal_echo_request(terminal_id: str, batch: str = "000001") -> bytes:
 def check_switch(
     host: str, port: int, terminal_id: str, accept: frozenset[str], timeout_s: float
 ) -> str:
-    body = _exchange(host, port, terminal_echo_request(terminal_id), BinaryLengthFramer(), timeout_s)
+    body = _exchange(
+        host, port, terminal_echo_request(terminal_id), BinaryLengthFramer(), timeout_s
+    )
     try:
         answer = decode_terminal(body).message
     except PospError as exc:
