@@ -8,8 +8,9 @@ Invariants:
 * A partial unique index on (terminal_id, batch, trace, direction) WHERE
   dedupe makes a second instance's insert of the same request fail with
   ``DuplicateTransaction``.
-* Sequences live in a table updated with ``INSERT ... ON CONFLICT DO UPDATE
-  ... RETURNING``, so every instance on the database draws from one counter.
+* ``next_sequence`` uses PostgreSQL SEQUENCE objects (``posp_seq_<name>``,
+  created on first use): every instance draws from one counter, and unlike a
+  counter row they never serialize concurrent transactions on a row lock.
 * ``due_saf`` leases rows with ``FOR UPDATE SKIP LOCKED``: two instances
   polling at once get disjoint items.
 * Migrations run under a transaction-level advisory lock, so instances
@@ -39,6 +40,7 @@ from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 
 DEFAULT_POOL_SIZE = 10
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SEQUENCE_NAME = re.compile(r"^[a-z0-9_]{1,50}$")
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
@@ -177,6 +179,29 @@ class PostgresStore(SqlStore):
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(op, sql, params)  # autocommit: returns after COMMIT
 
+    async def next_sequence(self, name: str) -> int:
+        sequence = _sequence_name(name)
+        pool = self._require_pool("next_sequence")
+        with _translated("next_sequence"):
+            try:
+                return int(await pool.fetchval(_NEXTVAL, sequence))
+            except asyncpg.UndefinedTableError:
+                pass  # first use: create it, then draw
+            try:
+                await pool.execute(f'CREATE SEQUENCE IF NOT EXISTS "{sequence}"')
+            except asyncpg.UniqueViolationError:
+                pass  # another instance created it at the same moment
+            return int(await pool.fetchval(_NEXTVAL, sequence))
 
+
+def _sequence_name(name: str) -> str:
+    """A safe identifier for a sequence name; names outside [a-z0-9_] get a hash suffix."""
+    if _SEQUENCE_NAME.match(name):
+        return f"posp_seq_{name}"
+    cleaned = re.sub(r"[^a-z0-9_]", "_", name.lower())[:40]
+    return f"posp_seq_{cleaned}_{zlib.crc32(name.encode()):08x}"
+
+
+_NEXTVAL = "SELECT nextval($1::text::regclass)"
 _APPLIED = "SELECT version FROM schema_migrations"
 _RECORD = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"

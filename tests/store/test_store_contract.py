@@ -468,6 +468,8 @@ async def test_next_sequence_is_monotonic_and_unique_across_instances(
     assert await second.next_sequence("stan") == 1
     mine = [await first.next_sequence("rrn") for _ in range(3)]
     assert mine == sorted(mine) and mine[0] == 42
+    odd_names = [await s.next_sequence("Net-STAN.1") for s in (first, second)]
+    assert odd_names == [1, 2]
 
 
 async def test_open_is_idempotent_and_concurrent_opens_are_safe(factory: StoreFactory) -> None:

@@ -119,7 +119,4 @@ CREATE TABLE uploads (
     PRIMARY KEY (terminal_id, batch, trace)
 );
 
-CREATE TABLE sequences (
-    name  TEXT PRIMARY KEY,
-    value BIGINT NOT NULL
-);
+-- next_sequence uses SEQUENCE objects posp_seq_<name>, created on first use.
