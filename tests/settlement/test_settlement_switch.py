@@ -24,8 +24,14 @@ from .conftest import BATCH, DOMESTIC_PAN, FOREIGN_PAN, MERCHANT, TERMINAL
 TMK = "0123456789ABCDEFFEDCBA9876543210"
 
 
+@pytest.fixture(params=[False, True], ids=["no-mac", "mac-on-settlement"])
+def mac_on_settlement(request: pytest.FixtureRequest) -> bool:
+    """Every end-to-end test runs with and without MACs on settlement and upload."""
+    return bool(request.param)
+
+
 @pytest.fixture
-async def switch(tmp_path: Path, store: Store) -> AsyncIterator[Switch]:
+async def switch(tmp_path: Path, store: Store, mac_on_settlement: bool) -> AsyncIterator[Switch]:
     hsm = InProcessHsmClient()
     await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
     settings = load_settings(
@@ -34,6 +40,7 @@ async def switch(tmp_path: Path, store: Store) -> AsyncIterator[Switch]:
         network_enabled=False,
         data_dir=tmp_path,
         store_url=f"sqlite:///{tmp_path / 'posp.db'}",
+        settlement={"mac_on_settlement": mac_on_settlement},
     )
     running = Switch(settings, store=store, hsm=hsm)
     await running.start()
@@ -42,9 +49,31 @@ async def switch(tmp_path: Path, store: Store) -> AsyncIterator[Switch]:
 
 
 @pytest.fixture
-def session(switch: Switch) -> TerminalSession:
-    machine = TerminalMachine(TerminalConfig(TERMINAL, MERCHANT, bytes.fromhex(TMK)))
-    return TerminalSession(machine, SessionOptions(port=switch.port))
+def session(switch: Switch, mac_on_settlement: bool) -> TerminalSession:
+    config = TerminalConfig(
+        TERMINAL, MERCHANT, bytes.fromhex(TMK), mac_settlement=mac_on_settlement
+    )
+    return TerminalSession(TerminalMachine(config), SessionOptions(port=switch.port))
+
+
+async def test_settlement_without_mac_refused_when_mac_on_settlement(
+    tmp_path: Path, store: Store
+) -> None:
+    """With mac_on_settlement a 0500 lacking F64 is not accepted."""
+    hsm = InProcessHsmClient()
+    await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
+    settings = load_settings(
+        terminal_port=0,
+        metrics_enabled=False,
+        network_enabled=False,
+        data_dir=tmp_path,
+        settlement={"mac_on_settlement": True},
+    )
+    async with Switch(settings, store=store, hsm=hsm) as running:
+        machine = TerminalMachine(TerminalConfig(TERMINAL, MERCHANT, bytes.fromhex(TMK)))
+        session = TerminalSession(machine, SessionOptions(port=running.port))
+        outcome = await session.settle()
+        assert not outcome.approved and outcome.response_code in ("30", "A0")
 
 
 class Sales:
