@@ -202,7 +202,7 @@ def open_batches(by_terminal: bool) -> str:
     return f"SELECT terminal_id, merchant_id, batch FROM terminals{where}"
 
 
-# --- sequences -----------------------------------------------------------------
+# --- sequences (SQLite; PostgreSQL uses SEQUENCE objects) -----------------------
 NEXT_SEQUENCE = (
     "INSERT INTO sequences (name, value) VALUES (?, 1)"
     " ON CONFLICT (name) DO UPDATE SET value = sequences.value + 1 RETURNING value"
