@@ -109,6 +109,18 @@ class Switch:
         await link.start()
         return link
 
+    async def _open_saf(self, store: Store, link: Any) -> Any:
+        """The store-and-forward of reversals (0420 until 0430), also for what an
+        earlier run left queued; none without a network link."""
+        if link is None:
+            return None
+        from posp.network.saf import SafForwarder
+
+        saf = SafForwarder(store, link)
+        self._owned.append(saf)  # closed before the link (reverse order)
+        await saf.start()
+        return saf
+
     async def start(self) -> None:
         """Open store, HSM, network link; start the terminal listener and metrics."""
         settings = self.settings
@@ -119,8 +131,9 @@ class Switch:
         ids = IdAllocator(store, settings.node_id)
         self.store, self.hsm = store, hsm
         self.link = await self._open_link(hsm, ids)
+        saf = await self._open_saf(store, self.link)
         services = Services(
-            settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link
+            settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
         )
         self.pipeline = Pipeline(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)

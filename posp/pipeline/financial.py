@@ -1,27 +1,32 @@
 """The network part of card transactions: the steps after the checks.
 
-Extension point: ``FORWARD`` (authorisations, voids, refunds, completions,
-balance) and ``REVERSE`` (0400) are appended to the routes' check steps by
-``posp.pipeline.routes``.  Until the network forwarding steps are written,
-a request that passes every check is answered 91 (network unavailable) and
-journaled as declined.
+``FORWARD`` (balance, purchase, voids, refund, pre-auth, pre-auth void,
+completion, completion void) and ``REVERSE`` (0400) are appended to the routes'
+check steps by ``posp.pipeline.routes``:
+
+* FORWARD: link signed on (else 91 at once) → clear track data (TDK) → the
+  original a void/refund/completion names, checked (25 / 12 / 64) → PIN
+  TPK→ZPK (99 on an undecipherable block) → send with a deadline; answer,
+  decline or 98 with a queued 0420 (``posp.pipeline.forward``).
+* REVERSE: journal the 0400 (a repeat is noted, not refused) → reverse the
+  original once through the SAF queue, answer 00 (``posp.pipeline.reversal``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from posp.errors import NetworkUnavailable
+from posp.pipeline import cardsec, forward, originals, reversal
 
 if TYPE_CHECKING:
-    from posp.pipeline.context import TxnContext
     from posp.pipeline.routes import Step
 
 
-async def network_not_connected(ctx: TxnContext) -> str | None:
-    """91 at once: there is no card network link to forward to."""
-    raise NetworkUnavailable("no card network link configured")
-
-
-FORWARD: Final[tuple[Step, ...]] = (network_not_connected,)
-REVERSE: Final[tuple[Step, ...]] = (network_not_connected,)
+FORWARD: Final[tuple[Step, ...]] = (
+    forward.require_link,
+    cardsec.decrypt_tracks,
+    originals.find_original,
+    cardsec.translate_pin,
+    forward.forward,
+)
+REVERSE: Final[tuple[Step, ...]] = (reversal.journal_reversal, reversal.reverse_original)

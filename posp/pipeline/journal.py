@@ -92,6 +92,8 @@ async def record_outcome(ctx: TxnContext, code: str) -> None:
             if ctx.card_org is not None:
                 changes["card_org"] = ctx.card_org
                 changes["card_class"] = ctx.services.card_class(ctx.pan, ctx.card_org)
+            # Network F7/F11 and the original's id, from the financial steps.
+            changes.update(ctx.extras.get("journal_changes", {}))
             await store.update_entry(ctx.entry_id, **changes)
             return
         entry = build_entry(ctx, state)

@@ -64,8 +64,7 @@ FINANCIAL: Final = (*FINANCIAL_CHECKS, journal_pending, *financial.FORWARD)
 REVERSAL: Final = (
     *FINANCIAL_CHECKS,
     checks.check_reversible_original,
-    journal_pending,
-    *financial.REVERSE,
+    *financial.REVERSE,  # journals the 0400 itself: a repeated 0400 is answered 00, not 94
 )
 SETTLEMENT_STEPS: Final = (*FINANCIAL_CHECKS, *batch.SETTLE)
 UPLOAD_STEPS: Final = (*FINANCIAL_CHECKS, *batch.UPLOAD)

@@ -196,7 +196,8 @@ async def test_reversal_reuses_the_trace_without_94(terminal: SimTerminal) -> No
     reversal.mti = "0400"
     reversal[39] = "98"
     _body, frame = await terminal.exchange(terminal.encode(reversal, mac=True))
-    assert frame.message.mti == "0410" and frame.message[39] == "91"
+    # The original was declined (no network): nothing to undo, the 0400 is answered 00.
+    assert frame.message.mti == "0410" and frame.message[39] == "00"
 
 
 async def test_management_message_without_terminal_id_answers_30(terminal: SimTerminal) -> None:

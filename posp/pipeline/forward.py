@@ -1,0 +1,188 @@
+"""Forwarding a card transaction to the network and turning the answer into the
+terminal's (network-link §3, §7; terminal-link §3, §7).
+
+Invariants:
+* Nothing is sent while the link is down or not signed on: 91 at once.
+* Every send has a deadline: the network timeout, cut so that it ends before
+  the request's own deadline (the timeout path still has to queue the 0420).
+* The journal entry leaves ``pending`` exactly once, by compare-and-set: to
+  approved / declined on an answer, to timed_out on no answer.  When the CAS
+  loses, a terminal 0400 reversed the entry while the network was deciding; the
+  reversal step left the upstream undo to this step, which holds the sent
+  request: an approval (or no answer) is then undone with a queued 0420.
+* No answer in time (``NetworkTimeout``, including a response whose MAC failed):
+  the terminal gets 98, the entry goes to timed_out and a 0420 for the sent
+  request is queued durably (SAF) before the answer leaves.
+* A refund reservation is released unless the network approves the refund.
+* The network's F7/F11 are journaled with the outcome (voids, completions and
+  reversals reference the original through them in F90).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from posp.errors import NetworkTimeout, NetworkUnavailable
+from posp.iso8583 import Message
+from posp.log import get_logger
+from posp.network.link import ResponseMacInvalid
+from posp.network.mapping import network_request, network_reversal, terminal_response_fields
+from posp.network.saf import saf_payload
+from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK3
+from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.originals import apply_approval, release_refund
+from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
+
+NO_ANSWER: Final = "98"
+APPROVED_CODE: Final = "00"
+#: Extra journal changes recorded with the outcome (``posp.pipeline.journal``).
+EXTRA_JOURNAL: Final = "journal_changes"
+#: Time kept back from the request deadline for the timeout path (SAF write, answer).
+DEADLINE_MARGIN_S: Final = 1.0
+#: Network response codes passed to the terminal as they are (terminal-link §7).
+PASSED_THROUGH: Final = frozenset(
+    {"00", "05", "12", "13", "14", "25", "33", "41", "43", "51"}
+    | {"54", "55", "57", "59", "61", "64", "65", "75", "91", "96"}
+)
+#: Network codes that describe the switch's own exchange with the network, not
+#: the card: the terminal sees a switch malfunction.
+SWITCH_SIDE: Final = frozenset({"30", "A0", "94", "77", "97", "99", "03", "58"})
+_CARD_ORGS: Final = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
+_FORWARDED_TO_TERMINAL: Final = (44, 54)
+
+_log = get_logger("posp.pipeline.forward")
+
+
+def terminal_code(network_code: str) -> str:
+    """The terminal's F39 for the network's F39."""
+    if network_code in PASSED_THROUGH:
+        return network_code
+    return "96" if network_code in SWITCH_SIDE else "05"
+
+
+def signed_on_link(ctx: TxnContext) -> Any:
+    """The network link, or NetworkUnavailable (→ 91) when it cannot carry traffic."""
+    link = ctx.services.link
+    if link is None or not link.signed_on:
+        raise NetworkUnavailable("network link not signed on")
+    return link
+
+
+async def require_link(ctx: TxnContext) -> str | None:
+    """91 at once when the network is unreachable (before any HSM work)."""
+    signed_on_link(ctx)
+    return None
+
+
+def network_timeout_s(ctx: TxnContext) -> float:
+    """The network deadline: the link's timeout, ended before the request's deadline."""
+    settings = ctx.services.settings
+    deadline_s = settings.limits.request_deadline_s
+    margin_s = min(DEADLINE_MARGIN_S, deadline_s / 10)
+    left_s = deadline_s - (time.perf_counter() - ctx.started_s) - margin_s
+    if left_s <= 0:
+        raise TimeoutError("no time left to forward the request")
+    return min(settings.network.timeout_s, left_s)
+
+
+async def queue_reversal(services: Services, entry_id: int, sent: Message, reason: str) -> None:
+    """Durably queue a 0420 for ``sent`` (idempotent per entry) and wake the forwarder."""
+    payload = saf_payload(network_reversal(sent, reason))
+    await services.store.enqueue_saf(SafItem(entry_id=entry_id, payload=payload))
+    if services.saf is not None:
+        await services.saf.kick()
+
+
+def _journal_changes(ctx: TxnContext) -> dict[str, object]:
+    changes: dict[str, object] = ctx.extras.setdefault(EXTRA_JOURNAL, {})
+    return changes
+
+
+def note_network_ids(ctx: TxnContext, sent: Message) -> None:
+    """Journal F7/F11 of the sent request (and the original's id) with the outcome."""
+    changes = _journal_changes(ctx)
+    stan, f7 = sent.get(11), sent.get(7)
+    if isinstance(stan, str) and isinstance(f7, str):
+        changes["network_stan"] = stan
+        changes["network_f7"] = f7
+    if ctx.original is not None and ctx.original.id is not None:
+        changes["original_id"] = ctx.original.id
+
+
+def build_request(ctx: TxnContext) -> Message:
+    assert ctx.merchant is not None and ctx.rrn is not None
+    pin_block = ctx.extras.get(EXTRA_PIN_BLOCK_ZPK)
+    return network_request(
+        ctx.route.name,
+        ctx.message,
+        merchant=ctx.merchant,
+        pin_block_zpk=pin_block if isinstance(pin_block, str) else None,
+        track2=ctx.extras.get(EXTRA_TRACK2),
+        track3=ctx.extras.get(EXTRA_TRACK3),
+        rrn=ctx.rrn,
+        original=ctx.original,
+    )
+
+
+async def forward(ctx: TxnContext) -> str | None:
+    """Send the request upstream and return the terminal's response code."""
+    link = signed_on_link(ctx)
+    request = build_request(ctx)
+    timeout_s = network_timeout_s(ctx)
+    ctx.timeout_code = NO_ANSWER
+    try:
+        response = await link.send(request, timeout_s=timeout_s)
+    except NetworkTimeout as exc:
+        note_network_ids(ctx, request)
+        reason = "A0" if isinstance(exc, ResponseMacInvalid) else NO_ANSWER
+        await on_no_answer(ctx, request, reason)
+        return NO_ANSWER
+    except Exception:
+        await release_refund(ctx)  # nothing reached the network
+        raise
+    note_network_ids(ctx, request)
+    return await on_answer(ctx, request, response)
+
+
+async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
+    """98: timed_out (unless a 0400 reversed it meanwhile) and a queued 0420."""
+    assert ctx.entry_id is not None
+    store = ctx.services.store
+    won = await store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
+    ctx.final_state = TIMED_OUT if won else REVERSED
+    if ctx.route.name != "balance":  # a balance inquiry moves no money
+        await queue_reversal(ctx.services, ctx.entry_id, sent, reason)
+    await release_refund(ctx)
+    _log.warning("network did not answer; reversal queued", reason=reason)
+
+
+async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
+    """Record the network's decision and prepare the terminal's answer fields."""
+    assert ctx.entry_id is not None
+    fields = terminal_response_fields(response)
+    code = terminal_code(fields[39])
+    if code == APPROVED_CODE:
+        ctx.auth_code = fields.get(38)
+    ctx.settlement_date = fields.get(15, ctx.settlement_date)
+    card_org = fields.get(63)
+    if card_org in _CARD_ORGS:
+        ctx.card_org = card_org
+        ctx.response[63] = card_org
+    for n in _FORWARDED_TO_TERMINAL:
+        if n in fields:
+            ctx.response[n] = fields[n]
+    state = APPROVED if code == APPROVED_CODE else DECLINED
+    if not await ctx.services.store.transition(ctx.entry_id, (PENDING,), state):
+        ctx.final_state = REVERSED
+        if code == APPROVED_CODE:
+            await queue_reversal(ctx.services, ctx.entry_id, sent, NO_ANSWER)
+        await release_refund(ctx)
+        _log.info("answer arrived after a terminal reversal", response_code=code)
+        return code
+    ctx.final_state = state
+    if code == APPROVED_CODE:
+        await apply_approval(ctx)
+    else:
+        await release_refund(ctx)
+    return code

@@ -1,0 +1,188 @@
+"""Finding and checking the original a void, refund or completion acts on, and
+applying the approved outcome to it (terminal-link §3, §7).
+
+Rules:
+* Purchase void / completion void: the original (purchase / completion) is found
+  by F61's trace in this terminal's **current** batch (61.1 must be that batch):
+  missing → 25; already voided or reversed → 12; F37/F38 given and different
+  from the original's RRN/auth code → 25; amount different → 64.
+* Pre-auth void and completion: the open (approved) pre-authorization with the
+  auth code F38, date 61.3 and card; missing → 25 (12 when the trace in F61 names
+  that pre-auth and it is voided, reversed or completed); a pre-auth void's
+  amount must equal the hold (64), a completion may be at most 115 % of it (64).
+* Refund: the approved purchase or completion with RRN F37 and date 61.3 at this
+  merchant (any batch); missing → 25, voided/reversed → 12; the amount is
+  reserved with ``store.add_refunded`` (limit = original amount) so partial
+  refunds never exceed it → 64; the reservation is released unless approved.
+* The original changes state only when the network approves: void →
+  approved→voided, completion → pre-auth approved→completed (compare-and-set).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from posp.iso8583.fields import Field61
+from posp.log import get_logger
+from posp.pipeline.context import TxnContext
+from posp.store.api import APPROVED, COMPLETED, REVERSED, VOIDED, JournalEntry
+
+NOT_FOUND: Final = "25"
+INVALID: Final = "12"
+AMOUNT_MISMATCH: Final = "64"
+COMPLETION_LIMIT_PERCENT: Final = 115
+#: Void type → the type of original it voids.
+VOIDS: Final[dict[str, str]] = {
+    "purchase_void": "purchase",
+    "completion_void": "completion",
+}
+REFUNDABLE: Final = frozenset({"purchase", "completion"})
+EXTRA_REFUND_RESERVED: Final = "refund_reserved_minor"
+_GONE: Final = frozenset({VOIDED, REVERSED, COMPLETED})
+
+_log = get_logger("posp.pipeline.originals")
+
+
+def amount_minor(ctx: TxnContext) -> int:
+    value = ctx.message.get(4)
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def _optional_text(ctx: TxnContext, number: int) -> str | None:
+    value = ctx.message.get(number)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _pan_hash(ctx: TxnContext) -> str | None:
+    return ctx.services.pan_hash(ctx.pan) if ctx.pan else None
+
+
+def _same_card(ctx: TxnContext, original: JournalEntry) -> bool:
+    theirs, ours = original.pan_hash, _pan_hash(ctx)
+    return theirs is None or ours is None or theirs == ours
+
+
+async def find_void_original(ctx: TxnContext) -> str | None:
+    """Purchase void / completion void: the original in the current batch."""
+    assert ctx.terminal is not None
+    f61 = Field61.parse(ctx.text(61))
+    if f61.batch != ctx.terminal.batch:
+        return NOT_FOUND  # only the current batch may be voided
+    original = await ctx.services.store.find_by_trace(
+        ctx.terminal.terminal_id, f61.batch, f61.trace
+    )
+    if original is None or original.txn_type != VOIDS[ctx.route.name]:
+        return NOT_FOUND
+    if original.state in _GONE:
+        return INVALID
+    if original.state != APPROVED or not _same_card(ctx, original):
+        return NOT_FOUND
+    rrn, auth_code = _optional_text(ctx, 37), _optional_text(ctx, 38)
+    if (rrn is not None and rrn != original.rrn) or (
+        auth_code is not None and auth_code != original.auth_code
+    ):
+        return NOT_FOUND
+    if amount_minor(ctx) != original.amount_minor:
+        return AMOUNT_MISMATCH
+    ctx.original = original
+    return None
+
+
+async def _gone_preauth(ctx: TxnContext, f61: Field61, auth_code: str) -> bool:
+    """True when F61's trace names this auth code's pre-auth and it is no longer open."""
+    assert ctx.terminal is not None
+    if f61.trace == "000000":
+        return False
+    entry = await ctx.services.store.find_by_trace(ctx.terminal.terminal_id, f61.batch, f61.trace)
+    return (
+        entry is not None
+        and entry.txn_type == "preauth"
+        and entry.auth_code == auth_code
+        and entry.state in _GONE
+    )
+
+
+async def find_preauth(ctx: TxnContext) -> str | None:
+    """Pre-auth void / completion: the open pre-authorization by F38, 61.3 and card."""
+    assert ctx.merchant is not None
+    f61 = Field61.parse(ctx.text(61))
+    auth_code = ctx.text(38)
+    original = await ctx.services.store.find_preauth(
+        ctx.merchant.merchant_id, auth_code, f61.date or None, _pan_hash(ctx)
+    )
+    if original is None:
+        return INVALID if await _gone_preauth(ctx, f61, auth_code) else NOT_FOUND
+    hold = original.amount_minor or 0
+    amount = amount_minor(ctx)
+    if ctx.route.name == "preauth_void":
+        if amount != hold:
+            return AMOUNT_MISMATCH
+    elif amount * 100 > hold * COMPLETION_LIMIT_PERCENT:
+        return AMOUNT_MISMATCH
+    ctx.original = original
+    return None
+
+
+async def find_refund_original(ctx: TxnContext) -> str | None:
+    """Refund: the original by RRN and date; reserve the amount against it."""
+    assert ctx.merchant is not None
+    f61 = Field61.parse(ctx.text(61))
+    original = await ctx.services.store.find_by_rrn(
+        ctx.text(37), local_date=f61.date or None, merchant_id=ctx.merchant.merchant_id
+    )
+    if original is None or original.txn_type not in REFUNDABLE:
+        return NOT_FOUND
+    if original.state in (VOIDED, REVERSED):
+        return INVALID
+    if original.state != APPROVED or not _same_card(ctx, original):
+        return NOT_FOUND
+    assert original.id is not None
+    amount = amount_minor(ctx)
+    limit = original.amount_minor or 0
+    if amount <= 0 or not await ctx.services.store.add_refunded(original.id, amount, limit):
+        return AMOUNT_MISMATCH
+    ctx.extras[EXTRA_REFUND_RESERVED] = amount
+    ctx.original = original
+    return None
+
+
+#: Route name → the step that finds its original.
+FINDERS: Final = {
+    "purchase_void": find_void_original,
+    "completion_void": find_void_original,
+    "preauth_void": find_preauth,
+    "completion": find_preauth,
+    "refund": find_refund_original,
+}
+
+
+async def find_original(ctx: TxnContext) -> str | None:
+    """Dispatch to the route's finder (no-op for purchases, pre-auths, balance)."""
+    finder = FINDERS.get(ctx.route.name)
+    return None if finder is None else await finder(ctx)
+
+
+async def release_refund(ctx: TxnContext) -> None:
+    """Give back a refund reservation (the network did not approve the refund)."""
+    reserved = ctx.extras.pop(EXTRA_REFUND_RESERVED, 0)
+    if reserved and ctx.original is not None and ctx.original.id is not None:
+        limit = ctx.original.amount_minor or 0
+        await ctx.services.store.add_refunded(ctx.original.id, -reserved, limit)
+
+
+#: Route name → (from state, to state) of its original when the network approves.
+ON_APPROVAL: Final[dict[str, tuple[str, str]]] = {
+    "purchase_void": (APPROVED, VOIDED),
+    "completion_void": (APPROVED, VOIDED),
+    "preauth_void": (APPROVED, VOIDED),
+    "completion": (APPROVED, COMPLETED),
+}
+
+
+async def apply_approval(ctx: TxnContext) -> None:
+    """The network approved: move the original on (once; a lost race is logged)."""
+    change = ON_APPROVAL.get(ctx.route.name)
+    if change is None or ctx.original is None or ctx.original.id is None:
+        return
+    if not await ctx.services.store.transition(ctx.original.id, (change[0],), change[1]):
+        _log.warning("original changed state meanwhile", original_id=ctx.original.id)
