@@ -15,7 +15,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -28,11 +28,28 @@ FORMATS: Final = ("table", "csv", "json")
 Value = str | int | bool | None
 
 
+Row = Mapping[str, Value]
+
+
+@dataclass(frozen=True, slots=True)
+class TableColumn:
+    """One column of the people-facing table: a header and how to show a row."""
+
+    header: str
+    cell: Callable[[Row], str]
+    numeric: bool = False
+
+
 @dataclass(slots=True)
 class View:
+    """``columns`` are the data (CSV and JSON carry all of them); ``table``, when
+    set, is a narrower layout for terminals that combines related columns."""
+
     title: str
     columns: tuple[str, ...]
     rows: list[dict[str, Value]] = field(default_factory=list)
+    table: tuple[TableColumn, ...] = ()
+    group_by: str | None = None  # one table per value of this column
 
 
 def yuan(amount_minor: int) -> str:
@@ -52,15 +69,38 @@ def _cell(column: str, value: Value) -> str:
     return str(value)
 
 
+def _plain_column(column: str) -> TableColumn:
+    numeric = column.endswith(("_minor", "_count", "records", "mismatches"))
+    header = column.removesuffix("_minor").replace("_", " ")
+    return TableColumn(header, lambda row: _cell(column, row.get(column)), numeric)
+
+
+def _field(column: str) -> Callable[[Row], str]:
+    return lambda row: _cell(column, row.get(column))
+
+
+def _count_amount(count: str, amount: str) -> Callable[[Row], str]:
+    """``3 / 35.00``: a count and its amount in one cell."""
+    return lambda row: f"{_cell(count, row.get(count))} / {_cell(amount, row.get(amount))}"
+
+
 def render_table(view: View, console: Console) -> None:
-    table = Table(title=view.title, title_justify="left")
-    for column in view.columns:
-        numeric = column.endswith(("_minor", "_count", "records", "mismatches"))
-        header = column.removesuffix("_minor").replace("_", " ")
-        table.add_column(header, justify="right" if numeric else "left")
+    layout = view.table or tuple(_plain_column(c) for c in view.columns)
+    groups: dict[str, list[dict[str, Value]]] = {}
     for row in view.rows:
-        table.add_row(*(_cell(c, row.get(c)) for c in view.columns))
-    console.print(table)
+        key = str(row.get(view.group_by)) if view.group_by else ""
+        groups.setdefault(key, []).append(row)
+    if not groups:
+        groups[""] = []
+    for key, rows in groups.items():
+        label = view.group_by.removesuffix("_id") if view.group_by else ""
+        title = f"{view.title}, {label} {key}" if key else view.title
+        table = Table(title=title, title_justify="left")
+        for column in layout:
+            table.add_column(column.header, justify="right" if column.numeric else "left")
+        for row in rows:
+            table.add_row(*(column.cell(row) for column in layout))
+        console.print(table)
 
 
 def render_csv(view: View) -> str:
@@ -72,8 +112,18 @@ def render_csv(view: View) -> str:
     return out.getvalue()
 
 
+def view_rows(view: View) -> list[dict[str, Value]]:
+    """The rows with exactly the view's columns, in order."""
+    return [{c: row.get(c) for c in view.columns} for row in view.rows]
+
+
 def render_json(view: View) -> str:
-    return json.dumps([{c: row.get(c) for c in view.columns} for row in view.rows], indent=2)
+    return json.dumps(view_rows(view), indent=2)
+
+
+def console_json(console: Console, data: object) -> None:
+    """Print any JSON-able value plainly (no markup, no highlighting)."""
+    console.out(json.dumps(data, indent=2, default=str), highlight=False)
 
 
 def render(view: View, fmt: str, console: Console) -> None:
@@ -93,8 +143,18 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
+MERCHANT_TABLE: Final = (
+    TableColumn("merchant id", _field("merchant_id")),
+    TableColumn("name", _field("name")),
+    TableColumn("MCC", _field("category_code")),
+    TableColumn("status", _field("status")),
+    TableColumn("created", lambda row: str(row.get("created_at") or "-")[:10]),
+)
+
+
 def merchants_view(merchants: Iterable[Merchant]) -> View:
-    view = View("Merchants", ("merchant_id", "name", "category_code", "status", "created_at"))
+    columns = ("merchant_id", "name", "category_code", "status", "created_at")
+    view = View("Merchants", columns, table=MERCHANT_TABLE)
     for m in merchants:
         view.rows.append(
             {
@@ -133,8 +193,20 @@ def terminal_row(t: Terminal) -> dict[str, Value]:
     }
 
 
+TERMINAL_TABLE: Final = (
+    TableColumn("terminal", _field("terminal_id")),
+    TableColumn("merchant", _field("merchant_id")),
+    TableColumn("status", _field("status")),
+    TableColumn("batch", _field("batch")),
+    TableColumn("TMK KCV", _field("tmk_kcv")),
+    TableColumn("signed in", _field("signed_in")),
+    TableColumn("serial", _field("device_serial")),
+)
+
+
 def terminals_view(terminals: Iterable[Terminal]) -> View:
-    return View("Terminals", TERMINAL_COLUMNS, [terminal_row(t) for t in terminals])
+    rows = [terminal_row(t) for t in terminals]
+    return View("Terminals", TERMINAL_COLUMNS, rows, table=TERMINAL_TABLE)
 
 
 # --- batches -------------------------------------------------------------------
@@ -156,10 +228,36 @@ BATCH_COLUMNS: Final = (
 )
 
 
+def _settled_cell(row: Row) -> str:
+    if not row.get("settled"):
+        return "no"
+    return "balanced" if row.get("balanced") else "UNBALANCED"
+
+
+def _upload_cell(row: Row) -> str:
+    records, bad = row.get("upload_records") or 0, row.get("upload_mismatches") or 0
+    shown = f"{records}, {bad} bad" if bad else str(records)
+    if row.get("upload_complete") is False:
+        shown += ", open"  # no 202/207 yet: the batch is still open
+    return shown
+
+
+BATCH_TABLE: Final = (
+    TableColumn("terminal", _field("terminal_id")),
+    TableColumn("batch", _field("batch")),
+    TableColumn("status", _field("status")),
+    TableColumn("txns", _field("txn_count"), numeric=True),
+    TableColumn("debits", _count_amount("debit_count", "debit_amount_minor"), numeric=True),
+    TableColumn("credits", _count_amount("credit_count", "credit_amount_minor"), numeric=True),
+    TableColumn("settled", _settled_cell),
+    TableColumn("uploaded", _upload_cell, numeric=True),
+)
+
+
 def batches_view(batches: Iterable[Mapping[str, object]]) -> View:
     """``Store.list_batches`` rows, one per terminal and batch."""
     rows = [{c: _plain(b.get(c)) for c in BATCH_COLUMNS} for b in batches]
-    return View("Batches", BATCH_COLUMNS, rows)
+    return View("Batches", BATCH_COLUMNS, rows, table=BATCH_TABLE)
 
 
 def _plain(value: object) -> Value:
@@ -235,10 +333,33 @@ def settlement_row(s: Settlement) -> dict[str, Value]:
     }
 
 
+def _balanced_cell(row: Row) -> str:
+    domestic, foreign = row.get("domestic_balanced"), row.get("foreign_balanced")
+    if domestic and foreign:
+        return "yes"
+    return "NO " + "+".join(name for name, ok in (("dom", domestic), ("for", foreign)) if not ok)
+
+
+SETTLEMENT_TABLE: Final = (
+    TableColumn("terminal", _field("terminal_id")),
+    TableColumn("batch", _field("batch")),
+    TableColumn("debits", _count_amount("debit_count", "debit_amount_minor"), numeric=True),
+    TableColumn("credits", _count_amount("credit_count", "credit_amount_minor"), numeric=True),
+    TableColumn("balanced", _balanced_cell),
+    TableColumn("uploaded", _upload_cell, numeric=True),
+)
+
+
 def settlement_view(day: dt.date, settlements: Sequence[Settlement]) -> View:
     """Settled batches grouped by merchant, each group followed by a merchant total
-    (terminal_id ``*``; balanced only when every batch in it is)."""
-    view = View(f"Settlement report {day.isoformat()}", SETTLEMENT_COLUMNS)
+    (terminal_id ``*``; balanced only when every batch in it is).  Switch totals
+    are the journal's; ``terminal_*`` the terminal's own figures from its 0500."""
+    view = View(
+        f"Settlement report {day.isoformat()}",
+        SETTLEMENT_COLUMNS,
+        table=SETTLEMENT_TABLE,
+        group_by="merchant_id",
+    )
     ordered = sorted(settlements, key=lambda s: (s.merchant_id, s.terminal_id, s.batch))
     by_merchant: dict[str, list[dict[str, Value]]] = {}
     for s in ordered:
@@ -251,7 +372,7 @@ def settlement_view(day: dt.date, settlements: Sequence[Settlement]) -> View:
 
 def merchant_total(merchant_id: str, rows: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
     total: dict[str, Value] = {c: None for c in SETTLEMENT_COLUMNS}
-    total.update(merchant_id=merchant_id, terminal_id="*", batch=f"{len(rows)} batches")
+    total.update(merchant_id=merchant_id, terminal_id="*", batch=f"{len(rows)} total")
     for column in (*_SUMMED, *_SUMMED_ALSO):
         total[column] = sum(int(r.get(column) or 0) for r in rows)
     for column in ("domestic_balanced", "foreign_balanced", "upload_complete"):
