@@ -161,6 +161,7 @@ class Store(Protocol):
     # --- registry: merchants ---------------------------------------------
     async def add_merchant(self, merchant: Merchant) -> None:
         """Raises StoreError if the id exists."""
+
     async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
     async def list_merchants(self) -> list[Merchant]: ...
     async def set_merchant_status(self, merchant_id: str, status: str) -> bool:
@@ -169,11 +170,13 @@ class Store(Protocol):
     # --- registry: terminals ---------------------------------------------
     async def add_terminal(self, terminal: Terminal) -> None:
         """Raises StoreError if the id exists or the merchant is unknown."""
+
     async def get_terminal(self, terminal_id: str) -> Terminal | None: ...
     async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]: ...
     async def set_terminal_status(self, terminal_id: str, status: str) -> bool: ...
     async def set_terminal_tmk(self, terminal_id: str, tmk_lmk: str, tmk_kcv: str) -> bool:
         """Replace the TMK and clear the working keys (the terminal must sign in again)."""
+
     async def set_working_keys(
         self,
         terminal_id: str,
@@ -184,6 +187,7 @@ class Store(Protocol):
     ) -> None: ...
     async def clear_working_keys(self, terminal_id: str) -> None:
         """Sign-off: the terminal has no usable working keys until it signs in."""
+
     async def count_signed_in(self, since: dt.datetime) -> int:
         """Terminals with working keys generated at or after ``since``."""
 
@@ -191,8 +195,10 @@ class Store(Protocol):
     async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
         """Insert and return the id.  With ``dedupe`` raises DuplicateTransaction
         when (terminal_id, batch, trace, direction) exists."""
+
     async def update_entry(self, entry_id: int, **changes: object) -> None:
         """Set the named JournalEntry attributes (state, response_code, rrn, ...)."""
+
     async def get_entry(self, entry_id: int) -> JournalEntry | None: ...
     async def find_by_trace(
         self, terminal_id: str, batch: str, trace: str, direction: str = "original"
@@ -201,43 +207,54 @@ class Store(Protocol):
         self, rrn: str, *, local_date: str | None = None, merchant_id: str | None = None
     ) -> JournalEntry | None:
         """The original entry with that RRN (and answer date MMDD, and merchant)."""
+
     async def find_preauth(
         self, merchant_id: str, auth_code: str, local_date: str | None, pan_hash: str | None
     ) -> JournalEntry | None:
         """The approved pre-authorization with that auth code (date, card)."""
+
     async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
         """Compare-and-set the state; True only for the caller that made the change."""
+
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         """Atomically add to refunded_minor unless it would exceed limit_minor."""
 
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:
         """Durably queue a reversal; idempotent per entry_id (returns the existing id)."""
+
     async def due_saf(self, now: dt.datetime, limit: int = 100) -> list[SafItem]: ...
     async def reschedule_saf(self, item_id: int, next_attempt_at: dt.datetime) -> None:
         """Increment attempts and set the next attempt time."""
+
     async def complete_saf(self, item_id: int) -> None:
         """The 0430 arrived: remove from the queue."""
+
     async def saf_depth(self) -> int: ...
 
     # --- settlement and batch upload --------------------------------------
     async def batch_totals(self, terminal_id: str, batch: str) -> tuple[BatchTotals, BatchTotals]:
         """(domestic, foreign) totals from the journal."""
+
     async def record_settlement(self, settlement: Settlement) -> int:
         """Store the 0500 outcome (replacing an earlier one for the same terminal/batch)."""
+
     async def get_settlement(self, terminal_id: str, batch: str) -> Settlement | None: ...
     async def list_settlements(
         self, *, date: dt.date | None = None, terminal_id: str | None = None
     ) -> list[Settlement]: ...
     async def record_upload(self, record: UploadedRecord) -> bool:
         """Idempotent on (terminal_id, batch, trace); True when newly recorded."""
+
     async def find_debit_or_credit(
         self, terminal_id: str, batch: str, trace: str
     ) -> JournalEntry | None:
         """The approved, non-voided, non-reversed purchase/completion/refund for a trace."""
+
     async def list_uploads(self, terminal_id: str, batch: str) -> list[UploadedRecord]: ...
     async def close_batch(self, terminal_id: str, batch: str, next_batch: str) -> bool:
         """Compare-and-set the terminal's open batch from ``batch`` to ``next_batch``."""
+
     async def list_batches(self, terminal_id: str | None = None) -> list[dict[str, object]]:
         """Per terminal and batch: counts, amounts, open/closed, settled, balanced."""
 
