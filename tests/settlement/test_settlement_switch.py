@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from posp.admin import Admin
 from posp.hsm import InProcessHsmClient
-from posp.settings import load_settings
+from posp.settings import Settings, load_settings
 from posp.store.api import APPROVED, VOIDED, JournalEntry, Store
 from posp.switch import Switch
 from terminals.config import TerminalConfig
@@ -30,11 +31,8 @@ def mac_on_settlement(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-@pytest.fixture
-async def switch(tmp_path: Path, store: Store, mac_on_settlement: bool) -> AsyncIterator[Switch]:
-    hsm = InProcessHsmClient()
-    await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
-    settings = load_settings(
+def switch_settings(tmp_path: Path, *, mac_on_settlement: bool) -> Settings:
+    return load_settings(
         terminal_port=0,
         metrics_enabled=False,
         network_enabled=False,
@@ -42,6 +40,13 @@ async def switch(tmp_path: Path, store: Store, mac_on_settlement: bool) -> Async
         store_url=f"sqlite:///{tmp_path / 'posp.db'}",
         settlement={"mac_on_settlement": mac_on_settlement},
     )
+
+
+@pytest.fixture
+async def switch(tmp_path: Path, store: Store, mac_on_settlement: bool) -> AsyncIterator[Switch]:
+    hsm = InProcessHsmClient()
+    await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
+    settings = switch_settings(tmp_path, mac_on_settlement=mac_on_settlement)
     running = Switch(settings, store=store, hsm=hsm)
     await running.start()
     yield running
@@ -203,20 +208,34 @@ async def test_interrupted_upload_resumes_and_resent_records_are_accepted(
     assert settlement.upload_mismatches == 0
 
 
-def _void_step_missing() -> bool:
-    from posp.pipeline import financial
+class SilentLink:
+    """A signed-on network link that must never carry traffic: a void of a closed
+    batch has to be refused before anything is forwarded."""
 
-    return getattr(financial, "network_not_connected", None) in financial.FORWARD
+    signed_on = True
+    metrics = SimpleNamespace(saf_depth=SimpleNamespace(set=lambda _value: None))
+
+    async def send(self, *_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the void reached the card network")
+
+    async def close(self) -> None:
+        return None
 
 
-@pytest.mark.skipif(_void_step_missing(), reason="the void step (network forwarding) is not wired")
 async def test_void_of_a_transaction_in_a_closed_batch_is_refused_with_25(
-    session: TerminalSession, sales: Sales
+    tmp_path: Path, store: Store
 ) -> None:
-    trace = await sales.add("purchase", 1000)
-    remembered = session.machine.state.journal[trace]
-    assert (await session.settle()).approved  # closes batch 000001
-    # a terminal that kept the sale in its journal after settling tries to void it
-    session.machine.state.journal[trace] = remembered
-    outcome = await session.transact(lambda m: m.purchase_void(trace))
-    assert outcome.response_code == "25"
+    hsm = InProcessHsmClient()
+    await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
+    settings = switch_settings(tmp_path, mac_on_settlement=False)
+    async with Switch(settings, store=store, hsm=hsm, link=SilentLink()) as running:
+        machine = TerminalMachine(TerminalConfig(TERMINAL, MERCHANT, bytes.fromhex(TMK)))
+        session = TerminalSession(machine, SessionOptions(port=running.port))
+        sales = Sales(running, session)
+        trace = await sales.add("purchase", 1000)
+        remembered = machine.state.journal[trace]
+        assert (await session.settle()).approved  # closes batch 000001
+        # a terminal that kept the sale in its journal after settling tries to void it
+        machine.state.journal[trace] = remembered
+        outcome = await session.transact(lambda m: m.purchase_void(trace))
+        assert outcome.response_code == "25"
