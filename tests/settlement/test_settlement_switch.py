@@ -115,6 +115,8 @@ class Sales:
                 pan_hash=self.services.pan_hash(pan),
                 card_class=klass,
                 state=VOIDED if voided else APPROVED,
+                rrn=f"{self.trace:012d}",
+                auth_code="000001",
             )
         )
         if in_terminal:
