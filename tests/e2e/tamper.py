@@ -11,10 +11,17 @@ from posp.iso8583.message import FieldValue
 from terminals.machine import TerminalMachine
 
 
-def tampered(machine: TerminalMachine, frame: bytes, changes: dict[int, FieldValue]) -> bytes:
-    """``frame`` (with LEN) with ``changes`` applied and F64 recomputed."""
+def tampered(
+    machine: TerminalMachine,
+    frame: bytes,
+    changes: dict[int, FieldValue],
+    drop: tuple[int, ...] = (),
+) -> bytes:
+    """``frame`` (with LEN) with ``changes`` applied, ``drop`` removed, F64 recomputed."""
     message = decode_terminal(frame[2:]).message
     message.fields.update(changes)
+    for number in drop:
+        message.fields.pop(number, None)
     message.fields.pop(64, None)
     return frame_binary(machine.encode(message, mac=True))
 

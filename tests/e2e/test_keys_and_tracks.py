@@ -1,0 +1,60 @@
+"""Zone key exchange under load, and track-encrypted (004 sign-in) purchases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from posp.iso8583 import decode_terminal, mask_pan
+from terminals.cards import TerminalCard
+from terminals.session import TerminalSession
+from tests.e2e.conftest import Stack
+from tests.e2e.tamper import tampered
+
+TERMINALS = 10
+PURCHASES_EACH = 20  # 200 in all
+
+
+async def purchases(session: TerminalSession, card: TerminalCard, count: int) -> list[str | None]:
+    codes = []
+    for _ in range(count):
+        outcome = await session.transact(lambda m: m.purchase(card, 100, pin=card.pin))
+        codes.append(outcome.response_code)
+    return codes
+
+
+async def test_zpk_and_zak_rotation_under_load_fails_no_transaction(stack: Stack) -> None:
+    sessions = [await stack.terminal(f"200000{i:02d}") for i in range(TERMINALS)]
+    before = {card.pan: await stack.balance(card) for card in stack.cards}
+    assert stack.issuer is not None
+    load = [
+        asyncio.create_task(purchases(s, stack.cards[i % len(stack.cards)], PURCHASES_EACH))
+        for i, s in enumerate(sessions)
+    ]
+    await asyncio.sleep(0.05)
+    assert await stack.issuer.initiate_key_exchange("1")  # ZPK
+    await asyncio.sleep(0.05)
+    assert await stack.issuer.initiate_key_exchange("2")  # ZAK
+    results = await asyncio.gather(*load)
+    codes = [code for batch in results for code in batch]
+    assert len(codes) == TERMINALS * PURCHASES_EACH and set(codes) == {"00"}
+    spent = sum([before[c.pan] - await stack.balance(c) for c in stack.cards])
+    assert spent == 100 * TERMINALS * PURCHASES_EACH
+
+
+async def test_track_encrypted_purchase_is_decrypted_with_the_tdk(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """004 sign-in + F53 digit 3 = 1: without F2/F14 the PAN (for the PIN block and
+    the issuer) can only come from track 2 decrypted with the TDK."""
+    terminal = await stack.terminal(variant="004", track_encryption=True)
+    machine = terminal.machine
+    assert machine.state.tdk is not None
+    before = await stack.balance(card)
+    built = machine.purchase(card, 900, pin=card.pin)
+    assert decode_terminal(built[2:]).message.text(53)[2] == "1"
+    frame = tampered(machine, built, {}, drop=(2, 14))
+    outcome = await terminal.exchange(frame)
+    assert outcome.approved and await stack.balance(card) == before - 900
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace(machine.config.terminal_id, "000001", outcome.trace)
+    assert entry is not None and entry.pan_masked == mask_pan(card.pan)

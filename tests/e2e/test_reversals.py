@@ -1,0 +1,142 @@
+"""Reversals (0400) and store-and-forward (0420) end to end: exactly-once undo at
+the issuer, also across a switch restart; 98 on a dropped answer; 91 when the
+network is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from issuer_sim.rules import DROP_AMOUNT_MINOR
+from terminals.cards import TerminalCard
+from terminals.session import TerminalSession
+from tests.e2e.conftest import Stack, eventually
+from tests.e2e.tamper import send_raw
+
+
+async def answered_but_lost(stack: Stack, terminal: TerminalSession, frame: bytes) -> None:
+    """Send ``frame`` on another connection (the switch answers), then tell the
+    machine its request timed out: its reversal becomes due."""
+    assert stack.switch is not None
+    answer = await send_raw(stack.switch.port, frame)
+    assert answer.message[39] == "00"
+    terminal.machine.on_timeout()
+
+
+async def test_reversal_restores_the_balance_once_even_when_repeated(
+    stack: Stack, card: TerminalCard
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    await answered_but_lost(stack, terminal, terminal.machine.purchase(card, 2500, pin=card.pin))
+    assert await stack.balance(card) == before - 2500
+    reversal = terminal.machine.reversal()
+    outcome = await terminal.exchange(reversal)
+    assert outcome.response_code == "00"
+    await eventually(lambda: stack.balance(card), timeout_s=5)
+    await eventually(_equals(stack, card, before))
+    assert stack.switch is not None
+    repeat = await send_raw(stack.switch.port, reversal)
+    assert repeat.message[39] == "00"
+    assert stack.store is not None
+    await eventually(_saf_empty(stack))
+    assert await stack.balance(card) == before
+    original = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert original is not None and original.state == "reversed"
+
+
+async def test_reversing_a_void_reinstates_the_purchase(stack: Stack, card: TerminalCard) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    purchase = await terminal.transact(lambda m: m.purchase(card, 1500, pin=card.pin))
+    await answered_but_lost(stack, terminal, terminal.machine.purchase_void(purchase.trace))
+    assert await stack.balance(card) == before
+    assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
+    await eventually(_equals(stack, card, before - 1500))
+    assert stack.store is not None
+    original = await stack.store.find_by_trace("10000001", "000001", purchase.trace)
+    assert original is not None and original.state == "approved"
+    terminal.machine.state.journal[purchase.trace].voided = False
+    void = await terminal.transact(lambda m: m.purchase_void(purchase.trace))
+    assert void.approved and await stack.balance(card) == before
+
+
+async def test_dropped_answer_gives_98_and_the_queued_0420_restores_the_balance(
+    stack: Stack, card: TerminalCard
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    outcome = await terminal.transact(lambda m: m.purchase(card, DROP_AMOUNT_MINOR, pin=card.pin))
+    assert outcome.response_code == "98"
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert entry is not None and entry.state == "timed_out" and entry.network_stan is not None
+    await eventually(_equals(stack, card, before))
+    await eventually(_saf_empty(stack))
+
+
+async def test_0420_reaches_the_issuer_after_it_recovers_across_a_switch_restart(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """The issuer debits, drops the answer and goes down; the switch answers 98,
+    cannot deliver the 0420, is restarted; the new switch delivers it."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    task = asyncio.create_task(
+        terminal.transact(lambda m: m.purchase(card, DROP_AMOUNT_MINOR, pin=card.pin))
+    )
+    await eventually(_equals(stack, card, before - DROP_AMOUNT_MINOR))
+    await stack.stop_issuer()  # the ledger (with the debit) is flushed to its file
+    outcome = await task
+    assert outcome.response_code == "98"
+    assert stack.store is not None and await stack.store.saf_depth() == 1
+    await stack.stop_switch()
+    await stack.start_issuer()  # same port, same ledger file
+    assert await stack.balance(card) == before - DROP_AMOUNT_MINOR
+    await stack.start_switch()
+    await eventually(_saf_empty(stack), timeout_s=8)
+    assert await stack.balance(card) == before
+
+
+async def test_0420_after_restart_undoes_a_debit_exactly_once(
+    stack: Stack, card: TerminalCard
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    assert stack.issuer is not None and stack.switch is not None
+    saf = stack.switch.pipeline.services.saf if stack.switch.pipeline else None
+    assert saf is not None
+    await saf.close()  # the first switch never delivers: it stops before
+    outcome = await terminal.transact(lambda m: m.purchase(card, DROP_AMOUNT_MINOR, pin=card.pin))
+    assert outcome.response_code == "98" and await stack.balance(card) == before - DROP_AMOUNT_MINOR
+    await stack.stop_switch()
+    await stack.start_switch()
+    await eventually(_saf_empty(stack), timeout_s=8)
+    assert await stack.balance(card) == before
+
+
+async def test_network_down_answers_91_at_once(stack: Stack, card: TerminalCard) -> None:
+    terminal = await stack.terminal()
+    await stack.stop_issuer()
+    assert stack.switch is not None
+    link = stack.switch.link
+    await eventually(lambda: not link.signed_on)
+    started = time.perf_counter()
+    outcome = await terminal.transact(lambda m: m.purchase(card, 100, pin=card.pin))
+    assert outcome.response_code == "91"
+    assert time.perf_counter() - started < 0.5
+
+
+def _equals(stack: Stack, card: TerminalCard, amount: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return await stack.balance(card) == amount
+
+    return check
+
+
+def _saf_empty(stack: Stack):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        assert stack.store is not None
+        return await stack.store.saf_depth() == 0
+
+    return check
