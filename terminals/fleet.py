@@ -3,7 +3,10 @@
 ``run_fleet(config)`` signs every terminal in (spread over the ramp-up), then
 runs transactions open loop (``rate`` tx/s, one new transaction per tick on
 an idle terminal) or closed loop (``concurrency`` workers), for a duration
-or a count, with periodic settlement, and returns a ``FleetReport``.
+or a count, with periodic settlement, and returns a ``FleetReport``.  With ``hold_s``
+(long connections) the fleet first holds every signed-in connection open and
+idle for that long, counting connections the switch drops, then probes each
+with an echo; the load phase follows only when a duration or count is given.
 
 Invariants: a terminal has at most one request in flight (idle terminals
 wait in a queue); the open loop never queues work it cannot start — a tick
@@ -30,6 +33,7 @@ from terminals.mix import DEFAULT_MIX, MixSettings, TxnPicker, parse_mix
 from terminals.session import SessionOptions, TerminalSession
 
 SIGN_IN_PARALLELISM = 256
+HOLD_SAMPLE_S = 1.0  # how often the hold phase counts open connections
 
 
 @dataclass
@@ -55,6 +59,7 @@ class FleetConfig:
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     ramp_up_s: float = 0.0
+    hold_s: float | None = None
     seed: int | None = None
     progress: Callable[[FleetStats], None] | None = None
     progress_interval_s: float = 0.5
@@ -117,6 +122,37 @@ class _Fleet:
             self.idle.put_nowait(session)
 
         await asyncio.gather(*(one(i, s) for i, s in enumerate(self.sessions)))
+        self.stats.sign_in_phase_s = time.perf_counter() - start
+        self.stats.ramp_sign_ins = self.stats.sign_ins
+
+    def _open_connections(self) -> int:
+        return sum(1 for s in self.sessions if s.connected and not s.peer_closed)
+
+    async def hold(self, hold_s: float) -> None:
+        """Hold every connection open and idle for ``hold_s``, sampling drops,
+        then send one echo over each connection (a drop shows as a failure)."""
+        stats = self.stats
+        opened = sum(1 for s in self.sessions if s.connected)  # signed in, not yet checked
+        connects_before = sum(s.connects for s in self.sessions)
+        lowest = self._open_connections()
+        deadline = time.perf_counter() + hold_s
+        while (left_s := deadline - time.perf_counter()) > 0:
+            await asyncio.sleep(min(HOLD_SAMPLE_S, left_s))
+            lowest = min(lowest, self._open_connections())
+        stats.held_connections = self._open_connections()
+        stats.dropped_connections = opened - lowest
+        gate = asyncio.Semaphore(SIGN_IN_PARALLELISM)
+
+        async def probe(session: TerminalSession) -> None:
+            if not session.connected:
+                return  # never signed in: already counted by the sign-in codes
+            async with gate:
+                outcome = await session.exchange(session.machine.echo())
+            if outcome.response_code != "00":
+                stats.probe_failures += 1
+
+        await asyncio.gather(*(probe(s) for s in self.sessions))
+        stats.reconnects = sum(s.connects for s in self.sessions) - connects_before
 
     def _budget_left(self) -> bool:
         count = self.config.count
@@ -191,21 +227,29 @@ async def run_fleet(config: FleetConfig) -> FleetReport:
     progress = asyncio.create_task(fleet.report_progress())
     try:
         await fleet.sign_in_all()
-        fleet.stats.start_load()
-        duration_s = config.duration_s
-        if duration_s is None and config.count is None:
-            duration_s = 10.0
-        if duration_s is not None:
-            fleet.stop_at = time.perf_counter() + duration_s
-        if config.rate is not None:
-            await fleet.open_loop(config.rate)
-        else:
-            workers = min(config.concurrency or len(fleet.sessions), len(fleet.sessions))
-            await fleet.closed_loop(workers)
-        fleet.stats.stop_load()
+        if config.hold_s is not None:
+            await fleet.hold(config.hold_s)
+        if config.hold_s is None or config.duration_s is not None or config.count is not None:
+            await _load(fleet, config)
     finally:
         progress.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await progress
         await fleet.close()
     return fleet.stats.report()
+
+
+async def _load(fleet: _Fleet, config: FleetConfig) -> None:
+    """The load phase: open or closed loop for the duration and/or count."""
+    fleet.stats.start_load()
+    duration_s = config.duration_s
+    if duration_s is None and config.count is None:
+        duration_s = 10.0
+    if duration_s is not None:
+        fleet.stop_at = time.perf_counter() + duration_s
+    if config.rate is not None:
+        await fleet.open_loop(config.rate)
+    else:
+        workers = min(config.concurrency or len(fleet.sessions), len(fleet.sessions))
+        await fleet.closed_loop(workers)
+    fleet.stats.stop_load()

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ramp-up", type=float, default=0.0, metavar="S", help="spread sign-ins over S s"
     )
+    p.add_argument(
+        "--hold",
+        type=float,
+        metavar="S",
+        help="with --long-connections: hold every connection idle S s, count drops, echo each",
+    )
     p.add_argument("--seed", type=int, help="random seed for a reproducible mix")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' = stdout)")
     p.add_argument("--quiet", action="store_true", help="no live progress")
@@ -90,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         sign_in_variant=args.sign_in_variant,
         timeout_s=args.timeout_s,
         ramp_up_s=args.ramp_up,
+        hold_s=args.hold,
         seed=args.seed,
     )
 
@@ -129,6 +136,8 @@ def run_async(coro: Coroutine[Any, Any, FleetReport]) -> FleetReport:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.hold is not None and not args.long_connections:
+        build_parser().error("--hold needs --long-connections")
     console = Console(stderr=True)
     try:
         config = config_from_args(args)

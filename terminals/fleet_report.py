@@ -39,6 +39,12 @@ class FleetStats:
     sign_ins: int = 0
     settlements: int = 0
     skipped: int = 0
+    sign_in_phase_s: float = 0.0
+    ramp_sign_ins: int = 0
+    held_connections: int = 0
+    dropped_connections: int = 0
+    probe_failures: int = 0
+    reconnects: int = 0
     load_started: float | None = None
     load_stopped: float | None = None
 
@@ -97,6 +103,14 @@ class FleetStats:
             settlements=self.settlements,
             skipped=self.skipped,
             errors=dict(self.errors),
+            sign_in_phase_s=round(self.sign_in_phase_s, 3),
+            sign_ins_per_s=(
+                round(self.ramp_sign_ins / self.sign_in_phase_s, 1) if self.sign_in_phase_s else 0.0
+            ),
+            held_connections=self.held_connections,
+            dropped_connections=self.dropped_connections,
+            probe_failures=self.probe_failures,
+            reconnects=self.reconnects,
         )
 
 
@@ -118,6 +132,13 @@ class FleetReport:
     settlements: int
     skipped: int
     errors: dict[str, int]
+    # the sign-in phase (ramp-up) and, with --hold, the held connections
+    sign_in_phase_s: float = 0.0
+    sign_ins_per_s: float = 0.0
+    held_connections: int = 0
+    dropped_connections: int = 0
+    probe_failures: int = 0
+    reconnects: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,6 +166,11 @@ def report_table(report: FleetReport) -> Table:
         "sign_ins",
         "settlements",
         "skipped",
+        "sign_ins_per_s",
+        "held_connections",
+        "dropped_connections",
+        "probe_failures",
+        "reconnects",
     ):
         table.add_row(name.replace("_", " "), str(getattr(report, name)))
     for name, count in report.errors.items():

@@ -54,10 +54,17 @@ class TerminalSession:
         self.on_outcome = on_outcome
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self.connects = 0  # connections opened: more than one on a long connection = a drop
 
     @property
     def connected(self) -> bool:
         return self._writer is not None
+
+    @property
+    def peer_closed(self) -> bool:
+        """The open connection has seen the switch's end-of-file (an idle drop);
+        asyncio feeds EOF to the reader even when no read is pending."""
+        return self._reader is not None and self._reader.at_eof()
 
     async def connect(self) -> None:
         """Open the connection (done on demand by ``exchange``)."""
@@ -66,6 +73,7 @@ class TerminalSession:
                 asyncio.open_connection(self.options.host, self.options.port),
                 self.options.connect_timeout_s,
             )
+            self.connects += 1
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -109,17 +109,22 @@ def _totals(t: SettlementTotalsF48) -> tuple[int, int, int, int]:
     return t.debit_amount_minor, t.debit_count, t.credit_amount_minor, t.credit_count
 
 
-async def serve(switch: FakeSwitch) -> asyncio.Server:
-    """Serve the fake switch on 127.0.0.1 with an ephemeral port."""
+async def serve(switch: FakeSwitch, *, hang_up_after: int | None = None) -> asyncio.Server:
+    """Serve the fake switch on 127.0.0.1 with an ephemeral port; with
+    ``hang_up_after`` each connection is closed after that many answers."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         framer = BinaryLengthFramer()
+        answered = 0
         try:
             while data := await reader.read(4096):
                 for body in framer.feed(data):
                     answer = switch.answer(body)
                     if answer is not None:
                         writer.write(frame_binary(answer))
+                        answered += 1
+                if hang_up_after is not None and answered >= hang_up_after:
+                    break
         except ConnectionError:
             pass
         finally:

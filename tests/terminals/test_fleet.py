@@ -145,3 +145,41 @@ async def test_fleet_holds_thousands_of_long_connections(port: int) -> None:
     )
     report = await run_fleet(config)
     assert report.sign_ins == 2000 and report.comms_errors == 0 and report.timeouts == 0
+
+
+async def test_hold_keeps_every_connection_and_probes_each_with_an_echo(port: int) -> None:
+    fleet = [FleetTerminal(f"{30000000 + i}", "898100000000001", TMK) for i in range(20)]
+    config = FleetConfig(
+        terminals=fleet, cards=CARDS, port=port, long_connections=True, hold_s=1.2, seed=3
+    )
+    report = await run_fleet(config)
+    assert (report.sign_ins, report.held_connections) == (20, 20)
+    assert (report.dropped_connections, report.probe_failures, report.reconnects) == (0, 0, 0)
+    assert report.response_codes == {"00": 40}  # 20 sign-ins + 20 echoes, no load phase
+    assert report.requests == 0 and report.sign_ins_per_s > 0
+
+
+async def test_hold_counts_connections_the_switch_drops() -> None:
+    """A switch hanging up after the sign-in: every connection counts as dropped
+    and its echo probe fails (no silent reconnect)."""
+    server = await serve(FakeSwitch(), hang_up_after=1)
+    port = server.sockets[0].getsockname()[1]
+    fleet = [FleetTerminal(f"{30000000 + i}", "898100000000001", TMK) for i in range(5)]
+    config = FleetConfig(
+        terminals=fleet, cards=CARDS, port=port, long_connections=True, hold_s=1.2, seed=3
+    )
+    try:
+        report = await run_fleet(config)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert report.sign_ins == 5 and report.held_connections == 0
+    assert (report.dropped_connections, report.probe_failures, report.reconnects) == (5, 5, 0)
+
+
+def test_hold_without_long_connections_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.json"
+    write_fleet_file(path, FLEET)
+    with pytest.raises(SystemExit) as exit_info:
+        fleet_main(["--fleet-file", str(path), "--hold", "1"])
+    assert exit_info.value.code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,11 +71,15 @@ async def test_unanswered_purchase_is_reversed_before_the_next(
     assert switch.seen[2][11] == switch.seen[1][11] and switch.seen[2][39] == "98"
 
 
+def _purchase(amount_minor: int, machine: TerminalMachine) -> bytes:
+    return machine.purchase(CARD, amount_minor)
+
+
 async def test_settle_runs_settlement_and_upload(switch_port: tuple[FakeSwitch, int]) -> None:
     switch, port = switch_port
     session = session_for(port, long=True)
     for amount in (100, 200, 300):
-        assert (await session.transact(lambda m, a=amount: m.purchase(CARD, a))).approved
+        assert (await session.transact(functools.partial(_purchase, amount))).approved
     outcome = await session.settle()
     assert outcome.approved and outcome.balanced
     assert [m.mti for m in switch.seen[-3:]] == ["0500", "0320", "0320"]
