@@ -24,7 +24,9 @@
     ├── NetworkError                  upstream card network link
     │   ├── NetworkUnavailable        link down / not signed on  → 91 at once
     │   └── NetworkTimeout            no answer in time          → 98 + store-and-forward 0420
-    └── ConfigError                   settings that do not validate
+    ├── ConfigError                   settings that do not validate
+    └── AdminError (posp.admin)       a provisioning request that cannot be carried
+                                      out; ``argument`` names the culprit (CLI exit 2)
 
 A pipeline decline (e.g. 55 wrong PIN) is control flow, not an exception: steps
 return a response code.  Lower-layer exceptions are translated at the
