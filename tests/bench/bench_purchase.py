@@ -1,0 +1,162 @@
+"""Approved PIN purchases per second through the FULL path, each piece its own
+process: fleet (this process, terminals.fleet) → ``posp serve`` (SQLite) →
+``hsm-sim`` (TCP) and ``issuer-sim serve`` (its own in-process HSM).
+
+Target: ≥ 1,500 approved PIN purchases/s sustained for 60 s with p99 ≤ 100 ms.
+``POSP_BENCH_SECONDS`` shortens the run (default 60); ``POSP_BENCH_TERMINALS``
+sets the fleet size (closed loop, one worker per terminal; default 64).
+Prints the rate, latency percentiles and each process's CPU (share of one core).
+On the shared 2-core development machine the figures are pessimistic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from terminals.cards import load_cards
+from terminals.fleet import FleetConfig, run_fleet
+from terminals.fleetfile import read_fleet_file
+
+BIN = Path(sys.executable).parent
+MERCHANT_ID = "898100000000001"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def switch_env(
+    data_dir: Path, hsm_port: int, network_port: int, terminal_port: int
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "POSP_DATA_DIR": str(data_dir),
+            "POSP_STORE_URL": f"sqlite:///{data_dir / 'posp.db'}",
+            "POSP_HSM_URL": f"tcp://127.0.0.1:{hsm_port}",
+            "POSP_TERMINAL_PORT": str(terminal_port),
+            "POSP_NETWORK__PORT": str(network_port),
+            "POSP_METRICS_ENABLED": "false",
+            "POSP_LOG__LEVEL": "warning",
+        }
+    )
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def run(seconds: float, terminals: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
+        data = Path(tmp)
+        hsm_port, net_port, term_port = free_port(), free_port(), free_port()
+        env = switch_env(data, hsm_port, net_port, term_port)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            procs["hsm-sim"] = start(
+                [str(BIN / "hsm-sim"), "--port", str(hsm_port), "--log-level", "warning"],
+                env,
+                data / "hsm.log",
+            )
+            procs["issuer-sim"] = start(
+                [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
+                {**env, "POSP_ISSUER_LOG_LEVEL": "warning"},
+                data / "issuer.log",
+            )
+            wait_for_port(hsm_port)
+            fleet_file = data / "fleet.json"
+            provision = [str(BIN / "posp"), "terminal", "provision-fleet", "--count"]
+            provision += [str(terminals), "--merchant", MERCHANT_ID, "--prefix", "7"]
+            provision += ["--fleet-file", str(fleet_file)]
+            subprocess.run(provision, env=env, check=True, capture_output=True)
+            wait_for_port(net_port)
+            procs["posp serve"] = start([str(BIN / "posp"), "serve"], env, data / "switch.log")
+            wait_for_port(term_port)
+            asyncio.run(report_run(procs, fleet_file, term_port, seconds))
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+async def report_run(
+    procs: dict[str, subprocess.Popen[bytes]], fleet_file: Path, port: int, seconds: float
+) -> None:
+    cards = [c for c in load_cards() if c.active]
+    config = FleetConfig(
+        terminals=read_fleet_file(fleet_file),
+        cards=cards,
+        port=port,
+        duration_s=seconds,
+        mix={"purchase": 1},
+        pin_ratio=1.0,
+        ic_ratio=0.0,
+        long_connections=True,
+        seed=7,
+    )
+    cpu_before = {name: cpu_s(p.pid) for name, p in procs.items()}
+    own_before = time.process_time()
+    wall_start = time.perf_counter()
+    report = await run_fleet(config)
+    wall_s = time.perf_counter() - wall_start
+    cpu_after = {name: cpu_s(p.pid) for name, p in procs.items()}
+    own_cpu_s = time.process_time() - own_before
+    approved = report.response_codes.get("00", 0)
+    print(f"full-path PIN purchases, {len(config.terminals)} terminals, closed loop")
+    print(f"  duration {report.duration_s:.1f} s, requests {report.requests}")
+    print(f"  approved {approved}  ({approved / report.duration_s:,.0f} approved/s)")
+    print(f"  response codes {dict(sorted(report.response_codes.items()))}")
+    print(
+        "  latency ms "
+        + " ".join(
+            f"{k}={v:.1f}" for k, v in report.latency_ms.items() if k in ("p50", "p90", "p99")
+        )
+    )
+    print(f"  timeouts {report.timeouts}, comms errors {report.comms_errors}")
+    print("  CPU (share of one core over the run):")
+    for name in procs:
+        print(f"    {name:<11} {(cpu_after[name] - cpu_before[name]) / wall_s:6.0%}")
+    print(f"    {'fleet':<11} {own_cpu_s / wall_s:6.0%}")
+    print("  target: >= 1,500 approved/s for 60 s with p99 <= 100 ms (2 shared cores: pessimistic)")
+
+
+def main() -> None:
+    seconds = float(os.environ.get("POSP_BENCH_SECONDS", "60"))
+    terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "64"))
+    run(seconds, terminals)
+
+
+if __name__ == "__main__":
+    main()
