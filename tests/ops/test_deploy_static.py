@@ -187,6 +187,21 @@ def test_dockerfile_copies_only_files_that_exist() -> None:
             assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
 
 
+def test_dockerignore_lets_every_copied_source_into_the_build_context() -> None:
+    """.dockerignore excludes everything, then re-includes exactly what COPY needs."""
+    rules = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    included = {rule[1:].removesuffix("/**") for rule in rules if rule.startswith("!")}
+    assert rules[0] == "**"
+    for kind, args in dockerfile_instructions():
+        if kind == "COPY" and "--from=" not in args:
+            for source in [p for p in args.split() if not p.startswith("--")][:-1]:
+                assert source.rstrip("/").removeprefix("./") in included, source
+
+
 # --- mounted files -----------------------------------------------------------------------
 
 
