@@ -95,9 +95,12 @@ def test_fleet_through_haproxy_survives_losing_a_switch(topology: Topology) -> N
     report_file = topo.work_dir / "fleet-report.json"
     fleet = run_fleet(topo, fleet_file, report_file)
     killed_at: list[float] = []
-    killer = threading.Timer(
-        KILL_AFTER_S, lambda: (topo.kill("switch1"), killed_at.append(time.time()))
-    )
+
+    def kill_switch1() -> None:
+        topo.kill("switch1")
+        killed_at.append(time.time())
+
+    killer = threading.Timer(KILL_AFTER_S, kill_switch1)
     killer.start()
     try:
         assert fleet.wait(timeout=LOAD_S + 90) == 0, topo.log_tail("fleet")
