@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from hsm_sim.server import start_hsm_server
 from hsm_sim.settings import HsmSimSettings, load_settings
 from posp.errors import ConfigError
+from posp.loop import loop_name
+from posp.loop import run as run_loop
 
 log = structlog.get_logger("hsm_sim")
 
@@ -75,6 +77,7 @@ async def serve(settings: HsmSimSettings) -> None:
         start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
         log.info("metrics_listening", port=settings.metrics_port)
     server = await start_hsm_server(settings, registry=registry)
+    log.info("hsm_event_loop", event_loop=loop_name())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,12 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hsm-sim: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional off Linux/macOS
-        asyncio.run(serve(settings))
-    else:
-        uvloop.run(serve(settings))
+    run_loop(serve(settings))
 
 
 if __name__ == "__main__":

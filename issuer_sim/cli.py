@@ -34,6 +34,8 @@ from posp.errors import ConfigError, PospError
 from posp.hsm import open_hsm_client
 from posp.iso8583 import mask_pan
 from posp.log import get_logger
+from posp.loop import loop_name
+from posp.loop import run as run_loop
 
 log = get_logger("issuer_sim")
 
@@ -84,7 +86,11 @@ async def serve(settings: IssuerSettings) -> None:
     if settings.control_port:
         control = await start_control(server, settings.host, settings.control_port)
     log.info(
-        "issuer_listening", host=settings.host, port=server.port, cards=len(server.ledger.accounts)
+        "issuer_listening",
+        host=settings.host,
+        port=server.port,
+        cards=len(server.ledger.accounts),
+        event_loop=loop_name(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             settings = load_settings(args.config, **flags)
             configure_logging(settings.log_format, settings.log_level)
-            asyncio.run(serve(settings))
+            run_loop(serve(settings))
         elif args.cards_command == "list":
             asyncio.run(list_cards(args.db))
         elif args.cards_command == "add":

@@ -23,7 +23,6 @@ the argument or setting), 1 the work failed (store or HSM unavailable, ...).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -38,6 +37,7 @@ from posp import reports
 from posp.admin import Admin, AdminError, TmkResult
 from posp.errors import ConfigError, PospError
 from posp.hsm.api import HsmClient
+from posp.loop import run as run_loop
 from posp.settings import Settings, load_settings
 from posp.store.api import Store
 
@@ -362,7 +362,7 @@ def main(argv: Sequence[str] | None = None, *, out: Console | None = None) -> in
         _configure_logging(args, settings)
         ctx = Context(args, settings, out or Console(highlight=False))
         handler: Handler = args.handler
-        return asyncio.run(handler(ctx))
+        return run_loop(handler(ctx))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (AdminError, ConfigError) as exc:

@@ -24,6 +24,7 @@ from posp.hsm import open_hsm_client
 from posp.hsm.api import HsmClient
 from posp.keys import KeyService
 from posp.log import get_logger
+from posp.loop import loop_name
 from posp.metrics import MetricsServer, SwitchMetrics, instrument_hsm, instrument_store
 from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
@@ -149,6 +150,7 @@ class Switch:
             port=self.port,
             node_id=settings.node_id,
             metrics_port=self.metrics_port,
+            event_loop=loop_name(),
         )
 
     async def _refresh_signed_in(self) -> None:

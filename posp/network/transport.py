@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from posp.errors import DecodeError, FramingError
 from posp.framing import AsciiLengthFramer, frame_ascii
@@ -38,8 +39,8 @@ class FrameProtocol(asyncio.Protocol):
         self.last_activity = 0.0  # loop time of the last frame received (idle detection)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.last_activity = asyncio.get_running_loop().time()
