@@ -91,13 +91,15 @@ class _Fleet:
             long_connection=config.long_connections,
             sign_in_variant=config.sign_in_variant,
         )
-        rng = random.Random(config.seed)
+        # Never seeded: two runs with the same --seed against one switch must not
+        # start from the same traces (the second would be all 94 duplicates).
+        trace_rng = random.Random()
         self.sessions = []
         for t in config.terminals:
             machine = TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk))
             # A random first trace: a rerun in the same batch must not hit the
             # switch's duplicate check (94) with the traces of the last run.
-            machine.state.last_trace = rng.randint(1, 900_000)
+            machine.state.last_trace = trace_rng.randint(1, 900_000)
             self.sessions.append(TerminalSession(machine, options, on_outcome=self.stats.record))
         self.picker = TxnPicker(
             MixSettings(config.mix, config.pin_ratio, config.ic_ratio), config.cards, config.seed
