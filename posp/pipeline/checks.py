@@ -6,6 +6,16 @@ whether its working keys are usable (77, and the answer asks for a sign-in),
 the route's fields (30), the batch (77), the MAC (A0).  Identity comes first
 so that a format error from a known, signed-in terminal is answered with a
 MAC it can verify.
+
+Card transactions take registry rows from the store's cache when read at most
+``REGISTRY_MAX_AGE_S`` ago (``posp.store.registry_cache``): changes made through
+this switch (sign-in keys, batch close, status) are seen at once; changes made
+elsewhere (the admin CLI in another process, another instance on the same
+PostgreSQL) within that bound.  Before a check refuses a request on a cached
+row (58, 77, A0), the rows are read again once and the check repeated, so a
+terminal that signed in or settled on another instance is never refused for
+a stale copy; only a refusal decided elsewhere (disabling a terminal) may
+take up to ``REGISTRY_MAX_AGE_S`` to apply.
 """
 
 from __future__ import annotations
@@ -20,15 +30,23 @@ from posp.pipeline.context import TxnContext
 
 ACTIVE: Final = "active"
 MAC_BYTES: Final = 8
+#: How old a cached terminal or merchant row may be (see the module docstring).
+REGISTRY_MAX_AGE_S: Final = 1.0
 
 _log = get_logger("posp.pipeline.checks")
+
+
+def registry_max_age_s(ctx: TxnContext) -> float:
+    """Card transactions may use cached rows; sign-in, settlement and the other
+    management messages (rare, and about keys and batches) read the database."""
+    return REGISTRY_MAX_AGE_S if ctx.route.financial else 0.0
 
 
 async def load_terminal(ctx: TxnContext) -> str | None:
     """97 when F41 names no registered terminal (or one without a TMK)."""
     terminal_id = ctx.text(41)
     bind_transaction(terminal_id=terminal_id)
-    terminal = await ctx.services.store.get_terminal(terminal_id)
+    terminal = await ctx.services.store.get_terminal(terminal_id, max_age_s=registry_max_age_s(ctx))
     if terminal is None:
         return "97"
     ctx.terminal = terminal
@@ -41,19 +59,40 @@ async def check_merchant(ctx: TxnContext) -> str | None:
     merchant_id = ctx.text(42)
     if merchant_id != ctx.terminal.merchant_id:
         return "03"
-    merchant = await ctx.services.store.get_merchant(merchant_id)
+    merchant = await ctx.services.store.get_merchant(merchant_id, max_age_s=registry_max_age_s(ctx))
     if merchant is None:
         return "03"
     ctx.merchant = merchant
     return None
 
 
+async def refresh_registry(ctx: TxnContext) -> bool:
+    """Read the terminal and merchant from the database (once per request) before a
+    check refuses on a possibly stale cached copy; True when they were read now."""
+    if ctx.registry_fresh or ctx.terminal is None:
+        return False
+    ctx.registry_fresh = True
+    store = ctx.services.store
+    terminal = await store.get_terminal(ctx.terminal.terminal_id)
+    if terminal is not None:
+        ctx.terminal = terminal
+    if ctx.merchant is not None:
+        merchant = await store.get_merchant(ctx.merchant.merchant_id)
+        if merchant is not None:
+            ctx.merchant = merchant
+    return True
+
+
+def _enabled(ctx: TxnContext) -> bool:
+    assert ctx.terminal is not None and ctx.merchant is not None
+    return ctx.terminal.status == ACTIVE and ctx.merchant.status == ACTIVE
+
+
 async def check_enabled(ctx: TxnContext) -> str | None:
     """58 when the terminal or its merchant is disabled."""
-    assert ctx.terminal is not None and ctx.merchant is not None
-    if ctx.terminal.status != ACTIVE or ctx.merchant.status != ACTIVE:
-        return "58"
-    return None
+    if _enabled(ctx) or (await refresh_registry(ctx) and _enabled(ctx)):
+        return None
+    return "58"
 
 
 def keys_expired(generated_at: dt.datetime | None, now: dt.datetime, lifetime_s: float) -> bool:
@@ -64,20 +103,24 @@ def keys_expired(generated_at: dt.datetime | None, now: dt.datetime, lifetime_s:
     return (now - generated_at).total_seconds() > lifetime_s
 
 
-async def check_working_keys(ctx: TxnContext) -> str | None:
-    """77 and header digit 6 = 3 when the terminal has no keys or they expired."""
+def _keys_usable(ctx: TxnContext) -> bool:
     terminal = ctx.terminal
     assert terminal is not None
     lifetime_s = ctx.services.settings.working_key_lifetime_s
-    if (
+    return not (
         terminal.tpk_lmk is None
         or terminal.tak_lmk is None
         or keys_expired(terminal.keys_generated_at, ctx.now, lifetime_s)
-    ):
-        ctx.processing = "3"
-        return "77"
-    ctx.keys_usable = True
-    return None
+    )
+
+
+async def check_working_keys(ctx: TxnContext) -> str | None:
+    """77 and header digit 6 = 3 when the terminal has no keys or they expired."""
+    if _keys_usable(ctx) or (await refresh_registry(ctx) and _keys_usable(ctx)):
+        ctx.keys_usable = True
+        return None
+    ctx.processing = "3"
+    return "77"
 
 
 async def validate_fields(ctx: TxnContext) -> str | None:
@@ -94,10 +137,12 @@ async def validate_fields(ctx: TxnContext) -> str | None:
 async def check_batch(ctx: TxnContext) -> str | None:
     """77 when 60.2 is not the terminal's open batch (it must sign in to learn it)."""
     assert ctx.terminal is not None
-    if ctx.f60.batch != ctx.terminal.batch:
-        ctx.processing = "3"
-        return "77"
-    return None
+    if ctx.f60.batch == ctx.terminal.batch:
+        return None
+    if await refresh_registry(ctx) and ctx.f60.batch == ctx.terminal.batch:
+        return None
+    ctx.processing = "3"
+    return "77"
 
 
 def mac_required(ctx: TxnContext) -> bool:
@@ -118,9 +163,14 @@ async def verify_mac(ctx: TxnContext) -> str | None:
     if not isinstance(mac, bytes) or len(mac) != MAC_BYTES:
         _log.warning("financial request without MAC")
         return "A0"
-    verified = await ctx.services.hsm.verify_mac(
-        KEY_TAK, ctx.terminal.tak_lmk, terminal_mab(ctx.body), mac, algorithm=MAC_ALG_CUP_ECB
-    )
+    tak_lmk = ctx.terminal.tak_lmk
+    hsm = ctx.services.hsm
+    mab = terminal_mab(ctx.body)
+    verified = await hsm.verify_mac(KEY_TAK, tak_lmk, mab, mac, algorithm=MAC_ALG_CUP_ECB)
+    if not verified and await refresh_registry(ctx):
+        fresh_tak = ctx.terminal.tak_lmk
+        if fresh_tak is not None and fresh_tak != tak_lmk:  # new keys signed in elsewhere
+            verified = await hsm.verify_mac(KEY_TAK, fresh_tak, mab, mac, algorithm=MAC_ALG_CUP_ECB)
     if not verified:
         _log.warning("request MAC did not verify")
         return "A0"

@@ -82,6 +82,7 @@ class TxnContext:
     started_s: float  # perf_counter at frame arrival
     terminal: Terminal | None = None
     merchant: Merchant | None = None
+    registry_fresh: bool = False  # terminal/merchant re-read from the database (checks)
     response: dict[int, FieldValue] = field(default_factory=dict)
     response_f60: str | None = None  # replaces the echoed 60 (sign-in gives the batch)
     processing: str = "0"  # header digit 6 of the answer

@@ -6,7 +6,8 @@ Invariants:
 * Every send has a deadline: the network timeout, cut so that it ends before
   the request's own deadline (the timeout path still has to queue the 0420).
 * The journal entry leaves ``pending`` exactly once, by compare-and-set: to
-  approved / declined on an answer, to timed_out on no answer.  When the CAS
+  approved / declined on an answer (``store.finish_entry``: the CAS and the
+  outcome's columns in one statement), to timed_out on no answer.  When the CAS
   loses, a terminal 0400 reversed the entry while the network was deciding; the
   reversal step left the upstream undo to this step, which holds the sent
   request: an approval (or no answer) is then undone with a queued 0420.
@@ -31,6 +32,7 @@ from posp.network.mapping import network_request, network_reversal, terminal_res
 from posp.network.saf import saf_payload
 from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK3
 from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
@@ -173,7 +175,8 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
         if n in fields:
             ctx.response[n] = fields[n]
     state = APPROVED if code == APPROVED_CODE else DECLINED
-    if not await ctx.services.store.transition(ctx.entry_id, (PENDING,), state):
+    changes = outcome_changes(ctx, state, code)
+    if not await ctx.services.store.finish_entry(ctx.entry_id, (PENDING,), **changes):
         ctx.final_state = REVERSED
         if code == APPROVED_CODE:
             await queue_reversal(ctx.services, ctx.entry_id, sent, NO_ANSWER)
@@ -181,6 +184,7 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
         _log.info("answer arrived after a terminal reversal", response_code=code)
         return code
     ctx.final_state = state
+    ctx.extras[EXTRA_RECORDED] = changes  # record_outcome need not write it again
     if code == APPROVED_CODE:
         await apply_approval(ctx)
     else:

@@ -7,6 +7,9 @@
 * ``record_outcome`` (every request, after the steps) updates that entry with
   the answer, or, when no entry was made (management messages, declines by the
   checks), inserts one with ``dedupe=False`` so it never blocks a later request.
+  A financial step that already wrote the very same outcome with its
+  compare-and-set (``store.finish_entry`` in ``posp.pipeline.forward``) is not
+  written twice: ``outcome_changes`` is what both write.
 
 PANs are journaled as the 6+4 mask and a keyed hash, never in clear.
 """
@@ -20,6 +23,9 @@ from posp.pipeline.codes import APPROVED
 from posp.pipeline.context import TxnContext, card_pan
 from posp.store.api import APPROVED as STATE_APPROVED
 from posp.store.api import DECLINED, PENDING, JournalEntry
+
+#: ``ctx.extras`` key: the changes a step already wrote with the outcome's CAS.
+EXTRA_RECORDED = "journal_recorded"
 
 _log = get_logger("posp.pipeline.journal")
 
@@ -75,6 +81,23 @@ def _final_state(ctx: TxnContext, code: str) -> str:
     return STATE_APPROVED if code == APPROVED else DECLINED
 
 
+def outcome_changes(ctx: TxnContext, state: str, code: str) -> dict[str, object]:
+    """The journal columns of the outcome: state, answer code and what the steps learnt."""
+    changes: dict[str, object] = {
+        "state": state,
+        "response_code": code,
+        "rrn": ctx.rrn,
+        "auth_code": ctx.auth_code,
+        "settlement_date": ctx.settlement_date,
+    }
+    if ctx.card_org is not None:
+        changes["card_org"] = ctx.card_org
+        changes["card_class"] = ctx.services.card_class(ctx.pan, ctx.card_org)
+    # Network F7/F11 and the original's id, from the financial steps.
+    changes.update(ctx.extras.get("journal_changes", {}))
+    return changes
+
+
 async def record_outcome(ctx: TxnContext, code: str) -> None:
     """Record the answer; a store failure here is logged, never raised (the
     answer is already decided and the terminal must get it)."""
@@ -82,19 +105,9 @@ async def record_outcome(ctx: TxnContext, code: str) -> None:
     store = ctx.services.store
     try:
         if ctx.entry_id is not None:
-            changes: dict[str, object] = {
-                "state": state,
-                "response_code": code,
-                "rrn": ctx.rrn,
-                "auth_code": ctx.auth_code,
-                "settlement_date": ctx.settlement_date,
-            }
-            if ctx.card_org is not None:
-                changes["card_org"] = ctx.card_org
-                changes["card_class"] = ctx.services.card_class(ctx.pan, ctx.card_org)
-            # Network F7/F11 and the original's id, from the financial steps.
-            changes.update(ctx.extras.get("journal_changes", {}))
-            await store.update_entry(ctx.entry_id, **changes)
+            changes = outcome_changes(ctx, state, code)
+            if ctx.extras.get(EXTRA_RECORDED) != changes:
+                await store.update_entry(ctx.entry_id, **changes)
             return
         entry = build_entry(ctx, state)
         entry.response_code = code

@@ -13,6 +13,7 @@ to this terminal) and no keys are issued.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
 from posp.iso8583.fields import Field60
@@ -52,12 +53,14 @@ async def issue_working_keys(ctx: TxnContext) -> str | None:
     await ctx.services.store.set_working_keys(
         terminal.terminal_id, issued.tpk_lmk, issued.tak_lmk, issued.tdk_lmk, generated_at
     )
-    terminal.tpk_lmk, terminal.tak_lmk, terminal.tdk_lmk = (
-        issued.tpk_lmk,
-        issued.tak_lmk,
-        issued.tdk_lmk,
+    # A new object: the row read may be the store's cached copy, shared by requests.
+    ctx.terminal = terminal = dataclasses.replace(
+        terminal,
+        tpk_lmk=issued.tpk_lmk,
+        tak_lmk=issued.tak_lmk,
+        tdk_lmk=issued.tdk_lmk,
+        keys_generated_at=generated_at,
     )
-    terminal.keys_generated_at = generated_at
     ctx.response[62] = issued.f62
     ctx.response_f60 = Field60("00", terminal.batch, ctx.f60.net_code).render()
     ctx.rrn = await ctx.services.ids.next_rrn()

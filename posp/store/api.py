@@ -162,7 +162,11 @@ class Store(Protocol):
     async def add_merchant(self, merchant: Merchant) -> None:
         """Raises StoreError if the id exists."""
 
-    async def get_merchant(self, merchant_id: str) -> Merchant | None: ...
+    async def get_merchant(self, merchant_id: str, *, max_age_s: float = 0.0) -> Merchant | None:
+        """With ``max_age_s`` > 0 the row may come from this instance's cache, read at
+        most that long ago; changes through this instance are seen at once, changes
+        made elsewhere within ``max_age_s`` (``posp.store.registry_cache``)."""
+
     async def list_merchants(self) -> list[Merchant]: ...
     async def set_merchant_status(self, merchant_id: str, status: str) -> bool:
         """False when the merchant is unknown."""
@@ -171,7 +175,9 @@ class Store(Protocol):
     async def add_terminal(self, terminal: Terminal) -> None:
         """Raises StoreError if the id exists or the merchant is unknown."""
 
-    async def get_terminal(self, terminal_id: str) -> Terminal | None: ...
+    async def get_terminal(self, terminal_id: str, *, max_age_s: float = 0.0) -> Terminal | None:
+        """As ``get_merchant``: cached up to ``max_age_s``, 0 reads the database."""
+
     async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]: ...
     async def set_terminal_status(self, terminal_id: str, status: str) -> bool: ...
     async def set_terminal_tmk(self, terminal_id: str, tmk_lmk: str, tmk_kcv: str) -> bool:
@@ -215,6 +221,13 @@ class Store(Protocol):
 
     async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
         """Compare-and-set the state; True only for the caller that made the change."""
+
+    async def finish_entry(
+        self, entry_id: int, from_states: tuple[str, ...], **changes: object
+    ) -> bool:
+        """``transition`` and ``update_entry`` in ONE statement: set ``changes`` (which
+        must name the new ``state``) only if the state is one of ``from_states``; True
+        only for the caller that made the change (nothing is written otherwise)."""
 
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         """Atomically add to refunded_minor unless it would exceed limit_minor."""

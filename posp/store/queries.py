@@ -104,6 +104,16 @@ def transition(from_state_count: int) -> str:
     )
 
 
+def finish_entry(columns: list[str], from_state_count: int) -> str:
+    """Compare-and-set of the state with the other outcome columns in ONE statement;
+    ``columns`` must come from rows.checked_entry_changes (never from a caller)."""
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return (
+        f"UPDATE journal SET {assignments} WHERE id = ?"
+        f" AND state IN ({marks(from_state_count)}) RETURNING id"
+    )
+
+
 def find_original(conditions: list[str]) -> str:
     """Latest original entry matching ``conditions`` (each a ``column = ?`` test);
     a financial entry wins over a management one (a sign-in answer has an RRN too)."""

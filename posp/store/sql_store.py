@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from posp.store.api import (
     UploadedRecord,
 )
 from posp.store.batches import merge_batches
+from posp.store.registry_cache import RegistryCache
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
@@ -50,6 +52,8 @@ class SqlStore(abc.ABC):
     def __init__(self, *, node_id: str = "", saf_lease_s: float = DEFAULT_SAF_LEASE_S) -> None:
         self.node_id = node_id
         self.saf_lease_s = saf_lease_s
+        self._terminals: RegistryCache[Terminal] = RegistryCache()
+        self._merchants: RegistryCache[Merchant] = RegistryCache()
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
@@ -81,16 +85,31 @@ class SqlStore(abc.ABC):
             await self._write("add_merchant", q.ADD_MERCHANT, values)
         except DuplicateTransaction as exc:
             raise StoreError(f"merchant {merchant.merchant_id} already exists") from exc
+        finally:
+            self._merchants.forget(merchant.merchant_id)
 
-    async def get_merchant(self, merchant_id: str) -> Merchant | None:
+    async def get_merchant(self, merchant_id: str, *, max_age_s: float = 0.0) -> Merchant | None:
+        cached = self._merchants.get(merchant_id, max_age_s)
+        if cached is not None:
+            return cached
+        generation, started_s = self._merchants.generation, time.monotonic()
         row = await self._read_one("get_merchant", q.GET_MERCHANT, [merchant_id])
-        return None if row is None else rows.merchant_from_row(row)
+        if row is None:
+            return None
+        merchant = rows.merchant_from_row(row)
+        self._merchants.put(merchant_id, merchant, generation, started_s)
+        return merchant
 
     async def list_merchants(self) -> list[Merchant]:
         return [rows.merchant_from_row(r) for r in await self._read("merchants", q.LIST_MERCHANTS)]
 
     async def set_merchant_status(self, merchant_id: str, status: str) -> bool:
-        changed = await self._write("merchant_status", q.SET_MERCHANT_STATUS, [status, merchant_id])
+        try:
+            changed = await self._write(
+                "merchant_status", q.SET_MERCHANT_STATUS, [status, merchant_id]
+            )
+        finally:
+            self._merchants.forget(merchant_id)
         return bool(changed)
 
     # --- registry: terminals -----------------------------------------------------
@@ -103,6 +122,7 @@ class SqlStore(abc.ABC):
             values.append(self._time(value) if isinstance(value, dt.datetime) else value)
         try:
             await self._write("add_terminal", q.ADD_TERMINAL, values)
+            self._terminals.forget(terminal.terminal_id)
         except DuplicateTransaction as exc:
             raise StoreError(f"terminal {terminal.terminal_id} already exists") from exc
         except StoreUnavailable:
@@ -112,9 +132,24 @@ class SqlStore(abc.ABC):
                 raise StoreError(f"merchant {terminal.merchant_id} is unknown") from exc
             raise
 
-    async def get_terminal(self, terminal_id: str) -> Terminal | None:
+    async def get_terminal(self, terminal_id: str, *, max_age_s: float = 0.0) -> Terminal | None:
+        cached = self._terminals.get(terminal_id, max_age_s)
+        if cached is not None:
+            return cached
+        generation, started_s = self._terminals.generation, time.monotonic()
         row = await self._read_one("get_terminal", q.GET_TERMINAL, [terminal_id])
-        return None if row is None else rows.terminal_from_row(row)
+        if row is None:
+            return None
+        terminal = rows.terminal_from_row(row)
+        self._terminals.put(terminal_id, terminal, generation, started_s)
+        return terminal
+
+    async def _write_terminal(self, op: str, sql: str, params: list[Any], terminal_id: str) -> bool:
+        """A change to one terminal's row; its cached copy is forgotten (see registry_cache)."""
+        try:
+            return bool(await self._write(op, sql, params))
+        finally:
+            self._terminals.forget(terminal_id)
 
     async def list_terminals(self, merchant_id: str | None = None) -> list[Terminal]:
         if merchant_id is None:
@@ -124,12 +159,14 @@ class SqlStore(abc.ABC):
         return [rows.terminal_from_row(r) for r in found]
 
     async def set_terminal_status(self, terminal_id: str, status: str) -> bool:
-        changed = await self._write("terminal_status", q.SET_TERMINAL_STATUS, [status, terminal_id])
-        return bool(changed)
+        params = [status, terminal_id]
+        return await self._write_terminal(
+            "terminal_status", q.SET_TERMINAL_STATUS, params, terminal_id
+        )
 
     async def set_terminal_tmk(self, terminal_id: str, tmk_lmk: str, tmk_kcv: str) -> bool:
         params = [tmk_lmk, tmk_kcv, terminal_id]
-        return bool(await self._write("set_tmk", q.SET_TERMINAL_TMK, params))
+        return await self._write_terminal("set_tmk", q.SET_TERMINAL_TMK, params, terminal_id)
 
     async def set_working_keys(
         self,
@@ -140,10 +177,11 @@ class SqlStore(abc.ABC):
         generated_at: dt.datetime,
     ) -> None:
         params = [tpk_lmk, tak_lmk, tdk_lmk, self._time(rows.as_utc(generated_at)), terminal_id]
-        await self._write("set_working_keys", q.SET_WORKING_KEYS, params)
+        await self._write_terminal("set_working_keys", q.SET_WORKING_KEYS, params, terminal_id)
 
     async def clear_working_keys(self, terminal_id: str) -> None:
-        await self._write("clear_working_keys", q.CLEAR_WORKING_KEYS, [terminal_id])
+        params = [terminal_id]
+        await self._write_terminal("clear_working_keys", q.CLEAR_WORKING_KEYS, params, terminal_id)
 
     async def count_signed_in(self, since: dt.datetime) -> int:
         row = await self._read_one("count_signed_in", q.COUNT_SIGNED_IN, [self._time(since)])
@@ -151,7 +189,7 @@ class SqlStore(abc.ABC):
 
     async def close_batch(self, terminal_id: str, batch: str, next_batch: str) -> bool:
         params = [next_batch, terminal_id, batch]
-        return bool(await self._write("close_batch", q.CLOSE_BATCH, params))
+        return await self._write_terminal("close_batch", q.CLOSE_BATCH, params, terminal_id)
 
     # --- journal -------------------------------------------------------------------
     async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
@@ -215,6 +253,16 @@ class SqlStore(abc.ABC):
             return False
         params = [to_state, entry_id, *from_states]
         return bool(await self._write("transition", q.transition(len(from_states)), params))
+
+    async def finish_entry(
+        self, entry_id: int, from_states: tuple[str, ...], **changes: object
+    ) -> bool:
+        checked = rows.checked_entry_changes(changes)
+        if not from_states or "state" not in checked:
+            raise StoreError("finish_entry: needs from_states and a new state")
+        params = [self._time(v) if isinstance(v, dt.datetime) else v for v in checked.values()]
+        sql = q.finish_entry(list(checked), len(from_states))
+        return bool(await self._write("finish_entry", sql, [*params, entry_id, *from_states]))
 
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor]

@@ -1,0 +1,64 @@
+"""A per-store cache of registry rows (terminals, merchants) for the hot path.
+
+Every financial request reads its terminal and merchant; at thousands of
+requests a second those two reads cost more than the journal writes.  A caller
+that can accept a bounded staleness asks ``get_terminal(id, max_age_s=…)`` and
+may get a row read up to ``max_age_s`` ago.
+
+Invariants:
+* A row is served only when it was read at most ``max_age_s`` before (measured
+  from when its read *started*, so the bound holds even for slow reads);
+  ``max_age_s=0`` always reads the database.
+* A change made through the same store instance is visible at once: every
+  registry write forgets the affected row and bumps the generation, and a read
+  that started before a forget never fills the cache (a slow read cannot put
+  back a row older than the change).
+* A change made elsewhere (the admin CLI in another process, another switch
+  instance on the same PostgreSQL) becomes visible within ``max_age_s``.
+* Absent rows are never cached (a terminal provisioned elsewhere is found by
+  its first request); the cache is cleared when it exceeds ``max_rows``.
+* Cached rows are shared between callers and must not be mutated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final, Generic, TypeVar
+
+V = TypeVar("V")
+
+DEFAULT_MAX_ROWS: Final = 100_000
+
+
+class RegistryCache(Generic[V]):
+    """Rows by id with the monotonic time their read started; see the module docstring."""
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self._rows: dict[str, tuple[float, V]] = {}
+        self._max_rows = max_rows
+        self.generation = 0
+
+    def get(self, key: str, max_age_s: float) -> V | None:
+        """The cached row if it was read at most ``max_age_s`` ago, else None."""
+        if max_age_s <= 0:
+            return None
+        hit = self._rows.get(key)
+        if hit is None or time.monotonic() - hit[0] > max_age_s:
+            return None
+        return hit[1]
+
+    def put(self, key: str, value: V, generation: int, read_started_s: float) -> None:
+        """Keep ``value`` unless the registry changed since its read started."""
+        if generation != self.generation:
+            return
+        if len(self._rows) >= self._max_rows:
+            self._rows.clear()
+        self._rows[key] = (read_started_s, value)
+
+    def forget(self, key: str | None = None) -> None:
+        """A write changed ``key`` (None: any row): drop it and void reads in flight."""
+        self.generation += 1
+        if key is None:
+            self._rows.clear()
+        else:
+            self._rows.pop(key, None)
