@@ -109,10 +109,21 @@ class SwitchMetrics:
         self.signed_in_terminals = Gauge(
             "posp_signed_in_terminals", "Terminals with unexpired working keys", registry=r
         )
+        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, txn_type: str, response_code: str, seconds: float) -> None:
-        self.requests.labels(txn_type, response_code).inc()
-        self.request_seconds.labels(txn_type).observe(seconds)
+        # Label children are looked up once per label set: ``labels()`` costs more
+        # than the observation itself on the hot path.
+        key = (txn_type, response_code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(txn_type, response_code),
+                self.request_seconds.labels(txn_type),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _TimingProxy:
@@ -149,8 +160,13 @@ class _TimingProxy:
 def instrument_hsm(hsm: HsmClient, metrics: SwitchMetrics) -> HsmClient:
     """``hsm`` with every call timed into posp_hsm_seconds / posp_hsm_errors_total."""
 
+    timers: dict[str, Any] = {}  # label children, looked up once per command
+
     def observe(command: str, seconds: float, exc: BaseException | None) -> None:
-        metrics.hsm_seconds.labels(command).observe(seconds)
+        timer = timers.get(command)
+        if timer is None:
+            timer = timers[command] = metrics.hsm_seconds.labels(command)
+        timer.observe(seconds)
         if isinstance(exc, HsmError):
             metrics.hsm_errors.labels(command, type(exc).__name__).inc()
 
@@ -160,8 +176,13 @@ def instrument_hsm(hsm: HsmClient, metrics: SwitchMetrics) -> HsmClient:
 def instrument_store(store: Store, metrics: SwitchMetrics) -> Store:
     """``store`` with every call timed into posp_store_seconds."""
 
+    timers: dict[str, Any] = {}  # label children, looked up once per operation
+
     def observe(operation: str, seconds: float, _exc: BaseException | None) -> None:
-        metrics.store_seconds.labels(operation).observe(seconds)
+        timer = timers.get(operation)
+        if timer is None:
+            timer = timers[operation] = metrics.store_seconds.labels(operation)
+        timer.observe(seconds)
 
     return cast("Store", _TimingProxy(store, observe))
 

@@ -77,9 +77,21 @@ def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
     return result
 
 
+#: From this many blocks on, a fresh CBC context (one C call for all blocks) beats
+#: chaining in Python over the cached ECB context (one call per block).
+_CBC_CONTEXT_MIN_BLOCKS = 8
+
+
 def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:
-    """3DES-CBC encrypt (no padding); chaining is done here over cached ECB contexts."""
+    """3DES-CBC encrypt (no padding): short data is chained here over the cached ECB
+    context; longer data (network-message MACs) goes through a one-off CBC context."""
     _check_blocks(data)
+    if len(data) >= _CBC_CONTEXT_MIN_BLOCKS * BLOCK_BYTES:
+        if len(iv) != BLOCK_BYTES:
+            raise CryptoError("CBC IV must be 8 bytes")
+        encryptor = Cipher(TripleDES(expand_key(key)), modes.CBC(iv)).encryptor()
+        result: bytes = encryptor.update(data) + encryptor.finalize()
+        return result
     encrypt = _contexts(key)[0].update
     out = bytearray()
     chain = int.from_bytes(iv, "big")

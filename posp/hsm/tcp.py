@@ -12,6 +12,10 @@ Invariants:
   connection is up a call fails fast with ``HsmUnavailable``; it never waits
   for a reconnect.
 * Requests written in one event-loop turn leave in one ``transport.write``.
+* Calls fill the first connection with room before using the next (up to
+  ``max_in_flight`` each): requests of one loop turn then share one write on
+  this side and one read and one reply write on the HSM's, instead of one per
+  connection; the other connections carry the overflow and stand by.
 """
 
 from __future__ import annotations
@@ -74,7 +78,6 @@ class TcpHsmClient(HsmOperations):
         self._connections = connections
         self._backoff_s = reconnect_backoff_s
         self._live: list[HsmConnection] = []
-        self._rr = 0
         self._supervisors: list[asyncio.Task[None]] = []
         self._capacity_waiters: deque[asyncio.Future[None]] = deque()
         self._started = False
@@ -151,17 +154,14 @@ class TcpHsmClient(HsmOperations):
         return reply
 
     def _pick(self) -> HsmConnection | None:
+        """The first live connection with room (see the module docstring)."""
         live = self._live
-        count = len(live)
-        if count == 0:
+        if not live:
             self.stats.unavailable += 1
             raise HsmUnavailable(f"no connection to the HSM at {self.host}:{self.port}")
-        self._rr = rr = (self._rr + 1) % count
-        conn = live[rr]
-        if len(conn.pending) < self.max_in_flight:
-            return conn
+        limit = self.max_in_flight
         for conn in live:
-            if len(conn.pending) < self.max_in_flight:
+            if len(conn.pending) < limit:
                 return conn
         return None
 

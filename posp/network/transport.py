@@ -4,9 +4,13 @@ Used by both ends: the switch's :class:`~posp.network.link.NetworkLink` and the
 network simulator's server.  All parsing is in the pure framer and codec; this class
 only moves bytes.
 
-Invariant: a framing error (bad length prefix, frame over the maximum) closes the
-connection — the stream cannot be resynchronised; a frame that does not decode is
-handed to ``on_bad_frame`` and the connection keeps serving.
+Invariants:
+* A framing error (bad length prefix, frame over the maximum) closes the
+  connection — the stream cannot be resynchronised; a frame that does not decode
+  is handed to ``on_bad_frame`` and the connection keeps serving.
+* Frames sent during one event-loop turn leave in one ``transport.write`` (in
+  order), so a busy link costs one system call per turn, not one per message;
+  ``close()`` writes what is queued before closing.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class FrameProtocol(asyncio.Protocol):
         self.closed = asyncio.Event()
         self.peer = ""
         self.last_activity = 0.0  # loop time of the last frame received (idle detection)
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -64,6 +69,7 @@ class FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._out.clear()
         self.closed.set()
 
     @property
@@ -76,9 +82,21 @@ class FrameProtocol(asyncio.Protocol):
         data = frame_ascii(encode_network(frame))
         if self.transport is None or self.transport.is_closing():
             return False
-        self.transport.write(data)
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self) -> None:
         if self.transport is not None:
+            self._flush()
             self.transport.close()
