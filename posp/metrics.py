@@ -140,12 +140,13 @@ class _TimingProxy:
         if name.startswith("_") or not callable(attr):
             return attr
         observe = self._observe
+        call = cast("Callable[..., Awaitable[Any]]", attr)
 
         @functools.wraps(attr)
         async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                result = await cast(Callable[..., Awaitable[Any]], attr)(*args, **kwargs)
+                result = await call(*args, **kwargs)
             except BaseException as exc:
                 observe(name, time.perf_counter() - started, exc)
                 raise

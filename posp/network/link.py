@@ -174,14 +174,18 @@ class NetworkLink:
         key = (request.text(11), request.text(7), request.text(32))
         future: asyncio.Future[Message] = loop.create_future()
         self._pending[key] = (future, conn)
+        # One timer per request that fails the future at the deadline: lighter than
+        # asyncio.wait_for, which wraps the wait in more futures and callbacks.
+        timer = loop.call_at(deadline, _expire, future)
         try:
             if not conn.send(NetworkFrame(self._header, request)):
                 raise NetworkUnavailable("network connection closed")
-            response = await asyncio.wait_for(future, max(deadline - loop.time(), 0.0))
+            response = await future
         except TimeoutError:
             self.metrics.requests.labels(request.mti, "timeout").inc()
             raise NetworkTimeout(f"no {request.mti} answer within the deadline") from None
         finally:
+            timer.cancel()
             self._pending.pop(key, None)
         self.metrics.latency.observe(loop.time() - started)
         if (
@@ -337,3 +341,9 @@ class NetworkLink:
                     NetworkTimeout("network connection lost with a request in flight")
                 )
                 del self._pending[key]
+
+
+def _expire(future: asyncio.Future[Message]) -> None:
+    """The deadline passed without an answer."""
+    if not future.done():
+        future.set_exception(TimeoutError())

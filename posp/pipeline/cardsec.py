@@ -11,21 +11,29 @@ Invariants:
   (account = 12 rightmost PAN digits excluding the check digit), ``1`` without it
   (account ``000000000000``).  An undecipherable block raises ``HsmPinBlockError``
   (→ 99 and "sign in again" through the codes table).
+* The CA may start early, alongside the request MAC check
+  (``start_pin_translation``, called by ``checks.verify_mac``): that saves one
+  HSM round trip per PIN transaction.  Its result (or error) is only looked at
+  in ``translate_pin``, in the route's order, so a bad MAC still answers A0, a
+  duplicate 94, and so on, whatever the PIN block; a translation whose inputs
+  changed meanwhile (the PAN, the TPK, the ZPK) is done again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from posp.crypto.pinblock import account12
 from posp.errors import DecodeError
-from posp.hsm.api import KEY_TDK
+from posp.hsm.api import KEY_TDK, HsmClient
 from posp.iso8583 import mask_pan
-from posp.pipeline.context import TxnContext
+from posp.pipeline.context import TxnContext, card_pan
 
 EXTRA_TRACK2: Final = "track2"
 EXTRA_TRACK3: Final = "track3"
 EXTRA_PIN_BLOCK_ZPK: Final = "pin_block_zpk"
+EXTRA_PIN_TASK: Final = "pin_translation"
 PIN_FORMAT_ISO0: Final = "01"
 FORMAT_WITHOUT_PAN: Final = "1"
 NO_ACCOUNT: Final = "000000000000"
@@ -97,6 +105,56 @@ async def decrypt_tracks(ctx: TxnContext) -> str | None:
     return None
 
 
+def pin_account(ctx: TxnContext, pan: str | None) -> str:
+    """The 12-digit account field of the PIN block (DecodeError without a usable PAN)."""
+    if security_control(ctx)[:1] == FORMAT_WITHOUT_PAN:
+        return NO_ACCOUNT
+    if pan is not None and len(pan) >= 13:
+        return account12(pan)
+    raise DecodeError("PIN block with PAN needs a card number", field=2)
+
+
+async def _translate(hsm: HsmClient, tpk_lmk: str, zpk_lmk: str, block: str, account: str) -> str:
+    translated = await hsm.translate_pin_tpk_to_zpk(
+        tpk_lmk, zpk_lmk, block, account, src_format=PIN_FORMAT_ISO0, dst_format=PIN_FORMAT_ISO0
+    )
+    return translated.pin_block
+
+
+def _consume(task: asyncio.Future[str]) -> None:
+    """An early translation nobody awaited (the route stopped first): drop its outcome."""
+    if not task.cancelled():
+        task.exception()
+
+
+def start_pin_translation(ctx: TxnContext) -> None:
+    """Start the CA now when the route will translate F52 and every input is already
+    known (clear tracks, a PAN, the TPK, a signed-on link); otherwise do nothing and
+    ``translate_pin`` works as if this had never been called."""
+    pin_block = ctx.message.get(52)
+    link = ctx.services.link
+    terminal = ctx.terminal
+    if (
+        not isinstance(pin_block, bytes)
+        or len(pin_block) != _BLOCK_BYTES
+        or translate_pin not in ctx.route.steps
+        or tracks_encrypted(ctx)
+        or link is None
+        or not link.signed_on
+        or terminal is None
+        or terminal.tpk_lmk is None
+    ):
+        return
+    try:
+        account = pin_account(ctx, card_pan(ctx.message))
+    except DecodeError:
+        return  # translate_pin raises it in its turn
+    inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), account)
+    task = asyncio.ensure_future(_translate(ctx.services.hsm, *inputs))
+    task.add_done_callback(_consume)
+    ctx.extras[EXTRA_PIN_TASK] = (inputs, task)
+
+
 async def translate_pin(ctx: TxnContext) -> str | None:
     """F52 under the terminal's TPK → under the network's ZPK (HSM CA)."""
     pin_block = ctx.message.get(52)
@@ -106,20 +164,11 @@ async def translate_pin(ctx: TxnContext) -> str | None:
         raise DecodeError("PIN block must be 8 bytes", field=52)
     terminal = ctx.terminal
     assert terminal is not None and terminal.tpk_lmk is not None
-    control = security_control(ctx)
-    if control[:1] == FORMAT_WITHOUT_PAN:
-        account = NO_ACCOUNT
-    elif ctx.pan is not None and len(ctx.pan) >= 13:
-        account = account12(ctx.pan)
+    account = pin_account(ctx, ctx.pan)
+    inputs = (terminal.tpk_lmk, ctx.services.link.zpk_lmk, pin_block.hex().upper(), account)
+    early = ctx.extras.pop(EXTRA_PIN_TASK, None)
+    if early is not None and early[0] == inputs:
+        ctx.extras[EXTRA_PIN_BLOCK_ZPK] = await early[1]
     else:
-        raise DecodeError("PIN block with PAN needs a card number", field=2)
-    translated = await ctx.services.hsm.translate_pin_tpk_to_zpk(
-        terminal.tpk_lmk,
-        ctx.services.link.zpk_lmk,
-        pin_block.hex().upper(),
-        account,
-        src_format=PIN_FORMAT_ISO0,
-        dst_format=PIN_FORMAT_ISO0,
-    )
-    ctx.extras[EXTRA_PIN_BLOCK_ZPK] = translated.pin_block
+        ctx.extras[EXTRA_PIN_BLOCK_ZPK] = await _translate(ctx.services.hsm, *inputs)
     return None

@@ -26,6 +26,7 @@ from typing import Final
 from posp.hsm.api import KEY_TAK, MAC_ALG_CUP_ECB
 from posp.iso8583 import terminal_mab
 from posp.log import bind_transaction, get_logger
+from posp.pipeline.cardsec import start_pin_translation
 from posp.pipeline.context import TxnContext
 
 ACTIVE: Final = "active"
@@ -166,6 +167,7 @@ async def verify_mac(ctx: TxnContext) -> str | None:
     tak_lmk = ctx.terminal.tak_lmk
     hsm = ctx.services.hsm
     mab = terminal_mab(ctx.body)
+    start_pin_translation(ctx)  # alongside the M8; its outcome counts only after the MAC
     verified = await hsm.verify_mac(KEY_TAK, tak_lmk, mab, mac, algorithm=MAC_ALG_CUP_ECB)
     if not verified and await refresh_registry(ctx):
         fresh_tak = ctx.terminal.tak_lmk

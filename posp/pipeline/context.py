@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
 
 
+@functools.lru_cache(maxsize=8)
+def _zone(offset_hours: float) -> dt.timezone:
+    return dt.timezone(dt.timedelta(hours=offset_hours))
+
+
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -51,8 +57,7 @@ class Services:
     saf: Any = None
 
     def local_now(self) -> dt.datetime:
-        offset = dt.timedelta(hours=self.settings.network.tz_offset_hours)
-        return dt.datetime.now(dt.timezone(offset))
+        return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
 
     def pan_hash(self, pan: str) -> str:
         """Keyed hash of a PAN (HMAC-SHA256, hex): matches cards without storing them."""
@@ -115,11 +120,15 @@ class TxnContext:
 
     @property
     def local_date(self) -> str:
-        return self.now.strftime("%m%d")
+        """MMDD of ``now`` (formatted by hand: strftime is slow on the hot path)."""
+        now = self.now
+        return f"{now.month:02d}{now.day:02d}"
 
     @property
     def local_time(self) -> str:
-        return self.now.strftime("%H%M%S")
+        """hhmmss of ``now``."""
+        now = self.now
+        return f"{now.hour:02d}{now.minute:02d}{now.second:02d}"
 
 
 def card_pan(message: Message) -> str | None:
