@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hsm-sim: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
-    run_loop(serve(settings))
+    run_loop(serve(settings), server=True)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             settings = load_settings(args.config, **flags)
             configure_logging(settings.log_format, settings.log_level)
-            run_loop(serve(settings))
+            run_loop(serve(settings), server=True)
         elif args.cards_command == "list":
             asyncio.run(list_cards(args.db))
         elif args.cards_command == "add":

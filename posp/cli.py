@@ -362,7 +362,7 @@ def main(argv: Sequence[str] | None = None, *, out: Console | None = None) -> in
         _configure_logging(args, settings)
         ctx = Context(args, settings, out or Console(highlight=False))
         handler: Handler = args.handler
-        return run_loop(handler(ctx))
+        return run_loop(handler(ctx), server=args.command in ("serve", "up"))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (AdminError, ConfigError) as exc:

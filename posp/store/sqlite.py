@@ -155,14 +155,14 @@ class SqliteStore(SqlStore):
         def job(connection: sqlite3.Connection) -> list[Any]:
             return connection.execute(sql, params).fetchall()
 
-        result: list[Any] = await self._write_job(op, job)
+        result: list[Any] = await self._write_job(op, job, single_statement=True)
         return result
 
-    async def _write_job(self, op: str, job: Any) -> Any:
+    async def _write_job(self, op: str, job: Any, *, single_statement: bool = False) -> Any:
         if self._writer is None:
             raise StoreError(f"{op}: the store is not open")
         try:
-            result = await self._writer.run(job)
+            result = await self._writer.run(job, single_statement=single_statement)
         except sqlite3.Error as exc:
             raise _translate(op, exc) from exc
         except (OverflowError, TypeError, ValueError) as exc:  # a value SQLite cannot bind

@@ -5,11 +5,19 @@ Invariants:
   and the result is handed back with ``call_soon_threadsafe``.
 * Group commit: a writing worker takes every job already queued (up to
   ``max_group``) and runs them in ONE transaction, each inside its own
-  savepoint, so one failing job (a duplicate) rolls back only itself.  A job's
+  savepoint, so one failing job (a duplicate) rolls back only itself.  A job
+  submitted as ``single_statement`` needs no savepoint: SQLite undoes a failed
+  statement by itself (the hot path's inserts and updates are such jobs, and
+  every savepoint is two more statements, each a GIL hand-off).  Should a
+  failure roll back the whole transaction instead (I/O error, disk full), the
+  group fails as a whole, exactly as when COMMIT fails.  A job's
   future resolves only after the COMMIT that made it durable; if the COMMIT
   fails, every job of the group fails.
 * Jobs run in submission order; a job submitted after ``stop()`` fails with
   StoreError.
+* A writing worker's jobs submitted during one event-loop turn are handed to
+  the thread together (one queue put, so one thread wake-up per turn instead
+  of one per job); results come back one ``call_soon_threadsafe`` per group.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ class _Pending:
     job: Job
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    single_statement: bool = False
 
 
 _STOP = object()
@@ -51,7 +60,9 @@ class SqliteWorker:
         self._connect = connect
         self._writes = writes
         self._max_group = max_group
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | list[_Pending] | object] = queue.SimpleQueue()
+        self._batch: list[_Pending] = []  # this loop turn's jobs, not yet queued
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -65,14 +76,26 @@ class SqliteWorker:
         if self._startup_error is not None:
             raise self._startup_error
 
-    async def run(self, job: Job) -> Any:
-        """Run ``job(connection)`` in the worker; its result or exception comes back here."""
+    async def run(self, job: Job, *, single_statement: bool = False) -> Any:
+        """Run ``job(connection)`` in the worker; its result or exception comes back here.
+        ``single_statement``: the job executes exactly one SQL statement."""
         if self._stopped:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.queued += 1
-        self._queue.put(_Pending(job, loop, future))
+        pending = _Pending(job, loop, future, single_statement)
+        if not self._writes:
+            self._queue.put(pending)
+        elif self._batch_loop is None:
+            self._batch.append(pending)
+            self._batch_loop = loop
+            loop.call_soon(self._submit_batch)
+        elif self._batch_loop is loop:
+            self._batch.append(pending)
+        else:  # another loop's batch is open: keep order, hand both over now
+            self._submit_batch()
+            self._queue.put(pending)
         try:
             return await future
         finally:
@@ -83,9 +106,16 @@ class SqliteWorker:
         if self._stopped:
             return
         self._stopped = True
+        self._submit_batch()
         self._queue.put(_STOP)
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join)
+
+    def _submit_batch(self) -> None:
+        """Hand this loop turn's jobs to the thread in one put."""
+        batch, self._batch, self._batch_loop = self._batch, [], None
+        if batch:
+            self._queue.put(batch)
 
     # --- worker thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -111,8 +141,8 @@ class SqliteWorker:
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        assert isinstance(first, _Pending)
-        group = [first]
+        group: list[_Pending] = []
+        _add(group, first)
         limit = self._max_group if self._writes else 1
         while len(group) < limit:
             try:
@@ -121,8 +151,7 @@ class SqliteWorker:
                 break
             if nxt is _STOP:
                 return group, True
-            assert isinstance(nxt, _Pending)
-            group.append(nxt)
+            _add(group, nxt)
         return group, False
 
     def _run_group(self, connection: sqlite3.Connection, group: list[_Pending]) -> None:
@@ -147,6 +176,12 @@ class SqliteWorker:
         connection.execute("BEGIN IMMEDIATE")
         outcomes: list[tuple[bool, Any]] = []
         for pending in group:
+            if pending.single_statement:
+                ok, value = self._run_job(connection, pending.job)
+                if not ok and not connection.in_transaction:
+                    raise value  # SQLite rolled back the whole group (see module docstring)
+                outcomes.append((ok, value))
+                continue
             connection.execute("SAVEPOINT job")
             ok, value = self._run_job(connection, pending.job)
             if not ok:
@@ -173,6 +208,15 @@ class SqliteWorker:
                 loop.call_soon_threadsafe(_resolve, results)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
+
+
+def _add(group: list[_Pending], item: object) -> None:
+    """Append a queue item (one job, or one loop turn's batch of jobs) to ``group``."""
+    if isinstance(item, list):
+        group.extend(item)
+    else:
+        assert isinstance(item, _Pending)
+        group.append(item)
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

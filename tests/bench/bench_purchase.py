@@ -106,7 +106,7 @@ def run(seconds: float, terminals: int) -> None:
             wait_for_port(net_port)
             procs["posp serve"] = start([str(BIN / "posp"), "serve"], env, data / "switch.log")
             wait_for_port(term_port)
-            run_loop(report_run(procs, fleet_file, term_port, seconds))
+            run_loop(report_run(procs, fleet_file, term_port, seconds), server=True)
         finally:
             for proc in procs.values():
                 proc.terminate()
