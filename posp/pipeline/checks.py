@@ -25,7 +25,7 @@ from typing import Final
 
 from posp.hsm.api import KEY_TAK, MAC_ALG_CUP_ECB
 from posp.iso8583 import terminal_mab
-from posp.log import bind_transaction, get_logger
+from posp.log import get_logger
 from posp.pipeline.cardsec import start_pin_translation
 from posp.pipeline.context import TxnContext
 
@@ -45,8 +45,7 @@ def registry_max_age_s(ctx: TxnContext) -> float:
 
 async def load_terminal(ctx: TxnContext) -> str | None:
     """97 when F41 names no registered terminal (or one without a TMK)."""
-    terminal_id = ctx.text(41)
-    bind_transaction(terminal_id=terminal_id)
+    terminal_id = ctx.text(41)  # already bound to the log context by the engine
     terminal = await ctx.services.store.get_terminal(terminal_id, max_age_s=registry_max_age_s(ctx))
     if terminal is None:
         return "97"

@@ -65,17 +65,15 @@ class Pipeline:
             frame = decode_terminal(body)
         except TerminalDecodeError as exc:
             return self._malformed(exc, started_s)
-        bind_transaction(
-            mti=frame.message.mti, trace=_text(frame, 11), terminal_id=_text(frame, 41)
-        )
         try:
             f60 = Field60.parse(_text(frame, 60) or "")
         except DecodeError:
+            self._bind(frame, None)
             return self._answer_bare(frame, FORMAT_ERROR, UNROUTED, started_s)
         route = find_route(frame.message, f60)
+        self._bind(frame, route.name if route is not None else None)  # one bind per request
         if route is None:
             return self._answer_bare(frame, UNSUPPORTED, UNROUTED, started_s)
-        bind_transaction(txn_type=route.name)
         ctx = TxnContext(
             body, frame, route, self.services, f60, self.services.local_now(), started_s
         )
@@ -109,6 +107,15 @@ class Pipeline:
             return code
         _log.error("route ended without an answer", route=ctx.route.name)
         return MALFUNCTION
+
+    @staticmethod
+    def _bind(frame: TerminalFrame, txn_type: str | None) -> None:
+        bind_transaction(
+            mti=frame.message.mti,
+            trace=_text(frame, 11),
+            terminal_id=_text(frame, 41),
+            txn_type=txn_type,
+        )
 
     def _malformed(self, exc: TerminalDecodeError, started_s: float) -> Reply:
         """30 when the header and MTI decoded; otherwise the bytes are garbage: close."""
