@@ -82,6 +82,22 @@ def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
 _CBC_CONTEXT_MIN_BLOCKS = 8
 
 
+_ZERO_IV = bytes(BLOCK_BYTES)
+_ZERO_IV_CBC = modes.CBC(_ZERO_IV)
+# key (as given) -> TripleDES algorithm object (its construction checks the key each time)
+_algorithms: dict[bytes, TripleDES] = {}
+
+
+def _algorithm(key: bytes) -> TripleDES:
+    algorithm = _algorithms.get(key)
+    if algorithm is None:
+        algorithm = TripleDES(expand_key(key))
+        if len(_algorithms) >= _CACHE_MAX_KEYS:
+            _algorithms.clear()
+        _algorithms[key] = algorithm
+    return algorithm
+
+
 def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:
     """3DES-CBC encrypt (no padding): short data is chained here over the cached ECB
     context; longer data (network-message MACs) goes through a one-off CBC context."""
@@ -89,7 +105,8 @@ def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) ->
     if len(data) >= _CBC_CONTEXT_MIN_BLOCKS * BLOCK_BYTES:
         if len(iv) != BLOCK_BYTES:
             raise CryptoError("CBC IV must be 8 bytes")
-        encryptor = Cipher(TripleDES(expand_key(key)), modes.CBC(iv)).encryptor()
+        mode = _ZERO_IV_CBC if iv == _ZERO_IV else modes.CBC(iv)
+        encryptor = Cipher(_algorithm(key), mode).encryptor()
         result: bytes = encryptor.update(data) + encryptor.finalize()
         return result
     encrypt = _contexts(key)[0].update
