@@ -26,7 +26,7 @@ from posp.log import bind_transaction, get_logger
 from posp.pipeline.codes import FORMAT_ERROR, MALFUNCTION, code_for
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import record_outcome
-from posp.pipeline.respond import bare_answer, build_answer
+from posp.pipeline.respond import bare_answer, take_answer
 from posp.pipeline.routes import find_route
 
 UNSUPPORTED = "12"
@@ -79,7 +79,7 @@ class Pipeline:
         )
         code = await self._run_steps(ctx)
         await record_outcome(ctx, code)
-        answer = await build_answer(ctx, code)
+        answer = await take_answer(ctx, code)
         self._observe(route.name, code, started_s)
         _log.info("answered", response_code=code)
         return Reply(answer)

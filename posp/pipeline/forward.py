@@ -34,6 +34,7 @@ from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
+from posp.pipeline.respond import start_answer
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
 NO_ANSWER: Final = "98"
@@ -176,6 +177,7 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
             ctx.response[n] = fields[n]
     state = APPROVED if code == APPROVED_CODE else DECLINED
     changes = outcome_changes(ctx, state, code)
+    start_answer(ctx, code)  # its MAC is computed while the outcome commits
     if not await ctx.services.store.finish_entry(ctx.entry_id, (PENDING,), **changes):
         ctx.final_state = REVERSED
         if code == APPROVED_CODE:

@@ -10,10 +10,16 @@ Rules (terminal-link §1, §3, §5):
   usable and the code is not A0 (an A0 answer never carries F64).  The MAC is
   computed by the HSM (M6, algorithm 09, TAK) over the encoded answer: encode
   with a placeholder F64, take the MAB, replace the last 8 bytes.
+* A step that knows the final code before its last store write may start the
+  answer early (``start_answer``), so the answer's MAC is computed while the
+  journal commits; ``take_answer`` uses it only when the request ended with
+  that same code, else builds the answer afresh.  Either way the answer leaves
+  only after the journal write (the engine awaits both first).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from posp.errors import EncodeError, HsmError
@@ -34,6 +40,7 @@ from posp.pipeline.context import TxnContext
 
 ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
 NO_MAC_CODE: Final = "A0"
+EXTRA_EARLY_ANSWER: Final = "early_answer"
 _MAC_PLACEHOLDER: Final = b"00000000"
 
 _log = get_logger("posp.pipeline.respond")
@@ -123,3 +130,24 @@ async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
         del frame.message.fields[64]
         return encode_terminal(frame)
     return body[: -len(_MAC_PLACEHOLDER)] + mac
+
+
+def _consume(task: asyncio.Future[bytes | None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def start_answer(ctx: TxnContext, code: str) -> None:
+    """Start building the answer for ``code`` now (see the module docstring)."""
+    task = asyncio.ensure_future(build_answer(ctx, code))
+    task.add_done_callback(_consume)
+    ctx.extras[EXTRA_EARLY_ANSWER] = (code, task)
+
+
+async def take_answer(ctx: TxnContext, code: str) -> bytes | None:
+    """The answer for ``code``: the early one when it was started for that code."""
+    early = ctx.extras.pop(EXTRA_EARLY_ANSWER, None)
+    if early is not None and early[0] == code:
+        answer: bytes | None = await early[1]
+        return answer
+    return await build_answer(ctx, code)
