@@ -175,7 +175,7 @@ async def report_run(
     total_us = sum(used_s.values()) / max(approved, 1) * 1e6
     print(
         f"    {'all':<11} {sum(used_s.values()) / wall_s:6.0%}  {total_us:6.0f} us"
-        f"  (2 cores allow {2e6 / total_us:,.0f}/s at this cost)"
+        f"  (2 whole cores would allow {2e6 / total_us:,.0f}/s at this cost)"
     )
     print("  target: >= 1,500 approved/s for 60 s with p99 <= 100 ms (2 shared cores: pessimistic)")
 
