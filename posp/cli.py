@@ -11,6 +11,8 @@
                   | provision-fleet --count N --merchant M --prefix P --fleet-file F
     posp batch list [--terminal T] | show TERMINAL BATCH
     posp settlement report --date YYYY-MM-DD [--format table|csv|json]
+                                                 (the switch's local business date,
+                                                 UTC + network.tz_offset_hours)
 
 Every command takes ``--config FILE`` (TOML, see posp.settings) and
 ``--data-dir DIR``; listings take ``--json``.
@@ -219,7 +221,9 @@ async def settlement_cmd(ctx: Context) -> int:
     except ValueError:
         raise AdminError("--date", "a date is YYYY-MM-DD") from None
     async with open_backends(ctx.settings, hsm=False) as admin:
-        settlements = await admin.store.list_settlements(date=day)
+        settlements = await admin.store.list_settlements(
+            date=day, utc_offset_hours=ctx.settings.network.tz_offset_hours
+        )
     fmt = "json" if ctx.as_json else a.format
     reports.render(reports.settlement_view(day, settlements), fmt, ctx.out)
     return EXIT_OK
@@ -331,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=_Parser
     )
     report = leaf(settlement, "report", settlement_cmd)
-    report.add_argument("--date", required=True, help="YYYY-MM-DD")
+    report.add_argument(
+        "--date", required=True, help="YYYY-MM-DD, local business date (network.tz_offset_hours)"
+    )
     report.add_argument("--format", choices=reports.FORMATS, default="table")
     return parser
 

@@ -254,8 +254,16 @@ class Store(Protocol):
 
     async def get_settlement(self, terminal_id: str, batch: str) -> Settlement | None: ...
     async def list_settlements(
-        self, *, date: dt.date | None = None, terminal_id: str | None = None
-    ) -> list[Settlement]: ...
+        self,
+        *,
+        date: dt.date | None = None,
+        terminal_id: str | None = None,
+        utc_offset_hours: float = 0.0,
+    ) -> list[Settlement]:
+        """Settlements recorded on ``date`` — the business day that starts at local
+        midnight ``utc_offset_hours`` east of UTC (0: the UTC day) — and/or of one
+        terminal, ordered by time."""
+
     async def record_upload(self, record: UploadedRecord) -> bool:
         """Idempotent on (terminal_id, batch, trace); True when newly recorded."""
 

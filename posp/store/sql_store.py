@@ -329,12 +329,18 @@ class SqlStore(abc.ABC):
         return None if row is None else rows.settlement_from_row(row)
 
     async def list_settlements(
-        self, *, date: dt.date | None = None, terminal_id: str | None = None
+        self,
+        *,
+        date: dt.date | None = None,
+        terminal_id: str | None = None,
+        utc_offset_hours: float = 0.0,
     ) -> list[Settlement]:
         conditions: list[str] = []
         params: list[Any] = []
         if date is not None:
-            day_start = dt.datetime.combine(date, dt.time(), rows.UTC)
+            # the business day runs from local midnight to local midnight
+            local = dt.timezone(dt.timedelta(hours=utc_offset_hours))
+            day_start = dt.datetime.combine(date, dt.time(), local).astimezone(rows.UTC)
             conditions += ["settled_at >= ?", "settled_at < ?"]
             params += [self._time(day_start), self._time(day_start + dt.timedelta(days=1))]
         if terminal_id is not None:

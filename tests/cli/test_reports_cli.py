@@ -7,17 +7,23 @@ import asyncio
 import csv
 import datetime as dt
 import io
+from pathlib import Path
 
 import pytest
 
 from posp.iso8583.fields import SettlementF48, SettlementTotalsF48, UploadRecord
 from posp.pipeline.settlement import end_upload, settle, upload
 from posp.store import open_store
-from posp.store.api import APPROVED, JournalEntry
+from posp.store.api import APPROVED, BatchTotals, JournalEntry, Settlement
 
 from .conftest import MERCHANT, Posp
 
 PAN = "6225880000000000010"
+
+
+def business_date() -> str:
+    """Today at the switch's default offset (UTC+8): the day a settlement now falls on."""
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(hours=8)).date().isoformat()
 
 
 async def seed(posp: Posp) -> None:
@@ -86,7 +92,7 @@ def test_batch_show_of_unknown_batch_exits_2(settled: Posp) -> None:
 
 
 def test_settlement_report_csv_has_terminal_row_and_merchant_total(settled: Posp) -> None:
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = business_date()
     result = settled("settlement", "report", "--date", today, "--format", "csv")
     assert result.code == 0, result.err
     rows = list(csv.DictReader(io.StringIO(result.out)))
@@ -98,7 +104,7 @@ def test_settlement_report_csv_has_terminal_row_and_merchant_total(settled: Posp
 
 
 def test_settlement_report_table_and_json(settled: Posp) -> None:
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = business_date()
     table = settled("settlement", "report", "--date", today)
     assert table.code == 0 and "10000001" in table.out and "35.00" in table.out
     rows = settled("settlement", "report", "--date", today, "--format", "json").json()
@@ -113,3 +119,37 @@ def test_settlement_report_of_a_day_without_settlements_is_empty(settled: Posp) 
 def test_settlement_report_bad_date_exits_2_naming_date(posp: Posp) -> None:
     result = posp("settlement", "report", "--date", "21-11-2026")
     assert result.code == 2 and "--date" in result.err
+
+
+async def seed_near_midnight(posp: Posp) -> None:
+    """A settlement recorded at 23:30 UTC on 2025-06-01 (07:30 on the 2nd in Beijing)."""
+    store = open_store(f"sqlite:///{posp.data_dir / 'posp.db'}")
+    await store.open()
+    try:
+        moment = dt.datetime(2025, 6, 1, 23, 30, tzinfo=dt.UTC)
+        zero = BatchTotals()
+        await store.record_settlement(
+            Settlement("10000001", MERCHANT, "000009", zero, zero, zero, zero, settled_at=moment)
+        )
+    finally:
+        await store.close()
+
+
+def test_settlement_report_date_is_the_local_business_date(
+    posp: Posp, merchant: str, tmp_path: Path
+) -> None:
+    """23:30 UTC on the 1st is the 2nd at UTC+8 (default), the 1st at offset 0."""
+    assert posp("terminal", "add", "--id", "10000001", "--merchant", merchant).code == 0
+    asyncio.run(seed_near_midnight(posp))
+
+    def batches(day: str, *config: str) -> list[str]:
+        result = posp("settlement", "report", "--date", day, "--format", "json", *config)
+        assert result.code == 0, result.err
+        return [row["batch"] for row in result.json() if row["terminal_id"] != "*"]
+
+    assert batches("2025-06-02") == ["000009"]
+    assert batches("2025-06-01") == []
+    utc_config = tmp_path / "utc.toml"
+    utc_config.write_text("[network]\ntz_offset_hours = 0\n")
+    assert batches("2025-06-01", "--config", str(utc_config)) == ["000009"]
+    assert batches("2025-06-02", "--config", str(utc_config)) == []

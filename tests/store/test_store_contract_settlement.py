@@ -179,6 +179,22 @@ async def test_record_settlement_replaces_and_lists_by_date(store: Store) -> Non
     assert await store.list_settlements(terminal_id="nope") == []
 
 
+async def test_list_settlements_by_date_uses_the_local_business_day(store: Store) -> None:
+    """23:30 UTC on June 1 is June 2 at UTC+8; a negative offset moves the day back."""
+    late = dt.datetime(2025, 6, 1, 23, 30, tzinfo=UTC)
+    await store.record_settlement(settlement("000007", settled_at=late))
+
+    async def batches(day: dt.date, offset_h: float) -> list[str]:
+        found = await store.list_settlements(date=day, utc_offset_hours=offset_h)
+        return [s.batch for s in found]
+
+    assert await batches(dt.date(2025, 6, 2), 8.0) == ["000007"]
+    assert await batches(dt.date(2025, 6, 1), 8.0) == []
+    assert await batches(dt.date(2025, 6, 1), 0.0) == ["000007"]
+    assert await batches(dt.date(2025, 6, 1), -5.0) == ["000007"]
+    assert await batches(dt.date(2025, 6, 2), 0.5) == ["000007"]
+
+
 async def test_record_upload_is_idempotent_per_trace(store: Store) -> None:
     record = UploadedRecord(TID, "000001", "000101", "00", "h1", 1000, True)
     assert await store.record_upload(record) is True
