@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from hsm_sim.server import start_hsm_server
 from hsm_sim.settings import HsmSimSettings, load_settings
 from posp.errors import ConfigError
-from posp.loop import loop_name
+from posp.loop import loop_name, raise_open_files_limit
 from posp.loop import run as run_loop
 
 log = structlog.get_logger("hsm_sim")
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hsm-sim: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
+    raise_open_files_limit()
     run_loop(serve(settings), server=True)
 
 

@@ -34,7 +34,7 @@ from posp.errors import ConfigError, PospError
 from posp.hsm import open_hsm_client
 from posp.iso8583 import mask_pan
 from posp.log import get_logger
-from posp.loop import loop_name
+from posp.loop import loop_name, raise_open_files_limit
 from posp.loop import run as run_loop
 
 log = get_logger("issuer_sim")
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             settings = load_settings(args.config, **flags)
             configure_logging(settings.log_format, settings.log_level)
+            raise_open_files_limit()
             run_loop(serve(settings), server=True)
         elif args.cards_command == "list":
             asyncio.run(list_cards(args.db))

@@ -39,6 +39,7 @@ from posp import reports
 from posp.admin import Admin, AdminError, TmkResult
 from posp.errors import ConfigError, PospError
 from posp.hsm.api import HsmClient
+from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
 from posp.settings import Settings, load_settings
 from posp.store.api import Store
@@ -235,6 +236,7 @@ async def settlement_cmd(ctx: Context) -> int:
 async def serve_cmd(ctx: Context) -> int:
     from posp.stack import serve
 
+    raise_open_files_limit(ctx.settings.limits.max_connections)
     await serve(ctx.settings, ctx.out)
     return EXIT_OK
 
@@ -250,6 +252,7 @@ async def up_cmd(ctx: Context) -> int:
     for name, port in (("--hsm-port", a.hsm_port), ("--issuer-port", a.issuer_port)):
         if not 0 <= port <= 65535:
             raise AdminError(name, "a TCP port is 0 to 65535 (0 = any free port)")
+    raise_open_files_limit(ctx.settings.limits.max_connections + a.demo_terminals)
     options = StackOptions(
         demo=not a.no_demo,
         demo_seconds=a.demo_seconds,

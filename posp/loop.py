@@ -12,6 +12,13 @@ request) the cyclic garbage collector is tuned: the objects alive at start
 generation runs every ``GC_GEN0_THRESHOLD`` allocations instead of 700.
 Reference counting still frees almost everything at once; only cycles wait a
 little longer.
+
+Servers also raise their own open-files soft limit (RLIMIT_NOFILE) to the hard
+limit at start (:func:`raise_open_files_limit`): every terminal, HSM and network
+connection is a descriptor, and many systems start processes at a soft limit of
+1024 while allowing far more.  Only the process's own soft limit changes; the hard
+limit is the administrator's, and the server warns when it is below what
+``limits.max_connections`` needs.
 """
 
 from __future__ import annotations
@@ -19,12 +26,19 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from posp.log import get_logger
 
 T = TypeVar("T")
 
 #: Net allocations between first-generation collections (CPython's default: 700).
 GC_GEN0_THRESHOLD = 50_000
+#: Descriptors a server needs besides its connections (listeners, store, HSM, logs).
+OPEN_FILES_HEADROOM = 256
+
+_log = get_logger("posp.loop")
 
 
 def tune_gc() -> None:
@@ -52,3 +66,61 @@ def loop_name() -> str:
     """The running loop's class as ``module.Class`` (``uvloop.Loop`` when on uvloop)."""
     loop = asyncio.get_running_loop()
     return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFilesLimit:
+    """RLIMIT_NOFILE before and after :func:`raise_open_files_limit` (-1 = unlimited)."""
+
+    before: int
+    soft: int
+    hard: int
+    needed: int
+
+    @property
+    def sufficient(self) -> bool:
+        return self.soft < 0 or self.soft >= self.needed
+
+
+def raise_open_files_limit(
+    max_connections: int = 0, *, headroom: int = OPEN_FILES_HEADROOM
+) -> OpenFilesLimit | None:
+    """Raise this process's soft open-files limit to its hard limit (to what
+    ``max_connections`` + ``headroom`` needs when the hard limit is unlimited), log
+    the result, and warn when even the hard limit is below ``max_connections``.
+    None where the platform has no RLIMIT_NOFILE."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        return None
+    unlimited = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + headroom
+    target = max(soft, needed) if hard == unlimited else hard
+    if soft != unlimited and target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:  # e.g. a platform cap below the hard limit
+            _log.warning("open_files_limit_not_raised", soft=soft, error=str(exc))
+    now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    result = OpenFilesLimit(
+        before=_plain(soft, unlimited), soft=_plain(now, unlimited),
+        hard=_plain(hard, unlimited), needed=needed,
+    )  # fmt: skip
+    _log.info(
+        "open_files_limit", before=result.before, soft=result.soft, hard=result.hard,
+        needed=needed,
+    )  # fmt: skip
+    if hard != unlimited and hard < max_connections:
+        _log.warning(
+            "open_files_hard_limit_below_max_connections",
+            hard=hard,
+            max_connections=max_connections,
+            hint="raise the hard limit (ulimit -Hn, LimitNOFILE=, ulimits:) or lower "
+            "limits.max_connections",
+        )
+    return result
+
+
+def _plain(limit: int, unlimited: int) -> int:
+    return -1 if limit == unlimited else limit
