@@ -12,6 +12,15 @@ Invariants:
   state ``approved`` and moves it out of that state in the same step; a repeated void
   answers 12, a repeated reversal answers 00 without moving money again.
 * ``available = balance - held``; a debit or hold never makes it negative.
+* A reversal that arrives before its original is recorded as a ``reversed`` placeholder
+  under the original's key (persisted like any transaction); when the original arrives
+  later it is declined ``12`` and moves no money (the acquirer already gave up on it).
+  A repeat of any original whose key is already ``reversed`` is declined the same way.
+* A completion closes its pre-auth: the hold is released and the completion's own
+  amount is debited.  A completion void credits that amount back and frees the daily
+  limit the pre-auth used; the pre-auth stays closed (``completed``, hold not
+  re-instated), so a second completion or a pre-auth void of it answers 12.  Reversing
+  the completion void debits and counts the completion again.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from dataclasses import dataclass
 from typing import Final
 
 APPROVED: Final = "approved"
+#: Kind of the placeholder a reversal records for an original not (yet) seen.
+UNSEEN: Final = "unseen"
 VOIDED: Final = "voided"
 REVERSED: Final = "reversed"
 COMPLETED: Final = "completed"
@@ -142,6 +153,8 @@ class Ledger:
 
     def authorize(self, request: Request, forced_code: str = "") -> Outcome:
         """Decide and apply one financial request."""
+        if self._already_reversed(request):
+            return Outcome("12")
         account, code = self.check_card(request)
         if account is None or code != "00":
             return Outcome(code)
@@ -170,6 +183,23 @@ class Ledger:
                 )
             )
         return Outcome("00", auth_code, account.available_minor)
+
+    def _already_reversed(self, request: Request) -> bool:
+        """True when a reversal for this request's key came first (or it was reversed
+        already): the placeholder is filled in for the record, no money moves."""
+        prior = self.txns.get(request.key)
+        if prior is None or prior.state != REVERSED:
+            return False
+        if prior.kind == UNSEEN:
+            prior.kind, prior.pan, prior.amount_minor = (
+                request.kind,
+                request.pan,
+                request.amount_minor,
+            )
+            prior.original_key = request.original_key
+            self.reversed_unknown.discard(request.key)
+            self.dirty_txns.add(prior.key)
+        return True
 
     def _original(self, request: Request) -> Txn | str:
         """The approved original a referencing request acts on, or a decline code."""
@@ -216,11 +246,18 @@ class Ledger:
             account.held_minor -= original.amount_minor
         else:
             account.balance_minor += original.amount_minor
-        if original.kind != "completion":
-            account.spent_today_minor = max(0, account.spent_today_minor - original.amount_minor)
+        account.spent_today_minor = max(0, account.spent_today_minor - self._limit_use(original))
         original.state = VOIDED
         self.dirty_txns.add(original.key)
         return "00"
+
+    def _limit_use(self, txn: Txn) -> int:
+        """What ``txn`` counts against the daily limit: a completion counts through the
+        pre-auth it closed (the completion itself adds nothing)."""
+        if txn.kind != "completion":
+            return txn.amount_minor
+        preauth = self.txns.get(txn.original_key or "")
+        return preauth.amount_minor if preauth is not None else 0
 
     def _refund(self, account: Account, request: Request) -> str:
         account.balance_minor += request.amount_minor
@@ -245,8 +282,9 @@ class Ledger:
     def reverse(self, key: str) -> None:
         """Undo the transaction with original-data ``key`` exactly once (always 00)."""
         txn = self.txns.get(key)
-        if txn is None:
+        if txn is None:  # the original may still come: it will be declined (docstring)
             self.reversed_unknown.add(key)
+            self._record(Txn(key, UNSEEN, "", 0, REVERSED, ""))
             return
         if txn.state != APPROVED:  # already reversed, voided or consumed: nothing to undo
             return
@@ -276,6 +314,7 @@ class Ledger:
             account.held_minor += original.amount_minor
         else:
             account.balance_minor -= original.amount_minor
+        account.spent_today_minor += self._limit_use(original)
         original.state = APPROVED
         self.dirty_txns.add(original.key)
 

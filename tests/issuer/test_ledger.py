@@ -105,3 +105,80 @@ def test_balance_reports_available_net_of_holds() -> None:
     book.authorize(req("preauth", 2_000, "PA"))
     outcome = book.authorize(req("balance", 0, "B"))
     assert (outcome.code, outcome.available_minor) == ("00", 8_000)
+
+
+def test_original_arriving_after_its_reversal_is_declined_and_moves_no_money() -> None:
+    """A 0420 that overtook its original: the late original answers 12, nothing debited,
+    and it stays reversed (a repeat of it or a later 0420 changes nothing either)."""
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.reverse("P")
+    assert book.authorize(req("purchase", 1_000, "P")).code == "12"
+    assert (acct.balance_minor, acct.spent_today_minor) == (10_000, 0)
+    recorded = book.txns["P"]
+    assert (recorded.state, recorded.kind, recorded.amount_minor) == ("reversed", "purchase", 1_000)
+    assert book.authorize(req("purchase", 1_000, "P")).code == "12"
+    book.reverse("P")
+    assert book.authorize(req("purchase_void", 1_000, "V", original_key="P")).code == "12"
+    assert acct.balance_minor == 10_000
+    assert book.authorize(req("purchase", 1_000, "P2")).code == "00"  # other keys unaffected
+
+
+def test_late_preauth_after_its_reversal_holds_nothing() -> None:
+    book = ledger()
+    book.reverse("PA")
+    assert book.authorize(req("preauth", 2_000, "PA")).code == "12"
+    assert book.accounts["6225880000000000036"].held_minor == 0
+
+
+def test_reversal_placeholder_survives_a_restart(tmp_path: object) -> None:
+    """The early reversal is persisted: after reloading, the late original is declined."""
+    import asyncio
+    from pathlib import Path
+
+    from issuer_sim.db import CardDb
+
+    async def scenario() -> str:
+        path = str(Path(str(tmp_path)) / "issuer.db")
+        book = ledger()
+        book.reverse("P")
+        db = CardDb(path)
+        await db.flush(book)
+        await db.close()
+        reloaded = Ledger()
+        db = CardDb(path)
+        await db.load(reloaded)
+        await db.close()
+        return reloaded.authorize(req("purchase", 1_000, "P")).code
+
+    assert asyncio.run(scenario()) == "12"
+
+
+def test_completion_void_credits_the_completion_and_leaves_the_preauth_closed() -> None:
+    """Rule: the completion's debit comes back, the hold stays released (not re-held),
+    the daily limit the pre-auth used is free again, and the pre-auth cannot be
+    completed or voided afterwards (12)."""
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.authorize(req("preauth", 4_000, "PA"))
+    assert book.authorize(req("completion", 4_400, "C", original_key="PA")).code == "00"
+    assert (acct.balance_minor, acct.held_minor, acct.spent_today_minor) == (5_600, 0, 4_000)
+    assert book.authorize(req("completion_void", 4_400, "CV", original_key="C")).code == "00"
+    assert (acct.balance_minor, acct.held_minor, acct.spent_today_minor) == (10_000, 0, 0)
+    assert book.txns["PA"].state == "completed" and book.txns["C"].state == "voided"
+    assert book.authorize(req("completion", 100, "C2", original_key="PA")).code == "12"
+    assert book.authorize(req("preauth_void", 4_000, "PV", original_key="PA")).code == "12"
+    assert book.authorize(req("purchase", 8_000, "P")).code == "00"  # limit freed
+    assert acct.held_minor == 0
+
+
+def test_reversing_a_completion_void_debits_and_counts_the_completion_again() -> None:
+    book = ledger()
+    acct = book.accounts["6225880000000000036"]
+    book.authorize(req("preauth", 4_000, "PA"))
+    book.authorize(req("completion", 4_400, "C", original_key="PA"))
+    book.authorize(req("completion_void", 4_400, "CV", original_key="C"))
+    for _ in range(2):
+        book.reverse("CV")
+    assert (acct.balance_minor, acct.held_minor, acct.spent_today_minor) == (5_600, 0, 4_000)
+    assert book.txns["C"].state == "approved"
