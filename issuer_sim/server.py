@@ -10,6 +10,11 @@ Invariants:
   one under the ZMK when F48 is absent) and, when ``rules.key_exchange_interval_s`` >
   0, initiates it: new ZPK and ZAK are *offered* (accepted from the switch at once) and
   promoted when the switch confirms with 0810 ``00`` or is first seen using them.
+* An initiated exchange is offered on *every* open connection at once: several switch
+  instances (each with several connections) behave as one acquirer, and an instance
+  that never heard of the new key would fail once the old one leaves its grace
+  period.  The key is promoted when at least one connection answered ``00``; each
+  connection's outcome is counted (``issuer_sim_key_offers_total``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ class IssuerMetrics:
             ["key", "initiator", "result"],
             registry=registry,
         )
+        self.key_offers = Counter(
+            "issuer_sim_key_offers",
+            "network-initiated key offers by key and per-connection result (ok, declined, timeout)",
+            ["key", "result"],
+            registry=registry,
+        )
 
 
 class IssuerServer:
@@ -88,6 +99,7 @@ class IssuerServer:
         self._pending: dict[tuple[str, str, str], asyncio.Future[Message]] = {}
         self._stan = itertools.count(1)
         self._switch_header = NetworkHeader("", settings.network_id)
+        self._headers: dict[FrameProtocol, NetworkHeader] = {}  # per connection, last seen
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
@@ -105,6 +117,7 @@ class IssuerServer:
             self._on_frame, self._on_bad_frame, max_frame_bytes=self.settings.max_frame_bytes
         )
         self.connections = {c for c in self.connections if not c.closed.is_set()}
+        self._headers = {c: h for c, h in self._headers.items() if c in self.connections}
         self.connections.add(protocol)
         return protocol
 
@@ -145,7 +158,7 @@ class IssuerServer:
 
     # --- frames --------------------------------------------------------------
     def _on_frame(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
-        self._switch_header = frame.header.swapped()
+        self._switch_header = self._headers[conn] = frame.header.swapped()
         message = frame.message
         if message.mti[2] in "13":
             key = (str(message.get(11)), str(message.get(7)), str(message.get(32)))
@@ -233,8 +246,10 @@ class IssuerServer:
         return self.zpk if kind == zone.KEY_KIND_ZPK else self.zak
 
     async def initiate_key_exchange(self, kind: str, *, timeout_s: float = 5.0) -> bool:
-        """Generate a new ZPK (``"1"``) or ZAK (``"2"``) under the ZMK, offer it to the
-        switch with 0800/101 and promote it when the switch answers 00."""
+        """Generate a new ZPK (``"1"``) or ZAK (``"2"``) under the ZMK, offer it with
+        0800/101 on every open connection and promote it when at least one answered
+        00 (the old key stays valid for ``key_grace_s``).  False when no connection
+        is open or none accepted."""
         name = _KEY_NAMES[kind]
         conns = [c for c in self.connections if c.is_open]
         if not conns:
@@ -245,6 +260,27 @@ class IssuerServer:
         ring = self._ring(kind)
         ring.offer(generated.under_lmk)
         offer = zone.KeyOffer(kind, generated.under_wrap or "", generated.kcv)
+        # Every offer leaves before any answer is awaited: an instance that switches
+        # to the new key at once must not see the old one promoted away first.
+        waits = [await self._send_offer(conn, offer) for conn in conns]
+        results = await asyncio.gather(*(self._offer_result(w, timeout_s) for w in waits))
+        for result in results:
+            self.metrics.key_offers.labels(name, result).inc()
+        ok = "ok" in results
+        if ok and ring.pending == generated.under_lmk:
+            ring.promote()
+        overall = "ok" if ok else ("timeout" if "timeout" in results else "failed")
+        self.metrics.key_exchanges.labels(name, "network", overall).inc()
+        log.info(
+            "issuer_key_offered", key_type=name, connections=len(conns),
+            accepted=results.count("ok"), promoted=ok,
+        )  # fmt: skip
+        return ok
+
+    async def _send_offer(
+        self, conn: FrameProtocol, offer: zone.KeyOffer
+    ) -> tuple[tuple[str, str, str], asyncio.Future[Message]]:
+        """Send one 0800/101 on ``conn``; the key its answer is matched by and its future."""
         request = Message("0800", {70: zone.NMI_KEY_EXCHANGE, 53: offer.f53(), 48: offer.f48()})
         request[7] = zone.transmission_time(self.settings.tz_offset_hours)
         request[11] = f"{next(self._stan) % 999_999 + 1:06d}"
@@ -254,19 +290,21 @@ class IssuerServer:
         key = (request.text(11), request.text(7), request.text(32))
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
+        conn.send(NetworkFrame(self._headers.get(conn, self._switch_header), request))
+        return key, future
+
+    async def _offer_result(
+        self, wait: tuple[tuple[str, str, str], asyncio.Future[Message]], timeout_s: float
+    ) -> str:
+        """``ok``, ``declined`` (any other F39) or ``timeout`` for one offer."""
+        key, future = wait
         try:
-            conns[0].send(NetworkFrame(self._switch_header, request))
             response = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
-            self.metrics.key_exchanges.labels(name, "network", "timeout").inc()
-            return False
+            return "timeout"
         finally:
             self._pending.pop(key, None)
-        ok = response.get(39) == "00"
-        if ok and ring.pending == generated.under_lmk:
-            ring.promote()
-        self.metrics.key_exchanges.labels(name, "network", "ok" if ok else "failed").inc()
-        return ok
+        return "ok" if response.get(39) == "00" else "declined"
 
     async def _key_exchange_loop(self) -> None:
         while True:
