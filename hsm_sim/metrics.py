@@ -1,13 +1,17 @@
 """Prometheus metrics of the HSM simulator, against an injected registry.
 
 Label sets are bounded: ``command`` is one of the known two-letter codes or
-``other``; ``error`` is the two-character error code or ``??``.  Label children
-are cached so the per-command cost is one dict lookup plus the observation.
+``other``; ``error`` is the two-character error code or ``??``.  The per-command
+instruments are plain-number tallies (:mod:`posp.tally`) turned into metric
+families at scrape time: a ``prometheus_client`` counter and histogram cost
+about 1.5 µs per command, a tenth of the simulator's work on a MAC check.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+
+from posp.tally import TallyCounter, TallyHistogram, TallySeries
 
 #: Command codes reported under their own label; anything else is "other".
 KNOWN_COMMANDS = frozenset(
@@ -45,13 +49,13 @@ class HsmSimMetrics:
     """Counters ``hsm_commands_total``, ``hsm_command_seconds``; gauge ``hsm_connections``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._commands = Counter(
+        self._commands = TallyCounter(
             "hsm_commands",
             "Host commands answered, by command code and error code",
             ["command", "error"],
             registry=registry,
         )
-        self._seconds = Histogram(
+        self._seconds = TallyHistogram(
             "hsm_command_seconds",
             "Time spent executing a host command (excluding artificial latency)",
             ["command"],
@@ -61,22 +65,26 @@ class HsmSimMetrics:
         self.connections = Gauge(
             "hsm_connections", "Host connections currently open", registry=registry
         )
-        self._count_children: dict[tuple[bytes, bytes], Counter] = {}
-        self._seconds_children: dict[bytes, Histogram] = {}
+        # Label tuples and series by the raw bytes of the reply: no decode per command.
+        self._count_labels: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self._series: dict[str, TallySeries] = {}  # by command label (a bounded set)
 
     def observe(self, command: bytes, error: bytes, seconds: float) -> None:
         """Count one answered command and its execution time."""
-        if command not in _KNOWN_BYTES:
-            command = b"other"  # keeps the caches as bounded as the label sets
-        if len(error) != 2 or not error.isalnum():
-            error = b"??"
-        counter = self._count_children.get((command, error))
-        if counter is None:
-            counter = self._commands.labels(command.decode(), error.decode())
-            self._count_children[(command, error)] = counter
-        counter.inc()
-        histogram = self._seconds_children.get(command)
-        if histogram is None:
-            histogram = self._seconds.labels(command.decode())
-            self._seconds_children[command] = histogram
-        histogram.observe(seconds)
+        labels = self._count_labels.get((command, error))
+        if labels is None:
+            labels = self._labels(command, error)
+        self._commands.inc(labels)
+        series = self._series.get(labels[0])
+        if series is None:
+            series = self._series[labels[0]] = self._seconds.series((labels[0],))
+        series.observe(seconds)
+
+    def _labels(self, command: bytes, error: bytes) -> tuple[str, str]:
+        """The bounded label pair for a reply; cached only for bounded inputs."""
+        known = command in _KNOWN_BYTES
+        valid = len(error) == 2 and error.isalnum()
+        labels = (command.decode() if known else "other", error.decode() if valid else "??")
+        if known and valid:
+            self._count_labels[(command, error)] = labels
+        return labels

@@ -27,8 +27,13 @@ posp_signed_in_terminals      gauge      -                        terminals with
 txn_type is a route name (sign_in, purchase, ...) or ``unrouted``.
 
 The HSM client and the store are wrapped in timing proxies
-(:class:`InstrumentedHsm`, :class:`InstrumentedStore`) so no caller has to
-remember to time its calls.
+(:func:`instrument_hsm`, :func:`instrument_store`) so no caller has to
+remember to time its calls.  The per-request instruments (requests, their
+latency, HSM and store latency) are :mod:`posp.tally` instruments: plain
+numbers turned into metric families at scrape time, because a
+``prometheus_client`` observation costs about a microsecond and a card
+transaction makes a dozen.  ``posp_in_flight`` is read from the terminal
+server at scrape time (``track_in_flight``).
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from posp.errors import HsmError
+from posp.tally import TallyCounter, TallyHistogram, TallySeries
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -71,10 +77,10 @@ class SwitchMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        self.requests = TallyCounter(
             "posp_requests", "Requests answered", ["txn_type", "response_code"], registry=r
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = TallyHistogram(
             "posp_request_seconds",
             "Time from frame to answer",
             ["txn_type"],
@@ -89,7 +95,7 @@ class SwitchMetrics:
         self.frames_rejected = Counter(
             "posp_frames_rejected", "Connections closed for bad input", ["reason"], registry=r
         )
-        self.hsm_seconds = Histogram(
+        self.hsm_seconds = TallyHistogram(
             "posp_hsm_seconds",
             "HSM call latency",
             ["command"],
@@ -99,7 +105,7 @@ class SwitchMetrics:
         self.hsm_errors = Counter(
             "posp_hsm_errors", "HSM call failures", ["command", "error"], registry=r
         )
-        self.store_seconds = Histogram(
+        self.store_seconds = TallyHistogram(
             "posp_store_seconds",
             "Store call latency",
             ["operation"],
@@ -109,48 +115,55 @@ class SwitchMetrics:
         self.signed_in_terminals = Gauge(
             "posp_signed_in_terminals", "Terminals with unexpired working keys", registry=r
         )
-        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._request_series: dict[str, TallySeries] = {}
+
+    def track_in_flight(self, read: Callable[[], int]) -> None:
+        """Report ``read()`` as posp_in_flight at each scrape (no per-request update)."""
+        self.in_flight.set_function(read)
 
     def observe_request(self, txn_type: str, response_code: str, seconds: float) -> None:
-        # Label children are looked up once per label set: ``labels()`` costs more
-        # than the observation itself on the hot path.
-        key = (txn_type, response_code)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(txn_type, response_code),
-                self.request_seconds.labels(txn_type),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests.inc((txn_type, response_code))
+        series = self._request_series.get(txn_type)
+        if series is None:
+            series = self._request_series[txn_type] = self.request_seconds.series((txn_type,))
+        series.observe(seconds)
 
 
 class _TimingProxy:
-    """Wraps every coroutine method of ``target`` with a latency observation."""
+    """Wraps every coroutine method of ``target`` with a latency observation into
+    the series of ``histogram`` labelled by the method's name; ``on_error`` (if
+    any) also sees the method's name and what it raised."""
 
     def __init__(
-        self, target: object, observe: Callable[[str, float, BaseException | None], None]
+        self,
+        target: object,
+        histogram: TallyHistogram,
+        on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self._target = target
-        self._observe = observe
+        self._histogram = histogram
+        self._on_error = on_error
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        observe = self._observe
+        observe = self._histogram.series((name,)).observe
+        on_error = self._on_error
+        clock = time.perf_counter
         call = cast("Callable[..., Awaitable[Any]]", attr)
 
         @functools.wraps(attr)
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started = clock()
             try:
                 result = await call(*args, **kwargs)
             except BaseException as exc:
-                observe(name, time.perf_counter() - started, exc)
+                observe(clock() - started)
+                if on_error is not None:
+                    on_error(name, exc)
                 raise
-            observe(name, time.perf_counter() - started, None)
+            observe(clock() - started)
             return result
 
         # Cache on the instance: __getattr__ runs only for the first call of a method.
@@ -161,31 +174,16 @@ class _TimingProxy:
 def instrument_hsm(hsm: HsmClient, metrics: SwitchMetrics) -> HsmClient:
     """``hsm`` with every call timed into posp_hsm_seconds / posp_hsm_errors_total."""
 
-    timers: dict[str, Any] = {}  # label children, looked up once per command
-
-    def observe(command: str, seconds: float, exc: BaseException | None) -> None:
-        timer = timers.get(command)
-        if timer is None:
-            timer = timers[command] = metrics.hsm_seconds.labels(command)
-        timer.observe(seconds)
+    def on_error(command: str, exc: BaseException) -> None:
         if isinstance(exc, HsmError):
             metrics.hsm_errors.labels(command, type(exc).__name__).inc()
 
-    return cast("HsmClient", _TimingProxy(hsm, observe))
+    return cast("HsmClient", _TimingProxy(hsm, metrics.hsm_seconds, on_error))
 
 
 def instrument_store(store: Store, metrics: SwitchMetrics) -> Store:
     """``store`` with every call timed into posp_store_seconds."""
-
-    timers: dict[str, Any] = {}  # label children, looked up once per operation
-
-    def observe(operation: str, seconds: float, _exc: BaseException | None) -> None:
-        timer = timers.get(operation)
-        if timer is None:
-            timer = timers[operation] = metrics.store_seconds.labels(operation)
-        timer.observe(seconds)
-
-    return cast("Store", _TimingProxy(store, observe))
+    return cast("Store", _TimingProxy(store, metrics.store_seconds))
 
 
 class MetricsServer:

@@ -118,7 +118,6 @@ class TerminalConnection(asyncio.Protocol):
             return
         self._in_flight += 1
         server.in_flight += 1
-        server.metrics.in_flight.inc()
         task = self._loop.create_task(self._serve(body), context=self._context.copy())
         server.tasks.add(task)
         task.add_done_callback(server.tasks.discard)
@@ -140,7 +139,6 @@ class TerminalConnection(asyncio.Protocol):
         finally:
             self._in_flight -= 1
             server.in_flight -= 1
-            server.metrics.in_flight.dec()
             self._last_activity_s = self._loop.time()
 
     def _send(self, reply: Reply) -> None:
@@ -184,6 +182,7 @@ class TerminalServer:
         self.connections: set[TerminalConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        metrics.track_in_flight(lambda: self.in_flight)  # read at scrape time
         self.closing = False
         self._server: asyncio.Server | None = None
 

@@ -121,7 +121,7 @@ class NetworkLink:
         network STAN and F7 and later build a reversal), completes F90's institution ids
         when zero, and sets F128.  Raises NetworkUnavailable / NetworkTimeout."""
         if not self._signed_on:
-            self.metrics.requests.labels(request.mti, "unavailable").inc()
+            self.metrics.requests.inc((request.mti, "unavailable"))
             raise NetworkUnavailable("network link not signed on")
         return await self._exchange(self._pick_connection(), request, timeout_s)
 
@@ -182,7 +182,7 @@ class NetworkLink:
                 raise NetworkUnavailable("network connection closed")
             response = await future
         except TimeoutError:
-            self.metrics.requests.labels(request.mti, "timeout").inc()
+            self.metrics.requests.inc((request.mti, "timeout"))
             raise NetworkTimeout(f"no {request.mti} answer within the deadline") from None
         finally:
             timer.cancel()
@@ -193,10 +193,10 @@ class NetworkLink:
             and await zone.verify_message(self._hsm, self.zak, response) is None
         ):
             self.metrics.mac_failures.inc()
-            self.metrics.requests.labels(request.mti, "mac_failed").inc()
+            self.metrics.requests.inc((request.mti, "mac_failed"))
             log.warning("network_response_mac_failed", mti=response.mti)
             raise ResponseMacInvalid(f"{response.mti} MAC did not verify")
-        self.metrics.requests.labels(request.mti, str(response.get(39) or "none")).inc()
+        self.metrics.requests.inc((request.mti, str(response.get(39) or "none")))
         return response
 
     def _on_frame(self, conn: FrameProtocol, frame: NetworkFrame) -> None:

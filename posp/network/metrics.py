@@ -6,7 +6,9 @@ Label sets are bounded: MTIs and two-character response codes (plus ``timeout`` 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from posp.tally import TallyCounter, TallyHistogram
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -22,7 +24,8 @@ class LinkMetrics:
         self.connections_signed_on = Gauge(
             "posp_network_connections_signed_on", "connections signed on", registry=registry
         )
-        self.requests = Counter(
+        # Per-request instruments are plain-number tallies (posp.tally): cheap to update.
+        self.requests = TallyCounter(
             "posp_network_requests",
             "requests sent to the network by MTI and response code",
             ["mti", "response_code"],
@@ -43,12 +46,13 @@ class LinkMetrics:
             "network messages whose MAC did not verify",
             registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = TallyHistogram(
             "posp_network_latency_seconds",
             "request to matched response",
+            [],
             buckets=_LATENCY_BUCKETS_S,
             registry=registry,
-        )
+        ).series(())
         self.key_exchanges = Counter(
             "posp_network_key_exchanges",
             "zone key exchanges by key, initiator and result",
