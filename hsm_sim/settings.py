@@ -9,18 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from posp.errors import ConfigError
+from posp.config import LayeredSettings, load_layered
 
 
-class HsmSimSettings(BaseSettings):
+class HsmSimSettings(LayeredSettings):
     """Every option of ``hsm-sim``; the defaults work out of the box."""
 
     model_config = SettingsConfigDict(env_prefix="POSP_HSM_", extra="forbid")
@@ -45,28 +40,4 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> HsmSimSe
 
     Raises ConfigError naming the offending keys when they do not validate.
     """
-    toml_path = config_file
-
-    class _FromFile(HsmSimSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-            if toml_path is not None:
-                sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_path),)
-            return sources
-
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
-    try:
-        loaded = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
-        raise ConfigError(f"invalid HSM simulator settings: {fields}") from None
-    return HsmSimSettings.model_validate(loaded.model_dump())
+    return load_layered(HsmSimSettings, config_file, overrides, what="HSM simulator")

@@ -10,20 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from issuer_sim.cardfile import DEMO_CARDS
-from posp.errors import ConfigError
+from posp.config import LayeredSettings, load_layered
 from posp.network import test_keys
 
 
-class IssuerSettings(BaseSettings):
+class IssuerSettings(LayeredSettings):
     """Every option of ``issuer-sim serve``."""
 
     model_config = SettingsConfigDict(env_prefix="POSP_ISSUER_", extra="forbid")
@@ -55,28 +50,4 @@ class IssuerSettings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: Any) -> IssuerSettings:
     """Settings from the TOML file, the environment and ``overrides`` (CLI flags that are
     not None).  ConfigError naming the offending keys when they do not validate."""
-    toml_path = config_file
-
-    class _FromFile(IssuerSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-            if toml_path is not None:
-                sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_path),)
-            return sources
-
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
-    try:
-        loaded = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
-        raise ConfigError(f"invalid issuer simulator settings: {fields}") from None
-    return IssuerSettings.model_validate(loaded.model_dump())
+    return load_layered(IssuerSettings, config_file, overrides, what="issuer simulator")

@@ -38,32 +38,20 @@ log.format / log.level                console | json; debug | info | warning | e
 
 from __future__ import annotations
 
-import contextvars
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from posp.errors import ConfigError
+from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
 
 ENV_PREFIX = "POSP_"
 CONFIG_ENV = "POSP_CONFIG"
 #: Public test value: fine for a lab, never for production (the switch warns).
 TEST_PAN_HASH_KEY = "TEST-ONLY-PAN-HASH-KEY-CHANGE-ME"
-
-# The TOML file of the load in progress; a context variable keeps concurrent
-# loads (tests) from seeing each other's file.
-_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "posp_settings_toml", default=None
-)
 
 
 class _Section(BaseModel):
@@ -95,7 +83,7 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Settings(BaseSettings):
+class Settings(LayeredSettings):
     """Every setting of the switch (see the module docstring for the table)."""
 
     model_config = SettingsConfigDict(
@@ -139,48 +127,11 @@ class Settings(BaseSettings):
     def uses_test_pan_hash_key(self) -> bool:
         return self.pan_hash_key == TEST_PAN_HASH_KEY
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _toml_path.get()
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
-
-
-def _describe(error: ValidationError) -> str:
-    """One line per bad key, naming the TOML key and its environment variable."""
-    lines = []
-    for item in error.errors():
-        parts = [str(p) for p in item["loc"]]
-        key = ".".join(parts) if parts else "(settings)"
-        env = ENV_PREFIX + "__".join(parts).upper() if parts else ""
-        where = f"{key} ({env})" if env else key
-        lines.append(f"setting {where}: {item['msg']}")
-    return "; ".join(lines)
-
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build and validate the settings; ConfigError names every bad key.
+    """Build and validate the settings (:func:`posp.config.load_layered`); ConfigError
+    names every bad key and its variable.
 
     ``config`` (or ``POSP_CONFIG``) names a TOML file; a missing file is an error."""
     raw = config if config is not None else os.environ.get(CONFIG_ENV)
-    path = Path(raw) if raw else None
-    if path is not None and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    token = _toml_path.set(path)
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
-        raise ConfigError(f"config file {path}: {exc}") from None
-    finally:
-        _toml_path.reset(token)
+    return load_layered(Settings, raw or None, overrides, what="switch")
