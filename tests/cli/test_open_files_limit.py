@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 LOW_SOFT = 64
 _PROBE = """
@@ -76,32 +78,46 @@ def test_posp_serve_raises_its_own_soft_limit(tmp_path: Path) -> None:
     env.pop("POSP_CONFIG", None)
     child = subprocess.Popen(
         [sys.executable, "-m", "posp.cli", "serve", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
         preexec_fn=_limits(LOW_SOFT),
     )
+    assert child.stderr is not None
+    lines = _read_lines(child.stderr)
     try:
-        line = _wait_for_line(child, '"open_files_limit"', timeout_s=20)
+        line = _wait_for_line(lines, '"open_files_limit"', timeout_s=20)
         logged = json.loads(line)
         assert logged["before"] == LOW_SOFT and logged["soft"] == logged["hard"]
         assert logged["soft"] == -1 or logged["soft"] > LOW_SOFT
+        _wait_for_line(lines, "switch started", timeout_s=20)  # SIGTERM handled from here
     finally:
         child.send_signal(signal.SIGTERM)
-        child.communicate(timeout=20)
+        child.wait(timeout=20)
     assert child.returncode == 0
 
 
-def _wait_for_line(child: subprocess.Popen[str], needle: str, timeout_s: float) -> str:
-    assert child.stderr is not None
+def _wait_for_line(lines: queue.Queue[str], needle: str, timeout_s: float) -> str:
+    """The first line holding ``needle`` from ``lines`` (fed by a reader thread)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([child.stderr], [], [], 0.2)
-        if ready:
-            line = child.stderr.readline()
-            if needle in line:
-                return line
-            if not line and child.poll() is not None:
-                break
+    while (left_s := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left_s)
+        except queue.Empty:
+            break
+        if needle in line:
+            return line
     raise AssertionError(f"{needle} not logged")
+
+
+def _read_lines(stream: IO[str]) -> queue.Queue[str]:
+    """The stream's lines, read by a daemon thread (select() and buffered text do not mix)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
