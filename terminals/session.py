@@ -106,7 +106,9 @@ class TerminalSession:
             await self.close()
             return self.machine.on_comms_error(after_send=False)
         try:
-            body = await asyncio.wait_for(self._read_frame(), self.options.response_timeout_s)
+            # A timeout scope, not wait_for: no task wrapped around every read.
+            async with asyncio.timeout(self.options.response_timeout_s):
+                body = await self._read_frame()
         except TimeoutError:
             await self.close()
             return self.machine.on_timeout()

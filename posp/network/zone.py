@@ -13,6 +13,7 @@ not MAC'd, so a side whose ZAK is stale can still sign on and ask for new keys.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,10 +58,29 @@ async def verify_message(hsm: HsmClient, zak: ZoneKey, message: Message) -> str 
     return None
 
 
+#: (epoch second, offset, F7 text) of the last clock reading: F7 changes once a
+#: second while every network request asks for it.
+_last_f7: tuple[int, float, str] = (-1, 0.0, "")
+
+
 def transmission_time(tz_offset_hours: float, now: dt.datetime | None = None) -> str:
     """F7 MMDDhhmmss on the node clock (UTC+8 by default)."""
-    utc = now if now is not None else dt.datetime.now(dt.UTC)
-    return (utc + dt.timedelta(hours=tz_offset_hours)).strftime("%m%d%H%M%S")
+    global _last_f7
+    if now is not None:
+        return _format_f7(now + dt.timedelta(hours=tz_offset_hours))
+    second = int(time.time())
+    cached = _last_f7
+    if cached[0] == second and cached[1] == tz_offset_hours:
+        return cached[2]
+    utc = dt.datetime.fromtimestamp(second, dt.UTC)
+    text = _format_f7(utc + dt.timedelta(hours=tz_offset_hours))
+    _last_f7 = (second, tz_offset_hours, text)
+    return text
+
+
+def _format_f7(local: dt.datetime) -> str:
+    # By hand: strftime costs several microseconds.
+    return f"{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
 
 
 def management_request(code: str) -> Message:
