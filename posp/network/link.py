@@ -249,9 +249,15 @@ class NetworkLink:
         code, offer, key_lmk = await zone.key_exchange_answer_code(
             self._hsm, self.settings.zmk_lmk, request
         )
+        result = "ok" if code == "00" else code
         if offer is not None and key_lmk is not None:
-            self._ring(offer.kind).install(key_lmk)
-        self.metrics.key_exchanges.labels(name, "network", "ok" if code == "00" else code).inc()
+            ring = self._ring(offer.kind)
+            # The network offers a new key on every connection; the same key
+            # arriving again on this switch's second connection is a repeat.
+            if key_lmk == ring.current:
+                result = "repeat"
+            ring.install(key_lmk)
+        self.metrics.key_exchanges.labels(name, "network", result).inc()
         log.info("network_key_exchange", key=name, response_code=code)
         return code
 
