@@ -186,10 +186,17 @@ class TerminalServer:
         self.closing = False
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Listen on ``host:port``; with ``reuse_port`` (SO_REUSEPORT, Linux) other
+        processes may listen on the same port and the kernel spreads connections."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: TerminalConnection(self), host, port, backlog=4096, reuse_address=True
+            lambda: TerminalConnection(self),
+            host,
+            port,
+            backlog=4096,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         _log.info("terminal listener started", host=host, port=self.port)
 

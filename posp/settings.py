@@ -20,6 +20,8 @@ key                                   meaning (default)
 ====================================  =======================================
 listen_host                           terminal listener address (127.0.0.1)
 terminal_port                         terminal listener port (5800; 0 = any)
+reuse_port                            SO_REUSEPORT on the terminal listener (false; Linux):
+                                      several switch processes accept on one port
 metrics_host / metrics_port           Prometheus exposition (127.0.0.1:9100)
 data_dir                              data directory (./data)
 store_url                             sqlite:///<data_dir>/posp.db or postgresql://…
@@ -95,6 +97,7 @@ class Settings(LayeredSettings):
 
     listen_host: str = "127.0.0.1"
     terminal_port: int = Field(default=5800, ge=0, le=65535)
+    reuse_port: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     metrics_enabled: bool = True

@@ -138,7 +138,9 @@ class Switch:
         )
         self.pipeline = Pipeline(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
-        await self.server.start(settings.listen_host, settings.terminal_port)
+        await self.server.start(
+            settings.listen_host, settings.terminal_port, reuse_port=settings.reuse_port
+        )
         if settings.metrics_enabled:
             self._metrics_server = MetricsServer(
                 self.registry, settings.metrics_host, settings.metrics_port

@@ -4,7 +4,9 @@ process: fleet (this process, terminals.fleet) → ``posp serve`` (SQLite) →
 
 Target: ≥ 1,500 approved PIN purchases/s sustained for 60 s with p99 ≤ 100 ms.
 ``POSP_BENCH_SECONDS`` shortens the run (default 60); ``POSP_BENCH_TERMINALS``
-sets the fleet size (closed loop, one worker per terminal; default 64).
+sets the fleet size (closed loop, one worker per terminal; default 64);
+``POSP_BENCH_SWITCHES`` the number of ``posp serve`` processes sharing the
+terminal port (``reuse_port``, node ids 1..N) and the store (default 2).
 Prints the rate, latency percentiles and each process's CPU (share of one core).
 On the shared 2-core development machine the figures are pessimistic.
 """
@@ -80,7 +82,33 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def run(seconds: float, terminals: int) -> None:
+def wait_for_line(log: Path, text: str, timeout_s: float = 20.0) -> None:
+    """Wait until ``log`` contains ``text`` (a switch says it listens)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{log.name} never said {text!r}")
+
+
+def start_switches(
+    count: int, env: dict[str, str], data: Path
+) -> dict[str, subprocess.Popen[bytes]]:
+    """``count`` ``posp serve`` processes on one terminal port (SO_REUSEPORT), node
+    ids 1..count, one store; returns once each one listens."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for index in range(count):
+        name = "posp serve" if count == 1 else f"posp serve {index + 1}"
+        node_env = {**env, "POSP_NODE_ID": str(index + 1), "POSP_REUSE_PORT": "true"}
+        node_env["PYTHONUNBUFFERED"] = "1"  # its "listening on" line reaches the log now
+        log = data / f"switch-{index + 1}.log"
+        procs[name] = start([str(BIN / "posp"), "serve"], node_env, log)
+        wait_for_line(log, "listening on")
+    return procs
+
+
+def run(seconds: float, terminals: int, switches: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
         data = Path(tmp)
         hsm_port, net_port, term_port = free_port(), free_port(), free_port()
@@ -104,7 +132,7 @@ def run(seconds: float, terminals: int) -> None:
             provision += ["--fleet-file", str(fleet_file)]
             subprocess.run(provision, env=env, check=True, capture_output=True)
             wait_for_port(net_port)
-            procs["posp serve"] = start([str(BIN / "posp"), "serve"], env, data / "switch.log")
+            procs.update(start_switches(switches, env, data))
             wait_for_port(term_port)
             run_loop(report_run(procs, fleet_file, term_port, seconds), server=True)
         finally:
@@ -154,7 +182,8 @@ async def report_run(
     approved = report.response_codes.get("00", 0)
     print(
         f"full-path PIN purchases, {len(config.terminals)} terminals, {len(cards)} cards,"
-        f" closed loop on {loop_name()}"
+        f" closed loop on {loop_name()}, {sum(n.startswith('posp') for n in procs)} switch"
+        " process(es)"
     )
     print(f"  duration {report.duration_s:.1f} s, requests {report.requests}")
     print(f"  approved {approved}  ({approved / report.duration_s:,.0f} approved/s)")
@@ -183,7 +212,8 @@ async def report_run(
 def main() -> None:
     seconds = float(os.environ.get("POSP_BENCH_SECONDS", "60"))
     terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "64"))
-    run(seconds, terminals)
+    switches = int(os.environ.get("POSP_BENCH_SWITCHES", "2"))
+    run(seconds, terminals, switches)
 
 
 if __name__ == "__main__":
