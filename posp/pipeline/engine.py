@@ -10,7 +10,9 @@ Deadline: steps run inside ``asyncio.timeout(request_deadline_s)`` from frame
 arrival; when it passes the answer is ``ctx.timeout_code`` (96, or 98 once a
 financial step has forwarded the request).  Journal and answer MAC run after
 the deadline with the HSM's and store's own deadlines, so the server adds a
-small grace on top.
+small grace on top.  So does ``finish_forwarded``: a refund reservation is
+released, and a request the deadline cut off after sending is timed out with a
+queued 0420, whatever ended the steps.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from posp.iso8583.fields import Field60
 from posp.log import bind_transaction, get_logger
 from posp.pipeline.codes import FORMAT_ERROR, MALFUNCTION, code_for
 from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.forward import finish_forwarded
 from posp.pipeline.journal import record_outcome
 from posp.pipeline.respond import bare_answer, take_answer
 from posp.pipeline.routes import find_route
@@ -78,6 +81,7 @@ class Pipeline:
             body, frame, route, self.services, f60, self.services.local_now(), started_s
         )
         code = await self._run_steps(ctx)
+        await self._finish_steps(ctx)
         await record_outcome(ctx, code)
         answer = await take_answer(ctx, code)
         self._observe(route.name, code, started_s)
@@ -107,6 +111,16 @@ class Pipeline:
             return code
         _log.error("route ended without an answer", route=ctx.route.name)
         return MALFUNCTION
+
+    @staticmethod
+    async def _finish_steps(ctx: TxnContext) -> None:
+        """What must happen however the steps ended (answer, error, deadline):
+        settle a sent request and release a refund reservation.  Outside the
+        deadline, like the journal; a failure is logged, the answer still leaves."""
+        try:
+            await finish_forwarded(ctx)
+        except Exception as exc:
+            _log.error("finishing the request failed", error_type=type(exc).__name__)
 
     @staticmethod
     def _bind(frame: TerminalFrame, txn_type: str | None) -> None:

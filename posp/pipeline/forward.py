@@ -14,7 +14,11 @@ Invariants:
 * No answer in time (``NetworkTimeout``, including a response whose MAC failed):
   the terminal gets 98, the entry goes to timed_out and a 0420 for the sent
   request is queued durably (SAF) before the answer leaves.
-* A refund reservation is released unless the network approves the refund.
+* A refund reservation is released unless the network approves the refund:
+  in one place, ``finish_forwarded``, which the engine runs after the steps
+  (outside the deadline), whatever ended them.
+* A request the deadline cut off after it was sent (no final state yet) is
+  settled there too: timed_out and a queued 0420, as on no answer.
 * The network's F7/F11 are journaled with the outcome (voids, completions and
   reversals reference the original through them in F90).
 """
@@ -41,6 +45,8 @@ NO_ANSWER: Final = "98"
 APPROVED_CODE: Final = "00"
 #: Extra journal changes recorded with the outcome (``posp.pipeline.journal``).
 EXTRA_JOURNAL: Final = "journal_changes"
+#: ``ctx.extras`` key: the network request sent whose fate is not settled yet.
+EXTRA_SENT: Final = "sent_request"
 #: Time kept back from the request deadline for the timeout path (SAF write, answer).
 DEADLINE_MARGIN_S: Final = 1.0
 #: Network response codes passed to the terminal as they are (terminal-link §7).
@@ -134,6 +140,7 @@ async def forward(ctx: TxnContext) -> str | None:
     request = build_request(ctx)
     timeout_s = network_timeout_s(ctx)
     ctx.timeout_code = NO_ANSWER
+    ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
     try:
         response = await link.send(request, timeout_s=timeout_s)
     except NetworkTimeout as exc:
@@ -142,7 +149,7 @@ async def forward(ctx: TxnContext) -> str | None:
         await on_no_answer(ctx, request, reason)
         return NO_ANSWER
     except Exception:
-        await release_refund(ctx)  # nothing reached the network
+        ctx.extras.pop(EXTRA_SENT, None)  # nothing reached the network
         raise
     note_network_ids(ctx, request)
     return await on_answer(ctx, request, response)
@@ -151,12 +158,12 @@ async def forward(ctx: TxnContext) -> str | None:
 async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
     """98: timed_out (unless a 0400 reversed it meanwhile) and a queued 0420."""
     assert ctx.entry_id is not None
-    store = ctx.services.store
-    won = await store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
-    ctx.final_state = TIMED_OUT if won else REVERSED
+    if ctx.final_state is None:  # a rerun by finish_forwarded keeps the first outcome
+        won = await ctx.services.store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
+        ctx.final_state = TIMED_OUT if won else REVERSED
     if ctx.route.name != "balance":  # a balance inquiry moves no money
-        await queue_reversal(ctx.services, ctx.entry_id, sent, reason)
-    await release_refund(ctx)
+        await queue_reversal(ctx.services, ctx.entry_id, sent, reason)  # idempotent
+    ctx.extras.pop(EXTRA_SENT, None)
     _log.warning("network did not answer; reversal queued", reason=reason)
 
 
@@ -182,13 +189,24 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
         ctx.final_state = REVERSED
         if code == APPROVED_CODE:
             await queue_reversal(ctx.services, ctx.entry_id, sent, NO_ANSWER)
-        await release_refund(ctx)
+        ctx.extras.pop(EXTRA_SENT, None)
         _log.info("answer arrived after a terminal reversal", response_code=code)
         return code
     ctx.final_state = state
+    ctx.extras.pop(EXTRA_SENT, None)
     ctx.extras[EXTRA_RECORDED] = changes  # record_outcome need not write it again
     if code == APPROVED_CODE:
         await apply_approval(ctx)
-    else:
-        await release_refund(ctx)
     return code
+
+
+async def finish_forwarded(ctx: TxnContext) -> None:
+    """After the steps, outside the deadline: settle a sent request the deadline
+    cut off (timed_out + queued 0420) and release a refund reservation unless the
+    refund ended approved.  Idempotent; a no-op for routes that forward nothing."""
+    sent = ctx.extras.get(EXTRA_SENT)
+    if isinstance(sent, Message):
+        note_network_ids(ctx, sent)
+        await on_no_answer(ctx, sent, NO_ANSWER)
+    if ctx.final_state != APPROVED:
+        await release_refund(ctx)
