@@ -4,9 +4,9 @@ Invariants:
 * Items live in the store (``enqueue_saf``), so a restart — or another switch
   instance on the same database — picks them up; ``due_saf`` leases what it returns.
 * An item is removed only when a 0430 arrives; anything else (no link, timeout, bad
-  MAC, another MTI) reschedules it with exponential backoff between
-  ``min_backoff_s`` and ``max_backoff_s``.  Repeats are safe: the network answers a
-  repeated 0420 with 00 without undoing twice.
+  MAC, another MTI, any other failure such as an HSM timeout) reschedules it with
+  exponential backoff between ``min_backoff_s`` and ``max_backoff_s``.  Repeats
+  are safe: the network answers a repeated 0420 with 00 without undoing twice.
 * Each attempt gets a fresh F7/F11 (the link assigns them), so a late 0430 of an
   earlier attempt is counted as unmatched rather than confused with this one.
 
@@ -92,6 +92,8 @@ class SafForwarder:
                 await self.forward_due()
             except StoreError as exc:
                 log.error("saf_store_failed", error=type(exc).__name__)
+            except Exception as exc:  # the forwarder outlives any one failure
+                log.error("saf_pass_failed", error=type(exc).__name__)
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
             except TimeoutError:
@@ -126,6 +128,10 @@ class SafForwarder:
             response = await self._link.send(reversal)
         except NetworkError as exc:
             log.info("saf_attempt_failed", item=item.id, error=type(exc).__name__)
+            await self._reschedule(item)
+            return False
+        except Exception as exc:  # e.g. HsmTimeout while MACing: the item waits, not the queue
+            log.error("saf_attempt_error", item=item.id, error=type(exc).__name__)
             await self._reschedule(item)
             return False
         if response.mti != "0430":
