@@ -40,11 +40,9 @@ async def _queued_store() -> Store:
     await store.open()
     entry = JournalEntry("10000001", "898100000000001", "000001", "000001", "purchase", "0200")
     entry_id = await store.insert_entry(entry)
-    sent = Message(
-        "0200",
-        {2: "6225880000000000010", 3: "000000", 4: "000000000001", 7: "0101000000"}
-        | {11: "000001", 32: "12345678", 33: "12345678"},
-    )
+    fields: dict[int, str | bytes] = {2: "6225880000000000010", 3: "000000", 4: "000000000001"}
+    fields |= {7: "0101000000", 11: "000001", 32: "12345678", 33: "12345678"}
+    sent = Message("0200", fields)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     payload = saf_payload(network_reversal(sent))
     await store.enqueue_saf(SafItem(entry_id, payload, next_attempt_at=past))
