@@ -283,6 +283,8 @@ class NetworkLink:
                         self._set_signed_on([*self._signed_on, conn])
                         log.info("network_signed_on", connection=index)
                         await self._keep_alive(conn)
+                except Exception as exc:  # e.g. StoreError from the STAN: never end the loop
+                    log.error("network_link_error", connection=index, error=type(exc).__name__)
                 finally:
                     self._drop(conn)
             self.metrics.reconnects.inc()
