@@ -7,7 +7,8 @@ Invariants:
   the MAC are added by ``posp.pipeline.respond`` at the end.
 * ``ctx.pan`` holds the clear PAN only in memory for the request's lifetime;
   it is excluded from the repr and never logged or stored (the journal keeps
-  the 6+4 mask and a keyed hash).
+  the 6+4 mask and a keyed hash).  So are ``body`` (the raw frame), ``response``
+  and ``extras`` (clear track data, the translated PIN block).
 * ``ctx.now`` is the switch's local time (UTC+8 by default), read once per
   request so that F12/F13 and the journal agree.
 """
@@ -78,17 +79,17 @@ class Services:
 class TxnContext:
     """One request on its way through the route's steps."""
 
-    body: bytes
+    body: bytes = field(repr=False)  # the raw frame: PAN, tracks, PIN block
     frame: TerminalFrame
     route: Route
-    services: Services
+    services: Services = field(repr=False)
     f60: Field60
     now: dt.datetime
     started_s: float  # perf_counter at frame arrival
     terminal: Terminal | None = None
     merchant: Merchant | None = None
     registry_fresh: bool = False  # terminal/merchant re-read from the database (checks)
-    response: dict[int, FieldValue] = field(default_factory=dict)
+    response: dict[int, FieldValue] = field(default_factory=dict, repr=False)
     response_f60: str | None = None  # replaces the echoed 60 (sign-in gives the batch)
     processing: str = "0"  # header digit 6 of the answer
     keys_usable: bool = False  # working keys present and unexpired (the answer can be MACed)
@@ -103,7 +104,8 @@ class TxnContext:
     settlement_date: str | None = None
     original: JournalEntry | None = None
     pan: str | None = field(default=None, repr=False)
-    extras: dict[str, Any] = field(default_factory=dict)  # room for later steps' state
+    # Room for later steps' state, card data included (clear tracks, PIN block).
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def message(self) -> Message:
