@@ -3,9 +3,10 @@
 Order in a financial route (``posp.pipeline.routes.FINANCIAL_CHECKS``): who
 the terminal is (97), its merchant (03), whether both may transact (58),
 whether its working keys are usable (77, and the answer asks for a sign-in),
-the route's fields (30), the batch (77), the MAC (A0).  Identity comes first
-so that a format error from a known, signed-in terminal is answered with a
-MAC it can verify.
+the route's fields (30), the batch (77), the MAC (A0), then (card
+transactions carrying F4) the amount (13).  Identity comes first so that a
+format error from a known, signed-in terminal is answered with a MAC it can
+verify; the amount only after the MAC, so an unauthenticated request gets A0.
 
 Card transactions take registry rows from the store's cache when read at most
 ``REGISTRY_MAX_AGE_S`` ago (``posp.store.registry_cache``): changes made through
@@ -177,6 +178,17 @@ async def verify_mac(ctx: TxnContext) -> str | None:
         return "A0"
     ctx.mac_verified = True
     return None
+
+
+async def check_amount(ctx: TxnContext) -> str | None:
+    """13 (invalid amount) when a route that requires F4 carries a zero amount."""
+    if 4 not in ctx.route.required:
+        return None
+    amount = ctx.message.get(4)
+    if isinstance(amount, str) and amount.isdigit() and int(amount) > 0:
+        return None
+    _log.info("zero amount")
+    return "13"
 
 
 async def check_reversible_original(ctx: TxnContext) -> str | None:

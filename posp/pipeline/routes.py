@@ -60,7 +60,7 @@ FINANCIAL_CHECKS: Final[tuple[Step, ...]] = (
     checks.check_batch,
     checks.verify_mac,
 )
-FINANCIAL: Final = (*FINANCIAL_CHECKS, journal_pending, *financial.FORWARD)
+FINANCIAL: Final = (*FINANCIAL_CHECKS, checks.check_amount, journal_pending, *financial.FORWARD)
 REVERSAL: Final = (
     *FINANCIAL_CHECKS,
     checks.check_reversible_original,
