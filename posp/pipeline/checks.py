@@ -104,7 +104,8 @@ def keys_expired(generated_at: dt.datetime | None, now: dt.datetime, lifetime_s:
     return (now - generated_at).total_seconds() > lifetime_s
 
 
-def _keys_usable(ctx: TxnContext) -> bool:
+def working_keys_usable(ctx: TxnContext) -> bool:
+    """The loaded terminal has a TPK and TAK, generated less than a key lifetime ago."""
     terminal = ctx.terminal
     assert terminal is not None
     lifetime_s = ctx.services.settings.working_key_lifetime_s
@@ -117,7 +118,7 @@ def _keys_usable(ctx: TxnContext) -> bool:
 
 async def check_working_keys(ctx: TxnContext) -> str | None:
     """77 and header digit 6 = 3 when the terminal has no keys or they expired."""
-    if _keys_usable(ctx) or (await refresh_registry(ctx) and _keys_usable(ctx)):
+    if working_keys_usable(ctx) or (await refresh_registry(ctx) and working_keys_usable(ctx)):
         ctx.keys_usable = True
         return None
     ctx.processing = "3"

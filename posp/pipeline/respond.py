@@ -2,7 +2,9 @@
 
 Rules (terminal-link §1, §3, §5):
 * MTI = request MTI + 10; TPDU with destination and source swapped; header
-  echoed with digit 6 = ``3`` for 77 / 99 / A0 or when the keys are unusable.
+  echoed with digit 6 = ``3`` for 77 / 99 / A0 and whenever the (loaded)
+  terminal's working keys are missing or expired, echo and sign-off answers
+  included; only a successful sign-in (which just issued keys) answers ``0``.
 * Echo 2 (if sent), 3, 4, 11, 25, 41, 42, 49, 60; add 12, 13, 32, 39, 15 on
   card transactions, 37 once an RRN exists, and whatever the steps put into
   ``ctx.response`` (38, 44, 48, 54, 62, 63 ...).
@@ -34,7 +36,7 @@ from posp.iso8583 import (
 )
 from posp.iso8583.message import FieldValue
 from posp.log import get_logger
-from posp.pipeline.checks import mac_required
+from posp.pipeline.checks import mac_required, working_keys_usable
 from posp.pipeline.codes import SIGN_IN_AGAIN_CODES
 from posp.pipeline.context import TxnContext
 
@@ -89,6 +91,15 @@ def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
     return fields
 
 
+def _processing(ctx: TxnContext, code: str) -> str:
+    """Header digit 6 (see the module docstring)."""
+    if code in SIGN_IN_AGAIN_CODES:
+        return "3"
+    if ctx.terminal is None or ctx.keys_usable or (ctx.route.name == "sign_in" and code == "00"):
+        return ctx.processing
+    return ctx.processing if working_keys_usable(ctx) else "3"
+
+
 def _wants_mac(ctx: TxnContext, code: str) -> bool:
     return (
         code != NO_MAC_CODE
@@ -101,7 +112,7 @@ def _wants_mac(ctx: TxnContext, code: str) -> bool:
 
 async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
     """The encoded answer body (no LEN) for ``ctx`` with response code ``code``."""
-    processing = "3" if code in SIGN_IN_AGAIN_CODES else ctx.processing
+    processing = _processing(ctx, code)
     fields = _answer_fields(ctx, code)
     want_mac = _wants_mac(ctx, code)
     if want_mac:

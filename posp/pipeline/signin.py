@@ -72,6 +72,7 @@ async def sign_off(ctx: TxnContext) -> str | None:
     """Clear the working keys: nothing but a sign-in works afterwards."""
     assert ctx.terminal is not None
     await ctx.services.store.clear_working_keys(ctx.terminal.terminal_id)
+    ctx.processing = "3"  # its keys are gone now: the answer asks for a sign-in
     _log.info("terminal signed off")
     return "00"
 

@@ -59,3 +59,20 @@ async def test_a_zero_amount_with_a_bad_mac_is_answered_a0(
     assert stack.switch is not None
     answer = await send_raw(stack.switch.port, bytes(frame))
     assert answer.message.get(39) == "A0"
+
+
+async def test_header_digit_6_asks_for_a_sign_in_on_echo_and_sign_off_without_keys(
+    stack: Stack,
+) -> None:
+    terminal = await stack.terminal()
+    machine = terminal.machine
+    assert stack.switch is not None
+    port = stack.switch.port
+    with_keys = await send_raw(port, fresh(machine, lambda m: m.echo()))
+    assert with_keys.message.get(39) == "00" and with_keys.header[5] == "0"
+    signed_off = await send_raw(port, fresh(machine, lambda m: m.sign_off()))
+    assert signed_off.message.get(39) == "00" and signed_off.header[5] == "3"
+    echo = await send_raw(port, fresh(machine, lambda m: m.echo()))
+    assert echo.message.get(39) == "00" and echo.header[5] == "3"
+    signed_in = await send_raw(port, fresh(machine, lambda m: m.sign_in("003")))
+    assert signed_in.message.get(39) == "00" and signed_in.header[5] == "0"
