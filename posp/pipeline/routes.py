@@ -68,7 +68,10 @@ REVERSAL: Final = (
 )
 SETTLEMENT_STEPS: Final = (*FINANCIAL_CHECKS, *batch.SETTLE)
 UPLOAD_STEPS: Final = (*FINANCIAL_CHECKS, *batch.UPLOAD)
-UPLOAD_END_STEPS: Final = (*FINANCIAL_CHECKS, *batch.UPLOAD_END)
+UPLOAD_END_STEPS: Final = (
+    *(batch.check_upload_end_batch if s is checks.check_batch else s for s in FINANCIAL_CHECKS),
+    *batch.UPLOAD_END,
+)
 
 _CARD: Final = (frozenset({2, 35}),)
 _BASE: Final = frozenset({3, 11, 22, 25, 41, 42, 49, 60})
