@@ -190,10 +190,3 @@ async def check_amount(ctx: TxnContext) -> str | None:
         return None
     _log.info("zero amount")
     return "13"
-
-
-async def check_reversible_original(ctx: TxnContext) -> str | None:
-    """12 when a reversal names a transaction type that is never reversed."""
-    from posp.pipeline.routes import REVERSIBLE_MSG_TYPES
-
-    return None if ctx.f60.msg_type in REVERSIBLE_MSG_TYPES else "12"

@@ -50,8 +50,16 @@ RESTORES: Final[dict[str, tuple[str, str]]] = {
     "completion": (COMPLETED, APPROVED),
 }
 REASONS: Final = frozenset({"98", "06", "A0"})
+NOT_REVERSIBLE: Final = "12"
 
 _log = get_logger("posp.pipeline.reversal")
+
+
+async def check_reversible_original(ctx: TxnContext) -> str | None:
+    """12 when a reversal names (60.1) a transaction type that is never reversed
+    (a balance inquiry, a refund): before the field check, as a balance inquiry's
+    reversal carries no F4."""
+    return None if ctx.f60.msg_type in ORIGINAL_TYPE else NOT_REVERSIBLE
 
 
 async def journal_reversal(ctx: TxnContext) -> str | None:

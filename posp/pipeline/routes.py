@@ -18,7 +18,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-from posp.pipeline import batch, checks, financial, signin
+from posp.pipeline import batch, checks, financial, reversal, signin
 from posp.pipeline.journal import journal_pending
 
 if TYPE_CHECKING:
@@ -62,8 +62,14 @@ FINANCIAL_CHECKS: Final[tuple[Step, ...]] = (
 )
 FINANCIAL: Final = (*FINANCIAL_CHECKS, checks.check_amount, journal_pending, *financial.FORWARD)
 REVERSAL: Final = (
-    *FINANCIAL_CHECKS,
-    checks.check_reversible_original,
+    checks.load_terminal,
+    checks.check_merchant,
+    checks.check_enabled,
+    checks.check_working_keys,
+    reversal.check_reversible_original,  # 12 before 30: a balance reversal has no F4
+    checks.validate_fields,
+    checks.check_batch,
+    checks.verify_mac,
     *financial.REVERSE,  # journals the 0400 itself: a repeated 0400 is answered 00, not 94
 )
 SETTLEMENT_STEPS: Final = (*FINANCIAL_CHECKS, *batch.SETTLE)
@@ -157,7 +163,7 @@ ROUTES: Final = MappingProxyType(
 )
 
 #: 60.1 message types a reversal may reverse (terminal-link §3 "Reversible").
-REVERSIBLE_MSG_TYPES: Final = frozenset({"22", "23", "10", "11", "20", "21"})
+REVERSIBLE_MSG_TYPES: Final = frozenset(reversal.ORIGINAL_TYPE)
 
 
 def find_route(message: Message, f60: Field60) -> Route | None:
