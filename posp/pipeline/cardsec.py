@@ -28,7 +28,7 @@ from posp.crypto.pinblock import account12
 from posp.errors import DecodeError
 from posp.hsm.api import KEY_TDK, HsmClient
 from posp.iso8583 import mask_pan
-from posp.pipeline.context import TxnContext, card_pan
+from posp.pipeline.context import TxnContext, card_pan, discard_outcome, pan_from_track2
 
 EXTRA_TRACK2: Final = "track2"
 EXTRA_TRACK3: Final = "track3"
@@ -71,11 +71,6 @@ async def decrypt_track(ctx: TxnContext, field: int) -> str | None:
     )
     packed[end - _BLOCK_BYTES : end] = bytes.fromhex(clear)
     return packed.hex().upper()[: len(nibbles)].replace("D", "=")
-
-
-def pan_from_track2(track2: str) -> str | None:
-    head = track2.replace("D", "=").split("=", 1)[0]
-    return head if head.isdigit() else None
 
 
 async def decrypt_tracks(ctx: TxnContext) -> str | None:
@@ -121,12 +116,6 @@ async def _translate(hsm: HsmClient, tpk_lmk: str, zpk_lmk: str, block: str, acc
     return translated.pin_block
 
 
-def _consume(task: asyncio.Future[str]) -> None:
-    """An early translation nobody awaited (the route stopped first): drop its outcome."""
-    if not task.cancelled():
-        task.exception()
-
-
 def start_pin_translation(ctx: TxnContext) -> None:
     """Start the CA now when the route will translate F52 and every input is already
     known (clear tracks, a PAN, the TPK, a signed-on link); otherwise do nothing and
@@ -151,7 +140,7 @@ def start_pin_translation(ctx: TxnContext) -> None:
         return  # translate_pin raises it in its turn
     inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), account)
     task = asyncio.ensure_future(_translate(ctx.services.hsm, *inputs))
-    task.add_done_callback(_consume)
+    task.add_done_callback(discard_outcome)
     ctx.extras[EXTRA_PIN_TASK] = (inputs, task)
 
 

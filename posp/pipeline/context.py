@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import hashlib
@@ -144,6 +145,18 @@ def card_pan(message: Message) -> str | None:
     security = message.get(53)
     encrypted = isinstance(security, str) and len(security) >= 3 and security[2] == "1"
     if isinstance(track2, str) and not encrypted:
-        head = track2.replace("=", "D").split("D", 1)[0]
-        return head or None
+        return pan_from_track2(track2)
     return None
+
+
+def pan_from_track2(track2: str) -> str | None:
+    """The digits before the separator (``=`` or ``D``) of clear track 2, or None."""
+    head = track2.replace("D", "=").split("=", 1)[0]
+    return head if head.isdigit() else None
+
+
+def discard_outcome(task: asyncio.Future[Any]) -> None:
+    """Done-callback of a task started early that nobody may await (the route
+    stopped first): retrieve its outcome so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()

@@ -38,7 +38,7 @@ from posp.iso8583.message import FieldValue
 from posp.log import get_logger
 from posp.pipeline.checks import mac_required, working_keys_usable
 from posp.pipeline.codes import SIGN_IN_AGAIN_CODES
-from posp.pipeline.context import TxnContext
+from posp.pipeline.context import TxnContext, discard_outcome
 
 ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
 NO_MAC_CODE: Final = "A0"
@@ -143,15 +143,10 @@ async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
     return body[: -len(_MAC_PLACEHOLDER)] + mac
 
 
-def _consume(task: asyncio.Future[bytes | None]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 def start_answer(ctx: TxnContext, code: str) -> None:
     """Start building the answer for ``code`` now (see the module docstring)."""
     task = asyncio.ensure_future(build_answer(ctx, code))
-    task.add_done_callback(_consume)
+    task.add_done_callback(discard_outcome)
     ctx.extras[EXTRA_EARLY_ANSWER] = (code, task)
 
 
