@@ -2,7 +2,8 @@
 
 ::
 
-    posp serve                                   run the switch until SIGINT/SIGTERM
+    posp serve [--workers N]                     run the switch until SIGINT/SIGTERM
+                                                 (N processes on one port: posp.workers)
     posp up [--no-demo] [--demo-seconds S] [--exit-after-demo]
                                                  HSM sim + issuer sim + switch + demo fleet
     posp merchant add --id --name --mcc | list | show ID | disable ID | enable ID
@@ -235,7 +236,17 @@ async def settlement_cmd(ctx: Context) -> int:
 
 async def serve_cmd(ctx: Context) -> int:
     from posp.stack import serve
+    from posp.workers import check_workers, run_workers
 
+    workers = ctx.args.workers
+    check_workers(ctx.settings, workers)
+    if workers > 1:
+        child_args: list[str] = []
+        if ctx.args.config:
+            child_args += ["--config", ctx.args.config]
+        if ctx.args.data_dir:
+            child_args += ["--data-dir", ctx.args.data_dir]
+        return await run_workers(ctx.settings, workers, child_args, ctx.out)
     raise_open_files_limit(ctx.settings.limits.max_connections)
     await serve(ctx.settings, ctx.out)
     return EXIT_OK
@@ -285,7 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler, action=name)
         return p
 
-    leaf(commands, "serve", serve_cmd, help="run the switch until interrupted")
+    serve = leaf(commands, "serve", serve_cmd, help="run the switch until interrupted")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N switch processes on one terminal port (node ids node_id.., metrics ports"
+        " metrics_port..; Linux)",
+    )
     up = leaf(commands, "up", up_cmd, help="run HSM sim, issuer sim, switch and a demo")
     up.add_argument("--no-demo", action="store_true", help="skip the demo fleet run")
     up.add_argument("--demo-seconds", type=float, default=5.0, metavar="S")

@@ -1,0 +1,97 @@
+"""``posp serve --workers N``: N switch processes (node ids node_id.., reuse_port)
+on one terminal port, stopped together by one SIGTERM; bad combinations refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Posp
+
+POSP = Path(sys.executable).parent / "posp"
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc are Linux"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: list[int] = []
+    for task in tasks.iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _node_id(pid: int) -> str:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"POSP_NODE_ID="))
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_two_workers_listen_on_one_port_and_stop_on_one_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "POSP_TERMINAL_PORT": str(port),
+        "POSP_METRICS_ENABLED": "false",
+        "POSP_NETWORK_ENABLED": "false",
+        "POSP_NODE_ID": "7",
+        "POSP_LOG__LEVEL": "warning",
+    }
+    env.pop("POSP_CONFIG", None)
+    supervisor = subprocess.Popen(
+        [str(POSP), "serve", "--workers", "2", "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            len(_children(supervisor.pid)) == 2 and _listening(port)
+        ):
+            time.sleep(0.1)
+        children = _children(supervisor.pid)
+        assert sorted(_node_id(child) for child in children) == ["7", "8"]
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+        assert not any(Path(f"/proc/{child}").exists() for child in children)
+        assert not _listening(port)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+
+
+def test_workers_need_a_fixed_terminal_port(posp: Posp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSP_TERMINAL_PORT", "0")
+    result = posp("serve", "--workers", "2")
+    assert result.code == 2
+    assert "--workers" in result.err and "terminal_port" in result.err
+
+
+def test_workers_whose_node_ids_pass_99_are_refused(
+    posp: Posp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSP_NODE_ID", "98")
+    result = posp("serve", "--workers", "3")
+    assert result.code == 2
+    assert "node ids 98..100" in result.err
