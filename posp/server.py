@@ -80,7 +80,6 @@ class TerminalConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.open:
             return
-        self._last_activity_s = self._loop.time()
         try:
             bodies = self._framer.feed(data)
         except FramingError as exc:
@@ -88,6 +87,8 @@ class TerminalConnection(asyncio.Protocol):
             self._context.run(_log.warning, "framing error; closing connection", reason=str(exc))
             self.close()
             return
+        if bodies:  # only a complete frame is activity: a byte trickle holds no slot
+            self._last_activity_s = self._loop.time()
         for body in bodies:
             if body:
                 self._accept(body)
