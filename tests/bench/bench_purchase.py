@@ -6,7 +6,9 @@ Target: ≥ 1,500 approved PIN purchases/s sustained for 60 s with p99 ≤ 100 m
 ``POSP_BENCH_SECONDS`` shortens the run (default 60); ``POSP_BENCH_TERMINALS``
 sets the fleet size (closed loop, one worker per terminal; default 64);
 ``POSP_BENCH_SWITCHES`` the number of ``posp serve`` processes sharing the
-terminal port (``reuse_port``, node ids 1..N) and the store (default 2).
+terminal port (``reuse_port``, node ids 1..N) and the store (default 2);
+``POSP_BENCH_PG=postgresql://user@host:port/db`` puts the store in a fresh
+PostgreSQL schema (dropped afterwards) instead of a SQLite file.
 Prints the rate, latency percentiles and each process's CPU (share of one core).
 On the shared 2-core development machine the figures are pessimistic.
 """
@@ -59,6 +61,29 @@ def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+#: A fresh schema per run when the store is PostgreSQL (POSP_BENCH_PG).
+PG_SCHEMA = f"bench_{os.getpid()}_{int(time.time())}"
+
+
+def store_url(data_dir: Path) -> str:
+    pg = os.environ.get("POSP_BENCH_PG", "")
+    return f"{pg}?schema={PG_SCHEMA}" if pg else f"sqlite:///{data_dir / 'posp.db'}"
+
+
+def drop_pg_schema() -> None:
+    pg = os.environ.get("POSP_BENCH_PG", "")
+    if not pg:
+        return
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(pg)
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE')
+        await connection.close()
+
+    run_loop(drop())
+
+
 def switch_env(
     data_dir: Path, hsm_port: int, network_port: int, terminal_port: int
 ) -> dict[str, str]:
@@ -66,7 +91,7 @@ def switch_env(
     env.update(
         {
             "POSP_DATA_DIR": str(data_dir),
-            "POSP_STORE_URL": f"sqlite:///{data_dir / 'posp.db'}",
+            "POSP_STORE_URL": store_url(data_dir),
             "POSP_HSM_URL": f"tcp://127.0.0.1:{hsm_port}",
             "POSP_TERMINAL_PORT": str(terminal_port),
             "POSP_NETWORK__PORT": str(network_port),
@@ -143,6 +168,7 @@ def run(seconds: float, terminals: int, switches: int) -> None:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            drop_pg_schema()
 
 
 def ample_cards() -> list[TerminalCard]:
