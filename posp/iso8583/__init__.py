@@ -11,6 +11,7 @@ from posp.iso8583.message import Mask, Message, mask_pan
 from posp.iso8583.network import (
     NETWORK,
     NETWORK_FIELDS,
+    EncodedNetworkMessage,
     NetworkDecodeError,
     NetworkFrame,
     NetworkHeader,
@@ -39,6 +40,7 @@ __all__ = [
     "TERMINAL_FIELDS",
     "Align",
     "Dialect",
+    "EncodedNetworkMessage",
     "FieldSpec",
     "Fmt",
     "Mask",

@@ -275,6 +275,59 @@ def is_key_exchange(message: Message) -> bool:
     return message.mti.startswith("08") and message.fields.get(70) == _KEY_EXCHANGE_CODE
 
 
+class EncodedNetworkMessage:
+    """A network message's fields encoded ONCE, for both its MAB and its frame.
+
+    Invariant: ``mab()`` equals :func:`network_mab` of the message and ``body()``
+    equals :func:`encode_network` of the frame, as long as fields change only
+    through :meth:`set` (which updates the message too).  EncodeError names the
+    first invalid field, as the frame encoder would."""
+
+    __slots__ = ("message", "texts")
+
+    def __init__(self, message: Message) -> None:
+        mti = message.mti
+        if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
+            raise EncodeError("MTI must be 4 digits")
+        encode = NETWORK.encode_field
+        self.message = message
+        self.texts = {n: encode(n, value) for n, value in sorted(message.fields.items())}
+
+    def set(self, n: int, value: FieldValue) -> None:
+        """Set field ``n`` in the message and its encoded text."""
+        self.texts[n] = NETWORK.encode_field(n, value)
+        self.message.fields[n] = value
+
+    def mab(self, *, key_exchange: bool | None = None) -> bytes:
+        """:func:`network_mab` from the texts already encoded."""
+        if key_exchange is None:
+            key_exchange = is_key_exchange(self.message)
+        texts = self.texts
+        parts = [self.message.mti.encode("ascii")]
+        for n in KEY_EXCHANGE_MAB_FIELDS if key_exchange else MAB_FIELDS:
+            text = texts.get(n)
+            if text is not None:
+                parts.append(text[:_F90_MAB_CHARS] if n == 90 else text)
+        return b" ".join(parts)
+
+    def body(self, header: NetworkHeader) -> bytes:
+        """:func:`encode_network` of ``NetworkFrame(header, message)``."""
+        global _last_header
+        rest = self.message.mti.encode("ascii") + NETWORK.join_encoded(self.texts)
+        total = HEADER_BYTES + len(rest)
+        if total > 9999:
+            raise EncodeError(f"frame of {total} bytes exceeds 9999")
+        cached = _last_header
+        if cached[0] is not header:  # a link sends every request under one header
+            cached = _last_header = (header, _encode_header(header, 0)[_TOTAL_END:])
+        return b"%b%04d%b%b" % (_HEADER_FLAGS, total, cached[1], rest)
+
+
+#: The last header encoded by EncodedNetworkMessage.body (after the total length).
+_last_header: tuple[NetworkHeader | None, bytes] = (None, b"")
+_TOTAL_END: Final = 6
+
+
 def network_mab(message: Message, *, key_exchange: bool | None = None) -> bytes:
     """The MAC block of network-link.md §5 as ASCII bytes: MTI and the listed
     fields present, each as its wire text (variable fields with their length

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from posp.errors import DecodeError, NetworkTimeout, NetworkUnavailable
 from posp.hsm.api import HsmClient
-from posp.iso8583 import Message, NetworkFrame, NetworkHeader
+from posp.iso8583 import EncodedNetworkMessage, Message, NetworkFrame, NetworkHeader
 from posp.log import get_logger
 from posp.network import zone
 from posp.network.ids import IdAllocator
@@ -169,8 +169,9 @@ class NetworkLink:
         started = loop.time()
         deadline = started + (timeout_s if timeout_s is not None else self.settings.timeout_s)
         self._complete_fields(request, await self._ids.next_stan() if 11 not in request else "")
+        encoded = EncodedNetworkMessage(request)  # each field encoded once: MAB + frame
         if zone.needs_mac(request):
-            await zone.mac_message(self._hsm, self.zak.current, request)
+            await zone.mac_encoded(self._hsm, self.zak.current, encoded)
         key = (request.text(11), request.text(7), request.text(32))
         future: asyncio.Future[Message] = loop.create_future()
         self._pending[key] = (future, conn)
@@ -178,7 +179,7 @@ class NetworkLink:
         # asyncio.wait_for, which wraps the wait in more futures and callbacks.
         timer = loop.call_at(deadline, _expire, future)
         try:
-            if not conn.send(NetworkFrame(self._header, request)):
+            if not conn.send_body(encoded.body(self._header)):
                 raise NetworkUnavailable("network connection closed")
             response = await future
         except TimeoutError:

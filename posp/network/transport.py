@@ -79,7 +79,11 @@ class FrameProtocol(asyncio.Protocol):
     def send(self, frame: NetworkFrame) -> bool:
         """Encode and write one frame; False when the connection is already gone.
         EncodeError propagates (a message we built does not fit its spec)."""
-        data = frame_ascii(encode_network(frame))
+        return self.send_body(encode_network(frame))
+
+    def send_body(self, body: bytes) -> bool:
+        """Write one encoded frame body; False when the connection is already gone."""
+        data = frame_ascii(body)
         if self.transport is None or self.transport.is_closing():
             return False
         out = self._out

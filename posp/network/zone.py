@@ -19,7 +19,7 @@ from typing import Final
 
 from posp.errors import CheckValueMismatch, HsmError
 from posp.hsm.api import KEY_ZAK, MAC_ALG_X919_FULL, HsmClient
-from posp.iso8583 import Message, network_mab
+from posp.iso8583 import EncodedNetworkMessage, Message, network_mab
 from posp.network.keyring import ZoneKey
 
 NMI_SIGN_ON: Final = "001"
@@ -44,6 +44,15 @@ async def mac_message(hsm: HsmClient, zak_lmk: str, message: Message) -> None:
         KEY_ZAK, zak_lmk, network_mab(message), algorithm=MAC_ALG_X919_FULL, padding="1"
     )
     message[MAC_FIELD] = mac
+
+
+async def mac_encoded(hsm: HsmClient, zak_lmk: str, encoded: EncodedNetworkMessage) -> None:
+    """:func:`mac_message` over fields already encoded for the frame (each field is
+    encoded once for MAB and frame)."""
+    mac = await hsm.generate_mac(
+        KEY_ZAK, zak_lmk, encoded.mab(), algorithm=MAC_ALG_X919_FULL, padding="1"
+    )
+    encoded.set(MAC_FIELD, mac)
 
 
 async def verify_message(hsm: HsmClient, zak: ZoneKey, message: Message) -> str | None:
