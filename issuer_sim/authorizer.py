@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -85,6 +86,10 @@ def card_expiry(message: Message) -> str | None:
     return None
 
 
+#: (epoch second, offset hours, YYYYMMDD, MMDD) of the last local clock reading.
+_last_dates: tuple[int, float, str, str] = (-1, 0.0, "", "")
+
+
 @dataclass(slots=True)
 class Authorizer:
     ledger: Ledger
@@ -95,8 +100,18 @@ class Authorizer:
     issuer_id: str
     tz_offset_hours: float
 
-    def _local_now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.tz_offset_hours)
+    def _local_dates(self) -> tuple[str, str]:
+        """(YYYYMMDD, MMDD) of the local clock; formatted once per second, as every
+        request asks for both (strftime is several microseconds each)."""
+        global _last_dates
+        second = int(time.time())
+        cached = _last_dates
+        if cached[0] == second and cached[1] == self.tz_offset_hours:
+            return cached[2], cached[3]
+        local = dt.datetime.fromtimestamp(second, dt.UTC) + dt.timedelta(hours=self.tz_offset_hours)
+        today, mmdd = local.strftime("%Y%m%d"), local.strftime("%m%d")
+        _last_dates = (second, self.tz_offset_hours, today, mmdd)
+        return today, mmdd
 
     async def pin_matches(self, pan: str, pvv: str, pin_block: bytes) -> bool:
         """True when the PIN block under any acceptable ZPK matches the PVV."""
@@ -117,7 +132,7 @@ class Authorizer:
 
     async def authorize(self, message: Message) -> Message | None:
         """The response to a financial request, or None when the rules say drop it."""
-        now = self._local_now()
+        today, mmdd = self._local_dates()
         kind = request_kind(message)
         pan = card_pan(message)
         amount_text = str(message.get(4) or "0")
@@ -137,7 +152,7 @@ class Authorizer:
                 key=original_key(message),
                 pan=pan,
                 amount_minor=amount_minor,
-                today=now.strftime("%Y%m%d"),
+                today=today,
                 expiry=card_expiry(message),
                 original_key=f90 if isinstance(f90, str) else None,
                 pin_ok=pin_ok,
@@ -146,17 +161,15 @@ class Authorizer:
             outcome = self.ledger.authorize(request, forced)
         if verdict == DROP:
             return None
-        return self.response(message, outcome, now, pan)
+        return self.response(message, outcome, mmdd, pan)
 
-    def response(
-        self, message: Message, outcome: Outcome, now: dt.datetime, pan: str | None
-    ) -> Message:
+    def response(self, message: Message, outcome: Outcome, mmdd: str, pan: str | None) -> Message:
         response = Message(zone.response_mti(message.mti))
         for n in _ECHOED:
             if n in message:
                 response[n] = message[n]
         response[39] = outcome.code
-        response[15] = now.strftime("%m%d")
+        response[15] = mmdd
         response[44] = render_f44(self.issuer_id, str(message.get(32) or ""))
         account = self.ledger.accounts.get(pan) if pan else None
         if account is not None:
@@ -183,5 +196,5 @@ class Authorizer:
             response[39] = "00"
         else:
             response[39] = "30"
-        response[15] = self._local_now().strftime("%m%d")
+        response[15] = self._local_dates()[1]
         return response

@@ -32,7 +32,7 @@ from issuer_sim.rules import Rules
 from issuer_sim.settings import IssuerSettings
 from posp.errors import DecodeError, HsmError
 from posp.hsm.api import KEY_ZAK, KEY_ZPK, HsmClient
-from posp.iso8583 import Message, NetworkFrame, NetworkHeader
+from posp.iso8583 import EncodedNetworkMessage, Message, NetworkFrame, NetworkHeader
 from posp.log import get_logger
 from posp.network import zone
 from posp.network.keyring import ZoneKey
@@ -158,7 +158,7 @@ class IssuerServer:
 
     # --- frames --------------------------------------------------------------
     def _on_frame(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
-        self._switch_header = self._headers[conn] = frame.header.swapped()
+        answer_header = self._switch_header = self._headers[conn] = frame.header.swapped()
         message = frame.message
         if message.mti[2] in "13":
             key = (str(message.get(11)), str(message.get(7)), str(message.get(32)))
@@ -168,13 +168,15 @@ class IssuerServer:
             else:
                 log.warning("issuer_unmatched_response", mti=message.mti)
             return
-        self._spawn(self._handle(conn, frame))
+        self._spawn(self._handle(conn, frame, answer_header))
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
         log.warning("issuer_bad_frame", error=str(exc))
         self.metrics.requests.labels("????", "30").inc()
 
-    async def _handle(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
+    async def _handle(
+        self, conn: FrameProtocol, frame: NetworkFrame, answer_header: NetworkHeader
+    ) -> None:
         request = frame.message
         try:
             response = await self._answer(request)
@@ -184,10 +186,12 @@ class IssuerServer:
         if response is None:
             self.metrics.requests.labels(request.mti, "dropped").inc()
             return
+        # Fields are encoded once for the MAB and the frame.
+        encoded = EncodedNetworkMessage(response)
         if zone.needs_mac(response) and response.get(39) != "A0":
-            await zone.mac_message(self.hsm, self.zak.current, response)
+            await zone.mac_encoded(self.hsm, self.zak.current, encoded)
         self.metrics.requests.labels(request.mti, str(response.get(39))).inc()
-        conn.send(NetworkFrame(frame.header.swapped(), response))
+        conn.send_body(encoded.body(answer_header))
 
     async def _answer(self, request: Message) -> Message | None:
         if zone.needs_mac(request) and not await self._mac_ok(request):
