@@ -48,9 +48,22 @@ def security_control(pik: bytes, track_encrypted: bool) -> str:
     return "2" + length_digit + ("1" if track_encrypted else "0") + "0" * 13
 
 
+#: (PIK, PIN, PAN) -> F52: format 0 is deterministic and a fleet reuses a few cards
+#: under one PIK per terminal, so each block is computed once (bounded: cleared when full).
+_pin_blocks: dict[tuple[bytes, str, str], bytes] = {}
+_PIN_BLOCKS_MAX = 4096
+
+
 def pin_block(pik: bytes, pin: str, pan: str) -> bytes:
     """F52: ISO 9564 format 0 with PAN, encrypted under the PIK."""
-    return tdes_encrypt_ecb(pik, iso0_clear(pin, pan))
+    key = (pik, pin, pan)
+    block = _pin_blocks.get(key)
+    if block is None:
+        block = tdes_encrypt_ecb(pik, iso0_clear(pin, pan))
+        if len(_pin_blocks) >= _PIN_BLOCKS_MAX:
+            _pin_blocks.clear()
+        _pin_blocks[key] = block
+    return block
 
 
 def _tlv(tag: str, value: bytes) -> bytes:
