@@ -28,6 +28,7 @@ class FleetStats:
 
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     codes: Counter[str] = field(default_factory=Counter)
+    load_codes: Counter[str] = field(default_factory=Counter)  # the load window only
     transactions: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     requests: int = 0
@@ -67,6 +68,8 @@ class FleetStats:
             self.sign_ins += 1
         if self.load_started is not None and self.load_stopped is None:
             self.load_requests += 1
+            if event is Event.RESPONSE:
+                self.load_codes[outcome.response_code or "??"] += 1
             self.latency.record(latency_s)
 
     def start_load(self) -> None:
@@ -94,6 +97,7 @@ class FleetStats:
                 "mean": round(hist.mean_s * 1000, 3),
             },
             response_codes=dict(sorted(self.codes.items())),
+            load_response_codes=dict(sorted(self.load_codes.items())),
             transactions=dict(sorted(self.transactions.items())),
             timeouts=self.timeouts,
             comms_errors=self.comms_errors,
@@ -139,6 +143,8 @@ class FleetReport:
     dropped_connections: int = 0
     probe_failures: int = 0
     reconnects: int = 0
+    # response codes of the requests counted in ``requests`` (the load window)
+    load_response_codes: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

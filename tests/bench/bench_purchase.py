@@ -206,7 +206,7 @@ async def report_run(
     wall_s = time.perf_counter() - wall_start
     cpu_after = {name: cpu_s(p.pid) for name, p in procs.items()}
     own_cpu_s = time.process_time() - own_before
-    approved = report.response_codes.get("00", 0)
+    approved = report.load_response_codes.get("00", 0)  # the load window only
     print(
         f"full-path PIN purchases, {len(config.terminals)} terminals, {len(cards)} cards,"
         f" closed loop on {loop_name()}, {sum(n.startswith('posp') for n in procs)} switch"

@@ -183,3 +183,23 @@ def test_hold_without_long_connections_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         fleet_main(["--fleet-file", str(path), "--hold", "1"])
     assert exit_info.value.code == 2
+
+
+def test_load_response_codes_count_only_the_load_window() -> None:
+    """Sign-ins before the load and answers after it stay out of the load histogram,
+    so an approval rate computed from it matches ``requests``."""
+    from terminals.fleet_report import FleetStats
+    from terminals.outcome import Event, Outcome
+    from terminals.txn import TxnKind
+
+    stats = FleetStats()
+    stats.record(Outcome(TxnKind.SIGN_IN, "000001", Event.RESPONSE, "00"), 0.01)
+    stats.start_load()
+    stats.record(Outcome(TxnKind.PURCHASE, "000002", Event.RESPONSE, "00"), 0.01)
+    stats.record(Outcome(TxnKind.PURCHASE, "000003", Event.RESPONSE, "51"), 0.01)
+    stats.stop_load()
+    stats.record(Outcome(TxnKind.PURCHASE, "000004", Event.RESPONSE, "00"), 0.01)
+    report = stats.report()
+    assert report.requests == 2
+    assert report.load_response_codes == {"00": 1, "51": 1}
+    assert report.response_codes == {"00": 3, "51": 1}
