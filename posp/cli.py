@@ -263,7 +263,7 @@ async def up_cmd(ctx: Context) -> int:
     for name, port in (("--hsm-port", a.hsm_port), ("--issuer-port", a.issuer_port)):
         if not 0 <= port <= 65535:
             raise AdminError(name, "a TCP port is 0 to 65535 (0 = any free port)")
-    raise_open_files_limit(ctx.settings.limits.max_connections + a.demo_terminals)
+    raise_open_files_limit(ctx.settings.limits.max_connections)  # the demo fits the headroom
     options = StackOptions(
         demo=not a.no_demo,
         demo_seconds=a.demo_seconds,
