@@ -77,47 +77,44 @@ def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
     return result
 
 
-#: From this many blocks on, a fresh CBC context (one C call for all blocks) beats
-#: chaining in Python over the cached ECB context (one call per block).
-_CBC_CONTEXT_MIN_BLOCKS = 8
-
-
 _ZERO_IV = bytes(BLOCK_BYTES)
-_ZERO_IV_CBC = modes.CBC(_ZERO_IV)
-# key (as given) -> TripleDES algorithm object (its construction checks the key each time)
-_algorithms: dict[bytes, TripleDES] = {}
+# key (as given) -> [CBC encryptor context, its current chaining block].  A CBC
+# context carries the last ciphertext block into the next ``update``; XOR-ing that
+# block (and the wanted IV) into the first plaintext block cancels it, so one
+# context per key serves every call with one C call, instead of a context built
+# per call (which costs about as much as CBC over a network MAB).
+_cbc_contexts: dict[bytes, list[Any]] = {}
 
 
-def _algorithm(key: bytes) -> TripleDES:
-    algorithm = _algorithms.get(key)
-    if algorithm is None:
-        algorithm = TripleDES(expand_key(key))
-        if len(_algorithms) >= _CACHE_MAX_KEYS:
-            _algorithms.clear()
-        _algorithms[key] = algorithm
-    return algorithm
+def _cbc_context(key: bytes) -> list[Any]:
+    ctx = _cbc_contexts.get(key)
+    if ctx is None:
+        cipher = Cipher(TripleDES(expand_key(key)), modes.CBC(_ZERO_IV))
+        ctx = [cipher.encryptor(), _ZERO_IV]
+        if len(_cbc_contexts) >= _CACHE_MAX_KEYS:
+            _cbc_contexts.clear()
+        _cbc_contexts[key] = ctx
+    return ctx
 
 
-def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:
-    """3DES-CBC encrypt (no padding): short data is chained here over the cached ECB
-    context; longer data (network-message MACs) goes through a one-off CBC context."""
+def tdes_encrypt_cbc(key: bytes, data: bytes, iv: bytes = _ZERO_IV) -> bytes:
+    """3DES-CBC encrypt (no padding) through the key's cached CBC context.
+
+    Invariant: after every call the cached chaining block equals the context's
+    internal IV (the last ciphertext block); calls run to completion without
+    yielding, so the one-thread event loop never interleaves two of them.
+    """
     _check_blocks(data)
-    if len(data) >= _CBC_CONTEXT_MIN_BLOCKS * BLOCK_BYTES:
-        if len(iv) != BLOCK_BYTES:
-            raise CryptoError("CBC IV must be 8 bytes")
-        mode = _ZERO_IV_CBC if iv == _ZERO_IV else modes.CBC(iv)
-        encryptor = Cipher(_algorithm(key), mode).encryptor()
-        result: bytes = encryptor.update(data) + encryptor.finalize()
-        return result
-    encrypt = _contexts(key)[0].update
-    out = bytearray()
-    chain = int.from_bytes(iv, "big")
-    for i in range(0, len(data), BLOCK_BYTES):
-        block = (int.from_bytes(data[i : i + BLOCK_BYTES], "big") ^ chain).to_bytes(8, "big")
-        enc = encrypt(block)
-        out += enc
-        chain = int.from_bytes(enc, "big")
-    return bytes(out)
+    if len(iv) != BLOCK_BYTES:
+        raise CryptoError("CBC IV must be 8 bytes")
+    if not data:
+        return b""
+    ctx = _cbc_context(key)
+    mask = int.from_bytes(ctx[1], "big") ^ int.from_bytes(iv, "big")
+    first = (int.from_bytes(data[:BLOCK_BYTES], "big") ^ mask).to_bytes(BLOCK_BYTES, "big")
+    result: bytes = ctx[0].update(first + data[BLOCK_BYTES:])
+    ctx[1] = result[-BLOCK_BYTES:]
+    return result
 
 
 def tdes_decrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK_BYTES)) -> bytes:

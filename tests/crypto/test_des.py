@@ -48,6 +48,24 @@ def test_cbc_round_trip_and_matches_psec(key: bytes, data: bytes, iv: bytes) -> 
     assert tdes_decrypt_cbc(key, enc, iv) == data
 
 
+@given(st.lists(st.tuples(st.integers(1, 60), st.binary(min_size=8, max_size=8)), max_size=6))
+def test_cbc_context_reused_across_calls_keeps_each_call_independent(
+    calls: list[tuple[int, bytes]],
+) -> None:
+    """Back-to-back CBC calls under one key (the cached context's chaining carried
+    over) each equal a fresh psec CBC, long network-MAB-sized data included."""
+    key = bytes(range(1, 17))
+    for n_blocks, iv in calls:
+        data = bytes(i % 251 for i in range(8 * n_blocks))
+        assert tdes_encrypt_cbc(key, data, iv) == psec.des.encrypt_tdes_cbc(key, iv, data)
+
+
+def test_cbc_refuses_an_iv_that_is_not_one_block() -> None:
+    """A CBC IV of the wrong size is a CryptoError, whatever the data length."""
+    with pytest.raises(CryptoError, match="IV"):
+        tdes_encrypt_cbc(bytes(16), bytes(8), bytes(7))
+
+
 @given(keys)
 def test_check_value_matches_psec(key: bytes) -> None:
     """check_value(key, n) equals psec's generate_kcv for 3 and 8 bytes."""
