@@ -162,9 +162,6 @@ ROUTES: Final = MappingProxyType(
     }
 )
 
-#: 60.1 message types a reversal may reverse (terminal-link §3 "Reversible").
-REVERSIBLE_MSG_TYPES: Final = frozenset(reversal.ORIGINAL_TYPE)
-
 
 def find_route(message: Message, f60: Field60) -> Route | None:
     """The route for ``message``, or None (answered 12, invalid transaction)."""
