@@ -195,7 +195,7 @@ async def run_demo(
     out.print(f"demo: {seconds:g} s of simulated terminals ...", highlight=False)
     config = FleetConfig(
         terminals=read_fleet_file(fleet_file),
-        cards=[card for card in load_cards() if card.status == "active"],
+        cards=[card for card in load_cards() if card.active],
         port=terminal_port,
         duration_s=seconds,
         mix=parse_mix(DEMO_MIX),
