@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from posp.iso8583 import mask_pan
+
 DEMO_CARDS: Final[Path] = Path(__file__).with_name("demo_cards.csv")
 HEADER: Final[tuple[str, ...]] = (
     "pan",
@@ -46,7 +48,7 @@ class CardRecord:
     card_org: str
 
     def __repr__(self) -> str:  # never show the PIN or the full PAN
-        masked = self.pan[:6] + "*" * (len(self.pan) - 10) + self.pan[-4:]
+        masked = mask_pan(self.pan)
         return f"CardRecord(pan={masked!r}, status={self.status!r}, card_org={self.card_org!r})"
 
 
