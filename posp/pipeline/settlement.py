@@ -41,16 +41,9 @@ from posp.store.api import BatchTotals, JournalEntry, Settlement, Store, Uploade
 
 log = get_logger(__name__)
 
-#: 60.3 network-management codes handled here.
-CODE_SETTLEMENT = "201"
-CODE_UPLOAD_END_UNBALANCED = "202"
-CODE_UPLOAD_END_BALANCED = "207"
-UPLOAD_END_CODES = frozenset({CODE_UPLOAD_END_UNBALANCED, CODE_UPLOAD_END_BALANCED})
-
+#: F48 result digit of each totals class.
 RESULT_BALANCED = "1"
 RESULT_UNBALANCED = "2"
-DOMESTIC = "00"
-FOREIGN = "01"
 
 PanHasher = Callable[[str], str]
 
