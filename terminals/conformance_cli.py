@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +16,7 @@ from rich.table import Table
 from posp.errors import ConfigError
 from terminals.cards import load_cards
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
+from terminals.fleet_report import write_json
 from terminals.fleetfile import read_fleet_file
 from terminals.scenarios import CATALOGUE
 from terminals.txn import SIGN_IN_VARIANTS
@@ -95,11 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     console.print(results_table(results))
     if args.json:
-        text = json.dumps([r.to_json() for r in results], indent=1) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            Path(args.json).write_text(text, encoding="utf-8")
+        write_json([r.to_json() for r in results], args.json)
     if any(r.status is Status.FAIL for r in results):
         raise SystemExit(1)
 

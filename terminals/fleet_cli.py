@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -22,7 +19,13 @@ from rich.live import Live
 from posp.errors import ConfigError
 from terminals.cards import load_cards
 from terminals.fleet import FleetConfig, run_fleet
-from terminals.fleet_report import FleetReport, FleetStats, progress_table, report_table
+from terminals.fleet_report import (
+    FleetReport,
+    FleetStats,
+    progress_table,
+    report_table,
+    write_json,
+)
 from terminals.fleetfile import read_fleet_file
 from terminals.mix import DEFAULT_MIX, parse_mix
 from terminals.txn import SIGN_IN_VARIANTS
@@ -116,14 +119,6 @@ async def _run_with_live(config: FleetConfig, console: Console) -> FleetReport:
         return await run_fleet(config)
 
 
-def _emit_json(report: FleetReport, target: str) -> None:
-    text = json.dumps(report.to_json(), indent=1)
-    if target == "-":
-        sys.stdout.write(text + "\n")
-    else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
-
-
 def run_async(coro: Coroutine[Any, Any, FleetReport]) -> FleetReport:
     """Run on uvloop when it is installed (the fleet must not be the bottleneck)."""
     try:
@@ -154,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json != "-":
         console.print(report_table(report))
     if args.json:
-        _emit_json(report, args.json)
+        write_json(report.to_json(), args.json)
 
 
 if __name__ == "__main__":

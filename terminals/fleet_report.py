@@ -8,9 +8,12 @@ wall-clock duration.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -213,3 +216,12 @@ def progress_table(stats: FleetStats, rate_per_s: float) -> Table:
         str(stats.mac_failures),
     )
     return table
+
+
+def write_json(value: Any, target: str) -> None:
+    """Write ``value`` as indented JSON to the file ``target`` ('-' = stdout)."""
+    text = json.dumps(value, indent=1) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
