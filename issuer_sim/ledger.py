@@ -216,24 +216,16 @@ class Ledger:
         return "00"
 
     def _purchase(self, account: Account, request: Request) -> str:
-        amount = request.amount_minor
-        if account.spent_today_minor + amount > account.daily_limit_minor:
-            return "61"
-        if account.available_minor < amount:
-            return "51"
-        account.balance_minor -= amount
-        account.spent_today_minor += amount
-        return "00"
+        code = _spend(account, request.amount_minor)
+        if code == "00":
+            account.balance_minor -= request.amount_minor
+        return code
 
     def _preauth(self, account: Account, request: Request) -> str:
-        amount = request.amount_minor
-        if account.spent_today_minor + amount > account.daily_limit_minor:
-            return "61"
-        if account.available_minor < amount:
-            return "51"
-        account.held_minor += amount
-        account.spent_today_minor += amount
-        return "00"
+        code = _spend(account, request.amount_minor)
+        if code == "00":
+            account.held_minor += request.amount_minor
+        return code
 
     def _void(self, account: Account, request: Request) -> str:
         """Purchase void, pre-auth void and completion void: restore the original once."""
@@ -346,3 +338,14 @@ _UNDO = {
     "completion": Ledger._undo_completion,
     "completion_void": Ledger._undo_void,
 }
+
+
+def _spend(account: Account, amount: int) -> str:
+    """Count ``amount`` against today's limit when the limit and the funds allow it
+    (``00``); otherwise ``61`` or ``51`` with nothing changed."""
+    if account.spent_today_minor + amount > account.daily_limit_minor:
+        return "61"
+    if account.available_minor < amount:
+        return "51"
+    account.spent_today_minor += amount
+    return "00"
