@@ -177,7 +177,6 @@ async def verify_mac(ctx: TxnContext) -> str | None:
     if not verified:
         _log.warning("request MAC did not verify")
         return "A0"
-    ctx.mac_verified = True
     return None
 
 

@@ -94,7 +94,6 @@ class TxnContext:
     response_f60: str | None = None  # replaces the echoed 60 (sign-in gives the batch)
     processing: str = "0"  # header digit 6 of the answer
     keys_usable: bool = False  # working keys present and unexpired (the answer can be MACed)
-    mac_verified: bool = False
     entry: JournalEntry | None = None
     entry_id: int | None = None
     final_state: str | None = None  # a financial step's own journal state (e.g. timed_out)
