@@ -112,12 +112,11 @@ def bu_check_value(ctx: HsmContext, r: Reader) -> bytes:
 
 def _import_under_zmk(
     ctx: HsmContext, zmk_field: KeyField, key_field: KeyField
-) -> tuple[bytes, bool]:
-    """Decrypt a key under a ZMK; return it with odd parity forced and whether it had to be."""
+) -> tuple[bytes, bytes]:
+    """Decrypt a key under a ZMK; return it with odd parity forced, and as decrypted."""
     zmk = ctx.key_under_lmk(ZMK, zmk_field, "10")
     raw = decrypt_key(KekSource(zmk), key_field)
-    clear = adjust_odd_parity(raw)
-    return clear, clear != raw
+    return adjust_odd_parity(raw), raw
 
 
 def a6_import_key(ctx: HsmContext, r: Reader) -> bytes:
@@ -127,8 +126,8 @@ def a6_import_key(ctx: HsmContext, r: Reader) -> bytes:
     key_field = read_key(r)
     lmk_scheme = scheme_for(r.text(1).upper(), _field_bytes(key_field))
     r.finish()
-    clear, forced = _import_under_zmk(ctx, zmk_field, key_field)
-    code = "01" if forced else "00"
+    clear, raw = _import_under_zmk(ctx, zmk_field, key_field)
+    code = "01" if clear != raw else "00"
     return (code + ctx.encrypt_under_lmk(kt, clear, lmk_scheme) + kcv_hex(clear)).encode()
 
 
@@ -161,11 +160,9 @@ def _zone_import(ctx: HsmContext, r: Reader, kt: KeyType) -> bytes:
         kcv_bytes = 3 if kcv_type == "1" else 8
     r.finish()
     scheme_for(lmk_scheme, _field_bytes(key_field))
-    zmk = ctx.key_under_lmk(ZMK, zmk_field, "10")
-    raw = decrypt_key(KekSource(zmk), key_field)
+    clear, raw = _import_under_zmk(ctx, zmk_field, key_field)
     if not any(raw):
         raise HsmFault("11")
-    clear = adjust_odd_parity(raw)
     code = "01" if clear != raw else "00"
     under_lmk = ctx.encrypt_under_lmk(kt, clear, lmk_scheme)
     return (code + under_lmk + kcv_hex(clear, kcv_bytes)).encode()
