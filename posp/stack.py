@@ -34,7 +34,7 @@ from typing import Any, Final
 from rich.console import Console
 from rich.table import Table
 
-from posp.admin import Admin, FleetProvisioned
+from posp.admin import FleetProvisioned
 from posp.settings import Settings
 
 DEMO_MERCHANT: Final = "898100000000001"
@@ -135,24 +135,17 @@ async def start_issuer_sim(options: StackOptions, hsm_url: str, stack: AsyncExit
 
 async def provision_demo(settings: Settings, count: int) -> FleetProvisioned:
     """Demo merchant, ``count`` terminals and the demo fleet file (idempotent)."""
-    from posp.hsm import open_hsm_client
-    from posp.store import open_store
+    from posp.cli import open_backends
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url)
-    await store.open()
-    hsm = open_hsm_client(settings.hsm_url)
-    try:
-        return await Admin(store, hsm).provision_fleet(
+    async with open_backends(settings, hsm=True) as admin:
+        return await admin.provision_fleet(
             count=count,
             merchant_id=DEMO_MERCHANT,
             prefix=DEMO_PREFIX,
             fleet_file=settings.data_dir / DEMO_FLEET_FILE,
             merchant_name=DEMO_MERCHANT_NAME,
         )
-    finally:
-        await hsm.close()
-        await store.close()
 
 
 def stack_settings(settings: Settings, hsm_port: int, issuer_port: int) -> Settings:
