@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posp.crypto.keyblock import EncryptedWorkingKeys, build_f62
-from posp.hsm.api import KEY_TAK, KEY_TDK, KEY_TMK, KEY_TPK, HsmClient, ImportedKey
+from posp.hsm.api import KEY_TAK, KEY_TDK, KEY_TPK, HsmClient
 
 #: 60.3 network-management codes of a sign-in and whether PIK/TDK are double length.
 SIGN_IN_CODES: Final = frozenset({"001", "003", "004"})
@@ -82,22 +82,3 @@ class KeyService:
             tdk_lmk, tdk, tdk_cv = await self._working_key(KEY_TDK, True, tmk_lmk)
         block = EncryptedWorkingKeys(pik, pik_cv, mak, mak_cv, tdk, tdk_cv)
         return IssuedWorkingKeys(tpk_lmk, tak_lmk, tdk_lmk, build_f62(net_code, block))
-
-    async def import_clear_tmk(self, clear_components_hex: list[str]) -> ImportedKey:
-        """K0: a TMK (double length, scheme U) from clear components typed by an
-        operator (lab injection, ``posp terminal add --tmk``)."""
-        return await self._hsm.form_key_from_clear_components(KEY_TMK, clear_components_hex, "U")
-
-    async def generate_tmk_components(self, count: int = 2) -> tuple[list[str], ImportedKey]:
-        """A2 × ``count`` + A4: a new TMK as clear components (the HSM's printer
-        output, for the key custodians) and the TMK formed under the LMK."""
-        if not 2 <= count <= 9:
-            raise ValueError("a TMK is formed from 2 to 9 components")
-        clear: list[str] = []
-        under_lmk: list[str] = []
-        for _ in range(count):
-            component_clear, component_lmk = await self._hsm.generate_component(KEY_TMK, "U")
-            clear.append(component_clear)
-            under_lmk.append(component_lmk)
-        formed = await self._hsm.form_key_from_components(KEY_TMK, under_lmk, "U")
-        return clear, formed
