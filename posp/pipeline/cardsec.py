@@ -9,8 +9,13 @@ Invariants:
   logged) and, when F2 is absent, the PAN is taken from the clear track 2.
 * F52 is translated with CA: F53 digit 1 = ``2`` is ISO format 0 with the PAN
   (account = 12 rightmost PAN digits excluding the check digit), ``1`` without it
-  (account ``000000000000``).  An undecipherable block raises ``HsmPinBlockError``
-  (→ 99 and "sign in again" through the codes table).
+  (account ``000000000000``).  The network always gets format 0 WITH the PAN
+  (network-link §6), so a block without the PAN needs two HSM commands, each
+  with the one account number Thales gives CA/CC: CA TPK→ZPK from format 01
+  (account zeros) to format 03 (no account), then CC ZPK→ZPK from 03 to 01 with
+  the card's account.  Either way the PIN never leaves the HSM in the clear.
+  An undecipherable block raises ``HsmPinBlockError`` (→ 99 and "sign in
+  again" through the codes table).
 * The CA may start early, alongside the request MAC check
   (``start_pin_translation``, called by ``checks.verify_mac``): that saves one
   HSM round trip per PIN transaction.  Its result (or error) is only looked at
@@ -35,6 +40,7 @@ EXTRA_TRACK3: Final = "track3"
 EXTRA_PIN_BLOCK_ZPK: Final = "pin_block_zpk"
 EXTRA_PIN_TASK: Final = "pin_translation"
 PIN_FORMAT_ISO0: Final = "01"
+PIN_FORMAT_NO_ACCOUNT: Final = "03"  # PIN then F fill: the hop between two accounts
 FORMAT_WITHOUT_PAN: Final = "1"
 NO_ACCOUNT: Final = "000000000000"
 _BLOCK_BYTES: Final = 8
@@ -100,18 +106,46 @@ async def decrypt_tracks(ctx: TxnContext) -> str | None:
     return None
 
 
-def pin_account(ctx: TxnContext, pan: str | None) -> str:
-    """The 12-digit account field of the PIN block (DecodeError without a usable PAN)."""
+def pin_accounts(ctx: TxnContext, pan: str | None) -> tuple[str, str]:
+    """The 12-digit account fields of the terminal's PIN block and of the network's
+    (DecodeError naming F2 without a usable PAN: the network's block needs it)."""
+    if pan is None or len(pan) < 13 or not pan.isdigit():
+        raise DecodeError("a PIN block needs a card number (F2 or track 2)", field=2)
+    account = account12(pan)
     if security_control(ctx)[:1] == FORMAT_WITHOUT_PAN:
-        return NO_ACCOUNT
-    if pan is not None and len(pan) >= 13:
-        return account12(pan)
-    raise DecodeError("PIN block with PAN needs a card number", field=2)
+        return NO_ACCOUNT, account
+    return account, account
 
 
-async def _translate(hsm: HsmClient, tpk_lmk: str, zpk_lmk: str, block: str, account: str) -> str:
-    translated = await hsm.translate_pin_tpk_to_zpk(
-        tpk_lmk, zpk_lmk, block, account, src_format=PIN_FORMAT_ISO0, dst_format=PIN_FORMAT_ISO0
+async def _translate(
+    hsm: HsmClient, tpk_lmk: str, zpk_lmk: str, block: str, accounts: tuple[str, str]
+) -> str:
+    terminal_account, network_account = accounts
+    if terminal_account == network_account:
+        translated = await hsm.translate_pin_tpk_to_zpk(
+            tpk_lmk,
+            zpk_lmk,
+            block,
+            network_account,
+            src_format=PIN_FORMAT_ISO0,
+            dst_format=PIN_FORMAT_ISO0,
+        )
+        return translated.pin_block
+    hop = await hsm.translate_pin_tpk_to_zpk(
+        tpk_lmk,
+        zpk_lmk,
+        block,
+        terminal_account,
+        src_format=PIN_FORMAT_ISO0,
+        dst_format=PIN_FORMAT_NO_ACCOUNT,
+    )
+    translated = await hsm.translate_pin_zpk_to_zpk(
+        zpk_lmk,
+        zpk_lmk,
+        hop.pin_block,
+        network_account,
+        src_format=PIN_FORMAT_NO_ACCOUNT,
+        dst_format=PIN_FORMAT_ISO0,
     )
     return translated.pin_block
 
@@ -135,10 +169,10 @@ def start_pin_translation(ctx: TxnContext) -> None:
     ):
         return
     try:
-        account = pin_account(ctx, card_pan(ctx.message))
+        accounts = pin_accounts(ctx, card_pan(ctx.message))
     except DecodeError:
         return  # translate_pin raises it in its turn
-    inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), account)
+    inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), accounts)
     task = asyncio.ensure_future(_translate(ctx.services.hsm, *inputs))
     task.add_done_callback(discard_outcome)
     ctx.extras[EXTRA_PIN_TASK] = (inputs, task)
@@ -153,8 +187,8 @@ async def translate_pin(ctx: TxnContext) -> str | None:
         raise DecodeError("PIN block must be 8 bytes", field=52)
     terminal = ctx.terminal
     assert terminal is not None and terminal.tpk_lmk is not None
-    account = pin_account(ctx, ctx.pan)
-    inputs = (terminal.tpk_lmk, ctx.services.link.zpk_lmk, pin_block.hex().upper(), account)
+    accounts = pin_accounts(ctx, ctx.pan)
+    inputs = (terminal.tpk_lmk, ctx.services.link.zpk_lmk, pin_block.hex().upper(), accounts)
     early = ctx.extras.pop(EXTRA_PIN_TASK, None)
     if early is not None and early[0] == inputs:
         ctx.extras[EXTRA_PIN_BLOCK_ZPK] = await early[1]

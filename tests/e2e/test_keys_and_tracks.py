@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from posp.crypto.des import tdes_encrypt_ecb
+from posp.crypto.pinblock import iso0_clear
 from posp.iso8583 import decode_terminal, mask_pan
 from terminals.cards import TerminalCard
+from terminals.machine import TerminalMachine
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack
 from tests.e2e.tamper import tampered
@@ -58,3 +61,41 @@ async def test_track_encrypted_purchase_is_decrypted_with_the_tdk(
     assert stack.store is not None
     entry = await stack.store.find_by_trace(machine.config.terminal_id, "000001", outcome.trace)
     assert entry is not None and entry.pan_masked == mask_pan(card.pan)
+
+
+def _without_pan(machine: TerminalMachine, built: bytes, pin: str) -> bytes:
+    """``built`` with F52 in ISO format 0 WITHOUT the PAN (F53 digit 1 = 1)."""
+    pik = machine.state.pik
+    assert pik is not None
+    block = tdes_encrypt_ecb(pik, iso0_clear(pin, None))
+    return tampered(machine, built, {52: block, 53: "1600000000000000"})
+
+
+async def test_pin_block_without_pan_reaches_the_issuer_as_format_0_with_pan(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """F53 digit 1 = 1: the terminal's block carries no PAN, the network's must
+    (network-link §6).  The switch goes CA (01 → 03) then CC (03 → 01 with the
+    account); the issuer verifies the PIN against its PVV with the PAN."""
+    terminal = await stack.terminal()
+    machine = terminal.machine
+    before = await stack.balance(card)
+    outcome = await terminal.exchange(
+        _without_pan(machine, machine.purchase(card, 700, pin=card.pin), card.pin)
+    )
+    assert outcome.response_code == "00" and await stack.balance(card) == before - 700
+    wrong = "1111" if card.pin != "1111" else "2222"
+    outcome = await terminal.exchange(
+        _without_pan(machine, machine.purchase(card, 700, pin=wrong), wrong)
+    )
+    assert outcome.response_code == "55" and await stack.balance(card) == before - 700
+
+
+async def test_pin_block_without_pan_and_no_card_number_is_a_format_error(
+    stack: Stack, card: TerminalCard
+) -> None:
+    terminal = await stack.terminal()
+    machine = terminal.machine
+    built = _without_pan(machine, machine.purchase(card, 700, pin=card.pin), card.pin)
+    outcome = await terminal.exchange(tampered(machine, built, {}, drop=(2, 14, 35)))
+    assert outcome.response_code == "30"
