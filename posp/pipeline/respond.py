@@ -7,7 +7,11 @@ Rules (terminal-link §1, §3, §5):
   included; only a successful sign-in (which just issued keys) answers ``0``.
 * Echo 2 (if sent), 3, 4, 11, 25, 41, 42, 49, 60; add 12, 13, 32, 39, 15 on
   card transactions, 37 once an RRN exists, and whatever the steps put into
-  ``ctx.response`` (38, 44, 48, 54, 62, 63 ...).
+  ``ctx.response`` (38, 44, 48, 54, 62, 63 ...).  A card transaction's answer
+  always carries 44 and 63 (§3): from the network's answer when there is one;
+  when the switch decided alone (25, 64, 91, 94, ...) 44 = blank issuer id +
+  the switch's acquirer id and 63 = the card organisation told by the BIN
+  (``card_org_for``; left out when no PAN is known or the BIN is unknown).
 * F64 only when the route's MAC policy applies, the terminal's keys are
   usable and the code is not A0 (an A0 answer never carries F64).  The MAC is
   computed by the HSM (M6, algorithm 09, TAK) over the encoded answer: encode
@@ -34,6 +38,7 @@ from posp.iso8583 import (
     response_header,
     terminal_mab,
 )
+from posp.iso8583.fields import render_f44
 from posp.iso8583.message import FieldValue
 from posp.log import get_logger
 from posp.pipeline.checks import mac_required, working_keys_usable
@@ -44,6 +49,11 @@ ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
 NO_MAC_CODE: Final = "A0"
 EXTRA_EARLY_ANSWER: Final = "early_answer"
 _MAC_PLACEHOLDER: Final = b"00000000"
+#: Routes whose answers carry 44 and 63 (card transactions, terminal-link §3).
+CARD_ANSWERS: Final = frozenset(
+    {"balance", "purchase", "purchase_void", "refund", "preauth", "preauth_void"}
+    | {"completion", "completion_void", "reversal"}
+)
 
 _log = get_logger("posp.pipeline.respond")
 
@@ -72,6 +82,36 @@ def bare_answer(frame: TerminalFrame, code: str, processing: str = "0") -> bytes
         return None
 
 
+def card_org_for(pan: str | None) -> str | None:
+    """The card organisation of a PAN by its BIN (CUP 62 and 81, Visa 4, Mastercard
+    51-55 and 2221-2720, JCB 3528-3589, Amex 34/37), None when unknown."""
+    if pan is None or len(pan) < 4 or not pan[:4].isdigit():
+        return None
+    head2, head4 = int(pan[:2]), int(pan[:4])
+    if head2 in (62, 81):
+        return "CUP"
+    if pan[0] == "4":
+        return "VIS"
+    if 51 <= head2 <= 55 or 2221 <= head4 <= 2720:
+        return "MCC"
+    if 3528 <= head4 <= 3589:
+        return "JCB"
+    if head2 in (34, 37):
+        return "AEX"
+    return None
+
+
+def _card_answer_fields(ctx: TxnContext, fields: dict[int, FieldValue]) -> None:
+    """44 and 63 for a card transaction the network did not answer."""
+    if 44 not in fields:
+        fields[44] = render_f44("", ctx.services.settings.network.acquirer_id)
+    if 63 not in fields:
+        f2 = ctx.message.get(2)
+        org = ctx.card_org or card_org_for(ctx.pan or (f2 if isinstance(f2, str) else None))
+        if org is not None:
+            fields[63] = org
+
+
 def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
     request = ctx.message.fields
     fields: dict[int, FieldValue] = {n: request[n] for n in ECHOED_FIELDS if n in request}
@@ -88,6 +128,8 @@ def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
     if ctx.auth_code is not None and code == "00":
         fields[38] = ctx.auth_code
     fields.update(ctx.response)
+    if ctx.route.name in CARD_ANSWERS:
+        _card_answer_fields(ctx, fields)
     return fields
 
 

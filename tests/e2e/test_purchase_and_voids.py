@@ -73,7 +73,13 @@ async def test_void_with_a_wrong_rrn_or_unknown_trace_answers_25(
     after_purchase = await stack.balance(card)
     machine = terminal.machine
     wrong_rrn = tampered(machine, machine.purchase_void(purchase.trace), {37: "019999999999"})
-    assert (await terminal.exchange(wrong_rrn)).response_code == "25"
+    refused = await terminal.exchange(wrong_rrn)
+    assert refused.response_code == "25" and refused.message is not None
+    # Decided by the switch alone, the answer still carries 44 and 63 (terminal-link §3):
+    # no issuer id, the switch's acquirer id, the card organisation from the BIN.
+    acquirer_id = stack.settings().network.acquirer_id
+    assert refused.message.text(44) == " " * 11 + acquirer_id.ljust(11)
+    assert refused.message.text(63) == "CUP"
     unknown = machine.purchase_void(purchase.trace)
     f61 = "000001" + "999999" + machine.state.clock_date
     assert (await terminal.exchange(tampered(machine, unknown, {61: f61}))).response_code == "25"
