@@ -262,6 +262,11 @@ class _ClientCollector(Collector):
                 "HSM replies that arrived after their deadline",
                 stats.late_replies,
             ),
+            (
+                "posp_hsm_unmatched_replies",
+                "HSM replies whose header matched no call (never sent or already answered)",
+                stats.unmatched_replies,
+            ),
             ("posp_hsm_reconnects", "HSM connections re-established", stats.reconnects),
         ):
             yield CounterMetricFamily(name, doc, value=value)

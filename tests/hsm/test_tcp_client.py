@@ -183,3 +183,30 @@ async def test_client_counters_are_exposed_to_an_injected_registry(
     assert registry.get_sample_value("posp_hsm_calls_total") == 1
     assert registry.get_sample_value("posp_hsm_connections_up") == 2
     await client.close()
+
+
+async def test_a_reply_to_no_call_is_counted_and_exported_as_unmatched() -> None:
+    """A peer that answers every call and then sends a reply under a header no call
+    used: the call still gets its reply, the stray one is counted, not matched."""
+    from prometheus_client import CollectorRegistry
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (size,) = struct.unpack(">H", await reader.readexactly(2))
+        frame = await reader.readexactly(size)
+        stray = b"9999B300STRAY"
+        reply = frame[:4] + b"B300" + frame[10:]
+        writer.write(struct.pack(">H", len(stray)) + stray)
+        writer.write(struct.pack(">H", len(reply)) + reply)
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    server = await asyncio.start_server(chatty, "127.0.0.1", 0)
+    registry = CollectorRegistry()
+    port = server.sockets[0].getsockname()[1]
+    client = TcpHsmClient("127.0.0.1", port, connections=1, registry=registry)
+    await client.wait_connected(1)
+    assert await client.echo("ONE") == "ONE"
+    assert client.stats.unmatched_replies == 1
+    assert registry.get_sample_value("posp_hsm_unmatched_replies_total") == 1
+    await client.close()
+    server.close()
