@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -114,16 +115,25 @@ class NetworkLink:
         self._pending.clear()
         self._set_signed_on([])
 
-    async def send(self, request: Message, *, timeout_s: float | None = None) -> Message:
+    async def send(
+        self,
+        request: Message,
+        *,
+        timeout_s: float | None = None,
+        on_arrival: Callable[[Message], None] | None = None,
+    ) -> Message:
         """Send a request and return its verified response.
 
         Fills F7, F11, F32, F33 when absent (in place, so the caller can journal the
         network STAN and F7 and later build a reversal), completes F90's institution ids
-        when zero, and sets F128.  Raises NetworkUnavailable / NetworkTimeout."""
+        when zero, and sets F128.  Raises NetworkUnavailable / NetworkTimeout.
+        ``on_arrival(response)`` is called as soon as the response arrives, BEFORE its
+        MAC is verified, so the caller can start work that runs alongside the check
+        (it must be undone if ResponseMacInvalid follows)."""
         if not self._signed_on:
             self.metrics.requests.inc((request.mti, "unavailable"))
             raise NetworkUnavailable("network link not signed on")
-        return await self._exchange(self._pick_connection(), request, timeout_s)
+        return await self._exchange(self._pick_connection(), request, timeout_s, on_arrival)
 
     async def request_key(self, kind: str) -> bool:
         """Ask the network for a new ZPK (``"1"``) or ZAK (``"2"``) with 0800/101 and no
@@ -163,7 +173,11 @@ class NetworkLink:
             fields[90] = f90[:20] + own
 
     async def _exchange(
-        self, conn: FrameProtocol, request: Message, timeout_s: float | None
+        self,
+        conn: FrameProtocol,
+        request: Message,
+        timeout_s: float | None,
+        on_arrival: Callable[[Message], None] | None = None,
     ) -> Message:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -189,6 +203,8 @@ class NetworkLink:
             timer.cancel()
             self._pending.pop(key, None)
         self.metrics.latency.observe(loop.time() - started)
+        if on_arrival is not None:
+            on_arrival(response)
         if (
             zone.needs_mac(response)
             and await zone.verify_message(self._hsm, self.zak, response) is None

@@ -11,6 +11,9 @@ Invariants:
   loses, a terminal 0400 reversed the entry while the network was deciding; the
   reversal step left the upstream undo to this step, which holds the sent
   request: an approval (or no answer) is then undone with a queued 0420.
+* The terminal's answer is started when the network's response arrives, while
+  its MAC is checked (``stage_answer``): both MACs go to the HSM together.  A
+  response whose MAC then fails leaves no trace (``unstage_answer``).
 * No answer in time (``NetworkTimeout``, including a response whose MAC failed):
   the terminal gets 98, the entry goes to timed_out and a 0420 for the sent
   request is queued durably (SAF) before the answer leaves.
@@ -38,7 +41,7 @@ from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
-from posp.pipeline.respond import start_answer
+from posp.pipeline.respond import EXTRA_EARLY_ANSWER, start_answer
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
 NO_ANSWER: Final = "98"
@@ -47,6 +50,9 @@ APPROVED_CODE: Final = "00"
 EXTRA_JOURNAL: Final = "journal_changes"
 #: ``ctx.extras`` key: the network request sent whose fate is not settled yet.
 EXTRA_SENT: Final = "sent_request"
+#: ``ctx.extras`` key: (response, terminal code, ctx fields before) of an answer
+#: started while the response's MAC was still being checked (``stage_answer``).
+EXTRA_STAGED: Final = "staged_answer"
 #: Time kept back from the request deadline for the timeout path (SAF write, answer).
 DEADLINE_MARGIN_S: Final = 1.0
 #: Network response codes passed to the terminal as they are (terminal-link §7).
@@ -142,8 +148,11 @@ async def forward(ctx: TxnContext) -> str | None:
     ctx.timeout_code = NO_ANSWER
     ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
     try:
-        response = await link.send(request, timeout_s=timeout_s)
+        response = await link.send(
+            request, timeout_s=timeout_s, on_arrival=lambda arrived: stage_answer(ctx, arrived)
+        )
     except NetworkTimeout as exc:
+        unstage_answer(ctx)
         note_network_ids(ctx, request)
         reason = "A0" if isinstance(exc, ResponseMacInvalid) else NO_ANSWER
         await on_no_answer(ctx, request, reason)
@@ -167,9 +176,8 @@ async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
     _log.warning("network did not answer; reversal queued", reason=reason)
 
 
-async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
-    """Record the network's decision and prepare the terminal's answer fields."""
-    assert ctx.entry_id is not None
+def apply_response(ctx: TxnContext, response: Message) -> str:
+    """Take the network's answer fields into ``ctx``; returns the terminal's code."""
     fields = terminal_response_fields(response)
     code = terminal_code(fields[39])
     if code == APPROVED_CODE:
@@ -182,9 +190,40 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
     for n in _FORWARDED_TO_TERMINAL:
         if n in fields:
             ctx.response[n] = fields[n]
+    return code
+
+
+def stage_answer(ctx: TxnContext, response: Message) -> None:
+    """The network's answer arrived and its MAC is being checked: take its fields and
+    start the terminal's answer now, so the answer's MAC (TAK) goes to the HSM with
+    that check (ZAK) in one write.  ``unstage_answer`` undoes it if the check fails."""
+    before = (ctx.auth_code, ctx.settlement_date, ctx.card_org, dict(ctx.response))
+    code = apply_response(ctx, response)
+    ctx.extras[EXTRA_STAGED] = (response, code, before)
+    start_answer(ctx, code)
+
+
+def unstage_answer(ctx: TxnContext) -> None:
+    """Forget a staged answer whose response then failed its MAC check (or never came)."""
+    staged = ctx.extras.pop(EXTRA_STAGED, None)
+    if staged is None:
+        return
+    ctx.auth_code, ctx.settlement_date, ctx.card_org, ctx.response = staged[2]
+    ctx.extras.pop(EXTRA_EARLY_ANSWER, None)
+
+
+async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
+    """Record the network's decision and prepare the terminal's answer fields."""
+    assert ctx.entry_id is not None
+    staged = ctx.extras.pop(EXTRA_STAGED, None)
+    code: str
+    if staged is not None and staged[0] is response:
+        code = staged[1]
+    else:
+        code = apply_response(ctx, response)
+        start_answer(ctx, code)  # its MAC is computed while the outcome commits
     state = APPROVED if code == APPROVED_CODE else DECLINED
     changes = outcome_changes(ctx, state, code)
-    start_answer(ctx, code)  # its MAC is computed while the outcome commits
     if not await ctx.services.store.finish_entry(ctx.entry_id, (PENDING,), **changes):
         ctx.final_state = REVERSED
         if code == APPROVED_CODE:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from issuer_sim.rules import DROP_AMOUNT_MINOR
+from posp.iso8583 import Message
+from posp.network import zone
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack, eventually
@@ -71,6 +76,32 @@ async def test_dropped_answer_gives_98_and_the_queued_0420_restores_the_balance(
     assert stack.store is not None
     entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
     assert entry is not None and entry.state == "timed_out" and entry.network_stan is not None
+    await eventually(_equals(stack, card, before))
+    await eventually(_saf_empty(stack))
+
+
+async def test_an_answer_whose_mac_fails_gives_98_without_its_fields_and_is_reversed(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issuer approves but its 0210's MAC does not verify: the switch had already
+    started the terminal's answer from that 0210 (alongside the check); it answers
+    98 instead, with none of the unverified fields (no auth code, no issuer id),
+    and queues a 0420 that restores the balance."""
+    verify = zone.verify_message
+
+    async def failing_0210(hsm: Any, zak: Any, message: Message) -> str | None:
+        return None if message.mti == "0210" else await verify(hsm, zak, message)
+
+    monkeypatch.setattr(zone, "verify_message", failing_0210)
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 3300, pin=card.pin))
+    assert outcome.response_code == "98" and outcome.message is not None
+    answer = outcome.message
+    assert 38 not in answer and answer.text(44)[:11] == " " * 11
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert entry is not None and entry.state == "timed_out" and entry.auth_code is None
     await eventually(_equals(stack, card, before))
     await eventually(_saf_empty(stack))
 
