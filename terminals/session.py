@@ -17,11 +17,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
 
 LEN_BYTES = 2
+#: How long ``close`` waits for the transport to report the connection gone.
+CLOSE_WAIT_S = 1.0
 
 OutcomeHook = Callable[[Outcome, float], None]
 
@@ -38,6 +41,96 @@ class SessionOptions:
     sign_in_variant: str = "003"
 
 
+class _FrameProtocol(asyncio.Protocol):
+    """One terminal connection: buffers bytes, cuts LEN-prefixed frames and
+    hands each to the one pending ``read`` (no streams: a future per answer).
+
+    Bytes arriving with no read pending stay buffered for the next read, as a
+    stream reader would keep them.  End-of-file and a lost connection fail the
+    pending read (``EOFError`` / ``OSError``); so does every later read that
+    the buffer cannot satisfy."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.eof = False
+        self.error: Exception | None = None  # set once the connection is lost
+        self.lost = loop.create_future()  # resolved by connection_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is not None and waiter.done():
+            waiter = self.waiter = None  # its read was cancelled: keep the bytes
+        if waiter is not None and not self.buffer:
+            # The usual case: exactly one whole answer in one segment.
+            size = len(data) - LEN_BYTES
+            if size >= 0 and int.from_bytes(data[:LEN_BYTES], "big") == size:
+                self.waiter = None
+                waiter.set_result(data[LEN_BYTES:])
+                return
+        self.buffer += data
+        if waiter is not None:
+            body = self._cut()
+            if body is not None:
+                self.waiter = None
+                waiter.set_result(body)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))
+        return True  # stay half-open, as a stream does: close() closes it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = self.eof or exc is None
+        self.error = exc or ConnectionResetError("connection lost")
+        self._fail(self.error)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _cut(self) -> bytes | None:
+        """The first whole frame's body, removed from the buffer; None if incomplete."""
+        buffer = self.buffer
+        if len(buffer) < LEN_BYTES:
+            return None
+        end = LEN_BYTES + int.from_bytes(buffer[:LEN_BYTES], "big")
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[LEN_BYTES:end])
+        del buffer[:end]
+        return body
+
+    def read(self) -> asyncio.Future[bytes]:
+        """A future for the next frame's body (already done when it is buffered)."""
+        waiter = self.loop.create_future()
+        body = self._cut()
+        if body is not None:
+            waiter.set_result(body)
+        elif self.error is not None:
+            waiter.set_exception(self.error)
+        elif self.eof:
+            waiter.set_exception(asyncio.IncompleteReadError(bytes(self.buffer), None))
+        else:
+            self.waiter = waiter
+        return waiter
+
+    def time_out(self, waiter: asyncio.Future[bytes]) -> None:
+        if self.waiter is waiter:
+            self.waiter = None
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+
 class TerminalSession:
     """A machine plus its connection.  ``on_outcome(outcome, latency_s)`` is
     called for every exchange (sign-ins and reversals included)."""
@@ -52,42 +145,41 @@ class TerminalSession:
         self.machine = machine
         self.options = options or SessionOptions()
         self.on_outcome = on_outcome
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _FrameProtocol | None = None
         self.connects = 0  # connections opened: more than one on a long connection = a drop
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        return self._protocol is not None
 
     @property
     def peer_closed(self) -> bool:
-        """The open connection has seen the switch's end-of-file (an idle drop);
-        asyncio feeds EOF to the reader even when no read is pending."""
-        return self._reader is not None and self._reader.at_eof()
+        """The open connection has seen the switch's end-of-file (an idle drop),
+        with no unread bytes left; the protocol sees EOF even when no read is pending."""
+        protocol = self._protocol
+        return protocol is not None and protocol.eof and not protocol.buffer
 
     async def connect(self) -> None:
         """Open the connection (done on demand by ``exchange``)."""
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.options.host, self.options.port),
-                self.options.connect_timeout_s,
-            )
+        if self._protocol is None:
+            loop = asyncio.get_running_loop()
+            protocol = _FrameProtocol(loop)
+            async with asyncio.timeout(self.options.connect_timeout_s):
+                await loop.create_connection(lambda: protocol, self.options.host, self.options.port)
+            self._protocol = protocol
             self.connects += 1
 
     async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
-
-    async def _read_frame(self) -> bytes:
-        assert self._reader is not None
-        prefix = await self._reader.readexactly(LEN_BYTES)
-        return await self._reader.readexactly(int.from_bytes(prefix, "big"))
+        """Close the connection; waits at most ``CLOSE_WAIT_S`` for it to be
+        gone, then aborts it (never hangs on a peer or a loop that stalls)."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is None or protocol.transport is None:
+            return
+        protocol.transport.close()
+        if not protocol.lost.done():
+            await asyncio.wait((protocol.lost,), timeout=CLOSE_WAIT_S)
+            if not protocol.lost.done():
+                protocol.transport.abort()
 
     async def exchange(self, frame: bytes) -> Outcome:
         """Send one built request and settle it with the answer or the failure."""
@@ -99,22 +191,29 @@ class TerminalSession:
 
     async def _exchange(self, frame: bytes) -> Outcome:
         try:
-            await self.connect()
-            assert self._writer is not None
-            self._writer.write(frame)
+            if self._protocol is None:
+                await self.connect()
+            protocol = self._protocol
+            assert protocol is not None and protocol.transport is not None
+            if protocol.error is None:  # a lost connection fails the read below
+                protocol.transport.write(frame)
         except (OSError, TimeoutError):
             await self.close()
             return self.machine.on_comms_error(after_send=False)
+        # One timer handle per read, not a timeout scope (no context manager,
+        # no task cancellation to undo).
+        answer = protocol.read()
+        timer = protocol.loop.call_later(self.options.response_timeout_s, protocol.time_out, answer)
         try:
-            # A timeout scope, not wait_for: no task wrapped around every read.
-            async with asyncio.timeout(self.options.response_timeout_s):
-                body = await self._read_frame()
+            body = await answer
         except TimeoutError:
             await self.close()
             return self.machine.on_timeout()
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, EOFError):
             await self.close()
             return self.machine.on_comms_error(after_send=True)
+        finally:
+            timer.cancel()
         outcome = self.machine.accept(body)
         if not self.options.long_connection or outcome.event is not Event.RESPONSE:
             await self.close()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from posp import loop as posp_loop
 from posp.iso8583.message import Message
+from terminals import session as session_module
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.machine import TerminalMachine
@@ -96,3 +100,144 @@ async def test_connection_refused_is_a_comms_error_without_reversal() -> None:
     outcome = await session.transact(lambda m: m.purchase(CARD, 100))
     assert outcome.event is Event.COMMS_ERROR and outcome.kind is TxnKind.SIGN_IN
     assert not session.machine.reversal_due
+
+
+# --- the connection itself: framing, drops, close -----------------------------
+
+
+async def _raw_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    size = int.from_bytes(await reader.readexactly(2), "big")
+    return await reader.readexactly(size)
+
+
+async def test_an_answer_in_many_segments_is_reassembled() -> None:
+    switch = FakeSwitch()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                body = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            answer = switch.answer(body)
+            assert answer is not None
+            framed = len(answer).to_bytes(2, "big") + answer
+            for at in range(0, len(framed), 7):  # 1 byte of the prefix alone, then 7s
+                writer.write(framed[at : at + 7] if at else framed[:1])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+                if not at:
+                    writer.write(framed[1:7])
+        writer.close()
+
+    server, port = await _raw_server(trickle)
+    session = session_for(port, long=True)
+    try:
+        outcome = await session.transact(lambda m: m.purchase(CARD, 1500))
+        assert outcome.approved and session.connected and session.connects == 1
+    finally:
+        await session.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_hang_up_mid_answer_is_a_comms_error_after_sending() -> None:
+    switch = FakeSwitch()
+
+    async def half_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await _read_request(reader)
+        if (answer := switch.answer(body)) is not None and switch.seen[-1].mti == "0200":
+            writer.write((len(answer).to_bytes(2, "big") + answer)[:20])
+            await writer.drain()
+            writer.close()
+            return
+        assert answer is not None
+        writer.write(len(answer).to_bytes(2, "big") + answer)
+        await half_then_hang_up(reader, writer)
+
+    server, port = await _raw_server(half_then_hang_up)
+    session = session_for(port, long=True)
+    try:
+        outcome = await session.transact(lambda m: m.purchase(CARD, 1500))
+        assert outcome.event is Event.COMMS_ERROR and outcome.reversal_queued
+        assert not session.connected
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_reset_idle_long_connection_fails_the_next_exchange_on_uvloop() -> None:
+    """The switch resets an idle long connection: the next exchange is a comms
+    error after sending (on uvloop a closed transport refuses writes outright)."""
+
+    async def body() -> tuple[bool, Event]:
+        async def reset_after_sign_in(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            answer = FakeSwitch().answer(await _read_request(reader))
+            assert answer is not None
+            writer.write(len(answer).to_bytes(2, "big") + answer)
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server, port = await _raw_server(reset_after_sign_in)
+        session = session_for(port, long=True)
+        try:
+            assert (await session.prepare()) is None
+            await asyncio.sleep(0.05)
+            held = session.connected
+            outcome = await session.exchange(session.machine.echo())
+            return held, outcome.event
+        finally:
+            await session.close()
+            server.close()
+            await server.wait_closed()
+
+    held, event = posp_loop.run(body())
+    assert held and event is Event.COMMS_ERROR
+
+
+async def test_close_never_waits_long_for_a_connection_that_does_not_report_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class StuckTransport:
+        aborted = False
+
+        def close(self) -> None:
+            pass  # connection_lost never comes
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    monkeypatch.setattr(session_module, "CLOSE_WAIT_S", 0.05)
+    session = session_for(1)
+    protocol = session_module._FrameProtocol(asyncio.get_running_loop())
+    transport = StuckTransport()
+    protocol.transport = transport  # type: ignore[assignment]
+    session._protocol = protocol
+    await asyncio.wait_for(session.close(), 2)
+    assert transport.aborted and not session.connected
+    await session.close()  # closing twice is harmless
+
+
+async def test_close_after_the_switch_hung_up_returns_at_once(
+    switch_port: tuple[FakeSwitch, int],
+) -> None:
+    _switch, port = switch_port
+    session = session_for(port, long=True)
+    assert (await session.prepare()) is None
+    protocol = session._protocol
+    assert protocol is not None and protocol.transport is not None
+    protocol.transport.close()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(session.close(), 0.5)
+    assert not session.connected
