@@ -34,6 +34,7 @@ from terminals.session import SessionOptions, TerminalSession
 
 SIGN_IN_PARALLELISM = 256
 HOLD_SAMPLE_S = 1.0  # how often the hold phase counts open connections
+OPEN_LOOP_WAKE_S = 0.002  # the open loop's shortest sleep: due ticks start together
 
 
 @dataclass
@@ -190,25 +191,35 @@ class _Fleet:
         await asyncio.gather(*(worker() for _ in range(workers)))
 
     async def open_loop(self, rate: float) -> None:
-        tasks: set[asyncio.Task[None]] = set()
+        """One transaction per tick of ``1/rate`` s on an idle terminal.  The
+        ticker wakes at most every ``OPEN_LOOP_WAKE_S`` and starts every tick
+        then due (not one sleep per tick at high rates); each tick counts in
+        ``started``, and one finding no idle terminal counts as ``skipped``."""
+        loop = asyncio.get_running_loop()
+        idle = self.idle
+        stats = self.stats
+        running: set[asyncio.Task[None]] = set()  # strong references until done
+        done = running.discard
         interval_s = 1.0 / rate
         next_tick = time.perf_counter()
         while self._budget_left():
             now = time.perf_counter()
             if next_tick > now:
-                await asyncio.sleep(next_tick - now)
-            next_tick += interval_s
-            self.started += 1
-            try:
-                session = self.idle.get_nowait()
-            except asyncio.QueueEmpty:
-                self.stats.skipped += 1
-                continue
-            task = asyncio.create_task(self._one(session))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+                await asyncio.sleep(max(next_tick - now, OPEN_LOOP_WAKE_S))
+                now = time.perf_counter()
+            while True:
+                next_tick += interval_s
+                self.started += 1
+                if idle.empty():
+                    stats.skipped += 1
+                else:
+                    task = loop.create_task(self._one(idle.get_nowait()))
+                    running.add(task)
+                    task.add_done_callback(done)
+                if next_tick > now or not self._budget_left():
+                    break
+        if running:
+            await asyncio.gather(*running)
 
     async def report_progress(self) -> None:
         progress = self.config.progress

@@ -203,3 +203,51 @@ def test_load_response_codes_count_only_the_load_window() -> None:
     assert report.requests == 2
     assert report.load_response_codes == {"00": 1, "51": 1}
     assert report.response_codes == {"00": 3, "51": 1}
+
+
+async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 1,500/s the ticker sleeps at most once per OPEN_LOOP_WAKE_S (not once
+    per tick), yet every tick counts: started = transactions begun + skipped."""
+    import asyncio
+    import time
+
+    from terminals import fleet as fleet_module
+    from terminals.session import TerminalSession
+
+    fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, rate=1500))
+    for session in fleet.sessions:
+        fleet.idle.put_nowait(session)
+    begun: list[TerminalSession] = []
+    real_sleep = asyncio.sleep
+    sleeps = 0
+
+    async def one(session: TerminalSession) -> None:  # a stand-in transaction
+        begun.append(session)
+        await real_sleep(0.002)
+        fleet.idle.put_nowait(session)
+
+    async def counting_sleep(delay: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await real_sleep(delay)
+
+    monkeypatch.setattr(fleet, "_one", one)
+    fleet.stop_at = time.perf_counter() + 0.3
+    monkeypatch.setattr(asyncio, "sleep", counting_sleep)
+    started_at = time.perf_counter()
+    await fleet.open_loop(1500)
+    monkeypatch.undo()
+    elapsed = time.perf_counter() - started_at
+    assert fleet.started == len(begun) + fleet.stats.skipped
+    assert 0.8 * 1500 * 0.3 <= fleet.started <= 1500 * elapsed + 1
+    assert fleet.stats.skipped > 0  # 3 terminals held 2 ms each cannot take 1,500/s
+    assert 0 < sleeps <= 1.1 * elapsed / fleet_module.OPEN_LOOP_WAKE_S + 2 and len(begun) > 0
+    assert fleet.idle.qsize() == len(FLEET)  # every transaction finished before return
+
+
+async def test_open_loop_stops_at_the_count_within_a_batch_of_due_ticks(port: int) -> None:
+    config = FleetConfig(terminals=FLEET, cards=CARDS, port=port, rate=5000, count=7)
+    report = await run_fleet(config)
+    assert sum(report.transactions.values()) + report.skipped == 7
