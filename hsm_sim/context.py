@@ -4,8 +4,11 @@ decrypted keys, the random key source and the Authorised flag.
 Invariants:
 * Clear keys live only in this object's caches (bounded; cleared wholesale
   when full) and are never logged.
-* ``key_under_lmk`` checks odd parity on every call, so a cached key still
-  answers the caller's own parity error code.
+* Decrypted keys are cached by key type code and the key field's bytes as
+  the request carried them, with their parity verdict: the variant LMK
+  decryption runs once per key, and a hot command reads a key field with one
+  slice and one dict lookup.  Every lookup still answers the caller's own
+  parity error code for a key with bad parity.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from collections.abc import Callable
 
 from hsm_sim.fields import HsmFault
 from hsm_sim.keyscheme import (
+    KEY_TYPES,
     PAIR_LMK_PIN,
     KekSource,
     KeyField,
     KeyType,
     decrypt_key,
     encrypt_key,
+    key_field_of_wire,
     lmk_variant_key,
 )
 from hsm_sim.lmk import LmkSet
@@ -40,7 +45,8 @@ class HsmContext:
         self.authorised = authorised
         self.key_source: KeySource = key_source or os.urandom
         self._keks: dict[tuple[int, int], KekSource] = {}
-        self._key_cache: dict[tuple[str, str, str], bytes] = {}
+        # (key type code, K field bytes) -> (clear key, has odd parity)
+        self._key_cache: dict[tuple[str, bytes], tuple[bytes, bool]] = {}
         self.lmk_pin_key = lmk.pairs[PAIR_LMK_PIN]
 
     def lmk_kek(self, kt: KeyType) -> KekSource:
@@ -54,16 +60,25 @@ class HsmContext:
 
     def key_under_lmk(self, kt: KeyType, field: KeyField, parity_fault: str) -> bytes:
         """Decrypt a key stored under the LMK as ``kt``; fault ``parity_fault`` on bad parity."""
-        slot = (kt.code, field.tag, field.hex)
-        clear = self._key_cache.get(slot)
-        if clear is None:
-            clear = decrypt_key(self.lmk_kek(kt), field)
-            if len(self._key_cache) >= _KEY_CACHE_MAX:
-                self._key_cache.clear()
-            self._key_cache[slot] = clear
-        if not has_odd_parity(clear):
+        return self.lmk_key(kt.code, field.wire().encode("ascii"), parity_fault)
+
+    def lmk_key(self, type_code: str, wire: bytes, parity_fault: str) -> bytes:
+        """The clear key of a K field (bytes from ``read_key_wire``) stored under the
+        LMK as key type ``type_code``; fault ``parity_fault`` on bad parity."""
+        entry = self._key_cache.get((type_code, wire))
+        if entry is None:
+            entry = self._decrypt(type_code, wire)
+        if not entry[1]:
             raise HsmFault(parity_fault)
-        return clear
+        return entry[0]
+
+    def _decrypt(self, type_code: str, wire: bytes) -> tuple[bytes, bool]:
+        clear = decrypt_key(self.lmk_kek(KEY_TYPES[type_code]), key_field_of_wire(wire))
+        entry = (clear, has_odd_parity(clear))
+        if len(self._key_cache) >= _KEY_CACHE_MAX:
+            self._key_cache.clear()
+        self._key_cache[(type_code, wire)] = entry
+        return entry
 
     def encrypt_under_lmk(self, kt: KeyType, clear: bytes, tag: str) -> str:
         """Encrypt a clear key under the LMK as ``kt`` with scheme ``tag``; the wire field."""

@@ -7,7 +7,7 @@ carries a two-digit payShield error code and nothing else (no field values).
 from __future__ import annotations
 
 TRAILER_DELIMITER = 0x19
-_HEX_BYTES = frozenset(b"0123456789ABCDEFabcdef")
+HEX_BYTES = frozenset(b"0123456789ABCDEFabcdef")
 _DIGIT_BYTES = frozenset(b"0123456789")
 
 
@@ -69,7 +69,7 @@ class Reader:
     def hex(self, n: int, code: str = "15") -> str:
         """The next ``n`` hex characters, upper-cased."""
         chunk = self.raw(n, code)
-        if not _HEX_BYTES.issuperset(chunk):
+        if not HEX_BYTES.issuperset(chunk):
             raise HsmFault(code)
         return chunk.decode("ascii").upper()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hsm_sim.fields import HEX_BYTES as _HEX_BYTES
 from hsm_sim.fields import HsmFault, Reader
 from posp.crypto.des import tdes_decrypt_ecb, tdes_encrypt_ecb
 
@@ -114,6 +115,43 @@ def read_pvk_pair(reader: Reader) -> KeyField:
     if chr(max(reader.peek(), 0)).upper() in _TAGGED_HEX:
         return read_key(reader)
     return KeyField("X", reader.hex(32))
+
+
+# Tag byte (either case) -> length of the whole field on the wire, tag included.
+_TAGGED_WIRE_BYTES = {ord(c): 1 + n for tag, n in _TAGGED_HEX.items() for c in (tag, tag.lower())}
+
+
+def read_key_wire(reader: Reader, bare_hex: int = 16) -> bytes:
+    """The raw bytes of a K field, checked as ``read_key`` checks them (fault 15).
+
+    ``bare_hex`` is the length of an untagged field: 16 (a single key), or 32
+    for a PVK pair (``read_pvk_pair``).  The bytes are the key's cache slot in
+    :class:`hsm_sim.context.HsmContext`; :func:`key_field_of_wire` parses them.
+    """
+    data = reader.data
+    start = reader.pos
+    if start >= reader.end:
+        raise HsmFault("15")
+    size = _TAGGED_WIRE_BYTES.get(data[start])
+    hex_from = start + 1
+    if size is None:
+        size = bare_hex
+        hex_from = start
+    stop = start + size
+    if stop > reader.end or not _HEX_BYTES.issuperset(data[hex_from:stop]):
+        raise HsmFault("15")
+    reader.pos = stop
+    return data[start:stop]
+
+
+def key_field_of_wire(wire: bytes) -> KeyField:
+    """The KeyField of bytes ``read_key_wire`` accepted (bare 32H = a PVK pair, ``X``)."""
+    text = wire.decode("ascii").upper()
+    if len(text) == 16:
+        return KeyField("Z", text)
+    if len(text) == 32:
+        return KeyField("X", text)
+    return KeyField(text[0], text[1:])
 
 
 def lmk_variant_key(pair: bytes, type_variant: int, scheme_variant: int) -> bytes:

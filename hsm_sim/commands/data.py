@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from hsm_sim.context import HsmContext
 from hsm_sim.fields import HsmFault, Reader
-from hsm_sim.keyscheme import TAK, TDK, ZAK, ZEK, KeyType, read_key
+from hsm_sim.keyscheme import TAK, TDK, ZAK, ZEK, KeyType, read_key, read_key_wire
+from hsm_sim.retailmac import retail_mac
 from posp.crypto.des import tdes_decrypt_ecb, tdes_encrypt_ecb
-from posp.crypto.mac import cup_ecb_mac, iso9797_alg1, iso9797_alg3
+from posp.crypto.mac import cup_ecb_mac, iso9797_alg1
 from posp.errors import CryptoError
 
 _MAC_KEY_TYPES: dict[bytes, KeyType] = {b"003": TAK, b"008": ZAK}
@@ -19,6 +20,40 @@ _DATA_KEY_TYPES: dict[bytes, KeyType] = {b"00A": ZEK, b"00B": TDK}
 # MAC algorithm -> MAC field length in hex characters
 _MAC_HEX_LEN = {b"01": 8, b"03": 8, b"13": 16, b"09": 16}
 _PADDINGS = {b"0": 0, b"1": 1, b"2": 2}
+_INPUT_FORMATS = (b"0", b"1", b"2")
+
+# What the fixed head of an M6/M8 (mode 1N, input format 1N, algorithm 2N, padding
+# 1N, key type 3H: 8 bytes) says, for every valid head: one slice and one lookup
+# instead of five checked reads.  Any other head goes through _mac_head for its fault.
+_MacHead = tuple[bytes, bytes, int, int, str]  # format, algorithm, MAC hex, padding, type
+_MAC_HEADS: dict[bytes, _MacHead] = {
+    b"0" + fmt + alg + pad + code: (fmt, alg, hex_len, padding, kt.code)
+    for fmt in _INPUT_FORMATS
+    for alg, hex_len in _MAC_HEX_LEN.items()
+    for pad, padding in _PADDINGS.items()
+    for code, kt in _MAC_KEY_TYPES.items()
+}
+_MAC_HEAD_BYTES = 8
+
+
+def _mac_head(r: Reader) -> _MacHead:
+    """Read an M6/M8 head field by field: the fault of its first bad field."""
+    if r.raw(1, "02") != b"0":
+        raise HsmFault("02")
+    input_format = r.raw(1, "03")
+    if input_format not in _INPUT_FORMATS:
+        raise HsmFault("03")
+    algorithm = r.raw(2, "04")
+    mac_len = _MAC_HEX_LEN.get(algorithm)
+    if mac_len is None:
+        raise HsmFault("04")
+    padding = _PADDINGS.get(r.raw(1, "09"))
+    if padding is None:
+        raise HsmFault("09")
+    kt = _MAC_KEY_TYPES.get(r.raw(3, "05").upper())
+    if kt is None:
+        raise HsmFault("05")
+    return input_format, algorithm, mac_len, padding, kt.code
 
 
 def _message(r: Reader, input_format: bytes) -> bytes:
@@ -42,7 +77,7 @@ def _mac(key: bytes, algorithm: bytes, padding: int, data: bytes) -> bytes:
     try:
         if algorithm == b"01":
             return iso9797_alg1(key, data, padding)[:4].hex().upper().encode()
-        full = iso9797_alg3(key, data, padding)
+        full = retail_mac(key, data, padding)
     except CryptoError:
         raise HsmFault("06") from None
     return (full if algorithm == b"13" else full[:4]).hex().upper().encode()
@@ -50,28 +85,20 @@ def _mac(key: bytes, algorithm: bytes, padding: int, data: bytes) -> bytes:
 
 def _mac_request(ctx: HsmContext, r: Reader, verify: bool) -> tuple[bytes, bytes]:
     """Parse M6/M8; return (computed MAC field, MAC field sent by M8 or b"")."""
-    if r.raw(1, "02") != b"0":
-        raise HsmFault("02")
-    input_format = r.raw(1, "03")
-    if input_format not in (b"0", b"1", b"2"):
-        raise HsmFault("03")
-    algorithm = r.raw(2, "04")
-    mac_len = _MAC_HEX_LEN.get(algorithm)
-    if mac_len is None:
-        raise HsmFault("04")
-    padding = _PADDINGS.get(r.raw(1, "09"))
-    if padding is None:
-        raise HsmFault("09")
-    kt = _MAC_KEY_TYPES.get(r.raw(3, "05").upper())
-    if kt is None:
-        raise HsmFault("05")
-    key_field = read_key(r)
+    start = r.pos
+    head = _MAC_HEADS.get(r.data[start : start + _MAC_HEAD_BYTES])
+    if head is not None and start + _MAC_HEAD_BYTES <= r.end:
+        r.pos = start + _MAC_HEAD_BYTES
+    else:
+        head = _mac_head(r)
+    input_format, algorithm, mac_len, padding, type_code = head
+    key_wire = read_key_wire(r)
     data = _message(r, input_format)
     sent = r.hex(mac_len).encode() if verify else b""
     r.finish()
     if padding == 0 and algorithm != b"09" and (len(data) % 8 or not data):
         raise HsmFault("06")
-    key = ctx.key_under_lmk(kt, key_field, "10")
+    key = ctx.lmk_key(type_code, key_wire, "10")
     return _mac(key, algorithm, padding, data), sent
 
 
@@ -91,7 +118,7 @@ def _data_block(ctx: HsmContext, r: Reader, encrypt: bool) -> bytes:
     if r.raw(2, "02") != b"00":
         raise HsmFault("02")
     input_format = r.raw(1, "03")
-    if input_format not in (b"0", b"1", b"2"):
+    if input_format not in _INPUT_FORMATS:
         raise HsmFault("03")
     output_format = r.raw(1, "04")
     if output_format not in (b"0", b"1"):

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from hsm_sim.context import HsmContext
 from hsm_sim.fields import HsmFault, Reader
-from hsm_sim.keyscheme import PVK, TPK, ZPK, KeyType, read_key, read_pvk_pair
+from hsm_sim.keyscheme import PVK, TPK, ZPK, KeyType, read_key_wire, read_pvk_pair
 from posp.crypto.des import tdes_decrypt_ecb, tdes_encrypt_ecb
 from posp.crypto.pinblock import (
     MAX_PIN_DIGITS,
     MIN_PIN_DIGITS,
     format03_clear,
     iso0_clear_account,
-    iso0_pin_account,
 )
-from posp.errors import PinBlockError
 
 FORMAT_ISO0 = "01"
 FORMAT_03 = "03"
 _FORMATS = (FORMAT_ISO0, FORMAT_03)
 _DIGITS = frozenset("0123456789")
+# PIN length -> the F fill after the PIN digits of an ISO format 0 PIN field
+_FILL = {n: "F" * (14 - n) for n in range(MIN_PIN_DIGITS, MAX_PIN_DIGITS + 1)}
 
 
 def pin_from_block(clear: bytes, pin_format: str, account: str) -> str:
@@ -33,12 +33,14 @@ def pin_from_block(clear: bytes, pin_format: str, account: str) -> str:
         field = f"{int.from_bytes(clear, 'big') ^ int(account, 16):016X}"
         if field[0] != "0":
             raise HsmFault("20")
-        if not MIN_PIN_DIGITS <= int(field[1], 16) <= MAX_PIN_DIGITS:
+        length = int(field[1], 16)
+        if not MIN_PIN_DIGITS <= length <= MAX_PIN_DIGITS:
             raise HsmFault("24")
-        try:
-            return iso0_pin_account(clear, account)
-        except PinBlockError:
-            raise HsmFault("20") from None
+        pin = field[2 : 2 + length]
+        # field is upper-case hex, so isdigit() means 0-9 only
+        if not pin.isdigit() or field[2 + length :] != _FILL[length]:
+            raise HsmFault("20")
+        return pin
     digits = clear.hex().upper().rstrip("F")
     if not digits or not set(digits) <= _DIGITS:
         raise HsmFault("20")
@@ -61,26 +63,58 @@ def _read_format(r: Reader) -> str:
     return pin_format
 
 
-def _translate(ctx: HsmContext, r: Reader, src_kt: KeyType, dst_kt: KeyType) -> bytes:
-    src_field = read_key(r)
-    dst_field = read_key(r)
+# CA/CC after the two keys: max PIN length 2N, PIN block 16H, source and destination
+# format 2N each, account 12N.
+_TRANSLATE_TAIL = 34
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
+_DIGIT_BYTES = frozenset(b"0123456789")
+_FORMAT_PAIRS = {(a + b).encode(): (a, b) for a in _FORMATS for b in _FORMATS}
+
+
+def _translate_tail(r: Reader) -> tuple[int, bytes, str, str, str]:
+    """CA/CC fields after the keys; one slice when all of them are well formed, else
+    field by field so that the first bad one answers its own fault."""
+    start = r.pos
+    stop = start + _TRANSLATE_TAIL
+    tail = r.data[start:stop]
+    formats = _FORMAT_PAIRS.get(tail[18:22])
+    if (
+        formats is not None
+        and stop <= r.end
+        and _DIGIT_BYTES.issuperset(tail[:2])
+        and _HEX.issuperset(tail[2:18])
+        and _DIGIT_BYTES.issuperset(tail[22:])
+    ):
+        r.pos = stop
+        return int(tail[:2]), bytes.fromhex(tail[2:18].decode()), *formats, tail[22:].decode()
     max_len = int(r.digits(2))
     block = bytes.fromhex(r.hex(16))
     src_format = r.text(2, "23")
     dst_format = r.text(2, "23")
-    account = r.digits(12)
+    return max_len, block, src_format, dst_format, r.digits(12)
+
+
+def _translate(ctx: HsmContext, r: Reader, src_kt: KeyType, dst_kt: KeyType) -> bytes:
+    src_wire = read_key_wire(r)
+    dst_wire = read_key_wire(r)
+    max_len, block, src_format, dst_format, account = _translate_tail(r)
     r.finish()
     if not MIN_PIN_DIGITS <= max_len <= MAX_PIN_DIGITS:
         raise HsmFault("15")
     if src_format not in _FORMATS or dst_format not in _FORMATS:
         raise HsmFault("23")
-    src_key = ctx.key_under_lmk(src_kt, src_field, "10")
-    dst_key = ctx.key_under_lmk(dst_kt, dst_field, "11")
-    pin = pin_from_block(tdes_decrypt_ecb(src_key, block), src_format, account)
+    src_key = ctx.lmk_key(src_kt.code, src_wire, "10")
+    dst_key = ctx.lmk_key(dst_kt.code, dst_wire, "11")
+    clear = tdes_decrypt_ecb(src_key, block)
+    pin = pin_from_block(clear, src_format, account)
     if len(pin) > max_len:
         raise HsmFault("24")
-    out = tdes_encrypt_ecb(dst_key, pin_block(pin, dst_format, account))
-    return f"00{len(pin):02d}{out.hex().upper()}{dst_format}".encode()
+    if src_format != dst_format or src_format != FORMAT_ISO0:
+        clear = pin_block(pin, dst_format, account)
+    # else: the same account and format 0 both ways, and pin_from_block accepted
+    # only a canonical block, so re-encoding the PIN gives back ``clear`` itself.
+    out = tdes_encrypt_ecb(dst_key, clear)
+    return b"00%02d%b%b" % (len(pin), out.hex().upper().encode(), dst_format.encode())
 
 
 def ca_translate_tpk_zpk(ctx: HsmContext, r: Reader) -> bytes:
@@ -154,14 +188,19 @@ def ba_encrypt_pin(ctx: HsmContext, r: Reader) -> bytes:
 # --- Visa PVV --------------------------------------------------------------
 
 
+_DROP_HEX_LETTERS = str.maketrans("", "", "abcdef")
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_HEX_LETTER_DIGITS = str.maketrans("abcdef", "012345")
+
+
 def visa_pvv(pvk: bytes, account: str, pvki: str, pin: str) -> str:
     """Visa PVV (hsm-reference §4): TSP = account[1:] + PVKI + 4 PIN digits, 3DES, decimalise."""
     tsp = account[1:] + pvki + pin[:4]
-    enc = tdes_encrypt_ecb(pvk, bytes.fromhex(tsp)).hex().upper()
-    digits = [c for c in enc if c in _DIGITS]
-    if len(digits) < 4:
-        digits += [str(int(c, 16) - 10) for c in enc if c not in _DIGITS]
-    return "".join(digits[:4])
+    enc = tdes_encrypt_ecb(pvk, bytes.fromhex(tsp)).hex()
+    digits = enc.translate(_DROP_HEX_LETTERS)
+    if len(digits) < 4:  # then the letters, A-F as 0-5, left to right
+        digits += enc.translate(_DROP_DIGITS).translate(_HEX_LETTER_DIGITS)
+    return digits[:4]
 
 
 def dg_generate_pvv(ctx: HsmContext, r: Reader) -> bytes:
@@ -178,16 +217,16 @@ def dg_generate_pvv(ctx: HsmContext, r: Reader) -> bytes:
 
 
 def _verify_pvv(ctx: HsmContext, r: Reader, key_kt: KeyType) -> bytes:
-    key_field = read_key(r)
-    pvk_field = read_pvk_pair(r)
+    key_wire = read_key_wire(r)
+    pvk_wire = read_key_wire(r, bare_hex=32)
     block = bytes.fromhex(r.hex(16))
     pin_format = _read_format(r)
     account = r.digits(12)
     pvki = r.digits(1)
     pvv = r.digits(4)
     r.finish()
-    key = ctx.key_under_lmk(key_kt, key_field, "10")
-    pvk = ctx.key_under_lmk(PVK, pvk_field, "11")
+    key = ctx.lmk_key(key_kt.code, key_wire, "10")
+    pvk = ctx.lmk_key(PVK.code, pvk_wire, "11")
     pin = pin_from_block(tdes_decrypt_ecb(key, block), pin_format, account)
     return b"00" if visa_pvv(pvk, account, pvki, pin) == pvv else b"01"
 
