@@ -65,26 +65,25 @@ class HsmSimMetrics:
         self.connections = Gauge(
             "hsm_connections", "Host connections currently open", registry=registry
         )
-        # Label tuples and series by the raw bytes of the reply: no decode per command.
-        self._count_labels: dict[tuple[bytes, bytes], tuple[str, str]] = {}
-        self._series: dict[str, TallySeries] = {}  # by command label (a bounded set)
+        # (command code, error code) as raw bytes -> (counter labels, histogram series):
+        # one lookup per command, no decode.  Bounded: only known commands and
+        # well-formed error codes are kept.
+        self._by_reply: dict[tuple[bytes, bytes], tuple[tuple[str, str], TallySeries]] = {}
 
     def observe(self, command: bytes, error: bytes, seconds: float) -> None:
         """Count one answered command and its execution time."""
-        labels = self._count_labels.get((command, error))
-        if labels is None:
-            labels = self._labels(command, error)
-        self._commands.inc(labels)
-        series = self._series.get(labels[0])
-        if series is None:
-            series = self._series[labels[0]] = self._seconds.series((labels[0],))
-        series.observe(seconds)
+        entry = self._by_reply.get((command, error))
+        if entry is None:
+            entry = self._entry(command, error)
+        self._commands.inc(entry[0])
+        entry[1].observe(seconds)
 
-    def _labels(self, command: bytes, error: bytes) -> tuple[str, str]:
-        """The bounded label pair for a reply; cached only for bounded inputs."""
+    def _entry(self, command: bytes, error: bytes) -> tuple[tuple[str, str], TallySeries]:
+        """The bounded label pair and series for a reply; cached only for bounded inputs."""
         known = command in _KNOWN_BYTES
         valid = len(error) == 2 and error.isalnum()
         labels = (command.decode() if known else "other", error.decode() if valid else "??")
+        entry = (labels, self._seconds.series((labels[0],)))
         if known and valid:
-            self._count_labels[(command, error)] = labels
-        return labels
+            self._by_reply[(command, error)] = entry
+        return entry

@@ -144,6 +144,17 @@ class HsmServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._rest:
             data = self._rest + data
+        elif (
+            len(data) > 2
+            and not self._server.shaping
+            and (data[0] << 8 | data[1]) + 2 == len(data) <= self._server.max_frame_bytes + 2
+        ):
+            # Exactly one frame, no shaping: the usual read at low concurrency.
+            reply = self._server.execute(data[2:])
+            if reply and self._transport is not None:
+                n = len(reply)
+                self._transport.write(b"%c%c%b" % (n >> 8, n & 0xFF, reply))
+            return
         server = self._server
         end = len(data)
         offset = 0

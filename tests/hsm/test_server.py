@@ -264,3 +264,24 @@ async def test_a_client_with_the_wrong_header_length_gets_answers_not_a_crash() 
     writer.close()
     await still_serves(server)
     await server.close()
+
+
+def test_metrics_bound_their_labels_and_cache_only_bounded_ones() -> None:
+    """Unknown commands count as ``other``, odd error fields as ``??``; only known
+    (command, error) pairs are remembered, so junk cannot grow the cache."""
+    from hsm_sim.metrics import HsmSimMetrics
+
+    registry = CollectorRegistry()
+    metrics = HsmSimMetrics(registry)
+    for command, error in [(b"M8", b"00"), (b"M8", b"00"), (b"M8", b"01"), (b"Q1", b"68")]:
+        metrics.observe(command, error, 0.0001)
+    for junk in range(50):
+        metrics.observe(b"%02d" % junk, b"\x00\xff", 0.0001)
+    sample = registry.get_sample_value
+    assert sample("hsm_commands_total", {"command": "M8", "error": "00"}) == 2
+    assert sample("hsm_commands_total", {"command": "M8", "error": "01"}) == 1
+    assert sample("hsm_commands_total", {"command": "other", "error": "68"}) == 1
+    assert sample("hsm_commands_total", {"command": "other", "error": "??"}) == 50
+    assert sample("hsm_command_seconds_count", {"command": "M8"}) == 3
+    assert sample("hsm_command_seconds_count", {"command": "other"}) == 51
+    assert len(metrics._by_reply) == 2
