@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from posp.errors import ConfigError, PospError, StoreError
+from posp.fleetfile import FleetTerminal, known_tmks, write_fleet_file
 from posp.hsm.api import KEY_TMK, HsmClient
 from posp.store.api import Merchant, Store, Terminal
 
@@ -263,9 +263,9 @@ class Admin:
         if await self._store.get_merchant(merchant_id) is None:
             await self.add_merchant(merchant_id, merchant_name, mcc)
             created_merchant = True
-        known = read_fleet_tmks(fleet_file)
+        known = {tid: tmk.hex().upper() for tid, tmk in known_tmks(fleet_file).items()}
         result = FleetProvisioned(merchant_created=created_merchant, fleet_file=fleet_file)
-        rows: list[dict[str, str]] = []
+        rows: list[FleetTerminal] = []
         for number in range(1, count + 1):
             terminal_id = f"{prefix}{number:0{width}d}"
             outcome = await self._fleet_terminal(terminal_id, merchant_id, known.get(terminal_id))
@@ -274,7 +274,7 @@ class Admin:
                 continue
             tmk, changed = outcome
             (result.created if changed else result.skipped).append(terminal_id)
-            rows.append({"terminal_id": terminal_id, "merchant_id": merchant_id, "tmk": tmk})
+            rows.append(FleetTerminal(terminal_id, merchant_id, bytes.fromhex(tmk)))
         write_fleet_file(fleet_file, rows)
         return result
 
@@ -297,21 +297,3 @@ class Admin:
             await self._store.add_terminal(new)
         await self._set_tmk(terminal_id, tmk)
         return tmk, True
-
-
-def read_fleet_tmks(path: Path) -> dict[str, str]:
-    """terminal id -> clear TMK from an earlier fleet file; empty when absent or unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {str(t["terminal_id"]): str(t["tmk"]) for t in data["terminals"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def write_fleet_file(path: Path, rows: list[dict[str, str]]) -> None:
-    """Write the fleet file (docs/contracts.md) atomically, readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"terminals": rows}, indent=2) + "\n", encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)

@@ -177,10 +177,10 @@ async def run_demo(
 ) -> None:
     """A short fleet run against the switch: sign-in, purchases (half with PINs),
     voids, refunds and a settlement with batch upload per terminal; prints the report."""
+    from posp.fleetfile import read_fleet_file
     from terminals.cards import load_cards
     from terminals.fleet import FleetConfig, run_fleet
     from terminals.fleet_report import report_table
-    from terminals.fleetfile import read_fleet_file
     from terminals.mix import parse_mix
 
     if fleet_file is None:

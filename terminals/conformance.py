@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from posp.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
-from terminals.fleetfile import FleetTerminal
 from terminals.machine import TerminalMachine
 from terminals.outcome import Outcome
 from terminals.session import SessionOptions, TerminalSession

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from posp.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.fleet_report import FleetReport, FleetStats
-from terminals.fleetfile import FleetTerminal
 from terminals.machine import TerminalMachine, TerminalStateError
 from terminals.mix import DEFAULT_MIX, MixSettings, TxnPicker, parse_mix
 from terminals.session import SessionOptions, TerminalSession

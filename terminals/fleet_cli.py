@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from posp.errors import ConfigError
+from posp.fleetfile import read_fleet_file
 from terminals.cards import load_cards
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import (
@@ -26,7 +27,6 @@ from terminals.fleet_report import (
     report_table,
     write_json,
 )
-from terminals.fleetfile import read_fleet_file
 from terminals.mix import DEFAULT_MIX, parse_mix
 from terminals.txn import SIGN_IN_VARIANTS
 

@@ -21,6 +21,7 @@ from issuer_sim.app import start_issuer
 from issuer_sim.cardfile import DEMO_CARDS
 from issuer_sim.server import IssuerServer
 from issuer_sim.settings import IssuerSettings
+from posp.fleetfile import FleetTerminal
 from posp.hsm import InProcessHsmClient
 from posp.hsm.api import KEY_TMK, HsmClient
 from posp.settings import Settings, load_settings
@@ -28,7 +29,6 @@ from posp.store import Merchant, Store, Terminal, open_store
 from posp.switch import Switch
 from terminals.cards import TerminalCard, load_cards
 from terminals.config import TerminalConfig
-from terminals.fleetfile import FleetTerminal
 from terminals.machine import TerminalMachine
 from terminals.session import SessionOptions, TerminalSession
 

@@ -33,12 +33,12 @@ import time
 from pathlib import Path
 
 from issuer_sim.cardfile import DEMO_CARDS, read_card_file
+from posp.fleetfile import read_fleet_file
 from posp.loop import loop_name
 from posp.loop import run as run_loop
 from terminals.cards import TerminalCard, load_cards
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import FleetStats
-from terminals.fleetfile import read_fleet_file
 
 BIN = Path(sys.executable).parent
 MERCHANT_ID = "898100000000001"

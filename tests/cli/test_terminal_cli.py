@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posp.crypto.des import check_value
-from terminals.fleetfile import read_fleet_file
+from posp.fleetfile import read_fleet_file
 
 from .conftest import MERCHANT, Posp
 
@@ -104,9 +104,16 @@ def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_
     stored = {t["terminal_id"]: t["tmk_kcv"] for t in posp("terminal", "list", "--json").json()}
     for t in terminals:
         assert t.merchant_id == MERCHANT and stored[t.terminal_id] == kcv(t.tmk.hex())
+    assert fleet.stat().st_mode & 0o777 == 0o600  # clear lab TMKs
     again = posp(*args, "--json")
     assert again.json()["kept"] == 3 and again.json()["created"] == 0
     assert [t.tmk for t in read_fleet_file(fleet)] == [t.tmk for t in terminals]
+    assert not (tmp_path / "fleet.json.tmp").exists()  # replaced atomically, nothing left
+    # A fleet file that no longer parses: its terminals are re-keyed, not an error.
+    fleet.write_text("{not json", encoding="utf-8")
+    rekeyed = posp(*args, "--json")
+    assert rekeyed.code == 0 and rekeyed.json()["created"] == 3
+    assert [t.terminal_id for t in read_fleet_file(fleet)] == ["10000001", "10000002", "10000003"]
 
 
 def test_provision_fleet_rejects_bad_count(posp: Posp, tmp_path: Path) -> None:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from posp.fleetfile import FleetTerminal
 from posp.hsm import InProcessHsmClient
 from posp.store import Store, open_store
 from posp.switch import Switch
 from terminals.cards import TerminalCard, load_cards
 from terminals.conformance import ConformanceTarget
-from terminals.fleetfile import FleetTerminal
 from tests.stackfixtures import (
     MERCHANT_ID,
     provision_terminal,

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from posp.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.conformance import ConformanceTarget, Status, run_catalogue
-from terminals.fleetfile import FleetTerminal
 from terminals.scenarios import CATALOGUE
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from posp.errors import ConfigError
+from posp.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
 from terminals.cards import TerminalCard
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_cli import main as fleet_main
-from terminals.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
 from terminals.mix import parse_mix
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
 

@@ -2,11 +2,15 @@
 
 ``{"terminals": [{"terminal_id": "10000001", "merchant_id": "898100000000001",
 "tmk": "<32 hex clear TMK>"}]}`` — written by ``posp terminal provision-fleet``
-and read by ``posp-fleet`` and ``posp-conformance``.
+(``posp.admin``) and read by ``posp-fleet``, ``posp-conformance`` and the next
+``provision-fleet`` (which keeps terminals whose clear TMK it still knows).
+One module for both sides, so writer and readers cannot drift apart.
 
 Invariants: every entry read has an 8-character terminal id, a 15-character
 merchant id and a 16- or 32-hex-digit TMK; errors name the entry and the key,
-never the TMK's value.  ``repr`` of an entry hides the TMK.
+never the TMK's value.  ``repr`` of an entry hides the TMK.  The file holds
+clear lab TMKs: it is created readable by its owner only (mode 0600 from the
+first byte) and replaced atomically, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -73,8 +77,17 @@ def read_fleet_file(path: str | Path) -> list[FleetTerminal]:
     return parse_fleet(document)
 
 
+def known_tmks(path: str | Path) -> dict[str, bytes]:
+    """terminal id -> clear TMK from an earlier fleet file; empty when the file is
+    absent or not a valid fleet file (its terminals are then simply re-keyed)."""
+    try:
+        return {t.terminal_id: t.tmk for t in read_fleet_file(path)}
+    except ConfigError:
+        return {}
+
+
 def write_fleet_file(path: str | Path, terminals: list[FleetTerminal]) -> None:
-    """Write a fleet file readable only by its owner (it holds clear TMKs)."""
+    """Write a fleet file atomically, readable only by its owner (it holds clear TMKs)."""
     document = {
         "terminals": [
             {"terminal_id": t.terminal_id, "merchant_id": t.merchant_id, "tmk": t.tmk.hex().upper()}
@@ -82,7 +95,14 @@ def write_fleet_file(path: str | Path, terminals: list[FleetTerminal]) -> None:
         ]
     }
     target = Path(path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=1)
-        handle.write("\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+            handle.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
