@@ -64,11 +64,18 @@ Fixed fields must have exactly their length (callers zero-fill numbers);
 z fields carry ``=`` as is.  ``decode_network`` raises only
 ``NetworkDecodeError`` (a DecodeError whose ``partial`` holds the header and
 MTI when those decoded).
+
+Every field of this dialect is ASCII text or raw bytes, and a field that
+decodes re-encodes to exactly the bytes it arrived in.  ``decode_network``
+therefore keeps each field's received wire text (``NetworkFrame.texts``), so
+a received message's MAB is built from its bytes without re-encoding
+(:meth:`EncodedNetworkMessage.received`); its own loop over the field table
+gives the values, errors and offsets ``NETWORK.decode_fields`` gives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from posp.errors import DecodeError, EncodeError
@@ -177,8 +184,15 @@ class NetworkHeader:
 
 @dataclass(slots=True)
 class NetworkFrame:
+    """A header and a message.  ``texts`` holds, for a frame from
+    :func:`decode_network`, each field's wire text as received (length prefix
+    included): what ``NETWORK.encode_field`` gives for the decoded value, valid
+    while the message is not changed.  Empty for frames built by hand; never
+    compared or shown (it carries PIN blocks and tracks)."""
+
     header: NetworkHeader
     message: Message
+    texts: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 class NetworkDecodeError(DecodeError):
@@ -216,20 +230,136 @@ def _decode_header(body: bytes) -> NetworkHeader:
     total = body[2:6]
     if not total.isdigit() or int(total) != len(body):
         raise NetworkDecodeError("header total length does not match the frame", offset=2)
-    if not body[6:HEADER_BYTES].isascii():
-        raise NetworkDecodeError("header is not ASCII", offset=6)
-    values = []
-    pos = 6
-    for _name, width in _HEADER_LAYOUT:
-        values.append(body[pos : pos + width].decode("ascii"))
-        pos += width
-    values[0] = values[0].rstrip(" ")
-    values[1] = values[1].rstrip(" ")
-    return NetworkHeader(*values)
+    global _last_decoded_header
+    raw = body[_TOTAL_END:HEADER_BYTES]
+    cached = _last_decoded_header
+    if raw != cached[0]:  # a peer sends every frame under the same header
+        if not raw.isascii():
+            raise NetworkDecodeError("header is not ASCII", offset=6)
+        values = []
+        pos = 0
+        for _name, width in _HEADER_LAYOUT:
+            values.append(raw[pos : pos + width].decode("ascii"))
+            pos += width
+        values[0] = values[0].rstrip(" ")
+        values[1] = values[1].rstrip(" ")
+        cached = _last_decoded_header = (raw, tuple(values))
+    return NetworkHeader(*cached[1])
+
+
+#: (raw header bytes after the total length, their decoded values) of the last
+#: header decoded; each frame still gets its own NetworkHeader.
+_last_decoded_header: tuple[bytes, tuple[str, ...]] = (b"", ())
+_TOTAL_END: Final = 6
+
+
+def _header_tail(header: NetworkHeader) -> bytes:
+    """The header's bytes after the total length, encoded once per distinct header
+    (cached by value: a link sends every request under one header, the simulator
+    answers under the same swapped one)."""
+    global _last_encoded_header
+    key = (
+        header.destination, header.source, header.reserved, header.batch,
+        header.txn_info, header.user_info, header.reject_code,
+    )  # fmt: skip
+    cached = _last_encoded_header
+    if cached[0] != key:
+        cached = _last_encoded_header = (key, _encode_header(header, 0)[_TOTAL_END:])
+    return cached[1]
+
+
+#: (header values, their bytes after the total length) of the last header encoded.
+_last_encoded_header: tuple[tuple[object, ...], bytes] = ((), b"")
+
+
+# --- field decoding that keeps the wire texts ----------------------------------
+# What a field's bytes must be: any bytes (b), ASCII text (an, ans), ASCII digits
+# (n), ASCII digits and '=' (z).
+_BYTES, _TEXT, _DIGITS, _TRACK = 0, 1, 2, 3
+_KINDS: Final = {_B: _BYTES, _AN: _TEXT, _ANS: _TEXT, _N: _DIGITS, _Z: _TRACK}
+_CHECK_NAMES: Final = {_DIGITS: "n", _TRACK: "z"}
+_UNDEFINED: Final = -1  # in place of the prefix digits: a number the table lacks
+# (number, prefix digits or _UNDEFINED, length or maximum, kind) of one field.
+_FieldRow = tuple[int, int, int, int]
+_SPECS: Final = {spec.number: spec for spec in NETWORK_FIELDS}
+
+
+def _field_row(n: int) -> _FieldRow:
+    spec = _SPECS.get(n)
+    if spec is None:
+        return (n, _UNDEFINED, 0, _BYTES)
+    return (n, spec.prefix_digits, spec.length, _KINDS[spec.fmt])
+
+
+#: Bitmap byte index → byte value → the rows of the fields that byte flags.
+_BITMAP_ROWS: Final[tuple[tuple[tuple[_FieldRow, ...], ...], ...]] = tuple(
+    tuple(
+        tuple(
+            _field_row(byte_index * 8 + bit + 1)
+            for bit in range(8)
+            if value & (0x80 >> bit) and byte_index * 8 + bit > 0
+        )
+        for value in range(256)
+    )
+    for byte_index in range(16)
+)
+
+
+def _decode_fields(
+    buf: bytes, pos: int, fields: dict[int, FieldValue], texts: dict[int, bytes]
+) -> int:
+    """``NETWORK.decode_fields`` (same values, same DecodeErrors and offsets) that also
+    keeps each field's wire text in ``texts``; the end offset."""
+    bitmap = buf[pos : pos + 16]
+    if len(bitmap) != 16:
+        raise DecodeError("truncated bitmap", offset=pos)
+    if not bitmap[0] & 0x80:
+        raise DecodeError("bitmap bit 1 must be set", offset=pos)
+    pos += 16
+    buf_end = len(buf)
+    for rows, flags in zip(_BITMAP_ROWS, bitmap, strict=True):
+        for n, prefix, length, kind in rows[flags]:
+            start = pos
+            if prefix:
+                if prefix == _UNDEFINED:
+                    raise DecodeError("not defined in the network dialect", field=n, offset=pos)
+                raw = buf[pos : pos + prefix]
+                if len(raw) != prefix or not raw.isdigit():
+                    raise DecodeError("length prefix is not ASCII digits", field=n, offset=start)
+                size = int(raw)
+                if size > length:
+                    raise DecodeError(
+                        f"length {size} exceeds maximum {length}", field=n, offset=start
+                    )
+                pos += prefix
+                end = pos + size
+            else:
+                size = length
+                end = pos + length
+            if end > buf_end:
+                raise DecodeError("truncated", field=n, offset=start)
+            data = buf[pos:end]
+            if kind == _BYTES:
+                fields[n] = data
+            else:
+                try:
+                    text = data.decode("ascii")
+                except UnicodeDecodeError:
+                    raise DecodeError("truncated or malformed", field=n, offset=start) from None
+                if kind != _TEXT and size:
+                    checked = text if kind == _DIGITS else text.replace("=", "")
+                    if not checked.isdigit():
+                        reason = f"not {_CHECK_NAMES[kind]} characters"
+                        raise DecodeError(reason, field=n, offset=start)
+                fields[n] = text
+            texts[n] = buf[start:end] if prefix else data
+            pos = end
+    return pos
 
 
 def decode_network(body: bytes) -> NetworkFrame:
-    """Decode a frame body (after the 4-byte length); NetworkDecodeError if malformed."""
+    """Decode a frame body (after the 4-byte length); NetworkDecodeError if malformed.
+    The frame's ``texts`` hold each field's bytes as received."""
     if len(body) < _MTI_END:
         raise NetworkDecodeError("truncated before the bitmap", offset=len(body))
     header = _decode_header(body)
@@ -237,9 +367,10 @@ def decode_network(body: bytes) -> NetworkFrame:
     if not mti_bytes.isdigit():
         raise NetworkDecodeError("MTI is not 4 ASCII digits", offset=HEADER_BYTES)
     fields: dict[int, FieldValue] = {}
-    frame = NetworkFrame(header, Message(mti_bytes.decode("ascii"), fields))
+    texts: dict[int, bytes] = {}
+    frame = NetworkFrame(header, Message(mti_bytes.decode("ascii"), fields), texts)
     try:
-        end = NETWORK.decode_fields(body, _MTI_END, fields)
+        end = _decode_fields(body, _MTI_END, fields, texts)
     except DecodeError as exc:
         raise NetworkDecodeError(
             exc.reason, field=exc.field, offset=exc.offset, partial=frame
@@ -260,7 +391,7 @@ def encode_network(frame: NetworkFrame) -> bytes:
     total = HEADER_BYTES + len(rest)
     if total > 9999:
         raise EncodeError(f"frame of {total} bytes exceeds 9999")
-    return _encode_header(frame.header, total) + rest
+    return b"%b%04d%b%b" % (_HEADER_FLAGS, total, _header_tail(frame.header), rest)
 
 
 # network-link.md §5: the MAB fields, in order; key exchange messages add 53, 70, 100.
@@ -281,17 +412,45 @@ class EncodedNetworkMessage:
     Invariant: ``mab()`` equals :func:`network_mab` of the message and ``body()``
     equals :func:`encode_network` of the frame, as long as fields change only
     through :meth:`set` (which updates the message too).  EncodeError names the
-    first invalid field, as the frame encoder would."""
+    first invalid field, as the frame encoder would.
+
+    ``reuse``: an encoded message whose texts may be taken over for the fields
+    holding the very same value objects (a response echoing its request's fields)
+    instead of being encoded again."""
 
     __slots__ = ("message", "texts")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, *, reuse: EncodedNetworkMessage | None = None) -> None:
         mti = message.mti
         if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
             raise EncodeError("MTI must be 4 digits")
         encode = NETWORK.encode_field
         self.message = message
-        self.texts = {n: encode(n, value) for n, value in sorted(message.fields.items())}
+        if reuse is None:
+            self.texts = {n: encode(n, value) for n, value in sorted(message.fields.items())}
+            return
+        known_values, known_texts = reuse.message.fields, reuse.texts
+        texts: dict[int, bytes] = {}
+        for n, value in sorted(message.fields.items()):
+            text = known_texts.get(n)
+            # Identity, not equality: the text is the encoding of that very object.
+            texts[n] = (
+                text if text is not None and known_values.get(n) is value else encode(n, value)
+            )
+        self.texts = texts
+
+    @classmethod
+    def received(cls, frame: NetworkFrame) -> EncodedNetworkMessage:
+        """The message of a frame from :func:`decode_network` with the texts it
+        arrived in, nothing encoded again (the frame's message must not have been
+        changed since).  A frame without texts for every field is encoded."""
+        message, texts = frame.message, frame.texts
+        if texts.keys() != message.fields.keys():
+            return cls(message)
+        encoded = cls.__new__(cls)
+        encoded.message = message
+        encoded.texts = texts
+        return encoded
 
     def set(self, n: int, value: FieldValue) -> None:
         """Set field ``n`` in the message and its encoded text."""
@@ -312,20 +471,11 @@ class EncodedNetworkMessage:
 
     def body(self, header: NetworkHeader) -> bytes:
         """:func:`encode_network` of ``NetworkFrame(header, message)``."""
-        global _last_header
         rest = self.message.mti.encode("ascii") + NETWORK.join_encoded(self.texts)
         total = HEADER_BYTES + len(rest)
         if total > 9999:
             raise EncodeError(f"frame of {total} bytes exceeds 9999")
-        cached = _last_header
-        if cached[0] is not header:  # a link sends every request under one header
-            cached = _last_header = (header, _encode_header(header, 0)[_TOTAL_END:])
-        return b"%b%04d%b%b" % (_HEADER_FLAGS, total, cached[1], rest)
-
-
-#: The last header encoded by EncodedNetworkMessage.body (after the total length).
-_last_header: tuple[NetworkHeader | None, bytes] = (None, b"")
-_TOTAL_END: Final = 6
+        return b"%b%04d%b%b" % (_HEADER_FLAGS, total, _header_tail(header), rest)
 
 
 def network_mab(message: Message, *, key_exchange: bool | None = None) -> bytes:

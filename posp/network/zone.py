@@ -60,7 +60,21 @@ async def verify_message(hsm: HsmClient, zak: ZoneKey, message: Message) -> str 
     mac = message.get(MAC_FIELD)
     if not isinstance(mac, bytes) or len(mac) != 8:
         return None
-    mab = network_mab(message)
+    return await _verify_mab(hsm, zak, network_mab(message), mac)
+
+
+async def verify_encoded(
+    hsm: HsmClient, zak: ZoneKey, encoded: EncodedNetworkMessage
+) -> str | None:
+    """:func:`verify_message` with the MAB built from texts already encoded, e.g.
+    ``EncodedNetworkMessage.received(frame)``: the bytes as they arrived."""
+    mac = encoded.message.get(MAC_FIELD)
+    if not isinstance(mac, bytes) or len(mac) != 8:
+        return None
+    return await _verify_mab(hsm, zak, encoded.mab(), mac)
+
+
+async def _verify_mab(hsm: HsmClient, zak: ZoneKey, mab: bytes, mac: bytes) -> str | None:
     for key in zak.candidates():
         if await hsm.verify_mac(KEY_ZAK, key, mab, mac, algorithm=MAC_ALG_X919_FULL):
             return key
