@@ -48,7 +48,7 @@ async def start_issuer(
     (which also closes ``hsm``)."""
     if hsm is None:
         hsm = open_hsm_client(settings.hsm)
-    db = CardDb(settings.db or ":memory:")
+    db = CardDb(settings.db)
     ledger = await load_ledger(settings, hsm, db)
     server = IssuerServer(
         settings,

@@ -24,6 +24,7 @@ from posp.errors import HsmCommandError
 from posp.hsm.api import HsmClient
 from posp.iso8583 import Message
 from posp.iso8583.fields import Balance, render_f44
+from posp.iso8583.message import FieldValue
 from posp.network import zone
 from posp.network.keyring import ZoneKey
 
@@ -59,6 +60,14 @@ def original_key(message: Message) -> str:
         + str(message.get(32) or "").zfill(11)
         + str(message.get(33) or "").zfill(11)
     )
+
+
+def echo_response(message: Message, mti: str | None = None) -> Message:
+    """A response (``mti``, by default the request's response MTI) carrying the
+    request's fields that every answer echoes (the very same value objects)."""
+    fields = message.fields
+    echoed: dict[int, FieldValue] = {n: fields[n] for n in _ECHOED if n in fields}
+    return Message(zone.response_mti(message.mti) if mti is None else mti, echoed)
 
 
 def card_pan(message: Message) -> str | None:
@@ -164,10 +173,7 @@ class Authorizer:
         return self.response(message, outcome, mmdd, pan)
 
     def response(self, message: Message, outcome: Outcome, mmdd: str, pan: str | None) -> Message:
-        response = Message(zone.response_mti(message.mti))
-        for n in _ECHOED:
-            if n in message:
-                response[n] = message[n]
+        response = echo_response(message)
         response[39] = outcome.code
         response[15] = mmdd
         response[44] = render_f44(self.issuer_id, str(message.get(32) or ""))
@@ -186,10 +192,7 @@ class Authorizer:
     def reversal_response(self, message: Message) -> Message:
         """0430 for a 0420: undo the referenced transaction once; always 00 unless F90 is
         missing (30)."""
-        response = Message("0430")
-        for n in _ECHOED:
-            if n in message:
-                response[n] = message[n]
+        response = echo_response(message, "0430")
         f90 = message.get(90)
         if isinstance(f90, str) and len(f90) == 42 and f90.isdigit():
             self.ledger.reverse(f90)

@@ -3,7 +3,8 @@
 Invariants:
 * Every MAC'd request is verified with an acceptable ZAK before anything else; a bad
   MAC answers 39 ``A0`` without a MAC and moves no money.  A pending ZAK that verifies
-  is promoted (the switch has switched to it).
+  is promoted (the switch has switched to it).  The MAB is built from the request's
+  field bytes as received (what ``network_mab`` would re-encode them to).
 * Every answer echoes 7, 11, 32 so the switch can match it; key exchange answers and
   financial answers carry F128.
 * Key exchange: the server answers 0800/101 (importing the key in F48, or generating
@@ -41,6 +42,8 @@ from posp.network.transport import FrameProtocol
 log = get_logger("issuer_sim")
 _KEY_TYPES = {zone.KEY_KIND_ZPK: KEY_ZPK, zone.KEY_KIND_ZAK: KEY_ZAK}
 _KEY_NAMES = {zone.KEY_KIND_ZPK: "zpk", zone.KEY_KIND_ZAK: "zak"}
+#: What a bare answer (MAC failure, HSM failure, network management) echoes.
+_BARE_ECHOED = (7, 11, 32, 33, 53, 70, 100)
 
 
 class IssuerMetrics:
@@ -87,6 +90,7 @@ class IssuerServer:
         self.db = db
         self.rules = rules
         self.metrics = IssuerMetrics(registry)
+        self._request_counts: dict[tuple[str, str], Counter] = {}  # (mti, code) → child
         self.zpk = ZoneKey(settings.zpk_lmk, settings.key_grace_s)
         self.zak = ZoneKey(settings.zak_lmk, settings.key_grace_s)
         self.authorizer = Authorizer(
@@ -172,29 +176,42 @@ class IssuerServer:
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
         log.warning("issuer_bad_frame", error=str(exc))
-        self.metrics.requests.labels("????", "30").inc()
+        self._count("????", "30")
 
     async def _handle(
         self, conn: FrameProtocol, frame: NetworkFrame, answer_header: NetworkHeader
     ) -> None:
+        # The request's MAB comes from its fields as received; the response takes
+        # over the texts of the fields it echoes, and the rest are encoded once for
+        # its MAB and its frame.
+        received = EncodedNetworkMessage.received(frame)
         request = frame.message
         try:
-            response = await self._answer(request)
+            response = await self._answer(received)
         except HsmError as exc:
             log.error("issuer_hsm_failed", error=type(exc).__name__)
             response = self._bare_response(request, "96")
         if response is None:
-            self.metrics.requests.labels(request.mti, "dropped").inc()
+            self._count(request.mti, "dropped")
             return
-        # Fields are encoded once for the MAB and the frame.
-        encoded = EncodedNetworkMessage(response)
-        if zone.needs_mac(response) and response.get(39) != "A0":
+        encoded = EncodedNetworkMessage(response, reuse=received)
+        code = str(response.get(39))
+        if code != "A0" and zone.needs_mac(response):
             await zone.mac_encoded(self.hsm, self.zak.current, encoded)
-        self.metrics.requests.labels(request.mti, str(response.get(39))).inc()
+        self._count(request.mti, code)
         conn.send_body(encoded.body(answer_header))
 
-    async def _answer(self, request: Message) -> Message | None:
-        if zone.needs_mac(request) and not await self._mac_ok(request):
+    def _count(self, mti: str, code: str) -> None:
+        """``issuer_sim_requests_total{mti, code}`` += 1 through a cached child (the
+        label lookup costs more than the increment)."""
+        child = self._request_counts.get((mti, code))
+        if child is None:
+            child = self._request_counts[mti, code] = self.metrics.requests.labels(mti, code)
+        child.inc()
+
+    async def _answer(self, received: EncodedNetworkMessage) -> Message | None:
+        request = received.message
+        if zone.needs_mac(request) and not await self._mac_ok(received):
             self.metrics.mac_failures.inc()
             return self._bare_response(request, "A0")
         if request.mti == "0800":
@@ -205,20 +222,18 @@ class IssuerServer:
             await asyncio.sleep(self.rules.latency_ms / 1000)
         return await self.authorizer.authorize(request)
 
-    async def _mac_ok(self, message: Message) -> bool:
-        key = await zone.verify_message(self.hsm, self.zak, message)
+    async def _mac_ok(self, received: EncodedNetworkMessage) -> bool:
+        key = await zone.verify_encoded(self.hsm, self.zak, received)
         if key is not None and key == self.zak.pending:
             self.zak.promote()
         return key is not None
 
     @staticmethod
     def _bare_response(request: Message, code: str) -> Message:
-        response = Message(zone.response_mti(request.mti))
-        for n in (7, 11, 32, 33, 53, 70, 100):
-            if n in request:
-                response[n] = request[n]
-        response[39] = code
-        return response
+        fields = request.fields
+        echoed = {n: fields[n] for n in _BARE_ECHOED if n in fields}
+        echoed[39] = code
+        return Message(zone.response_mti(request.mti), echoed)
 
     # --- network management ------------------------------------------------------
     async def _management(self, request: Message) -> Message:

@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from issuer_sim.app import start_issuer
 from issuer_sim.control import start_control
+from issuer_sim.db import CardDb
+from issuer_sim.ledger import Account, Ledger
 from issuer_sim.settings import load_settings
 from posp.errors import ConfigError
 from posp.hsm import InProcessHsmClient
 from tests.network.cards import PAN, PIN, purchase
-from tests.network.conftest import issuer_settings, open_link
+from tests.network.conftest import issuer_settings, metric, open_link
 
 
 async def test_balances_survive_restart_with_db_file(tmp_path: Path) -> None:
@@ -77,3 +80,36 @@ def test_settings_from_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (settings.port, settings.latency_ms) == (1234, 7.0)
     with pytest.raises(ConfigError, match="drop_rate"):
         load_settings(None, drop_rate=3)
+
+
+async def test_without_a_db_file_nothing_is_stored_and_flush_forgets_dirty_marks() -> None:
+    """CardDb(""): no database; load finds nothing, flush clears the dirty marks."""
+    db = CardDb("")
+    ledger = Ledger()
+    await db.load(ledger)
+    assert not ledger.accounts
+    ledger.put_account(Account(PAN, "3012", "active", "1234", 100, 1000, "CUP"))
+    await db.flush(ledger)
+    assert not ledger.dirty_accounts and not ledger.dirty_txns
+    await db.close()
+    again = Ledger()
+    await CardDb("").load(again)
+    assert not again.accounts
+
+
+async def test_request_counts_by_mti_and_code() -> None:
+    """issuer_sim_requests_total counts every answer under its MTI and response code
+    (repeated labels reuse one child)."""
+    registry = CollectorRegistry()
+    issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient(), registry=registry)
+    link = await open_link(issuer.port)
+    try:
+        for _ in range(3):
+            assert (await link.send(purchase(100, pin=PIN))).get(39) == "00"
+        assert (await link.send(purchase(100, pin="000000"))).get(39) == "55"
+        name = "issuer_sim_requests_total"
+        assert metric(registry, name, mti="0200", response_code="00") == 3
+        assert metric(registry, name, mti="0200", response_code="55") == 1
+    finally:
+        await link.close()
+        await issuer.close()
