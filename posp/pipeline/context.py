@@ -43,6 +43,12 @@ def _zone(offset_hours: float) -> dt.timezone:
     return dt.timezone(dt.timedelta(hours=offset_hours))
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed_hmac(key: str) -> hmac.HMAC:
+    """An HMAC-SHA256 with ``key`` and no data yet: callers ``copy()`` it."""
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)
+
+
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -63,8 +69,9 @@ class Services:
 
     def pan_hash(self, pan: str) -> str:
         """Keyed hash of a PAN (HMAC-SHA256, hex): matches cards without storing them."""
-        key = self.settings.pan_hash_key.encode()
-        return hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
+        keyed = _keyed_hmac(self.settings.pan_hash_key).copy()  # the key is set up once
+        keyed.update(pan.encode())
+        return keyed.hexdigest()
 
     def card_class(self, pan: str | None, card_org: str | None) -> str:
         """``00`` domestic / ``01`` foreign, by card organisation, else by BIN prefix."""
