@@ -1,8 +1,10 @@
 """Data commands: M0/M2 (encrypt/decrypt a data block, ECB) and M6/M8 (MAC).
 
-These are the hot path (one M8 per terminal request), so fields are read with
-plain slicing and the keys come from the context's decrypted-key cache.
-Messages are binary and read by their 4H length, never cut at 0x19.
+These are the hot path (an M8 and an M6 per purchase on each link), so the
+fixed head is one table lookup, fields are read with plain slicing, the keys
+come from the context's decrypted-key cache and X9.19 runs its CBC chain in
+single DES (``hsm_sim.retailmac``).  Messages are binary and read by their 4H
+length, never cut at 0x19.
 """
 
 from __future__ import annotations
