@@ -69,7 +69,7 @@ class NetworkLink:
         self.zpk = ZoneKey(settings.zpk_lmk, settings.key_grace_s)
         self.zak = ZoneKey(settings.zak_lmk, settings.key_grace_s)
         self._header = NetworkHeader(settings.destination_id, settings.source_id)
-        self._pending: dict[MatchKey, tuple[asyncio.Future[Message], FrameProtocol]] = {}
+        self._pending: dict[MatchKey, tuple[asyncio.Future[NetworkFrame], FrameProtocol]] = {}
         self._signed_on: list[FrameProtocol] = []
         self._round_robin = itertools.count()
         self._supervisors: list[asyncio.Task[None]] = []
@@ -187,7 +187,7 @@ class NetworkLink:
         if zone.needs_mac(request):
             await zone.mac_encoded(self._hsm, self.zak.current, encoded)
         key = (request.text(11), request.text(7), request.text(32))
-        future: asyncio.Future[Message] = loop.create_future()
+        future: asyncio.Future[NetworkFrame] = loop.create_future()
         self._pending[key] = (future, conn)
         # One timer per request that fails the future at the deadline: lighter than
         # asyncio.wait_for, which wraps the wait in more futures and callbacks.
@@ -195,7 +195,7 @@ class NetworkLink:
         try:
             if not conn.send_body(encoded.body(self._header)):
                 raise NetworkUnavailable("network connection closed")
-            response = await future
+            answer = await future
         except TimeoutError:
             self.metrics.requests.inc((request.mti, "timeout"))
             raise NetworkTimeout(f"no {request.mti} answer within the deadline") from None
@@ -203,11 +203,16 @@ class NetworkLink:
             timer.cancel()
             self._pending.pop(key, None)
         self.metrics.latency.observe(loop.time() - started)
+        response = answer.message
         if on_arrival is not None:
-            on_arrival(response)
+            on_arrival(response)  # reads the response, never changes it
         if (
             zone.needs_mac(response)
-            and await zone.verify_message(self._hsm, self.zak, response) is None
+            # The MAB from the bytes as they arrived: nothing encoded again.
+            and await zone.verify_encoded(
+                self._hsm, self.zak, EncodedNetworkMessage.received(answer)
+            )
+            is None
         ):
             self.metrics.mac_failures.inc()
             self.metrics.requests.inc((request.mti, "mac_failed"))
@@ -219,20 +224,21 @@ class NetworkLink:
     def _on_frame(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
         message = frame.message
         if message.mti[2] in "13":  # x1x0 / x3x0: a response
-            self._on_response(message)
+            self._on_response(frame)
             return
         task = asyncio.create_task(self._on_network_request(conn, frame))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _on_response(self, message: Message) -> None:
+    def _on_response(self, frame: NetworkFrame) -> None:
+        message = frame.message
         key = (str(message.get(11)), str(message.get(7)), str(message.get(32)))
         entry = self._pending.pop(key, None)
         if entry is None or entry[0].done():
             self.metrics.unmatched.inc()
             log.warning("network_unmatched_response", mti=message.mti, stan=key[0])
             return
-        entry[0].set_result(message)
+        entry[0].set_result(frame)
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
         self.metrics.bad_frames.inc()
@@ -368,7 +374,7 @@ class NetworkLink:
                 del self._pending[key]
 
 
-def _expire(future: asyncio.Future[Message]) -> None:
+def _expire(future: asyncio.Future[NetworkFrame]) -> None:
     """The deadline passed without an answer."""
     if not future.done():
         future.set_exception(TimeoutError())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from issuer_sim.rules import DROP_AMOUNT_MINOR
-from posp.iso8583 import Message
+from posp.iso8583 import EncodedNetworkMessage
 from posp.network import zone
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
@@ -87,12 +87,12 @@ async def test_an_answer_whose_mac_fails_gives_98_without_its_fields_and_is_reve
     started the terminal's answer from that 0210 (alongside the check); it answers
     98 instead, with none of the unverified fields (no auth code, no issuer id),
     and queues a 0420 that restores the balance."""
-    verify = zone.verify_message
+    verify = zone.verify_encoded
 
-    async def failing_0210(hsm: Any, zak: Any, message: Message) -> str | None:
-        return None if message.mti == "0210" else await verify(hsm, zak, message)
+    async def failing_0210(hsm: Any, zak: Any, encoded: EncodedNetworkMessage) -> str | None:
+        return None if encoded.message.mti == "0210" else await verify(hsm, zak, encoded)
 
-    monkeypatch.setattr(zone, "verify_message", failing_0210)
+    monkeypatch.setattr(zone, "verify_encoded", failing_0210)
     terminal = await stack.terminal()
     before = await stack.balance(card)
     outcome = await terminal.transact(lambda m: m.purchase(card, 3300, pin=card.pin))
