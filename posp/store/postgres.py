@@ -170,9 +170,7 @@ class PostgresStore(SqlStore):
             raise StoreError(f"{op}: the store is not open")
         return self._pool
 
-    async def _read(
-        self, op: str, sql: str, params: Sequence[Any] = (), *, point: bool = False
-    ) -> list[Any]:
+    async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         pool = self._require_pool(op)
         with _translated(op):
             found: list[Any] = await pool.fetch(numbered(sql), *params)

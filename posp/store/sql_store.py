@@ -57,11 +57,8 @@ class SqlStore(abc.ABC):
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
-    async def _read(
-        self, op: str, sql: str, params: Sequence[Any] = (), *, point: bool = False
-    ) -> list[Any]:
-        """Rows (indexable by column name) of a query.  ``point``: a lookup by a
-        unique key (cheap; SQLite may run it without a thread hand-off)."""
+    async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows (indexable by column name) of a query."""
 
     @abc.abstractmethod
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -76,10 +73,8 @@ class SqlStore(abc.ABC):
     def _skip_locked(self) -> bool:
         """Whether row locks exist (PostgreSQL) so due_saf may skip locked rows."""
 
-    async def _read_one(
-        self, op: str, sql: str, params: Sequence[Any] = (), *, point: bool = False
-    ) -> Any | None:
-        found = await self._read(op, sql, params, point=point)
+    async def _read_one(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
+        found = await self._read(op, sql, params)
         return found[0] if found else None
 
     # --- registry: merchants -----------------------------------------------------
@@ -98,7 +93,7 @@ class SqlStore(abc.ABC):
         if cached is not None:
             return cached
         generation, started_s = self._merchants.generation, time.monotonic()
-        row = await self._read_one("get_merchant", q.GET_MERCHANT, [merchant_id], point=True)
+        row = await self._read_one("get_merchant", q.GET_MERCHANT, [merchant_id])
         if row is None:
             return None
         merchant = rows.merchant_from_row(row)
@@ -142,7 +137,7 @@ class SqlStore(abc.ABC):
         if cached is not None:
             return cached
         generation, started_s = self._terminals.generation, time.monotonic()
-        row = await self._read_one("get_terminal", q.GET_TERMINAL, [terminal_id], point=True)
+        row = await self._read_one("get_terminal", q.GET_TERMINAL, [terminal_id])
         if row is None:
             return None
         terminal = rows.terminal_from_row(row)
@@ -217,14 +212,14 @@ class SqlStore(abc.ABC):
         await self._write("update_entry", q.update_entry(list(checked)), [*params, entry_id])
 
     async def get_entry(self, entry_id: int) -> JournalEntry | None:
-        row = await self._read_one("get_entry", q.GET_ENTRY, [entry_id], point=True)
+        row = await self._read_one("get_entry", q.GET_ENTRY, [entry_id])
         return None if row is None else rows.entry_from_row(row)
 
     async def find_by_trace(
         self, terminal_id: str, batch: str, trace: str, direction: str = "original"
     ) -> JournalEntry | None:
         params = [terminal_id, batch, trace, direction]
-        row = await self._read_one("find_by_trace", q.FIND_BY_TRACE, params, point=True)
+        row = await self._read_one("find_by_trace", q.FIND_BY_TRACE, params)
         return None if row is None else rows.entry_from_row(row)
 
     async def find_by_rrn(
@@ -330,9 +325,7 @@ class SqlStore(abc.ABC):
         return int(recorded[0]["id"])
 
     async def get_settlement(self, terminal_id: str, batch: str) -> Settlement | None:
-        row = await self._read_one(
-            "get_settlement", q.GET_SETTLEMENT, [terminal_id, batch], point=True
-        )
+        row = await self._read_one("get_settlement", q.GET_SETTLEMENT, [terminal_id, batch])
         return None if row is None else rows.settlement_from_row(row)
 
     async def list_settlements(
@@ -364,9 +357,7 @@ class SqlStore(abc.ABC):
         self, terminal_id: str, batch: str, trace: str
     ) -> JournalEntry | None:
         params = [terminal_id, batch, trace]
-        row = await self._read_one(
-            "find_debit_or_credit", q.FIND_DEBIT_OR_CREDIT, params, point=True
-        )
+        row = await self._read_one("find_debit_or_credit", q.FIND_DEBIT_OR_CREDIT, params)
         return None if row is None else rows.entry_from_row(row)
 
     async def list_uploads(self, terminal_id: str, batch: str) -> list[UploadedRecord]:

@@ -10,8 +10,7 @@ Invariants:
   taken lock sends it to the thread; checkpoints run in a reader thread).  Under
   load the thread takes over and commits in groups; when the switch is not that
   busy a write costs no thread hand-offs.  Reads go to two reader threads with
-  their own connections, so a long settlement query never stalls journaling;
-  a point lookup by a unique key runs on the loop's thread the same way.
+  their own connections, so a long settlement query never stalls journaling.
   An in-memory database (``:memory:``) has one connection, so it reads and
   writes through the writer.
 * Several SqliteStore objects (or processes) may share one file: writers
@@ -36,7 +35,7 @@ from posp.log import get_logger
 from posp.store import rows
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
-from posp.store.sqlite_inline import InlineConnection
+from posp.store.sqlite_inline import InlineWriter
 from posp.store.sqlite_worker import SqliteWorker
 
 _log = get_logger("posp.store.sqlite")
@@ -77,7 +76,7 @@ class SqliteStore(SqlStore):
         self._max_group = max_group
         self._writer: SqliteWorker | None = None
         self._readers: list[SqliteWorker] = []
-        self._inline: InlineConnection | None = None
+        self._inline: InlineWriter | None = None
         self._checkpoints: set[asyncio.Future[Any]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -113,7 +112,7 @@ class SqliteStore(SqlStore):
                     )
                     await reader.start()
                     self._readers.append(reader)
-                self._inline = InlineConnection(self.path)
+                self._inline = InlineWriter(self.path)
         except BaseException:
             await self.close()
             raise
@@ -160,21 +159,9 @@ class SqliteStore(SqlStore):
     def _skip_locked(self) -> bool:
         return False  # the writer's exclusive lock already serializes due_saf
 
-    async def _read(
-        self, op: str, sql: str, params: Sequence[Any] = (), *, point: bool = False
-    ) -> list[Any]:
+    async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if not self._readers:  # in memory: one connection does everything
             return await self._write(op, sql, params)
-        inline = self._inline
-        if point and inline is not None and inline.owner == threading.get_ident():
-            try:
-                found = inline.try_read(sql, params)
-            except sqlite3.Error as exc:
-                raise _translate(op, exc) from exc
-            except (OverflowError, TypeError, ValueError) as exc:
-                raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
-            if found is not None:
-                return found
 
         def job(connection: sqlite3.Connection) -> list[Any]:
             return connection.execute(sql, params).fetchall()

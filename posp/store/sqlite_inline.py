@@ -1,9 +1,8 @@
-"""Single-statement writes and point reads on the event loop's own thread,
-when they cannot wait.
+"""Single-statement writes on the event loop's own thread, when they cannot wait.
 
-Handing a statement to a worker thread (``sqlite_worker``) costs two thread
+Handing a write to the writer thread (``sqlite_worker``) costs two thread
 hand-offs, a queue and a ``call_soon_threadsafe`` wake-up: more CPU than the
-statement itself when the switch is not busy enough to group commits.  One
+write itself when the switch is not busy enough to group commits.  A write
 that would not wait anyway can run right where it is asked for.
 
 Invariants:
@@ -17,10 +16,6 @@ Invariants:
   checkpoint writes the database file and fsyncs it, which belongs in a
   thread.  Every ``checkpoint_every`` commits the caller is told to ask a
   reader thread for a PASSIVE checkpoint.
-* Reads are only point lookups by a unique key (the caller says so): a scan
-  (settlement totals, reports) stays in a reader thread.  A read sees the
-  last committed state, as a reader thread's would; a busy error sends it
-  there too.
 * Used only from the thread that opened it (the caller checks ``owner``).
 * Commit durability is the writer thread's: WAL, ``synchronous = NORMAL``.
 """
@@ -48,8 +43,8 @@ def is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-class InlineConnection:
-    """One connection for the loop thread's non-waiting statements; see the module docstring."""
+class InlineWriter:
+    """One connection for the loop thread's non-waiting writes; see the module docstring."""
 
     def __init__(self, path: str, *, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
         connection = sqlite3.connect(
@@ -73,7 +68,6 @@ class InlineConnection:
         self._checkpoint_every = checkpoint_every
         self._since_checkpoint = 0
         self.writes = 0  # committed here
-        self.reads = 0  # point lookups answered here
         self.busy = 0  # sent to the writer thread because the lock was taken
 
     def try_write(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
@@ -99,18 +93,6 @@ class InlineConnection:
             raise
         self.writes += 1
         self._since_checkpoint += 1
-        return found
-
-    def try_read(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
-        """The rows of a point lookup, or ``BUSY``."""
-        try:
-            found = self._connection.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            if is_busy(exc):
-                self.busy += 1
-                return BUSY
-            raise
-        self.reads += 1
         return found
 
     def checkpoint_due(self) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from posp.errors import DuplicateTransaction
 from posp.store.api import APPROVED
 from posp.store.sqlite import SqliteStore
-from posp.store.sqlite_inline import InlineConnection, is_busy
+from posp.store.sqlite_inline import InlineWriter, is_busy
 from tests.store.samples import entry, registered
 
 
@@ -27,7 +27,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await opened.close()
 
 
-def inline_of(store: SqliteStore) -> InlineConnection:
+def inline_of(store: SqliteStore) -> InlineWriter:
     inline = store._inline
     assert inline is not None
     return inline
@@ -97,33 +97,6 @@ async def test_the_wal_is_checkpointed_by_a_thread(store: SqliteStore) -> None:
     assert inline.writes >= 800
     # Checkpointed WAL is reused from its start: it stops growing.
     assert sizes[-1] <= sizes[1]
-
-
-async def test_point_lookups_run_inline_even_while_another_connection_writes(
-    store: SqliteStore,
-) -> None:
-    inline = inline_of(store)
-    entry_id = await store.insert_entry(entry("000004"))
-    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # WAL: readers do not wait for a writer
-        reads = inline.reads
-        terminal = await store.get_terminal("10000001")
-        found = await store.get_entry(entry_id)
-        by_trace = await store.find_by_trace("10000001", "000001", "000004")
-        assert terminal is not None and found is not None and by_trace is not None
-        assert inline.reads == reads + 3
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
-
-
-async def test_scans_stay_in_the_reader_threads(store: SqliteStore) -> None:
-    inline = inline_of(store)
-    reads = inline.reads
-    await store.batch_totals("10000001", "000001")
-    await store.list_terminals()
-    assert inline.reads == reads
 
 
 def test_busy_and_locked_codes_are_recognised() -> None:
