@@ -123,8 +123,6 @@ class SqliteStore(SqlStore):
         inline, self._inline = self._inline, None
         if inline is not None:
             inline.close()
-        for pending in list(self._checkpoints):
-            pending.cancel()  # the last connection to close checkpoints anyway
         self._readers = []
         self._writer = None
         for worker in workers:
