@@ -3,16 +3,11 @@
 Invariants:
 * WAL journal, ``synchronous=NORMAL`` (a commit survives a process crash; an OS
   crash may lose the last commits, never corrupt the file), foreign keys on.
-* Writes go through ONE writer thread that group-commits whatever is queued
-  (see ``sqlite_worker``), except a write asked for while nothing is queued
-  there and SQLite's write lock is free at that instant: it runs at once on the
-  event loop's thread (``sqlite_inline``: busy timeout 0, so it never waits; a
-  taken lock sends it to the thread; checkpoints run in a reader thread).  Under
-  load the thread takes over and commits in groups; when the switch is not that
-  busy a write costs no thread hand-offs.  Reads go to two reader threads with
-  their own connections, so a long settlement query never stalls journaling.
-  An in-memory database (``:memory:``) has one connection, so it reads and
-  writes through the writer.
+* All writes go through ONE writer thread that group-commits whatever is
+  queued (see ``sqlite_worker``); reads go to two reader threads with their own
+  connections, so a long settlement query never stalls journaling.  An
+  in-memory database (``:memory:``) has one connection, so it reads and writes
+  through the writer.
 * Several SqliteStore objects (or processes) may share one file: writers
   serialize on SQLite's lock (``BEGIN IMMEDIATE`` with a busy timeout), so
   sequences and compare-and-set stay exactly-once.
@@ -21,24 +16,18 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
-from posp.log import get_logger
 from posp.store import rows
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
-from posp.store.sqlite_inline import InlineWriter
 from posp.store.sqlite_worker import SqliteWorker
-
-_log = get_logger("posp.store.sqlite")
 
 MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 10_000
@@ -76,8 +65,6 @@ class SqliteStore(SqlStore):
         self._max_group = max_group
         self._writer: SqliteWorker | None = None
         self._readers: list[SqliteWorker] = []
-        self._inline: InlineWriter | None = None
-        self._checkpoints: set[asyncio.Future[Any]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -112,7 +99,6 @@ class SqliteStore(SqlStore):
                     )
                     await reader.start()
                     self._readers.append(reader)
-                self._inline = InlineWriter(self.path)
         except BaseException:
             await self.close()
             raise
@@ -120,9 +106,6 @@ class SqliteStore(SqlStore):
     async def close(self) -> None:
         """Drain queued jobs and close every connection; safe to call twice."""
         workers = [*self._readers, *([self._writer] if self._writer else [])]
-        inline, self._inline = self._inline, None
-        if inline is not None:
-            inline.close()
         self._readers = []
         self._writer = None
         for worker in workers:
@@ -174,44 +157,11 @@ class SqliteStore(SqlStore):
         return result
 
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        inline, writer = self._inline, self._writer
-        if (
-            inline is not None
-            and writer is not None
-            and writer.queued == 0  # keeps submission order with the thread's jobs
-            and inline.owner == threading.get_ident()
-        ):
-            try:
-                found = inline.try_write(sql, params)
-            except sqlite3.Error as exc:
-                raise _translate(op, exc) from exc
-            except (OverflowError, TypeError, ValueError) as exc:
-                raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
-            if found is not None:
-                if inline.checkpoint_due():
-                    self._checkpoint_in_thread()
-                return found
-
         def job(connection: sqlite3.Connection) -> list[Any]:
             return connection.execute(sql, params).fetchall()
 
         result: list[Any] = await self._write_job(op, job, single_statement=True)
         return result
-
-    def _checkpoint_in_thread(self) -> None:
-        """Ask a reader thread (its connection runs no transaction around jobs, as a
-        checkpoint needs) for a PASSIVE checkpoint of what the loop thread wrote:
-        the WAL is copied into the file and fsynced there, never here."""
-        reader = min(self._readers, key=lambda worker: worker.queued)
-        done = asyncio.ensure_future(reader.run(_passive_checkpoint))
-        self._checkpoints.add(done)
-        done.add_done_callback(self._checkpoint_done)
-
-    def _checkpoint_done(self, done: asyncio.Future[Any]) -> None:
-        self._checkpoints.discard(done)
-        if not done.cancelled() and (exc := done.exception()) is not None:
-            # The next one retries; a lasting I/O fault also fails the next write.
-            _log.warning("WAL checkpoint failed", error=type(exc).__name__)
 
     async def _write_job(self, op: str, job: Any, *, single_statement: bool = False) -> Any:
         if self._writer is None:
@@ -223,10 +173,6 @@ class SqliteStore(SqlStore):
         except (OverflowError, TypeError, ValueError) as exc:  # a value SQLite cannot bind
             raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
         return result
-
-
-def _passive_checkpoint(connection: sqlite3.Connection) -> None:
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _enable_wal(connection: sqlite3.Connection) -> None:
