@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
 from posp.errors import DecodeError, NetworkTimeout, NetworkUnavailable
-from posp.hsm.api import HsmClient
+from posp.hsm.api import KEY_ZAK, MAC_ALG_X919_FULL, HsmClient
 from posp.iso8583 import EncodedNetworkMessage, Message, NetworkFrame, NetworkHeader
+from posp.iso8583.message import FieldValue
 from posp.log import get_logger
 from posp.network import zone
 from posp.network.ids import IdAllocator
@@ -44,6 +46,21 @@ __all__ = ["NetworkLink", "NetworkLinkSettings", "ResponseMacInvalid"]
 log = get_logger("posp.network")
 MatchKey = tuple[str, str, str]
 _KEY_NAMES: Final = {zone.KEY_KIND_ZPK: "zpk", zone.KEY_KIND_ZAK: "zak"}
+#: Fields the link fills in every request it sends (``_complete_fields``).
+_LINK_IDS: Final = (7, 11, 32, 33)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyMac:
+    """A request's F128 computed ahead of sending (``NetworkLink.premac``): the
+    ids the link gave it, the MAB it covers and the ZAK it was made under.
+    ``send(..., early=...)`` uses it only when the request it finally sends has
+    the same MAB and the ZAK is still current; otherwise it MACs again."""
+
+    ids: dict[int, FieldValue]  # F7, F11, F32, F33 as the link set them
+    mab: bytes
+    mac: bytes
+    zak: str
 
 
 class ResponseMacInvalid(NetworkTimeout):
@@ -70,6 +87,7 @@ class NetworkLink:
         self.zak = ZoneKey(settings.zak_lmk, settings.key_grace_s)
         self._header = NetworkHeader(settings.destination_id, settings.source_id)
         self._pending: dict[MatchKey, tuple[asyncio.Future[NetworkFrame], FrameProtocol]] = {}
+        self.early_macs_used = 0  # requests sent with a MAC computed ahead (premac)
         self._signed_on: list[FrameProtocol] = []
         self._round_robin = itertools.count()
         self._supervisors: list[asyncio.Task[None]] = []
@@ -121,6 +139,7 @@ class NetworkLink:
         *,
         timeout_s: float | None = None,
         on_arrival: Callable[[Message], None] | None = None,
+        early: EarlyMac | None = None,
     ) -> Message:
         """Send a request and return its verified response.
 
@@ -129,11 +148,31 @@ class NetworkLink:
         when zero, and sets F128.  Raises NetworkUnavailable / NetworkTimeout.
         ``on_arrival(response)`` is called as soon as the response arrives, BEFORE its
         MAC is verified, so the caller can start work that runs alongside the check
-        (it must be undone if ResponseMacInvalid follows)."""
+        (it must be undone if ResponseMacInvalid follows).  ``early``: a MAC computed
+        ahead by ``premac`` for this request (its ids are taken over)."""
         if not self._signed_on:
             self.metrics.requests.inc((request.mti, "unavailable"))
             raise NetworkUnavailable("network link not signed on")
-        return await self._exchange(self._pick_connection(), request, timeout_s, on_arrival)
+        if early is not None:
+            request.fields.update(early.ids)
+        return await self._exchange(self._pick_connection(), request, timeout_s, on_arrival, early)
+
+    async def premac(self, request: Message) -> EarlyMac:
+        """Give ``request`` its ids (F7, F11, F32, F33) and compute its F128 now, so
+        the MAC can go to the HSM together with other work; ``send(request2,
+        early=...)`` reuses it when request2's MAB is the same (fields outside the
+        MAB — PIN block, tracks, RRN — may be added in between)."""
+        self._complete_fields(request, await self._ids.next_stan() if 11 not in request else "")
+        encoded = EncodedNetworkMessage(request)
+        zak = self.zak.current
+        mab = encoded.mab()
+        mac = await self._hsm.generate_mac(
+            KEY_ZAK, zak, mab, algorithm=MAC_ALG_X919_FULL, padding="1"
+        )
+        ids: dict[int, FieldValue] = {
+            n: request.fields[n] for n in _LINK_IDS if n in request.fields
+        }
+        return EarlyMac(ids, mab, mac, zak)
 
     async def request_key(self, kind: str) -> bool:
         """Ask the network for a new ZPK (``"1"``) or ZAK (``"2"``) with 0800/101 and no
@@ -178,6 +217,7 @@ class NetworkLink:
         request: Message,
         timeout_s: float | None,
         on_arrival: Callable[[Message], None] | None = None,
+        early: EarlyMac | None = None,
     ) -> Message:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -185,7 +225,11 @@ class NetworkLink:
         self._complete_fields(request, await self._ids.next_stan() if 11 not in request else "")
         encoded = EncodedNetworkMessage(request)  # each field encoded once: MAB + frame
         if zone.needs_mac(request):
-            await zone.mac_encoded(self._hsm, self.zak.current, encoded)
+            if early is not None and early.zak == self.zak.current and early.mab == encoded.mab():
+                encoded.set(zone.MAC_FIELD, early.mac)
+                self.early_macs_used += 1
+            else:
+                await zone.mac_encoded(self._hsm, self.zak.current, encoded)
         key = (request.text(11), request.text(7), request.text(32))
         future: asyncio.Future[NetworkFrame] = loop.create_future()
         self._pending[key] = (future, conn)

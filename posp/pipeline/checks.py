@@ -29,6 +29,7 @@ from posp.iso8583 import terminal_mab
 from posp.log import get_logger
 from posp.pipeline.cardsec import start_pin_translation
 from posp.pipeline.context import TxnContext
+from posp.pipeline.premac import start_network_mac
 
 ACTIVE: Final = "active"
 MAC_BYTES: Final = 8
@@ -169,6 +170,7 @@ async def verify_mac(ctx: TxnContext) -> str | None:
     hsm = ctx.services.hsm
     mab = terminal_mab(ctx.body)
     start_pin_translation(ctx)  # alongside the M8; its outcome counts only after the MAC
+    start_network_mac(ctx)  # likewise: the network request's MAC, one HSM write for all
     verified = await hsm.verify_mac(KEY_TAK, tak_lmk, mab, mac, algorithm=MAC_ALG_CUP_ECB)
     if not verified and await refresh_registry(ctx):
         fresh_tak = ctx.terminal.tak_lmk

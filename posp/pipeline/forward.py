@@ -11,6 +11,8 @@ Invariants:
   loses, a terminal 0400 reversed the entry while the network was deciding; the
   reversal step left the upstream undo to this step, which holds the sent
   request: an approval (or no answer) is then undone with a queued 0420.
+* The network request's MAC may have been computed early, alongside the terminal
+  MAC check (``posp.pipeline.premac``); the link reuses it only for the same MAB.
 * The terminal's answer is started when the network's response arrives, while
   its MAC is checked (``stage_answer``): both MACs go to the HSM together.  A
   response whose MAC then fails leaves no trace (``unstage_answer``).
@@ -41,6 +43,7 @@ from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
+from posp.pipeline.premac import take_early_mac
 from posp.pipeline.respond import EXTRA_EARLY_ANSWER, start_answer
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
@@ -147,9 +150,13 @@ async def forward(ctx: TxnContext) -> str | None:
     timeout_s = network_timeout_s(ctx)
     ctx.timeout_code = NO_ANSWER
     ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
+    early = await take_early_mac(ctx)
     try:
         response = await link.send(
-            request, timeout_s=timeout_s, on_arrival=lambda arrived: stage_answer(ctx, arrived)
+            request,
+            timeout_s=timeout_s,
+            on_arrival=lambda arrived: stage_answer(ctx, arrived),
+            early=early,
         )
     except NetworkTimeout as exc:
         unstage_answer(ctx)

@@ -1,0 +1,75 @@
+"""The network request's MAC, started early: alongside the terminal MAC check.
+
+A purchase costs the HSM a terminal MAC check (M8, TAK), a PIN translation (CA)
+and the network request's MAC (M6, ZAK).  The first two already go out in one
+write (``cardsec.start_pin_translation``).  The network MAB (network-link §5)
+holds none of the fields only known later — the PIN block under the ZPK, clear
+tracks, the RRN — so for the routes that reference no original it can be built
+and MACed at the same moment: one HSM round trip instead of two per purchase.
+
+Invariants:
+* Only an optimisation: ``forward`` sends its own freshly built request, and
+  the link reuses the early MAC only when that request's MAB is byte for byte
+  the one MACed and the ZAK is still current (``NetworkLink.send(early=...)``);
+  otherwise it MACs again.  The outcome of the early task (or its error) is
+  looked at only there, so a bad terminal MAC still answers A0, a duplicate
+  94, and so on.
+* The network STAN the early request reserved is used by the request sent;
+  when the request is refused before forwarding, that STAN is simply skipped
+  (``posp.network.ids``: gaps are allowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from posp.network.mapping import network_request
+from posp.pipeline.context import TxnContext, discard_outcome
+
+#: Routes whose network request references no original (F90): their MAB is known
+#: once the terminal and merchant are.
+EARLY_ROUTES: Final = frozenset({"purchase", "balance", "preauth"})
+EXTRA_EARLY_MAC: Final = "early_network_mac"
+_NO_RRN: Final = "000000000000"  # F37 is not in the MAB; the real RRN is set later
+
+
+def start_network_mac(ctx: TxnContext) -> None:
+    """Start the network request's MAC now when the route allows it and the link can
+    carry traffic; otherwise do nothing (``forward`` MACs as if never called)."""
+    link = ctx.services.link
+    if (
+        ctx.route.name not in EARLY_ROUTES
+        or link is None
+        or not link.signed_on
+        or ctx.merchant is None
+    ):
+        return
+    try:
+        early = network_request(
+            ctx.route.name,
+            ctx.message,
+            merchant=ctx.merchant,
+            pin_block_zpk=None,
+            track2=None,
+            track3=None,
+            rrn=_NO_RRN,
+            original=None,
+        )
+    except (KeyError, ValueError):
+        return
+    task = asyncio.ensure_future(link.premac(early))
+    task.add_done_callback(discard_outcome)
+    ctx.extras[EXTRA_EARLY_MAC] = task
+
+
+async def take_early_mac(ctx: TxnContext) -> Any:
+    """The early MAC (``posp.network.link.EarlyMac``) or None when there is none or
+    it failed (the link then MACs the request itself)."""
+    task = ctx.extras.pop(EXTRA_EARLY_MAC, None)
+    if task is None:
+        return None
+    try:
+        return await task
+    except Exception:  # HSM trouble shows again, and is answered, when the link MACs
+        return None
