@@ -254,10 +254,13 @@ async def report_run(
         " process(es)"
     )
     print(f"  duration {report.duration_s:.1f} s, requests {report.requests}")
-    slowest = min(per_second.rates) if per_second.rates else 0
+    rates = per_second.rates
+    slowest = min(rates) if rates else 0
+    below = sum(1 for r in rates if r < TARGET_RATE)
     print(
         f"  approved {approved}  ({approved_per_s:,.0f} approved/s;"
-        f" slowest whole second {slowest:,}, {len(per_second.rates)} seconds sampled)"
+        f" slowest whole second {slowest:,}; {below} of {len(rates)} whole seconds"
+        f" below {TARGET_RATE:,.0f})"
     )
     if rate is not None:
         print(f"  skipped ticks (no idle terminal) {report.skipped}")
