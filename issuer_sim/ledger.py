@@ -152,9 +152,13 @@ class Ledger:
         return account, "00"
 
     def authorize(self, request: Request, forced_code: str = "") -> Outcome:
-        """Decide and apply one financial request."""
+        """Decide and apply one financial request.  The same request sent again
+        (same network keys: MTI, F11, F7, F32) after it was approved is a duplicate
+        transmission: 94, and no money moves a second time."""
         if self._already_reversed(request):
             return Outcome("12")
+        if request.kind != "balance" and request.key in self.txns:
+            return Outcome("94")
         account, code = self.check_card(request)
         if account is None or code != "00":
             return Outcome(code)

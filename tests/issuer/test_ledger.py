@@ -182,3 +182,22 @@ def test_reversing_a_completion_void_debits_and_counts_the_completion_again() ->
         book.reverse("CV")
     assert (acct.balance_minor, acct.held_minor, acct.spent_today_minor) == (5_600, 0, 4_000)
     assert book.txns["C"].state == "approved"
+
+
+def test_an_approved_request_sent_again_is_a_duplicate_and_moves_no_money() -> None:
+    """Same network keys twice (a resent 0200): 94 the second time, one debit."""
+    book = ledger()
+    assert book.authorize(req("purchase", 700, "K7")).code == "00"
+    assert book.authorize(req("purchase", 700, "K7")).code == "94"
+    assert book.accounts["6225880000000000036"].balance_minor == 10_000 - 700
+    assert book.authorize(req("purchase", 700, "K8")).code == "00"  # another request
+    assert book.authorize(req("refund", 300, "R1", original_key="K8")).code == "00"
+    assert book.authorize(req("refund", 300, "R1", original_key="K8")).code == "94"
+    assert book.accounts["6225880000000000036"].balance_minor == 10_000 - 1400 + 300
+
+
+def test_a_declined_request_sent_again_is_decided_again() -> None:
+    book = ledger()
+    first = book.authorize(req("purchase", 20_000, "K9")).code
+    assert first in ("51", "61") and "K9" not in book.txns  # nothing recorded
+    assert book.authorize(req("purchase", 20_000, "K9")).code == first
