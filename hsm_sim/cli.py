@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from hsm_sim.server import start_hsm_server
 from hsm_sim.settings import HsmSimSettings, load_settings
 from posp.errors import ConfigError
+from posp.log import configure_logging
 from posp.loop import loop_name, raise_open_files_limit
 from posp.loop import run as run_loop
 
@@ -45,29 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=["debug", "info", "warning", "error"], help="log level"
     )
     return parser
-
-
-def configure_logging(log_format: str, log_level: str) -> None:
-    """structlog to stderr, JSON or console, filtered at ``log_level``."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[log_level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 async def serve(settings: HsmSimSettings) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from hsm_sim.cli import configure_logging
 from issuer_sim.app import start_issuer
 from issuer_sim.cardfile import CardRecord, parse_card_row, read_card_file
 from issuer_sim.control import start_control
@@ -33,7 +32,7 @@ from issuer_sim.settings import IssuerSettings, load_settings
 from posp.errors import ConfigError, PospError
 from posp.hsm import open_hsm_client
 from posp.iso8583 import mask_pan
-from posp.log import get_logger
+from posp.log import configure_logging, get_logger
 from posp.loop import loop_name, raise_open_files_limit
 from posp.loop import run as run_loop
 

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from posp.iso8583 import mask_pan
+
 DROP_AMOUNT_MINOR: Final = 99404
 FORCE_51_AMOUNT_MINOR: Final = 99451
 
@@ -57,7 +59,7 @@ class Rules:
             "drop_rate": self.drop_rate,
             "drop_amounts_minor": sorted(self.drop_amounts_minor),
             "forced_by_amount": {str(k): v for k, v in sorted(self.forced_by_amount.items())},
-            "forced_by_pan": {_mask(k): v for k, v in sorted(self.forced_by_pan.items())},
+            "forced_by_pan": {mask_pan(k): v for k, v in sorted(self.forced_by_pan.items())},
             "key_exchange_interval_s": self.key_exchange_interval_s,
         }
 
@@ -100,7 +102,3 @@ def _code(value: Any) -> str:
     if len(code) != 2 or not code.isalnum():
         raise ValueError("a forced response code is 2 alphanumeric characters")
     return code
-
-
-def _mask(pan: str) -> str:
-    return pan[:6] + "*" * max(len(pan) - 10, 0) + pan[-4:] if len(pan) >= 13 else "****"
