@@ -147,10 +147,10 @@ async def forward(ctx: TxnContext) -> str | None:
     """Send the request upstream and return the terminal's response code."""
     link = signed_on_link(ctx)
     request = build_request(ctx)
+    early = await take_early_mac(ctx)  # before the request counts as sent
     timeout_s = network_timeout_s(ctx)
     ctx.timeout_code = NO_ANSWER
     ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
-    early = await take_early_mac(ctx)
     try:
         response = await link.send(
             request,
