@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -41,7 +41,13 @@ from posp.network.metrics import LinkMetrics
 from posp.network.settings import NetworkLinkSettings
 from posp.network.transport import FrameProtocol
 
-__all__ = ["NetworkLink", "NetworkLinkSettings", "ResponseMacInvalid"]
+__all__ = [
+    "EarlyMac",
+    "NetworkLink",
+    "NetworkLinkSettings",
+    "ResponseMacInvalid",
+    "ResponseUnverified",
+]
 
 log = get_logger("posp.network")
 MatchKey = tuple[str, str, str]
@@ -57,15 +63,20 @@ class EarlyMac:
     ``send(..., early=...)`` uses it only when the request it finally sends has
     the same MAB and the ZAK is still current; otherwise it MACs again."""
 
-    ids: dict[int, FieldValue]  # F7, F11, F32, F33 as the link set them
-    mab: bytes
-    mac: bytes
-    zak: str
+    ids: dict[int, FieldValue] = field(repr=False)  # F7, F11, F32, F33 as the link set them
+    mab: bytes = field(repr=False)  # holds F2: never shown
+    mac: bytes = field(repr=False)
+    zak: str = field(repr=False)
 
 
 class ResponseMacInvalid(NetworkTimeout):
     """The network's response failed MAC verification: treated as no answer (98 and a
     reversal), because its content cannot be trusted."""
+
+
+class ResponseUnverified(NetworkTimeout):
+    """The network answered but the answer could not be checked (the HSM failed on its
+    MAC, or taking it in failed): as no answer, 98 and a reversal."""
 
 
 class NetworkLink:
@@ -129,7 +140,8 @@ class NetworkLink:
         self._supervisors.clear()
         for future, _ in self._pending.values():
             if not future.done():
-                future.set_exception(NetworkUnavailable("network link closed"))
+                # Sent and unanswered: the caller must treat it as no answer.
+                future.set_exception(NetworkTimeout("network link closed with a request in flight"))
         self._pending.clear()
         self._set_signed_on([])
 
@@ -248,16 +260,24 @@ class NetworkLink:
             self._pending.pop(key, None)
         self.metrics.latency.observe(loop.time() - started)
         response = answer.message
-        if on_arrival is not None:
-            on_arrival(response)  # reads the response, never changes it
-        if (
-            zone.needs_mac(response)
-            # The MAB from the bytes as they arrived: nothing encoded again.
-            and await zone.verify_encoded(
-                self._hsm, self.zak, EncodedNetworkMessage.received(answer)
+        # From here on the request is on the wire: whatever fails is "no answer"
+        # (a NetworkTimeout), never "not sent", so the caller reverses it.
+        try:
+            if on_arrival is not None:
+                on_arrival(response)  # reads the response, never changes it
+            mac_ok = (
+                not zone.needs_mac(response)
+                # The MAB from the bytes as they arrived: nothing encoded again.
+                or await zone.verify_encoded(
+                    self._hsm, self.zak, EncodedNetworkMessage.received(answer)
+                )
+                is not None
             )
-            is None
-        ):
+        except Exception as exc:
+            self.metrics.requests.inc((request.mti, "unverified"))
+            log.warning("network_response_unverified", mti=response.mti, error=type(exc).__name__)
+            raise ResponseUnverified(f"{response.mti} answer could not be checked") from exc
+        if not mac_ok:
             self.metrics.mac_failures.inc()
             self.metrics.requests.inc((request.mti, "mac_failed"))
             log.warning("network_response_mac_failed", mti=response.mti)

@@ -16,7 +16,9 @@ Invariants:
 * The terminal's answer is started when the network's response arrives, while
   its MAC is checked (``stage_answer``): both MACs go to the HSM together.  A
   response whose MAC then fails leaves no trace (``unstage_answer``).
-* No answer in time (``NetworkTimeout``, including a response whose MAC failed):
+* No answer in time (``NetworkTimeout``, including a response whose MAC failed or
+  could not be checked, and a network 94 "duplicate transmission", whose first
+  outcome the switch cannot know):
   the terminal gets 98, the entry goes to timed_out and a 0420 for the sent
   request is queued durably (SAF) before the answer leaves.
 * A refund reservation is released unless the network approves the refund:
@@ -30,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Final
 
@@ -48,6 +51,7 @@ from posp.pipeline.respond import EXTRA_EARLY_ANSWER, start_answer
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
 NO_ANSWER: Final = "98"
+DUPLICATE_TRANSMISSION: Final = "94"
 APPROVED_CODE: Final = "00"
 #: Extra journal changes recorded with the outcome (``posp.pipeline.journal``).
 EXTRA_JOURNAL: Final = "journal_changes"
@@ -158,16 +162,26 @@ async def forward(ctx: TxnContext) -> str | None:
             on_arrival=lambda arrived: stage_answer(ctx, arrived),
             early=early,
         )
-    except NetworkTimeout as exc:
+    except NetworkTimeout as exc:  # sent, no (trustworthy) answer
         unstage_answer(ctx)
         note_network_ids(ctx, request)
         reason = "A0" if isinstance(exc, ResponseMacInvalid) else NO_ANSWER
         await on_no_answer(ctx, request, reason)
         return NO_ANSWER
+    except asyncio.CancelledError:  # the deadline: sent or not, finish_forwarded reverses
+        unstage_answer(ctx)  # the 98 answer must not carry an unchecked response's fields
+        raise
     except Exception:
-        ctx.extras.pop(EXTRA_SENT, None)  # nothing reached the network
+        # The link raises anything else only before the request is on the wire.
+        ctx.extras.pop(EXTRA_SENT, None)
         raise
     note_network_ids(ctx, request)
+    if response.get(39) == DUPLICATE_TRANSMISSION:
+        # Our STANs never repeat, so the network saw this request before: its first
+        # outcome is unknown here.  As no answer: 98 and a reversal.
+        unstage_answer(ctx)
+        await on_no_answer(ctx, request, NO_ANSWER)
+        return NO_ANSWER
     return await on_answer(ctx, request, response)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from issuer_sim.rules import DROP_AMOUNT_MINOR
+from posp.errors import HsmTimeout
 from posp.iso8583 import EncodedNetworkMessage
 from posp.network import zone
 from terminals.cards import TerminalCard
@@ -96,14 +97,58 @@ async def test_an_answer_whose_mac_fails_gives_98_without_its_fields_and_is_reve
     terminal = await stack.terminal()
     before = await stack.balance(card)
     outcome = await terminal.transact(lambda m: m.purchase(card, 3300, pin=card.pin))
-    assert outcome.response_code == "98" and outcome.message is not None
-    answer = outcome.message
-    assert 38 not in answer and answer.text(44)[:11] == " " * 11
-    assert stack.store is not None
-    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
-    assert entry is not None and entry.state == "timed_out" and entry.auth_code is None
+    await _answered_98_without_the_answers_fields(stack, outcome)
     await eventually(_equals(stack, card, before))
     await eventually(_saf_empty(stack))
+
+
+async def _answered_98_without_the_answers_fields(stack: Stack, outcome: Any) -> None:
+    """98 with the switch's own F44 (blank issuer id, not the issuer's), nothing of
+    the unchecked 0210 journaled (auth code, card organisation)."""
+    assert outcome.response_code == "98" and outcome.message is not None
+    assert outcome.message.text(44)[:11] == " " * 11
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert entry is not None and entry.state == "timed_out"
+    assert entry.auth_code is None and entry.card_org is None
+
+
+async def test_an_answer_the_hsm_cannot_check_gives_98_and_is_reversed(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 0210 arrived (the issuer debited) but the HSM failed on its MAC check: the
+    request was on the wire, so it is reversed like an unanswered one, not dropped
+    as "never sent"."""
+    verify = zone.verify_encoded
+
+    async def hsm_fails_on_0210(hsm: Any, zak: Any, encoded: EncodedNetworkMessage) -> str | None:
+        if encoded.message.mti == "0210":
+            raise HsmTimeout("HSM did not answer before the deadline")
+        return await verify(hsm, zak, encoded)
+
+    monkeypatch.setattr(zone, "verify_encoded", hsm_fails_on_0210)
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 3400, pin=card.pin))
+    await _answered_98_without_the_answers_fields(stack, outcome)
+    await eventually(_equals(stack, card, before))
+    await eventually(_saf_empty(stack))
+
+
+async def test_a_network_94_gives_98_and_a_reversal(stack: Stack, card: TerminalCard) -> None:
+    """The network calls the request a duplicate transmission: whatever it did with the
+    first one is unknown here, so the switch answers 98 and reverses it."""
+    assert stack.issuer is not None
+    stack.issuer.rules.forced_by_pan[card.pan] = "94"
+    try:
+        terminal = await stack.terminal()
+        before = await stack.balance(card)
+        outcome = await terminal.transact(lambda m: m.purchase(card, 3500, pin=card.pin))
+        await _answered_98_without_the_answers_fields(stack, outcome)
+        await eventually(_saf_empty(stack))
+        assert await stack.balance(card) == before
+    finally:
+        stack.issuer.rules.forced_by_pan.clear()
 
 
 async def test_0420_reaches_the_issuer_after_it_recovers_across_a_switch_restart(
