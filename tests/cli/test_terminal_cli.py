@@ -108,7 +108,7 @@ def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_
     again = posp(*args, "--json")
     assert again.json()["kept"] == 3 and again.json()["created"] == 0
     assert [t.tmk for t in read_fleet_file(fleet)] == [t.tmk for t in terminals]
-    assert not (tmp_path / "fleet.json.tmp").exists()  # replaced atomically, nothing left
+    assert not list(tmp_path.glob(".fleet.json.*.tmp"))  # replaced atomically, nothing left
     # A fleet file that no longer parses: its terminals are re-keyed, not an error.
     fleet.write_text("{not json", encoding="utf-8")
     rekeyed = posp(*args, "--json")

@@ -251,3 +251,15 @@ async def test_open_loop_stops_at_the_count_within_a_batch_of_due_ticks(port: in
     config = FleetConfig(terminals=FLEET, cards=CARDS, port=port, rate=5000, count=7)
     report = await run_fleet(config)
     assert sum(report.transactions.values()) + report.skipped == 7
+
+
+def test_fleet_file_is_owner_only_even_over_a_readable_file(tmp_path: Path) -> None:
+    """The clear lab TMKs never sit in a file others can read: the file is written
+    fresh (0600) and renamed over whatever was there, including a 0644 file."""
+    path = tmp_path / "fleet.json"
+    path.write_text("{}", encoding="utf-8")
+    path.chmod(0o644)
+    write_fleet_file(path, FLEET)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_fleet_file(path) == FLEET
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.json"]
