@@ -150,7 +150,8 @@ class _Fleet:
             if not session.connected:
                 return  # never signed in: already counted by the sign-in codes
             async with gate:
-                outcome = await session.exchange(session.machine.echo())
+                # On the held connection as it is: a drop must show, not be repaired.
+                outcome = await session.exchange(session.machine.echo(), reconnect=False)
             if outcome.response_code != "00":
                 stats.probe_failures += 1
 

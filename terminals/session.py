@@ -110,6 +110,11 @@ class _FrameProtocol(asyncio.Protocol):
         del buffer[:end]
         return body
 
+    @property
+    def gone(self) -> bool:
+        """The switch closed or broke this connection and nothing unread is left."""
+        return (self.eof or self.error is not None) and not self.buffer
+
     def read(self) -> asyncio.Future[bytes]:
         """A future for the next frame's body (already done when it is buffered)."""
         waiter = self.loop.create_future()
@@ -181,9 +186,21 @@ class TerminalSession:
             if not protocol.lost.done():
                 protocol.transport.abort()
 
-    async def exchange(self, frame: bytes) -> Outcome:
-        """Send one built request and settle it with the answer or the failure."""
+    def _abort(self) -> None:
+        """Drop the connection at once (no waiting: used while being cancelled)."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+
+    async def exchange(self, frame: bytes, *, reconnect: bool = True) -> Outcome:
+        """Send one built request and settle it with the answer or the failure.
+
+        A long connection the switch closed while it was idle is replaced by a
+        fresh one first, as a terminal would (``reconnect=False`` sends on it
+        anyway: the fleet's hold probe counts such drops instead)."""
         started = time.perf_counter()
+        if reconnect and self._protocol is not None and self._protocol.gone:
+            await self.close()
         outcome = await self._exchange(frame)
         if self.on_outcome is not None:
             self.on_outcome(outcome, time.perf_counter() - started)
@@ -206,6 +223,9 @@ class TerminalSession:
         timer = protocol.loop.call_later(self.options.response_timeout_s, protocol.time_out, answer)
         try:
             body = await answer
+        except asyncio.CancelledError:
+            self._abort()  # a late answer must never be taken for the next request
+            raise
         except TimeoutError:
             await self.close()
             return self.machine.on_timeout()

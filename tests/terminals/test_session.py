@@ -173,12 +173,11 @@ async def test_a_hang_up_mid_answer_is_a_comms_error_after_sending() -> None:
         await server.wait_closed()
 
 
-def test_a_reset_idle_long_connection_fails_the_next_exchange_on_uvloop() -> None:
-    """The switch resets an idle long connection: the next exchange is a comms
-    error after sending (on uvloop a closed transport refuses writes outright)."""
+def _reset_idle_connection_then(reconnect: bool) -> tuple[bool, Event, int]:
+    """Sign in on a long connection the switch then resets while idle; send an echo."""
 
-    async def body() -> tuple[bool, Event]:
-        async def reset_after_sign_in(
+    async def body() -> tuple[bool, Event, int]:
+        async def reset_after_answering(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> None:
             answer = FakeSwitch().answer(await _read_request(reader))
@@ -189,21 +188,50 @@ def test_a_reset_idle_long_connection_fails_the_next_exchange_on_uvloop() -> Non
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
 
-        server, port = await _raw_server(reset_after_sign_in)
+        server, port = await _raw_server(reset_after_answering)
         session = session_for(port, long=True)
         try:
             assert (await session.prepare()) is None
             await asyncio.sleep(0.05)
             held = session.connected
-            outcome = await session.exchange(session.machine.echo())
-            return held, outcome.event
+            outcome = await session.exchange(session.machine.echo(), reconnect=reconnect)
+            return held, outcome.event, session.connects
         finally:
             await session.close()
             server.close()
             await server.wait_closed()
 
-    held, event = posp_loop.run(body())
-    assert held and event is Event.COMMS_ERROR
+    return posp_loop.run(body())
+
+
+def test_a_reset_idle_long_connection_is_replaced_before_the_next_request() -> None:
+    """As a terminal does: the switch dropped the idle connection, so the next request
+    goes out on a fresh one (never written into the dead one, which would count
+    as sent and queue a reversal for a request the switch never saw)."""
+    held, event, connects = _reset_idle_connection_then(reconnect=True)
+    assert held and event is Event.RESPONSE and connects == 2
+
+
+def test_without_reconnect_a_reset_idle_connection_fails_the_exchange_on_uvloop() -> None:
+    """The fleet's hold probe (reconnect=False): the drop shows as a comms error (on
+    uvloop a closed transport refuses writes outright)."""
+    held, event, connects = _reset_idle_connection_then(reconnect=False)
+    assert held and event is Event.COMMS_ERROR and connects == 1
+
+
+async def test_a_cancelled_read_drops_the_connection(switch_port: tuple[FakeSwitch, int]) -> None:
+    """Cancelled while waiting for an answer (a caller's own deadline): the connection
+    goes, so that answer can never be taken for the next request's."""
+    switch, port = switch_port
+    session = session_for(port, long=True)
+    assert (await session.prepare()) is None
+    switch.override = lambda _msg: None  # drop every answer
+    pending = asyncio.ensure_future(session.exchange(session.machine.echo()))
+    await asyncio.sleep(0.05)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert not session.connected
 
 
 async def test_close_never_waits_long_for_a_connection_that_does_not_report_lost(
