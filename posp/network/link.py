@@ -318,18 +318,20 @@ class NetworkLink:
         if request.mti != "0800":
             response[39] = "12"
         elif request.get(70) == zone.NMI_KEY_EXCHANGE:
-            response[39] = await self._accept_key(request)
+            response[39] = await self._accept_key(frame)
         else:
             response[39] = "00"
         if zone.needs_mac(response):
             await zone.mac_message(self._hsm, self.zak.current, response)
         conn.send(NetworkFrame(frame.header.swapped(), response))
 
-    async def _accept_key(self, request: Message) -> str:
+    async def _accept_key(self, frame: NetworkFrame) -> str:
         """Verify the 0800/101's MAC, import the offered key, switch to it."""
+        request = frame.message
         kind = zone.key_kind(request)
         name = _KEY_NAMES.get(kind or "", "unknown")
-        if await zone.verify_message(self._hsm, self.zak, request) is None:
+        received = EncodedNetworkMessage.received(frame)
+        if await zone.verify_encoded(self._hsm, self.zak, received) is None:
             self.metrics.mac_failures.inc()
             self.metrics.key_exchanges.labels(name, "network", "mac_failed").inc()
             return "A0"

@@ -55,18 +55,11 @@ async def mac_encoded(hsm: HsmClient, zak_lmk: str, encoded: EncodedNetworkMessa
     encoded.set(MAC_FIELD, mac)
 
 
-async def verify_message(hsm: HsmClient, zak: ZoneKey, message: Message) -> str | None:
-    """The ZAK (under LMK) whose MAC matches F128, or None (missing or wrong MAC)."""
-    mac = message.get(MAC_FIELD)
-    if not isinstance(mac, bytes) or len(mac) != 8:
-        return None
-    return await _verify_mab(hsm, zak, network_mab(message), mac)
-
-
 async def verify_encoded(
     hsm: HsmClient, zak: ZoneKey, encoded: EncodedNetworkMessage
 ) -> str | None:
-    """:func:`verify_message` with the MAB built from texts already encoded, e.g.
+    """The ZAK (under LMK) whose MAC matches F128, or None (missing or wrong MAC);
+    the MAB is built from texts already encoded, e.g.
     ``EncodedNetworkMessage.received(frame)``: the bytes as they arrived."""
     mac = encoded.message.get(MAC_FIELD)
     if not isinstance(mac, bytes) or len(mac) != 8:

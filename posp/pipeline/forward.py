@@ -47,7 +47,7 @@ from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
 from posp.pipeline.premac import take_early_mac
-from posp.pipeline.respond import EXTRA_EARLY_ANSWER, start_answer
+from posp.pipeline.respond import CARD_ORGS, EXTRA_EARLY_ANSWER, start_answer
 from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
 
 NO_ANSWER: Final = "98"
@@ -70,7 +70,6 @@ PASSED_THROUGH: Final = frozenset(
 #: Network codes that describe the switch's own exchange with the network, not
 #: the card: the terminal sees a switch malfunction.
 SWITCH_SIDE: Final = frozenset({"30", "A0", "94", "77", "97", "99", "03", "58"})
-_CARD_ORGS: Final = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
 _FORWARDED_TO_TERMINAL: Final = (44, 54)
 
 _log = get_logger("posp.pipeline.forward")
@@ -205,7 +204,7 @@ def apply_response(ctx: TxnContext, response: Message) -> str:
         ctx.auth_code = fields.get(38)
     ctx.settlement_date = fields.get(15, ctx.settlement_date)
     card_org = fields.get(63)
-    if card_org in _CARD_ORGS:
+    if card_org in CARD_ORGS:
         ctx.card_org = card_org
         ctx.response[63] = card_org
     for n in _FORWARDED_TO_TERMINAL:

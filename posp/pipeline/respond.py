@@ -49,6 +49,8 @@ ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
 NO_MAC_CODE: Final = "A0"
 EXTRA_EARLY_ANSWER: Final = "early_answer"
 _MAC_PLACEHOLDER: Final = b"00000000"
+#: The card organisations F63 may name (terminal-link §2).
+CARD_ORGS: Final = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
 #: Routes whose answers carry 44 and 63 (card transactions, terminal-link §3).
 CARD_ANSWERS: Final = frozenset(
     {"balance", "purchase", "purchase_void", "refund", "preauth", "preauth_void"}

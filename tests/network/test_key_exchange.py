@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from posp.iso8583 import Message
+from posp.iso8583 import Message, NetworkFrame, NetworkHeader, decode_network, encode_network
 from posp.network.keyring import ZoneKey
 from posp.network.test_keys import TEST_ZPK_LMK
 from posp.network.zone import KEY_KIND_ZAK, KEY_KIND_ZPK, mac_message
@@ -89,12 +89,17 @@ def test_offered_key_accepted_before_promotion() -> None:
     assert ring.promote() and ring.current == "NEW" and not ring.promote()
 
 
+def _as_received(request: Message) -> NetworkFrame:
+    """``request`` as the link gets it off the wire (with its received field texts)."""
+    return decode_network(encode_network(NetworkFrame(NetworkHeader("NET", "ACQ"), request)))
+
+
 async def test_bad_key_exchange_answers_30_and_keeps_keys(pair: Pair) -> None:
     """A MAC'd network 0800/101 with a malformed F48 answers 30; without a valid MAC A0;
     either way the link keeps its ZPK."""
     before = pair.link.zpk_lmk
     request = Message("0800", {70: "101", 53: "1000000000000000", 48: "XYZ", 11: "000001"})
-    assert await pair.link._accept_key(request) == "A0"
+    assert await pair.link._accept_key(_as_received(request)) == "A0"
     await mac_message(pair.switch_hsm, pair.link.zak_lmk, request)
-    assert await pair.link._accept_key(request) == "30"
+    assert await pair.link._accept_key(_as_received(request)) == "30"
     assert pair.link.zpk_lmk == before
