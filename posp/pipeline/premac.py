@@ -17,6 +17,9 @@ Invariants:
 * The network STAN the early request reserved is used by the request sent;
   when the request is refused before forwarding, that STAN is simply skipped
   (``posp.network.ids``: gaps are allowed).
+* It starts only where the MAC check starts, i.e. for a registered, enabled
+  terminal with current working keys and valid fields: a request whose MAC
+  then fails has cost one extra HSM command and one skipped STAN, nothing else.
 """
 
 from __future__ import annotations
