@@ -387,11 +387,17 @@ def encode_network(frame: NetworkFrame) -> bytes:
     mti = frame.message.mti
     if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
         raise EncodeError("MTI must be 4 digits")
-    rest = mti.encode("ascii") + NETWORK.encode_fields(frame.message.fields)
+    return _with_header(
+        frame.header, mti.encode("ascii") + NETWORK.encode_fields(frame.message.fields)
+    )
+
+
+def _with_header(header: NetworkHeader, rest: bytes) -> bytes:
+    """The frame body: ``header`` (total length filled in) before MTI, bitmap and fields."""
     total = HEADER_BYTES + len(rest)
     if total > 9999:
         raise EncodeError(f"frame of {total} bytes exceeds 9999")
-    return b"%b%04d%b%b" % (_HEADER_FLAGS, total, _header_tail(frame.header), rest)
+    return b"%b%04d%b%b" % (_HEADER_FLAGS, total, _header_tail(header), rest)
 
 
 # network-link.md §5: the MAB fields, in order; key exchange messages add 53, 70, 100.
@@ -471,11 +477,9 @@ class EncodedNetworkMessage:
 
     def body(self, header: NetworkHeader) -> bytes:
         """:func:`encode_network` of ``NetworkFrame(header, message)``."""
-        rest = self.message.mti.encode("ascii") + NETWORK.join_encoded(self.texts)
-        total = HEADER_BYTES + len(rest)
-        if total > 9999:
-            raise EncodeError(f"frame of {total} bytes exceeds 9999")
-        return b"%b%04d%b%b" % (_HEADER_FLAGS, total, _header_tail(header), rest)
+        return _with_header(
+            header, self.message.mti.encode("ascii") + NETWORK.join_encoded(self.texts)
+        )
 
 
 def network_mab(message: Message, *, key_exchange: bool | None = None) -> bytes:
