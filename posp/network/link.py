@@ -29,7 +29,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry
 
 from posp.errors import DecodeError, NetworkTimeout, NetworkUnavailable
-from posp.hsm.api import KEY_ZAK, MAC_ALG_X919_FULL, HsmClient
+from posp.hsm.api import HsmClient
 from posp.iso8583 import EncodedNetworkMessage, Message, NetworkFrame, NetworkHeader
 from posp.iso8583.message import FieldValue
 from posp.log import get_logger
@@ -178,9 +178,7 @@ class NetworkLink:
         encoded = EncodedNetworkMessage(request)
         zak = self.zak.current
         mab = encoded.mab()
-        mac = await self._hsm.generate_mac(
-            KEY_ZAK, zak, mab, algorithm=MAC_ALG_X919_FULL, padding="1"
-        )
+        mac = await zone.zone_mac(self._hsm, zak, mab)
         ids: dict[int, FieldValue] = {
             n: request.fields[n] for n in _LINK_IDS if n in request.fields
         }

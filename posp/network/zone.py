@@ -38,21 +38,20 @@ def needs_mac(message: Message) -> bool:
     return True
 
 
+async def zone_mac(hsm: HsmClient, zak_lmk: str, mab: bytes) -> bytes:
+    """F128 for a MAB: X9.19, padding 1, all 8 bytes, under the ZAK (HSM M6)."""
+    return await hsm.generate_mac(KEY_ZAK, zak_lmk, mab, algorithm=MAC_ALG_X919_FULL, padding="1")
+
+
 async def mac_message(hsm: HsmClient, zak_lmk: str, message: Message) -> None:
     """Compute and set F128 (the MAB does not depend on F128's presence)."""
-    mac = await hsm.generate_mac(
-        KEY_ZAK, zak_lmk, network_mab(message), algorithm=MAC_ALG_X919_FULL, padding="1"
-    )
-    message[MAC_FIELD] = mac
+    message[MAC_FIELD] = await zone_mac(hsm, zak_lmk, network_mab(message))
 
 
 async def mac_encoded(hsm: HsmClient, zak_lmk: str, encoded: EncodedNetworkMessage) -> None:
     """:func:`mac_message` over fields already encoded for the frame (each field is
     encoded once for MAB and frame)."""
-    mac = await hsm.generate_mac(
-        KEY_ZAK, zak_lmk, encoded.mab(), algorithm=MAC_ALG_X919_FULL, padding="1"
-    )
-    encoded.set(MAC_FIELD, mac)
+    encoded.set(MAC_FIELD, await zone_mac(hsm, zak_lmk, encoded.mab()))
 
 
 async def verify_encoded(

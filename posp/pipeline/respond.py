@@ -51,11 +51,6 @@ EXTRA_EARLY_ANSWER: Final = "early_answer"
 _MAC_PLACEHOLDER: Final = b"00000000"
 #: The card organisations F63 may name (terminal-link §2).
 CARD_ORGS: Final = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
-#: Routes whose answers carry 44 and 63 (card transactions, terminal-link §3).
-CARD_ANSWERS: Final = frozenset(
-    {"balance", "purchase", "purchase_void", "refund", "preauth", "preauth_void"}
-    | {"completion", "completion_void", "reversal"}
-)
 
 _log = get_logger("posp.pipeline.respond")
 
@@ -130,7 +125,7 @@ def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
     if ctx.auth_code is not None and code == "00":
         fields[38] = ctx.auth_code
     fields.update(ctx.response)
-    if ctx.route.name in CARD_ANSWERS:
+    if ctx.route.financial:  # a card transaction (the routes table)
         _card_answer_fields(ctx, fields)
     return fields
 
