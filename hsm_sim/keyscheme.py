@@ -99,22 +99,12 @@ class KeyField:
 
 def read_key(reader: Reader) -> KeyField:
     """Read a K field: U/X + 32H, T/Y + 48H, else bare 16H (fault 15 when short)."""
-    first = reader.peek()
-    if first < 0:
-        raise HsmFault("15")
-    tag = chr(first).upper()
-    hex_len = _TAGGED_HEX.get(tag)
-    if hex_len is None:
-        return KeyField("Z", reader.hex(16))
-    reader.pos += 1
-    return KeyField(tag, reader.hex(hex_len))
+    return key_field_of_wire(read_key_wire(reader))
 
 
 def read_pvk_pair(reader: Reader) -> KeyField:
     """Read a PVK pair: ``U``/``X`` + 32H, or a bare 32H (two singles, ECB per half)."""
-    if chr(max(reader.peek(), 0)).upper() in _TAGGED_HEX:
-        return read_key(reader)
-    return KeyField("X", reader.hex(32))
+    return key_field_of_wire(read_key_wire(reader, bare_hex=32))
 
 
 # Tag byte (either case) -> length of the whole field on the wire, tag included.
