@@ -10,6 +10,7 @@
     ├── CryptoError                   pure crypto layer
     │   ├── KeyParityError
     │   ├── PinBlockError             a PIN block that does not decode to a valid PIN
+    │   │   └── PinLengthError        … because its PIN length is outside 4-12
     │   └── CheckValueMismatch        a key whose check value is not the one announced
     ├── HsmError                      anything from the HSM client
     │   ├── HsmUnavailable            no connection / connection broke / deadline passed
@@ -91,6 +92,10 @@ class KeyParityError(CryptoError):
 
 class PinBlockError(CryptoError):
     """A clear PIN block that does not hold a valid PIN."""
+
+
+class PinLengthError(PinBlockError):
+    """A clear PIN block whose PIN length is outside 4-12 (an HSM answers 24, not 20)."""
 
 
 class CheckValueMismatch(CryptoError):

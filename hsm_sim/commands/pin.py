@@ -17,30 +17,25 @@ from posp.crypto.pinblock import (
     MIN_PIN_DIGITS,
     format03_clear,
     iso0_clear_account,
+    iso0_pin_account,
 )
+from posp.errors import PinBlockError, PinLengthError
 
 FORMAT_ISO0 = "01"
 FORMAT_03 = "03"
 _FORMATS = (FORMAT_ISO0, FORMAT_03)
 _DIGITS = frozenset("0123456789")
-# PIN length -> the F fill after the PIN digits of an ISO format 0 PIN field
-_FILL = {n: "F" * (14 - n) for n in range(MIN_PIN_DIGITS, MAX_PIN_DIGITS + 1)}
 
 
 def pin_from_block(clear: bytes, pin_format: str, account: str) -> str:
     """The PIN of a clear block: faults 24 (length) and 20 (other bad contents)."""
     if pin_format == FORMAT_ISO0:
-        field = f"{int.from_bytes(clear, 'big') ^ int(account, 16):016X}"
-        if field[0] != "0":
-            raise HsmFault("20")
-        length = int(field[1], 16)
-        if not MIN_PIN_DIGITS <= length <= MAX_PIN_DIGITS:
-            raise HsmFault("24")
-        pin = field[2 : 2 + length]
-        # field is upper-case hex, so isdigit() means 0-9 only
-        if not pin.isdigit() or field[2 + length :] != _FILL[length]:
-            raise HsmFault("20")
-        return pin
+        try:
+            return iso0_pin_account(clear, account)
+        except PinLengthError:
+            raise HsmFault("24") from None
+        except PinBlockError:
+            raise HsmFault("20") from None
     digits = clear.hex().upper().rstrip("F")
     if not digits or not set(digits) <= _DIGITS:
         raise HsmFault("20")

@@ -11,7 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
-from posp.errors import PinBlockError
+from posp.errors import PinBlockError, PinLengthError
 
 MIN_PIN_DIGITS = 4
 MAX_PIN_DIGITS = 12
@@ -74,7 +74,7 @@ def _iso0_pin(clear: bytes, pan_field: int) -> str:
         raise PinBlockError("PIN block control nibble is not 0")
     length = int(field[1], 16)
     if not MIN_PIN_DIGITS <= length <= MAX_PIN_DIGITS:
-        raise PinBlockError("PIN length nibble out of range")
+        raise PinLengthError("PIN length nibble out of range")
     pin = field[2 : 2 + length]
     if not set(pin) <= _DIGITS or field[2 + length :] != "F" * (14 - length):
         raise PinBlockError("PIN block holds non-decimal PIN digits or bad fill")
