@@ -24,7 +24,6 @@ from posp.errors import HsmCommandError
 from posp.hsm.api import HsmClient
 from posp.iso8583 import Message
 from posp.iso8583.fields import Balance, render_f44
-from posp.iso8583.message import FieldValue
 from posp.network import zone
 from posp.network.keyring import ZoneKey
 
@@ -65,9 +64,7 @@ def original_key(message: Message) -> str:
 def echo_response(message: Message, mti: str | None = None) -> Message:
     """A response (``mti``, by default the request's response MTI) carrying the
     request's fields that every answer echoes (the very same value objects)."""
-    fields = message.fields
-    echoed: dict[int, FieldValue] = {n: fields[n] for n in _ECHOED if n in fields}
-    return Message(zone.response_mti(message.mti) if mti is None else mti, echoed)
+    return zone.echoed_response(message, _ECHOED, mti)
 
 
 def card_pan(message: Message) -> str | None:

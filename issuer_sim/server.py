@@ -42,8 +42,6 @@ from posp.network.transport import FrameProtocol
 log = get_logger("issuer_sim")
 _KEY_TYPES = {zone.KEY_KIND_ZPK: KEY_ZPK, zone.KEY_KIND_ZAK: KEY_ZAK}
 _KEY_NAMES = {zone.KEY_KIND_ZPK: "zpk", zone.KEY_KIND_ZAK: "zak"}
-#: What a bare answer (MAC failure, HSM failure, network management) echoes.
-_BARE_ECHOED = (7, 11, 32, 33, 53, 70, 100)
 
 
 class IssuerMetrics:
@@ -230,10 +228,9 @@ class IssuerServer:
 
     @staticmethod
     def _bare_response(request: Message, code: str) -> Message:
-        fields = request.fields
-        echoed = {n: fields[n] for n in _BARE_ECHOED if n in fields}
-        echoed[39] = code
-        return Message(zone.response_mti(request.mti), echoed)
+        response = zone.echoed_response(request, zone.MANAGEMENT_ECHOED)
+        response[39] = code
+        return response
 
     # --- network management ------------------------------------------------------
     async def _management(self, request: Message) -> Message:

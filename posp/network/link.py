@@ -309,10 +309,7 @@ class NetworkLink:
     # --- requests from the network -----------------------------------------
     async def _on_network_request(self, conn: FrameProtocol, frame: NetworkFrame) -> None:
         request = frame.message
-        response = Message(zone.response_mti(request.mti))
-        for n in (7, 11, 32, 33, 53, 70, 100):
-            if n in request:
-                response[n] = request[n]
+        response = zone.echoed_response(request, zone.MANAGEMENT_ECHOED)
         if request.mti != "0800":
             response[39] = "12"
         elif request.get(70) == zone.NMI_KEY_EXCHANGE:

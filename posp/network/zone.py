@@ -170,6 +170,20 @@ def response_code_ok(message: Message) -> bool:
     return message.get(39) == "00"
 
 
+#: What an answer to network management (and a bare refusal) echoes of its request.
+MANAGEMENT_ECHOED: Final = (7, 11, 32, 33, 53, 70, 100)
+
+
+def echoed_response(request: Message, echoed: tuple[int, ...], mti: str | None = None) -> Message:
+    """A response (``mti``, by default the request's response MTI) carrying those of
+    the request's ``echoed`` fields it has (the very same value objects)."""
+    fields = request.fields
+    return Message(
+        response_mti(request.mti) if mti is None else mti,
+        {n: fields[n] for n in echoed if n in fields},
+    )
+
+
 def response_mti(request_mti: str) -> str:
     """0200 → 0210, 0220 → 0230, 0420 → 0430, 0800 → 0810."""
     return request_mti[:2] + str(int(request_mti[2]) + 1) + request_mti[3:]
