@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from posp.framing import BinaryLengthFramer
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
 
 LEN_BYTES = 2
+MAX_FRAME_BYTES = 0xFFFF  # what a 2-byte length can say
 #: How long ``close`` waits for the transport to report the connection gone.
 CLOSE_WAIT_S = 1.0
 
@@ -46,14 +49,16 @@ class _FrameProtocol(asyncio.Protocol):
     hands each to the one pending ``read`` (no streams: a future per answer).
 
     Bytes arriving with no read pending stay buffered for the next read, as a
-    stream reader would keep them.  End-of-file and a lost connection fail the
-    pending read (``EOFError`` / ``OSError``); so does every later read that
-    the buffer cannot satisfy."""
+    stream reader would keep them; the framing is ``posp.framing``'s (a frame
+    arriving whole in one segment, the usual case, skips it).  End-of-file and
+    a lost connection fail the pending read (``EOFError`` / ``OSError``); so
+    does every later read that the buffered bytes cannot satisfy."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.framer = BinaryLengthFramer(max_frame_bytes=MAX_FRAME_BYTES)
+        self.frames: deque[bytes] = deque()  # complete bodies no read has taken yet
         self.waiter: asyncio.Future[bytes] | None = None
         self.eof = False
         self.error: Exception | None = None  # set once the connection is lost
@@ -67,23 +72,21 @@ class _FrameProtocol(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and waiter.done():
             waiter = self.waiter = None  # its read was cancelled: keep the bytes
-        if waiter is not None and not self.buffer:
+        if waiter is not None and not self.framer.buffered and not self.frames:
             # The usual case: exactly one whole answer in one segment.
             size = len(data) - LEN_BYTES
             if size >= 0 and int.from_bytes(data[:LEN_BYTES], "big") == size:
                 self.waiter = None
                 waiter.set_result(data[LEN_BYTES:])
                 return
-        self.buffer += data
-        if waiter is not None:
-            body = self._cut()
-            if body is not None:
-                self.waiter = None
-                waiter.set_result(body)
+        self.frames.extend(self.framer.feed(data))  # no 2-byte length exceeds the maximum
+        if waiter is not None and self.frames:
+            self.waiter = None
+            waiter.set_result(self.frames.popleft())
 
     def eof_received(self) -> bool | None:
         self.eof = True
-        self._fail(asyncio.IncompleteReadError(bytes(self.buffer), None))
+        self._fail(asyncio.IncompleteReadError(b"", None))
         return True  # stay half-open, as a stream does: close() closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -98,33 +101,25 @@ class _FrameProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def _cut(self) -> bytes | None:
-        """The first whole frame's body, removed from the buffer; None if incomplete."""
-        buffer = self.buffer
-        if len(buffer) < LEN_BYTES:
-            return None
-        end = LEN_BYTES + int.from_bytes(buffer[:LEN_BYTES], "big")
-        if len(buffer) < end:
-            return None
-        body = bytes(buffer[LEN_BYTES:end])
-        del buffer[:end]
-        return body
+    @property
+    def unread(self) -> bool:
+        """Bytes arrived that no read has taken yet (whole frames or a partial one)."""
+        return bool(self.frames) or self.framer.buffered > 0
 
     @property
     def gone(self) -> bool:
         """The switch closed or broke this connection and nothing unread is left."""
-        return (self.eof or self.error is not None) and not self.buffer
+        return (self.eof or self.error is not None) and not self.unread
 
     def read(self) -> asyncio.Future[bytes]:
         """A future for the next frame's body (already done when it is buffered)."""
         waiter = self.loop.create_future()
-        body = self._cut()
-        if body is not None:
-            waiter.set_result(body)
+        if self.frames:
+            waiter.set_result(self.frames.popleft())
         elif self.error is not None:
             waiter.set_exception(self.error)
         elif self.eof:
-            waiter.set_exception(asyncio.IncompleteReadError(bytes(self.buffer), None))
+            waiter.set_exception(asyncio.IncompleteReadError(b"", None))
         else:
             self.waiter = waiter
         return waiter
@@ -162,7 +157,7 @@ class TerminalSession:
         """The open connection has seen the switch's end-of-file (an idle drop),
         with no unread bytes left; the protocol sees EOF even when no read is pending."""
         protocol = self._protocol
-        return protocol is not None and protocol.eof and not protocol.buffer
+        return protocol is not None and protocol.eof and not protocol.unread
 
     async def connect(self) -> None:
         """Open the connection (done on demand by ``exchange``)."""
