@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -88,12 +89,29 @@ async def test_an_answer_whose_mac_fails_gives_98_without_its_fields_and_is_reve
     started the terminal's answer from that 0210 (alongside the check); it answers
     98 instead, with none of the unverified fields (no auth code, no issuer id),
     and queues a 0420 that restores the balance."""
+
+    async def wrong_mac(_encoded: EncodedNetworkMessage) -> str | None:
+        return None
+
+    await _purchase_whose_0210_check_is(stack, card, monkeypatch, wrong_mac)
+
+
+async def _purchase_whose_0210_check_is(
+    stack: Stack,
+    card: TerminalCard,
+    monkeypatch: pytest.MonkeyPatch,
+    check: Callable[[EncodedNetworkMessage], Awaitable[str | None]],
+) -> None:
+    """A PIN purchase whose 0210 MAC check is ``check`` (other checks unchanged): 98
+    without the 0210's fields, and the balance restored by the queued 0420."""
     verify = zone.verify_encoded
 
-    async def failing_0210(hsm: Any, zak: Any, encoded: EncodedNetworkMessage) -> str | None:
-        return None if encoded.message.mti == "0210" else await verify(hsm, zak, encoded)
+    async def patched(hsm: Any, zak: Any, encoded: EncodedNetworkMessage) -> str | None:
+        if encoded.message.mti == "0210":
+            return await check(encoded)
+        return await verify(hsm, zak, encoded)
 
-    monkeypatch.setattr(zone, "verify_encoded", failing_0210)
+    monkeypatch.setattr(zone, "verify_encoded", patched)
     terminal = await stack.terminal()
     before = await stack.balance(card)
     outcome = await terminal.transact(lambda m: m.purchase(card, 3300, pin=card.pin))
@@ -119,20 +137,11 @@ async def test_an_answer_the_hsm_cannot_check_gives_98_and_is_reversed(
     """The 0210 arrived (the issuer debited) but the HSM failed on its MAC check: the
     request was on the wire, so it is reversed like an unanswered one, not dropped
     as "never sent"."""
-    verify = zone.verify_encoded
 
-    async def hsm_fails_on_0210(hsm: Any, zak: Any, encoded: EncodedNetworkMessage) -> str | None:
-        if encoded.message.mti == "0210":
-            raise HsmTimeout("HSM did not answer before the deadline")
-        return await verify(hsm, zak, encoded)
+    async def hsm_fails(_encoded: EncodedNetworkMessage) -> str | None:
+        raise HsmTimeout("HSM did not answer before the deadline")
 
-    monkeypatch.setattr(zone, "verify_encoded", hsm_fails_on_0210)
-    terminal = await stack.terminal()
-    before = await stack.balance(card)
-    outcome = await terminal.transact(lambda m: m.purchase(card, 3400, pin=card.pin))
-    await _answered_98_without_the_answers_fields(stack, outcome)
-    await eventually(_equals(stack, card, before))
-    await eventually(_saf_empty(stack))
+    await _purchase_whose_0210_check_is(stack, card, monkeypatch, hsm_fails)
 
 
 async def test_a_network_94_gives_98_and_a_reversal(stack: Stack, card: TerminalCard) -> None:
