@@ -7,8 +7,9 @@ Invariants:
   the MAC are added by ``posp.pipeline.respond`` at the end.
 * ``ctx.pan`` holds the clear PAN only in memory for the request's lifetime;
   it is excluded from the repr and never logged or stored (the journal keeps
-  the 6+4 mask and a keyed hash).  So are ``body`` (the raw frame), ``response``
-  and ``extras`` (clear track data, the translated PIN block).
+  the 6+4 mask and a keyed hash).  So are ``body`` (the raw frame), ``response``,
+  the clear tracks and the translated PIN block.
+* What one step hands another is a typed field here, never a string-keyed bag.
 * ``ctx.now`` is the switch's local time (UTC+8 by default), read once per
   request so that F12/F13 and the journal agree.
 """
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     from posp.keys import KeyService
     from posp.metrics import SwitchMetrics
     from posp.network.ids import IdAllocator
-    from posp.pipeline.routes import Route
+    from posp.network.link import EarlyMac
+    from posp.pipeline.codes import ResponseCode
+    from posp.pipeline.route import Route
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
 
@@ -104,7 +107,8 @@ class TxnContext:
     entry: JournalEntry | None = None
     entry_id: int | None = None
     final_state: str | None = None  # a financial step's own journal state (e.g. timed_out)
-    timeout_code: str = "96"  # answer when the deadline passes (98 once forwarded)
+    #: The answer when the deadline passes: 96, or 98 once a request was forwarded.
+    timeout_code: str = "96"
     rrn: str | None = None
     auth_code: str | None = None
     card_org: str | None = None
@@ -115,8 +119,27 @@ class TxnContext:
     sent: Message | None = field(default=None, repr=False)  # the network request as sent
     answer_unsigned: bool = False  # the answer's MAC could not be computed (HSM failure)
     pan: str | None = field(default=None, repr=False)
-    # Room for later steps' state, card data included (clear tracks, PIN block).
-    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    # What the steps hand each other (card data never in the repr).
+    track2: str | None = field(default=None, repr=False)  # clear, for the network request
+    track3: str | None = field(default=None, repr=False)
+    pin_block_zpk: str | None = field(default=None, repr=False)  # hex, translated to the ZPK
+    #: PIN translation started alongside the MAC check: (its inputs, the task).
+    pin_task: tuple[tuple[Any, ...], asyncio.Future[str]] | None = field(default=None, repr=False)
+    #: The network MAC started alongside the MAC check: the task, then its result.
+    early_mac: asyncio.Future[EarlyMac] | EarlyMac | None = field(default=None, repr=False)
+    #: The answer started before the last journal write: (its code, the task).
+    early_answer: tuple[str, asyncio.Future[bytes | None]] | None = field(default=None, repr=False)
+    #: An answer started while the network response's MAC is checked:
+    #: (the response, the terminal code, the context fields before).
+    staged_answer: tuple[Message, ResponseCode, tuple[Any, ...]] | None = field(
+        default=None, repr=False
+    )
+    unsettled: Message | None = field(default=None, repr=False)  # sent, fate not yet recorded
+    journal_changes: dict[str, object] = field(default_factory=dict, repr=False)
+    journal_recorded: dict[str, object] | None = field(default=None, repr=False)
+    refund_reserved_minor: int = 0  # reserved against the original until approved
+    repeated: bool = False  # the request repeats one already journaled (0400, upload end)
+    reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
 
     @property
     def message(self) -> Message:
