@@ -21,6 +21,7 @@ NETWORK_MTI = {t.value: row.network_mti for t, row in TXN_TYPES.items()}
 def row(txn_type: str):  # type: ignore[no-untyped-def]
     return TXN_TYPES[TxnType(txn_type)]
 
+
 MERCHANT = Merchant("898100000000001", "Demo Café Shanghai", "5411")
 
 
