@@ -9,10 +9,10 @@ import re
 import signal
 from pathlib import Path
 
+from posp.serve import serve
 from rich.console import Console
 
 from posp.settings import load_settings
-from posp.stack import serve
 
 
 async def _wait_for_port(buffer: io.StringIO) -> int:

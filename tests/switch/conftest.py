@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from posp.hsm import InProcessHsmClient
 from posp.hsm.api import KEY_TMK, HsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.settings import Settings, load_settings
 from posp.store import Merchant, Store, Terminal, open_store
 from posp.switch import Switch
@@ -51,8 +51,8 @@ async def provision(
 
 
 @pytest.fixture
-def hsm() -> InProcessHsmClient:
-    return InProcessHsmClient()
+def hsm() -> HsmClient:
+    return inprocess_hsm_client()
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def switch(tmp_path: Path, store: Store, hsm: InProcessHsmClient) -> AsyncIterator[Switch]:
+async def switch(tmp_path: Path, store: Store, hsm: HsmClient) -> AsyncIterator[Switch]:
     await provision(store, hsm)
     running = Switch(switch_settings(tmp_path), store=store, hsm=hsm)
     await running.start()

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
 from posp.iso8583 import Message, decode_terminal
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.store import Store
 from posp.switch import Switch
 from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID, switch_settings
@@ -20,7 +21,7 @@ from tests.switch.termclient import SimTerminal
 class SlowHsm:
     """An HSM client whose every call first sleeps ``delay_s`` (deadline and drain tests)."""
 
-    def __init__(self, inner: InProcessHsmClient, delay_s: float) -> None:
+    def __init__(self, inner: HsmClient, delay_s: float) -> None:
         self._inner = inner
         self.delay_s = delay_s
 
@@ -118,7 +119,7 @@ async def test_1000_concurrent_connections_are_all_answered(switch: Switch) -> N
 async def test_client_vanishing_mid_request_still_journals_and_serves_others(
     tmp_path: Path,
     store: Store,
-    hsm: InProcessHsmClient,
+    hsm: HsmClient,
     switch: Switch,
     terminal: SimTerminal,
 ) -> None:
@@ -142,7 +143,7 @@ async def test_client_vanishing_mid_request_still_journals_and_serves_others(
 
 
 async def test_connections_over_the_limit_are_closed_and_counted(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     limited = await start_switch(tmp_path, store, hsm, limits={"max_connections": 1})
@@ -161,7 +162,7 @@ async def test_connections_over_the_limit_are_closed_and_counted(
 
 
 async def test_requests_over_the_in_flight_limit_get_96_at_once(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     limited = await start_switch(
@@ -182,7 +183,7 @@ async def test_requests_over_the_in_flight_limit_get_96_at_once(
 
 
 async def test_request_past_its_deadline_is_answered_96(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     slow = await start_switch(
@@ -199,7 +200,7 @@ async def test_request_past_its_deadline_is_answered_96(
 
 
 async def test_idle_connection_is_closed(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     idle = await start_switch(tmp_path, store, hsm, limits={"idle_timeout_s": 0.2})
@@ -212,7 +213,7 @@ async def test_idle_connection_is_closed(
 
 
 async def test_shutdown_drains_requests_in_flight(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     slow = await start_switch(tmp_path, store, SlowHsm(hsm, 0.1))
@@ -275,7 +276,7 @@ async def test_hsm_down_answers_96_within_the_deadline_and_recovers(
 
 
 async def test_metrics_endpoint_exposes_request_counts(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     running = await start_switch(tmp_path, store, hsm, metrics_enabled=True, metrics_port=0)
@@ -301,7 +302,7 @@ def test_switch_serves_under_uvloop(tmp_path: Path) -> None:
     async def scenario() -> list[str]:
         store = open_store(f"sqlite:///{tmp_path / 'uv.db'}", node_id="01")
         await store.open()
-        hsm = InProcessHsmClient()
+        hsm = inprocess_hsm_client()
         await provision(store, hsm)
         running = await start_switch(tmp_path, store, hsm)
         client = SimTerminal(TERMINAL_ID, MERCHANT_ID)
