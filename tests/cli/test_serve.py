@@ -9,9 +9,9 @@ import re
 import signal
 from pathlib import Path
 
-from posp.serve import serve
 from rich.console import Console
 
+from posp.serve import serve
 from posp.settings import load_settings
 
 
