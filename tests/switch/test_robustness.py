@@ -19,16 +19,19 @@ from tests.switch.termclient import SimTerminal
 
 
 class SlowHsm:
-    """An HSM client whose every call first sleeps ``delay_s`` (deadline and drain tests)."""
+    """An HSM client whose every call first sleeps ``delay_s`` (deadline and drain tests);
+    ``called`` is set as soon as a call is under way."""
 
     def __init__(self, inner: HsmClient, delay_s: float) -> None:
         self._inner = inner
         self.delay_s = delay_s
+        self.called = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
 
         async def slow(*args: Any, **kwargs: Any) -> Any:
+            self.called.set()
             await asyncio.sleep(self.delay_s)
             return await attr(*args, **kwargs)
 
@@ -216,11 +219,12 @@ async def test_shutdown_drains_requests_in_flight(
     tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
-    slow = await start_switch(tmp_path, store, SlowHsm(hsm, 0.1))
+    slow_hsm = SlowHsm(hsm, 0.1)
+    slow = await start_switch(tmp_path, store, slow_hsm)
     client = SimTerminal(TERMINAL_ID, MERCHANT_ID)
     await client.connect(slow.port)
     await client.send_body(client.encode(client.sign_in_message()))
-    await asyncio.sleep(0.05)
+    await slow_hsm.called.wait()  # the sign-in is in flight (inside the HSM)
     stopping = asyncio.create_task(slow.stop())
     frame = decode_terminal(await client.read_body())
     assert frame.message[39] == "00"
