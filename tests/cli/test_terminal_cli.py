@@ -84,18 +84,7 @@ def test_rotate_tmk_replaces_the_key(posp: Posp, merchant: str) -> None:
 
 def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_path: Path) -> None:
     fleet = tmp_path / "fleet.json"
-    args = (
-        "terminal",
-        "provision-fleet",
-        "--count",
-        "3",
-        "--merchant",
-        MERCHANT,
-        "--prefix",
-        "1000",
-        "--fleet-file",
-        str(fleet),
-    )
+    args = _fleet_args(fleet, 3)
     first = posp(*args)
     assert first.code == 0, first.err
     assert "LAB USE ONLY" in first.out

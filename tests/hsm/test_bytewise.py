@@ -3,11 +3,7 @@ to data_received one byte at a time exactly as whole ones."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from hsm_sim.server import HsmServer, HsmServerProtocol, start_hsm_server
+from hsm_sim.server import HsmServer, HsmServerProtocol
 from posp.hsm.connection import HsmConnection
 from posp.hsm.stats import HsmClientStats
 from tests.bytewise import FakeTransport, feed_bytewise, read_written
@@ -31,13 +27,6 @@ class Owner:
 
 def framed(body: bytes) -> bytes:
     return len(body).to_bytes(2, "big") + body
-
-
-@pytest.fixture
-async def hsm_server() -> AsyncIterator[HsmServer]:
-    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
-    yield server
-    await server.close()
 
 
 async def test_client_connection_matches_replies_fed_one_byte_at_a_time() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hsm_sim.server import HsmServer, start_hsm_server
 from posp.hsm.api import KEY_TMK, HsmClient
 from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.settings import Settings, load_settings
@@ -48,6 +49,14 @@ async def provision(
     record = Terminal(terminal_id, merchant_id, tmk_lmk=tmk.under_lmk, tmk_kcv=tmk.kcv, **terminal)
     await store.add_terminal(record)
     return record
+
+
+@pytest.fixture
+async def hsm_server() -> AsyncIterator[HsmServer]:
+    """An HSM simulator on an ephemeral port (for a switch with a TCP HSM)."""
+    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
+    yield server
+    await server.close()
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@ HSM) or a zone key is a published TEST key; not with an HSM over TCP and own key
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from hsm_sim.server import HsmServer, start_hsm_server
+from hsm_sim.server import HsmServer
 from posp.hsm import HsmClient, TcpTransport
 from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.lab.zone_keys import TEST_ZAK_LMK, TEST_ZPK_LMK
@@ -25,13 +24,6 @@ OWN_KEY = "U" + "1" * 32  # not a TEST key (never used: the network is off or no
 
 def lab_warnings(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if e["log_level"] == "warning" and "labs only" in e["event"]]
-
-
-@pytest.fixture
-async def hsm_server() -> AsyncIterator[HsmServer]:
-    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
-    yield server
-    await server.close()
 
 
 async def test_an_in_process_hsm_logs_the_lab_warning_at_start(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -232,15 +231,6 @@ async def test_shutdown_drains_requests_in_flight(
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", slow.port)
     await client.close()
-
-
-@pytest.fixture
-async def hsm_server() -> AsyncIterator[Any]:
-    from hsm_sim.server import start_hsm_server
-
-    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
-    yield server
-    await server.close()
 
 
 async def test_hsm_down_answers_96_within_the_deadline_and_recovers(
