@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from posp.errors import ConfigError, PospError, StoreError
-from posp.hsm import open_hsm_client
 from posp.hsm.api import KEY_TMK, HsmClient
 from posp.settings import Settings
-from posp.store import open_store
 from posp.store.api import Merchant, Store, Terminal
 
 _MERCHANT_ID: Final = re.compile(r"[0-9A-Za-z]{15}")
@@ -219,6 +217,10 @@ class Admin:
 @asynccontextmanager
 async def open_admin(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
     """An Admin over the store (and HSM client) named by the settings, closed on exit."""
+    # Imported here: the store drivers and HSM transports load only for commands using them.
+    from posp.hsm import open_hsm_client
+    from posp.store import open_store
+
     if settings.store_url.startswith("sqlite:"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store: Store = open_store(settings.store_url)

@@ -127,17 +127,18 @@ async def test_client_vanishing_mid_request_still_journals_and_serves_others(
 ) -> None:
     await terminal.sign_in()
     await switch.stop()
-    slow = await start_switch(tmp_path, store, SlowHsm(hsm, 0.2))
+    slow_hsm = SlowHsm(hsm, 0.2)
+    slow = await start_switch(tmp_path, store, slow_hsm)
     try:
         leaver = SimTerminal(TERMINAL_ID, MERCHANT_ID, keys=terminal.keys, trace=500)
         await leaver.connect(slow.port)
         await leaver.send_body(leaver.encode(leaver.purchase(), mac=True))
         await leaver.close()
-        for _ in range(50):
-            entry = await store.find_by_trace(TERMINAL_ID, "000001", "000501")
-            if entry is not None and entry.response_code is not None:
-                break
-            await asyncio.sleep(0.05)
+        await slow_hsm.called.wait()  # the purchase is being served ...
+        assert slow.server is not None
+        if slow.server.tasks:  # ... and runs to its end although its terminal left
+            await asyncio.wait(set(slow.server.tasks), timeout=10)
+        entry = await store.find_by_trace(TERMINAL_ID, "000001", "000501")
         assert entry is not None and entry.response_code == "91"
         assert await _echo_once(slow.port) == "00"
     finally:
