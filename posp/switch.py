@@ -45,6 +45,21 @@ def hsm_url_with_timeout(url: str, timeout_s: float) -> str:
     return f"{url}{'&' if '?' in url else '?'}timeout_s={timeout_s}"
 
 
+def warn_if_lab_keys(settings: Settings, hsm: HsmClient) -> None:
+    """Log a WARNING when keys are held in this process (in-process HSM) or a zone
+    key is a published TEST key: both are for labs only."""
+    in_process = bool(getattr(hsm, "holds_keys_in_process", False))  # test doubles lack it
+    test_zone_keys = settings.network_enabled and settings.network.uses_test_zone_keys
+    if in_process or test_zone_keys:
+        _log.warning(
+            "lab keys: with an in-process HSM or TEST zone keys, keys are held in the switch"
+            " process (or published); this is for labs only, never production",
+            in_process_hsm=in_process,
+            test_zone_values=test_zone_keys,  # not "..._keys": the log would mask it
+            hint="use hsm_url = tcp://<hsm> and your own zone keys ([network] zmk_lmk ...)",
+        )
+
+
 class Switch:
     """One switch instance (any number may share a PostgreSQL store)."""
 
@@ -96,7 +111,8 @@ class Switch:
         if self._given_hsm is not None:
             return self._given_hsm
         client = open_hsm_client(
-            hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s)
+            hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s),
+            registry=self.registry,
         )
         self._owned.append(client)
         await client.start()
@@ -137,7 +153,9 @@ class Switch:
         if settings.uses_test_pan_hash_key:
             _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
         store = instrument_store(await self._open_store(), self.metrics)
-        hsm = instrument_hsm(await self._open_hsm(), self.metrics)
+        raw_hsm = await self._open_hsm()
+        warn_if_lab_keys(settings, raw_hsm)
+        hsm = instrument_hsm(raw_hsm, self.metrics)
         ids = IdAllocator(store, settings.node_id)
         self.store, self.hsm = store, hsm
         self.link = await self._open_link(hsm, ids)

@@ -1,4 +1,4 @@
-"""TCP HSM client: a pool of pipelined connections, replies matched by header.
+"""TCP HSM transport: a pool of pipelined connections, replies matched by header.
 
 Invariants:
 * Each connection numbers its requests with a numeric header counter; a reply
@@ -24,33 +24,20 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from posp.errors import HsmTimeout, HsmUnavailable
 from posp.hsm.connection import HsmConnection
-from posp.hsm.operations import HsmOperations
+from posp.hsm.stats import HsmClientStats, StatsCollector
 
 
-@dataclass(slots=True)
-class HsmClientStats:
-    """Counters of one client; read by tests, benchmarks and the metrics collector."""
+class TcpTransport:
+    """HsmTransport over ``connections`` pipelined TCP connections to one HSM;
+    the :class:`~posp.hsm.connection.ConnectionOwner` of those connections."""
 
-    calls: int = 0
-    errors: int = 0  # replies carrying a non-zero error code (including verification 01)
-    timeouts: int = 0
-    unavailable: int = 0  # calls failed because no connection was up or it broke
-    late_replies: int = 0
-    unmatched_replies: int = 0
-    reconnects: int = 0
-    connect_failures: int = 0
-
-
-class TcpHsmClient(HsmOperations):
-    """HsmClient over ``connections`` pipelined TCP connections to one HSM."""
+    #: The keys stay inside the HSM: nothing secret in this process.
+    holds_keys_in_process = False
 
     def __init__(
         self,
@@ -83,7 +70,9 @@ class TcpHsmClient(HsmOperations):
         self._started = False
         self._closed = False
         if registry is not None:
-            registry.register(_ClientCollector(self))
+            registry.register(
+                StatsCollector(self.stats, lambda: self.connected, lambda: self.in_flight)
+            )
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -141,7 +130,8 @@ class TcpHsmClient(HsmOperations):
 
     # --- the call path ---------------------------------------------------------
 
-    async def _exchange(self, request: bytes) -> bytes:
+    async def exchange(self, request: bytes) -> bytes:
+        """One request, one reply (after the header), within ``timeout_s``."""
         if not self._started:
             await self.start()
         self.stats.calls += 1
@@ -185,7 +175,7 @@ class TcpHsmClient(HsmOperations):
             if conn is not None:
                 return conn
 
-    def _slot_freed(self) -> None:
+    def slot_freed(self) -> None:
         """A connection finished a call: let one capacity waiter try again."""
         waiters = self._capacity_waiters
         while waiters:
@@ -235,44 +225,7 @@ class TcpHsmClient(HsmOperations):
             if not self._closed:
                 await asyncio.sleep(backoff_s)
 
-    def _connection_lost(self, conn: HsmConnection) -> None:
+    def connection_lost(self, conn: HsmConnection) -> None:
+        """A connection broke: calls stop picking it (its supervisor reconnects)."""
         if conn in self._live:
             self._live.remove(conn)
-
-
-class _ClientCollector(Collector):
-    """Exposes :class:`HsmClientStats` at scrape time (no cost on the call path)."""
-
-    def __init__(self, client: TcpHsmClient) -> None:
-        self._client = client
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._client.stats
-        for name, doc, value in (
-            ("posp_hsm_calls", "HSM calls made", stats.calls),
-            ("posp_hsm_error_replies", "HSM replies with a non-zero error code", stats.errors),
-            ("posp_hsm_timeouts", "HSM calls that passed their deadline", stats.timeouts),
-            (
-                "posp_hsm_unavailable",
-                "HSM calls failed for lack of a connection",
-                stats.unavailable,
-            ),
-            (
-                "posp_hsm_late_replies",
-                "HSM replies that arrived after their deadline",
-                stats.late_replies,
-            ),
-            (
-                "posp_hsm_unmatched_replies",
-                "HSM replies whose header matched no call (never sent or already answered)",
-                stats.unmatched_replies,
-            ),
-            ("posp_hsm_reconnects", "HSM connections re-established", stats.reconnects),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
-        yield GaugeMetricFamily(
-            "posp_hsm_connections_up", "HSM connections up", value=self._client.connected
-        )
-        yield GaugeMetricFamily(
-            "posp_hsm_in_flight", "HSM calls awaiting a reply", value=self._client.in_flight
-        )
