@@ -179,10 +179,11 @@ async def translate_pin(ctx: TxnContext) -> RC | None:
         return None
     if not isinstance(pin_block, bytes) or len(pin_block) != _BLOCK_BYTES:
         raise DecodeError("PIN block must be 8 bytes", field=52)
-    terminal = ctx.terminal
+    terminal, link = ctx.terminal, ctx.services.link
     assert terminal is not None and terminal.tpk_lmk is not None
+    assert link is not None  # require_link ran before this step
     accounts = pin_accounts(ctx, ctx.pan)
-    inputs = (terminal.tpk_lmk, ctx.services.link.zpk_lmk, pin_block.hex().upper(), accounts)
+    inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), accounts)
     early, ctx.pin_task = ctx.pin_task, None
     if early is not None and early[0] == inputs:
         ctx.pin_block_zpk = await early[1]

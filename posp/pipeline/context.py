@@ -21,8 +21,9 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from posp.errors import DecodeError
 from posp.iso8583 import Message, TerminalFrame
@@ -52,6 +53,30 @@ def _keyed_hmac(key: str) -> hmac.HMAC:
     return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
+class NetworkPort(Protocol):
+    """What the steps need of the card network link (``posp.network.link.NetworkLink``)."""
+
+    @property
+    def signed_on(self) -> bool: ...
+    @property
+    def zpk_lmk(self) -> str: ...
+    async def send(
+        self,
+        request: Message,
+        *,
+        timeout_s: float | None = None,
+        on_arrival: Callable[[Message], None] | None = None,
+        early: EarlyMac | None = None,
+    ) -> Message: ...
+    async def premac(self, request: Message) -> EarlyMac: ...
+
+
+class SafPort(Protocol):
+    """What the steps need of the 0420 forwarder (``posp.network.saf.SafForwarder``)."""
+
+    async def kick(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -62,10 +87,10 @@ class Services:
     keys: KeyService
     ids: IdAllocator
     metrics: SwitchMetrics
-    # posp.network.link.NetworkLink once the link is configured; None answers 91.
-    link: Any = None
-    # posp.network.saf.SafForwarder when the link is up.
-    saf: Any = None
+    #: The card network link once configured (``NetworkLink``); None answers 91.
+    link: NetworkPort | None = None
+    #: The store-and-forward of 0420s (``SafForwarder``) when there is a link.
+    saf: SafPort | None = None
 
     def local_now(self) -> dt.datetime:
         return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
