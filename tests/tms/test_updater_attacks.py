@@ -11,8 +11,8 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Root, Targets
 
-from terminals.updater import SIGNATURE_FAILURE, Refusal, TerminalUpdater
 from posp.tms.repository import _meta_of
+from terminals.updater import SIGNATURE_FAILURE, Refusal, TerminalUpdater
 from tests.tms.lab import Lab, compact
 
 
