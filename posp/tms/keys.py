@@ -41,12 +41,21 @@ class TmsError(PospError):
     """A TMS operation that cannot be done (names the role, key id or file, never a key)."""
 
 
+class TmsUsageError(TmsError):
+    """A request the operator got wrong; ``argument`` names the culprit (CLI exit 2)."""
+
+    def __init__(self, argument: str, reason: str) -> None:
+        self.argument = argument
+        self.reason = reason
+        super().__init__(f"{argument}: {reason}")
+
+
 def generate_signer(key_type: KeyType) -> CryptoSigner:
     if key_type == "ed25519":
         return CryptoSigner.generate_ed25519()
     if key_type == "ecdsa-p256":
         return CryptoSigner.generate_ecdsa()
-    raise TmsError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    raise TmsUsageError("--key-type", f"{key_type!r} is not one of {', '.join(KEY_TYPES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +68,7 @@ class KeyStore:
 
     def dir_for(self, role: str) -> Path:
         if role not in ROLES:
-            raise TmsError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+            raise TmsUsageError("ROLE", f"unknown role {role!r} (one of {', '.join(ROLES)})")
         return self.offline_dir if role in OFFLINE_ROLES else self.online_dir
 
     def save(self, role: str, signer: CryptoSigner) -> Path:

@@ -47,7 +47,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from posp.tms.keys import ROLES, KeyStore, KeyType, TmsError, generate_signer
+from posp.tms.keys import ROLES, KeyStore, KeyType, TmsError, TmsUsageError, generate_signer
 
 T = TypeVar("T", Root, Timestamp, Snapshot, Targets)
 CUSTOM_KEY: Final = "posp"
@@ -147,7 +147,7 @@ class TufRepository:
         made: dict[str, list[str]] = {}
         for role in ROLES:
             if not 1 <= limits[role] <= counts[role]:
-                raise TmsError(f"{role}: threshold {limits[role]} needs 1..{counts[role]} keys")
+                raise TmsUsageError(f"--{role}-threshold", f"needs 1..{counts[role]} keys")
             for _ in range(counts[role]):
                 signer = generate_signer(key_type)
                 root.add_key(signer.public_key, role)
@@ -194,23 +194,26 @@ class TufRepository:
         acquirer_id: str = "",
         min_hardware: int = 0,
         version_counter: int | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[str, PackageInfo]:
         """Add ``package`` as a target; the counter defaults to the model's highest + 1."""
         if not _VERSION_TEXT.match(version):
-            raise TmsError("--version must be 1-8 characters of A-Z a-z 0-9 . _ -")
+            raise TmsUsageError("--version", "1-8 characters of A-Z a-z 0-9 . _ -")
         if not _MODEL_TEXT.match(model):
-            raise TmsError("--model must be 1-32 characters of A-Z a-z 0-9 . _ -")
+            raise TmsUsageError("--model", "1-32 characters of A-Z a-z 0-9 . _ -")
         if not package.is_file():
-            raise TmsError(f"package {package} is not a file")
+            raise TmsUsageError("PACKAGE", f"{package} is not a file")
+        if max_bytes is not None and package.stat().st_size > max_bytes:
+            raise TmsUsageError("PACKAGE", f"larger than {max_bytes} bytes")
         targets = self.targets()
         known = [info for info in self.packages().values() if info.model == model]
         counter = version_counter or max((i.version_counter for i in known), default=0) + 1
         if any(i.version_counter >= counter for i in known):
-            raise TmsError(f"version counter {counter} is not above the model's published ones")
+            raise TmsUsageError("--counter", f"{counter} is not above the model's published ones")
         info = PackageInfo(model, acquirer_id, min_hardware, version, counter)
         path = f"{model}/{version}.pkg"
         if path in targets.signed.targets:
-            raise TmsError(f"{path} is already published")
+            raise TmsUsageError("--version", f"{path} is already published")
         target = TargetFile.from_file(path, str(package), ["sha256"])
         target.unrecognized_fields["custom"] = info.as_custom()
         stored = self.targets_dir / model / f"{target.hashes['sha256']}.{version}.pkg"
@@ -253,7 +256,7 @@ class TufRepository:
         root = Metadata[Root].from_bytes(old_root.to_bytes())
         role = next((r for r in ROLES if keyid in root.signed.roles[r].keyids), None)
         if role is None:
-            raise TmsError(f"key {keyid[:16]} is in no role")
+            raise TmsUsageError("KEYID", f"{keyid[:16]} is in no role")
         remaining = len(root.signed.roles[role].keyids) - 1
         if remaining < root.signed.roles[role].threshold:
             raise TmsError(f"{role} would keep {remaining} keys, below its threshold; rotate it")
@@ -274,7 +277,7 @@ class TufRepository:
     # --- internals ------------------------------------------------------------------
     def _role(self, role: str) -> str:
         if role not in ROLES:
-            raise TmsError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+            raise TmsUsageError("ROLE", f"unknown role {role!r} (one of {', '.join(ROLES)})")
         return role
 
     def _expires(self, role: str) -> dt.datetime:

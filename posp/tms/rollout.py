@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posp.store.tms import FAILED, INSTALLED, Rollout, TmsStore, WaveTally
-from posp.tms.keys import TmsError
+from posp.tms.keys import TmsError, TmsUsageError
 
 DEFAULT_WAVES_PCT: Final = (1.0, 10.0, 100.0)
 DEFAULT_FAILURE_THRESHOLD_PCT: Final = 5.0
@@ -51,7 +51,7 @@ def plan_waves(
 def check_waves(waves_pct: Sequence[float]) -> None:
     increasing = all(a < b for a, b in itertools.pairwise(waves_pct))
     if not waves_pct or waves_pct[-1] != 100 or waves_pct[0] <= 0 or not increasing:
-        raise TmsError("waves must be increasing percentages ending at 100 (e.g. 1,10,100)")
+        raise TmsUsageError("--waves", "increasing percentages ending at 100 (e.g. 1,10,100)")
 
 
 class Decision(enum.Enum):
@@ -92,10 +92,10 @@ class RolloutService:
     ) -> Rollout:
         check_waves(waves_pct)
         if not 0 <= failure_threshold_pct <= 100:
-            raise TmsError("failure threshold must be 0..100 %")
+            raise TmsUsageError("--threshold", "a failure percentage 0..100")
         members = [t.terminal_id for t in await self.store.group_terminals(group)]
         if not members:
-            raise TmsError(f"group {group!r} has no terminals")
+            raise TmsUsageError("--group", f"group {group!r} has no terminals")
         rollout_id = await self.store.create_rollout(
             group, target, app_version, waves_pct, failure_threshold_pct
         )
