@@ -34,6 +34,7 @@ pan_hash_key                          key of the PAN hash in the journal
 network.*                             card network link (posp.network.settings; F32 acquirer_id)
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
+tms.*                                 terminal management (posp.tms.settings; README)
 log.format / log.level                console | json; debug | info | warning | error
 ====================================  =======================================
 """
@@ -49,6 +50,7 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.tms.settings import TmsSettings
 
 ENV_PREFIX = "POSP_"
 CONFIG_ENV = "POSP_CONFIG"
@@ -114,6 +116,7 @@ class Settings(LayeredSettings):
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()
     log: LogSettings = LogSettings()
+    tms: TmsSettings = TmsSettings()
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
