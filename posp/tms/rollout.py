@@ -109,6 +109,25 @@ class RolloutService:
                 return Offer(rollout.id, rollout.target, rollout.app_version)
         return None
 
+    async def status_upload(
+        self,
+        terminal_id: str,
+        app_version: str,
+        install_result: str | None = None,
+        *,
+        identity: str | None = None,
+        status: dict[str, str] | None = None,
+    ) -> None:
+        """What a 0820 ``362`` or an F59 A2/05 brings: store it, then count it in rollouts."""
+        await self.store.record_status(
+            terminal_id,
+            app_version=app_version,
+            install_result=install_result,
+            identity=identity,
+            status=status,
+        )
+        await self.report(terminal_id, app_version, install_result)
+
     async def report(self, terminal_id: str, app_version: str, install_result: str | None) -> None:
         """A 362 or F59 A2/05 report: record the outcome in every running rollout of the
         terminal, then let the wave advance or halt."""

@@ -47,3 +47,4 @@ CREATE TABLE tms_rollout_members (
     PRIMARY KEY (rollout_id, terminal_id)
 );
 CREATE INDEX tms_rollout_members_terminal ON tms_rollout_members (terminal_id);
+CREATE INDEX tms_rollout_members_wave ON tms_rollout_members (rollout_id, wave);
