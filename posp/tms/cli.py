@@ -24,15 +24,14 @@ material is never printed, only key ids.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from rich.table import Table
 
+from posp import reports
 from posp.admin import AdminError
 from posp.store.sql_store import SqlStore
 from posp.store.tms import SqlTmsStore
@@ -79,15 +78,10 @@ async def open_tms(ctx: Context) -> AsyncIterator[SqlTmsStore]:
 
 
 def _emit(ctx: Context, title: str, rows: Sequence[dict[str, Any]]) -> int:
-    if ctx.as_json:
-        ctx.out.print_json(json.dumps(rows, ensure_ascii=False, default=str))
-        return 0
-    table = Table(title=title)
-    for column in rows[0] if rows else ["(none)"]:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    ctx.out.print(table)
+    """The rows as a table, or as JSON with ``--json`` (posp.reports renders both)."""
+    columns = tuple(dict.fromkeys(column for row in rows for column in row))
+    view = reports.View(title, columns, list(rows))
+    reports.render(view, "json" if ctx.as_json else "table", ctx.out)
     return 0
 
 
