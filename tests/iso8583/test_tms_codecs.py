@@ -237,3 +237,10 @@ def test_362_status_garbage_raises_only_decode_error(data: bytes) -> None:
         TerminalStatus.parse(data)
     except DecodeError as exc:
         assert exc.field == 62
+
+
+def test_f59_subtag_error_offset_counts_from_the_start_of_f59() -> None:
+    """A2 (5 characters of tag and length) then sub-tag 05 whose value is cut short."""
+    with pytest.raises(DecodeError) as info:
+        TerminalIdentity.parse("B1002xy" + "A2008" + "05009V1.")
+    assert info.value.offset == 7 + 5 + 5
