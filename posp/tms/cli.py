@@ -24,6 +24,8 @@ material is never printed, only key ids.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,6 +147,10 @@ async def serve_cmd(ctx: Context) -> int:
 
     tms, repo = ctx.settings.tms, repository(ctx)
     repo.root()  # a missing repository is an error now, not at the first request
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     async with open_tms(ctx) as store:
         await serve(
             repo,
@@ -152,6 +158,7 @@ async def serve_cmd(ctx: Context) -> int:
             tms.http_port if ctx.args.port is None else ctx.args.port,
             offers=RolloutService(store).offer,
             refresh_every_s=tms.timestamp_refresh_s,
+            stop=stop,
         )
     return 0
 

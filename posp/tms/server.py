@@ -84,8 +84,9 @@ async def serve(
     offers: OfferLookup | None = None,
     refresh_every_s: float = 3600.0,
     started: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until cancelled; ``started`` gets the bound port."""
+    """Serve until ``stop`` is set or the task is cancelled; ``started`` gets the bound port."""
     runner = web.AppRunner(build_app(repo, offers), access_log=None)
     await runner.setup()
     refresher = asyncio.create_task(keep_timestamp_fresh(repo, refresh_every_s))
@@ -96,7 +97,8 @@ async def serve(
         log.info("tms_listening", host=host, port=bound)
         if started is not None:
             started(bound)
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
+        log.info("tms_stopping")
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
