@@ -3,7 +3,8 @@ terminal holds and reports, and staged rollouts — SQL written once over a
 ``SqlStore``'s ``_read``/``_write`` primitives, so SQLite and PostgreSQL share it.
 
 Invariants:
-* Each method is one statement (bulk member inserts: one per chunk); changes
+* Each change is one statement (after drawing a version; bulk member inserts:
+  one per chunk); changes
   of a rollout's wave or state are compare-and-set ``UPDATE ... RETURNING``, so
   of two switch instances evaluating one wave exactly one advances or halts it.
 * Versions of parameter sets and group memberships come from the store's

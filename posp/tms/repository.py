@@ -206,6 +206,7 @@ class TufRepository:
         if max_bytes is not None and package.stat().st_size > max_bytes:
             raise TmsUsageError("PACKAGE", f"larger than {max_bytes} bytes")
         targets = self.targets()
+        self._signers("targets", self.root().signed)  # refuse before copying anything
         known = [info for info in self.packages().values() if info.model == model]
         counter = version_counter or max((i.version_counter for i in known), default=0) + 1
         if any(i.version_counter >= counter for i in known):
