@@ -358,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", required=True, help="YYYY-MM-DD, local business date (network.tz_offset_hours)"
     )
     report.add_argument("--format", choices=reports.FORMATS, default="table")
+    from posp.tms.cli import register as register_tms
+
+    register_tms(commands, common)
     return parser
 
 

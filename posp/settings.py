@@ -36,6 +36,7 @@ limits.*                              connections, frames, idle, in-flight, dead
 settlement.*                          mac_on_settlement, domestic card rules
 recovery.*                            in-doubt sweeper: sweep_interval_s (5), in_doubt_grace_s (30),
                                       deferred_retry_s (2)
+tms.*                                 terminal management (posp.tms.settings; README)
 log.format / log.level                console | json; debug | info | warning | error
 ====================================  =======================================
 """
@@ -51,6 +52,7 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.tms.settings import TmsSettings
 
 ENV_PREFIX = "POSP_"
 CONFIG_ENV = "POSP_CONFIG"
@@ -131,6 +133,7 @@ class Settings(LayeredSettings):
     settlement: SettlementSettings = SettlementSettings()
     recovery: RecoverySettings = RecoverySettings()
     log: LogSettings = LogSettings()
+    tms: TmsSettings = TmsSettings()
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
