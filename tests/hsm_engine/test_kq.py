@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from itertools import count
 from typing import Any
 
 import pytest
 
 from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb
 from posp.crypto.emv import CardKeys, Scheme, pan_psn_block
-from tests.hsm_engine.conftest import Hsm, lmk_encrypt
+from tests.hsm_engine.conftest import Hsm, arqc_with_0x19, lmk_encrypt
 
 h = bytes.fromhex
 # The vector's IMK-AC without its parity bits set; DES ignores them, the HSM checks them.
@@ -105,28 +104,15 @@ def test_every_scheme_verifies_its_own_cryptogram(hsm: Hsm, scheme: Scheme) -> N
     assert hsm.raw(kq("0", scheme, mk_ac, block, atc, un, data, foreign)) == b"0001KR01"
 
 
-def _arqc_with_0x19(keys_for: Any, data: bytes) -> tuple[bytes, bytes, bytes]:
-    """An UN (holding 0x19) whose ARQC and ARPC also hold a 0x19 (found by counting)."""
-    for n in count():
-        un = b"\x19" + n.to_bytes(3, "big")
-        keys = keys_for(un)
-        arqc = keys.cryptogram(data)
-        arpc = keys.arpc(arqc, b"\x19\x19")
-        if 0x19 in arqc and 0x19 in arpc:
-            return un, arqc, arpc
-    raise AssertionError("unreachable")
-
-
 @pytest.mark.parametrize("trailer", [b"", b"\x19TRAILER-19"])
 def test_0x19_inside_every_binary_field_is_data_not_a_trailer(hsm: Hsm, trailer: bytes) -> None:
     """PAN/PSN, ATC, UN, data, ARQC and ARC all hold 0x19: KQ still verifies, the ARPC
     (holding 0x19 too) comes back whole, and only a 0x19 after the ARC is a trailer."""
     block = pan_psn_block("6219191919191919", "19")
-    atc, data = b"\x19\x19", b"\x19" * 3 + b"amount\x19"
+    atc, un = b"\x19\x19", b"\x19\x00\x00\x19"
     assert 0x19 in block
-    un, arqc, arpc = _arqc_with_0x19(
-        lambda un: CardKeys.derive(IMK, block, Scheme.MASTERCARD_SKD, atc, un), data
-    )
+    keys = CardKeys.derive(IMK, block, Scheme.MASTERCARD_SKD, atc, un)
+    data, arqc, arpc = arqc_with_0x19(keys, b"\x19" * 3 + b"amount\x19")
     mk_ac = lmk_encrypt("109", IMK, "U")
     request = kq("1", 1, mk_ac, block, atc, un, data, arqc, b"\x19\x19") + trailer
     assert hsm.raw(request) == b"0001KR00" + arpc + trailer
