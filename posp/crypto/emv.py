@@ -169,6 +169,27 @@ class CardKeys:
         return arpc_method1(key, arqc, arc)
 
 
+#: Length of an issuer script command's MAC (the leftmost bytes of the alg 3 MAC).
+SCRIPT_MAC_BYTES = 4
+
+
+def script_session_key(udk_smi: bytes, arqc: bytes) -> bytes:
+    """Secure-messaging integrity key: the EMV common session key with R = the ARQC."""
+    _check_key(udk_smi, "card SMI key")
+    if len(arqc) != _BLOCK:
+        raise CryptoError("ARQC must be 8 bytes")
+    return _common_sk(udk_smi, arqc)
+
+
+def script_mac(sk_smi: bytes, header: bytes, atc: bytes, arqc: bytes, data: bytes) -> bytes:
+    """An issuer script command's MAC (EMV Book 2 §9.2.3): alg 3, padding method 2, over
+    CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ command data, the leftmost 4 bytes."""
+    if len(header) != 5:
+        raise CryptoError("script command header must be 5 bytes (CLA INS P1 P2 Lc)")
+    mac = iso9797_alg3(sk_smi, header + atc + arqc + data, PADDING_80)
+    return mac[:SCRIPT_MAC_BYTES]
+
+
 def cvr_of_iad(iad: bytes) -> bytes:
     """The CVR of CUP issuer application data (9F10 = len, DKI, CVN, CVR 4 bytes, …)."""
     if len(iad) < 7:

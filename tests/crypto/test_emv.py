@@ -18,6 +18,8 @@ from posp.crypto.emv import (
     cvr_of_iad,
     derive_udk,
     pan_psn_block,
+    script_mac,
+    script_session_key,
     session_key,
 )
 from posp.errors import CryptoError
@@ -153,3 +155,23 @@ def test_no_mismatch_against_pyemv_over_1000_random_cards(scheme: Scheme) -> Non
 def test_no_mismatch_against_pyemv_over_10000_random_cards(scheme: Scheme) -> None:
     """The issue's 10,000-card run per scheme: 0 mismatches against pyemv."""
     assert _mismatches(scheme, 10_000, seed=1600 + scheme) == 0
+
+
+def test_script_mac_matches_pyemv_secure_messaging() -> None:
+    """script_mac = pyemv's command MAC (4 bytes) under the common SK with R = ARQC."""
+    from pyemv import sm as pyemv_sm
+
+    rng = random.Random(71)
+    for _ in range(200):
+        udk_smi, arqc, atc = rng.randbytes(16), rng.randbytes(8), rng.randbytes(2)
+        header, data = bytes.fromhex("8424000004"), rng.randbytes(rng.randrange(0, 20))
+        sk = script_session_key(udk_smi, arqc)
+        expected_sk = pyemv_kd.derive_common_sk(udk_smi, arqc)
+        expected = pyemv_sm.generate_command_mac(expected_sk, header + atc + arqc + data, 4)
+        assert script_mac(sk, header, atc, arqc, data) == expected
+
+
+def test_script_mac_needs_a_5_byte_header() -> None:
+    """A header other than CLA INS P1 P2 Lc raises CryptoError."""
+    with pytest.raises(CryptoError, match="header"):
+        script_mac(bytes(16), b"\x84\x24", bytes(2), bytes(8), b"")
