@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from hsm_sim.commands import COMMANDS
+from hsm_sim.metrics import KNOWN_COMMANDS
 from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb
 from posp.crypto.emv import CardKeys, Scheme, pan_psn_block
 from tests.hsm_engine.conftest import Hsm, arqc_with_0x19, lmk_encrypt
@@ -211,3 +213,9 @@ def test_mode_2_accepts_empty_data(hsm: Hsm) -> None:
     """ARPC only (mode 2) needs no transaction data: length 00 is accepted."""
     keys = CardKeys.derive(IMK, bytes(8), Scheme.PBOC_V01, bytes(2))
     assert hsm.raw(_good(mode="2", data=b"")) == b"0001KR00" + keys.arpc(bytes(8), b"00")
+
+
+def test_kq_is_counted_under_its_own_metrics_label() -> None:
+    """Every engine command, KQ included, is a known metrics label (not "other")."""
+    assert {code.decode() for code in COMMANDS} <= KNOWN_COMMANDS
+    assert "KQ" in KNOWN_COMMANDS
