@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from posp.crypto.emv import (
+    AC_DATA_TAGS,
     SCRIPT_MAC_BYTES,
     Scheme,
     ac_data,
@@ -79,12 +80,18 @@ def kq_request(
     """The KQ call verifying the F55's ARQC for the card (PAN, PSN from F23's last two
     digits) under the issuer's IMK-AC (``mk_ac``, key type 109 under the LMK)."""
     tags = f55.values()
+    for tag in (*AC_DATA_TAGS, "9F10", "9F26"):
+        if tag not in tags:
+            raise ChipDataError(f"F55 lacks tag {tag}", tag)
+    try:
+        block = pan_psn(pan, psn)
+    except ValueError:
+        raise ChipDataError("PAN or card sequence number unusable") from None
     try:
         version = cryptogram_version(tags["9F10"])
         data = ac_data(tags)
-        block = pan_psn(pan, psn)
-    except (CryptoError, ValueError) as exc:
-        raise ChipDataError(f"F55 unusable: {exc}", "9F10") from None
+    except CryptoError:
+        raise ChipDataError("issuer application data too short", "9F10") from None
     scheme = SCHEME_OF_VERSION.get(version)
     if scheme is None:
         raise ChipDataError(f"cryptogram version {version:02X} not supported", "9F10")

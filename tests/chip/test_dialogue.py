@@ -181,3 +181,32 @@ def test_second_generate_ac_without_a_first_is_a_programming_error() -> None:
     """The card refuses a second GENERATE AC it was not asked the first for."""
     with pytest.raises(RuntimeError):
         ChipCard(RECORD).second_generate_ac(None, b"00")
+
+
+@pytest.mark.parametrize(
+    ("change", "tag", "reason"),
+    [
+        ({"9F37": None}, "9F37", "lacks tag 9F37"),
+        ({"9F10": b"\x07\x00"}, "9F10", "too short"),
+        ({"9F36": b"\x01"}, "9F36", "must be 2 bytes"),
+        ({"9F26": bytes(4)}, "9F26", "must be 8 bytes"),
+    ],
+)
+def test_kq_request_names_the_unusable_tag(
+    issuer: Issuer, change: dict[str, bytes | None], tag: str, reason: str
+) -> None:
+    """A missing or mis-sized tag in an unchecked F55 raises ChipDataError naming it."""
+    f55 = decode_f55(ChipCard(RECORD).first_generate_ac(TERMINAL))
+    pairs = [(t, change.get(t, v)) for t, v in f55.values().items()]
+    edited = decode_f55(build_f55((t, v) for t, v in pairs if v is not None))
+    with pytest.raises(ChipDataError, match=reason) as caught:
+        kq_request(edited, pan=RECORD.pan, psn="01", mk_ac=issuer.mk_ac, arc=b"00")
+    assert caught.value.tag == tag
+
+
+def test_kq_request_refuses_a_bad_card_sequence_number(issuer: Issuer) -> None:
+    """A PSN that is not two digits raises ChipDataError without a tag."""
+    f55 = decode_f55(ChipCard(RECORD).first_generate_ac(TERMINAL))
+    with pytest.raises(ChipDataError) as caught:
+        kq_request(f55, pan=RECORD.pan, psn="1", mk_ac=issuer.mk_ac, arc=b"00")
+    assert caught.value.tag is None
