@@ -22,6 +22,11 @@ Invariants:
 * Pure: no I/O, no logging; errors (``CryptoError``) never carry key or data
   values.  DES ignores parity bits, so whether a session key is parity
   adjusted never changes a cryptogram.
+* A session key serves one transaction and is never seen again, so its
+  cipher contexts live in its :class:`SessionCipher`, not in
+  ``posp.crypto.des``'s shared cache, where a stream of fresh keys would keep
+  evicting the long-lived MAC and PIN keys.  Card keys (UDK, per card) and
+  IMKs go through the shared cache.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
 from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb, xor_bytes
-from posp.crypto.mac import PADDING_80, iso9797_alg3
+from posp.crypto.mac import PADDING_80, pad
 from posp.errors import CryptoError
 
 _FF8 = b"\xff" * 8
@@ -126,9 +134,35 @@ def session_key(udk: bytes, scheme: Scheme, atc: bytes, un: bytes = bytes(_UN_BY
     return SCHEMES[scheme].session_key(udk, atc, un)
 
 
+class SessionCipher:
+    """A double-length session key's own contexts: 3DES-EDE (K1 K2 K1) in ECB for the
+    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain (built on use)."""
+
+    __slots__ = ("_ede", "_k1")
+
+    def __init__(self, sk: bytes) -> None:
+        _check_key(sk, "session key")
+        self._ede = Cipher(TripleDES(sk + sk[:8]), modes.ECB()).encryptor()
+        self._k1 = sk[:8] * 3
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        out: bytes = self._ede.update(block)
+        return out
+
+    def mac(self, data: bytes) -> bytes:
+        """ISO 9797-1 alg 3, padding method 2: E_K1(D_K2(E_K1(x_n xor H_n-1))) is
+        3DES-EDE of the last block xor the single-DES CBC chain of the others."""
+        padded = pad(data, PADDING_80)
+        last = padded[-_BLOCK:]
+        if len(padded) > _BLOCK:
+            chain = Cipher(TripleDES(self._k1), modes.CBC(bytes(_BLOCK))).encryptor()
+            last = xor_bytes(chain.update(padded[:-_BLOCK])[-_BLOCK:], last)
+        return self.encrypt_block(last)
+
+
 def application_cryptogram(sk: bytes, data: bytes) -> bytes:
     """ARQC / TC / AAC: ISO 9797-1 alg 3, padding method 2, over the AC data (8 bytes)."""
-    return iso9797_alg3(sk, data, PADDING_80)
+    return SessionCipher(sk).mac(data)
 
 
 def arpc_method1(key: bytes, arqc: bytes, arc: bytes) -> bytes:
@@ -140,13 +174,14 @@ def arpc_method1(key: bytes, arqc: bytes, arc: bytes) -> bytes:
     return tdes_encrypt_ecb(key, xor_bytes(arqc, arc + bytes(6)))
 
 
-@dataclass(frozen=True, slots=True)
 class CardKeys:
     """One transaction's keys: the card key (UDK) and the session key under a scheme."""
 
-    scheme: Scheme
-    udk: bytes
-    sk: bytes
+    __slots__ = ("_cipher", "scheme", "sk", "udk")
+
+    def __init__(self, scheme: Scheme, udk: bytes, sk: bytes) -> None:
+        self.scheme, self.udk, self.sk = scheme, udk, sk
+        self._cipher = SessionCipher(sk)
 
     @classmethod
     def derive(
@@ -157,7 +192,7 @@ class CardKeys:
 
     def cryptogram(self, data: bytes) -> bytes:
         """The AC the card computes over ``data`` (ARQC on the first GENERATE AC)."""
-        return application_cryptogram(self.sk, data)
+        return self._cipher.mac(data)
 
     def verify(self, data: bytes, arqc: bytes) -> bool:
         """Whether ``arqc`` is the cryptogram over ``data`` (constant-time compare)."""
@@ -165,8 +200,14 @@ class CardKeys:
 
     def arpc(self, arqc: bytes, arc: bytes) -> bytes:
         """The ARPC (method 1) under the key the scheme prescribes."""
-        key = self.sk if SCHEMES[self.scheme].arpc_under_session_key else self.udk
-        return arpc_method1(key, arqc, arc)
+        if not SCHEMES[self.scheme].arpc_under_session_key:
+            return arpc_method1(self.udk, arqc, arc)
+        if len(arqc) != _BLOCK or len(arc) != 2:
+            raise CryptoError("ARQC must be 8 bytes and ARC 2 bytes")
+        return self._cipher.encrypt_block(xor_bytes(arqc, arc + bytes(6)))
+
+    def __repr__(self) -> str:
+        return f"CardKeys(scheme={self.scheme.name})"
 
 
 #: Length of an issuer script command's MAC (the leftmost bytes of the alg 3 MAC).
@@ -186,8 +227,7 @@ def script_mac(sk_smi: bytes, header: bytes, atc: bytes, arqc: bytes, data: byte
     CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ command data, the leftmost 4 bytes."""
     if len(header) != 5:
         raise CryptoError("script command header must be 5 bytes (CLA INS P1 P2 Lc)")
-    mac = iso9797_alg3(sk_smi, header + atc + arqc + data, PADDING_80)
-    return mac[:SCRIPT_MAC_BYTES]
+    return SessionCipher(sk_smi).mac(header + atc + arqc + data)[:SCRIPT_MAC_BYTES]
 
 
 def cvr_of_iad(iad: bytes) -> bytes:

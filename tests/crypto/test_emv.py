@@ -10,6 +10,7 @@ from pyemv import ac as pyemv_ac
 from pyemv import kd as pyemv_kd
 from pyemv import tools as pyemv_tools
 
+from posp.crypto import des
 from posp.crypto.emv import (
     CardKeys,
     Scheme,
@@ -175,3 +176,15 @@ def test_script_mac_needs_a_5_byte_header() -> None:
     """A header other than CLA INS P1 P2 Lc raises CryptoError."""
     with pytest.raises(CryptoError, match="header"):
         script_mac(bytes(16), b"\x84\x24", bytes(2), bytes(8), b"")
+
+
+def test_session_keys_stay_out_of_the_shared_des_cache() -> None:
+    """100 transactions of one card add the IMK and the UDK to posp.crypto.des's context
+    caches, not 100 session keys (they would evict the hot MAC and PIN keys)."""
+    imk, block = bytes(range(16)), pan_psn_block("6225880000000001", "01")
+    des._ecb_contexts.clear()
+    des._cbc_contexts.clear()
+    for atc in range(100):
+        keys = CardKeys.derive(imk, block, Scheme.PBOC_V01, atc.to_bytes(2, "big"))
+        keys.arpc(keys.cryptogram(bytes(37)), b"00")
+    assert len(des._ecb_contexts) <= 2 and not des._cbc_contexts
