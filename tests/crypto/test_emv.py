@@ -15,6 +15,7 @@ from posp.crypto.emv import (
     CardKeys,
     Scheme,
     ac_data,
+    application_cryptogram,
     cryptogram_version,
     cvr_of_iad,
     derive_udk,
@@ -57,6 +58,7 @@ def test_pboc_v01_vector_ac_data_arqc_and_both_arpcs(vectors: dict[str, Any]) ->
         )
         arqc = keys.cryptogram(data)
         assert arqc.hex().upper() == v["arqc"]
+        assert application_cryptogram(keys.sk, data) == arqc
         assert keys.verify(data, arqc)
         for answer in v["arpc"]:
             assert answer["arc"].encode().hex().upper() == answer["arc_hex"]
