@@ -39,6 +39,8 @@ from posp.iso8583.message import mask_pan
 from posp.iso8583.tlv import F55, ONLINE_REQUEST_TAGS, Tlv, build_f55, decode_f55
 
 CHIP_FILE_HEADER = "pan,psn,imk_ac,imk_smi,atc"
+#: The lab chip card file shipped for the demo CUP cards (test IMKs in clear).
+DEMO_CHIP_CARDS = Path(__file__).with_name("demo_chip_cards.csv")
 CID_ARQC, CID_TC, CID_AAC = 0x80, 0x40, 0x00
 _CVR_FIRST = 0xA0  # CVR byte 2: ARQC in the first GENERATE AC, second not yet requested
 _CVR_SECOND = {CID_TC: 0x60, CID_AAC: 0x20}

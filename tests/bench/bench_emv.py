@@ -1,16 +1,20 @@
-"""Micro-benchmark of chip-card cryptography: KQ ARQC verifications (+ ARPC) per second
+"""Micro-benchmark of chip cards: KQ ARQC verifications (+ ARPC) per second
 through ``HsmEngine.handle`` (no sockets), per scheme, for comparison with
-bench_hsm_engine's M8 rate (a chip purchase adds one KQ at the issuer).
+bench_hsm_engine's M8 rate (a chip purchase adds one KQ at the issuer), and
+F55 decodes per second (the switch decodes every chip request's F55 once).
 """
 
 from __future__ import annotations
 
 import random
+import time
 
 from hsm_sim.engine import HsmEngine
 from posp.crypto.des import adjust_odd_parity
 from posp.crypto.emv import CardKeys, Scheme, pan_psn_block
 from posp.hsm.kq import KqMode, KqRequest, build_kq
+from posp.iso8583.tlv import decode_f55
+from terminals.chip import DEMO_CHIP_CARDS, ChipCard, TerminalChipData, load_chip_cards
 from tests.bench.bench_hsm_engine import _rate, _under_lmk
 
 _CARDS = 64
@@ -41,6 +45,16 @@ def main() -> None:
         rate = _rate(engine, requests)
         name = f"scheme {int(scheme)} ({scheme.name.lower()})"
         print(f"hsm engine KQ mode 1, {name}: {rate:,.0f} verifications+ARPC/s")
+    f55 = ChipCard(load_chip_cards(DEMO_CHIP_CARDS)[0]).first_generate_ac(
+        TerminalChipData(amount_minor=100, date_yymmdd="261203", un=bytes(4))
+    )
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 1.0:
+        for _ in range(1000):
+            decode_f55(f55)
+        count += 1000
+    rate = count / (time.perf_counter() - start)
+    print(f"F55 decode ({len(f55)}-byte online request, 20 tags): {rate:,.0f} decodes/s")
     print("(single core, engine.handle only; the machine is shared, figures are pessimistic)")
 
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from issuer_sim.cardfile import DEMO_CARDS, read_card_file
+from posp.crypto.des import has_odd_parity
 from terminals.chip import (
     CHIP_FILE_HEADER,
+    DEMO_CHIP_CARDS,
     ChipCardRecord,
     format_chip_cards,
     load_chip_cards,
@@ -58,3 +61,11 @@ def test_a_missing_header_or_wrong_column_count_is_refused() -> None:
         parse_chip_cards(f"6228000100001,01,{IMK},{IMK},1\n")
     with pytest.raises(ValueError, match="5 columns"):
         parse_chip_cards(f"{CHIP_FILE_HEADER}\n6228000100001,01,{IMK},1\n")
+
+
+def test_the_demo_chip_cards_are_the_demo_cup_cards() -> None:
+    """DEMO_CHIP_CARDS parses, has odd-parity IMKs, and covers every demo CUP card."""
+    chips = load_chip_cards(DEMO_CHIP_CARDS)
+    cup = {r.pan for r in read_card_file(DEMO_CARDS) if r.card_org == "CUP"}
+    assert {c.pan for c in chips} == cup
+    assert all(has_odd_parity(c.imk_ac) and has_odd_parity(c.imk_smi) for c in chips)
