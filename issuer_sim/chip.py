@@ -104,6 +104,15 @@ def kq_request(
     )
 
 
+def atc_is_fresh(last_atc: int | None, f55: F55) -> bool:
+    """Whether the request's ATC (9F36) is above the last one the issuer accepted for the
+    card (a replayed or lower ATC is declined); any ATC is fresh for a first use."""
+    atc = f55.get("9F36")
+    if atc is None or len(atc) != 2:
+        return False
+    return last_atc is None or int.from_bytes(atc, "big") > last_atc
+
+
 def response_f55(result: KqResult, arc: bytes, scripts: Sequence[Tlv] = ()) -> bytes | None:
     """Tag 91 (ARPC ‖ ARC) then the scripts; None when the ARQC did not verify (answer 05)."""
     if not result.verified or result.arpc is None:

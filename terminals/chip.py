@@ -158,6 +158,14 @@ class SecondAc:
     def approved(self) -> bool:
         return self.cid == CID_TC
 
+    def advice_f55(self) -> bytes:
+        """The script result advice's F55 (0620, 60.3 951): DF31, then the card's
+        cryptogram, CID and ATC of this transaction."""
+        upload = decode_f55(self.f55)
+        pairs = [("DF31", self.script_results)]
+        pairs += [(tag, upload.get(tag) or b"") for tag in ("9F26", "9F27", "9F36")]
+        return build_f55(pairs)
+
 
 @dataclass(slots=True)
 class _Pending:

@@ -13,6 +13,7 @@ from issuer_sim.chip import (
     PIN_UNBLOCK,
     PUT_DATA,
     ChipDataError,
+    atc_is_fresh,
     issuer_script,
     kq_request,
     lab_script_mac,
@@ -22,6 +23,7 @@ from issuer_sim.chip import (
 from posp.crypto.des import adjust_odd_parity
 from posp.hsm.kq import KqResult, build_kq, parse_kq
 from posp.iso8583.tlv import (
+    F55,
     ONLINE_REQUEST_TAGS,
     F55Use,
     build_f55,
@@ -210,3 +212,30 @@ def test_kq_request_refuses_a_bad_card_sequence_number(issuer: Issuer) -> None:
     with pytest.raises(ChipDataError) as caught:
         kq_request(f55, pan=RECORD.pan, psn="1", mk_ac=issuer.mk_ac, arc=b"00")
     assert caught.value.tag is None
+
+
+def test_atc_freshness_declines_replays_and_lower_atcs() -> None:
+    """The card's next ATC is fresh; the same F55 again, or an older one, is not."""
+    card = ChipCard(RECORD)
+    first = decode_f55(card.first_generate_ac(TERMINAL))
+    second = decode_f55(card.first_generate_ac(TERMINAL))
+    assert atc_is_fresh(None, first)
+    assert atc_is_fresh(0x0240, second)
+    assert not atc_is_fresh(0x0241, second)  # replayed
+    assert not atc_is_fresh(0x0241, first)  # lower
+    assert not atc_is_fresh(None, F55())  # no 9F36 at all
+
+
+def test_script_advice_f55_carries_df31_first(issuer: Issuer) -> None:
+    """advice_f55: DF31 with the script results, then 9F26 9F27 9F36; the advice use's
+    mandatory tag (DF31) is present."""
+    card = ChipCard(RECORD)
+    f55 = card.first_generate_ac(TERMINAL)
+    result, arqc = issuer.kq(f55)
+    mac = lab_script_mac(IMK_SMI, RECORD.pan, RECORD.psn, bytes.fromhex("0240"), arqc)
+    script = issuer_script("72", b"\x00\x00\x00\x09", [(PIN_UNBLOCK, b"")], mac)
+    second = card.second_generate_ac(response_f55(result, b"00", [script]), b"00")
+    advice = decode_f55(second.advice_f55())
+    assert advice.tags() == ("DF31", "9F26", "9F27", "9F36")
+    assert advice.get("DF31") == bytes.fromhex("2000000009")
+    assert first_missing_tag(advice, F55Use.SCRIPT_ADVICE) is None
