@@ -8,7 +8,8 @@ Invariants:
 * Every call has a deadline (``timeout_s``): past it the call raises
   ``HsmTimeout``; a reply arriving later is counted in ``stats.late_replies``.
 * A broken connection fails all its pending calls with ``HsmUnavailable`` at
-  once and reconnects in the background with exponential backoff.  When no
+  once and reconnects in the background with exponential backoff and full
+  jitter (``posp.backoff``).  When no
   connection is up a call fails fast with ``HsmUnavailable``; it never waits
   for a reconnect.
 * Requests written in one event-loop turn leave in one ``transport.write``.
@@ -27,6 +28,7 @@ from collections import deque
 
 from prometheus_client.registry import CollectorRegistry
 
+from posp.backoff import Backoff
 from posp.errors import HsmTimeout, HsmUnavailable
 from posp.hsm.connection import HsmConnection
 from posp.hsm.stats import HsmClientStats, StatsCollector
@@ -195,7 +197,7 @@ class TcpTransport:
     async def _supervise(self, first_attempt: asyncio.Future[None]) -> None:
         """Keep one connection up: connect, wait for it to drop, back off, repeat."""
         loop = asyncio.get_running_loop()
-        backoff_s = self._backoff_s[0]
+        backoff = Backoff(*self._backoff_s)
         ever_connected = False
         while not self._closed:
             factory = functools.partial(HsmConnection, self, self.header_length)
@@ -206,13 +208,12 @@ class TcpTransport:
                 self.stats.connect_failures += 1
                 if not first_attempt.done():
                     first_attempt.set_result(None)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self._backoff_s[1])
+                await asyncio.sleep(backoff.next_s())
                 continue
             if ever_connected:
                 self.stats.reconnects += 1
             ever_connected = True
-            backoff_s = self._backoff_s[0]
+            backoff.reset()
             self._live.append(conn)
             if not first_attempt.done():
                 first_attempt.set_result(None)
@@ -223,7 +224,7 @@ class TcpTransport:
                     self._live.remove(conn)
                 conn.close()
             if not self._closed:
-                await asyncio.sleep(backoff_s)
+                await asyncio.sleep(backoff.next_s())
 
     def connection_lost(self, conn: HsmConnection) -> None:
         """A connection broke: calls stop picking it (its supervisor reconnects)."""
