@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections import deque
 
 from prometheus_client.registry import CollectorRegistry
@@ -52,6 +53,8 @@ class TcpTransport:
         max_in_flight_per_connection: int = 256,
         reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
         registry: CollectorRegistry | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str = "",
     ) -> None:
         if not 1 <= header_length <= 9:
             raise ValueError("header_length must be 1..9 digits so replies can be matched")
@@ -66,6 +69,8 @@ class TcpTransport:
         self.max_in_flight = max(1, min(max_in_flight_per_connection, 10**header_length // 2))
         self._connections = connections
         self._backoff_s = reconnect_backoff_s
+        self._ssl = ssl_context  # payShield-style TLS on the host port (posp.tls)
+        self._server_name = server_name or host
         self._live: list[HsmConnection] = []
         self._supervisors: list[asyncio.Task[None]] = []
         self._capacity_waiters: deque[asyncio.Future[None]] = deque()
@@ -203,8 +208,14 @@ class TcpTransport:
             factory = functools.partial(HsmConnection, self, self.header_length)
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    _, conn = await loop.create_connection(factory, self.host, self.port)
-            except (OSError, TimeoutError):
+                    _, conn = await loop.create_connection(
+                        factory,
+                        self.host,
+                        self.port,
+                        ssl=self._ssl,
+                        server_hostname=self._server_name if self._ssl is not None else None,
+                    )
+            except (OSError, TimeoutError, ssl.SSLError):
                 self.stats.connect_failures += 1
                 if not first_attempt.done():
                     first_attempt.set_result(None)
