@@ -168,7 +168,7 @@ def test_bad_tls_settings_name_the_setting_and_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(ConfigError, match=r"tls\.key_file is required"):
         server_context(ListenerTls(cert_file=missing), "tls")
-    with pytest.raises(ConfigError, match="nope.pem"):
+    with pytest.raises(ConfigError, match=r"nope\.pem"):
         server_context(ListenerTls(cert_file=missing, key_file=missing), "tls")
-    with pytest.raises(ConfigError, match=r"hsm_tls\.ca_file.*nope.pem"):
+    with pytest.raises(ConfigError, match=r"hsm_tls\.ca_file.*nope\.pem"):
         client_context(ClientTls(ca_file=missing), "hsm_tls")
