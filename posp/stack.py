@@ -180,7 +180,7 @@ async def run_demo(
     from posp.fleetfile import read_fleet_file
     from terminals.cards import load_cards
     from terminals.fleet import FleetConfig, run_fleet
-    from terminals.fleet_report import report_table
+    from terminals.fleet_view import report_table
     from terminals.mix import parse_mix
 
     if fleet_file is None:

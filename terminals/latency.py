@@ -50,7 +50,8 @@ class LatencyHistogram:
         """Latency at or below which ``fraction`` (0..1) of the samples lie."""
         if self.count == 0:
             return 0.0
-        return min(self.hdr.get_value_at_percentile(fraction * 100.0) / 1e6, self.max_s)
+        value_us: int = self.hdr.get_value_at_percentile(fraction * 100.0)
+        return min(value_us / 1e6, self.max_s)
 
     def summary_ms(self) -> dict[str, float]:
         """p50/p90/p99/p99.9, max and mean in milliseconds (all 0 when empty)."""
