@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ CARDS = [
     TerminalCard("6225880000000019", "2812", "111111", status="lost"),
 ]
 FLEET = [FleetTerminal(f"1000000{i}", f"89810000000000{i}", TMK) for i in range(1, 4)]
-
-
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    server = await serve(FakeSwitch())
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
 
 
 async def test_closed_loop_runs_the_count_and_reports_every_exchange(port: int) -> None:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from terminals.fleet_args import sliced
 from terminals.fleet_cli import main as fleet_main
 from terminals.latency import LatencyHistogram
 from terminals.loadshape import parse_steps
-from tests.terminals.fakeswitch import TMK, FakeSwitch, serve, serve_in_thread
+from tests.terminals.fakeswitch import TMK, FakeSwitch, serve_in_thread
 from tests.terminals.processes import free_port
 from tests.terminals.test_fleet import CARDS
 
@@ -47,14 +46,6 @@ def run_cli(argv: list[str]) -> int:
     code = exited.value.code
     assert isinstance(code, int)
     return code
-
-
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    server = await serve(FakeSwitch())
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
 
 
 def test_a_closed_port_fails_the_run_with_no_successes(tmp_path: Path) -> None:
