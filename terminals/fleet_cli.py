@@ -156,7 +156,8 @@ async def _run(config: FleetConfig, args: argparse.Namespace, console: Console) 
 def finish(report: FleetReport, args: argparse.Namespace, console: Console) -> None:
     """Judge, print and write the report, and exit with its status."""
     report = judge(report, thresholds_of(args))
-    if args.json != "-":
+    one_of_several = getattr(args, "slice", None) is not None  # the parent prints the whole
+    if args.json != "-" and not one_of_several:
         console.print(report_table(report))
     if args.json:
         write_json(report.to_json(), args.json)
