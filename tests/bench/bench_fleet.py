@@ -237,18 +237,60 @@ def _ample_card_file(path: Path) -> Path:
     return path
 
 
-def _step_cpu(report: dict[str, Any]) -> list[dict[str, float]]:
-    """CPU (% of one core) per process during each step, the steps laid back from
-    the fleet's exit (its load ends just before; 1 s trimmed at each edge)."""
-    meters: list[ProcessMeter] = report["meters"]
+class MachineMeter:
+    """The whole machine's busy CPU (all processes, ours and everyone else's) from
+    /proc/stat, sampled in a thread: what the stack competed with."""
+
+    def __init__(self, tick_s: float = 0.5) -> None:
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, busy, total) jiffies
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tick_s,), daemon=True)
+
+    def _run(self, tick_s: float) -> None:
+        while True:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            idle = fields[3] + fields[4]  # idle + iowait
+            self.samples.append((time.perf_counter(), sum(fields) - idle, sum(fields)))
+            if self._stop.wait(tick_s):
+                return
+
+    def __enter__(self) -> MachineMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy_cores_between(self, from_s: float, to_s: float) -> float:
+        """Cores busy on average (all processes) between two perf_counter times."""
+        window = [s for s in self.samples if from_s <= s[0] <= to_s]
+        if len(window) < 2 or window[-1][2] == window[0][2]:
+            return 0.0
+        cores = os.cpu_count() or 1
+        return cores * (window[-1][1] - window[0][1]) / (window[-1][2] - window[0][2])
+
+
+def _step_windows(report: dict[str, Any]) -> list[tuple[float, float]]:
+    """Each step's perf_counter window, laid back from the fleet's exit (its load
+    ends just before), 1 s trimmed at each edge."""
     end_s = report["ended_at"]
     windows = []
     for step in reversed(report["steps"]):
-        windows.append((end_s - step["seconds"], end_s))
+        windows.append((end_s - step["seconds"] + 1.0, end_s - 1.0))
         end_s -= step["seconds"]
+    return windows[::-1]
+
+
+def _step_cpu(report: dict[str, Any], machine: MachineMeter) -> list[dict[str, float]]:
+    """CPU (% of one core) per process during each step, and the whole machine's."""
+    meters: list[ProcessMeter] = report["meters"]
     return [
-        {m.name: round(m.cpu_percent_between(a + 1.0, b - 1.0), 1) for m in meters}
-        for a, b in reversed(windows)
+        {
+            **{m.name: round(m.cpu_percent_between(a, b), 1) for m in meters},
+            "machine": round(100 * machine.busy_cores_between(a, b), 1),
+        }
+        for a, b in _step_windows(report)
     ]
 
 
@@ -275,8 +317,9 @@ def step_load(steps: str, terminals: int) -> dict[str, Any]:
             args = ["--fleet-file", str(fleet_file), "--cards", str(cards), "--port", str(port)]
             args += ["--long-connections", "--steps", steps, "--timeout-s", "10", "--seed", "7"]
             args += ["--series", str(run_dir / "series.csv")]
-            report = stack.run_fleet(args)
-            cpu = _step_cpu(report)
+            with MachineMeter() as machine:
+                report = stack.run_fleet(args)
+            cpu = _step_cpu(report, machine)
             if keep := os.environ.get("POSP_BENCH_SERIES"):
                 shutil.copy(run_dir / "series.csv", keep)
         finally:
@@ -292,11 +335,15 @@ def step_load(steps: str, terminals: int) -> dict[str, Any]:
             f"  {step['target_per_s']:>8} {step['per_s']:>11,.0f} {step['answered_per_s']:>11,.0f}"
             f" {step['skipped']:>8} {errors:>7} {lat['p50']:>7.1f} {lat['p99']:>7.1f}  {shares}"
         )
-    past = knee(report["steps"])
-    named = "none: every step kept up" if past is None else (
-        f"between {report['steps'][past - 1]['target_per_s'] if past else 0}/s and"
-        f" {report['steps'][past]['target_per_s']}/s"
-    )  # fmt: skip
+    past, steps_run = knee(report["steps"]), report["steps"]
+    if past is None:
+        named = "none: every step kept up"
+    elif past == 0:
+        named = f"at or below the first step ({steps_run[0]['target_per_s']}/s)"
+    else:
+        below, above = steps_run[past - 1]["target_per_s"], steps_run[past]["target_per_s"]
+        named = f"between {below}/s and {above}/s"
+    print("  ('machine' = every process on the host, other agents' included; 200 = both cores)")
     print(f"  codes {report['load_response_codes']}; knee {named}")
     return {**_figures(report), "step_cpu_percent": cpu, "knee": named}
 
