@@ -105,7 +105,7 @@ class _Fleet:
         self.tasks: set[asyncio.Task[None]] = set()  # in flight: cancelled on abort
         self.started = 0
         self.stop_at = float("inf")
-        self.seconds_emitted = 0
+        self.seconds_emitted = 0  # rows of the per-second series so far
         self.ticks_emitted = (0, 0)  # (ticks, skipped) up to the last row
 
     def _hook(self, index: int) -> Callable[[Outcome, float], None]:
@@ -336,23 +336,24 @@ async def _load(fleet: _Fleet, config: FleetConfig) -> None:
                 step.seconds = round(min(max(elapsed_s - begin_s, 0.0), segment.seconds), 3)
                 begin_s += segment.seconds
         if stats.window.requests or stats.ticks > fleet.ticks_emitted[0]:
-            _emit_second(fleet, shape, math.ceil(elapsed_s), elapsed_s)
+            _emit_second(fleet, shape, elapsed_s)  # the last, partial second
 
 
 async def _every_second(fleet: _Fleet, shape: LoadShape | None) -> None:
     started = fleet.stats.load_started
     assert started is not None
-    second = 1
     while True:
+        second = fleet.seconds_emitted + 1
         await asyncio.sleep(max(0.0, started + second - time.perf_counter()))
-        _emit_second(fleet, shape, second, float(second))
-        second += 1
+        _emit_second(fleet, shape, float(second))
 
 
-def _emit_second(fleet: _Fleet, shape: LoadShape | None, second: int, at_s: float) -> None:
+def _emit_second(fleet: _Fleet, shape: LoadShape | None, at_s: float) -> None:
     """The row of the second ending at ``at_s`` s of load, to ``on_second``."""
     stats = fleet.stats
     window = stats.take_window()
+    fleet.seconds_emitted += 1
+    second = fleet.seconds_emitted
     ticks, skipped = fleet.ticks_emitted
     fleet.ticks_emitted = (stats.ticks, stats.skipped)
     if fleet.config.on_second is None:
