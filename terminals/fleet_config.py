@@ -103,6 +103,7 @@ def parameters_of(config: FleetConfig, started_at: datetime) -> dict[str, Any]:
         "long_connections": config.long_connections,
         "timeout_s": config.timeout_s,
         "settle_every_s": config.settle_every_s,
+        "hold_s": config.hold_s,
     }
 
 

@@ -50,7 +50,7 @@ def summary_table(report: FleetReport) -> Table:
         )
     for name in ("reversals_sent", "settlements", "sign_ins", "sign_ins_per_s"):
         table.add_row(name.replace("_", " ") + " (all phases)", str(getattr(report, name)))
-    if report.parameters.get("loop") is None or report.held_connections:
+    if report.parameters.get("hold_s") is not None:
         for name in ("held_connections", "dropped_connections", "probe_failures", "reconnects"):
             table.add_row(name.replace("_", " "), str(getattr(report, name)))
     for name, count in report.errors.items():

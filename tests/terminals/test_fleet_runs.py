@@ -19,7 +19,7 @@ from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_args import sliced
 from terminals.fleet_cli import main as fleet_main
 from terminals.latency import LatencyHistogram
-from terminals.loadshape import parse_steps
+from terminals.loadshape import RAMP_SEGMENTS, parse_ramp, parse_steps
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve_in_thread
 from tests.terminals.processes import free_port
 from tests.terminals.test_fleet import CARDS
@@ -90,6 +90,19 @@ async def test_steps_are_reported_one_row_each_and_add_up(port: int) -> None:
     assert sum(s["ticks"] for s in steps) == report.stats.ticks > 0
     assert sum(s["requests"] for s in steps) == report.requests
     assert report.parameters["shape"] == [[100.0, 100.0, 0.5], [200.0, 200.0, 0.5]]
+
+
+async def test_a_ramp_is_reported_in_tenths_rising_to_its_end_rate(port: int) -> None:
+    config = FleetConfig(
+        terminals=FLEET, cards=CARDS, port=port, shape=parse_ramp("0:200:1"),
+        long_connections=True,
+    )  # fmt: skip
+    report = await run_fleet(config)
+    steps = report.steps()
+    assert len(steps) == RAMP_SEGMENTS
+    assert steps[0]["target_per_s"] == [0.0, 20.0] and steps[-1]["target_per_s"] == [180.0, 200.0]
+    assert sum(s["ticks"] for s in steps) == report.stats.ticks <= 100
+    assert steps[0]["ticks"] < steps[-1]["ticks"]
 
 
 def test_series_rows_add_up_to_the_report(tmp_path: Path) -> None:
