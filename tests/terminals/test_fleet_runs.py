@@ -18,8 +18,9 @@ from posp.fleetfile import FleetTerminal, write_fleet_file
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_args import sliced
 from terminals.fleet_cli import main as fleet_main
+from terminals.fleet_report import FleetReport
 from terminals.latency import LatencyHistogram
-from terminals.loadshape import RAMP_SEGMENTS, parse_ramp, parse_steps
+from terminals.loadshape import RAMP_SEGMENTS, LoadShape, parse_ramp, parse_steps
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve_in_thread
 from tests.terminals.processes import free_port
 from tests.terminals.test_fleet import CARDS
@@ -79,12 +80,15 @@ def test_a_switch_killed_mid_run_counts_failures_and_fails_on_the_error_rate(
     ]
 
 
-async def test_steps_are_reported_one_row_each_and_add_up(port: int) -> None:
+async def shaped_run(port: int, shape: LoadShape) -> FleetReport:
     config = FleetConfig(
-        terminals=FLEET, cards=CARDS, port=port, shape=parse_steps("100x0.5,200x0.5"),
-        long_connections=True,
-    )  # fmt: skip
-    report = await run_fleet(config)
+        terminals=FLEET, cards=CARDS, port=port, shape=shape, long_connections=True
+    )
+    return await run_fleet(config)
+
+
+async def test_steps_are_reported_one_row_each_and_add_up(port: int) -> None:
+    report = await shaped_run(port, parse_steps("100x0.5,200x0.5"))
     steps = report.steps()
     assert [s["target_per_s"] for s in steps] == [100.0, 200.0]
     assert sum(s["ticks"] for s in steps) == report.stats.ticks > 0
@@ -93,11 +97,7 @@ async def test_steps_are_reported_one_row_each_and_add_up(port: int) -> None:
 
 
 async def test_a_ramp_is_reported_in_tenths_rising_to_its_end_rate(port: int) -> None:
-    config = FleetConfig(
-        terminals=FLEET, cards=CARDS, port=port, shape=parse_ramp("0:200:1"),
-        long_connections=True,
-    )  # fmt: skip
-    report = await run_fleet(config)
+    report = await shaped_run(port, parse_ramp("0:200:1"))
     steps = report.steps()
     assert len(steps) == RAMP_SEGMENTS
     assert steps[0]["target_per_s"] == [0.0, 20.0] and steps[-1]["target_per_s"] == [180.0, 200.0]
