@@ -110,28 +110,24 @@ def _announce(text: str) -> None:
     print(f"posp-fleet: {text}", file=sys.stderr, flush=True)
 
 
-async def _run(config: FleetConfig, args: argparse.Namespace, console: Console) -> FleetReport:
+async def _run(
+    config: FleetConfig, args: argparse.Namespace, console: Console, collector: FleetCollector
+) -> FleetReport:
     """The run with signal handlers, the live view, the series and metrics."""
     control = FleetControl()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, control.request_stop, signum.name)
-    seen: dict[str, FleetStats] = {}
-    collector = FleetCollector(lambda: seen.get("stats"))
     hooks: list[Callable[[SecondRow, FleetStats], None]] = []
 
     def on_second(row: SecondRow, stats: FleetStats) -> None:
-        seen["stats"] = stats
-        collector.last_row = row
+        collector.stats, collector.last_row = stats, row
         for hook in hooks:
             hook(row, stats)
 
     series = SeriesWriter(Path(args.series)) if args.series else None
     if series is not None:
         hooks.append(lambda row, _stats: series.write(row))
-    stop_metrics = None
-    if args.metrics_port is not None:
-        stop_metrics = serve_metrics(args.metrics_port, collector)
     shape = config.load_shape
     total_s = shape.duration_s if shape is not None and shape.stepped else config.duration_s
     live = None if args.quiet else Live(console=console, refresh_per_second=4, transient=True)
@@ -147,8 +143,6 @@ async def _run(config: FleetConfig, args: argparse.Namespace, console: Console) 
             live.stop()
         if series is not None:
             series.close()
-        if stop_metrics is not None:
-            stop_metrics()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
@@ -193,7 +187,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         finish(run_processes(argv, args, config, console), args, console)
     if args.slice is not None:
         config = sliced(config, *args.slice)
-    finish(run_async(_run(config, args, console)), args, console)
+    collector = FleetCollector()
+    stop_metrics = None
+    if args.metrics_port is not None:
+        try:
+            stop_metrics = serve_metrics(args.metrics_port, collector)
+        except OSError as exc:
+            _usage(console, f"--metrics-port {args.metrics_port}: {exc.strerror or exc}")
+    try:
+        report = run_async(_run(config, args, console, collector))
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+    finish(report, args, console)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from terminals.series import SecondRow
 class FleetCollector(Collector):
     """posp_fleet_* metrics from the live ``FleetStats`` and the last second."""
 
-    def __init__(self, stats: Callable[[], FleetStats | None]) -> None:
-        self._stats = stats
+    def __init__(self, stats: FleetStats | None = None) -> None:
+        self.stats = stats  # set once the load runs (the first second)
         self.last_row: SecondRow | None = None
 
     def collect(self) -> Iterator[Any]:
-        stats = self._stats()
+        stats = self.stats
         if stats is None:
             return
         requests = CounterMetricFamily(

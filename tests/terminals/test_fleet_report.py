@@ -169,7 +169,7 @@ def test_metrics_expose_outcomes_by_type_and_the_last_seconds_latency() -> None:
     stats = load_stats()
     for sample, label in SAMPLES:
         stats.record(sample, 0.01, label)
-    collector = FleetCollector(lambda: stats)
+    collector = FleetCollector(stats)
     collector.last_row = _row(requests=5)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

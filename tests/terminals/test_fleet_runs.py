@@ -219,3 +219,17 @@ def test_children_of_processes_get_their_own_series_file() -> None:
     from terminals.fleet_procs import series_path
 
     assert series_path("out/run.csv", 0) == os.path.join("out", "run.1.csv")
+
+
+def test_a_metrics_port_in_use_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 naming the option (a run against the closed port would exit 1)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        assert run_cli([*fleet_argv(tmp_path, free_port()), "--metrics-port", busy]) == 2
+    assert f"--metrics-port {busy}" in capsys.readouterr().err
