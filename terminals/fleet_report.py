@@ -288,6 +288,13 @@ def merge_reports(reports: Sequence[FleetReport]) -> FleetReport:
     rates = [r.parameters.get("rate") for r in reports]
     if all(isinstance(rate, int | float) for rate in rates):
         parameters["rate"] = sum(rates)  # type: ignore[arg-type]
+    shapes = [r.parameters.get("shape") for r in reports]
+    if shapes[0] and all(shape and len(shape) == len(shapes[0]) for shape in shapes):
+        # the processes ran the same steps side by side: their targets add up
+        parameters["shape"] = [
+            [sum(s[i][0] for s in shapes), sum(s[i][1] for s in shapes), shapes[0][i][2]]  # type: ignore[index]
+            for i in range(len(shapes[0]))
+        ]
     interrupted = next((r.interrupted for r in reports if r.interrupted), None)
     return replace(
         reports[0],

@@ -93,7 +93,7 @@ def _run(samples: list[tuple[Outcome, str, float]], seconds: float) -> FleetRepo
     for sample, label, latency_s in samples:
         stats.record(sample, latency_s, label)
     stats.ticks, stats.skipped = len(samples), 1
-    return FleetReport(stats, seconds, {"rate": 10.0, "loop": "open"})
+    return FleetReport(stats, seconds, {"rate": 10.0, "loop": "open", "shape": [[5, 10, 30]]})
 
 
 def test_merging_two_runs_equals_one_run_over_the_same_samples(tmp_path: Path) -> None:
@@ -119,6 +119,7 @@ def test_merging_two_runs_equals_one_run_over_the_same_samples(tmp_path: Path) -
                 "load_response_codes", "error_rate", "approval_rate"):  # fmt: skip
         assert merged[key] == expected[key], key
     assert merged["parameters"]["merged_runs"] == 2 and merged["parameters"]["rate"] == 20.0
+    assert merged["parameters"]["shape"] == [[10, 20, 30]]  # side by side: targets add up
     assert merged["offered"]["skipped"] == 2
     assert merge_reports(halves).latency_ms == whole.latency_ms
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from posp.fleetfile import FleetTerminal, write_fleet_file
+from posp.iso8583.message import Message
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_args import sliced
 from terminals.fleet_cli import main as fleet_main
 from terminals.fleet_report import FleetReport
 from terminals.latency import LatencyHistogram
 from terminals.loadshape import RAMP_SEGMENTS, LoadShape, parse_ramp, parse_steps
-from tests.terminals.fakeswitch import TMK, FakeSwitch, serve_in_thread
+from tests.terminals.fakeswitch import TMK, FakeSwitch, serve, serve_in_thread
 from tests.terminals.processes import free_port
 from tests.terminals.test_fleet import CARDS
 
@@ -233,3 +234,42 @@ def test_a_metrics_port_in_use_is_refused_before_the_run(
         busy = str(taken.getsockname()[1])
         assert run_cli([*fleet_argv(tmp_path, free_port()), "--metrics-port", busy]) == 2
     assert f"--metrics-port {busy}" in capsys.readouterr().err
+
+
+async def test_a_second_stop_request_cancels_requests_still_waiting_for_an_answer() -> None:
+    """The switch never answers a purchase and the timeout is long: the first stop
+    request waits for the in-flight requests, the second cancels them, and the
+    run still reports."""
+    import asyncio
+
+    from terminals.fleet import FleetControl
+
+    unanswered = 0
+    both_sent = asyncio.Event()
+
+    def sign_ins_only(message: Message) -> str | None:
+        nonlocal unanswered
+        if message.mti == "0800":
+            return "00"
+        unanswered += 1
+        if unanswered == 2:
+            both_sent.set()
+        return None
+
+    server = await serve(FakeSwitch(override=sign_ins_only))
+    config = FleetConfig(
+        terminals=FLEET, cards=CARDS, port=server.sockets[0].getsockname()[1],
+        mix={"purchase": 1}, concurrency=2, duration_s=600, timeout_s=600,
+        long_connections=True,
+    )  # fmt: skip
+    control = FleetControl()
+    run = asyncio.ensure_future(run_fleet(config, control))
+    try:
+        await both_sent.wait()
+        control.request_stop("SIGINT")
+        control.request_stop("SIGINT")
+        report = await asyncio.wait_for(run, 60)
+    finally:
+        server.close()
+    assert report.interrupted == "SIGINT" and report.answered == 0
+    assert report.sign_ins == len(FLEET) and report.duration_s < 600
