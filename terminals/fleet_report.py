@@ -275,6 +275,17 @@ def _step_json(step: StepTally) -> dict[str, Any]:
     }
 
 
+def _summed_shape(shapes: list[list[list[float]]]) -> list[list[float]]:
+    """Processes that ran the same steps side by side: their step targets add up
+    (empty unless every process ran as many steps)."""
+    if not shapes[0] or any(len(shape) != len(shapes[0]) for shape in shapes):
+        return []
+    return [
+        [sum(s[i][0] for s in shapes), sum(s[i][1] for s in shapes), seconds]
+        for i, (_, _, seconds) in enumerate(shapes[0])
+    ]
+
+
 def merge_reports(reports: Sequence[FleetReport]) -> FleetReport:
     """One report of runs made side by side (several fleet processes): counts
     and histograms add up, the length is the longest run's."""
@@ -288,13 +299,8 @@ def merge_reports(reports: Sequence[FleetReport]) -> FleetReport:
     rates = [r.parameters.get("rate") for r in reports]
     if all(isinstance(rate, int | float) for rate in rates):
         parameters["rate"] = sum(rates)  # type: ignore[arg-type]
-    shapes = [r.parameters.get("shape") for r in reports]
-    if shapes[0] and all(shape and len(shape) == len(shapes[0]) for shape in shapes):
-        # the processes ran the same steps side by side: their targets add up
-        parameters["shape"] = [
-            [sum(s[i][0] for s in shapes), sum(s[i][1] for s in shapes), shapes[0][i][2]]  # type: ignore[index]
-            for i in range(len(shapes[0]))
-        ]
+    if shape := _summed_shape([r.parameters.get("shape") or [] for r in reports]):
+        parameters["shape"] = shape
     interrupted = next((r.interrupted for r in reports if r.interrupted), None)
     return replace(
         reports[0],
