@@ -148,6 +148,33 @@ def test_a_signal_stops_the_load_and_the_report_is_still_written(
     assert f"stopped early by {signum.name}" in rest
 
 
+def test_a_signal_to_several_processes_stops_all_and_merges_what_ran(tmp_path: Path) -> None:
+    """SIGINT to the parent of --processes 2 reaches each child once: both stop,
+    report, and the parent merges and writes the JSON (exit 130)."""
+    out = tmp_path / "report.json"
+    with serve_in_thread(FakeSwitch()) as switch_port:
+        argv = fleet_argv(tmp_path, switch_port, "--rate", "40", "--duration", "600")
+        argv = [str(BIN / "posp-fleet"), *argv, "--processes", "2", "--quiet", "--json", str(out)]
+        fleet = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            assert fleet.stderr is not None
+            loads = 0
+            for line in fleet.stderr:
+                loads += "load started" in line
+                if loads == 2:
+                    break
+            fleet.send_signal(signal.SIGINT)
+            fleet.communicate(timeout=60)
+        finally:
+            if fleet.poll() is None:
+                fleet.kill()
+                fleet.wait()
+    assert fleet.returncode == 130
+    report = json.loads(out.read_text())
+    assert report["interrupted"] == "SIGINT" and report["parameters"]["processes"] == 2
+    assert report["sign_ins"] == len(FLEET)
+
+
 def test_processes_split_the_fleet_and_merge_their_reports(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     with serve_in_thread(FakeSwitch()) as switch_port:
