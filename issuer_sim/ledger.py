@@ -21,6 +21,16 @@ Invariants:
   limit the pre-auth used; the pre-auth stays closed (``completed``, hold not
   re-instated), so a second completion or a pre-auth void of it answers 12.  Reversing
   the completion void debits and counts the completion again.
+* A transfer moves both legs in one step: the paying card is debited (limits and funds
+  as for a purchase) and the receiving card credited, or neither.  The credit leg is a
+  transaction of its own (key = the transfer's key + :data:`CREDIT_LEG`, kind
+  ``transfer_credit``) so it is persisted and restored by its own state: a void or
+  reversal moves each leg out of ``approved`` once, and reversing the void puts both
+  back once.  The receiving card may belong to another issuer behind this network
+  (``Account.issuer_id``); an unknown receiving card answers A3, an account in another
+  currency than F49 A1.  A restore is never refused, so it may overdraw the receiver.
+* A beneficiary check moves nothing and records nothing: 00 with the masked holder
+  name, A3 or A1.
 """
 
 from __future__ import annotations
@@ -43,12 +53,17 @@ STATUS_CODES: Final[dict[str, str]] = {
 }
 MAX_PIN_TRIES: Final = 3
 COMPLETION_TOLERANCE_PERCENT: Final = 115
+#: Suffix of a transfer's credit-leg key (F90 keys are 42 digits: no collision).
+CREDIT_LEG: Final = "/credit"
+NO_SUCH_ACCOUNT: Final = "A3"
+CURRENCY_MISMATCH: Final = "A1"
 #: The kind of original each referencing transaction acts on.
 ORIGINAL_KIND: Final[dict[str, str]] = {
     "purchase_void": "purchase",
     "preauth_void": "preauth",
     "completion": "preauth",
     "completion_void": "completion",
+    "transfer_void": "transfer",
 }
 
 
@@ -65,6 +80,9 @@ class Account:
     spent_today_minor: int = 0
     spent_day: str = ""  # YYYYMMDD the counter belongs to
     pin_failures: int = 0
+    holder_name: str = ""  # ASCII; answered masked to beneficiary checks
+    currency: str = "156"
+    issuer_id: str = ""  # "": the simulator's own issuer
 
     @property
     def available_minor(self) -> int:
@@ -94,6 +112,17 @@ class Request:
     expiry: str | None = None  # F14 when sent
     original_key: str | None = None  # from F90
     pin_ok: bool | None = None  # None: no PIN in the request
+    receiving_pan: str | None = None  # F103 of a transfer
+    currency: str = "156"  # F49
+
+
+def mask_holder_name(name: str) -> str:
+    """The name with all but its last word masked (``ZHANG SAN`` → ``***** SAN``);
+    a one-word name keeps only its last character."""
+    words = name.split(" ")
+    if len(words) == 1:
+        return "*" * (len(name) - 1) + name[-1:]
+    return " ".join("*" * len(w) for w in words[:-1]) + " " + words[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +130,7 @@ class Outcome:
     code: str
     auth_code: str | None = None
     available_minor: int | None = None  # for balance inquiries
+    holder_name: str | None = None  # masked, for beneficiary checks
 
 
 class Ledger:
@@ -155,6 +185,8 @@ class Ledger:
         """Decide and apply one financial request.  The same request sent again
         (same network keys: MTI, F11, F7, F32) after it was approved is a duplicate
         transmission: 94, and no money moves a second time."""
+        if request.kind == "beneficiary_check":
+            return self.check_beneficiary(request)
         if self._already_reversed(request):
             return Outcome("12")
         if request.kind != "balance" and request.key in self.txns:
@@ -204,6 +236,22 @@ class Ledger:
             self.reversed_unknown.discard(request.key)
             self.dirty_txns.add(prior.key)
         return True
+
+    def check_beneficiary(self, request: Request) -> Outcome:
+        """00 with the masked holder name, A3 (no such account) or A1 (currency)."""
+        payee, code = self._payee(request.pan, request.currency)
+        if payee is None:
+            return Outcome(code)
+        masked = mask_holder_name(payee.holder_name)
+        return Outcome("00", self._next_auth_code(), holder_name=masked)
+
+    def _payee(self, pan: str | None, currency: str) -> tuple[Account | None, str]:
+        payee = self.accounts.get(pan or "")
+        if payee is None or payee.status != "active":
+            return None, NO_SUCH_ACCOUNT
+        if payee.currency != currency:
+            return None, CURRENCY_MISMATCH
+        return payee, "00"
 
     def _original(self, request: Request) -> Txn | str:
         """The approved original a referencing request acts on, or a decline code."""
@@ -274,6 +322,48 @@ class Ledger:
         self.dirty_txns.add(original.key)
         return "00"
 
+    def _transfer(self, account: Account, request: Request) -> str:
+        """Debit the paying card and credit the receiving one, or neither."""
+        payee, code = self._payee(request.receiving_pan, request.currency)
+        if payee is None:
+            return code
+        if payee is account or account.currency != request.currency:
+            return "12" if payee is account else CURRENCY_MISMATCH
+        code = _spend(account, request.amount_minor)
+        if code != "00":
+            return code
+        account.balance_minor -= request.amount_minor
+        payee.balance_minor += request.amount_minor
+        self._touch(payee)
+        leg = Txn(request.key + CREDIT_LEG, "transfer_credit", payee.pan, request.amount_minor,
+                  APPROVED, "", request.key)  # fmt: skip
+        self._record(leg)
+        return "00"
+
+    def _transfer_void(self, account: Account, request: Request) -> str:
+        """Restore both legs of the original transfer once."""
+        original = self._original(request)
+        if isinstance(original, str):
+            return original
+        if request.amount_minor != original.amount_minor:
+            return "64"
+        self._undo_transfer(account, original)
+        original.state = VOIDED
+        self.dirty_txns.add(original.key)
+        return "00"
+
+    def _credit_leg(self, transfer: Txn, *, restore: bool) -> None:
+        """Take back (``restore``) or give again the credit leg of ``transfer``, each
+        only from the other state: exactly once."""
+        leg = self.txns.get(transfer.key + CREDIT_LEG)
+        payee = None if leg is None else self.accounts.get(leg.pan)
+        if leg is None or payee is None or (leg.state == APPROVED) != restore:
+            return
+        payee.balance_minor += -leg.amount_minor if restore else leg.amount_minor
+        leg.state = REVERSED if restore else APPROVED
+        self.dirty_txns.add(leg.key)
+        self._touch(payee)
+
     # --- reversal ----------------------------------------------------------
     def reverse(self, key: str) -> None:
         """Undo the transaction with original-data ``key`` exactly once (always 00)."""
@@ -294,6 +384,10 @@ class Ledger:
         account.balance_minor += txn.amount_minor
         account.spent_today_minor = max(0, account.spent_today_minor - txn.amount_minor)
 
+    def _undo_transfer(self, account: Account, txn: Txn) -> None:
+        self._undo_debit(account, txn)
+        self._credit_leg(txn, restore=True)
+
     def _undo_preauth(self, account: Account, txn: Txn) -> None:
         account.held_minor -= txn.amount_minor
         account.spent_today_minor = max(0, account.spent_today_minor - txn.amount_minor)
@@ -313,6 +407,8 @@ class Ledger:
         account.spent_today_minor += self._limit_use(original)
         original.state = APPROVED
         self.dirty_txns.add(original.key)
+        if original.kind == "transfer":
+            self._credit_leg(original, restore=False)
 
     def _undo_completion(self, account: Account, txn: Txn) -> None:
         account.balance_minor += txn.amount_minor
@@ -332,6 +428,8 @@ _HANDLERS = {
     "preauth_void": Ledger._void,
     "completion": Ledger._completion,
     "completion_void": Ledger._void,
+    "transfer": Ledger._transfer,
+    "transfer_void": Ledger._transfer_void,
 }
 _UNDO = {
     "purchase": Ledger._undo_debit,
@@ -341,6 +439,8 @@ _UNDO = {
     "preauth_void": Ledger._undo_void,
     "completion": Ledger._undo_completion,
     "completion_void": Ledger._undo_void,
+    "transfer": Ledger._undo_transfer,
+    "transfer_void": Ledger._undo_void,
 }
 
 
