@@ -21,119 +21,34 @@ Invariants:
   limit the pre-auth used; the pre-auth stays closed (``completed``, hold not
   re-instated), so a second completion or a pre-auth void of it answers 12.  Reversing
   the completion void debits and counts the completion again.
-* A transfer moves both legs in one step: the paying card is debited (limits and funds
-  as for a purchase) and the receiving card credited, or neither.  The credit leg is a
-  transaction of its own (key = the transfer's key + :data:`CREDIT_LEG`, kind
-  ``transfer_credit``) so it is persisted and restored by its own state: a void or
-  reversal moves each leg out of ``approved`` once, and reversing the void puts both
-  back once.  The receiving card may belong to another issuer behind this network
-  (``Account.issuer_id``); an unknown receiving card answers A3, an account in another
-  currency than F49 A1.  A restore is never refused, so it may overdraw the receiver.
-* A beneficiary check moves nothing and records nothing: 00 with the masked holder
-  name, A3 or A1.
+* Transfers and beneficiary checks: :mod:`issuer_sim.transfers` (both legs or neither,
+  each leg restored exactly once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from issuer_sim.books import (
+    APPROVED,
+    COMPLETED,
+    COMPLETION_TOLERANCE_PERCENT,
+    MAX_PIN_TRIES,
+    ORIGINAL_KIND,
+    REVERSED,
+    STATUS_CODES,
+    UNSEEN,
+    VOIDED,
+    Account,
+    Outcome,
+    Request,
+    Txn,
+)
+from issuer_sim.books import spend as _spend
+from issuer_sim.transfers import TransferBook, mask_holder_name
 
-APPROVED: Final = "approved"
-#: Kind of the placeholder a reversal records for an original not (yet) seen.
-UNSEEN: Final = "unseen"
-VOIDED: Final = "voided"
-REVERSED: Final = "reversed"
-COMPLETED: Final = "completed"
-
-STATUS_CODES: Final[dict[str, str]] = {
-    "lost": "41",
-    "stolen": "43",
-    "restricted": "57",
-    "expired": "54",
-}
-MAX_PIN_TRIES: Final = 3
-COMPLETION_TOLERANCE_PERCENT: Final = 115
-#: Suffix of a transfer's credit-leg key (F90 keys are 42 digits: no collision).
-CREDIT_LEG: Final = "/credit"
-NO_SUCH_ACCOUNT: Final = "A3"
-CURRENCY_MISMATCH: Final = "A1"
-#: The kind of original each referencing transaction acts on.
-ORIGINAL_KIND: Final[dict[str, str]] = {
-    "purchase_void": "purchase",
-    "preauth_void": "preauth",
-    "completion": "preauth",
-    "completion_void": "completion",
-    "transfer_void": "transfer",
-}
+__all__ = ["APPROVED", "Account", "Ledger", "Outcome", "Request", "Txn", "mask_holder_name"]
 
 
-@dataclass(slots=True)
-class Account:
-    pan: str
-    expiry: str  # YYMM
-    status: str
-    pvv: str  # 4 digits, PVKI 1
-    balance_minor: int
-    daily_limit_minor: int
-    card_org: str
-    held_minor: int = 0
-    spent_today_minor: int = 0
-    spent_day: str = ""  # YYYYMMDD the counter belongs to
-    pin_failures: int = 0
-    holder_name: str = ""  # ASCII; answered masked to beneficiary checks
-    currency: str = "156"
-    issuer_id: str = ""  # "": the simulator's own issuer
-
-    @property
-    def available_minor(self) -> int:
-        return self.balance_minor - self.held_minor
-
-
-@dataclass(slots=True)
-class Txn:
-    key: str
-    kind: str
-    pan: str
-    amount_minor: int
-    state: str
-    auth_code: str
-    original_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A financial request as the ledger needs it (already parsed and PIN-checked)."""
-
-    kind: str  # balance, purchase, purchase_void, refund, preauth, ...
-    key: str  # this request's original-data key
-    pan: str
-    amount_minor: int
-    today: str  # YYYYMMDD on the issuer clock
-    expiry: str | None = None  # F14 when sent
-    original_key: str | None = None  # from F90
-    pin_ok: bool | None = None  # None: no PIN in the request
-    receiving_pan: str | None = None  # F103 of a transfer
-    currency: str = "156"  # F49
-
-
-def mask_holder_name(name: str) -> str:
-    """The name with all but its last word masked (``ZHANG SAN`` → ``***** SAN``);
-    a one-word name keeps only its last character."""
-    words = name.split(" ")
-    if len(words) == 1:
-        return "*" * (len(name) - 1) + name[-1:]
-    return " ".join("*" * len(w) for w in words[:-1]) + " " + words[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    code: str
-    auth_code: str | None = None
-    available_minor: int | None = None  # for balance inquiries
-    holder_name: str | None = None  # masked, for beneficiary checks
-
-
-class Ledger:
+class Ledger(TransferBook):
     """Accounts and transactions, with dirty tracking for write-behind persistence."""
 
     def __init__(self) -> None:
@@ -237,22 +152,6 @@ class Ledger:
             self.dirty_txns.add(prior.key)
         return True
 
-    def check_beneficiary(self, request: Request) -> Outcome:
-        """00 with the masked holder name, A3 (no such account) or A1 (currency)."""
-        payee, code = self._payee(request.pan, request.currency)
-        if payee is None:
-            return Outcome(code)
-        masked = mask_holder_name(payee.holder_name)
-        return Outcome("00", self._next_auth_code(), holder_name=masked)
-
-    def _payee(self, pan: str | None, currency: str) -> tuple[Account | None, str]:
-        payee = self.accounts.get(pan or "")
-        if payee is None or payee.status != "active":
-            return None, NO_SUCH_ACCOUNT
-        if payee.currency != currency:
-            return None, CURRENCY_MISMATCH
-        return payee, "00"
-
     def _original(self, request: Request) -> Txn | str:
         """The approved original a referencing request acts on, or a decline code."""
         if request.original_key is None:
@@ -322,48 +221,6 @@ class Ledger:
         self.dirty_txns.add(original.key)
         return "00"
 
-    def _transfer(self, account: Account, request: Request) -> str:
-        """Debit the paying card and credit the receiving one, or neither."""
-        payee, code = self._payee(request.receiving_pan, request.currency)
-        if payee is None:
-            return code
-        if payee is account or account.currency != request.currency:
-            return "12" if payee is account else CURRENCY_MISMATCH
-        code = _spend(account, request.amount_minor)
-        if code != "00":
-            return code
-        account.balance_minor -= request.amount_minor
-        payee.balance_minor += request.amount_minor
-        self._touch(payee)
-        leg = Txn(request.key + CREDIT_LEG, "transfer_credit", payee.pan, request.amount_minor,
-                  APPROVED, "", request.key)  # fmt: skip
-        self._record(leg)
-        return "00"
-
-    def _transfer_void(self, account: Account, request: Request) -> str:
-        """Restore both legs of the original transfer once."""
-        original = self._original(request)
-        if isinstance(original, str):
-            return original
-        if request.amount_minor != original.amount_minor:
-            return "64"
-        self._undo_transfer(account, original)
-        original.state = VOIDED
-        self.dirty_txns.add(original.key)
-        return "00"
-
-    def _credit_leg(self, transfer: Txn, *, restore: bool) -> None:
-        """Take back (``restore``) or give again the credit leg of ``transfer``, each
-        only from the other state: exactly once."""
-        leg = self.txns.get(transfer.key + CREDIT_LEG)
-        payee = None if leg is None else self.accounts.get(leg.pan)
-        if leg is None or payee is None or (leg.state == APPROVED) != restore:
-            return
-        payee.balance_minor += -leg.amount_minor if restore else leg.amount_minor
-        leg.state = REVERSED if restore else APPROVED
-        self.dirty_txns.add(leg.key)
-        self._touch(payee)
-
     # --- reversal ----------------------------------------------------------
     def reverse(self, key: str) -> None:
         """Undo the transaction with original-data ``key`` exactly once (always 00)."""
@@ -383,10 +240,6 @@ class Ledger:
     def _undo_debit(self, account: Account, txn: Txn) -> None:
         account.balance_minor += txn.amount_minor
         account.spent_today_minor = max(0, account.spent_today_minor - txn.amount_minor)
-
-    def _undo_transfer(self, account: Account, txn: Txn) -> None:
-        self._undo_debit(account, txn)
-        self._credit_leg(txn, restore=True)
 
     def _undo_preauth(self, account: Account, txn: Txn) -> None:
         account.held_minor -= txn.amount_minor
@@ -442,14 +295,3 @@ _UNDO = {
     "transfer": Ledger._undo_transfer,
     "transfer_void": Ledger._undo_void,
 }
-
-
-def _spend(account: Account, amount: int) -> str:
-    """Count ``amount`` against today's limit when the limit and the funds allow it
-    (``00``); otherwise ``61`` or ``51`` with nothing changed."""
-    if account.spent_today_minor + amount > account.daily_limit_minor:
-        return "61"
-    if account.available_minor < amount:
-        return "51"
-    account.spent_today_minor += amount
-    return "00"
