@@ -76,6 +76,8 @@ class LimitSettings(_Section):
     max_in_flight_per_connection: int = Field(default=32, ge=1)
     max_in_flight: int = Field(default=5000, ge=1)
     request_deadline_s: float = Field(default=10.0, gt=0)
+    #: Largest single transfer (fen) for terminals without a cap of their own.
+    transfer_cap_minor: int = Field(default=5_000_000, ge=0)
     shutdown_drain_s: float = Field(default=10.0, ge=0)
 
 

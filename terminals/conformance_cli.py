@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="response timeout of the dropped-answer scenario",
     )
     p.add_argument("--sign-in-variant", choices=SIGN_IN_VARIANTS, default="003")
+    p.add_argument(
+        "--transfer-cap-minor",
+        type=int,
+        default=5_000_000,
+        help="the switch's single-transfer cap for terminal 1 (fen)",
+    )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
@@ -85,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             timeout_s=args.timeout_s,
             drop_timeout_s=args.drop_timeout_s,
             sign_in_variant=args.sign_in_variant,
+            transfer_cap_minor=args.transfer_cap_minor,
             pending=frozenset(t.strip() for t in args.pending.split(",") if t.strip()),
         )
         results = asyncio.run(run_catalogue(target, args.only))
