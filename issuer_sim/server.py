@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter as Tally
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -102,6 +103,10 @@ class IssuerServer:
         self._stan = itertools.count(1)
         self._switch_header = NetworkHeader("", settings.network_id)
         self._headers: dict[FrameProtocol, NetworkHeader] = {}  # per connection, last seen
+        # Traffic seen, for fault tests: requests received by MTI (counted on arrival,
+        # before latency or drop) and 0420s received per original-data key (F90).
+        self.received: Tally[str] = Tally()
+        self.reversals: Tally[str] = Tally()
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
@@ -170,6 +175,7 @@ class IssuerServer:
             else:
                 log.warning("issuer_unmatched_response", mti=message.mti)
             return
+        self.received[message.mti] += 1
         self._spawn(self._handle(conn, frame, answer_header))
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
@@ -215,6 +221,13 @@ class IssuerServer:
         if request.mti == "0800":
             return await self._management(request)
         if request.mti == "0420":
+            original = str(request.get(90) or "")
+            self.reversals[original] += 1
+            # One line per 0420 (logged before the 0430 leaves): fault tests count them
+            # per original across restarts of this process.  Slashes between the F90
+            # parts keep the log's PAN masking off this key.
+            parts = (original[:4], original[4:10], original[10:20], original[20:31], original[31:])
+            log.info("issuer_reversal_received", original="/".join(parts))
             return self.authorizer.reversal_response(request)
         if self.rules.latency_ms > 0:
             await asyncio.sleep(self.rules.latency_ms / 1000)
