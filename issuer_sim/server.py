@@ -5,6 +5,8 @@ Invariants:
   MAC answers 39 ``A0`` without a MAC and moves no money.  A pending ZAK that verifies
   is promoted (the switch has switched to it).  The MAB is built from the request's
   field bytes as received (what ``network_mab`` would re-encode them to).
+* Durable mode (``settings.durable``): an answer is sent only after the ledger change
+  it reports is committed to the database file (:mod:`issuer_sim.db`).
 * Every answer echoes 7, 11, 32 so the switch can match it; key exchange answers and
   financial answers carry F128.
 * Key exchange: the server answers 0800/101 (importing the key in F48, or generating
@@ -158,6 +160,16 @@ class IssuerServer:
             except Exception as exc:  # keep serving; the next flush retries
                 log.error("issuer_flush_failed", error=type(exc).__name__)
 
+    async def _commit_before_answer(self) -> bool:
+        """Durable mode: commit the ledger's changes before an answer leaves; False (no
+        answer is sent, the acquirer times out and reverses) when the commit fails."""
+        try:
+            await self.db.flush(self.ledger)
+        except Exception as exc:
+            log.error("issuer_commit_failed", error=type(exc).__name__)
+            return False
+        return True
+
     # --- inspection (tests, posp up) ------------------------------------------
     async def balance(self, pan: str) -> int:
         """Ledger balance in minor units (holds not subtracted); KeyError if unknown."""
@@ -196,6 +208,9 @@ class IssuerServer:
             log.error("issuer_hsm_failed", error=type(exc).__name__)
             response = self._bare_response(request, "96")
         if response is None:
+            self._count(request.mti, "dropped")
+            return
+        if self.settings.durable and not await self._commit_before_answer():
             self._count(request.mti, "dropped")
             return
         encoded = EncodedNetworkMessage(response, reuse=received)
