@@ -109,6 +109,7 @@ class IssuerServer:
         # before latency or drop) and 0420s received per original-data key (F90).
         self.received: Tally[str] = Tally()
         self.reversals: Tally[str] = Tally()
+        self.in_progress = 0  # requests received and not yet answered (or dropped)
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
@@ -188,7 +189,12 @@ class IssuerServer:
                 log.warning("issuer_unmatched_response", mti=message.mti)
             return
         self.received[message.mti] += 1
-        self._spawn(self._handle(conn, frame, answer_header))
+        self.in_progress += 1
+        task = self._spawn(self._handle(conn, frame, answer_header))
+        task.add_done_callback(self._handled)
+
+    def _handled(self, _task: asyncio.Task[Any]) -> None:
+        self.in_progress -= 1
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
         log.warning("issuer_bad_frame", error=str(exc))

@@ -74,7 +74,8 @@ async def test_control_endpoint_changes_rules_and_rejects_bad_input() -> None:
 
 
 async def test_traffic_counts_requests_on_arrival_and_0420s_per_original() -> None:
-    """GET /traffic: requests by MTI (a dropped one too) and every 0420 per F90 key."""
+    """GET /traffic: requests by MTI, none left in progress once answered, and every
+    0420 per F90 key."""
     issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
     control = await start_control(issuer, "127.0.0.1", 0)
     port = control.sockets[0].getsockname()[1]
@@ -90,6 +91,7 @@ async def test_traffic_counts_requests_on_arrival_and_0420s_per_original() -> No
         assert status == 200
         assert traffic == {
             "received": {"0800": 2, "0200": 1, "0420": 2},  # the link's two sign-ons
+            "in_progress": 0,
             "reversals": {key: 2},
         }
     finally:
