@@ -53,7 +53,7 @@ class TerminalPurchase:
     amount_minor: int
     approved: bool = False
     needs_reversal: bool = False  # sent, and no answer the terminal could accept
-    reversals_sent: int = 0
+    reversal_attempts: int = 0  # 0400s tried (some may not have left: no connection)
     reversal_answered: bool = False
 
 
@@ -70,8 +70,8 @@ def terminal_purchases(records: list[dict[str, Any]]) -> dict[tuple[str, str], T
             if record["kind"] == "purchase":
                 purchase.approved = bool(record["approved"])
                 purchase.needs_reversal = record["sent"] and record["event"] != "response"
-            elif record["kind"] == "reversal" and record["sent"]:
-                purchase.reversals_sent += 1
+            elif record["kind"] == "reversal":
+                purchase.reversal_attempts += 1
                 purchase.reversal_answered |= bool(record["answered"])
     return purchases
 
@@ -181,7 +181,8 @@ async def wait_switch_settled(store_url: str, timeout_s: float) -> SwitchResidue
 class AuditReport:
     purchases: int = 0
     approved_seen: int = 0
-    reversals_sent: int = 0
+    reversal_attempts: int = 0
+    reversals_answered: int = 0  # purchases whose 0400 got a 0410
     reversals_unanswered: int = 0
     cards_off: dict[int, int] = field(default_factory=dict)  # card index → fen
     approvals_lost: int = 0
@@ -212,7 +213,8 @@ class AuditReport:
         off_fen = sum(self.cards_off.values())
         return (
             f"purchases={self.purchases} approved={self.approved_seen} "
-            f"reversals_sent={self.reversals_sent} unanswered={self.reversals_unanswered} "
+            f"0400s={self.reversals_answered} answered/{self.reversal_attempts} tried "
+            f"unanswered={self.reversals_unanswered} "
             f"faults={dict(self.faults)} | cards_off={len(self.cards_off)} "
             f"({off_fen / 100:+.2f} CNY) approvals_lost={self.approvals_lost} "
             f"debits_unapproved={self.debits_unapproved} "
@@ -241,7 +243,8 @@ def audit(
     seen_approved: set[tuple[str, int]] = set()
     for purchase in purchases.values():
         key = (pans[purchase.card], purchase.amount_minor)
-        report.reversals_sent += purchase.reversals_sent
+        report.reversal_attempts += purchase.reversal_attempts
+        report.reversals_answered += purchase.reversal_answered
         if purchase.needs_reversal and not purchase.reversal_answered:
             report.reversals_unanswered += 1
         if purchase.approved:

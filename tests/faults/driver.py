@@ -73,8 +73,9 @@ class AuditedTerminal:
         return self.session.machine
 
     def on_outcome(self, outcome: Outcome, _latency_s: float) -> None:
-        """Record how a request ended: ``sent`` false when it never left (no
-        connection), ``answered`` when an answer of the right MTI and trace came."""
+        """Record how a request ended: ``sent`` false when a purchase never left (no
+        connection; a 0400 that could not connect is not told apart), ``answered``
+        when an answer of the right MTI and trace came."""
         not_sent = outcome.event is Event.COMMS_ERROR and outcome.detail == "not sent"
         self.log.write(
             {
@@ -131,6 +132,7 @@ class AuditedFleet:
     cards: list[TerminalCard]
     terminals: list[AuditedTerminal] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    done: int = 0  # purchases settled so far (answered, timed out or failed)
     _amounts: count[int] = field(default_factory=lambda: count(AMOUNT_BASE_MINOR))
 
     @classmethod
@@ -165,8 +167,20 @@ class AuditedFleet:
     async def run_terminal(self, terminal: AuditedTerminal, stop: asyncio.Event) -> None:
         while not stop.is_set():
             outcome = await terminal.purchase(*self.next_purchase())
+            self.done += 1
             if outcome.event is Event.COMMS_ERROR and not outcome.approved:
                 await asyncio.sleep(RETRY_PAUSE_S)  # the switch is down: try again soon
+
+    async def after_purchases(self, count: int, timeout_s: float = 120.0) -> None:
+        """Return once ``count`` more purchases have settled: faults strike at moments
+        measured in work done, not in time."""
+        target = self.done + count
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.done < target:
+            if loop.time() > deadline:
+                raise AssertionError(f"only {self.done} of {target} purchases in {timeout_s} s")
+            await asyncio.sleep(0.02)
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(self.run_terminal(t, stop) for t in self.terminals))

@@ -155,6 +155,7 @@ class FaultStack:
         argv += ["--cards", str(self.run_dir / "cards.csv"), "--durable"]
         argv += ["--latency-ms", str(latency_ms), "--drop-rate", str(drop_rate)]
         self.spawn("issuer", argv, {"POSP_ISSUER_LOG_LEVEL": "info"})
+        wait_for_port(self.ports["control"], self.processes["issuer"])
 
     def switch_env(self, name: str) -> dict[str, str]:
         index = self.switch_names.index(name)

@@ -39,7 +39,7 @@ async def test_switch_killed_while_the_purchase_is_at_the_issuer_leaves_no_debit
     stack.set_rules(latency_ms=0)
     await until(lambda: issuer_booked(stack.issuer_db, card.pan, PIN_AMOUNT_MINOR), "booked")
     report = await run.finish()
-    assert report.reversals_sent == 1
+    assert report.reversals_answered == 1
     assert report.clean, report.summary()
 
 
