@@ -13,7 +13,8 @@ Invariants:
 * Every request has a deadline (the pipeline's, plus a grace for the journal
   and the answer's MAC); past it the server answers 96 itself.
 * A vanished client does not stop its requests: they finish, are journaled,
-  and their answers are dropped.
+  and their answers are dropped; an approval among them is reversed by the
+  switch (``Reply.undelivered``).
 * ``stop()`` stops accepting, drains in-flight requests up to the drain
   timeout, then cancels the rest and closes every connection.
 """
@@ -145,6 +146,8 @@ class TerminalConnection(asyncio.Protocol):
     def _send(self, reply: Reply) -> None:
         transport = self._transport
         if transport is None or not self.open or transport.is_closing():
+            if reply.undelivered is not None:
+                reply.undelivered()  # an approval nobody will see: the switch reverses it
             return
         if reply.body is not None:
             transport.write(frame_binary(reply.body))

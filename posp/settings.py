@@ -34,6 +34,8 @@ pan_hash_key                          key of the PAN hash in the journal
 network.*                             card network link (posp.network.settings; F32 acquirer_id)
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
+recovery.*                            in-doubt sweeper: sweep_interval_s (5), in_doubt_grace_s (30),
+                                      deferred_retry_s (2)
 log.format / log.level                console | json; debug | info | warning | error
 ====================================  =======================================
 """
@@ -80,6 +82,20 @@ class SettlementSettings(_Section):
     domestic_bin_prefixes: tuple[str, ...] = ("62",)
 
 
+class RecoverySettings(_Section):
+    """Resolving what a dead switch left in doubt (``posp.pipeline.recovery``)."""
+
+    #: How often the sweeper looks for in-doubt entries and kept 0400s.
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: An entry still pending this long after its request's deadline (plus the
+    #: answer grace) is orphaned: reversed upstream.  Covers clock skew between
+    #: instances on one database.
+    in_doubt_grace_s: float = Field(default=30.0, ge=0)
+    #: First retry delay of a kept 0400 whose MAC the HSM could not check (doubles,
+    #: capped at 60 s).
+    deferred_retry_s: float = Field(default=2.0, gt=0)
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -113,6 +129,7 @@ class Settings(LayeredSettings):
     network: NetworkLinkSettings = NetworkLinkSettings()
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()
+    recovery: RecoverySettings = RecoverySettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ from posp.metrics import MetricsServer, SwitchMetrics, instrument_hsm, instrumen
 from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
+from posp.pipeline.recovery import InDoubtResolver
 from posp.server import TerminalServer
 from posp.settings import Settings
 from posp.store import open_store
@@ -67,6 +68,7 @@ class Switch:
         self.hsm: HsmClient | None = None
         self.link: Any = None
         self.pipeline: Pipeline | None = None
+        self.recovery: InDoubtResolver | None = None
         self.server: TerminalServer | None = None
         self._metrics_server: MetricsServer | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -122,6 +124,13 @@ class Switch:
         await saf.start()
         return saf
 
+    async def _start_recovery(self, services: Services) -> None:
+        """The in-doubt sweeper: what a dead switch (or HSM) left unresolved, at
+        start and then every ``recovery.sweep_interval_s``."""
+        self.recovery = InDoubtResolver(services)
+        self._owned.append(self.recovery)  # closed before the SAF forwarder and the link
+        await self.recovery.start()
+
     async def start(self) -> None:
         """Open store, HSM, network link; start the terminal listener and metrics."""
         settings = self.settings
@@ -137,6 +146,7 @@ class Switch:
             settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
         )
         self.pipeline = Pipeline(services)
+        await self._start_recovery(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
         await self.server.start(
             settings.listen_host, settings.terminal_port, reuse_port=settings.reuse_port
@@ -171,6 +181,8 @@ class Switch:
         """Drain terminals, then close link, HSM and store (those this switch opened)."""
         if self.server is not None:
             await self.server.stop(self.settings.limits.shutdown_drain_s)
+        if self.pipeline is not None:
+            await self.pipeline.drain()  # reversals of approvals nobody received
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

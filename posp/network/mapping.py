@@ -34,6 +34,17 @@ NETWORK_MTI: Final[dict[str, str]] = {
     "completion": "0200",
     "completion_void": "0200",
 }
+#: 60.1 of each terminal transaction type (terminal-link.md §3), carried in F60.
+TERMINAL_MSG_TYPE: Final[dict[str, str]] = {
+    "balance": "01",
+    "purchase": "22",
+    "purchase_void": "23",
+    "refund": "25",
+    "preauth": "10",
+    "preauth_void": "11",
+    "completion": "20",
+    "completion_void": "21",
+}
 #: Transaction types that reference an original through F90.
 REFERENCES_ORIGINAL: Final = frozenset(
     {"purchase_void", "refund", "preauth_void", "completion", "completion_void"}
@@ -123,6 +134,40 @@ def network_reversal(original_network_request: Message, reason_code: str = "98")
         f7=original.text(7),
         acquirer_id=original.text(32).zfill(11),
         forwarding_id=str(original.get(33) or "").zfill(11),
+    ).render()
+    return reversal
+
+
+def reversal_from_entry(
+    entry: JournalEntry, reason_code: str, *, acquirer_id: str, forwarding_id: str
+) -> Message | None:
+    """0420 for a journaled request whose sent message is gone (the switch that sent
+    it died): rebuilt from the journal alone, so it carries no PAN (the journal keeps
+    none); the network finds the original by F90.  None when the entry never got
+    network ids (it provably never left) or its type goes nowhere upstream."""
+    mti = NETWORK_MTI.get(entry.txn_type)
+    if mti is None or entry.network_stan is None or entry.network_f7 is None:
+        return None
+    reversal = Message("0420")
+    if entry.processing_code:
+        reversal[3] = entry.processing_code
+    if entry.amount_minor is not None:
+        reversal[4] = f"{entry.amount_minor:012d}"
+    reversal[49] = entry.currency
+    if entry.rrn is not None:
+        reversal[37] = entry.rrn
+    reversal[41] = entry.terminal_id
+    reversal[42] = entry.merchant_id
+    reversal[60] = TERMINAL_MSG_TYPE[entry.txn_type]
+    reversal[32] = acquirer_id
+    reversal[33] = forwarding_id
+    reversal[39] = reason_code
+    reversal[90] = OriginalData(
+        mti=mti,
+        stan=entry.network_stan,
+        f7=entry.network_f7,
+        acquirer_id=acquirer_id.zfill(11),
+        forwarding_id=forwarding_id.zfill(11),
     ).render()
     return reversal
 

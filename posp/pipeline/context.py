@@ -110,6 +110,10 @@ class TxnContext:
     card_org: str | None = None
     settlement_date: str | None = None
     original: JournalEntry | None = None
+    network_stan: str | None = None  # F11 of the network request, journaled before sending
+    network_f7: str | None = None  # F7 of the network request, likewise
+    sent: Message | None = field(default=None, repr=False)  # the network request as sent
+    answer_unsigned: bool = False  # the answer's MAC could not be computed (HSM failure)
     pan: str | None = field(default=None, repr=False)
     # Room for later steps' state, card data included (clear tracks, PIN block).
     extras: dict[str, Any] = field(default_factory=dict, repr=False)

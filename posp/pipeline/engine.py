@@ -1,7 +1,11 @@
 """The pipeline: one frame body in, one answer out.
 
 ``Pipeline.handle(body)`` decodes, finds the route, runs its steps under the
-request's deadline, records the outcome in the journal and builds the answer.
+request's deadline, builds the answer and records the outcome in the journal
+(the answer leaves only after that write).  An approval that cannot be
+delivered — its answer's MAC failed, the steps ended otherwise after it, the
+request was cancelled, or the server finds the connection gone — is reversed
+by the switch itself (``posp.pipeline.delivery``).
 It never raises: every failure becomes a response code through
 ``posp.pipeline.codes`` or, for bytes that are not a terminal message at all,
 an instruction to close the connection.
@@ -19,17 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from posp.errors import DecodeError
 from posp.iso8583 import TerminalDecodeError, TerminalFrame, decode_terminal
 from posp.iso8583.fields import Field60
 from posp.log import bind_transaction, get_logger
-from posp.pipeline.codes import FORMAT_ERROR, MALFUNCTION, code_for
+from posp.pipeline.codes import APPROVED, FORMAT_ERROR, MALFUNCTION, code_for
 from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.delivery import approval_at_stake, undo_approval
 from posp.pipeline.forward import finish_forwarded
 from posp.pipeline.journal import record_outcome
-from posp.pipeline.respond import bare_answer, take_answer
+from posp.pipeline.respond import bare_answer, build_answer, take_answer
 from posp.pipeline.routes import find_route
 
 UNSUPPORTED = "12"
@@ -44,6 +50,9 @@ class Reply:
 
     body: bytes | None
     close: bool = False
+    #: Called by the server when it cannot write ``body`` (the connection is
+    #: gone): set for approvals, which the switch then reverses itself.
+    undelivered: Callable[[], None] | None = None
 
 
 class Pipeline:
@@ -51,6 +60,7 @@ class Pipeline:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self._background: set[asyncio.Future[None]] = set()
 
     def shed(self, body: bytes, code: str = MALFUNCTION) -> Reply:
         """Answer at once without the HSM or store (over a load limit)."""
@@ -80,13 +90,49 @@ class Pipeline:
         ctx = TxnContext(
             body, frame, route, self.services, f60, self.services.local_now(), started_s
         )
-        code = await self._run_steps(ctx)
-        await self._finish_steps(ctx)
-        await record_outcome(ctx, code)
-        answer = await take_answer(ctx, code)
+        try:
+            code = await self._run_steps(ctx)
+            await self._finish_steps(ctx)
+            if code != APPROVED and approval_at_stake(ctx):
+                # Approved upstream, but the steps ended otherwise (deadline, fault).
+                await self._undo(ctx, "request ended without the approval")
+            answer = await take_answer(ctx, code)
+            if ctx.answer_unsigned and code == APPROVED and approval_at_stake(ctx):
+                await self._undo(ctx, "answer MAC failed")
+                code = MALFUNCTION
+                answer = await build_answer(ctx, code, mac=False)
+            await record_outcome(ctx, code)
+        except asyncio.CancelledError:  # the server's deadline or shutdown
+            if approval_at_stake(ctx):
+                self._spawn_undo(ctx, "request cancelled")
+            raise
         self._observe(route.name, code, started_s)
         _log.info("answered", response_code=code)
+        if ctx.route.name == "reversal" and code == MALFUNCTION and ctx.entry_id is None:
+            # A 0400 that could not even be journaled: no answer, so the terminal
+            # keeps its pending reversal and sends it again (any 0410 clears it).
+            return Reply(None)
+        if code == APPROVED and approval_at_stake(ctx):
+            return Reply(answer, undelivered=lambda: self._spawn_undo(ctx, "connection gone"))
         return Reply(answer)
+
+    async def _undo(self, ctx: TxnContext, why: str) -> None:
+        try:
+            await undo_approval(ctx, why)
+        except Exception as exc:  # the sweeper cannot see an approved entry: log loudly
+            _log.error("approval could not be reversed", why=why, error_type=type(exc).__name__)
+
+    def _spawn_undo(self, ctx: TxnContext, why: str) -> None:
+        """Reverse an approval that will not be delivered, outside the request
+        (which is being cancelled or is over); the pipeline owns the task."""
+        task = asyncio.ensure_future(self._undo(ctx, why))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for the reversals started for undelivered approvals (at shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _run_steps(self, ctx: TxnContext) -> str:
         deadline_s = self.services.settings.limits.request_deadline_s

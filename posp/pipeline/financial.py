@@ -8,8 +8,9 @@ check steps by ``posp.pipeline.routes``:
   original a void/refund/completion names, checked (25 / 12 / 64) → PIN
   TPK→ZPK (99 on an undecipherable block) → send with a deadline; answer,
   decline or 98 with a queued 0420 (``posp.pipeline.forward``).
-* REVERSE: journal the 0400 (a repeat is noted, not refused) → reverse the
-  original once through the SAF queue, answer 00 (``posp.pipeline.reversal``).
+* REVERSE: journal the 0400 (a repeat is noted, not refused) → its MAC (kept
+  for later when the HSM cannot answer) → reverse the original once through
+  the SAF queue, answer 00 (``posp.pipeline.reversal``).
 """
 
 from __future__ import annotations
@@ -29,4 +30,8 @@ FORWARD: Final[tuple[Step, ...]] = (
     cardsec.translate_pin,
     forward.forward,
 )
-REVERSE: Final[tuple[Step, ...]] = (reversal.journal_reversal, reversal.reverse_original)
+REVERSE: Final[tuple[Step, ...]] = (
+    reversal.journal_reversal,
+    reversal.verify_or_defer,
+    reversal.reverse_original,
+)

@@ -20,7 +20,11 @@ Invariants:
   could not be checked, and a network 94 "duplicate transmission", whose first
   outcome the switch cannot know):
   the terminal gets 98, the entry goes to timed_out and a 0420 for the sent
-  request is queued durably (SAF) before the answer leaves.
+  request is queued durably (SAF) before the answer leaves — the state change
+  and the 0420 in one store transaction (``reverse_upstream``).
+* The request carries the F11/F7 journaled with the pending entry before it
+  left (write-ahead, ``posp.pipeline.journal``), so whoever finds the entry
+  unanswered later can reverse it by F90 without the sent message.
 * A refund reservation is released unless the network approves the refund:
   in one place, ``finish_forwarded``, which the engine runs after the steps
   (outside the deadline), whatever ended them.
@@ -40,7 +44,12 @@ from posp.errors import NetworkTimeout, NetworkUnavailable
 from posp.iso8583 import Message
 from posp.log import get_logger
 from posp.network.link import ResponseMacInvalid
-from posp.network.mapping import network_request, network_reversal, terminal_response_fields
+from posp.network.mapping import (
+    network_request,
+    network_reversal,
+    reversal_from_entry,
+    terminal_response_fields,
+)
 from posp.network.saf import saf_payload
 from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK3
 from posp.pipeline.context import Services, TxnContext
@@ -48,7 +57,15 @@ from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
 from posp.pipeline.premac import take_early_mac
 from posp.pipeline.respond import CARD_ORGS, EXTRA_EARLY_ANSWER, start_answer
-from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, TIMED_OUT, SafItem
+from posp.store.api import (
+    APPROVED,
+    DECLINED,
+    PENDING,
+    REVERSED,
+    TIMED_OUT,
+    JournalEntry,
+    SafItem,
+)
 
 NO_ANSWER: Final = "98"
 DUPLICATE_TRANSMISSION: Final = "94"
@@ -107,12 +124,49 @@ def network_timeout_s(ctx: TxnContext) -> float:
     return min(settings.network.timeout_s, left_s)
 
 
-async def queue_reversal(services: Services, entry_id: int, sent: Message, reason: str) -> None:
-    """Durably queue a 0420 for ``sent`` (idempotent per entry) and wake the forwarder."""
-    payload = saf_payload(network_reversal(sent, reason))
-    await services.store.enqueue_saf(SafItem(entry_id=entry_id, payload=payload))
+def reversal_item(entry_id: int, sent: Message, reason: str) -> SafItem:
+    """The SAF item of the 0420 for ``sent`` (the request as it went upstream)."""
+    return SafItem(entry_id=entry_id, payload=saf_payload(network_reversal(sent, reason)))
+
+
+def entry_reversal_item(services: Services, entry: JournalEntry, reason: str) -> SafItem | None:
+    """The SAF item of a 0420 rebuilt from the journal alone (the sent request is
+    gone: the switch that sent it died); None when the entry never got network ids."""
+    assert entry.id is not None
+    network = services.settings.network
+    reversal = reversal_from_entry(
+        entry, reason, acquirer_id=network.acquirer_id, forwarding_id=network.forwarding_id
+    )
+    return None if reversal is None else SafItem(entry_id=entry.id, payload=saf_payload(reversal))
+
+
+async def kick_saf(services: Services) -> None:
     if services.saf is not None:
         await services.saf.kick()
+
+
+async def queue_reversal(services: Services, entry_id: int, sent: Message, reason: str) -> None:
+    """Durably queue a 0420 for ``sent`` (idempotent per entry) and wake the forwarder."""
+    await services.store.enqueue_saf(reversal_item(entry_id, sent, reason))
+    await kick_saf(services)
+
+
+async def reverse_upstream(
+    services: Services,
+    entry_id: int,
+    from_states: tuple[str, ...],
+    to_state: str,
+    item: SafItem,
+) -> bool:
+    """Move the entry to ``to_state`` and queue its 0420 ``item`` in one transaction
+    (the store's ``reverse_and_queue``); True when this caller made the change.
+    When another caller moved it first, the 0420 is ensured anyway (idempotent):
+    an entry that may have reached the network never ends without one."""
+    won = await services.store.reverse_and_queue(entry_id, from_states, to_state, item)
+    if not won:
+        await services.store.enqueue_saf(item)
+    await kick_saf(services)
+    return won
 
 
 def _journal_changes(ctx: TxnContext) -> dict[str, object]:
@@ -150,9 +204,12 @@ async def forward(ctx: TxnContext) -> str | None:
     """Send the request upstream and return the terminal's response code."""
     link = signed_on_link(ctx)
     request = build_request(ctx)
+    if ctx.network_stan is not None and ctx.network_f7 is not None:
+        request[11], request[7] = ctx.network_stan, ctx.network_f7  # as journaled (write-ahead)
     early = await take_early_mac(ctx)  # before the request counts as sent
     timeout_s = network_timeout_s(ctx)
     ctx.timeout_code = NO_ANSWER
+    ctx.sent = request
     ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
     try:
         response = await link.send(
@@ -187,11 +244,17 @@ async def forward(ctx: TxnContext) -> str | None:
 async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
     """98: timed_out (unless a 0400 reversed it meanwhile) and a queued 0420."""
     assert ctx.entry_id is not None
-    if ctx.final_state is None:  # a rerun by finish_forwarded keeps the first outcome
-        won = await ctx.services.store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
+    services = ctx.services
+    if ctx.route.name == "balance":  # a balance inquiry moves no money: no 0420
+        if ctx.final_state is None:
+            won = await services.store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
+            ctx.final_state = TIMED_OUT if won else REVERSED
+    elif ctx.final_state is None:  # a rerun by finish_forwarded keeps the first outcome
+        item = reversal_item(ctx.entry_id, sent, reason)
+        won = await reverse_upstream(services, ctx.entry_id, (PENDING,), TIMED_OUT, item)
         ctx.final_state = TIMED_OUT if won else REVERSED
-    if ctx.route.name != "balance":  # a balance inquiry moves no money
-        await queue_reversal(ctx.services, ctx.entry_id, sent, reason)  # idempotent
+    else:
+        await queue_reversal(services, ctx.entry_id, sent, reason)  # idempotent
     ctx.extras.pop(EXTRA_SENT, None)
     _log.warning("network did not answer; reversal queued", reason=reason)
 

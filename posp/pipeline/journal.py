@@ -4,6 +4,13 @@
   and inserts a pending entry with ``dedupe=True``: the store's unique
   (terminal, batch, trace, direction) index turns a duplicate into
   ``DuplicateTransaction`` → 94, even across switch instances on one database.
+* Write-ahead: for a request that goes to the network, the pending entry
+  already carries the network STAN (F11) and transmission time (F7) the
+  request will be sent with.  From that commit on the entry counts as "may
+  have reached the network": if nobody records its answer (the switch died),
+  the in-doubt sweeper (``posp.pipeline.recovery``) or the terminal's 0400
+  reverses it upstream with a 0420 built from those ids.  An entry without
+  them provably never left.
 * ``record_outcome`` (every request, after the steps) updates that entry with
   the answer, or, when no entry was made (management messages, declines by the
   checks), inserts one with ``dedupe=False`` so it never blocks a later request.
@@ -19,8 +26,11 @@ from __future__ import annotations
 from posp.errors import StoreError
 from posp.iso8583 import mask_pan
 from posp.log import bind_transaction, get_logger
+from posp.network.mapping import NETWORK_MTI
+from posp.network.zone import transmission_time
 from posp.pipeline.codes import APPROVED
 from posp.pipeline.context import TxnContext, card_pan
+from posp.pipeline.premac import settle_early_mac
 from posp.store.api import APPROVED as STATE_APPROVED
 from posp.store.api import DECLINED, PENDING, JournalEntry
 
@@ -61,13 +71,31 @@ def build_entry(ctx: TxnContext, state: str) -> JournalEntry:
         local_date=ctx.local_date,
         local_time=ctx.local_time,
         node_id=f"{ctx.services.settings.node_id:02d}",
+        network_stan=ctx.network_stan,
+        network_f7=ctx.network_f7,
     )
 
 
+async def assign_network_ids(ctx: TxnContext) -> None:
+    """Fix the F11 and F7 the network request will carry: those the early MAC
+    gave it (``premac``), else fresh ones.  Only for requests that go upstream."""
+    if ctx.route.name not in NETWORK_MTI:
+        return
+    early = await settle_early_mac(ctx)
+    if early is not None:
+        ctx.network_stan, ctx.network_f7 = str(early.ids[11]), str(early.ids[7])
+        return
+    ctx.network_stan = await ctx.services.ids.next_stan()
+    ctx.network_f7 = transmission_time(ctx.services.settings.network.tz_offset_hours)
+
+
 async def journal_pending(ctx: TxnContext) -> str | None:
-    """Allocate the RRN and insert the pending entry (94 on a duplicate via the codes table)."""
+    """Allocate the RRN and the network ids, and insert the pending entry (94 on a
+    duplicate via the codes table).  The entry is the write-ahead record of the
+    network request (module docstring)."""
     ctx.rrn = await ctx.services.ids.next_rrn()
     bind_transaction(rrn=ctx.rrn)
+    await assign_network_ids(ctx)
     entry = build_entry(ctx, PENDING)
     ctx.entry_id = await ctx.services.store.insert_entry(entry, dedupe=True)
     ctx.entry = entry

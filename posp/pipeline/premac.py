@@ -66,13 +66,23 @@ def start_network_mac(ctx: TxnContext) -> None:
     ctx.extras[EXTRA_EARLY_MAC] = task
 
 
-async def take_early_mac(ctx: TxnContext) -> Any:
-    """The early MAC (``posp.network.link.EarlyMac``) or None when there is none or
-    it failed (the link then MACs the request itself)."""
-    task = ctx.extras.pop(EXTRA_EARLY_MAC, None)
-    if task is None:
-        return None
+async def settle_early_mac(ctx: TxnContext) -> Any:
+    """Wait for the early MAC (``posp.network.link.EarlyMac``) and keep it for
+    ``take_early_mac``; None when there is none or it failed (the link then MACs
+    the request itself).  Its ids (F7, F11) are the ones the request will carry."""
+    early = ctx.extras.get(EXTRA_EARLY_MAC)
+    if not isinstance(early, asyncio.Future):
+        return early
     try:
-        return await task
+        result = await early
     except Exception:  # HSM trouble shows again, and is answered, when the link MACs
-        return None
+        result = None
+    ctx.extras[EXTRA_EARLY_MAC] = result
+    return result
+
+
+async def take_early_mac(ctx: TxnContext) -> Any:
+    """The early MAC, once (see ``settle_early_mac``)."""
+    result = await settle_early_mac(ctx)
+    ctx.extras.pop(EXTRA_EARLY_MAC, None)
+    return result

@@ -149,11 +149,12 @@ def _wants_mac(ctx: TxnContext, code: str) -> bool:
     )
 
 
-async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
-    """The encoded answer body (no LEN) for ``ctx`` with response code ``code``."""
+async def build_answer(ctx: TxnContext, code: str, *, mac: bool = True) -> bytes | None:
+    """The encoded answer body (no LEN) for ``ctx`` with response code ``code``
+    (``mac=False``: never MACed, e.g. after the HSM just failed on it)."""
     processing = _processing(ctx, code)
     fields = _answer_fields(ctx, code)
-    want_mac = _wants_mac(ctx, code)
+    want_mac = mac and _wants_mac(ctx, code)
     if want_mac:
         fields[64] = _MAC_PLACEHOLDER
     frame = TerminalFrame(
@@ -170,16 +171,17 @@ async def build_answer(ctx: TxnContext, code: str) -> bytes | None:
         return body
     assert ctx.terminal is not None and ctx.terminal.tak_lmk is not None
     try:
-        mac = await ctx.services.hsm.generate_mac(
+        f64 = await ctx.services.hsm.generate_mac(
             KEY_TAK, ctx.terminal.tak_lmk, terminal_mab(body), algorithm=MAC_ALG_CUP_ECB
         )
     except HsmError as exc:
-        # The outcome stands; without a MAC the terminal treats the answer as
-        # unverifiable and reverses, which is the safe reading.
+        # An approval answered so would not count at the terminal: the engine
+        # reverses it and answers 96 instead (posp.pipeline.delivery).
         _log.error("answer MAC failed; answering without F64", error_type=type(exc).__name__)
+        ctx.answer_unsigned = True
         del frame.message.fields[64]
         return encode_terminal(frame)
-    return body[: -len(_MAC_PLACEHOLDER)] + mac
+    return body[: -len(_MAC_PLACEHOLDER)] + f64
 
 
 def start_answer(ctx: TxnContext, code: str) -> None:

@@ -6,13 +6,19 @@ Invariants:
 * The original is found by (terminal, batch 60.2, trace F11) and must be of the
   type the 0400 names (60.1) with the same amount; otherwise the reversal is of
   an unknown original: recorded, answered 00, nothing undone.
+* The 0400 is journaled before anything that needs the HSM; when its MAC
+  cannot be checked (HSM down) it is kept and answered 00, and the switch
+  verifies and applies it once the HSM answers (``verify_or_defer``).  A 0400
+  whose MAC never verifies is journaled A0 and not applied.
 * The original moves to ``reversed`` exactly once (compare-and-set); only the
-  caller that made that change undoes anything, so a repeated 0400 (journaled
-  as a duplicate) never undoes twice.
-* Upstream undo goes through the durable SAF queue (0420 until a 0430 arrives);
-  the terminal's 00 leaves only after the 0420 is queued.  For an original still
-  ``pending`` (its network answer not yet in), the forwarding step holds the
-  sent request and queues the 0420 itself when its own CAS loses.
+  caller that made that change restores a voided or completed predecessor.
+* Upstream undo goes through the durable SAF queue (0420 until a 0430 arrives),
+  and the state change and the 0420 commit together.  A 0400 for an original
+  that may have reached the network ensures its 0420 whatever the original's
+  state — pending in flight, pending orphaned by a crash, timed out, approved,
+  already reversed — and there is one 0420 per original ever; a 0400 for an
+  original that provably never left (no network ids) queues none.  The
+  terminal's 00 leaves only after the 0420 is queued.
 * Reversing a void reinstates the voided original (voided → approved);
   reversing a completion re-opens its pre-authorization (completed → approved).
 """
@@ -21,15 +27,25 @@ from __future__ import annotations
 
 from typing import Final
 
-from posp.errors import DuplicateTransaction
+from posp.errors import DuplicateTransaction, HsmError
 from posp.iso8583 import Message
 from posp.log import get_logger
 from posp.network.mapping import network_request
+from posp.pipeline.checks import verify_mac
 from posp.pipeline.context import TxnContext
-from posp.pipeline.forward import EXTRA_JOURNAL, queue_reversal
+from posp.pipeline.forward import EXTRA_JOURNAL, reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.originals import amount_minor
-from posp.store.api import APPROVED, COMPLETED, PENDING, REVERSED, TIMED_OUT, VOIDED, JournalEntry
+from posp.store.api import (
+    APPROVED,
+    COMPLETED,
+    PENDING,
+    REVERSED,
+    TIMED_OUT,
+    VOIDED,
+    DeferredReversal,
+    JournalEntry,
+)
 
 ANSWER: Final = "00"
 EXTRA_REPEATED: Final = "repeated_reversal"
@@ -50,6 +66,9 @@ RESTORES: Final[dict[str, tuple[str, str]]] = {
     "completion": (COMPLETED, APPROVED),
 }
 REASONS: Final = frozenset({"98", "06", "A0"})
+#: States of an original that a 0400 moves to ``reversed``.
+REVERSIBLE_STATES: Final = (APPROVED, TIMED_OUT, PENDING)
+EXTRA_DEFERRED: Final = "reversal_deferred"
 NOT_REVERSIBLE: Final = "12"
 
 _log = get_logger("posp.pipeline.reversal")
@@ -63,7 +82,8 @@ async def check_reversible_original(ctx: TxnContext) -> str | None:
 
 
 async def journal_reversal(ctx: TxnContext) -> str | None:
-    """Insert the pending reversal entry; a repeated 0400 is noted, not refused."""
+    """Insert the pending reversal entry — before anything that needs the HSM —;
+    a repeated 0400 is noted, not refused."""
     try:
         await journal_pending(ctx)
     except DuplicateTransaction:
@@ -109,16 +129,27 @@ def rebuilt_request(ctx: TxnContext, original: JournalEntry) -> Message | None:
     return request
 
 
-async def restore_prior(ctx: TxnContext, original: JournalEntry) -> None:
+async def restore_prior(ctx: TxnContext, txn_type: str, original_id: int | None) -> None:
     """A reversed void or completion gives its own original back its earlier state."""
-    change = RESTORES.get(original.txn_type)
-    if change is None or original.original_id is None:
+    change = RESTORES.get(txn_type)
+    if change is None or original_id is None:
         return
-    await ctx.services.store.transition(original.original_id, (change[0],), change[1])
+    await ctx.services.store.transition(original_id, (change[0],), change[1])
+
+
+def reversal_reason(ctx: TxnContext) -> str:
+    reason = ctx.message.get(39)
+    return reason if isinstance(reason, str) and reason in REASONS else "98"
 
 
 async def reverse_original(ctx: TxnContext) -> str | None:
-    """Reverse the original once; always answer 00."""
+    """Reverse the original once and make sure its 0420 exists; always answer 00.
+
+    Whatever state the original is in, a 0400 for one that may have reached the
+    network (its network ids were journaled before sending) ensures a 0420 for
+    it — once per original ever (the store keeps delivered 0420s).  One that
+    provably never left is reversed in the journal alone.  A repeated 0400 does
+    the same again: every step is a compare-and-set or idempotent."""
     original = await find_reversed_original(ctx)
     if original is None:
         _log.info("reversal of an unknown original")
@@ -126,25 +157,46 @@ async def reverse_original(ctx: TxnContext) -> str | None:
     assert original.id is not None
     ctx.original = original
     ctx.extras.setdefault(EXTRA_JOURNAL, {})["original_id"] = original.id
-    if ctx.extras.get(EXTRA_REPEATED):
-        return ANSWER
     store = ctx.services.store
-    if original.state == PENDING and await store.transition(original.id, (PENDING,), REVERSED):
-        return ANSWER  # the forwarding step queues the 0420 when its answer comes
-    if not await store.transition(original.id, (APPROVED, TIMED_OUT, PENDING), REVERSED):
-        return ANSWER  # declined, voided, completed or already reversed: nothing to undo
-    refreshed = await store.get_entry(original.id)
-    sent = rebuilt_request(ctx, refreshed or original)
-    if sent is None:
-        # Still pending when re-read: the forwarding step queues the 0420.
+    sent = rebuilt_request(ctx, original)
+    if sent is None:  # never left: nothing upstream to undo
+        if await store.transition(original.id, REVERSIBLE_STATES, REVERSED):
+            await restore_prior(ctx, original.txn_type, original.original_id)
         return ANSWER
-    reason = ctx.message.get(39)
-    await queue_reversal(
-        ctx.services,
-        original.id,
-        sent,
-        reason if isinstance(reason, str) and reason in REASONS else "98",
-    )
-    await restore_prior(ctx, original)
-    _log.info("original reversed; 0420 queued", original_id=original.id)
+    if original.state not in (*REVERSIBLE_STATES, REVERSED):
+        return ANSWER  # declined, voided or completed: no money moved, or it moved back
+    item = reversal_item(original.id, sent, reversal_reason(ctx))
+    won = await reverse_upstream(ctx.services, original.id, REVERSIBLE_STATES, REVERSED, item)
+    if won:
+        await restore_prior(ctx, original.txn_type, original.original_id)
+        _log.info("original reversed; 0420 queued", original_id=original.id)
     return ANSWER
+
+
+async def verify_or_defer(ctx: TxnContext) -> str | None:
+    """The 0400's MAC check (A0 when it fails).  When the HSM cannot answer, the
+    0400 — already journaled — is kept with the TAK it was made under and
+    answered 00: the terminal clears its pending reversal on any 0410, so the
+    switch honours it itself once the HSM is back (``posp.pipeline.recovery``)."""
+    try:
+        return await verify_mac(ctx)
+    except HsmError as exc:
+        assert ctx.terminal is not None and ctx.terminal.tak_lmk is not None
+        entry_id = ctx.entry_id or await _first_reversal_id(ctx)
+        if entry_id is None:
+            raise
+        await ctx.services.store.defer_reversal(
+            DeferredReversal(entry_id=entry_id, body=ctx.body, tak_lmk=ctx.terminal.tak_lmk)
+        )
+        _log.warning("reversal kept until the HSM answers", error_type=type(exc).__name__)
+        ctx.extras[EXTRA_DEFERRED] = True
+        return ANSWER
+
+
+async def _first_reversal_id(ctx: TxnContext) -> int | None:
+    """The journal id of the first of repeated 0400s (the repeat has none of its own)."""
+    assert ctx.terminal is not None
+    first = await ctx.services.store.find_by_trace(
+        ctx.terminal.terminal_id, ctx.f60.batch, ctx.text(11), "reversal"
+    )
+    return None if first is None else first.id

@@ -69,8 +69,9 @@ REVERSAL: Final = (
     reversal.check_reversible_original,  # 12 before 30: a balance reversal has no F4
     checks.validate_fields,
     checks.check_batch,
-    checks.verify_mac,
-    *financial.REVERSE,  # journals the 0400 itself: a repeated 0400 is answered 00, not 94
+    # Journals the 0400 before its MAC check (HSM) and checks it then; a repeated 0400
+    # is answered 00, not 94.
+    *financial.REVERSE,
 )
 SETTLEMENT_STEPS: Final = (*FINANCIAL_CHECKS, *batch.SETTLE)
 UPLOAD_STEPS: Final = (*FINANCIAL_CHECKS, *batch.UPLOAD)

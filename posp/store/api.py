@@ -105,6 +105,20 @@ class SafItem:
     next_attempt_at: dt.datetime | None = None
     id: int | None = None
     created_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None  # the 0430 came; the row stays (one 0420 ever)
+
+
+@dataclass(slots=True)
+class DeferredReversal:
+    """A terminal 0400 recorded while its MAC could not be checked (HSM down):
+    verified, then applied or refused, once the HSM answers again."""
+
+    entry_id: int  # journal id of the 0400's own entry
+    body: bytes = field(repr=False)  # the frame body as received (may hold the PAN)
+    tak_lmk: str = field(repr=False)  # the TAK the terminal held when it sent it
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
 
 
 @dataclass(slots=True)
@@ -232,6 +246,20 @@ class Store(Protocol):
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         """Atomically add to refunded_minor unless it would exceed limit_minor."""
 
+    async def reverse_and_queue(
+        self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem
+    ) -> bool:
+        """Compare-and-set the entry's state and, only if this caller made the change,
+        queue ``item`` (its 0420) in the SAME transaction: an entry that may have
+        reached the network never reaches ``timed_out``/``reversed`` without its
+        0420, whatever crashes.  The queue stays idempotent per entry."""
+
+    async def in_doubt_entries(
+        self, created_before: dt.datetime, limit: int = 100
+    ) -> list[JournalEntry]:
+        """Original entries still ``pending`` that were created before the cut-off
+        (their request's deadline long past: the switch that sent them died)."""
+
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:
         """Durably queue a reversal; idempotent per entry_id (returns the existing id)."""
@@ -241,9 +269,23 @@ class Store(Protocol):
         """Increment attempts and set the next attempt time."""
 
     async def complete_saf(self, item_id: int) -> None:
-        """The 0430 arrived: remove from the queue."""
+        """The 0430 arrived: mark it delivered (the row stays, so the entry can
+        never get a second 0420)."""
 
-    async def saf_depth(self) -> int: ...
+    async def saf_depth(self) -> int:
+        """0420s not delivered yet."""
+
+    async def get_saf(self, entry_id: int) -> SafItem | None:
+        """The 0420 of a journal entry (delivered or not), None when it has none."""
+
+    # --- reversals waiting for the HSM ---------------------------------------
+    async def defer_reversal(self, item: DeferredReversal) -> None:
+        """Keep a 0400 whose MAC could not be checked; idempotent per entry."""
+
+    async def due_deferred(self, now: dt.datetime, limit: int = 50) -> list[DeferredReversal]: ...
+    async def reschedule_deferred(self, entry_id: int, next_attempt_at: dt.datetime) -> None: ...
+    async def finish_deferred(self, entry_id: int) -> None:
+        """The 0400 was verified and applied, or refused: forget its body."""
 
     # --- settlement and batch upload --------------------------------------
     async def batch_totals(self, terminal_id: str, batch: str) -> tuple[BatchTotals, BatchTotals]:

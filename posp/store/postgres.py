@@ -179,6 +179,17 @@ class PostgresStore(SqlStore):
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(op, sql, params)  # autocommit: returns after COMMIT
 
+    async def _cas_then(
+        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+    ) -> bool:
+        pool = self._require_pool(op)
+        with _translated(op):
+            async with pool.acquire() as connection, connection.transaction():
+                if not await connection.fetch(numbered(cas[0]), *cas[1]):
+                    return False
+                await connection.fetch(numbered(then[0]), *then[1])
+                return True
+
     async def next_sequence(self, name: str) -> int:
         sequence = _sequence_name(name)
         pool = self._require_pool("next_sequence")

@@ -127,10 +127,39 @@ ENQUEUE_SAF = (
     _insert("saf", ("entry_id", "payload", "attempts", "next_attempt_at", "created_at"))
     + " ON CONFLICT (entry_id) DO UPDATE SET entry_id = excluded.entry_id RETURNING id"
 )
-SELECT_DUE_SAF = "SELECT * FROM saf WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+_UNDELIVERED = "delivered_at IS NULL"
+SELECT_DUE_SAF = (
+    f"SELECT * FROM saf WHERE {_UNDELIVERED} AND next_attempt_at <= ?"
+    " ORDER BY next_attempt_at, id LIMIT ?"
+)
 RESCHEDULE_SAF = "UPDATE saf SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?"
-COMPLETE_SAF = "DELETE FROM saf WHERE id = ?"
-SAF_DEPTH = "SELECT count(*) AS n FROM saf"
+# Never deleted: the row keeps the entry's one 0420 (UNIQUE entry_id) for ever.
+COMPLETE_SAF = "UPDATE saf SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL"
+SAF_DEPTH = f"SELECT count(*) AS n FROM saf WHERE {_UNDELIVERED}"
+GET_SAF = "SELECT * FROM saf WHERE entry_id = ?"
+# Entries whose request may have reached the network (network STAN journaled before
+# sending) and whose switch never recorded an answer.
+IN_DOUBT = (
+    "SELECT * FROM journal WHERE state = 'pending' AND created_at < ?"
+    " AND direction = 'original' ORDER BY created_at LIMIT ?"
+)
+
+# --- reversals waiting for the HSM -------------------------------------------
+DEFER_REVERSAL = (
+    _insert(
+        "deferred_reversals",
+        ("entry_id", "body", "tak_lmk", "attempts", "next_attempt_at", "created_at"),
+    )
+    + " ON CONFLICT (entry_id) DO NOTHING"
+)
+SELECT_DUE_DEFERRED = (
+    "SELECT * FROM deferred_reversals WHERE next_attempt_at <= ?"
+    " ORDER BY next_attempt_at, entry_id LIMIT ?"
+)
+RESCHEDULE_DEFERRED = (
+    "UPDATE deferred_reversals SET attempts = attempts + 1, next_attempt_at = ? WHERE entry_id = ?"
+)
+FINISH_DEFERRED = "DELETE FROM deferred_reversals WHERE entry_id = ?"
 
 
 def lease_due_saf(*, skip_locked: bool) -> str:
@@ -139,7 +168,8 @@ def lease_due_saf(*, skip_locked: bool) -> str:
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     return (
         "UPDATE saf SET next_attempt_at = ? WHERE id IN (SELECT id FROM saf"
-        f" WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{lock})"
+        f" WHERE {_UNDELIVERED} AND next_attempt_at <= ?"
+        f" ORDER BY next_attempt_at, id LIMIT ?{lock})"
         " RETURNING *"
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 from posp.errors import StoreError
 from posp.store.api import (
     BatchTotals,
+    DeferredReversal,
     JournalEntry,
     Merchant,
     SafItem,
@@ -139,6 +140,18 @@ def saf_from_row(row: Mapping[str, Any]) -> SafItem:
         attempts=row["attempts"],
         next_attempt_at=read_time(row["next_attempt_at"]),
         id=row["id"],
+        created_at=read_time(row["created_at"]),
+        delivered_at=read_time(row["delivered_at"]),
+    )
+
+
+def deferred_from_row(row: Mapping[str, Any]) -> DeferredReversal:
+    return DeferredReversal(
+        entry_id=row["entry_id"],
+        body=bytes(row["body"]),
+        tak_lmk=row["tak_lmk"],
+        attempts=row["attempts"],
+        next_attempt_at=read_time(row["next_attempt_at"]),
         created_at=read_time(row["created_at"]),
     )
 

@@ -25,6 +25,7 @@ from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import (
     BatchTotals,
+    DeferredReversal,
     JournalEntry,
     Merchant,
     SafItem,
@@ -63,6 +64,14 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run a changing statement, commit, and return its RETURNING rows."""
+
+    @abc.abstractmethod
+    async def _cas_then(
+        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+    ) -> bool:
+        """Run the compare-and-set statement ``cas``; only when it returned a row, run
+        ``then`` in the same transaction.  Both commit together or neither does.
+        True when ``cas`` returned a row."""
 
     @abc.abstractmethod
     def _time(self, value: dt.datetime) -> Any:
@@ -268,13 +277,32 @@ class SqlStore(abc.ABC):
         params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor]
         return bool(await self._write("add_refunded", q.ADD_REFUNDED, params))
 
+    async def reverse_and_queue(
+        self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem
+    ) -> bool:
+        if not from_states:
+            return False
+        cas = (q.transition(len(from_states)), [to_state, entry_id, *from_states])
+        queue = (q.ENQUEUE_SAF, self._saf_params(SafItem(entry_id, item.payload)))
+        return await self._cas_then("reverse_and_queue", cas, queue)
+
+    async def in_doubt_entries(
+        self, created_before: dt.datetime, limit: int = 100
+    ) -> list[JournalEntry]:
+        params = [self._time(rows.as_utc(created_before)), limit]
+        found = await self._read("in_doubt_entries", q.IN_DOUBT, params)
+        return [rows.entry_from_row(r) for r in found]
+
     # --- store-and-forward ---------------------------------------------------------
-    async def enqueue_saf(self, item: SafItem) -> int:
+    def _saf_params(self, item: SafItem) -> list[Any]:
         next_at = rows.as_utc(item.next_attempt_at) if item.next_attempt_at else rows.now_utc()
         created = rows.as_utc(item.created_at) if item.created_at else rows.now_utc()
         params = [item.entry_id, item.payload, item.attempts, self._time(next_at)]
+        return [*params, self._time(created)]
+
+    async def enqueue_saf(self, item: SafItem) -> int:
         try:
-            queued = await self._write("enqueue_saf", q.ENQUEUE_SAF, [*params, self._time(created)])
+            queued = await self._write("enqueue_saf", q.ENQUEUE_SAF, self._saf_params(item))
         except StoreUnavailable:
             raise
         except StoreError as exc:
@@ -300,11 +328,35 @@ class SqlStore(abc.ABC):
         await self._write("reschedule_saf", q.RESCHEDULE_SAF, params)
 
     async def complete_saf(self, item_id: int) -> None:
-        await self._write("complete_saf", q.COMPLETE_SAF, [item_id])
+        params = [self._time(rows.now_utc()), item_id]
+        await self._write("complete_saf", q.COMPLETE_SAF, params)
 
     async def saf_depth(self) -> int:
         row = await self._read_one("saf_depth", q.SAF_DEPTH)
         return int(row["n"]) if row else 0
+
+    async def get_saf(self, entry_id: int) -> SafItem | None:
+        row = await self._read_one("get_saf", q.GET_SAF, [entry_id])
+        return None if row is None else rows.saf_from_row(row)
+
+    # --- reversals waiting for the HSM -------------------------------------------------
+    async def defer_reversal(self, item: DeferredReversal) -> None:
+        now = rows.now_utc()
+        next_at = rows.as_utc(item.next_attempt_at) if item.next_attempt_at else now
+        params = [item.entry_id, item.body, item.tak_lmk, item.attempts, self._time(next_at)]
+        await self._write("defer_reversal", q.DEFER_REVERSAL, [*params, self._time(now)])
+
+    async def due_deferred(self, now: dt.datetime, limit: int = 50) -> list[DeferredReversal]:
+        params = [self._time(rows.as_utc(now)), limit]
+        found = await self._read("due_deferred", q.SELECT_DUE_DEFERRED, params)
+        return [rows.deferred_from_row(r) for r in found]
+
+    async def reschedule_deferred(self, entry_id: int, next_attempt_at: dt.datetime) -> None:
+        params = [self._time(rows.as_utc(next_attempt_at)), entry_id]
+        await self._write("reschedule_deferred", q.RESCHEDULE_DEFERRED, params)
+
+    async def finish_deferred(self, entry_id: int) -> None:
+        await self._write("finish_deferred", q.FINISH_DEFERRED, [entry_id])
 
     # --- settlement and batch upload ------------------------------------------------
     async def batch_totals(self, terminal_id: str, batch: str) -> tuple[BatchTotals, BatchTotals]:

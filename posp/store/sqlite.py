@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -72,11 +73,7 @@ class SqliteStore(SqlStore):
         if self._writer is not None:
             return
         if self.path != MEMORY:
-            folder = Path(self.path).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the data directory {folder}") from exc
+            _create_private(Path(self.path))
         writer = SqliteWorker(
             lambda: self._connect(writer=True),
             name="posp-sqlite-writer",
@@ -163,6 +160,19 @@ class SqliteStore(SqlStore):
         result: list[Any] = await self._write_job(op, job, single_statement=True)
         return result
 
+    async def _cas_then(
+        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+    ) -> bool:
+        def job(connection: sqlite3.Connection) -> bool:
+            # One job = one savepoint in the writer's transaction: both or neither.
+            if not connection.execute(*cas).fetchall():
+                return False
+            connection.execute(*then).fetchall()
+            return True
+
+        won: bool = await self._write_job(op, job)
+        return won
+
     async def _write_job(self, op: str, job: Any, *, single_statement: bool = False) -> Any:
         if self._writer is None:
             raise StoreError(f"{op}: the store is not open")
@@ -173,6 +183,28 @@ class SqliteStore(SqlStore):
         except (OverflowError, TypeError, ValueError) as exc:  # a value SQLite cannot bind
             raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
         return result
+
+
+#: The database and its -wal/-shm files hold masked PANs, PAN hashes and 0420s:
+#: owner only, whatever the umask (SQLite gives -wal/-shm the database's mode).
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def _create_private(path: Path) -> None:
+    """Create the database's folders (0700) and file (0600) whatever the umask, and
+    take group/other access away from an existing file and its -wal/-shm."""
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in missing:
+            os.chmod(folder, DIR_MODE)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if name.exists() and name.stat().st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
+    except OSError as exc:
+        raise StoreError(f"cannot create the database {path}: {exc.strerror}") from exc
 
 
 def _enable_wal(connection: sqlite3.Connection) -> None:

@@ -1,0 +1,188 @@
+"""Resolving what a dead switch — or a dead HSM — left in doubt.
+
+Two kinds of work wait here, found in the store, so that a restart or another
+instance on the same database finishes them:
+
+* **In-doubt entries.**  A financial entry is journaled ``pending`` with the
+  network ids its request will carry before the request leaves (write-ahead,
+  ``posp.pipeline.journal``).  One still ``pending`` long after its request's
+  deadline (``limits.request_deadline_s`` + the server's answer grace +
+  ``recovery.in_doubt_grace_s``) belongs to a switch that died between sending
+  and recording the answer.  It may have reached the network, so it moves to
+  ``timed_out`` with a 0420 rebuilt from the journal, in one transaction
+  (``store.reverse_and_queue``); the network's reversal is idempotent and an
+  original it never saw is declined when it comes.  Never a silent state
+  change: a balance inquiry (no money) and an entry without network ids
+  (it provably never left) just time out.
+* **Kept 0400s.**  A terminal reversal whose MAC the HSM could not check was
+  journaled and kept with the TAK it was made under (``reversal.verify_or_defer``).
+  Once the HSM answers, its MAC is checked: verified → applied exactly as if it
+  had just arrived; not verified → its journal entry says A0 and nothing is
+  undone.  HSM still failing → tried again later (doubling delay, capped).
+
+Invariants: every change is a compare-and-set or idempotent, so two instances
+sweeping at once, or a sweep racing a terminal's 0400, never reverse twice.
+The sweeper runs at start and every ``recovery.sweep_interval_s``; a failed
+pass is logged and the next one tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from posp.errors import DecodeError, HsmError, StoreError
+from posp.hsm.api import KEY_TAK, MAC_ALG_CUP_ECB
+from posp.iso8583 import TerminalFrame, decode_terminal, terminal_mab
+from posp.iso8583.fields import Field60
+from posp.log import get_logger
+from posp.pipeline import checks
+from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstream
+from posp.pipeline.reversal import reverse_original
+from posp.pipeline.routes import find_route
+from posp.store.api import DECLINED, PENDING, TIMED_OUT, DeferredReversal, JournalEntry
+
+#: The server's grace on top of the request deadline (``posp.server.ANSWER_GRACE_S``).
+ANSWER_GRACE_S: Final = 2.0
+MAX_DEFERRED_BACKOFF_S: Final = 60.0
+BATCH: Final = 100
+
+_log = get_logger("posp.pipeline.recovery")
+
+
+@dataclass(slots=True)
+class SweepResult:
+    timed_out: int = 0  # orphaned entries reversed upstream (or just timed out)
+    reversals_applied: int = 0  # kept 0400s verified and applied
+    reversals_refused: int = 0  # kept 0400s whose MAC did not verify
+    reversals_waiting: int = 0  # kept 0400s the HSM still could not check
+
+
+class InDoubtResolver:
+    """Sweeps the store for in-doubt entries and kept 0400s (module docstring)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def in_doubt_after_s(self) -> float:
+        settings = self._services.settings
+        return (
+            settings.limits.request_deadline_s + ANSWER_GRACE_S + settings.recovery.in_doubt_grace_s
+        )
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="in-doubt-sweeper")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        interval_s = self._services.settings.recovery.sweep_interval_s
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # the sweeper outlives any one failure
+                _log.error("in-doubt sweep failed", error_type=type(exc).__name__)
+            await asyncio.sleep(interval_s)
+
+    async def sweep(self, now: dt.datetime | None = None) -> SweepResult:
+        """One pass over both kinds of work; ``now`` (UTC) is for tests."""
+        now = now or dt.datetime.now(dt.UTC)
+        result = SweepResult()
+        cutoff = now - dt.timedelta(seconds=self.in_doubt_after_s)
+        for entry in await self._services.store.in_doubt_entries(cutoff, BATCH):
+            if await self._time_out(entry):
+                result.timed_out += 1
+        for kept in await self._services.store.due_deferred(now, BATCH):
+            await self._retry_kept(kept, now, result)
+        if result.timed_out or result.reversals_applied or result.reversals_refused:
+            _log.warning(
+                "in-doubt work resolved",
+                timed_out=result.timed_out,
+                reversals_applied=result.reversals_applied,
+                reversals_refused=result.reversals_refused,
+            )
+        return result
+
+    async def _time_out(self, entry: JournalEntry) -> bool:
+        assert entry.id is not None
+        services = self._services
+        item = (
+            None if entry.txn_type == "balance" else entry_reversal_item(services, entry, NO_ANSWER)
+        )
+        if item is None:  # no money, or it provably never left
+            return await services.store.transition(entry.id, (PENDING,), TIMED_OUT)
+        return await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
+
+    async def _retry_kept(
+        self, kept: DeferredReversal, now: dt.datetime, result: SweepResult
+    ) -> None:
+        store = self._services.store
+        try:
+            frame = decode_terminal(kept.body)
+        except DecodeError:  # it decoded when it arrived: the row is damaged
+            _log.error("kept reversal does not decode", entry=kept.entry_id)
+            await self._refuse(kept, "30")
+            result.reversals_refused += 1
+            return
+        mac = frame.message.get(64)
+        try:
+            verified = isinstance(mac, bytes) and await self._services.hsm.verify_mac(
+                KEY_TAK, kept.tak_lmk, terminal_mab(kept.body), mac, algorithm=MAC_ALG_CUP_ECB
+            )
+        except HsmError:
+            delay_s = min(
+                MAX_DEFERRED_BACKOFF_S,
+                self._services.settings.recovery.deferred_retry_s * 2 ** min(kept.attempts, 10),
+            )
+            await store.reschedule_deferred(kept.entry_id, now + dt.timedelta(seconds=delay_s))
+            result.reversals_waiting += 1
+            return
+        if not verified:
+            _log.warning("kept reversal's MAC did not verify; not applied", entry=kept.entry_id)
+            await self._refuse(kept, "A0")
+            result.reversals_refused += 1
+            return
+        if not await self._apply(kept, frame):
+            await self._refuse(kept, "97")
+            result.reversals_refused += 1
+            return
+        await store.finish_deferred(kept.entry_id)
+        result.reversals_applied += 1
+
+    async def _apply(self, kept: DeferredReversal, frame: TerminalFrame) -> bool:
+        """Run the reversal as if the 0400 had just arrived (its MAC now verified);
+        False when its terminal or merchant is no longer registered."""
+        services = self._services
+        text = frame.message.get(60)
+        f60 = Field60.parse(text if isinstance(text, str) else "")
+        route = find_route(frame.message, f60)
+        if route is None:
+            raise StoreError("kept reversal no longer routes")
+        ctx = TxnContext(
+            kept.body, frame, route, services, f60, services.local_now(), time.perf_counter()
+        )
+        ctx.entry_id = kept.entry_id
+        for step in (checks.load_terminal, checks.check_merchant):
+            if await step(ctx) is not None:
+                _log.warning("kept reversal's terminal or merchant is gone", entry=kept.entry_id)
+                return False
+        await reverse_original(ctx)
+        if ctx.original is not None:
+            await services.store.update_entry(kept.entry_id, original_id=ctx.original.id)
+        return True
+
+    async def _refuse(self, kept: DeferredReversal, code: str) -> None:
+        store = self._services.store
+        await store.update_entry(kept.entry_id, state=DECLINED, response_code=code)
+        await store.finish_deferred(kept.entry_id)

@@ -1,0 +1,310 @@
+"""Money is never lost on a crash (issue 12), one purchase at a time over real
+sockets: a switch that dies with a request in flight, an approval whose answer
+cannot be MACed or delivered, a 0400 that arrives while the HSM is down, and a
+purchase reversed by the switch (98) and then by the terminal.  Each ends with
+the card's balance at the issuer and the number of 0420s the issuer received."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from issuer_sim.authorizer import Authorizer
+from issuer_sim.rules import DROP_AMOUNT_MINOR
+from posp.errors import HsmUnavailable
+from posp.hsm.api import KEY_TAK
+from posp.iso8583 import Message
+from terminals.cards import TerminalCard
+from terminals.session import TerminalSession
+from tests.e2e.conftest import Stack, eventually
+from tests.e2e.tamper import send_raw
+
+TERMINAL = "10000001"
+BATCH = "000001"
+
+
+def switch_hsm(stack: Stack) -> Any:
+    """The HSM client the switch's steps call (patch faults in here)."""
+    assert stack.switch is not None and stack.switch.pipeline is not None
+    return stack.switch.pipeline.services.hsm
+
+
+def issuer_0420s(stack: Stack) -> int:
+    """How many 0420s the issuer has answered."""
+    assert stack.issuer is not None
+    total = 0.0
+    for metric in stack.issuer.metrics.requests.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels.get("mti") == "0420":
+                total += sample.value
+    return int(total)
+
+
+def gate_issuer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """The issuer holds every authorization until ``release`` is set; ``received``
+    is set when one has arrived (the request is on the network, not yet decided)."""
+    assert stack.issuer is not None
+    authorize = Authorizer.authorize
+    received, release = asyncio.Event(), asyncio.Event()
+
+    async def gated(self: Authorizer, request: Message) -> Any:
+        received.set()
+        await release.wait()
+        return await authorize(self, request)
+
+    monkeypatch.setattr(Authorizer, "authorize", gated)
+    return received, release
+
+
+async def crash_switch(stack: Stack) -> None:
+    """The switch dies with its requests in flight: their handlers end where they
+    are (nothing after the cancellation point runs), then the process is gone."""
+    assert stack.switch is not None and stack.switch.server is not None
+    for task in list(stack.switch.server.tasks):
+        task.cancel()
+    await asyncio.gather(*stack.switch.server.tasks, return_exceptions=True)
+    await stack.stop_switch()
+
+
+async def saf_settled(stack: Stack) -> None:
+    async def empty() -> bool:
+        assert stack.store is not None
+        return await stack.store.saf_depth() == 0
+
+    await eventually(empty, timeout_s=8)
+
+
+def balance_is(stack: Stack, card: TerminalCard, amount: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await stack.balance(card) == amount
+
+    return check
+
+
+async def purchase_in_flight_when_the_switch_dies(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch, amount: int
+) -> TerminalSession:
+    """A PIN purchase reaches the issuer, the switch dies, the issuer then debits."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    received, release = gate_issuer(stack, monkeypatch)
+    assert stack.switch is not None
+    frame = terminal.machine.purchase(card, amount, pin=card.pin)
+    sending = asyncio.create_task(send_raw(stack.switch.port, frame, timeout_s=30))
+    await received.wait()
+    await crash_switch(stack)
+    release.set()
+    await eventually(balance_is(stack, card, before - amount))  # debited, answer lost
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await sending
+    terminal.machine.on_timeout()  # the terminal saw no answer: its reversal is due
+    return terminal
+
+
+async def test_switch_killed_mid_purchase_then_the_terminals_0400_restores_the_balance(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scenario 1: the entry a dead switch left pending (with the network ids it
+    journaled before sending) gets a 0420 when the terminal's 0400 comes."""
+    before = await stack.balance(card)
+    terminal = await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 2500)
+    await stack.start_switch()
+    session = stack.session(terminal.machine)
+    outcome = await session.exchange(terminal.machine.reversal())
+    assert outcome.response_code == "00"
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert stack.store is not None
+    original = await stack.store.find_by_trace(TERMINAL, BATCH, outcome.trace)
+    assert original is not None and original.state == "reversed"
+    assert original.network_stan is not None and original.network_f7 is not None
+    assert issuer_0420s(stack) == 1
+
+
+async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0400(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An orphaned pending entry past its deadline is timed out with a 0420 built
+    from the journal, even if the terminal never sends its 0400."""
+    before = await stack.balance(card)
+    terminal = await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 3100)
+    switch = await stack.start_switch()
+    assert switch.recovery is not None
+    now = await switch.recovery.sweep()
+    assert now.timed_out == 0  # still within its deadline: not in doubt yet
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+    assert (await switch.recovery.sweep(later)).timed_out == 1
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert stack.store is not None
+    trace = f"{terminal.machine.state.last_trace:06d}"
+    original = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
+    assert original is not None and original.state == "timed_out"
+    assert (await switch.recovery.sweep(later)).timed_out == 0  # resolved once
+    assert issuer_0420s(stack) == 1
+
+
+async def test_an_approval_whose_answer_cannot_be_maced_is_reversed_by_the_switch(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scenario 2a: the HSM fails on the answer's MAC: the terminal gets 96 (not an
+    unsigned 00), the entry is reversed, and the issuer gives the money back once."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    generate_mac = switch_hsm(stack).generate_mac
+
+    async def fail_on_tak(key_type: str, *args: Any, **kwargs: Any) -> Any:
+        if key_type == KEY_TAK:
+            raise HsmUnavailable("HSM connection lost")
+        return await generate_mac(key_type, *args, **kwargs)
+
+    monkeypatch.setattr(switch_hsm(stack), "generate_mac", fail_on_tak)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 4200, pin=card.pin))
+    assert outcome.response_code == "96"
+    monkeypatch.undo()
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace(TERMINAL, BATCH, outcome.trace)
+    assert entry is not None and entry.state == "reversed" and entry.response_code == "96"
+    assert issuer_0420s(stack) == 1
+
+
+async def test_an_approval_whose_connection_is_gone_is_reversed_by_the_switch(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal's connection closes while the issuer decides: nobody receives
+    the 00, so the switch reverses the approval itself."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    received, release = gate_issuer(stack, monkeypatch)
+    assert stack.switch is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.switch.port)
+    writer.write(terminal.machine.purchase(card, 1800, pin=card.pin))
+    await received.wait()
+    writer.close()
+    await writer.wait_closed()
+    del reader
+    release.set()
+    await eventually(lambda: issuer_0420s(stack) == 1, timeout_s=8)
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert stack.store is not None
+    trace = f"{terminal.machine.state.last_trace:06d}"
+    entry = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
+    assert entry is not None and entry.state == "reversed"
+
+
+async def test_a_0400_sent_while_the_hsm_is_down_is_honoured_once_it_is_back(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scenario 2b: the 0400 is journaled and kept (answered 00: the terminal clears
+    its reversal on any 0410); once the HSM answers, its MAC is checked and the
+    purchase reversed."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    await answered_but_lost(stack, terminal, terminal.machine.purchase(card, 2700, pin=card.pin))
+
+    async def hsm_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise HsmUnavailable("HSM connection lost")
+
+    monkeypatch.setattr(switch_hsm(stack), "verify_mac", hsm_down)
+    outcome = await terminal.exchange(terminal.machine.reversal())
+    assert outcome.response_code == "00"
+    assert await stack.balance(card) == before - 2700
+    assert stack.switch is not None and stack.switch.recovery is not None
+    waiting = await stack.switch.recovery.sweep()
+    assert waiting.reversals_waiting == 1 and waiting.reversals_applied == 0
+    monkeypatch.undo()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+    assert (await stack.switch.recovery.sweep(later)).reversals_applied == 1
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert (await stack.switch.recovery.sweep(later)).reversals_applied == 0  # once
+    assert issuer_0420s(stack) == 1
+
+
+async def test_a_kept_0400_whose_mac_never_verifies_is_journaled_a0_and_not_applied(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    await answered_but_lost(stack, terminal, terminal.machine.purchase(card, 2900, pin=card.pin))
+    reversal = terminal.machine.reversal()
+    forged = reversal[:-8] + b"DEADBEEF"
+
+    async def hsm_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise HsmUnavailable("HSM connection lost")
+
+    monkeypatch.setattr(switch_hsm(stack), "verify_mac", hsm_down)
+    assert stack.switch is not None and stack.switch.recovery is not None
+    answer = await send_raw(stack.switch.port, forged)
+    assert answer.message[39] == "00"
+    monkeypatch.undo()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+    assert (await stack.switch.recovery.sweep(later)).reversals_refused == 1
+    assert stack.store is not None
+    kept = await stack.store.find_by_trace(TERMINAL, BATCH, answer.message.text(11), "reversal")
+    assert kept is not None and kept.state == "declined" and kept.response_code == "A0"
+    assert await stack.balance(card) == before - 2900
+    assert issuer_0420s(stack) == 0
+
+
+async def test_a_0400_after_the_switchs_own_0420_was_delivered_queues_no_second_one(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """Scenario 3: 98 → the switch's 0420 delivered; the terminal's 0400 then finds
+    the original already reversed upstream: 00 and no new 0420."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    assert stack.switch is not None
+    frame = terminal.machine.purchase(card, DROP_AMOUNT_MINOR, pin=card.pin)
+    answer = await send_raw(stack.switch.port, frame)
+    assert answer.message[39] == "98"
+    terminal.machine.on_timeout()  # as an auditing terminal would: not approved → reverse
+    await saf_settled(stack)
+    assert issuer_0420s(stack) == 1
+    reversal = await terminal.exchange(terminal.machine.reversal())
+    assert reversal.response_code == "00"
+    assert stack.store is not None
+    assert await stack.store.saf_depth() == 0
+    original = await stack.store.find_by_trace(TERMINAL, BATCH, reversal.trace)
+    assert original is not None and original.state == "reversed" and original.id is not None
+    queued = await stack.store.get_saf(original.id)
+    assert queued is not None and queued.delivered_at is not None
+    assert issuer_0420s(stack) == 1
+    assert await stack.balance(card) == before
+
+
+async def test_a_0400_for_a_purchase_refused_before_it_was_sent_queues_no_0420(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """An entry that provably never left (the network was down: 91) is reversed in
+    the journal alone."""
+    terminal = await stack.terminal()
+    await stack.stop_issuer()
+    assert stack.switch is not None
+    link = stack.switch.link
+    await eventually(lambda: not link.signed_on)
+    frame = terminal.machine.purchase(card, 500, pin=card.pin)
+    answer = await send_raw(stack.switch.port, frame)
+    assert answer.message[39] == "91"
+    terminal.machine.on_timeout()
+    assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
+    assert stack.store is not None
+    assert await stack.store.saf_depth() == 0
+
+
+async def answered_but_lost(stack: Stack, terminal: TerminalSession, frame: bytes) -> None:
+    """Send ``frame`` on another connection (the switch answers 00), then tell the
+    machine its request timed out: its reversal becomes due."""
+    assert stack.switch is not None
+    answer = await send_raw(stack.switch.port, frame)
+    assert answer.message[39] == "00"
+    terminal.machine.on_timeout()
