@@ -127,11 +127,13 @@ class SwitchResidue:
     """What the switch's store still has to resolve."""
 
     states: dict[str, int] = field(default_factory=dict)
-    saf_rows: int = 0
+    saf_rows: int = 0  # 0420s not delivered yet
+    kept_0400s: int = 0  # terminal 0400s waiting for the HSM to check their MAC
 
     @property
     def unresolved(self) -> int:
-        return sum(n for state, n in self.states.items() if state in UNRESOLVED_STATES)
+        pending = sum(n for state, n in self.states.items() if state in UNRESOLVED_STATES)
+        return pending + self.kept_0400s
 
     @property
     def settled(self) -> bool:
@@ -139,7 +141,9 @@ class SwitchResidue:
 
 
 _STATES_SQL: Final = "SELECT state, COUNT(*) FROM journal GROUP BY state"
-_SAF_SQL: Final = "SELECT COUNT(*) FROM saf"
+# Delivered 0420s stay in the queue (one per original, ever): only undelivered count.
+_SAF_SQL: Final = "SELECT COUNT(*) FROM saf WHERE delivered_at IS NULL"
+_KEPT_SQL: Final = "SELECT COUNT(*) FROM deferred_reversals"
 
 
 async def read_switch_residue(store_url: str) -> SwitchResidue:
@@ -150,7 +154,8 @@ async def read_switch_residue(store_url: str) -> SwitchResidue:
         def read() -> SwitchResidue:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
                 states = dict(conn.execute(_STATES_SQL).fetchall())
-                return SwitchResidue(states, conn.execute(_SAF_SQL).fetchone()[0])
+                saf = conn.execute(_SAF_SQL).fetchone()[0]
+                return SwitchResidue(states, saf, conn.execute(_KEPT_SQL).fetchone()[0])
 
         return await asyncio.to_thread(read)
     parts = urllib.parse.urlsplit(store_url)
@@ -160,7 +165,8 @@ async def read_switch_residue(store_url: str) -> SwitchResidue:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         states = {r[0]: r[1] for r in await conn.fetch(_STATES_SQL)}
-        return SwitchResidue(states, int(await conn.fetchval(_SAF_SQL)))
+        saf = int(await conn.fetchval(_SAF_SQL))
+        return SwitchResidue(states, saf, int(await conn.fetchval(_KEPT_SQL)))
     finally:
         await conn.close()
 

@@ -170,6 +170,9 @@ class FaultStack:
             "POSP_NETWORK__RECONNECT_MAX_S": "0.5",
             "POSP_DATA_DIR": str(self.run_dir / ("data" if index == 0 else f"data{index + 1}")),
             "POSP_LOG__LEVEL": "warning",
+            # Orphaned pending entries are resolved within seconds, not the default 30 s.
+            "POSP_RECOVERY__SWEEP_INTERVAL_S": "0.5",
+            "POSP_RECOVERY__IN_DOUBT_GRACE_S": "2",
         }
         if self.store_url is not None:
             env["POSP_STORE_URL"] = self.store_url

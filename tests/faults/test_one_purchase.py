@@ -15,11 +15,9 @@ from tests.faults.hsmproxy import HsmStopProxy
 from tests.faults.procs import FaultStack
 from tests.faults.scenario import issuer_booked, start_run, until
 
-NOT_FIXED = pytest.mark.xfail(strict=True, reason="issue 12 not fixed yet")
 PIN_AMOUNT_MINOR = AMOUNT_BASE_MINOR + 1  # odd amounts carry a PIN (driver)
 
 
-@NOT_FIXED
 async def test_switch_killed_while_the_purchase_is_at_the_issuer_leaves_no_debit(
     stack: FaultStack,
 ) -> None:
@@ -43,7 +41,6 @@ async def test_switch_killed_while_the_purchase_is_at_the_issuer_leaves_no_debit
     assert report.clean, report.summary()
 
 
-@NOT_FIXED
 async def test_answer_mac_lost_to_an_hsm_outage_ends_undebited_with_one_0420(
     stack: FaultStack,
 ) -> None:
@@ -70,7 +67,6 @@ async def test_answer_mac_lost_to_an_hsm_outage_ends_undebited_with_one_0420(
         await proxy.close()
 
 
-@NOT_FIXED
 async def test_terminal_0400_after_the_switch_own_0420_was_delivered_adds_no_second(
     tmp_path_factory: pytest.TempPathFactory, stacks: list[FaultStack]
 ) -> None:
