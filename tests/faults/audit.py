@@ -114,7 +114,7 @@ def classify_0420s(
     window = dt.timedelta(seconds=RETRY_WINDOW_S)
     for times in by_original.values():
         times.sort()
-        for previous, _ in zip(times, times[1:], strict=False):
+        for previous in times[:-1]:  # each repeat, judged by the 0420 before it
             if any(previous - dt.timedelta(seconds=1) <= f.at <= previous + window for f in faults):
                 repeats += 1
             else:
@@ -141,34 +141,57 @@ class SwitchResidue:
 
 
 _STATES_SQL: Final = "SELECT state, COUNT(*) FROM journal GROUP BY state"
-# Delivered 0420s stay in the queue (one per original, ever): only undelivered count.
-_SAF_SQL: Final = "SELECT COUNT(*) FROM saf WHERE delivered_at IS NULL"
+_SAF_SQL: Final = "SELECT COUNT(*) FROM saf"
 _KEPT_SQL: Final = "SELECT COUNT(*) FROM deferred_reversals"
 
 
-async def read_switch_residue(store_url: str) -> SwitchResidue:
-    """Journal states and SAF rows, read straight from the store's tables."""
-    if store_url.startswith("sqlite:///"):
-        path = store_url[len("sqlite:///") :]
+def _residue_queries(saf_columns: set[str], tables: set[str]) -> tuple[str, str | None]:
+    """The SAF and kept-0400 counts for this schema.  Since issue 12 delivered 0420s
+    stay in the queue (one per original, ever) and only undelivered ones count; the
+    schema before it deleted them.  Both are read so the audit runs on either."""
+    saf = _SAF_SQL + (" WHERE delivered_at IS NULL" if "delivered_at" in saf_columns else "")
+    return saf, _KEPT_SQL if "deferred_reversals" in tables else None
 
-        def read() -> SwitchResidue:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
-                states = dict(conn.execute(_STATES_SQL).fetchall())
-                saf = conn.execute(_SAF_SQL).fetchone()[0]
-                return SwitchResidue(states, saf, conn.execute(_KEPT_SQL).fetchone()[0])
 
-        return await asyncio.to_thread(read)
+def _read_sqlite_residue(path: str) -> SwitchResidue:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        columns = {row[0] for row in conn.execute("SELECT name FROM pragma_table_info('saf')")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        saf_sql, kept_sql = _residue_queries(columns, tables)
+        states = dict(conn.execute(_STATES_SQL).fetchall())
+        saf = conn.execute(saf_sql).fetchone()[0]
+        kept = conn.execute(kept_sql).fetchone()[0] if kept_sql else 0
+    return SwitchResidue(states, saf, kept)
+
+
+async def _read_pg_residue(store_url: str) -> SwitchResidue:
     parts = urllib.parse.urlsplit(store_url)
     query = urllib.parse.parse_qs(parts.query)
     schema = query.pop("schema", ["public"])[0]
     dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, True)))
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
+        columns = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = $1",
+            schema,
+        )
+        saf_sql, kept_sql = _residue_queries(
+            {r[1] for r in columns if r[0] == "saf"}, {r[0] for r in columns}
+        )
         states = {r[0]: r[1] for r in await conn.fetch(_STATES_SQL)}
-        saf = int(await conn.fetchval(_SAF_SQL))
-        return SwitchResidue(states, saf, int(await conn.fetchval(_KEPT_SQL)))
+        saf = int(await conn.fetchval(saf_sql))
+        kept = int(await conn.fetchval(kept_sql)) if kept_sql else 0
+        return SwitchResidue(states, saf, kept)
     finally:
         await conn.close()
+
+
+async def read_switch_residue(store_url: str) -> SwitchResidue:
+    """Journal states, waiting 0420s and kept 0400s, read straight from the tables."""
+    if store_url.startswith("sqlite:///"):
+        return await asyncio.to_thread(_read_sqlite_residue, store_url[len("sqlite:///") :])
+    return await _read_pg_residue(store_url)
 
 
 async def wait_switch_settled(store_url: str, timeout_s: float) -> SwitchResidue:

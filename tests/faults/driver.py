@@ -133,6 +133,7 @@ class AuditedFleet:
     terminals: list[AuditedTerminal] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
     done: int = 0  # purchases settled so far (answered, timed out or failed)
+    approved: int = 0  # of which approved
     _amounts: count[int] = field(default_factory=lambda: count(AMOUNT_BASE_MINOR))
 
     @classmethod
@@ -168,18 +169,25 @@ class AuditedFleet:
         while not stop.is_set():
             outcome = await terminal.purchase(*self.next_purchase())
             self.done += 1
+            self.approved += outcome.approved
             if outcome.event is Event.COMMS_ERROR and not outcome.approved:
                 await asyncio.sleep(RETRY_PAUSE_S)  # the switch is down: try again soon
 
-    async def after_purchases(self, count: int, timeout_s: float = 120.0) -> None:
-        """Return once ``count`` more purchases have settled: faults strike at moments
-        measured in work done, not in time."""
-        target = self.done + count
+    async def after_purchases(
+        self, count: int, *, approved: bool = False, timeout_s: float = 120.0
+    ) -> None:
+        """Return once ``count`` more purchases have settled (``approved``: been
+        approved): faults strike at moments measured in work done, not in time."""
+
+        def progress() -> int:
+            return self.approved if approved else self.done
+
+        target = progress() + count
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self.done < target:
+        while progress() < target:
             if loop.time() > deadline:
-                raise AssertionError(f"only {self.done} of {target} purchases in {timeout_s} s")
+                raise AssertionError(f"only {progress()} of {target} purchases in {timeout_s} s")
             await asyncio.sleep(0.02)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -199,4 +207,3 @@ class AuditedFleet:
 
 def fleet_cards(rows: list[dict[str, str]]) -> list[TerminalCard]:
     return [TerminalCard(r["pan"], r["expiry"], r["pin"]) for r in rows]
-

@@ -46,6 +46,12 @@ class HsmStopProxy:
     def arm(self) -> None:
         self.armed = True
 
+    def stop_now(self) -> None:
+        """The HSM stops at once: connections reset, new ones refused."""
+        self.tripped.set()
+        self._outstanding = 0
+        self._go_down_when_quiet()
+
     def recover(self) -> None:
         """The HSM is back: connections are accepted and forwarded again."""
         self.armed = False

@@ -67,9 +67,7 @@ class Run:
             terminal = next(t for t in self.fleet.terminals if t.session.options.port == port)
 
             async def answered(terminal: Any = terminal) -> bool:
-                outcome = await terminal.session.transact(
-                    lambda m: m.balance(self.fleet.cards[0])
-                )
+                outcome = await terminal.session.transact(lambda m: m.balance(self.fleet.cards[0]))
                 return outcome.response_code not in (None, "91")
 
             deadline = asyncio.get_running_loop().time() + 30.0
