@@ -132,6 +132,10 @@ class AuditedFleet:
     cards: list[TerminalCard]
     terminals: list[AuditedTerminal] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    #: After a purchase it got no answer for, a terminal idles up to this long (drawn
+    #: at random) before its next sale, and so before its 0400: the clerk's pause,
+    #: letting the switch's own 0420 go first in some cases and not in others.
+    idle_after_unanswered_s: float = 0.0
     done: int = 0  # purchases settled so far (answered, timed out or failed)
     approved: int = 0  # of which approved
     _amounts: count[int] = field(default_factory=lambda: count(AMOUNT_BASE_MINOR))
@@ -172,6 +176,8 @@ class AuditedFleet:
             self.approved += outcome.approved
             if outcome.event is Event.COMMS_ERROR and not outcome.approved:
                 await asyncio.sleep(RETRY_PAUSE_S)  # the switch is down: try again soon
+            elif outcome.reversal_queued and self.idle_after_unanswered_s:
+                await asyncio.sleep(self.rng.uniform(0, self.idle_after_unanswered_s))
 
     async def after_purchases(
         self, count: int, *, approved: bool = False, timeout_s: float = 120.0

@@ -78,7 +78,9 @@ async def kill_and_hang_issuer(run: Run, rng: random.Random) -> None:
 
 async def drop_answers(run: Run, rng: random.Random) -> None:
     """20 % of the issuer's answers dropped for a stretch of load (terminals give up
-    before the switch does, so each drop also brings the terminal's 0400)."""
+    before the switch does, so each drop also brings the terminal's 0400, sent after
+    an idle moment: sometimes before the switch's own 0420, sometimes after)."""
+    run.fleet.idle_after_unanswered_s = 2 * NETWORK_TIMEOUT_S
     await asyncio.to_thread(run.stack.set_rules, drop_rate=0.2)
     for _ in range(3):
         await pause(run, rng)
