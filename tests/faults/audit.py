@@ -129,6 +129,7 @@ class SwitchResidue:
     states: dict[str, int] = field(default_factory=dict)
     saf_rows: int = 0  # 0420s not delivered yet
     kept_0400s: int = 0  # terminal 0400s waiting for the HSM to check their MAC
+    samples: list[str] = field(default_factory=list)  # a few unresolved entries, for a report
 
     @property
     def unresolved(self) -> int:
@@ -143,6 +144,10 @@ class SwitchResidue:
 _STATES_SQL: Final = "SELECT state, COUNT(*) FROM journal GROUP BY state"
 _SAF_SQL: Final = "SELECT COUNT(*) FROM saf"
 _KEPT_SQL: Final = "SELECT COUNT(*) FROM deferred_reversals"
+_SAMPLE_SQL: Final = (
+    "SELECT id, terminal_id, trace, txn_type, direction, mti, network_stan, node_id, created_at"
+    " FROM journal WHERE state = 'pending' ORDER BY id LIMIT 5"
+)
 
 
 def _residue_queries(saf_columns: set[str], tables: set[str]) -> tuple[str, str | None]:
@@ -161,7 +166,8 @@ def _read_sqlite_residue(path: str) -> SwitchResidue:
         states = dict(conn.execute(_STATES_SQL).fetchall())
         saf = conn.execute(saf_sql).fetchone()[0]
         kept = conn.execute(kept_sql).fetchone()[0] if kept_sql else 0
-    return SwitchResidue(states, saf, kept)
+        samples = [str(row) for row in conn.execute(_SAMPLE_SQL)]
+    return SwitchResidue(states, saf, kept, samples)
 
 
 async def _read_pg_residue(store_url: str) -> SwitchResidue:
@@ -182,7 +188,8 @@ async def _read_pg_residue(store_url: str) -> SwitchResidue:
         states = {r[0]: r[1] for r in await conn.fetch(_STATES_SQL)}
         saf = int(await conn.fetchval(saf_sql))
         kept = int(await conn.fetchval(kept_sql)) if kept_sql else 0
-        return SwitchResidue(states, saf, kept)
+        samples = [str(tuple(row)) for row in await conn.fetch(_SAMPLE_SQL)]
+        return SwitchResidue(states, saf, kept, samples)
     finally:
         await conn.close()
 
@@ -222,6 +229,7 @@ class AuditReport:
     repeats_after_fault: int = 0
     unresolved_entries: int = 0
     saf_rows: int = 0
+    unresolved_samples: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -252,6 +260,7 @@ class AuditReport:
             f"duplicate_0420s={self.duplicate_0420s} repeats_after_fault="
             f"{self.repeats_after_fault} unresolved={self.unresolved_entries} "
             f"saf_rows={self.saf_rows}"
+            + "".join(f"\n  unresolved: {sample}" for sample in self.unresolved_samples)
         )
 
 
@@ -297,4 +306,5 @@ def audit(
     report.originals_reversed_upstream = originals
     report.duplicate_0420s, report.repeats_after_fault = duplicates, repeats
     report.unresolved_entries, report.saf_rows = residue.unresolved, residue.saf_rows
+    report.unresolved_samples = residue.samples
     return report
