@@ -19,29 +19,23 @@ import contextlib
 from typing import Final
 
 from posp.framing import BinaryLengthFramer
+from tests.hsm.fault_proxy import FaultProxy
 
 HEADER_LENGTH: Final = 4
 ANSWER_MAC: Final = b"M600" + b"09"  # command, mode 00, algorithm 09 (CUP ECB, TAK)
 
 
-class HsmStopProxy:
-    """``await start()``, point the switch at ``port``, ``arm()`` before the purchase."""
+class HsmStopProxy(FaultProxy):
+    """``await start()``, point the switch at ``port``, ``arm()`` before the purchase.
+    Starting, breaking connections and closing are :class:`FaultProxy`'s; the
+    forwarding is frame-aware here."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
+        super().__init__(upstream_port)
         self.armed = False
         self.tripped = asyncio.Event()  # the answer MAC was seen (and held)
         self.down = asyncio.Event()  # the HSM is "stopped"
         self._outstanding = 0  # forwarded commands whose reply has not come back
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
 
     def arm(self) -> None:
         self.armed = True
@@ -77,9 +71,7 @@ class HsmStopProxy:
     def _go_down_when_quiet(self) -> None:
         if self.tripped.is_set() and self._outstanding <= 0 and not self.down.is_set():
             self.down.set()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            self._writers.clear()
+            self.break_connections()
 
     async def _commands(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         framer = BinaryLengthFramer(max_frame_bytes=0xFFFF)
@@ -106,15 +98,3 @@ class HsmStopProxy:
                 self._outstanding -= len(framer.feed(data))
                 self._go_down_when_quiet()
         writer.transport.abort()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._server is not None:
-            await self._server.wait_closed()

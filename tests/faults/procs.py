@@ -124,15 +124,9 @@ class FaultStack:
             process.wait(timeout=5)
 
     def close(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        """Stop every process, the last started first."""
+        for name in reversed(list(self.processes)):
+            self.stop(name)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.run_dir / f"{name}.log"

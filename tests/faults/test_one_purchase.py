@@ -6,6 +6,7 @@ one 0420 per reversed original and nothing left pending in the switch."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -41,62 +42,57 @@ async def test_switch_killed_while_the_purchase_is_at_the_issuer_leaves_no_debit
     assert report.clean, report.summary()
 
 
+@pytest.fixture
+async def hsm_proxy(stack: FaultStack) -> AsyncIterator[HsmStopProxy]:
+    """hsm-sim behind an :class:`HsmStopProxy`, which the stack's switch uses."""
+    await asyncio.to_thread(stack.start_hsm)
+    proxy = HsmStopProxy(stack.ports["hsm"])
+    await proxy.start()
+    stack.hsm_url = f"tcp://127.0.0.1:{proxy.port}"
+    yield proxy
+    await proxy.close()
+
+
 async def test_answer_mac_lost_to_an_hsm_outage_ends_undebited_with_one_0420(
-    stack: FaultStack,
+    stack: FaultStack, hsm_proxy: HsmStopProxy
 ) -> None:
     """Scenario 2: the HSM stops right after checking the network answer's MAC, before
     the terminal answer's MAC; the terminal's 0400 (if it has one) arrives while it is
     down; the HSM comes back: the card ends un-debited, with exactly one 0420."""
-    await asyncio.to_thread(stack.start_hsm)
-    proxy = HsmStopProxy(stack.ports["hsm"])
-    await proxy.start()
-    stack.hsm_url = f"tcp://127.0.0.1:{proxy.port}"
-    try:
-        run = await start_run(stack, 1)
-        terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
-        proxy.arm()
-        outcome = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
-        assert proxy.down.is_set() and not outcome.approved
-        if terminal.machine.reversal_due:  # its 0400 while the HSM is down
-            await terminal.session.exchange(terminal.machine.reversal())
-        proxy.recover()
-        report = await run.finish()
-        assert report.originals_reversed_upstream == 1
-        assert report.clean, report.summary()
-    finally:
-        await proxy.close()
+    run = await start_run(stack, 1)
+    terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
+    hsm_proxy.arm()
+    outcome = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
+    assert hsm_proxy.down.is_set() and not outcome.approved
+    if terminal.machine.reversal_due:  # its 0400 while the HSM is down
+        await terminal.session.exchange(terminal.machine.reversal())
+    hsm_proxy.recover()
+    report = await run.finish()
+    assert report.originals_reversed_upstream == 1
+    assert report.clean, report.summary()
 
 
 async def test_0400_of_an_undelivered_approval_kept_through_an_hsm_outage(
-    tmp_path_factory: pytest.TempPathFactory, stacks: list[FaultStack]
+    stack: FaultStack, hsm_proxy: HsmStopProxy
 ) -> None:
     """Scenario 2, second form: an approval the terminal gave up waiting for (issuer
     answers after 2 s, terminal timeout 1 s), then the HSM stops and the terminal's
     0400 arrives; the HSM comes back: card un-debited, exactly one 0420."""
-    stack = FaultStack(tmp_path_factory.mktemp("kept"))
-    stacks.append(stack)
-    await asyncio.to_thread(stack.start_hsm)
-    proxy = HsmStopProxy(stack.ports["hsm"])
-    await proxy.start()
-    stack.hsm_url = f"tcp://127.0.0.1:{proxy.port}"
-    try:
-        run = await start_run(stack, 1, response_timeout_s=1.0)
-        terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
-        stack.set_rules(latency_ms=2000)
-        outcome = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
-        assert outcome.reversal_queued and terminal.machine.reversal_due
-        await until(lambda: issuer_booked(stack.issuer_db, card.pan, PIN_AMOUNT_MINOR), "booked")
-        await until(lambda: stack.control("/traffic")["in_progress"] == 0, "issuer answered")
-        proxy.stop_now()
-        answer = await terminal.session.exchange(terminal.machine.reversal())
-        assert answer.response_code == "00" and not terminal.machine.reversal_due
-        proxy.recover()
-        stack.set_rules(latency_ms=0)
-        report = await run.finish()
-        assert report.originals_reversed_upstream == 1
-        assert report.clean, report.summary()
-    finally:
-        await proxy.close()
+    run = await start_run(stack, 1, response_timeout_s=1.0)
+    terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
+    stack.set_rules(latency_ms=2000)
+    outcome = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
+    assert outcome.reversal_queued and terminal.machine.reversal_due
+    await until(lambda: issuer_booked(stack.issuer_db, card.pan, PIN_AMOUNT_MINOR), "booked")
+    await until(lambda: stack.control("/traffic")["in_progress"] == 0, "issuer answered")
+    hsm_proxy.stop_now()
+    answer = await terminal.session.exchange(terminal.machine.reversal())
+    assert answer.response_code == "00" and not terminal.machine.reversal_due
+    hsm_proxy.recover()
+    stack.set_rules(latency_ms=0)
+    report = await run.finish()
+    assert report.originals_reversed_upstream == 1
+    assert report.clean, report.summary()
 
 
 async def test_terminal_0400_after_the_switch_own_0420_was_delivered_adds_no_second(
