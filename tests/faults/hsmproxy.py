@@ -36,9 +36,15 @@ class HsmStopProxy(FaultProxy):
         self.tripped = asyncio.Event()  # the answer MAC was seen (and held)
         self.down = asyncio.Event()  # the HSM is "stopped"
         self._outstanding = 0  # forwarded commands whose reply has not come back
+        self.hung = False  # commands are held, connections stay open (a hung HSM)
+        self.held = asyncio.Event()  # a command was held while hung
 
     def arm(self) -> None:
         self.armed = True
+
+    def hang(self) -> None:
+        """The HSM stops answering but keeps its connections: commands are held."""
+        self.hung = True
 
     def stop_now(self) -> None:
         """The HSM stops at once: connections reset, new ones refused."""
@@ -48,7 +54,8 @@ class HsmStopProxy(FaultProxy):
 
     def recover(self) -> None:
         """The HSM is back: connections are accepted and forwarded again."""
-        self.armed = False
+        self.armed = self.hung = False
+        self.held.clear()
         self.tripped.clear()
         self.down.clear()
         self._outstanding = 0
@@ -81,6 +88,9 @@ class HsmStopProxy(FaultProxy):
                     command = body[HEADER_LENGTH:]
                     if self.armed and command.startswith(ANSWER_MAC):
                         self.tripped.set()
+                    if self.hung:
+                        self.held.set()
+                        continue  # held: the HSM hangs
                     if self.tripped.is_set():
                         continue  # held: the HSM is stopping
                     self._outstanding += 1

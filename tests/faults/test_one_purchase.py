@@ -95,6 +95,35 @@ async def test_0400_of_an_undelivered_approval_kept_through_an_hsm_outage(
     assert report.clean, report.summary()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 follow-up: a 0400's own journal entry, journaled pending before the"
+    " HSM check, stays pending when the switch dies there (the sweeper takes originals only)",
+)
+async def test_0400_cut_off_by_a_kill_leaves_no_entry_pending(
+    stack: FaultStack, hsm_proxy: HsmStopProxy
+) -> None:
+    """A terminal 0400 is journaled, then the switch is killed while the HSM checks its
+    MAC; after the restart the terminal sends it again: the card ends un-debited and
+    no journal entry is left pending."""
+    run = await start_run(stack, 1, response_timeout_s=1.0)
+    terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
+    stack.set_rules(latency_ms=2000)
+    outcome = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
+    assert outcome.reversal_queued and terminal.machine.reversal_due
+    await until(lambda: stack.control("/traffic")["in_progress"] == 0, "issuer answered")
+    hsm_proxy.hang()
+    reversal = asyncio.create_task(terminal.session.exchange(terminal.machine.reversal()))
+    await asyncio.wait_for(hsm_proxy.held.wait(), 10.0)  # the 0400 is journaled by now
+    await asyncio.to_thread(stack.kill, "switch1")
+    assert (await reversal).response_code is None and terminal.machine.reversal_due
+    hsm_proxy.recover()
+    await asyncio.to_thread(stack.start_switch, "switch1")
+    stack.set_rules(latency_ms=0)
+    report = await run.finish(settle_timeout_s=20.0)
+    assert report.clean, report.summary()
+
+
 async def test_terminal_0400_after_the_switch_own_0420_was_delivered_adds_no_second(
     tmp_path_factory: pytest.TempPathFactory, stacks: list[FaultStack]
 ) -> None:
