@@ -25,7 +25,7 @@ bench: $(STAMP)         ## benchmarks: print rates and ratios
 	$(BIN)/python -m tests.bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache

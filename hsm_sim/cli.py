@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-cps", type=float, help="commands per second cap (0 = unlimited)")
     parser.add_argument("--max-backlog", type=int, help="held replies per connection (256)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (9102; 0 = off)")
+    parser.add_argument("--tls-cert-file", type=Path, help="TLS certificate (PEM; default TCP)")
+    parser.add_argument("--tls-key-file", type=Path, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--tls-client-ca-file", type=Path, help="require client certificates signed by this CA"
+    )
     parser.add_argument("--log-format", choices=["json", "console"], help="log format")
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="log level"

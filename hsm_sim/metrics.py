@@ -34,6 +34,7 @@ KNOWN_COMMANDS = frozenset(
         "FA",
         "FK",
         "K0",
+        "KQ",
         "M0",
         "M2",
         "M6",

@@ -2,7 +2,7 @@
 environment (``POSP_ISSUER_…``) < command-line flags.
 
 The defaults pair with the switch's defaults out of the box: same port, same TEST zone
-keys (:mod:`posp.network.test_keys`), in-process HSM with the TEST LMK set.
+keys (:mod:`posp.lab.zone_keys`), in-process HSM with the TEST LMK set.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from issuer_sim.cardfile import DEMO_CARDS
 from posp.config import LayeredSettings, load_layered
-from posp.network import test_keys
+from posp.lab import zone_keys
 
 
 class IssuerSettings(LayeredSettings):
@@ -38,10 +38,10 @@ class IssuerSettings(LayeredSettings):
     control_port: int = Field(0, ge=0, le=65535, description="HTTP JSON control; 0 = off")
     network_id: str = Field("00010000", max_length=11, description="this network's id")
     issuer_id: str = Field("00010344", max_length=11, description="issuer id in F44")
-    zmk_lmk: str = test_keys.TEST_ZMK_LMK
-    zpk_lmk: str = test_keys.TEST_ZPK_LMK
-    zak_lmk: str = test_keys.TEST_ZAK_LMK
-    pvk_lmk: str = test_keys.TEST_PVK_LMK
+    zmk_lmk: str = zone_keys.TEST_ZMK_LMK
+    zpk_lmk: str = zone_keys.TEST_ZPK_LMK
+    zak_lmk: str = zone_keys.TEST_ZAK_LMK
+    pvk_lmk: str = zone_keys.TEST_PVK_LMK
     tz_offset_hours: float = Field(8.0, ge=-14, le=14)
     max_frame_bytes: int = Field(8192, ge=256)
     log_format: Literal["json", "console"] = "console"

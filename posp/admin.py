@@ -9,23 +9,22 @@ Invariants:
   caller, to be printed for key injection and then forgotten.
 * Every argument is validated before anything is written; a bad one raises
   :class:`AdminError` naming the argument (the CLI turns it into exit code 2).
-* ``provision_fleet`` is idempotent: terminals and a merchant that already
-  exist are kept (and reported as skipped), never overwritten.
-* Clear TMKs leave this module only in :class:`FleetProvisioned` for simulated
-  terminals (lab use) and in :class:`TmkComponents` for a key ceremony.
+* Clear TMKs leave this module only in :class:`TmkComponents` for a key
+  ceremony.  Simulated fleets (clear TMKs in a file) are the lab's business:
+  ``posp.lab.fleet``.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Final
 
 from posp.errors import ConfigError, PospError, StoreError
-from posp.fleetfile import FleetTerminal, known_tmks, write_fleet_file
 from posp.hsm.api import KEY_TMK, HsmClient
+from posp.settings import Settings
 from posp.store.api import Merchant, Store, Terminal
 
 _MERCHANT_ID: Final = re.compile(r"[0-9A-Za-z]{15}")
@@ -68,17 +67,6 @@ class TmkResult:
     components: TmkComponents | None = None
 
 
-@dataclass(slots=True)
-class FleetProvisioned:
-    """What ``provision_fleet`` did: terminals created or re-keyed, and those kept
-    as they were (already provisioned, or registered under another merchant)."""
-
-    merchant_created: bool
-    created: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    fleet_file: Path | None = None
-
-
 def check_merchant_id(value: str, argument: str = "--id") -> str:
     if not _MERCHANT_ID.fullmatch(value):
         raise AdminError(argument, "a merchant id is 15 letters or digits")
@@ -91,7 +79,8 @@ def check_terminal_id(value: str, argument: str = "--id") -> str:
     return value
 
 
-def _odd_parity(byte: int) -> bool:
+def odd_parity(byte: int) -> bool:
+    """DES keys carry odd parity in the low bit of every byte."""
     return bin(byte).count("1") % 2 == 1
 
 
@@ -100,18 +89,9 @@ def check_tmk_hex(value: str, argument: str = "--tmk") -> str:
     HSM refuses others, so the operator hears it here, naming the argument)."""
     if not _TMK_HEX.fullmatch(value):
         raise AdminError(argument, "a TMK is 32 hexadecimal digits")
-    if not all(_odd_parity(b) for b in bytes.fromhex(value)):
+    if not all(odd_parity(b) for b in bytes.fromhex(value)):
         raise AdminError(argument, "every byte of a DES key must have odd parity")
     return value.upper()
-
-
-def random_clear_tmk() -> str:
-    """32 hex digits of a random double-length DES key with odd parity (lab fleets only)."""
-    raw = bytearray(secrets.token_bytes(16))
-    for i, byte in enumerate(raw):
-        # DES keys carry odd parity in the low bit of every byte.
-        raw[i] = byte if _odd_parity(byte) else byte ^ 1
-    return raw.hex().upper()
 
 
 class Admin:
@@ -127,7 +107,8 @@ class Admin:
         return self._store
 
     @property
-    def _hsm(self) -> HsmClient:
+    def hsm(self) -> HsmClient:
+        """The HSM client (ConfigError when this Admin was opened without one)."""
         if self._hsm_client is None:
             raise ConfigError("this operation needs the HSM, but none was opened")
         return self._hsm_client
@@ -217,83 +198,37 @@ class Admin:
         if tmk_hex is None:
             components, tmk_lmk, kcv = await self._generate_tmk()
         else:
-            imported = await self._hsm.form_key_from_clear_components(KEY_TMK, [tmk_hex])
+            imported = await self.hsm.form_key_from_clear_components(KEY_TMK, [tmk_hex])
             tmk_lmk, kcv = imported.under_lmk, imported.kcv
         await self._store.set_terminal_tmk(terminal_id, tmk_lmk, kcv)
         return TmkResult(await self.terminal(terminal_id), kcv, components)
 
     async def _generate_tmk(self) -> tuple[TmkComponents, str, str]:
         """Two HSM-generated components (A2), their KCVs (BU), the key formed (A4)."""
-        clear_1, lmk_1 = await self._hsm.generate_component(KEY_TMK)
-        clear_2, lmk_2 = await self._hsm.generate_component(KEY_TMK)
-        kcv_1 = await self._hsm.check_value(KEY_TMK, lmk_1)
-        kcv_2 = await self._hsm.check_value(KEY_TMK, lmk_2)
-        formed = await self._hsm.form_key_from_components(KEY_TMK, [lmk_1, lmk_2])
+        clear_1, lmk_1 = await self.hsm.generate_component(KEY_TMK)
+        clear_2, lmk_2 = await self.hsm.generate_component(KEY_TMK)
+        kcv_1 = await self.hsm.check_value(KEY_TMK, lmk_1)
+        kcv_2 = await self.hsm.check_value(KEY_TMK, lmk_2)
+        formed = await self.hsm.form_key_from_components(KEY_TMK, [lmk_1, lmk_2])
         components = TmkComponents(clear_1, kcv_1, clear_2, kcv_2, formed.kcv)
         return components, formed.under_lmk, formed.kcv
 
-    # --- simulated fleets ------------------------------------------------------
 
-    async def provision_fleet(
-        self,
-        *,
-        count: int,
-        merchant_id: str,
-        prefix: str,
-        fleet_file: Path,
-        merchant_name: str = "posp demo merchant",
-        mcc: str = "5411",
-    ) -> FleetProvisioned:
-        """Create (or keep) ``count`` terminals ``prefix`` + sequence under the merchant,
-        each with a random TMK imported via the HSM, and write the fleet file with
-        the clear TMKs the SIMULATED terminals need.
+@asynccontextmanager
+async def open_admin(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
+    """An Admin over the store (and HSM client) named by the settings, closed on exit."""
+    # Imported here: the store drivers and HSM transports load only for commands using them.
+    from posp.hsm import open_hsm_client
+    from posp.store import open_store
 
-        An existing terminal keeps its TMK when an earlier fleet file at the same
-        path holds a clear TMK whose KCV matches the one on record; otherwise (its
-        clear TMK is unknown) it is re-keyed."""
-        if not 1 <= count <= 100_000:
-            raise AdminError("--count", "between 1 and 100000 terminals")
-        check_merchant_id(merchant_id, "--merchant")
-        if not prefix.isdigit() or not 1 <= len(prefix) <= 7:
-            raise AdminError("--prefix", "1 to 7 digits")
-        width = 8 - len(prefix)
-        if count > 10**width - 1:
-            raise AdminError("--count", f"prefix {prefix} leaves room for {10**width - 1}")
-        created_merchant = False
-        if await self._store.get_merchant(merchant_id) is None:
-            await self.add_merchant(merchant_id, merchant_name, mcc)
-            created_merchant = True
-        known = {tid: tmk.hex().upper() for tid, tmk in known_tmks(fleet_file).items()}
-        result = FleetProvisioned(merchant_created=created_merchant, fleet_file=fleet_file)
-        rows: list[FleetTerminal] = []
-        for number in range(1, count + 1):
-            terminal_id = f"{prefix}{number:0{width}d}"
-            outcome = await self._fleet_terminal(terminal_id, merchant_id, known.get(terminal_id))
-            if outcome is None:
-                result.skipped.append(terminal_id)
-                continue
-            tmk, changed = outcome
-            (result.created if changed else result.skipped).append(terminal_id)
-            rows.append(FleetTerminal(terminal_id, merchant_id, bytes.fromhex(tmk)))
-        write_fleet_file(fleet_file, rows)
-        return result
-
-    async def _fleet_terminal(
-        self, terminal_id: str, merchant_id: str, known_tmk: str | None
-    ) -> tuple[str, bool] | None:
-        """(clear TMK, whether it was just set) for a fleet terminal, creating or
-        re-keying it as needed; None when it belongs to another merchant (left alone)."""
-        existing = await self._store.get_terminal(terminal_id)
-        if existing is not None and existing.merchant_id != merchant_id:
-            return None
-        if existing is not None and known_tmk is not None and existing.tmk_kcv is not None:
-            # Keep the terminal only if the fleet file's TMK is the one on record.
-            probe = await self._hsm.form_key_from_clear_components(KEY_TMK, [known_tmk])
-            if probe.kcv == existing.tmk_kcv:
-                return known_tmk, False
-        tmk = random_clear_tmk()
-        if existing is None:
-            new = Terminal(terminal_id=terminal_id, merchant_id=merchant_id)
-            await self._store.add_terminal(new)
-        await self._set_tmk(terminal_id, tmk)
-        return tmk, True
+    if settings.store_url.startswith("sqlite:"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store: Store = open_store(settings.store_url)
+    await store.open()
+    client: HsmClient | None = open_hsm_client(settings.hsm_url) if hsm else None
+    try:
+        yield Admin(store, client)
+    finally:
+        if client is not None:
+            await client.close()
+        await store.close()

@@ -6,10 +6,12 @@
                                                  (N processes on one port: posp.workers)
     posp up [--no-demo] [--demo-seconds S] [--exit-after-demo]
                                                  HSM sim + issuer sim + switch + demo fleet
+                                                 (lab: posp.lab.stack)
     posp merchant add --id --name --mcc | list | show ID | disable ID | enable ID
     posp terminal add --id --merchant [--tmk HEX] [--serial S] | list [--merchant M]
                   | show ID | disable ID | enable ID | rotate-tmk ID [--tmk HEX]
                   | provision-fleet --count N --merchant M --prefix P --fleet-file F
+                    [--rekey-existing]               (lab: posp.lab.fleet)
     posp batch list [--terminal T] | show TERMINAL BATCH
     posp settlement report --date YYYY-MM-DD [--format table|csv|json]
                                                  (the switch's local business date,
@@ -17,6 +19,9 @@
 
 Every command takes ``--config FILE`` (TOML, see posp.settings) and
 ``--data-dir DIR``; listings take ``--json``.
+
+The lab commands (``up``, ``terminal provision-fleet``) import the lab package
+(``posp.lab``) inside their handlers: no other command loads the simulators.
 
 Invariants: :func:`main` returns the exit status and never lets a traceback
 reach the operator: 0 done, 2 bad argument or configuration (the message names
@@ -28,8 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +41,11 @@ from typing import Any
 from rich.console import Console
 
 from posp import reports
-from posp.admin import Admin, AdminError, TmkResult
+from posp.admin import AdminError, TmkResult, open_admin
 from posp.errors import ConfigError, PospError
-from posp.hsm.api import HsmClient
 from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
 from posp.settings import Settings, load_settings
-from posp.store.api import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,28 +73,6 @@ class _Parser(argparse.ArgumentParser):
         raise AdminError(self.prog, message)
 
 
-# --- backends ----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def open_backends(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
-    """The store (and HSM client) named by the settings, closed on exit."""
-    from posp.hsm import open_hsm_client
-    from posp.store import open_store
-
-    if settings.store_url.startswith("sqlite:"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store: Store = open_store(settings.store_url)
-    await store.open()
-    client: HsmClient | None = open_hsm_client(settings.hsm_url) if hsm else None
-    try:
-        yield Admin(store, client)
-    finally:
-        if client is not None:
-            await client.close()
-        await store.close()
-
-
 # --- merchant and terminal commands ----------------------------------------------------
 
 
@@ -102,7 +82,7 @@ def _show(ctx: Context, view: reports.View) -> None:
 
 async def merchant_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    async with open_admin(ctx.settings, hsm=False) as admin:
         if a.action == "add":
             merchants = [await admin.add_merchant(a.id, a.name, a.mcc)]
         elif a.action == "list":
@@ -121,7 +101,7 @@ async def terminal_cmd(ctx: Context) -> int:
     if a.action == "provision-fleet":
         return await provision_fleet_cmd(ctx)
     needs_hsm = a.action in ("add", "rotate-tmk")
-    async with open_backends(ctx.settings, hsm=needs_hsm) as admin:
+    async with open_admin(ctx.settings, hsm=needs_hsm) as admin:
         if a.action == "add":
             result = await admin.add_terminal(a.id, a.merchant, tmk_hex=a.tmk, serial=a.serial)
             return _print_tmk_result(ctx, result)
@@ -163,10 +143,20 @@ def _print_tmk_result(ctx: Context, result: TmkResult) -> int:
 
 
 async def provision_fleet_cmd(ctx: Context) -> int:
+    from posp.lab.fleet import check_fleet_file, fleet_ids, provision_fleet
+
     a = ctx.args
-    async with open_backends(ctx.settings, hsm=True) as admin:
-        result = await admin.provision_fleet(
-            count=a.count, merchant_id=a.merchant, prefix=a.prefix, fleet_file=Path(a.fleet_file)
+    fleet_file = Path(a.fleet_file)
+    fleet_ids(a.count, a.prefix)  # bad arguments answer before the store is opened
+    check_fleet_file(fleet_file)
+    async with open_admin(ctx.settings, hsm=True) as admin:
+        result = await provision_fleet(
+            admin,
+            count=a.count,
+            merchant_id=a.merchant,
+            prefix=a.prefix,
+            fleet_file=fleet_file,
+            rekey_existing=a.rekey_existing,
         )
     summary = {
         "fleet_file": str(result.fleet_file),
@@ -192,7 +182,7 @@ async def provision_fleet_cmd(ctx: Context) -> int:
 
 async def batch_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    async with open_admin(ctx.settings, hsm=False) as admin:
         store = admin.store
         if a.action == "list":
             views = [reports.batches_view(await store.list_batches(a.terminal))]
@@ -222,7 +212,7 @@ async def settlement_cmd(ctx: Context) -> int:
         day = dt.date.fromisoformat(a.date)
     except ValueError:
         raise AdminError("--date", "a date is YYYY-MM-DD") from None
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    async with open_admin(ctx.settings, hsm=False) as admin:
         settlements = await admin.store.list_settlements(
             date=day, utc_offset_hours=ctx.settings.network.tz_offset_hours
         )
@@ -235,7 +225,7 @@ async def settlement_cmd(ctx: Context) -> int:
 
 
 async def serve_cmd(ctx: Context) -> int:
-    from posp.stack import serve
+    from posp.serve import serve
     from posp.workers import check_workers, run_workers
 
     workers = ctx.args.workers
@@ -253,7 +243,7 @@ async def serve_cmd(ctx: Context) -> int:
 
 
 async def up_cmd(ctx: Context) -> int:
-    from posp.stack import StackOptions, up
+    from posp.lab.stack import StackOptions, up
 
     a = ctx.args
     if a.demo_seconds <= 0:
@@ -343,7 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--count", type=int, required=True)
     fleet.add_argument("--merchant", required=True)
     fleet.add_argument("--prefix", default="1000", help="terminal id prefix (digits)")
-    fleet.add_argument("--fleet-file", required=True, help="fleet file to write (JSON)")
+    fleet.add_argument(
+        "--fleet-file", required=True, help="fleet file to write (JSON; its directory must exist)"
+    )
+    fleet.add_argument(
+        "--rekey-existing",
+        action="store_true",
+        help="give existing terminals whose TMK the fleet file lacks a new TMK (else refuse)",
+    )
 
     batch = commands.add_parser("batch", help="batches").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -361,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", required=True, help="YYYY-MM-DD, local business date (network.tz_offset_hours)"
     )
     report.add_argument("--format", choices=reports.FORMATS, default="table")
+    from posp.tms.cli import register as register_tms
+
+    register_tms(commands, common)
     return parser
 
 

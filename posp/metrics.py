@@ -39,19 +39,20 @@ server at scrape time (``track_in_flight``).
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from posp.errors import HsmError
+from posp.errors import HsmError, HsmTimeout, HsmUnavailable
+from posp.hsm.api import HsmClient
 from posp.tally import TallyCounter, TallyHistogram, TallySeries
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from posp.hsm.api import HsmClient
     from posp.store.api import Store
 
 _LATENCY_BUCKETS_S: Final = (
@@ -69,6 +70,16 @@ _LATENCY_BUCKETS_S: Final = (
     5.0,
     10.0,
 )
+
+
+#: The HSM operations (the client's public coroutine methods): posp_hsm_errors_total
+#: starts at 0 for each of them with the outage errors, so panels show 0, not "No data".
+HSM_COMMANDS: Final = tuple(
+    name
+    for name, _ in inspect.getmembers(HsmClient, inspect.iscoroutinefunction)
+    if not name.startswith("_") and name not in ("start", "close")
+)
+_PREINITIALISED_HSM_ERRORS: Final = (HsmTimeout.__name__, HsmUnavailable.__name__)
 
 
 class SwitchMetrics:
@@ -105,6 +116,9 @@ class SwitchMetrics:
         self.hsm_errors = Counter(
             "posp_hsm_errors", "HSM call failures", ["command", "error"], registry=r
         )
+        for command in HSM_COMMANDS:
+            for error in _PREINITIALISED_HSM_ERRORS:
+                self.hsm_errors.labels(command, error)
         self.store_seconds = TallyHistogram(
             "posp_store_seconds",
             "Store call latency",

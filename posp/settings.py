@@ -34,8 +34,11 @@ pan_hash_key                          key of the PAN hash in the journal
 network.*                             card network link (posp.network.settings; F32 acquirer_id)
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
+tls.*                                 terminal listener TLS: cert_file, key_file, client_ca_file
+hsm_tls.*                             HSM link TLS: ca_file, cert_file, key_file, server_name
 recovery.*                            in-doubt sweeper: sweep_interval_s (5), in_doubt_grace_s (30),
                                       deferred_retry_s (2)
+tms.*                                 terminal management (posp.tms.settings; README)
 log.format / log.level                console | json; debug | info | warning | error
 ====================================  =======================================
 """
@@ -51,6 +54,8 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.tls import ClientTls, ListenerTls
+from posp.tms.settings import TmsSettings
 
 ENV_PREFIX = "POSP_"
 CONFIG_ENV = "POSP_CONFIG"
@@ -130,7 +135,12 @@ class Settings(LayeredSettings):
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()
     recovery: RecoverySettings = RecoverySettings()
+    #: TLS on the terminal listener (unset cert_file: plain TCP).
+    tls: ListenerTls = ListenerTls()
+    #: TLS to the HSM's host port (unset ca_file: plain TCP).
+    hsm_tls: ClientTls = ClientTls()
     log: LogSettings = LogSettings()
+    tms: TmsSettings = TmsSettings()
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:

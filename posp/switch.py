@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from pathlib import Path
+import ssl
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from posp.errors import PospError
 from posp.hsm import open_hsm_client
@@ -34,6 +34,7 @@ from posp.server import TerminalServer
 from posp.settings import Settings
 from posp.store import open_store
 from posp.store.api import Store
+from posp.tls import certificate_expiry, client_context, server_context
 
 _log = get_logger("posp.switch")
 
@@ -43,6 +44,21 @@ def hsm_url_with_timeout(url: str, timeout_s: float) -> str:
     if not url.startswith("tcp://") or "timeout_s=" in url:
         return url
     return f"{url}{'&' if '?' in url else '?'}timeout_s={timeout_s}"
+
+
+def warn_if_lab_keys(settings: Settings, hsm: HsmClient) -> None:
+    """Log a WARNING when keys are held in this process (in-process HSM) or a zone
+    key is a published TEST key: both are for labs only."""
+    in_process = bool(getattr(hsm, "holds_keys_in_process", False))  # test doubles lack it
+    test_zone_keys = settings.network_enabled and settings.network.uses_test_zone_keys
+    if in_process or test_zone_keys:
+        _log.warning(
+            "lab keys: with an in-process HSM or TEST zone keys, keys are held in the switch"
+            " process (or published); this is for labs only, never production",
+            in_process_hsm=in_process,
+            test_zone_values=test_zone_keys,  # not "..._keys": the log would mask it
+            hint="use hsm_url = tcp://<hsm> and your own zone keys ([network] zmk_lmk ...)",
+        )
 
 
 class Switch:
@@ -84,10 +100,8 @@ class Switch:
     async def _open_store(self) -> Store:
         if self._given_store is not None:
             return self._given_store
-        url = self.settings.store_url
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        store = open_store(url, node_id=f"{self.settings.node_id:02d}")
+        # The SQLite store creates its own folder (0700) and file (0600).
+        store = open_store(self.settings.store_url, node_id=f"{self.settings.node_id:02d}")
         await store.open()
         self._owned.append(store)
         return store
@@ -95,8 +109,12 @@ class Switch:
     async def _open_hsm(self) -> HsmClient:
         if self._given_hsm is not None:
             return self._given_hsm
+        tls = self.settings.hsm_tls
         client = open_hsm_client(
-            hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s)
+            hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s),
+            registry=self.registry,
+            ssl_context=client_context(tls, "hsm_tls"),
+            server_name=tls.server_name,
         )
         self._owned.append(client)
         await client.start()
@@ -124,6 +142,21 @@ class Switch:
         await saf.start()
         return saf
 
+    def _terminal_tls(self) -> ssl.SSLContext | None:
+        """The terminal listener's TLS context, and its certificate's expiry as
+        ``posp_tls_certificate_expiry_timestamp_seconds`` (alerts warn before it)."""
+        tls = self.settings.tls
+        context = server_context(tls, "tls")
+        if context is not None and tls.cert_file is not None:
+            expiry = certificate_expiry(tls.cert_file)
+            Gauge(
+                "posp_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the TLS certificate a listener presents (Unix time)",
+                ["listener"],
+                registry=self.registry,
+            ).labels("terminal").set(expiry.timestamp())
+        return context
+
     async def _start_recovery(self, services: Services) -> None:
         """The in-doubt sweeper: what a dead switch (or HSM) left unresolved, at
         start and then every ``recovery.sweep_interval_s``."""
@@ -137,7 +170,9 @@ class Switch:
         if settings.uses_test_pan_hash_key:
             _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
         store = instrument_store(await self._open_store(), self.metrics)
-        hsm = instrument_hsm(await self._open_hsm(), self.metrics)
+        raw_hsm = await self._open_hsm()
+        warn_if_lab_keys(settings, raw_hsm)
+        hsm = instrument_hsm(raw_hsm, self.metrics)
         ids = IdAllocator(store, settings.node_id)
         self.store, self.hsm = store, hsm
         self.link = await self._open_link(hsm, ids)
@@ -149,7 +184,10 @@ class Switch:
         await self._start_recovery(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
         await self.server.start(
-            settings.listen_host, settings.terminal_port, reuse_port=settings.reuse_port
+            settings.listen_host,
+            settings.terminal_port,
+            reuse_port=settings.reuse_port,
+            ssl_context=self._terminal_tls(),
         )
         if settings.metrics_enabled:
             self._metrics_server = MetricsServer(

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from posp.fleetfile import FleetTerminal
+from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.machine import TerminalMachine

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posp.errors import ConfigError
-from posp.fleetfile import read_fleet_file
+from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
 from terminals.fleet_report import write_json

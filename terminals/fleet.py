@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from posp.fleetfile import FleetTerminal
+from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.fleet_report import FleetReport, FleetStats

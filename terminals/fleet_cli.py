@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from posp.errors import ConfigError
-from posp.fleetfile import read_fleet_file
+from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import (

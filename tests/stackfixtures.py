@@ -21,9 +21,9 @@ from issuer_sim.app import start_issuer
 from issuer_sim.cardfile import DEMO_CARDS
 from issuer_sim.server import IssuerServer
 from issuer_sim.settings import IssuerSettings
-from posp.fleetfile import FleetTerminal
-from posp.hsm import InProcessHsmClient
 from posp.hsm.api import KEY_TMK, HsmClient
+from posp.lab.fleetfile import FleetTerminal
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.settings import Settings, load_settings
 from posp.store import Merchant, Store, Terminal, open_store
 from posp.switch import Switch
@@ -55,7 +55,7 @@ async def start_test_issuer(
     """The issuer simulator on 127.0.0.1 with its own in-process HSM."""
     values: dict[str, Any] = {"port": port, "cards": cards, "db": str(db)}
     values.update(overrides)
-    return await start_issuer(IssuerSettings.model_validate(values), hsm=InProcessHsmClient())
+    return await start_issuer(IssuerSettings.model_validate(values), hsm=inprocess_hsm_client())
 
 
 def switch_settings(
@@ -114,7 +114,7 @@ class Stack:
     issuer: IssuerServer | None = None
     switch: Switch | None = None
     store: Store | None = None
-    hsm: InProcessHsmClient = field(default_factory=InProcessHsmClient)
+    hsm: HsmClient = field(default_factory=inprocess_hsm_client)
     sessions: list[TerminalSession] = field(default_factory=list)
     cards: list[TerminalCard] = field(default_factory=list)
     issuer_port: int = 0

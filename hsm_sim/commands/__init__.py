@@ -5,14 +5,14 @@ command code, reads its fields, calls ``reader.finish()`` before doing any
 cryptography, and returns the error code + response fields as bytes, or raises
 ``HsmFault`` with an error code.  ASCII-only commands have their fields cut at
 the first 0x19 (trailer delimiter) before the handler runs; binary ones (B2,
-M-series) read by length so that 0x19 inside data is safe.
+M-series, KQ) read by length so that 0x19 inside data is safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from hsm_sim.commands import admin, ceremony, data, keys, pin
+from hsm_sim.commands import admin, ceremony, data, emv, keys, pin
 from hsm_sim.context import HsmContext
 from hsm_sim.fields import Reader
 
@@ -53,6 +53,7 @@ _HANDLERS: dict[str, tuple[Handler, bool]] = {
     "A2": (ceremony.a2_generate_component, True),
     "A4": (ceremony.a4_form_from_encrypted, True),
     "K0": (ceremony.k0_form_from_clear, True),
+    "KQ": (emv.kq_arqc_arpc, False),
 }
 
 #: command code bytes -> (handler, response code bytes, fields are ASCII-only)

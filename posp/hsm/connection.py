@@ -11,6 +11,8 @@ Invariants:
 * Too many overdue replies mean the peer is stuck: the connection is aborted,
   which fails every pending call and lets the client reconnect.
 * Outgoing frames queued during one loop turn are written with one call.
+* The connection knows its owner only as a :class:`ConnectionOwner` (its
+  counters, its in-flight limit and two notifications), never its internals.
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ import contextlib
 import functools
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from posp.errors import HsmTimeout, HsmUnavailable
-
-if TYPE_CHECKING:
-    from posp.hsm.tcp import TcpHsmClient
+from posp.hsm.stats import HsmClientStats
 
 #: How late past its deadline a call may fail; bounds the timer's firing rate.
 SWEEP_SLACK_S = 0.005
@@ -46,12 +46,34 @@ def _rendered_headers(length: int) -> tuple[bytes, ...]:
     return tuple(b"%0*d" % (length, n) for n in range(10**length))
 
 
+class ConnectionOwner(Protocol):
+    """What a connection needs from the pool that owns it."""
+
+    @property
+    def stats(self) -> HsmClientStats:
+        """Counters the connection bumps (timeouts, late and unmatched replies, ...)."""
+        ...
+
+    @property
+    def max_in_flight(self) -> int:
+        """Calls one connection may carry; as many overdue replies mean a stuck peer."""
+        ...
+
+    def slot_freed(self) -> None:
+        """A call finished (answered or expired): a waiter for capacity may go on."""
+        ...
+
+    def connection_lost(self, conn: HsmConnection) -> None:
+        """The connection broke: stop picking it."""
+        ...
+
+
 class HsmConnection(asyncio.Protocol):
     """Client side of one TCP connection to the HSM."""
 
-    def __init__(self, client: TcpHsmClient, header_length: int) -> None:
-        self._client = client
-        self._stats = client.stats
+    def __init__(self, owner: ConnectionOwner, header_length: int) -> None:
+        self._owner = owner
+        self._stats = owner.stats
         self._header_length = header_length
         self._header_space = 10**header_length
         self._counter = 0
@@ -82,6 +104,7 @@ class HsmConnection(asyncio.Protocol):
         offset = 0
         hlen = self._header_length
         pending = self.pending
+        slot_freed = self._owner.slot_freed
         while end - offset >= 2:
             frame_end = offset + 2 + ((data[offset] << 8) | data[offset + 1])
             if frame_end > end:
@@ -93,15 +116,14 @@ class HsmConnection(asyncio.Protocol):
             else:
                 if not future.done():
                     future.set_result(data[offset + 2 + hlen : frame_end])
-                if self._client._capacity_waiters:
-                    self._client._slot_freed()
+                slot_freed()
             offset = frame_end
         self._rest = data[offset:] if offset < end else b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.fail_all("connection to the HSM broke")
-        self._client._connection_lost(self)
+        self._owner.connection_lost(self)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -171,9 +193,8 @@ class HsmConnection(asyncio.Protocol):
         self._stats.timeouts += 1
         if not future.done():
             future.set_exception(HsmTimeout("HSM did not answer before the deadline"))
-        if self._client._capacity_waiters:
-            self._client._slot_freed()
-        if len(self.overdue) > self._client.max_in_flight:
+        self._owner.slot_freed()
+        if len(self.overdue) > self._owner.max_in_flight:
             # The peer has stopped answering on this connection: recycle it.
             self.abort()
 

@@ -1,4 +1,4 @@
-"""TCP HSM client: a pool of pipelined connections, replies matched by header.
+"""TCP HSM transport: a pool of pipelined connections, replies matched by header.
 
 Invariants:
 * Each connection numbers its requests with a numeric header counter; a reply
@@ -8,7 +8,8 @@ Invariants:
 * Every call has a deadline (``timeout_s``): past it the call raises
   ``HsmTimeout``; a reply arriving later is counted in ``stats.late_replies``.
 * A broken connection fails all its pending calls with ``HsmUnavailable`` at
-  once and reconnects in the background with exponential backoff.  When no
+  once and reconnects in the background with exponential backoff and full
+  jitter (``posp.backoff``).  When no
   connection is up a call fails fast with ``HsmUnavailable``; it never waits
   for a reconnect.
 * Requests written in one event-loop turn leave in one ``transport.write``.
@@ -23,34 +24,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
+from posp.backoff import Backoff
 from posp.errors import HsmTimeout, HsmUnavailable
 from posp.hsm.connection import HsmConnection
-from posp.hsm.operations import HsmOperations
+from posp.hsm.stats import HsmClientStats, StatsCollector
 
 
-@dataclass(slots=True)
-class HsmClientStats:
-    """Counters of one client; read by tests, benchmarks and the metrics collector."""
+class TcpTransport:
+    """HsmTransport over ``connections`` pipelined TCP connections to one HSM;
+    the :class:`~posp.hsm.connection.ConnectionOwner` of those connections."""
 
-    calls: int = 0
-    errors: int = 0  # replies carrying a non-zero error code (including verification 01)
-    timeouts: int = 0
-    unavailable: int = 0  # calls failed because no connection was up or it broke
-    late_replies: int = 0
-    unmatched_replies: int = 0
-    reconnects: int = 0
-    connect_failures: int = 0
-
-
-class TcpHsmClient(HsmOperations):
-    """HsmClient over ``connections`` pipelined TCP connections to one HSM."""
+    #: The keys stay inside the HSM: nothing secret in this process.
+    holds_keys_in_process = False
 
     def __init__(
         self,
@@ -63,6 +53,8 @@ class TcpHsmClient(HsmOperations):
         max_in_flight_per_connection: int = 256,
         reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
         registry: CollectorRegistry | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str = "",
     ) -> None:
         if not 1 <= header_length <= 9:
             raise ValueError("header_length must be 1..9 digits so replies can be matched")
@@ -77,13 +69,17 @@ class TcpHsmClient(HsmOperations):
         self.max_in_flight = max(1, min(max_in_flight_per_connection, 10**header_length // 2))
         self._connections = connections
         self._backoff_s = reconnect_backoff_s
+        self._ssl = ssl_context  # payShield-style TLS on the host port (posp.tls)
+        self._server_name = server_name or host
         self._live: list[HsmConnection] = []
         self._supervisors: list[asyncio.Task[None]] = []
         self._capacity_waiters: deque[asyncio.Future[None]] = deque()
         self._started = False
         self._closed = False
         if registry is not None:
-            registry.register(_ClientCollector(self))
+            registry.register(
+                StatsCollector(self.stats, lambda: self.connected, lambda: self.in_flight)
+            )
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -141,7 +137,8 @@ class TcpHsmClient(HsmOperations):
 
     # --- the call path ---------------------------------------------------------
 
-    async def _exchange(self, request: bytes) -> bytes:
+    async def exchange(self, request: bytes) -> bytes:
+        """One request, one reply (after the header), within ``timeout_s``."""
         if not self._started:
             await self.start()
         self.stats.calls += 1
@@ -185,7 +182,7 @@ class TcpHsmClient(HsmOperations):
             if conn is not None:
                 return conn
 
-    def _slot_freed(self) -> None:
+    def slot_freed(self) -> None:
         """A connection finished a call: let one capacity waiter try again."""
         waiters = self._capacity_waiters
         while waiters:
@@ -205,24 +202,29 @@ class TcpHsmClient(HsmOperations):
     async def _supervise(self, first_attempt: asyncio.Future[None]) -> None:
         """Keep one connection up: connect, wait for it to drop, back off, repeat."""
         loop = asyncio.get_running_loop()
-        backoff_s = self._backoff_s[0]
+        backoff = Backoff(*self._backoff_s)
         ever_connected = False
         while not self._closed:
             factory = functools.partial(HsmConnection, self, self.header_length)
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    _, conn = await loop.create_connection(factory, self.host, self.port)
-            except (OSError, TimeoutError):
+                    _, conn = await loop.create_connection(
+                        factory,
+                        self.host,
+                        self.port,
+                        ssl=self._ssl,
+                        server_hostname=self._server_name if self._ssl is not None else None,
+                    )
+            except (OSError, TimeoutError, ssl.SSLError):
                 self.stats.connect_failures += 1
                 if not first_attempt.done():
                     first_attempt.set_result(None)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self._backoff_s[1])
+                await asyncio.sleep(backoff.next_s())
                 continue
             if ever_connected:
                 self.stats.reconnects += 1
             ever_connected = True
-            backoff_s = self._backoff_s[0]
+            backoff.reset()
             self._live.append(conn)
             if not first_attempt.done():
                 first_attempt.set_result(None)
@@ -233,46 +235,9 @@ class TcpHsmClient(HsmOperations):
                     self._live.remove(conn)
                 conn.close()
             if not self._closed:
-                await asyncio.sleep(backoff_s)
+                await asyncio.sleep(backoff.next_s())
 
-    def _connection_lost(self, conn: HsmConnection) -> None:
+    def connection_lost(self, conn: HsmConnection) -> None:
+        """A connection broke: calls stop picking it (its supervisor reconnects)."""
         if conn in self._live:
             self._live.remove(conn)
-
-
-class _ClientCollector(Collector):
-    """Exposes :class:`HsmClientStats` at scrape time (no cost on the call path)."""
-
-    def __init__(self, client: TcpHsmClient) -> None:
-        self._client = client
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._client.stats
-        for name, doc, value in (
-            ("posp_hsm_calls", "HSM calls made", stats.calls),
-            ("posp_hsm_error_replies", "HSM replies with a non-zero error code", stats.errors),
-            ("posp_hsm_timeouts", "HSM calls that passed their deadline", stats.timeouts),
-            (
-                "posp_hsm_unavailable",
-                "HSM calls failed for lack of a connection",
-                stats.unavailable,
-            ),
-            (
-                "posp_hsm_late_replies",
-                "HSM replies that arrived after their deadline",
-                stats.late_replies,
-            ),
-            (
-                "posp_hsm_unmatched_replies",
-                "HSM replies whose header matched no call (never sent or already answered)",
-                stats.unmatched_replies,
-            ),
-            ("posp_hsm_reconnects", "HSM connections re-established", stats.reconnects),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
-        yield GaugeMetricFamily(
-            "posp_hsm_connections_up", "HSM connections up", value=self._client.connected
-        )
-        yield GaugeMetricFamily(
-            "posp_hsm_in_flight", "HSM calls awaiting a reply", value=self._client.in_flight
-        )

@@ -16,7 +16,7 @@ Invariants:
 from __future__ import annotations
 
 from posp.errors import HsmError, hsm_error_for
-from posp.hsm.api import (
+from posp.hsm.results import (
     MAC_ALG_X919_FULL,
     Diagnostics,
     ExportedKey,

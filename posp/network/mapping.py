@@ -22,33 +22,8 @@ from typing import Final
 from posp.iso8583 import Message
 from posp.iso8583.fields import OriginalData
 from posp.store.api import JournalEntry, Merchant
+from posp.txn import TxnRow, txn_row
 
-#: Network MTI of each terminal transaction type (network-link.md §3).
-NETWORK_MTI: Final[dict[str, str]] = {
-    "balance": "0200",
-    "purchase": "0200",
-    "purchase_void": "0200",
-    "refund": "0220",
-    "preauth": "0100",
-    "preauth_void": "0100",
-    "completion": "0200",
-    "completion_void": "0200",
-}
-#: 60.1 of each terminal transaction type (terminal-link.md §3), carried in F60.
-TERMINAL_MSG_TYPE: Final[dict[str, str]] = {
-    "balance": "01",
-    "purchase": "22",
-    "purchase_void": "23",
-    "refund": "25",
-    "preauth": "10",
-    "preauth_void": "11",
-    "completion": "20",
-    "completion_void": "21",
-}
-#: Transaction types that reference an original through F90.
-REFERENCES_ORIGINAL: Final = frozenset(
-    {"purchase_void", "refund", "preauth_void", "completion", "completion_void"}
-)
 #: Terminal fields copied as they are.
 _COPIED: Final = (2, 3, 4, 14, 22, 23, 25, 38, 41, 42, 49, 55)
 #: Fields a reversal never carries (PIN, track, chip data, MAC).
@@ -69,7 +44,8 @@ def original_data(
     original: JournalEntry, *, acquirer_id: str = "", forwarding_id: str = ""
 ) -> str | None:
     """F90 for an original journal entry, or None when it never reached the network."""
-    mti = NETWORK_MTI.get(original.txn_type)
+    row = txn_row(original.txn_type)
+    mti = None if row is None else row.network_mti
     if mti is None or original.network_stan is None or original.network_f7 is None:
         return None
     return OriginalData(
@@ -82,7 +58,7 @@ def original_data(
 
 
 def network_request(
-    txn_type: str,
+    row: TxnRow,
     terminal_msg: Message,
     *,
     merchant: Merchant,
@@ -94,8 +70,10 @@ def network_request(
     acquirer_id: str = "",
     forwarding_id: str = "",
 ) -> Message:
-    """Build the network request; ``KeyError`` for an unknown ``txn_type``."""
-    request = Message(NETWORK_MTI[txn_type])
+    """Build the network request; ``ValueError`` for a type that goes nowhere upstream."""
+    if row.network_mti is None:
+        raise ValueError(f"{row.name} is not sent to the network")
+    request = Message(row.network_mti)
     for n in _COPIED:
         value = terminal_msg.get(n)
         if value is not None:
@@ -114,7 +92,7 @@ def network_request(
     f60 = terminal_msg.get(60)
     if isinstance(f60, str) and len(f60) >= 2:
         request[60] = f60[:2]
-    if txn_type in REFERENCES_ORIGINAL and original is not None:
+    if row.references_original and original is not None:
         f90 = original_data(original, acquirer_id=acquirer_id, forwarding_id=forwarding_id)
         if f90 is not None:
             request[90] = f90
@@ -127,7 +105,7 @@ def network_reversal(original_network_request: Message, reason_code: str = "98")
     reversal = Message("0420", dict(original.fields))
     for n in (*_NOT_IN_REVERSAL, 7, 11, 39, 90):
         reversal.fields.pop(n, None)
-    reversal[39] = reason_code
+    reversal[39] = str(reason_code)
     reversal[90] = OriginalData(
         mti=original.mti,
         stan=original.text(11),
@@ -145,8 +123,10 @@ def reversal_from_entry(
     it died): rebuilt from the journal alone, so it carries no PAN (the journal keeps
     none); the network finds the original by F90.  None when the entry never got
     network ids (it provably never left) or its type goes nowhere upstream."""
-    mti = NETWORK_MTI.get(entry.txn_type)
-    if mti is None or entry.network_stan is None or entry.network_f7 is None:
+    row = txn_row(entry.txn_type)
+    if row is None or row.network_mti is None or row.msg_type is None:
+        return None
+    if entry.network_stan is None or entry.network_f7 is None:
         return None
     reversal = Message("0420")
     if entry.processing_code:
@@ -158,12 +138,12 @@ def reversal_from_entry(
         reversal[37] = entry.rrn
     reversal[41] = entry.terminal_id
     reversal[42] = entry.merchant_id
-    reversal[60] = TERMINAL_MSG_TYPE[entry.txn_type]
+    reversal[60] = row.msg_type
     reversal[32] = acquirer_id
     reversal[33] = forwarding_id
-    reversal[39] = reason_code
+    reversal[39] = str(reason_code)
     reversal[90] = OriginalData(
-        mti=mti,
+        mti=row.network_mti,
         stan=entry.network_stan,
         f7=entry.network_f7,
         acquirer_id=acquirer_id.zfill(11),

@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Final
 from posp.iso8583.fields import SettlementF48, parse_upload_end_f48, parse_upload_f48
 from posp.log import get_logger
 from posp.pipeline import checks, settlement
+from posp.pipeline.codes import ResponseCode as RC
 
 if TYPE_CHECKING:
     from posp.pipeline.context import TxnContext
-    from posp.pipeline.routes import Step
+    from posp.pipeline.route import Step
 
-#: ``ctx.extras`` key: this upload end repeats the one that closed its batch.
-EXTRA_REPEATED_END: Final = "upload_end_repeated"
 
 _log = get_logger("posp.pipeline.batch")
 
 
-async def settle(ctx: TxnContext) -> str | None:
+async def settle(ctx: TxnContext) -> RC | None:
     """0500: compare the terminal's totals with the journal; echo F48 with results."""
     assert ctx.terminal is not None
     reported = SettlementF48.parse(ctx.text(48))
@@ -37,10 +36,10 @@ async def settle(ctx: TxnContext) -> str | None:
         reported,
     )
     ctx.response[48] = outcome.answer.render()
-    return "00"
+    return RC.APPROVED
 
 
-async def upload(ctx: TxnContext) -> str | None:
+async def upload(ctx: TxnContext) -> RC | None:
     """0320 201: record the batch-upload records (idempotent on resend)."""
     assert ctx.terminal is not None
     records = parse_upload_f48(ctx.text(48))
@@ -51,7 +50,7 @@ async def upload(ctx: TxnContext) -> str | None:
         records,
         ctx.services.pan_hash,
     )
-    return "00"
+    return RC.APPROVED
 
 
 def previous_batch(batch: str) -> str:
@@ -60,7 +59,7 @@ def previous_batch(batch: str) -> str:
     return f"{value if value >= 1 else 999_999:06d}"
 
 
-async def check_upload_end_batch(ctx: TxnContext) -> str | None:
+async def check_upload_end_batch(ctx: TxnContext) -> RC | None:
     """``checks.check_batch``, but the batch just closed by a completed upload is
     accepted too (a resent upload end, see the module docstring)."""
     processing = ctx.processing
@@ -72,20 +71,20 @@ async def check_upload_end_batch(ctx: TxnContext) -> str | None:
         closed = await ctx.services.store.get_settlement(ctx.terminal.terminal_id, ctx.f60.batch)
         if closed is not None and closed.upload_complete:
             ctx.processing = processing
-            ctx.extras[EXTRA_REPEATED_END] = True
+            ctx.repeated = True  # repeats the upload end that closed its batch
             return None
     return code
 
 
-async def end_upload(ctx: TxnContext) -> str | None:
+async def end_upload(ctx: TxnContext) -> RC | None:
     """0320 202/207: mark the upload complete and close the batch."""
     assert ctx.terminal is not None
-    if ctx.extras.get(EXTRA_REPEATED_END):
+    if ctx.repeated:
         _log.info("upload end repeated for a closed batch", batch=ctx.f60.batch)
-        return "00"
+        return RC.APPROVED
     total = parse_upload_end_f48(ctx.text(48))
     await settlement.end_upload(ctx.services.store, ctx.terminal.terminal_id, ctx.f60.batch, total)
-    return "00"
+    return RC.APPROVED
 
 
 SETTLE: Final[tuple[Step, ...]] = (settle,)

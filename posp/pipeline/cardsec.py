@@ -5,7 +5,7 @@ Both go through the HSM; the switch never holds a clear key (terminal-link §6).
 Invariants:
 * F53 digit 3 = ``1`` means F35/F36 are encrypted under the terminal's TDK: the 8
   bytes ending just before the last byte of the packed track were 3DES-ECB
-  encrypted (``posp.crypto.track``).  The clear tracks go to ``ctx.extras`` (never
+  encrypted (``posp.crypto.track``).  The clear tracks go to ``ctx.track2``/``track3`` (never
   logged) and, when F2 is absent, the PAN is taken from the clear track 2.
 * F52 is translated with CA: F53 digit 1 = ``2`` is ISO format 0 with the PAN
   (account = 12 rightmost PAN digits excluding the check digit), ``1`` without it
@@ -33,12 +33,9 @@ from posp.crypto.pinblock import account12
 from posp.errors import DecodeError
 from posp.hsm.api import KEY_TDK, HsmClient
 from posp.iso8583 import mask_pan
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext, card_pan, discard_outcome, pan_from_track2
 
-EXTRA_TRACK2: Final = "track2"
-EXTRA_TRACK3: Final = "track3"
-EXTRA_PIN_BLOCK_ZPK: Final = "pin_block_zpk"
-EXTRA_PIN_TASK: Final = "pin_translation"
 PIN_FORMAT_ISO0: Final = "01"
 PIN_FORMAT_NO_ACCOUNT: Final = "03"  # PIN then F fill: the hop between two accounts
 FORMAT_WITHOUT_PAN: Final = "1"
@@ -79,21 +76,18 @@ async def decrypt_track(ctx: TxnContext, field: int) -> str | None:
     return packed.hex().upper()[: len(nibbles)].replace("D", "=")
 
 
-async def decrypt_tracks(ctx: TxnContext) -> str | None:
-    """Clear F35/F36 into ``ctx.extras`` (decrypting with the TDK when F53 says so)."""
+async def decrypt_tracks(ctx: TxnContext) -> RC | None:
+    """Clear F35/F36 into ``ctx.track2``/``track3`` (decrypting with the TDK when F53
+    says so)."""
     message = ctx.message
     if not tracks_encrypted(ctx):
-        for field, key in ((35, EXTRA_TRACK2), (36, EXTRA_TRACK3)):
-            value = message.get(field)
-            if isinstance(value, str):
-                ctx.extras[key] = value
+        track2, track3 = message.get(35), message.get(36)
+        ctx.track2 = track2 if isinstance(track2, str) else None
+        ctx.track3 = track3 if isinstance(track3, str) else None
         return None
     track2 = await decrypt_track(ctx, 35)
     track3 = await decrypt_track(ctx, 36)
-    if track2 is not None:
-        ctx.extras[EXTRA_TRACK2] = track2
-    if track3 is not None:
-        ctx.extras[EXTRA_TRACK3] = track3
+    ctx.track2, ctx.track3 = track2, track3
     if ctx.pan is None and track2 is not None:
         ctx.pan = pan_from_track2(track2)
         if ctx.pan is not None and ctx.entry_id is not None:
@@ -175,23 +169,24 @@ def start_pin_translation(ctx: TxnContext) -> None:
     inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), accounts)
     task = asyncio.ensure_future(_translate(ctx.services.hsm, *inputs))
     task.add_done_callback(discard_outcome)
-    ctx.extras[EXTRA_PIN_TASK] = (inputs, task)
+    ctx.pin_task = (inputs, task)
 
 
-async def translate_pin(ctx: TxnContext) -> str | None:
+async def translate_pin(ctx: TxnContext) -> RC | None:
     """F52 under the terminal's TPK → under the network's ZPK (HSM CA)."""
     pin_block = ctx.message.get(52)
     if pin_block is None:
         return None
     if not isinstance(pin_block, bytes) or len(pin_block) != _BLOCK_BYTES:
         raise DecodeError("PIN block must be 8 bytes", field=52)
-    terminal = ctx.terminal
+    terminal, link = ctx.terminal, ctx.services.link
     assert terminal is not None and terminal.tpk_lmk is not None
+    assert link is not None  # require_link ran before this step
     accounts = pin_accounts(ctx, ctx.pan)
-    inputs = (terminal.tpk_lmk, ctx.services.link.zpk_lmk, pin_block.hex().upper(), accounts)
-    early = ctx.extras.pop(EXTRA_PIN_TASK, None)
+    inputs = (terminal.tpk_lmk, link.zpk_lmk, pin_block.hex().upper(), accounts)
+    early, ctx.pin_task = ctx.pin_task, None
     if early is not None and early[0] == inputs:
-        ctx.extras[EXTRA_PIN_BLOCK_ZPK] = await early[1]
+        ctx.pin_block_zpk = await early[1]
     else:
-        ctx.extras[EXTRA_PIN_BLOCK_ZPK] = await _translate(ctx.services.hsm, *inputs)
+        ctx.pin_block_zpk = await _translate(ctx.services.hsm, *inputs)
     return None

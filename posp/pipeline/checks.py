@@ -27,9 +27,9 @@ from typing import Final
 from posp.hsm.api import KEY_TAK, MAC_ALG_CUP_ECB
 from posp.iso8583 import terminal_mab
 from posp.log import get_logger
-from posp.pipeline.cardsec import start_pin_translation
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
-from posp.pipeline.premac import start_network_mac
+from posp.txn import MacPolicy
 
 ACTIVE: Final = "active"
 MAC_BYTES: Final = 8
@@ -45,25 +45,25 @@ def registry_max_age_s(ctx: TxnContext) -> float:
     return REGISTRY_MAX_AGE_S if ctx.route.financial else 0.0
 
 
-async def load_terminal(ctx: TxnContext) -> str | None:
+async def load_terminal(ctx: TxnContext) -> RC | None:
     """97 when F41 names no registered terminal (or one without a TMK)."""
     terminal_id = ctx.text(41)  # already bound to the log context by the engine
     terminal = await ctx.services.store.get_terminal(terminal_id, max_age_s=registry_max_age_s(ctx))
     if terminal is None:
-        return "97"
+        return RC.TERMINAL_UNKNOWN
     ctx.terminal = terminal
     return None
 
 
-async def check_merchant(ctx: TxnContext) -> str | None:
+async def check_merchant(ctx: TxnContext) -> RC | None:
     """03 when F42 is unknown or not the terminal's merchant."""
     assert ctx.terminal is not None
     merchant_id = ctx.text(42)
     if merchant_id != ctx.terminal.merchant_id:
-        return "03"
+        return RC.INVALID_MERCHANT
     merchant = await ctx.services.store.get_merchant(merchant_id, max_age_s=registry_max_age_s(ctx))
     if merchant is None:
-        return "03"
+        return RC.INVALID_MERCHANT
     ctx.merchant = merchant
     return None
 
@@ -90,11 +90,11 @@ def _enabled(ctx: TxnContext) -> bool:
     return ctx.terminal.status == ACTIVE and ctx.merchant.status == ACTIVE
 
 
-async def check_enabled(ctx: TxnContext) -> str | None:
+async def check_enabled(ctx: TxnContext) -> RC | None:
     """58 when the terminal or its merchant is disabled."""
     if _enabled(ctx) or (await refresh_registry(ctx) and _enabled(ctx)):
         return None
-    return "58"
+    return RC.NOT_PERMITTED_TERMINAL
 
 
 def keys_expired(generated_at: dt.datetime | None, now: dt.datetime, lifetime_s: float) -> bool:
@@ -117,27 +117,27 @@ def working_keys_usable(ctx: TxnContext) -> bool:
     )
 
 
-async def check_working_keys(ctx: TxnContext) -> str | None:
+async def check_working_keys(ctx: TxnContext) -> RC | None:
     """77 and header digit 6 = 3 when the terminal has no keys or they expired."""
     if working_keys_usable(ctx) or (await refresh_registry(ctx) and working_keys_usable(ctx)):
         ctx.keys_usable = True
         return None
     ctx.processing = "3"
-    return "77"
+    return RC.SIGN_IN_AGAIN
 
 
-async def validate_fields(ctx: TxnContext) -> str | None:
+async def validate_fields(ctx: TxnContext) -> RC | None:
     """30 when a field the route needs is missing (the codec already checked formats)."""
     present = ctx.message.fields
     missing = [n for n in sorted(ctx.route.required) if n not in present]
     missing += [min(group) for group in ctx.route.any_of if not group & present.keys()]
     if missing:
         _log.info("request lacks required fields", missing_fields=missing)
-        return "30"
+        return RC.FORMAT_ERROR
     return None
 
 
-async def check_batch(ctx: TxnContext) -> str | None:
+async def check_batch(ctx: TxnContext) -> RC | None:
     """77 when 60.2 is not the terminal's open batch (it must sign in to learn it)."""
     assert ctx.terminal is not None
     if ctx.f60.batch == ctx.terminal.batch:
@@ -145,19 +145,17 @@ async def check_batch(ctx: TxnContext) -> str | None:
     if await refresh_registry(ctx) and ctx.f60.batch == ctx.terminal.batch:
         return None
     ctx.processing = "3"
-    return "77"
+    return RC.SIGN_IN_AGAIN
 
 
 def mac_required(ctx: TxnContext) -> bool:
-    # By the policy's value: routes imports this module, and an import statement
-    # here would run on every request (twice: the request's check and the answer).
-    policy = ctx.route.mac.value
-    if policy == "settlement":
+    policy = ctx.route.mac
+    if policy is MacPolicy.SETTLEMENT:
         return ctx.services.settings.settlement.mac_on_settlement
-    return policy == "required"
+    return policy is MacPolicy.REQUIRED
 
 
-async def verify_mac(ctx: TxnContext) -> str | None:
+async def verify_mac(ctx: TxnContext) -> RC | None:
     """A0 when F64 is missing or does not verify under the terminal's TAK (HSM M8)."""
     if not mac_required(ctx):
         return None
@@ -165,12 +163,10 @@ async def verify_mac(ctx: TxnContext) -> str | None:
     mac = ctx.message.get(64)
     if not isinstance(mac, bytes) or len(mac) != MAC_BYTES:
         _log.warning("financial request without MAC")
-        return "A0"
+        return RC.MAC_FAILED
     tak_lmk = ctx.terminal.tak_lmk
     hsm = ctx.services.hsm
     mab = terminal_mab(ctx.body)
-    start_pin_translation(ctx)  # alongside the M8; its outcome counts only after the MAC
-    start_network_mac(ctx)  # likewise: the network request's MAC, one HSM write for all
     verified = await hsm.verify_mac(KEY_TAK, tak_lmk, mab, mac, algorithm=MAC_ALG_CUP_ECB)
     if not verified and await refresh_registry(ctx):
         fresh_tak = ctx.terminal.tak_lmk
@@ -178,11 +174,11 @@ async def verify_mac(ctx: TxnContext) -> str | None:
             verified = await hsm.verify_mac(KEY_TAK, fresh_tak, mab, mac, algorithm=MAC_ALG_CUP_ECB)
     if not verified:
         _log.warning("request MAC did not verify")
-        return "A0"
+        return RC.MAC_FAILED
     return None
 
 
-async def check_amount(ctx: TxnContext) -> str | None:
+async def check_amount(ctx: TxnContext) -> RC | None:
     """13 (invalid amount) when a route that requires F4 carries a zero amount."""
     if 4 not in ctx.route.required:
         return None
@@ -190,4 +186,4 @@ async def check_amount(ctx: TxnContext) -> str | None:
     if isinstance(amount, str) and amount.isdigit() and int(amount) > 0:
         return None
     _log.info("zero amount")
-    return "13"
+    return RC.INVALID_AMOUNT

@@ -7,8 +7,9 @@ Invariants:
   the MAC are added by ``posp.pipeline.respond`` at the end.
 * ``ctx.pan`` holds the clear PAN only in memory for the request's lifetime;
   it is excluded from the repr and never logged or stored (the journal keeps
-  the 6+4 mask and a keyed hash).  So are ``body`` (the raw frame), ``response``
-  and ``extras`` (clear track data, the translated PIN block).
+  the 6+4 mask and a keyed hash).  So are ``body`` (the raw frame), ``response``,
+  the clear tracks and the translated PIN block.
+* What one step hands another is a typed field here, never a string-keyed bag.
 * ``ctx.now`` is the switch's local time (UTC+8 by default), read once per
   request so that F12/F13 and the journal agree.
 """
@@ -20,8 +21,9 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from posp.errors import DecodeError
 from posp.iso8583 import Message, TerminalFrame
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
     from posp.keys import KeyService
     from posp.metrics import SwitchMetrics
     from posp.network.ids import IdAllocator
-    from posp.pipeline.routes import Route
+    from posp.network.link import EarlyMac
+    from posp.pipeline.codes import ResponseCode
+    from posp.pipeline.route import Route
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
 
@@ -49,6 +53,30 @@ def _keyed_hmac(key: str) -> hmac.HMAC:
     return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
+class NetworkPort(Protocol):
+    """What the steps need of the card network link (``posp.network.link.NetworkLink``)."""
+
+    @property
+    def signed_on(self) -> bool: ...
+    @property
+    def zpk_lmk(self) -> str: ...
+    async def send(
+        self,
+        request: Message,
+        *,
+        timeout_s: float | None = None,
+        on_arrival: Callable[[Message], None] | None = None,
+        early: EarlyMac | None = None,
+    ) -> Message: ...
+    async def premac(self, request: Message) -> EarlyMac: ...
+
+
+class SafPort(Protocol):
+    """What the steps need of the 0420 forwarder (``posp.network.saf.SafForwarder``)."""
+
+    async def kick(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -59,10 +87,10 @@ class Services:
     keys: KeyService
     ids: IdAllocator
     metrics: SwitchMetrics
-    # posp.network.link.NetworkLink once the link is configured; None answers 91.
-    link: Any = None
-    # posp.network.saf.SafForwarder when the link is up.
-    saf: Any = None
+    #: The card network link once configured (``NetworkLink``); None answers 91.
+    link: NetworkPort | None = None
+    #: The store-and-forward of 0420s (``SafForwarder``) when there is a link.
+    saf: SafPort | None = None
 
     def local_now(self) -> dt.datetime:
         return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
@@ -104,7 +132,8 @@ class TxnContext:
     entry: JournalEntry | None = None
     entry_id: int | None = None
     final_state: str | None = None  # a financial step's own journal state (e.g. timed_out)
-    timeout_code: str = "96"  # answer when the deadline passes (98 once forwarded)
+    #: The answer when the deadline passes: 96, or 98 once a request was forwarded.
+    timeout_code: str = "96"
     rrn: str | None = None
     auth_code: str | None = None
     card_org: str | None = None
@@ -115,8 +144,27 @@ class TxnContext:
     sent: Message | None = field(default=None, repr=False)  # the network request as sent
     answer_unsigned: bool = False  # the answer's MAC could not be computed (HSM failure)
     pan: str | None = field(default=None, repr=False)
-    # Room for later steps' state, card data included (clear tracks, PIN block).
-    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    # What the steps hand each other (card data never in the repr).
+    track2: str | None = field(default=None, repr=False)  # clear, for the network request
+    track3: str | None = field(default=None, repr=False)
+    pin_block_zpk: str | None = field(default=None, repr=False)  # hex, translated to the ZPK
+    #: PIN translation started alongside the MAC check: (its inputs, the task).
+    pin_task: tuple[tuple[Any, ...], asyncio.Future[str]] | None = field(default=None, repr=False)
+    #: The network MAC started alongside the MAC check: the task, then its result.
+    early_mac: asyncio.Future[EarlyMac] | EarlyMac | None = field(default=None, repr=False)
+    #: The answer started before the last journal write: (its code, the task).
+    early_answer: tuple[str, asyncio.Future[bytes | None]] | None = field(default=None, repr=False)
+    #: An answer started while the network response's MAC is checked:
+    #: (the response, the terminal code, the context fields before).
+    staged_answer: tuple[Message, ResponseCode, tuple[Any, ...]] | None = field(
+        default=None, repr=False
+    )
+    unsettled: Message | None = field(default=None, repr=False)  # sent, fate not yet recorded
+    journal_changes: dict[str, object] = field(default_factory=dict, repr=False)
+    journal_recorded: dict[str, object] | None = field(default=None, repr=False)
+    refund_reserved_minor: int = 0  # reserved against the original until approved
+    repeated: bool = False  # the request repeats one already journaled (0400, upload end)
+    reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
 
     @property
     def message(self) -> Message:

@@ -25,13 +25,14 @@ from __future__ import annotations
 from typing import Final
 
 from posp.log import get_logger
+from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import entry_reversal_item, reversal_item, reverse_upstream
 from posp.pipeline.reversal import restore_prior
 from posp.store.api import APPROVED, REVERSED, SafItem
 
 #: 0420 reason: an error after the request was sent (terminal-link §3.2).
-UNDELIVERED_REASON: Final = "06"
+UNDELIVERED_REASON: Final = ResponseCode.ERROR
 
 _log = get_logger("posp.pipeline.delivery")
 

@@ -30,15 +30,16 @@ from posp.errors import DecodeError
 from posp.iso8583 import TerminalDecodeError, TerminalFrame, decode_terminal
 from posp.iso8583.fields import Field60
 from posp.log import bind_transaction, get_logger
-from posp.pipeline.codes import APPROVED, FORMAT_ERROR, MALFUNCTION, code_for
+from posp.pipeline.codes import APPROVED, FORMAT_ERROR, MALFUNCTION, ResponseCode, code_for
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.delivery import approval_at_stake, undo_approval
 from posp.pipeline.forward import finish_forwarded
 from posp.pipeline.journal import record_outcome
 from posp.pipeline.respond import bare_answer, build_answer, take_answer
 from posp.pipeline.routes import find_route
+from posp.txn import TxnType
 
-UNSUPPORTED = "12"
+UNSUPPORTED = ResponseCode.INVALID_TRANSACTION
 UNROUTED = "unrouted"  # metrics label for requests no route matched
 
 _log = get_logger("posp.pipeline")
@@ -108,9 +109,10 @@ class Pipeline:
             raise
         self._observe(route.name, code, started_s)
         _log.info("answered", response_code=code)
-        if ctx.route.name == "reversal" and code == MALFUNCTION and ctx.entry_id is None:
-            # A 0400 that could not even be journaled: no answer, so the terminal
-            # keeps its pending reversal and sends it again (any 0410 clears it).
+        if ctx.route.txn_type is TxnType.REVERSAL and code == MALFUNCTION:
+            # A 0400 the switch could not journal or apply (store down, deadline): no
+            # answer, so the terminal keeps its pending reversal and sends it again
+            # (any 0410 would clear it); the repeat redoes the idempotent steps.
             return Reply(None)
         if code == APPROVED and approval_at_stake(ctx):
             return Reply(answer, undelivered=lambda: self._spawn_undo(ctx, "connection gone"))

@@ -51,12 +51,13 @@ from posp.network.mapping import (
     terminal_response_fields,
 )
 from posp.network.saf import saf_payload
-from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2, EXTRA_TRACK3
+from posp.pipeline.codes import ResponseCode as RC
+from posp.pipeline.codes import terminal_code
 from posp.pipeline.context import Services, TxnContext
-from posp.pipeline.journal import EXTRA_RECORDED, outcome_changes
+from posp.pipeline.journal import outcome_changes
 from posp.pipeline.originals import apply_approval, release_refund
 from posp.pipeline.premac import take_early_mac
-from posp.pipeline.respond import CARD_ORGS, EXTRA_EARLY_ANSWER, start_answer
+from posp.pipeline.respond import CARD_ORGS, start_answer
 from posp.store.api import (
     APPROVED,
     DECLINED,
@@ -67,36 +68,12 @@ from posp.store.api import (
     SafItem,
 )
 
-NO_ANSWER: Final = "98"
-DUPLICATE_TRANSMISSION: Final = "94"
-APPROVED_CODE: Final = "00"
-#: Extra journal changes recorded with the outcome (``posp.pipeline.journal``).
-EXTRA_JOURNAL: Final = "journal_changes"
-#: ``ctx.extras`` key: the network request sent whose fate is not settled yet.
-EXTRA_SENT: Final = "sent_request"
-#: ``ctx.extras`` key: (response, terminal code, ctx fields before) of an answer
-#: started while the response's MAC was still being checked (``stage_answer``).
-EXTRA_STAGED: Final = "staged_answer"
+NO_ANSWER: Final = RC.NO_ANSWER
 #: Time kept back from the request deadline for the timeout path (SAF write, answer).
 DEADLINE_MARGIN_S: Final = 1.0
-#: Network response codes passed to the terminal as they are (terminal-link §7).
-PASSED_THROUGH: Final = frozenset(
-    {"00", "05", "12", "13", "14", "25", "33", "41", "43", "51"}
-    | {"54", "55", "57", "59", "61", "64", "65", "75", "91", "96"}
-)
-#: Network codes that describe the switch's own exchange with the network, not
-#: the card: the terminal sees a switch malfunction.
-SWITCH_SIDE: Final = frozenset({"30", "A0", "94", "77", "97", "99", "03", "58"})
 _FORWARDED_TO_TERMINAL: Final = (44, 54)
 
 _log = get_logger("posp.pipeline.forward")
-
-
-def terminal_code(network_code: str) -> str:
-    """The terminal's F39 for the network's F39."""
-    if network_code in PASSED_THROUGH:
-        return network_code
-    return "96" if network_code in SWITCH_SIDE else "05"
 
 
 def signed_on_link(ctx: TxnContext) -> Any:
@@ -107,7 +84,7 @@ def signed_on_link(ctx: TxnContext) -> Any:
     return link
 
 
-async def require_link(ctx: TxnContext) -> str | None:
+async def require_link(ctx: TxnContext) -> RC | None:
     """91 at once when the network is unreachable (before any HSM work)."""
     signed_on_link(ctx)
     return None
@@ -170,7 +147,7 @@ async def reverse_upstream(
 
 
 def _journal_changes(ctx: TxnContext) -> dict[str, object]:
-    changes: dict[str, object] = ctx.extras.setdefault(EXTRA_JOURNAL, {})
+    changes = ctx.journal_changes
     return changes
 
 
@@ -187,20 +164,19 @@ def note_network_ids(ctx: TxnContext, sent: Message) -> None:
 
 def build_request(ctx: TxnContext) -> Message:
     assert ctx.merchant is not None and ctx.rrn is not None
-    pin_block = ctx.extras.get(EXTRA_PIN_BLOCK_ZPK)
     return network_request(
-        ctx.route.name,
+        ctx.route.row,
         ctx.message,
         merchant=ctx.merchant,
-        pin_block_zpk=pin_block if isinstance(pin_block, str) else None,
-        track2=ctx.extras.get(EXTRA_TRACK2),
-        track3=ctx.extras.get(EXTRA_TRACK3),
+        pin_block_zpk=ctx.pin_block_zpk,
+        track2=ctx.track2,
+        track3=ctx.track3,
         rrn=ctx.rrn,
         original=ctx.original,
     )
 
 
-async def forward(ctx: TxnContext) -> str | None:
+async def forward(ctx: TxnContext) -> RC | None:
     """Send the request upstream and return the terminal's response code."""
     link = signed_on_link(ctx)
     request = build_request(ctx)
@@ -210,7 +186,7 @@ async def forward(ctx: TxnContext) -> str | None:
     timeout_s = network_timeout_s(ctx)
     ctx.timeout_code = NO_ANSWER
     ctx.sent = request
-    ctx.extras[EXTRA_SENT] = request  # settled by on_answer / on_no_answer / finish_forwarded
+    ctx.unsettled = request  # settled by on_answer / on_no_answer / finish_forwarded
     try:
         response = await link.send(
             request,
@@ -221,7 +197,7 @@ async def forward(ctx: TxnContext) -> str | None:
     except NetworkTimeout as exc:  # sent, no (trustworthy) answer
         unstage_answer(ctx)
         note_network_ids(ctx, request)
-        reason = "A0" if isinstance(exc, ResponseMacInvalid) else NO_ANSWER
+        reason = RC.MAC_FAILED if isinstance(exc, ResponseMacInvalid) else NO_ANSWER
         await on_no_answer(ctx, request, reason)
         return NO_ANSWER
     except asyncio.CancelledError:  # the deadline: sent or not, finish_forwarded reverses
@@ -229,10 +205,10 @@ async def forward(ctx: TxnContext) -> str | None:
         raise
     except Exception:
         # The link raises anything else only before the request is on the wire.
-        ctx.extras.pop(EXTRA_SENT, None)
+        ctx.unsettled = None
         raise
     note_network_ids(ctx, request)
-    if response.get(39) == DUPLICATE_TRANSMISSION:
+    if response.get(39) == RC.DUPLICATE:
         # Our STANs never repeat, so the network saw this request before: its first
         # outcome is unknown here.  As no answer: 98 and a reversal.
         unstage_answer(ctx)
@@ -245,7 +221,7 @@ async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
     """98: timed_out (unless a 0400 reversed it meanwhile) and a queued 0420."""
     assert ctx.entry_id is not None
     services = ctx.services
-    if ctx.route.name == "balance":  # a balance inquiry moves no money: no 0420
+    if not ctx.route.row.moves_money:  # a balance inquiry: no 0420
         if ctx.final_state is None:
             won = await services.store.transition(ctx.entry_id, (PENDING,), TIMED_OUT)
             ctx.final_state = TIMED_OUT if won else REVERSED
@@ -255,15 +231,15 @@ async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
         ctx.final_state = TIMED_OUT if won else REVERSED
     else:
         await queue_reversal(services, ctx.entry_id, sent, reason)  # idempotent
-    ctx.extras.pop(EXTRA_SENT, None)
+    ctx.unsettled = None
     _log.warning("network did not answer; reversal queued", reason=reason)
 
 
-def apply_response(ctx: TxnContext, response: Message) -> str:
+def apply_response(ctx: TxnContext, response: Message) -> RC:
     """Take the network's answer fields into ``ctx``; returns the terminal's code."""
     fields = terminal_response_fields(response)
     code = terminal_code(fields[39])
-    if code == APPROVED_CODE:
+    if code == RC.APPROVED:
         ctx.auth_code = fields.get(38)
     ctx.settlement_date = fields.get(15, ctx.settlement_date)
     card_org = fields.get(63)
@@ -282,42 +258,42 @@ def stage_answer(ctx: TxnContext, response: Message) -> None:
     that check (ZAK) in one write.  ``unstage_answer`` undoes it if the check fails."""
     before = (ctx.auth_code, ctx.settlement_date, ctx.card_org, dict(ctx.response))
     code = apply_response(ctx, response)
-    ctx.extras[EXTRA_STAGED] = (response, code, before)
+    ctx.staged_answer = (response, code, before)
     start_answer(ctx, code)
 
 
 def unstage_answer(ctx: TxnContext) -> None:
     """Forget a staged answer whose response then failed its MAC check (or never came)."""
-    staged = ctx.extras.pop(EXTRA_STAGED, None)
+    staged, ctx.staged_answer = ctx.staged_answer, None
     if staged is None:
         return
     ctx.auth_code, ctx.settlement_date, ctx.card_org, ctx.response = staged[2]
-    ctx.extras.pop(EXTRA_EARLY_ANSWER, None)
+    ctx.early_answer = None
 
 
-async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> str:
+async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> RC:
     """Record the network's decision and prepare the terminal's answer fields."""
     assert ctx.entry_id is not None
-    staged = ctx.extras.pop(EXTRA_STAGED, None)
-    code: str
+    staged, ctx.staged_answer = ctx.staged_answer, None
+    code: RC
     if staged is not None and staged[0] is response:
         code = staged[1]
     else:
         code = apply_response(ctx, response)
         start_answer(ctx, code)  # its MAC is computed while the outcome commits
-    state = APPROVED if code == APPROVED_CODE else DECLINED
+    state = APPROVED if code == RC.APPROVED else DECLINED
     changes = outcome_changes(ctx, state, code)
     if not await ctx.services.store.finish_entry(ctx.entry_id, (PENDING,), **changes):
         ctx.final_state = REVERSED
-        if code == APPROVED_CODE:
+        if code == RC.APPROVED:
             await queue_reversal(ctx.services, ctx.entry_id, sent, NO_ANSWER)
-        ctx.extras.pop(EXTRA_SENT, None)
+        ctx.unsettled = None
         _log.info("answer arrived after a terminal reversal", response_code=code)
         return code
     ctx.final_state = state
-    ctx.extras.pop(EXTRA_SENT, None)
-    ctx.extras[EXTRA_RECORDED] = changes  # record_outcome need not write it again
-    if code == APPROVED_CODE:
+    ctx.unsettled = None
+    ctx.journal_recorded = changes  # record_outcome need not write it again
+    if code == RC.APPROVED:
         await apply_approval(ctx)
     return code
 
@@ -326,8 +302,8 @@ async def finish_forwarded(ctx: TxnContext) -> None:
     """After the steps, outside the deadline: settle a sent request the deadline
     cut off (timed_out + queued 0420) and release a refund reservation unless the
     refund ended approved.  Idempotent; a no-op for routes that forward nothing."""
-    sent = ctx.extras.get(EXTRA_SENT)
-    if isinstance(sent, Message):
+    sent = ctx.unsettled
+    if sent is not None:
         note_network_ids(ctx, sent)
         await on_no_answer(ctx, sent, NO_ANSWER)
     if ctx.final_state != APPROVED:

@@ -26,16 +26,13 @@ from __future__ import annotations
 from posp.errors import StoreError
 from posp.iso8583 import mask_pan
 from posp.log import bind_transaction, get_logger
-from posp.network.mapping import NETWORK_MTI
 from posp.network.zone import transmission_time
 from posp.pipeline.codes import APPROVED
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext, card_pan
 from posp.pipeline.premac import settle_early_mac
 from posp.store.api import APPROVED as STATE_APPROVED
 from posp.store.api import DECLINED, PENDING, JournalEntry
-
-#: ``ctx.extras`` key: the changes a step already wrote with the outcome's CAS.
-EXTRA_RECORDED = "journal_recorded"
 
 _log = get_logger("posp.pipeline.journal")
 
@@ -79,7 +76,7 @@ def build_entry(ctx: TxnContext, state: str) -> JournalEntry:
 async def assign_network_ids(ctx: TxnContext) -> None:
     """Fix the F11 and F7 the network request will carry: those the early MAC
     gave it (``premac``), else fresh ones.  Only for requests that go upstream."""
-    if ctx.route.name not in NETWORK_MTI:
+    if ctx.route.row.network_mti is None:
         return
     early = await settle_early_mac(ctx)
     if early is not None:
@@ -89,7 +86,7 @@ async def assign_network_ids(ctx: TxnContext) -> None:
     ctx.network_f7 = transmission_time(ctx.services.settings.network.tz_offset_hours)
 
 
-async def journal_pending(ctx: TxnContext) -> str | None:
+async def journal_pending(ctx: TxnContext) -> RC | None:
     """Allocate the RRN and the network ids, and insert the pending entry (94 on a
     duplicate via the codes table).  The entry is the write-ahead record of the
     network request (module docstring)."""
@@ -122,7 +119,7 @@ def outcome_changes(ctx: TxnContext, state: str, code: str) -> dict[str, object]
         changes["card_org"] = ctx.card_org
         changes["card_class"] = ctx.services.card_class(ctx.pan, ctx.card_org)
     # Network F7/F11 and the original's id, from the financial steps.
-    changes.update(ctx.extras.get("journal_changes", {}))
+    changes.update(ctx.journal_changes)
     return changes
 
 
@@ -134,7 +131,7 @@ async def record_outcome(ctx: TxnContext, code: str) -> None:
     try:
         if ctx.entry_id is not None:
             changes = outcome_changes(ctx, state, code)
-            if ctx.extras.get(EXTRA_RECORDED) != changes:
+            if ctx.journal_recorded != changes:
                 await store.update_entry(ctx.entry_id, **changes)
             return
         entry = build_entry(ctx, state)

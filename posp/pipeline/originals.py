@@ -20,24 +20,20 @@ Rules:
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Final
 
 from posp.iso8583.fields import Field61
 from posp.log import get_logger
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
 from posp.store.api import APPROVED, COMPLETED, REVERSED, VOIDED, JournalEntry
+from posp.txn import OriginalLookup
 
-NOT_FOUND: Final = "25"
-INVALID: Final = "12"
-AMOUNT_MISMATCH: Final = "64"
+NOT_FOUND: Final = RC.ORIGINAL_NOT_FOUND
+INVALID: Final = RC.INVALID_TRANSACTION
+AMOUNT_MISMATCH: Final = RC.AMOUNT_MISMATCH
 COMPLETION_LIMIT_PERCENT: Final = 115
-#: Void type → the type of original it voids.
-VOIDS: Final[dict[str, str]] = {
-    "purchase_void": "purchase",
-    "completion_void": "completion",
-}
-REFUNDABLE: Final = frozenset({"purchase", "completion"})
-EXTRA_REFUND_RESERVED: Final = "refund_reserved_minor"
 _GONE: Final = frozenset({VOIDED, REVERSED, COMPLETED})
 
 _log = get_logger("posp.pipeline.originals")
@@ -62,7 +58,7 @@ def _same_card(ctx: TxnContext, original: JournalEntry) -> bool:
     return theirs is None or ours is None or theirs == ours
 
 
-async def find_void_original(ctx: TxnContext) -> str | None:
+async def find_void_original(ctx: TxnContext) -> RC | None:
     """Purchase void / completion void: the original in the current batch."""
     assert ctx.terminal is not None
     f61 = Field61.parse(ctx.text(61))
@@ -71,7 +67,7 @@ async def find_void_original(ctx: TxnContext) -> str | None:
     original = await ctx.services.store.find_by_trace(
         ctx.terminal.terminal_id, f61.batch, f61.trace
     )
-    if original is None or original.txn_type != VOIDS[ctx.route.name]:
+    if original is None or original.txn_type not in ctx.route.row.original:
         return NOT_FOUND
     if original.state in _GONE:
         return INVALID
@@ -96,13 +92,13 @@ async def _gone_preauth(ctx: TxnContext, f61: Field61, auth_code: str) -> bool:
     entry = await ctx.services.store.find_by_trace(ctx.terminal.terminal_id, f61.batch, f61.trace)
     return (
         entry is not None
-        and entry.txn_type == "preauth"
+        and entry.txn_type in ctx.route.row.original
         and entry.auth_code == auth_code
         and entry.state in _GONE
     )
 
 
-async def find_preauth(ctx: TxnContext) -> str | None:
+async def find_preauth(ctx: TxnContext) -> RC | None:
     """Pre-auth void / completion: the open pre-authorization by F38, 61.3 and card."""
     assert ctx.merchant is not None
     f61 = Field61.parse(ctx.text(61))
@@ -114,7 +110,7 @@ async def find_preauth(ctx: TxnContext) -> str | None:
         return INVALID if await _gone_preauth(ctx, f61, auth_code) else NOT_FOUND
     hold = original.amount_minor or 0
     amount = amount_minor(ctx)
-    if ctx.route.name == "preauth_void":
+    if ctx.route.row.on_approval == (APPROVED, VOIDED):  # a void takes the whole hold
         if amount != hold:
             return AMOUNT_MISMATCH
     elif amount * 100 > hold * COMPLETION_LIMIT_PERCENT:
@@ -123,14 +119,14 @@ async def find_preauth(ctx: TxnContext) -> str | None:
     return None
 
 
-async def find_refund_original(ctx: TxnContext) -> str | None:
+async def find_refund_original(ctx: TxnContext) -> RC | None:
     """Refund: the original by RRN and date; reserve the amount against it."""
     assert ctx.merchant is not None
     f61 = Field61.parse(ctx.text(61))
     original = await ctx.services.store.find_by_rrn(
         ctx.text(37), local_date=f61.date or None, merchant_id=ctx.merchant.merchant_id
     )
-    if original is None or original.txn_type not in REFUNDABLE:
+    if original is None or original.txn_type not in ctx.route.row.original:
         return NOT_FOUND
     if original.state in (VOIDED, REVERSED):
         return INVALID
@@ -141,47 +137,39 @@ async def find_refund_original(ctx: TxnContext) -> str | None:
     limit = original.amount_minor or 0
     if amount <= 0 or not await ctx.services.store.add_refunded(original.id, amount, limit):
         return AMOUNT_MISMATCH
-    ctx.extras[EXTRA_REFUND_RESERVED] = amount
+    ctx.refund_reserved_minor = amount
     ctx.original = original
     return None
 
 
-#: Route name → the step that finds its original.
-FINDERS: Final = {
-    "purchase_void": find_void_original,
-    "completion_void": find_void_original,
-    "preauth_void": find_preauth,
-    "completion": find_preauth,
-    "refund": find_refund_original,
-}
+#: How a type finds its original (its row's ``lookup``) → the step that does it.
+FINDERS: Final = MappingProxyType(
+    {
+        OriginalLookup.CURRENT_BATCH_TRACE: find_void_original,
+        OriginalLookup.OPEN_PREAUTH: find_preauth,
+        OriginalLookup.RRN: find_refund_original,
+    }
+)
 
 
-async def find_original(ctx: TxnContext) -> str | None:
-    """Dispatch to the route's finder (no-op for purchases, pre-auths, balance)."""
-    finder = FINDERS.get(ctx.route.name)
+async def find_original(ctx: TxnContext) -> RC | None:
+    """Dispatch to the finder of the route's lookup (none for purchases, pre-auths,
+    balance)."""
+    finder = FINDERS.get(ctx.route.row.lookup)
     return None if finder is None else await finder(ctx)
 
 
 async def release_refund(ctx: TxnContext) -> None:
     """Give back a refund reservation (the network did not approve the refund)."""
-    reserved = ctx.extras.pop(EXTRA_REFUND_RESERVED, 0)
+    reserved, ctx.refund_reserved_minor = ctx.refund_reserved_minor, 0
     if reserved and ctx.original is not None and ctx.original.id is not None:
         limit = ctx.original.amount_minor or 0
         await ctx.services.store.add_refunded(ctx.original.id, -reserved, limit)
 
 
-#: Route name → (from state, to state) of its original when the network approves.
-ON_APPROVAL: Final[dict[str, tuple[str, str]]] = {
-    "purchase_void": (APPROVED, VOIDED),
-    "completion_void": (APPROVED, VOIDED),
-    "preauth_void": (APPROVED, VOIDED),
-    "completion": (APPROVED, COMPLETED),
-}
-
-
 async def apply_approval(ctx: TxnContext) -> None:
     """The network approved: move the original on (once; a lost race is logged)."""
-    change = ON_APPROVAL.get(ctx.route.name)
+    change = ctx.route.row.on_approval
     if change is None or ctx.original is None or ctx.original.id is None:
         return
     if not await ctx.services.store.transition(ctx.original.id, (change[0],), change[1]):

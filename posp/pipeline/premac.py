@@ -30,10 +30,6 @@ from typing import Any, Final
 from posp.network.mapping import network_request
 from posp.pipeline.context import TxnContext, discard_outcome
 
-#: Routes whose network request references no original (F90): their MAB is known
-#: once the terminal and merchant are.
-EARLY_ROUTES: Final = frozenset({"purchase", "balance", "preauth"})
-EXTRA_EARLY_MAC: Final = "early_network_mac"
 _NO_RRN: Final = "000000000000"  # F37 is not in the MAB; the real RRN is set later
 
 
@@ -42,7 +38,7 @@ def start_network_mac(ctx: TxnContext) -> None:
     carry traffic; otherwise do nothing (``forward`` MACs as if never called)."""
     link = ctx.services.link
     if (
-        ctx.route.name not in EARLY_ROUTES
+        not ctx.route.row.early_mac  # its MAB needs an original (F90) or more
         or link is None
         or not link.signed_on
         or ctx.merchant is None
@@ -50,7 +46,7 @@ def start_network_mac(ctx: TxnContext) -> None:
         return
     try:
         early = network_request(
-            ctx.route.name,
+            ctx.route.row,
             ctx.message,
             merchant=ctx.merchant,
             pin_block_zpk=None,
@@ -63,26 +59,26 @@ def start_network_mac(ctx: TxnContext) -> None:
         return
     task = asyncio.ensure_future(link.premac(early))
     task.add_done_callback(discard_outcome)
-    ctx.extras[EXTRA_EARLY_MAC] = task
+    ctx.early_mac = task
 
 
 async def settle_early_mac(ctx: TxnContext) -> Any:
     """Wait for the early MAC (``posp.network.link.EarlyMac``) and keep it for
     ``take_early_mac``; None when there is none or it failed (the link then MACs
     the request itself).  Its ids (F7, F11) are the ones the request will carry."""
-    early = ctx.extras.get(EXTRA_EARLY_MAC)
+    early = ctx.early_mac
     if not isinstance(early, asyncio.Future):
         return early
     try:
         result = await early
     except Exception:  # HSM trouble shows again, and is answered, when the link MACs
         result = None
-    ctx.extras[EXTRA_EARLY_MAC] = result
+    ctx.early_mac = result
     return result
 
 
 async def take_early_mac(ctx: TxnContext) -> Any:
     """The early MAC, once (see ``settle_early_mac``)."""
     result = await settle_early_mac(ctx)
-    ctx.extras.pop(EXTRA_EARLY_MAC, None)
+    ctx.early_mac = None
     return result

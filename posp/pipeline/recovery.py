@@ -45,6 +45,7 @@ from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstre
 from posp.pipeline.reversal import reverse_original
 from posp.pipeline.routes import find_route
 from posp.store.api import DECLINED, PENDING, TIMED_OUT, DeferredReversal, JournalEntry
+from posp.txn import txn_row
 
 #: The server's grace on top of the request deadline (``posp.server.ANSWER_GRACE_S``).
 ANSWER_GRACE_S: Final = 2.0
@@ -117,10 +118,10 @@ class InDoubtResolver:
     async def _time_out(self, entry: JournalEntry) -> bool:
         assert entry.id is not None
         services = self._services
-        item = (
-            None if entry.txn_type == "balance" else entry_reversal_item(services, entry, NO_ANSWER)
-        )
-        if item is None:  # no money, or it provably never left
+        row = txn_row(entry.txn_type)
+        moves_money = row is not None and row.moves_money
+        item = entry_reversal_item(services, entry, NO_ANSWER) if moves_money else None
+        if item is None:  # no money (a balance inquiry), or it provably never left
             return await services.store.transition(entry.id, (PENDING,), TIMED_OUT)
         return await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
 

@@ -43,11 +43,12 @@ from posp.iso8583.message import FieldValue
 from posp.log import get_logger
 from posp.pipeline.checks import mac_required, working_keys_usable
 from posp.pipeline.codes import SIGN_IN_AGAIN_CODES
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext, discard_outcome
+from posp.txn import TxnType
 
 ECHOED_FIELDS: Final = (2, 3, 4, 11, 25, 41, 42, 49, 60)
-NO_MAC_CODE: Final = "A0"
-EXTRA_EARLY_ANSWER: Final = "early_answer"
+NO_MAC_CODE: Final = RC.MAC_FAILED
 _MAC_PLACEHOLDER: Final = b"00000000"
 #: The card organisations F63 may name (terminal-link §2).
 CARD_ORGS: Final = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
@@ -67,7 +68,7 @@ def bare_answer(frame: TerminalFrame, code: str, processing: str = "0") -> bytes
     fields: dict[int, FieldValue] = {
         n: frame.message.fields[n] for n in ECHOED_FIELDS if n in frame.message.fields
     }
-    fields[39] = code
+    fields[39] = str(code)  # a ResponseCode member: the codec takes plain str
     answer = TerminalFrame(
         reply_tpdu(frame.tpdu),
         response_header(frame.header, processing),
@@ -117,12 +118,12 @@ def _answer_fields(ctx: TxnContext, code: str) -> dict[int, FieldValue]:
     fields[12] = ctx.local_time
     fields[13] = ctx.local_date
     fields[32] = ctx.services.settings.network.acquirer_id
-    fields[39] = code
+    fields[39] = str(code)
     if ctx.route.financial:
         fields[15] = ctx.settlement_date or ctx.local_date
     if ctx.rrn is not None:
         fields[37] = ctx.rrn
-    if ctx.auth_code is not None and code == "00":
+    if ctx.auth_code is not None and code == RC.APPROVED:
         fields[38] = ctx.auth_code
     fields.update(ctx.response)
     if ctx.route.financial:  # a card transaction (the routes table)
@@ -134,7 +135,8 @@ def _processing(ctx: TxnContext, code: str) -> str:
     """Header digit 6 (see the module docstring)."""
     if code in SIGN_IN_AGAIN_CODES:
         return "3"
-    if ctx.terminal is None or ctx.keys_usable or (ctx.route.name == "sign_in" and code == "00"):
+    signed_in = ctx.route.txn_type is TxnType.SIGN_IN and code == RC.APPROVED
+    if ctx.terminal is None or ctx.keys_usable or signed_in:
         return ctx.processing
     return ctx.processing if working_keys_usable(ctx) else "3"
 
@@ -188,12 +190,12 @@ def start_answer(ctx: TxnContext, code: str) -> None:
     """Start building the answer for ``code`` now (see the module docstring)."""
     task = asyncio.ensure_future(build_answer(ctx, code))
     task.add_done_callback(discard_outcome)
-    ctx.extras[EXTRA_EARLY_ANSWER] = (code, task)
+    ctx.early_answer = (code, task)
 
 
 async def take_answer(ctx: TxnContext, code: str) -> bytes | None:
     """The answer for ``code``: the early one when it was started for that code."""
-    early = ctx.extras.pop(EXTRA_EARLY_ANSWER, None)
+    early, ctx.early_answer = ctx.early_answer, None
     if early is not None and early[0] == code:
         answer: bytes | None = await early[1]
         return answer

@@ -20,7 +20,8 @@ Invariants:
   original that provably never left (no network ids) queues none.  The
   terminal's 00 leaves only after the 0420 is queued.
 * Reversing a void reinstates the voided original (voided → approved);
-  reversing a completion re-opens its pre-authorization (completed → approved).
+  reversing a completion re-opens its pre-authorization (completed → approved):
+  the ``restores`` of the reversed type's row (``posp.txn``).
 """
 
 from __future__ import annotations
@@ -32,62 +33,43 @@ from posp.iso8583 import Message
 from posp.log import get_logger
 from posp.network.mapping import network_request
 from posp.pipeline.checks import verify_mac
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
-from posp.pipeline.forward import EXTRA_JOURNAL, reversal_item, reverse_upstream
+from posp.pipeline.forward import reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.originals import amount_minor
 from posp.store.api import (
     APPROVED,
-    COMPLETED,
     PENDING,
     REVERSED,
     TIMED_OUT,
-    VOIDED,
     DeferredReversal,
     JournalEntry,
 )
+from posp.txn import BY_MSG_TYPE, TXN_TYPES, TxnType, txn_row
 
-ANSWER: Final = "00"
-EXTRA_REPEATED: Final = "repeated_reversal"
-#: 60.1 of the 0400 → the original's transaction type.
-ORIGINAL_TYPE: Final[dict[str, str]] = {
-    "22": "purchase",
-    "23": "purchase_void",
-    "10": "preauth",
-    "11": "preauth_void",
-    "20": "completion",
-    "21": "completion_void",
-}
-#: Reversed type → (state of its own original to restore, restored state).
-RESTORES: Final[dict[str, tuple[str, str]]] = {
-    "purchase_void": (VOIDED, APPROVED),
-    "completion_void": (VOIDED, APPROVED),
-    "preauth_void": (VOIDED, APPROVED),
-    "completion": (COMPLETED, APPROVED),
-}
-REASONS: Final = frozenset({"98", "06", "A0"})
+ANSWER: Final = RC.APPROVED
+REASONS: Final = frozenset({RC.NO_ANSWER, RC.ERROR, RC.MAC_FAILED})
 #: States of an original that a 0400 moves to ``reversed``.
 REVERSIBLE_STATES: Final = (APPROVED, TIMED_OUT, PENDING)
-EXTRA_DEFERRED: Final = "reversal_deferred"
-NOT_REVERSIBLE: Final = "12"
 
 _log = get_logger("posp.pipeline.reversal")
 
 
-async def check_reversible_original(ctx: TxnContext) -> str | None:
+async def check_reversible_original(ctx: TxnContext) -> RC | None:
     """12 when a reversal names (60.1) a transaction type that is never reversed
     (a balance inquiry, a refund): before the field check, as a balance inquiry's
     reversal carries no F4."""
-    return None if ctx.f60.msg_type in ORIGINAL_TYPE else NOT_REVERSIBLE
+    return None if ctx.f60.msg_type in BY_MSG_TYPE else RC.INVALID_TRANSACTION
 
 
-async def journal_reversal(ctx: TxnContext) -> str | None:
+async def journal_reversal(ctx: TxnContext) -> RC | None:
     """Insert the pending reversal entry — before anything that needs the HSM —;
     a repeated 0400 is noted, not refused."""
     try:
         await journal_pending(ctx)
     except DuplicateTransaction:
-        ctx.extras[EXTRA_REPEATED] = True
+        ctx.repeated = True
     return None
 
 
@@ -98,21 +80,30 @@ async def find_reversed_original(ctx: TxnContext) -> JournalEntry | None:
     )
     if (
         original is None
-        or original.txn_type != ORIGINAL_TYPE.get(ctx.f60.msg_type)
+        or original.txn_type != _named_type(ctx)
         or original.amount_minor != amount_minor(ctx)
     ):
         return None
     return original
 
 
+def _named_type(ctx: TxnContext) -> str | None:
+    """The type of original the 0400 names in 60.1."""
+    row = BY_MSG_TYPE.get(ctx.f60.msg_type)
+    return None if row is None else row.name
+
+
 def rebuilt_request(ctx: TxnContext, original: JournalEntry) -> Message | None:
     """The original's network request as sent (enough of it for a 0420), from the
     0400 (the original minus PIN/track) and the journaled network F7/F11."""
+    row = txn_row(original.txn_type)
     if original.network_stan is None or original.network_f7 is None or original.rrn is None:
+        return None
+    if row is None or row.network_mti is None:
         return None
     assert ctx.merchant is not None
     request = network_request(
-        original.txn_type,
+        row,
         ctx.message,
         merchant=ctx.merchant,
         pin_block_zpk=None,
@@ -131,7 +122,8 @@ def rebuilt_request(ctx: TxnContext, original: JournalEntry) -> Message | None:
 
 async def restore_prior(ctx: TxnContext, txn_type: str, original_id: int | None) -> None:
     """A reversed void or completion gives its own original back its earlier state."""
-    change = RESTORES.get(txn_type)
+    row = txn_row(txn_type)
+    change = None if row is None else row.restores
     if change is None or original_id is None:
         return
     await ctx.services.store.transition(original_id, (change[0],), change[1])
@@ -139,10 +131,10 @@ async def restore_prior(ctx: TxnContext, txn_type: str, original_id: int | None)
 
 def reversal_reason(ctx: TxnContext) -> str:
     reason = ctx.message.get(39)
-    return reason if isinstance(reason, str) and reason in REASONS else "98"
+    return reason if isinstance(reason, str) and reason in REASONS else RC.NO_ANSWER
 
 
-async def reverse_original(ctx: TxnContext) -> str | None:
+async def reverse_original(ctx: TxnContext) -> RC | None:
     """Reverse the original once and make sure its 0420 exists; always answer 00.
 
     Whatever state the original is in, a 0400 for one that may have reached the
@@ -156,7 +148,7 @@ async def reverse_original(ctx: TxnContext) -> str | None:
         return ANSWER
     assert original.id is not None
     ctx.original = original
-    ctx.extras.setdefault(EXTRA_JOURNAL, {})["original_id"] = original.id
+    ctx.journal_changes["original_id"] = original.id
     store = ctx.services.store
     sent = rebuilt_request(ctx, original)
     if sent is None:  # never left: nothing upstream to undo
@@ -173,7 +165,7 @@ async def reverse_original(ctx: TxnContext) -> str | None:
     return ANSWER
 
 
-async def verify_or_defer(ctx: TxnContext) -> str | None:
+async def verify_or_defer(ctx: TxnContext) -> RC | None:
     """The 0400's MAC check (A0 when it fails).  When the HSM cannot answer, the
     0400 — already journaled — is kept with the TAK it was made under and
     answered 00: the terminal clears its pending reversal on any 0410, so the
@@ -189,7 +181,7 @@ async def verify_or_defer(ctx: TxnContext) -> str | None:
             DeferredReversal(entry_id=entry_id, body=ctx.body, tak_lmk=ctx.terminal.tak_lmk)
         )
         _log.warning("reversal kept until the HSM answers", error_type=type(exc).__name__)
-        ctx.extras[EXTRA_DEFERRED] = True
+        ctx.reversal_deferred = True
         return ANSWER
 
 
@@ -197,6 +189,6 @@ async def _first_reversal_id(ctx: TxnContext) -> int | None:
     """The journal id of the first of repeated 0400s (the repeat has none of its own)."""
     assert ctx.terminal is not None
     first = await ctx.services.store.find_by_trace(
-        ctx.terminal.terminal_id, ctx.f60.batch, ctx.text(11), "reversal"
+        ctx.terminal.terminal_id, ctx.f60.batch, ctx.text(11), TXN_TYPES[TxnType.REVERSAL].direction
     )
     return None if first is None else first.id

@@ -18,6 +18,7 @@ from typing import Final
 
 from posp.iso8583.fields import Field60
 from posp.log import get_logger
+from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
 
 _SERIAL_PADDING: Final = b" \x00"
@@ -25,7 +26,7 @@ _SERIAL_PADDING: Final = b" \x00"
 _log = get_logger("posp.pipeline.signin")
 
 
-async def check_device_serial(ctx: TxnContext) -> str | None:
+async def check_device_serial(ctx: TxnContext) -> RC | None:
     """58 when the terminal is bound to a device serial and F62 does not match it."""
     assert ctx.terminal is not None
     expected = ctx.terminal.device_serial
@@ -37,17 +38,17 @@ async def check_device_serial(ctx: TxnContext) -> str | None:
     )
     if serial != expected:
         _log.warning("sign-in from a device other than the bound one")
-        return "58"
+        return RC.NOT_PERMITTED_TERMINAL
     return None
 
 
-async def issue_working_keys(ctx: TxnContext) -> str | None:
+async def issue_working_keys(ctx: TxnContext) -> RC | None:
     """New PIK/MAK(/TDK) under the TMK in F62; the terminal's batch in 60.2."""
     terminal = ctx.terminal
     assert terminal is not None
     if terminal.tmk_lmk is None:
         _log.warning("sign-in from a terminal without a TMK")
-        return "97"
+        return RC.TERMINAL_UNKNOWN
     issued = await ctx.services.keys.issue_working_keys(terminal.tmk_lmk, ctx.f60.net_code)
     generated_at = ctx.now
     await ctx.services.store.set_working_keys(
@@ -65,18 +66,18 @@ async def issue_working_keys(ctx: TxnContext) -> str | None:
     ctx.response_f60 = Field60("00", terminal.batch, ctx.f60.net_code).render()
     ctx.rrn = await ctx.services.ids.next_rrn()
     _log.info("terminal signed in", net_code=ctx.f60.net_code)
-    return "00"
+    return RC.APPROVED
 
 
-async def sign_off(ctx: TxnContext) -> str | None:
+async def sign_off(ctx: TxnContext) -> RC | None:
     """Clear the working keys: nothing but a sign-in works afterwards."""
     assert ctx.terminal is not None
     await ctx.services.store.clear_working_keys(ctx.terminal.terminal_id)
     ctx.processing = "3"  # its keys are gone now: the answer asks for a sign-in
     _log.info("terminal signed off")
-    return "00"
+    return RC.APPROVED
 
 
-async def echo(ctx: TxnContext) -> str | None:
+async def echo(ctx: TxnContext) -> RC | None:
     """Echo test: the switch is alive and knows the terminal."""
-    return "00"
+    return RC.APPROVED

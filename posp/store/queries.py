@@ -23,6 +23,7 @@ from posp.store.rows import (
     TERMINAL_COLUMNS,
     UPLOAD_COLUMNS,
 )
+from posp.txn import CREDIT_TYPES, DEBIT_TYPES
 
 
 @functools.lru_cache(maxsize=512)
@@ -68,6 +69,14 @@ CLOSE_BATCH = (
     "UPDATE terminals SET batch = ? WHERE terminal_id = ? AND batch = ? RETURNING terminal_id"
 )
 
+
+def _quoted(names: tuple[str, ...]) -> str:
+    """SQL literals of transaction-type names (identifiers from ``posp.txn``, never
+    from a caller)."""
+    assert all(name.replace("_", "").isalnum() for name in names)
+    return ", ".join(f"'{name}'" for name in names)
+
+
 # --- journal -----------------------------------------------------------------
 INSERT_ENTRY = _insert("journal", ENTRY_INSERT_COLUMNS) + " RETURNING id"
 GET_ENTRY = "SELECT * FROM journal WHERE id = ?"
@@ -81,10 +90,10 @@ ADD_REFUNDED = (
     " WHERE id = ? AND refunded_minor + ? <= ? AND refunded_minor + ? >= 0 RETURNING id"
 )
 DEBIT = (
-    "direction = 'original' AND txn_type IN ('purchase', 'completion')"
+    f"direction = 'original' AND txn_type IN ({_quoted(DEBIT_TYPES)})"
     " AND state IN ('approved', 'completed')"
 )
-CREDIT = "direction = 'original' AND txn_type = 'refund' AND state = 'approved'"
+CREDIT = f"direction = 'original' AND txn_type IN ({_quoted(CREDIT_TYPES)}) AND state = 'approved'"
 FIND_DEBIT_OR_CREDIT = (
     f"SELECT * FROM journal WHERE terminal_id = ? AND batch = ? AND trace = ?"
     f" AND (({DEBIT}) OR ({CREDIT})) ORDER BY id DESC LIMIT 1"

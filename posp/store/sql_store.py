@@ -35,6 +35,7 @@ from posp.store.api import (
 )
 from posp.store.batches import merge_batches
 from posp.store.registry_cache import RegistryCache
+from posp.txn import TxnType
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
@@ -243,7 +244,7 @@ class SqlStore(abc.ABC):
         tests = {
             "merchant_id": merchant_id,
             "auth_code": auth_code,
-            "txn_type": "preauth",
+            "txn_type": TxnType.PREAUTH.value,
             "state": "approved",
             "local_date": local_date,
             "pan_hash": pan_hash,

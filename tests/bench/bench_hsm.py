@@ -1,4 +1,4 @@
-"""HSM throughput: TcpHsmClient against ``hsm-sim`` running in a separate process.
+"""HSM throughput: HsmClient over TCP against ``hsm-sim`` running in a separate process.
 
 Measures M8 MAC verification (algorithm 09, TAK) and CA PIN translation with
 ``connections`` x ``in_flight`` calls outstanding, for ``duration_s`` each, and
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb
 from posp.crypto.mac import cup_ecb_mac
 from posp.crypto.pinblock import iso0_clear_account
-from posp.hsm import TcpHsmClient
+from posp.hsm import HsmClient, TcpTransport
 from posp.hsm.api import KEY_TAK, KEY_TPK, KEY_ZPK
 
 CONNECTIONS = 4
@@ -119,14 +119,15 @@ async def measure(
 
 
 async def run(port: int, simulator_pid: int) -> None:
-    client = TcpHsmClient(
+    transport = TcpTransport(
         "127.0.0.1",
         port,
         connections=CONNECTIONS,
         max_in_flight_per_connection=IN_FLIGHT_PER_CONNECTION,
         timeout_s=5.0,
     )
-    await client.wait_connected(CONNECTIONS)
+    client = HsmClient(transport)
+    await transport.wait_connected(CONNECTIONS)
     tak = (await client.form_key_from_clear_components(KEY_TAK, [TAK.hex()], "Z")).under_lmk
     tpk = (await client.form_key_from_clear_components(KEY_TPK, [TPK.hex()], "U")).under_lmk
     zpk = (await client.form_key_from_clear_components(KEY_ZPK, [ZPK.hex()], "U")).under_lmk
@@ -150,7 +151,7 @@ async def run(port: int, simulator_pid: int) -> None:
     await measure("M8 verify (alg 09, TAK)", verify, workers, DURATION_S, simulator_pid)
     await measure("CA translate (TPK->ZPK)", translate, workers, DURATION_S, simulator_pid)
     await measure("M8 verify, 1 in flight", verify, 1, min(DURATION_S, 2.0), simulator_pid)
-    stats = client.stats
+    stats = transport.stats
     print(
         f"client stats: timeouts {stats.timeouts}, late replies {stats.late_replies}, "
         f"reconnects {stats.reconnects}",

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from issuer_sim.app import start_issuer
 from issuer_sim.settings import IssuerSettings
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.network.ids import IdAllocator
 from posp.network.link import NetworkLink
 from posp.network.settings import NetworkLinkSettings
@@ -24,11 +24,11 @@ CONCURRENCY = 200
 
 async def run() -> float:
     issuer = await start_issuer(
-        IssuerSettings.model_validate({"port": 0}), hsm=InProcessHsmClient()
+        IssuerSettings.model_validate({"port": 0}), hsm=inprocess_hsm_client()
     )
     link = NetworkLink(
         NetworkLinkSettings(port=issuer.port),
-        InProcessHsmClient(),
+        inprocess_hsm_client(),
         IdAllocator(MemorySequences(), 1),
         registry=CollectorRegistry(),
     )

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from issuer_sim.cardfile import DEMO_CARDS, read_card_file
-from posp.fleetfile import read_fleet_file
+from posp.lab.fleetfile import read_fleet_file
 from posp.loop import loop_name
 from posp.loop import run as run_loop
 from terminals.cards import TerminalCard, load_cards

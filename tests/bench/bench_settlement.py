@@ -22,7 +22,6 @@ from pathlib import Path
 
 from posp.admin import Admin
 from posp.framing import frame_binary
-from posp.hsm import InProcessHsmClient
 from posp.iso8583 import Message, decode_terminal
 from posp.iso8583.fields import (
     SettlementF48,
@@ -31,6 +30,7 @@ from posp.iso8583.fields import (
     render_upload_end_f48,
     render_upload_f48,
 )
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.log import configure_logging
 from posp.pipeline import settlement
 from posp.settings import load_settings
@@ -131,7 +131,7 @@ async def run(data_dir: Path) -> None:
     )
     store = open_store(settings.store_url, node_id="01")
     await store.open()
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     await store.add_merchant(Merchant(MERCHANT, "Bench shop", "5411"))
     await Admin(store, hsm).add_terminal(TERMINAL, MERCHANT, tmk_hex=TMK)
     machine = TerminalMachine(TerminalConfig(TERMINAL, MERCHANT, bytes.fromhex(TMK)))

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.log import configure_logging
 from posp.settings import load_settings
 from posp.store import open_store
@@ -27,7 +27,7 @@ DURATION_S = 5.0
 async def _run(data_dir: Path, net_code: str) -> tuple[int, float]:
     store = open_store(f"sqlite:///{data_dir / f'bench-{net_code}.db'}", node_id="01")
     await store.open()
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     settings = load_settings(
         terminal_port=0, metrics_enabled=False, network_enabled=False, data_dir=data_dir
     )

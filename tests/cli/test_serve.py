@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from posp.serve import serve
 from posp.settings import load_settings
-from posp.stack import serve
 
 
 async def _wait_for_port(buffer: io.StringIO) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posp.crypto.des import check_value
-from posp.fleetfile import read_fleet_file
+from posp.lab.fleetfile import read_fleet_file
 
 from .conftest import MERCHANT, Posp
 
@@ -84,18 +84,7 @@ def test_rotate_tmk_replaces_the_key(posp: Posp, merchant: str) -> None:
 
 def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_path: Path) -> None:
     fleet = tmp_path / "fleet.json"
-    args = (
-        "terminal",
-        "provision-fleet",
-        "--count",
-        "3",
-        "--merchant",
-        MERCHANT,
-        "--prefix",
-        "1000",
-        "--fleet-file",
-        str(fleet),
-    )
+    args = _fleet_args(fleet, 3)
     first = posp(*args)
     assert first.code == 0, first.err
     assert "LAB USE ONLY" in first.out
@@ -109,11 +98,58 @@ def test_provision_fleet_writes_a_fleet_file_the_terminals_read(posp: Posp, tmp_
     assert again.json()["kept"] == 3 and again.json()["created"] == 0
     assert [t.tmk for t in read_fleet_file(fleet)] == [t.tmk for t in terminals]
     assert not list(tmp_path.glob(".fleet.json.*.tmp"))  # replaced atomically, nothing left
-    # A fleet file that no longer parses: its terminals are re-keyed, not an error.
+    # A fleet file that no longer parses: its terminals are re-keyed only when asked to.
     fleet.write_text("{not json", encoding="utf-8")
-    rekeyed = posp(*args, "--json")
+    rekeyed = posp(*args, "--rekey-existing", "--json")
     assert rekeyed.code == 0 and rekeyed.json()["created"] == 3
     assert [t.terminal_id for t in read_fleet_file(fleet)] == ["10000001", "10000002", "10000003"]
+
+
+def _fleet_args(fleet: Path, count: int = 2) -> tuple[str, ...]:
+    return (
+        "terminal",
+        "provision-fleet",
+        "--count",
+        str(count),
+        "--merchant",
+        MERCHANT,
+        "--prefix",
+        "1000",
+        "--fleet-file",
+        str(fleet),
+    )
+
+
+def test_provision_fleet_refuses_to_rekey_an_existing_terminal_unless_told(
+    posp: Posp, merchant: str, tmp_path: Path
+) -> None:
+    """A terminal keyed from custodian components keeps its TMK: the command exits 2
+    naming --rekey-existing and the terminal, and writes nothing."""
+    assert (
+        posp("terminal", "add", "--id", "10000002", "--merchant", merchant, "--tmk", TMK).code == 0
+    )
+    fleet = tmp_path / "fleet.json"
+    refused = posp(*_fleet_args(fleet))
+    assert refused.code == 2 and "Traceback" not in refused.err
+    assert "--rekey-existing" in refused.err and "10000002" in refused.err
+    listed = {t["terminal_id"]: t["tmk_kcv"] for t in posp("terminal", "list", "--json").json()}
+    assert listed == {"10000002": kcv(TMK)} and not fleet.exists()
+    agreed = posp(*_fleet_args(fleet), "--rekey-existing", "--json")
+    assert agreed.code == 0 and agreed.json()["created"] == 2
+    listed = {t["terminal_id"]: t["tmk_kcv"] for t in posp("terminal", "list", "--json").json()}
+    assert listed["10000002"] != kcv(TMK)
+
+
+def test_provision_fleet_creates_no_missing_directory(posp: Posp, tmp_path: Path) -> None:
+    """A fleet file in a directory that does not exist: exit 2 naming the directory,
+    which is not created, and no merchant or terminal is registered."""
+    fleet = tmp_path / "typo" / "deeper" / "fleet.json"
+    result = posp(*_fleet_args(fleet))
+    assert result.code == 2 and "--fleet-file" in result.err and "Traceback" not in result.err
+    assert str(fleet.parent) in result.err.replace("\n", "")
+    assert not (tmp_path / "typo").exists()
+    assert posp("terminal", "list", "--json").json() == []
+    assert posp("merchant", "list", "--json").json() == []
 
 
 def test_provision_fleet_rejects_bad_count(posp: Posp, tmp_path: Path) -> None:

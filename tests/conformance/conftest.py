@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from posp.fleetfile import FleetTerminal
-from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
+from posp.lab.fleetfile import FleetTerminal
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.store import Store, open_store
 from posp.switch import Switch
 from terminals.cards import TerminalCard, load_cards
@@ -39,7 +40,7 @@ NETWORK_TIMEOUT_S = 0.5
 TERMINAL_DROP_TIMEOUT_S = 1.5
 
 
-async def provision(store: Store, hsm: InProcessHsmClient) -> list[FleetTerminal]:
+async def provision(store: Store, hsm: HsmClient) -> list[FleetTerminal]:
     """The merchant and the three terminals, TMKs imported from clear components."""
     return [
         await provision_terminal(
@@ -69,7 +70,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
     settings = switch_settings(tmp, issuer_port=issuer.port, network_timeout_s=NETWORK_TIMEOUT_S)
     store = open_store(settings.store_url, node_id="01")
     await store.open()
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     switch: Switch | None = None
     try:
         fleet = await provision(store, hsm)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from posp.pipeline import engine
-from posp.pipeline.cardsec import EXTRA_PIN_BLOCK_ZPK, EXTRA_TRACK2
 from posp.pipeline.context import TxnContext
 from posp.pipeline.journal import record_outcome
 from terminals.cards import TerminalCard
@@ -32,8 +31,8 @@ async def test_repr_of_a_track_encrypted_pin_purchase_context_shows_no_card_data
     outcome = await terminal.exchange(frame)
     assert outcome.approved
     ctx = next(c for c in seen if c.route.name == "purchase")
-    pin_block = ctx.extras[EXTRA_PIN_BLOCK_ZPK]
-    track2 = ctx.extras[EXTRA_TRACK2]
+    pin_block = ctx.pin_block_zpk
+    track2 = ctx.track2
     assert isinstance(pin_block, str) and isinstance(track2, str)  # the data was there
     text = repr(ctx)
     for secret in (card.pan, track2, track2.replace("=", "D"), pin_block, repr(ctx.body)):

@@ -1,4 +1,4 @@
-"""The HsmClient contract: the same cases against the in-process and TCP clients.
+"""The HsmClient contract: the same cases over the in-process and the TCP transport.
 
 Every result is checked against clear keys with posp.crypto, never against the
 engine itself.  Keys with known clear values are planted with K0 (one clear
@@ -19,10 +19,7 @@ from posp.crypto.des import (
 from posp.crypto.mac import cup_ecb_mac, iso9797_alg1, iso9797_alg3
 from posp.crypto.pinblock import iso0_clear_account, iso0_pin_account
 from posp.errors import HsmCommandError, HsmParityError, HsmPinBlockError
-from posp.hsm.api import KEY_TAK, KEY_TDK, KEY_TMK, KEY_TPK, KEY_ZAK, KEY_ZMK, KEY_ZPK
-from posp.hsm.operations import HsmOperations
-
-pytest.importorskip("hsm_sim.engine", reason="the HSM command engine has not landed yet")
+from posp.hsm.api import KEY_TAK, KEY_TDK, KEY_TMK, KEY_TPK, KEY_ZAK, KEY_ZMK, KEY_ZPK, HsmClient
 
 ACCOUNT12 = "123456789012"
 TMK = adjust_odd_parity(bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"))
@@ -35,7 +32,7 @@ TDK = adjust_odd_parity(bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0"))
 PVK = adjust_odd_parity(bytes.fromhex("0123456789ABCDEF0123456789ABCDEF"))
 
 
-async def plant(hsm: HsmOperations, key_type: str, clear: bytes) -> str:
+async def plant(hsm: HsmClient, key_type: str, clear: bytes) -> str:
     """The clear key under the LMK (K0, one component); checks its KCV on the way."""
     scheme = "Z" if len(clear) == 8 else "U"
     imported = await hsm.form_key_from_clear_components(key_type, [clear.hex().upper()], scheme)
@@ -57,23 +54,23 @@ def reference_pvv(pvk: bytes, account12: str, pvki: str, pin: str) -> str:
     return "".join((decimals + letters)[:4])
 
 
-async def test_echo_returns_the_data(hsm: HsmOperations) -> None:
+async def test_echo_returns_the_data(hsm: HsmClient) -> None:
     assert await hsm.echo("HELLO HSM") == "HELLO HSM"
 
 
-async def test_diagnostics_reports_lmk_check_and_firmware(hsm: HsmOperations) -> None:
+async def test_diagnostics_reports_lmk_check_and_firmware(hsm: HsmClient) -> None:
     diag = await hsm.diagnostics()
     assert len(diag.lmk_check) == 16 and diag.firmware == "0007-E000"
 
 
-async def test_k0_and_bu_check_values_match_the_clear_key(hsm: HsmOperations) -> None:
+async def test_k0_and_bu_check_values_match_the_clear_key(hsm: HsmClient) -> None:
     tpk = await plant(hsm, KEY_TPK, TPK)
     assert await hsm.check_value(KEY_TPK, tpk) == check_value(TPK).hex().upper()
     assert await hsm.check_value(KEY_TPK, tpk, full=True) == check_value(TPK, 8).hex().upper()
 
 
 async def test_a0_mode1_under_tmk_decrypts_to_a_key_with_the_announced_kcv(
-    hsm: HsmOperations,
+    hsm: HsmClient,
 ) -> None:
     tmk = await plant(hsm, KEY_TMK, TMK)
     generated = await hsm.generate_key(KEY_TPK, export_under=tmk, export_kind="tmk")
@@ -83,13 +80,13 @@ async def test_a0_mode1_under_tmk_decrypts_to_a_key_with_the_announced_kcv(
     assert await hsm.check_value(KEY_TPK, generated.under_lmk) == generated.kcv
 
 
-async def test_a0_mode0_generates_a_key_under_the_lmk_only(hsm: HsmOperations) -> None:
+async def test_a0_mode0_generates_a_key_under_the_lmk_only(hsm: HsmClient) -> None:
     generated = await hsm.generate_key(KEY_ZPK)
     assert generated.under_wrap is None and generated.under_lmk.startswith("U")
     assert await hsm.check_value(KEY_ZPK, generated.under_lmk) == generated.kcv
 
 
-async def test_fa_and_fk_import_keys_sent_under_the_zmk(hsm: HsmOperations) -> None:
+async def test_fa_and_fk_import_keys_sent_under_the_zmk(hsm: HsmClient) -> None:
     zmk = await plant(hsm, KEY_ZMK, ZMK)
     zpk = await hsm.import_zpk(zmk, ecb_halves(ZMK, ZPK))
     assert zpk.kcv == check_value(ZPK).hex().upper()
@@ -97,7 +94,7 @@ async def test_fa_and_fk_import_keys_sent_under_the_zmk(hsm: HsmOperations) -> N
     assert zak.kcv == check_value(ZAK).hex().upper()
 
 
-async def test_a6_a8_round_trip_through_the_zmk(hsm: HsmOperations) -> None:
+async def test_a6_a8_round_trip_through_the_zmk(hsm: HsmClient) -> None:
     zmk = await plant(hsm, KEY_ZMK, ZMK)
     imported = await hsm.import_key(KEY_ZPK, zmk, ecb_halves(ZMK, ZPK))
     assert imported.kcv == check_value(ZPK).hex().upper()
@@ -105,7 +102,7 @@ async def test_a6_a8_round_trip_through_the_zmk(hsm: HsmOperations) -> None:
     assert exported.under_zmk == ecb_halves(ZMK, ZPK) and exported.kcv == imported.kcv
 
 
-async def test_ae_and_ag_put_working_keys_under_the_tmk(hsm: HsmOperations) -> None:
+async def test_ae_and_ag_put_working_keys_under_the_tmk(hsm: HsmClient) -> None:
     tmk = await plant(hsm, KEY_TMK, TMK)
     tpk_under_tmk = await hsm.tpk_under_tmk(tmk, await plant(hsm, KEY_TPK, TPK))
     assert tpk_under_tmk == ecb_halves(TMK, TPK)
@@ -114,7 +111,7 @@ async def test_ae_and_ag_put_working_keys_under_the_tmk(hsm: HsmOperations) -> N
 
 
 @pytest.mark.parametrize("pin", ["1234", "654321", "123456789012"])
-async def test_ca_translation_decrypts_to_the_same_pin(hsm: HsmOperations, pin: str) -> None:
+async def test_ca_translation_decrypts_to_the_same_pin(hsm: HsmClient, pin: str) -> None:
     tpk, zpk = await plant(hsm, KEY_TPK, TPK), await plant(hsm, KEY_ZPK, ZPK)
     block = tdes_encrypt_ecb(TPK, iso0_clear_account(pin, ACCOUNT12)).hex().upper()
     result = await hsm.translate_pin_tpk_to_zpk(tpk, zpk, block, ACCOUNT12)
@@ -123,7 +120,7 @@ async def test_ca_translation_decrypts_to_the_same_pin(hsm: HsmOperations, pin: 
     assert iso0_pin_account(clear, ACCOUNT12) == pin
 
 
-async def test_cc_translation_decrypts_to_the_same_pin(hsm: HsmOperations) -> None:
+async def test_cc_translation_decrypts_to_the_same_pin(hsm: HsmClient) -> None:
     src, dst = await plant(hsm, KEY_ZPK, ZPK), await plant(hsm, KEY_ZPK, TPK)
     block = tdes_encrypt_ecb(ZPK, iso0_clear_account("8642", ACCOUNT12)).hex().upper()
     result = await hsm.translate_pin_zpk_to_zpk(src, dst, block, ACCOUNT12)
@@ -131,14 +128,14 @@ async def test_cc_translation_decrypts_to_the_same_pin(hsm: HsmOperations) -> No
     assert iso0_pin_account(clear, ACCOUNT12) == "8642"
 
 
-async def test_a_garbled_pin_block_raises_the_pin_block_error(hsm: HsmOperations) -> None:
+async def test_a_garbled_pin_block_raises_the_pin_block_error(hsm: HsmClient) -> None:
     tpk, zpk = await plant(hsm, KEY_TPK, TPK), await plant(hsm, KEY_ZPK, ZPK)
     garbage = tdes_encrypt_ecb(TPK, bytes.fromhex("9F" * 8)).hex().upper()
     with pytest.raises(HsmPinBlockError):
         await hsm.translate_pin_tpk_to_zpk(tpk, zpk, garbage, ACCOUNT12)
 
 
-async def test_a_key_with_bad_parity_raises_the_parity_error(hsm: HsmOperations) -> None:
+async def test_a_key_with_bad_parity_raises_the_parity_error(hsm: HsmClient) -> None:
     tpk = await plant(hsm, KEY_TPK, TPK)
     flipped = tpk[:-1] + ("0" if tpk[-1] != "0" else "1")  # corrupt the ciphertext
     zpk = await plant(hsm, KEY_ZPK, ZPK)
@@ -147,7 +144,7 @@ async def test_a_key_with_bad_parity_raises_the_parity_error(hsm: HsmOperations)
         await hsm.translate_pin_tpk_to_zpk(flipped, zpk, block, ACCOUNT12)
 
 
-async def test_pvv_generation_and_dc_ec_verification(hsm: HsmOperations) -> None:
+async def test_pvv_generation_and_dc_ec_verification(hsm: HsmClient) -> None:
     pvk = "U" + (await plant(hsm, KEY_TPK, PVK))[1:]
     lmk_pin = await hsm.encrypt_pin("4321", ACCOUNT12)
     assert len(lmk_pin) == 5
@@ -164,7 +161,7 @@ async def test_pvv_generation_and_dc_ec_verification(hsm: HsmOperations) -> None
         assert await verify(key, pvk, wrong, "01", ACCOUNT12, "1", pvv) is False
 
 
-async def test_m2_decrypts_data_under_the_tdk(hsm: HsmOperations) -> None:
+async def test_m2_decrypts_data_under_the_tdk(hsm: HsmClient) -> None:
     tdk = await plant(hsm, KEY_TDK, TDK)
     plain = bytes.fromhex("6225880000000001D2512101000000000000")[:16]
     cipher = tdes_encrypt_ecb(TDK, plain).hex().upper()
@@ -174,14 +171,14 @@ async def test_m2_decrypts_data_under_the_tdk(hsm: HsmOperations) -> None:
 MAB = b"0200" + bytes(range(37))  # 41 bytes: not a whole number of blocks
 
 
-async def test_m6_alg09_equals_the_cup_ecb_mac(hsm: HsmOperations) -> None:
+async def test_m6_alg09_equals_the_cup_ecb_mac(hsm: HsmClient) -> None:
     tak = await plant(hsm, KEY_TAK, TAK)
     mac = await hsm.generate_mac(KEY_TAK, tak, MAB, algorithm="09")
     assert mac == cup_ecb_mac(TAK, MAB)
     assert await hsm.verify_mac(KEY_TAK, tak, MAB, mac, algorithm="09") is True
 
 
-async def test_m6_alg03_and_13_equal_the_x919_mac(hsm: HsmOperations) -> None:
+async def test_m6_alg03_and_13_equal_the_x919_mac(hsm: HsmClient) -> None:
     zak = await plant(hsm, KEY_ZAK, ZAK)
     full = iso9797_alg3(ZAK, MAB)
     assert await hsm.generate_mac(KEY_ZAK, zak, MAB, algorithm="13") == full
@@ -189,19 +186,19 @@ async def test_m6_alg03_and_13_equal_the_x919_mac(hsm: HsmOperations) -> None:
     assert await hsm.verify_mac(KEY_ZAK, zak, MAB, full, algorithm="13") is True
 
 
-async def test_m6_alg01_equals_the_cbc_mac_and_padding_2(hsm: HsmOperations) -> None:
+async def test_m6_alg01_equals_the_cbc_mac_and_padding_2(hsm: HsmClient) -> None:
     tak = await plant(hsm, KEY_TAK, TAK)
     mac = await hsm.generate_mac(KEY_TAK, tak, MAB, algorithm="01", padding="2")
     assert mac == iso9797_alg1(TAK, MAB, 2)[:4]
 
 
-async def test_m8_refuses_a_wrong_mac_with_false(hsm: HsmOperations) -> None:
+async def test_m8_refuses_a_wrong_mac_with_false(hsm: HsmClient) -> None:
     tak = await plant(hsm, KEY_TAK, TAK)
     assert await hsm.verify_mac(KEY_TAK, tak, MAB, b"00000000", algorithm="09") is False
     assert await hsm.verify_mac(KEY_TAK, tak, MAB, bytes(4), algorithm="01") is False
 
 
-async def test_a2_a4_form_the_xor_of_the_components(hsm: HsmOperations) -> None:
+async def test_a2_a4_form_the_xor_of_the_components(hsm: HsmClient) -> None:
     clear1, lmk1 = await hsm.generate_component(KEY_ZMK)
     clear2, lmk2 = await hsm.generate_component(KEY_ZMK)
     formed = await hsm.form_key_from_components(KEY_ZMK, [lmk1, lmk2])
@@ -210,7 +207,7 @@ async def test_a2_a4_form_the_xor_of_the_components(hsm: HsmOperations) -> None:
 
 
 async def test_an_invalid_key_type_raises_a_command_error_with_its_code(
-    hsm: HsmOperations,
+    hsm: HsmClient,
 ) -> None:
     with pytest.raises(HsmCommandError) as caught:
         await hsm.generate_key("0Z9")

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from hsm_sim.server import CpsLimiter, HsmServer, start_hsm_server
 from hsm_sim.settings import load_settings
 from posp.errors import ConfigError
-from posp.hsm import TcpHsmClient
+from posp.hsm import HsmClient, TcpTransport
 from tests.hsm.echo_engine import EchoEngine
 
 
@@ -125,8 +125,9 @@ async def test_latency_holds_each_reply_for_the_configured_time() -> None:
     server = await start_hsm_server(
         host="127.0.0.1", port=0, metrics_port=0, latency_ms=80, engine=EchoEngine()
     )
-    client = TcpHsmClient("127.0.0.1", server.port, connections=1)
-    await client.wait_connected(1)
+    transport = TcpTransport("127.0.0.1", server.port, connections=1)
+    client = HsmClient(transport)
+    await transport.wait_connected(1)
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await asyncio.gather(*(client.echo(str(i)) for i in range(10))) == [
@@ -149,8 +150,9 @@ async def test_the_cps_cap_delays_rather_than_refuses() -> None:
     server = await start_hsm_server(
         host="127.0.0.1", port=0, metrics_port=0, max_cps=100, engine=EchoEngine()
     )
-    client = TcpHsmClient("127.0.0.1", server.port, connections=2)
-    await client.wait_connected(2)
+    transport = TcpTransport("127.0.0.1", server.port, connections=2)
+    client = HsmClient(transport)
+    await transport.wait_connected(2)
     loop = asyncio.get_running_loop()
     started = loop.time()
     words = [str(i) for i in range(40)]
@@ -165,8 +167,9 @@ async def test_metrics_count_commands_and_connections() -> None:
     server = await start_hsm_server(
         host="127.0.0.1", port=0, metrics_port=0, engine=EchoEngine(), registry=registry
     )
-    client = TcpHsmClient("127.0.0.1", server.port, connections=2)
-    await client.wait_connected(2)
+    transport = TcpTransport("127.0.0.1", server.port, connections=2)
+    client = HsmClient(transport)
+    await transport.wait_connected(2)
     for _ in range(3):
         await client.echo()
     assert registry.get_sample_value("hsm_connections") == 2

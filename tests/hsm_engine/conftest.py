@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from itertools import count
 
 import pytest
 
 from hsm_sim.engine import HsmEngine
 from hsm_sim.keyscheme import KekSource, encrypt_key, key_type, lmk_variant_key
 from hsm_sim.lmk import LmkSet
+from posp.crypto.emv import CardKeys
 
 H = "0001"
 
@@ -18,6 +20,18 @@ def lmk_encrypt(type_code: str, clear: bytes, tag: str) -> str:
     kt = key_type(type_code)
     pair = LmkSet.test_set().pairs[kt.pair]
     return encrypt_key(KekSource(lmk_variant_key(pair, kt.variant, 0)), clear, tag)
+
+
+def arqc_with_0x19(keys: CardKeys, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """(data + a counter, ARQC, ARPC for ARC 1919) with 0x19 in the ARQC and the ARPC:
+    the counter is raised until both hold one (a few hundred tries at most)."""
+    for n in count():
+        counted = data + n.to_bytes(3, "big")
+        arqc = keys.cryptogram(counted)
+        arpc = keys.arpc(arqc, b"\x19\x19")
+        if 0x19 in arqc and 0x19 in arpc:
+            return counted, arqc, arpc
+    raise AssertionError("unreachable")
 
 
 class Hsm:

@@ -16,8 +16,8 @@ from issuer_sim.db import CardDb
 from issuer_sim.ledger import Account, Ledger
 from issuer_sim.settings import load_settings
 from posp.errors import ConfigError
-from posp.hsm import InProcessHsmClient
 from posp.iso8583 import Message
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from tests.network.cards import PAN, PIN, purchase
 from tests.network.conftest import issuer_settings, metric, open_link
 
@@ -26,13 +26,13 @@ async def test_balances_survive_restart_with_db_file(tmp_path: Path) -> None:
     """Write-behind: after close (final flush) a restart on the same file keeps the debit
     and does not reload the card file."""
     db = str(tmp_path / "issuer.db")
-    issuer = await start_issuer(issuer_settings(db=db), hsm=InProcessHsmClient())
+    issuer = await start_issuer(issuer_settings(db=db), hsm=inprocess_hsm_client())
     link = await open_link(issuer.port)
     before = await issuer.balance(PAN)
     assert (await link.send(purchase(1111, pin=PIN))).get(39) == "00"
     await link.close()
     await issuer.close()
-    again = await start_issuer(issuer_settings(db=db), hsm=InProcessHsmClient())
+    again = await start_issuer(issuer_settings(db=db), hsm=inprocess_hsm_client())
     try:
         assert await again.balance(PAN) == before - 1111
         assert len(again.ledger.txns) == 1
@@ -55,7 +55,7 @@ async def _http(port: int, method: str, path: str, body: object = None) -> tuple
 
 async def test_control_endpoint_changes_rules_and_rejects_bad_input() -> None:
     """POST /rules forces a code for a PAN; a bad rule answers 400; unknown path 404."""
-    issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
+    issuer = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client())
     control = await start_control(issuer, "127.0.0.1", 0)
     port = control.sockets[0].getsockname()[1]
     link = await open_link(issuer.port)
@@ -76,7 +76,7 @@ async def test_control_endpoint_changes_rules_and_rejects_bad_input() -> None:
 async def test_traffic_counts_requests_on_arrival_and_0420s_per_original() -> None:
     """GET /traffic: requests by MTI, none left in progress once answered, and every
     0420 per F90 key."""
-    issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
+    issuer = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client())
     control = await start_control(issuer, "127.0.0.1", 0)
     port = control.sockets[0].getsockname()[1]
     link = await open_link(issuer.port)
@@ -130,7 +130,7 @@ async def test_request_counts_by_mti_and_code() -> None:
     """issuer_sim_requests_total counts every answer under its MTI and response code
     (repeated labels reuse one child)."""
     registry = CollectorRegistry()
-    issuer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient(), registry=registry)
+    issuer = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client(), registry=registry)
     link = await open_link(issuer.port)
     try:
         for _ in range(3):

@@ -7,8 +7,8 @@ from typing import Final
 from posp.crypto.des import tdes_encrypt_ecb
 from posp.crypto.pinblock import iso0_clear
 from posp.iso8583 import Message
+from posp.lab.zone_keys import TEST_ZPK_CLEAR
 from posp.network.mapping import PIN_SECURITY_CONTROL
-from posp.network.test_keys import TEST_ZPK_CLEAR
 
 PAN: Final = "6225880000000000036"  # active, PIN 123456, 1,000,000.00 CNY
 PAN2: Final = "6225880000000000044"

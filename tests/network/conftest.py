@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from issuer_sim.app import start_issuer
 from issuer_sim.server import IssuerServer
 from issuer_sim.settings import IssuerSettings
-from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.network.ids import IdAllocator
 from posp.network.link import NetworkLink
 from posp.network.settings import NetworkLinkSettings
@@ -36,7 +37,7 @@ class Pair:
     issuer: IssuerServer
     link: NetworkLink
     registry: CollectorRegistry
-    switch_hsm: InProcessHsmClient
+    switch_hsm: HsmClient
 
 
 def issuer_settings(**overrides: object) -> IssuerSettings:
@@ -57,7 +58,7 @@ def link_settings(port: int, **overrides: object) -> NetworkLinkSettings:
 
 @pytest.fixture
 async def issuer() -> AsyncIterator[IssuerServer]:
-    server = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
+    server = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client())
     yield server
     await server.close()
 
@@ -66,7 +67,7 @@ async def open_link(port: int, **overrides: object) -> NetworkLink:
     """A started link with its own HSM and registry (caller closes it)."""
     link = NetworkLink(
         link_settings(port, **overrides),
-        InProcessHsmClient(),
+        inprocess_hsm_client(),
         IdAllocator(MemorySequences(), 1),
         registry=CollectorRegistry(),
     )
@@ -82,7 +83,7 @@ def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 @pytest.fixture
 async def pair(issuer: IssuerServer) -> AsyncIterator[Pair]:
     registry = CollectorRegistry()
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     link = NetworkLink(
         link_settings(issuer.port), hsm, IdAllocator(MemorySequences(), 1), registry=registry
     )

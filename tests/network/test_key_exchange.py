@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from posp.iso8583 import Message, NetworkFrame, NetworkHeader, decode_network, encode_network
+from posp.lab.zone_keys import TEST_ZPK_LMK
 from posp.network.keyring import ZoneKey
-from posp.network.test_keys import TEST_ZPK_LMK
 from posp.network.zone import KEY_KIND_ZAK, KEY_KIND_ZPK, mac_message
 from tests.network.cards import PAN, PIN, pin_block, purchase
 from tests.network.conftest import Pair, metric

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from issuer_sim.server import IssuerServer
 from posp.errors import StoreError
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.network.ids import IdAllocator
 from posp.network.link import NetworkLink
 from tests.network.conftest import MemorySequences, link_settings
@@ -34,7 +34,7 @@ class FlakyIds:
 def _link(port: int, ids: FlakyIds, **overrides: object) -> NetworkLink:
     settings = link_settings(port, connections=1, connect_timeout_s=0.5, **overrides)
     allocator: Any = ids
-    return NetworkLink(settings, InProcessHsmClient(), allocator, registry=CollectorRegistry())
+    return NetworkLink(settings, inprocess_hsm_client(), allocator, registry=CollectorRegistry())
 
 
 def _supervisors_alive(link: NetworkLink) -> bool:

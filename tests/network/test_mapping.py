@@ -7,12 +7,20 @@ import pytest
 from posp.iso8583 import Message
 from posp.iso8583.fields import OriginalData
 from posp.network.mapping import (
-    NETWORK_MTI,
     network_request,
     network_reversal,
     terminal_response_fields,
 )
 from posp.store.api import JournalEntry, Merchant
+from posp.txn import TXN_TYPES, TxnType
+
+#: Network MTI of each type, read from the transaction-type table.
+NETWORK_MTI = {t.value: row.network_mti for t, row in TXN_TYPES.items()}
+
+
+def row(txn_type: str):  # type: ignore[no-untyped-def]
+    return TXN_TYPES[TxnType(txn_type)]
+
 
 MERCHANT = Merchant("898100000000001", "Demo Café Shanghai", "5411")
 
@@ -36,7 +44,7 @@ def original(txn_type: str = "purchase") -> JournalEntry:
 def test_purchase_with_pin_carries_zpk_block_mcc_name_rrn_and_60_1() -> None:
     """F52 under ZPK as bytes, F53 2600…, 18, 43 (an40 ASCII), 37, 60 = 60.1; no 64/11."""
     req = network_request(
-        "purchase", terminal("000000"), merchant=MERCHANT, pin_block_zpk="0123456789ABCDEF",
+        row("purchase"), terminal("000000"), merchant=MERCHANT, pin_block_zpk="0123456789ABCDEF",
         track2="6225880000000000036D3012", track3=None, rrn="010000000001", original=None,
     )  # fmt: skip
     assert req.mti == "0200"
@@ -55,7 +63,7 @@ def test_purchase_with_pin_carries_zpk_block_mcc_name_rrn_and_60_1() -> None:
 def test_referencing_types_carry_f90_of_the_original(txn_type: str, mti: str) -> None:
     """F90 = original network MTI + network STAN + F7; ids zero until the link fills them."""
     req = network_request(
-        txn_type, terminal("200000"), merchant=MERCHANT, pin_block_zpk=None, track2=None,
+        row(txn_type), terminal("200000"), merchant=MERCHANT, pin_block_zpk=None, track2=None,
         track3=None, rrn="010000000002", original=original(),
     )  # fmt: skip
     assert req.mti == mti == NETWORK_MTI[txn_type]

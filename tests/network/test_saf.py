@@ -8,7 +8,7 @@ from pathlib import Path
 
 from issuer_sim.app import start_issuer
 from issuer_sim.server import IssuerServer
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.network.mapping import network_reversal
 from posp.network.saf import SafForwarder, backoff_s, saf_payload
 from posp.store import JournalEntry, SafItem, open_store
@@ -44,7 +44,7 @@ async def test_saf_survives_network_outage_and_restart(tmp_path: Path) -> None:
     """Queued while the network is down; a new forwarder on the same store file delivers
     it once the network is back, and a repeat delivery moves no money twice."""
     db_url = f"sqlite:///{tmp_path / 'saf.db'}"
-    issuer: IssuerServer = await start_issuer(issuer_settings(), hsm=InProcessHsmClient())
+    issuer: IssuerServer = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client())
     port = issuer.port
     link = await open_link(port)
     original = purchase(2500, pin=PIN)
@@ -65,7 +65,7 @@ async def test_saf_survives_network_outage_and_restart(tmp_path: Path) -> None:
 
     # "Restart": network back on the same port with the same books; new store handle,
     # new link, new forwarder.
-    issuer = await start_issuer(issuer_settings(port=port), hsm=InProcessHsmClient())
+    issuer = await start_issuer(issuer_settings(port=port), hsm=inprocess_hsm_client())
     issuer.ledger.accounts, issuer.ledger.txns = ledger.accounts, ledger.txns
     link = await open_link(port)
     store = open_store(db_url)
@@ -90,5 +90,6 @@ async def test_saf_survives_network_outage_and_restart(tmp_path: Path) -> None:
 
 
 def test_backoff_doubles_and_caps() -> None:
-    """Backoff is min·2^attempts, never above the maximum."""
-    assert [backoff_s(n, 1.0, 10.0) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    """Backoff is drawn under min·2^attempts (full jitter), never above the maximum."""
+    ceilings = [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert all(0.0 <= backoff_s(n, 1.0, 10.0) <= c for n, c in enumerate(ceilings))

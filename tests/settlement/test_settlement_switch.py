@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from posp.admin import Admin
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.settings import Settings, load_settings
 from posp.store.api import APPROVED, VOIDED, JournalEntry, Store
 from posp.switch import Switch
@@ -44,7 +44,7 @@ def switch_settings(tmp_path: Path, *, mac_on_settlement: bool) -> Settings:
 
 @pytest.fixture
 async def switch(tmp_path: Path, store: Store, mac_on_settlement: bool) -> AsyncIterator[Switch]:
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
     settings = switch_settings(tmp_path, mac_on_settlement=mac_on_settlement)
     running = Switch(settings, store=store, hsm=hsm)
@@ -65,7 +65,7 @@ async def test_settlement_without_mac_refused_when_mac_on_settlement(
     tmp_path: Path, store: Store
 ) -> None:
     """With mac_on_settlement a 0500 lacking F64 is not accepted."""
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
     settings = load_settings(
         terminal_port=0,
@@ -227,7 +227,7 @@ class SilentLink:
 async def test_void_of_a_transaction_in_a_closed_batch_is_refused_with_25(
     tmp_path: Path, store: Store
 ) -> None:
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     await Admin(store, hsm).rotate_tmk(TERMINAL, TMK)
     settings = switch_settings(tmp_path, mac_on_settlement=False)
     async with Switch(settings, store=store, hsm=hsm, link=SilentLink()) as running:

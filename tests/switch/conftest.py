@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from posp.hsm import InProcessHsmClient
+from hsm_sim.server import HsmServer, start_hsm_server
 from posp.hsm.api import KEY_TMK, HsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.settings import Settings, load_settings
 from posp.store import Merchant, Store, Terminal, open_store
 from posp.switch import Switch
@@ -51,8 +52,16 @@ async def provision(
 
 
 @pytest.fixture
-def hsm() -> InProcessHsmClient:
-    return InProcessHsmClient()
+async def hsm_server() -> AsyncIterator[HsmServer]:
+    """An HSM simulator on an ephemeral port (for a switch with a TCP HSM)."""
+    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def hsm() -> HsmClient:
+    return inprocess_hsm_client()
 
 
 @pytest.fixture
@@ -64,7 +73,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def switch(tmp_path: Path, store: Store, hsm: InProcessHsmClient) -> AsyncIterator[Switch]:
+async def switch(tmp_path: Path, store: Store, hsm: HsmClient) -> AsyncIterator[Switch]:
     await provision(store, hsm)
     running = Switch(switch_settings(tmp_path), store=store, hsm=hsm)
     await running.start()

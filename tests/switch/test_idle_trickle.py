@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
 from posp.store import Store
 from posp.switch import Switch
 from tests.switch.test_robustness import start_switch
 
 
 async def test_a_byte_trickle_without_a_frame_is_closed_as_idle(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     idle = await start_switch(tmp_path, store, hsm, limits={"idle_timeout_s": 0.3})

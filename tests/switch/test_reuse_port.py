@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.switch import Switch
 from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID, provision, switch_settings
 from tests.switch.termclient import SimTerminal
@@ -30,7 +30,7 @@ async def test_two_switches_share_one_port_and_both_answer(tmp_path: Path) -> No
         await second.start()
         assert second.port == first.port
         assert first.store is not None
-        await provision(first.store, InProcessHsmClient())
+        await provision(first.store, inprocess_hsm_client())
         for _ in range(CONNECTIONS):
             terminal = SimTerminal(TERMINAL_ID, MERCHANT_ID)
             await terminal.connect(first.port)

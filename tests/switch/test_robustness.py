@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
 from posp.iso8583 import Message, decode_terminal
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.store import Store
 from posp.switch import Switch
 from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID, switch_settings
@@ -18,16 +18,19 @@ from tests.switch.termclient import SimTerminal
 
 
 class SlowHsm:
-    """An HSM client whose every call first sleeps ``delay_s`` (deadline and drain tests)."""
+    """An HSM client whose every call first sleeps ``delay_s`` (deadline and drain tests);
+    ``called`` is set as soon as a call is under way."""
 
-    def __init__(self, inner: InProcessHsmClient, delay_s: float) -> None:
+    def __init__(self, inner: HsmClient, delay_s: float) -> None:
         self._inner = inner
         self.delay_s = delay_s
+        self.called = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
 
         async def slow(*args: Any, **kwargs: Any) -> Any:
+            self.called.set()
             await asyncio.sleep(self.delay_s)
             return await attr(*args, **kwargs)
 
@@ -118,23 +121,24 @@ async def test_1000_concurrent_connections_are_all_answered(switch: Switch) -> N
 async def test_client_vanishing_mid_request_still_journals_and_serves_others(
     tmp_path: Path,
     store: Store,
-    hsm: InProcessHsmClient,
+    hsm: HsmClient,
     switch: Switch,
     terminal: SimTerminal,
 ) -> None:
     await terminal.sign_in()
     await switch.stop()
-    slow = await start_switch(tmp_path, store, SlowHsm(hsm, 0.2))
+    slow_hsm = SlowHsm(hsm, 0.2)
+    slow = await start_switch(tmp_path, store, slow_hsm)
     try:
         leaver = SimTerminal(TERMINAL_ID, MERCHANT_ID, keys=terminal.keys, trace=500)
         await leaver.connect(slow.port)
         await leaver.send_body(leaver.encode(leaver.purchase(), mac=True))
         await leaver.close()
-        for _ in range(50):
-            entry = await store.find_by_trace(TERMINAL_ID, "000001", "000501")
-            if entry is not None and entry.response_code is not None:
-                break
-            await asyncio.sleep(0.05)
+        await slow_hsm.called.wait()  # the purchase is being served ...
+        assert slow.server is not None
+        if slow.server.tasks:  # ... and runs to its end although its terminal left
+            await asyncio.wait(set(slow.server.tasks), timeout=10)
+        entry = await store.find_by_trace(TERMINAL_ID, "000001", "000501")
         assert entry is not None and entry.response_code == "91"
         assert await _echo_once(slow.port) == "00"
     finally:
@@ -142,7 +146,7 @@ async def test_client_vanishing_mid_request_still_journals_and_serves_others(
 
 
 async def test_connections_over_the_limit_are_closed_and_counted(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     limited = await start_switch(tmp_path, store, hsm, limits={"max_connections": 1})
@@ -161,7 +165,7 @@ async def test_connections_over_the_limit_are_closed_and_counted(
 
 
 async def test_requests_over_the_in_flight_limit_get_96_at_once(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     limited = await start_switch(
@@ -182,7 +186,7 @@ async def test_requests_over_the_in_flight_limit_get_96_at_once(
 
 
 async def test_request_past_its_deadline_is_answered_96(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     slow = await start_switch(
@@ -199,7 +203,7 @@ async def test_request_past_its_deadline_is_answered_96(
 
 
 async def test_idle_connection_is_closed(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     idle = await start_switch(tmp_path, store, hsm, limits={"idle_timeout_s": 0.2})
@@ -212,14 +216,15 @@ async def test_idle_connection_is_closed(
 
 
 async def test_shutdown_drains_requests_in_flight(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
-    slow = await start_switch(tmp_path, store, SlowHsm(hsm, 0.1))
+    slow_hsm = SlowHsm(hsm, 0.1)
+    slow = await start_switch(tmp_path, store, slow_hsm)
     client = SimTerminal(TERMINAL_ID, MERCHANT_ID)
     await client.connect(slow.port)
     await client.send_body(client.encode(client.sign_in_message()))
-    await asyncio.sleep(0.05)
+    await slow_hsm.called.wait()  # the sign-in is in flight (inside the HSM)
     stopping = asyncio.create_task(slow.stop())
     frame = decode_terminal(await client.read_body())
     assert frame.message[39] == "00"
@@ -227,15 +232,6 @@ async def test_shutdown_drains_requests_in_flight(
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", slow.port)
     await client.close()
-
-
-@pytest.fixture
-async def hsm_server() -> AsyncIterator[Any]:
-    from hsm_sim.server import start_hsm_server
-
-    server = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
-    yield server
-    await server.close()
 
 
 async def test_hsm_down_answers_96_within_the_deadline_and_recovers(
@@ -275,7 +271,7 @@ async def test_hsm_down_answers_96_within_the_deadline_and_recovers(
 
 
 async def test_metrics_endpoint_exposes_request_counts(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient, switch: Switch
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
 ) -> None:
     await switch.stop()
     running = await start_switch(tmp_path, store, hsm, metrics_enabled=True, metrics_port=0)
@@ -301,7 +297,7 @@ def test_switch_serves_under_uvloop(tmp_path: Path) -> None:
     async def scenario() -> list[str]:
         store = open_store(f"sqlite:///{tmp_path / 'uv.db'}", node_id="01")
         await store.open()
-        hsm = InProcessHsmClient()
+        hsm = inprocess_hsm_client()
         await provision(store, hsm)
         running = await start_switch(tmp_path, store, hsm)
         client = SimTerminal(TERMINAL_ID, MERCHANT_ID)

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from posp.hsm import InProcessHsmClient
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.switch import Switch
 from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID, provision, switch_settings
 from tests.switch.termclient import SimTerminal
@@ -43,7 +43,7 @@ async def two_switches(tmp_path: Path, pg_schema: tuple[str, str]) -> AsyncItera
     for running in switches:
         await running.start()
     assert switches[0].store is not None
-    await provision(switches[0].store, InProcessHsmClient())
+    await provision(switches[0].store, inprocess_hsm_client())
     yield switches
     for running in switches:
         await running.stop()

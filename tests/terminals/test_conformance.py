@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from posp.fleetfile import FleetTerminal
+from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.conformance import ConformanceTarget, Status, run_catalogue
 from terminals.scenarios import CATALOGUE

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from posp.errors import ConfigError
-from posp.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
+from posp.lab.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
 from terminals.cards import TerminalCard
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_cli import main as fleet_main

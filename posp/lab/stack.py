@@ -1,4 +1,4 @@
-"""``posp serve`` and ``posp up``: run the switch, or the whole lab stack, in one process.
+"""``posp up``: the whole lab stack in one process (what ``make run`` calls).
 
 ``posp up`` starts, in this order and in ONE event loop:
 
@@ -23,19 +23,26 @@ fails to start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from rich.console import Console
 from rich.table import Table
 
-from posp.admin import FleetProvisioned
+from hsm_sim.server import start_hsm_server
+from issuer_sim.app import start_issuer
+from issuer_sim.settings import load_settings as load_issuer_settings
+from posp.admin import open_admin
+from posp.lab.fleet import FleetProvisioned, provision_fleet
+from posp.lab.fleetfile import read_fleet_file
+from posp.serve import start_switch, stop_on_signals
 from posp.settings import Settings
+from terminals.cards import load_cards
+from terminals.fleet import FleetConfig, run_fleet
+from terminals.fleet_report import report_table
+from terminals.mix import parse_mix
 
 DEMO_MERCHANT: Final = "898100000000001"
 DEMO_MERCHANT_NAME: Final = "posp demo store"
@@ -55,54 +62,6 @@ class StackOptions:
     issuer_port: int = ISSUER_PORT_DEFAULT
 
 
-# --- shutdown signals ------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT/SIGTERM while inside; restore the handlers after."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or no signals here: the caller stops us instead
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-# --- the switch -------------------------------------------------------------------
-
-
-async def start_switch(settings: Settings, stack: AsyncExitStack) -> Any:
-    """Start ``posp.switch.Switch`` and register its graceful stop on ``stack``."""
-    from posp.switch import Switch
-
-    switch = Switch(settings)
-    await switch.start()
-    stack.push_async_callback(switch.stop)
-    return switch
-
-
-async def serve(settings: Settings, out: Console, stop: asyncio.Event | None = None) -> None:
-    """``posp serve``: run the switch until SIGINT/SIGTERM (or ``stop`` is set)."""
-    stop = stop or asyncio.Event()
-    with stop_on_signals(stop):
-        async with AsyncExitStack() as stack:
-            switch = await start_switch(settings, stack)
-            out.print(
-                f"posp switch listening on {settings.listen_host}:{switch.port} (Ctrl-C to stop)",
-                highlight=False,
-            )
-            await stop.wait()
-            out.print("stopping: draining in-flight requests", highlight=False)
-
-
 # --- the lab stack ----------------------------------------------------------------
 
 
@@ -116,17 +75,12 @@ class Endpoints:
 
 
 async def start_hsm(options: StackOptions, stack: AsyncExitStack) -> int:
-    from hsm_sim.server import start_hsm_server
-
     server = await start_hsm_server(port=options.hsm_port, metrics_port=0)
     stack.push_async_callback(server.close)
     return int(server.port)
 
 
 async def start_issuer_sim(options: StackOptions, hsm_url: str, stack: AsyncExitStack) -> int:
-    from issuer_sim.app import start_issuer
-    from issuer_sim.settings import load_settings as load_issuer_settings
-
     issuer_settings = load_issuer_settings(None, port=options.issuer_port, hsm=hsm_url)
     server = await start_issuer(issuer_settings)
     stack.push_async_callback(server.close)
@@ -134,12 +88,15 @@ async def start_issuer_sim(options: StackOptions, hsm_url: str, stack: AsyncExit
 
 
 async def provision_demo(settings: Settings, count: int) -> FleetProvisioned:
-    """Demo merchant, ``count`` terminals and the demo fleet file (idempotent)."""
-    from posp.cli import open_backends
+    """Demo merchant, ``count`` terminals and the demo fleet file (idempotent).
 
+    The demo terminals are the demo's own: those whose clear TMK the demo fleet
+    file lost are re-keyed (``rekey_existing``), as ``make run`` always did."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with open_backends(settings, hsm=True) as admin:
-        return await admin.provision_fleet(
+    async with open_admin(settings, hsm=True) as admin:
+        return await provision_fleet(
+            admin,
+            rekey_existing=True,
             count=count,
             merchant_id=DEMO_MERCHANT,
             prefix=DEMO_PREFIX,
@@ -177,12 +134,6 @@ async def run_demo(
 ) -> None:
     """A short fleet run against the switch: sign-in, purchases (half with PINs),
     voids, refunds and a settlement with batch upload per terminal; prints the report."""
-    from posp.fleetfile import read_fleet_file
-    from terminals.cards import load_cards
-    from terminals.fleet import FleetConfig, run_fleet
-    from terminals.fleet_report import report_table
-    from terminals.mix import parse_mix
-
     if fleet_file is None:
         return
     out.print(f"demo: {seconds:g} s of simulated terminals ...", highlight=False)
@@ -214,7 +165,7 @@ async def up(settings: Settings, out: Console, options: StackOptions) -> int:
             where.fleet_file = provisioned.fleet_file
             switch = await start_switch(settings, stack)
             where.terminal_port = int(switch.port)
-            metrics_port = getattr(switch, "metrics_port", settings.metrics_port)
+            metrics_port = switch.metrics_port
             if settings.metrics_enabled:
                 where.metrics_url = f"http://{settings.metrics_host}:{metrics_port}/metrics"
             print_endpoints(out, where)

@@ -1,4 +1,9 @@
-"""In-process HSM client: the hsm_sim command engine called directly, no sockets.
+"""LABS ONLY: the in-process HSM transport, the hsm_sim engine called directly.
+
+Selected by ``hsm_url = "inprocess://"`` (``posp.hsm.open_hsm_client`` loads
+this module by name).  The engine holds the public TEST LMK set, so every key
+the switch uses is then in clear inside the switch process: the switch warns at
+start.  Use ``tcp://`` to an HSM (or ``hsm-sim``) for anything else.
 
 The request still goes through the wire codec with a numeric header, exactly
 as over TCP, so the in-process client exercises the same bytes as the real
@@ -8,37 +13,32 @@ event loop rather than in a thread.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from hsm_sim.engine import HsmEngine
 from posp.errors import HsmError, HsmUnavailable
-from posp.hsm.operations import HsmOperations
-
-if TYPE_CHECKING:
-    from hsm_sim.engine import HsmEngine
+from posp.hsm.api import HsmClient
 
 
-class InProcessHsmClient(HsmOperations):
-    """HsmClient over an in-process :class:`hsm_sim.engine.HsmEngine`."""
+class InProcessTransport:
+    """HsmTransport over an in-process :class:`hsm_sim.engine.HsmEngine`."""
+
+    #: The engine and its LMK live in this process.
+    holds_keys_in_process = True
 
     def __init__(self, engine: HsmEngine | None = None, *, header_length: int = 4) -> None:
-        if engine is None:
-            from hsm_sim.engine import HsmEngine
-
-            engine = HsmEngine(header_length=header_length)
-        self._engine = engine
+        self._engine = engine if engine is not None else HsmEngine(header_length=header_length)
         # The engine's own header length wins: a mismatch would garble every reply.
-        self._header_length: int = getattr(engine, "header_length", header_length)
+        self._header_length: int = getattr(self._engine, "header_length", header_length)
         self._counter = 0
         self._closed = False
         self.calls = 0
 
     async def start(self) -> None:
-        """Nothing to connect; present so both clients start the same way."""
+        """Nothing to connect; present so both transports start the same way."""
 
     async def close(self) -> None:
         self._closed = True
 
-    async def _exchange(self, request: bytes) -> bytes:
+    async def exchange(self, request: bytes) -> bytes:
         if self._closed:
             raise HsmUnavailable("in-process HSM client is closed")
         length = self._header_length
@@ -49,3 +49,8 @@ class InProcessHsmClient(HsmOperations):
         if reply[:length] != header:
             raise HsmError("HSM engine answered with a different message header")
         return reply[length:]
+
+
+def inprocess_hsm_client(engine: HsmEngine | None = None) -> HsmClient:
+    """An HsmClient over the in-process engine (a fresh test-LMK engine by default)."""
+    return HsmClient(InProcessTransport(engine))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hsm_sim.engine import HsmEngine
-from posp.hsm import InProcessHsmClient
 from posp.hsm.api import KEY_PVK, KEY_ZAK, KEY_ZMK, KEY_ZPK
-from posp.network import test_keys as T
+from posp.lab import zone_keys as T
+from posp.lab.inprocess_hsm import inprocess_hsm_client
 
 CASES = [
     (T.TEST_ZMK_CLEAR, KEY_ZMK, T.TEST_ZMK_LMK, None, T.TEST_ZMK_KCV),
@@ -23,7 +23,7 @@ async def test_test_key_matches_hsm_derivation(
 ) -> None:
     """A0 with the clear value as its 'random' key reproduces the hardcoded forms."""
     engine = HsmEngine(key_source=lambda _n: bytes.fromhex(clear))
-    hsm = InProcessHsmClient(engine)
+    hsm = inprocess_hsm_client(engine)
     generated = await hsm.generate_key(
         key_type, "U", export_under=T.TEST_ZMK_LMK if under_zmk else None
     )
@@ -36,7 +36,7 @@ async def test_test_key_matches_hsm_derivation(
 
 async def test_zone_keys_import_from_zmk_form() -> None:
     """FA / FK import the under-ZMK forms back to the hardcoded under-LMK forms."""
-    hsm = InProcessHsmClient()
+    hsm = inprocess_hsm_client()
     zpk = await hsm.import_zpk(T.TEST_ZMK_LMK, T.TEST_ZPK_ZMK)
     zak = await hsm.import_zak(T.TEST_ZMK_LMK, T.TEST_ZAK_ZMK)
     assert (zpk.under_lmk, zpk.kcv) == (T.TEST_ZPK_LMK, T.TEST_ZPK_KCV)

@@ -2,7 +2,7 @@
 
 ``{"terminals": [{"terminal_id": "10000001", "merchant_id": "898100000000001",
 "tmk": "<32 hex clear TMK>"}]}`` — written by ``posp terminal provision-fleet``
-(``posp.admin``) and read by ``posp-fleet``, ``posp-conformance`` and the next
+(``posp.lab.fleet``) and read by ``posp-fleet``, ``posp-conformance`` and the next
 ``provision-fleet`` (which keeps terminals whose clear TMK it still knows).
 One module for both sides, so writer and readers cannot drift apart.
 
@@ -95,8 +95,7 @@ def write_fleet_file(path: str | Path, terminals: list[FleetTerminal]) -> None:
             for t in terminals
         ]
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(path)  # its directory must exist: nothing here creates one
     # A fresh temporary file of our own (O_EXCL, mode 0600) beside the target: never
     # a leftover or planted file, nor one another writer is filling.
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -1,4 +1,4 @@
-"""TEST-ONLY zone keys shared by the switch's and the issuer simulator's defaults.
+"""TEST-ONLY zone keys: the lab defaults of the switch and the issuer simulator.
 
 NEVER use these in production: the clear values are published here so that tests
 and demos can make PIN blocks and check MACs.  A deployment sets its own ZMK (under
@@ -7,7 +7,7 @@ its own LMK) through configuration and receives ZPK/ZAK by key exchange.
 All "under LMK" values are under the public Thales *test* LMK set
 (``hsm_sim.lmk.LmkSet.test_set()``), variant scheme ``U``; "under ZMK" values are
 scheme ``X`` (each half 3DES-ECB under the clear ZMK, no variant), as carried in
-network F48.  ``tests/network/test_test_keys.py`` re-derives every value through the
+network F48.  ``tests/network/test_zone_keys.py`` re-derives every value through the
 HSM engine, so a change to one of them cannot go unnoticed.
 """
 
@@ -36,3 +36,6 @@ TEST_ZAK_KCV: Final = "7B2324"
 TEST_PVK_CLEAR: Final = "8386EABAA16483EF0EBA31A297FDD69E"
 TEST_PVK_LMK: Final = "UB16E47361D05B34B6CE22D4185A1B674"
 TEST_PVK_KCV: Final = "7AD1FC"
+
+#: Every TEST key under the LMK: the switch warns when its settings use one.
+TEST_KEYS_UNDER_LMK: Final = frozenset({TEST_ZMK_LMK, TEST_ZPK_LMK, TEST_ZAK_LMK, TEST_PVK_LMK})

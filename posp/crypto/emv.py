@@ -1,0 +1,257 @@
+"""EMV chip-card cryptography: card key derivation, session keys, ARQC and ARPC.
+
+Used by the HSM simulator (KQ) and the simulated chip cards only; the switch
+never verifies or builds a cryptogram (terminal-link.md §8, network-link.md §8).
+
+Three session-key schemes, numbered as KQ's scheme ID (hsm.md):
+
+* ``0`` EMV common session key (EMV Book 2 A1.3.1, "CCD"): R = ATC ‖ 00×6,
+  SK = 3DES(UDK)[R with byte 2 = F0] ‖ 3DES(UDK)[R with byte 2 = 0F]; the
+  ARPC is computed under SK.
+* ``1`` Mastercard SKD: the same derivation with R = ATC ‖ 00 00 ‖ UN; the
+  ARPC is computed under the card key (UDK), as M/Chip CVN 16 does.
+* ``2`` PBOC/UICS cryptogram version 01 (project extension):
+  SK = 3DES(UDK)[00×6 ‖ ATC] ‖ 3DES(UDK)[00×6 ‖ ¬ATC]; ARPC under SK.
+
+Invariants:
+* The card key is EMV option A: UDK = 3DES(IMK)[Y] ‖ 3DES(IMK)[Y ⊕ FF×8],
+  odd parity, Y = the rightmost 16 digits of PAN ‖ PSN, zero-filled, packed.
+* Every application cryptogram is ISO 9797-1 MAC algorithm 3 with padding
+  method 2 (``80 00…``) under the session key, 8 bytes.
+* ARPC method 1: 3DES(key)[ARQC ⊕ (ARC ‖ 00×6)], 8 bytes.
+* Pure: no I/O, no logging; errors (``CryptoError``) never carry key or data
+  values.  DES ignores parity bits, so whether a session key is parity
+  adjusted never changes a cryptogram.
+* A session key serves one transaction and is never seen again, so its
+  cipher contexts live in its :class:`SessionCipher`, not in
+  ``posp.crypto.des``'s shared cache, where a stream of fresh keys would keep
+  evicting the long-lived MAC and PIN keys.  Card keys (UDK, per card) and
+  IMKs go through the shared cache.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb, xor_bytes
+from posp.crypto.mac import PADDING_80, pad
+from posp.errors import CryptoError
+
+_FF8 = b"\xff" * 8
+_ATC_BYTES = 2
+_UN_BYTES = 4
+_KEY_BYTES = 16
+_BLOCK = 8
+
+
+class Scheme(IntEnum):
+    """KQ scheme ID: how the session key is derived (and which key the ARPC uses)."""
+
+    EMV_COMMON = 0
+    MASTERCARD_SKD = 1
+    PBOC_V01 = 2
+
+
+#: The tags of the AC data, in MAC order (terminal-link.md §8); the CVR follows them.
+AC_DATA_TAGS: tuple[str, ...] = (
+    "9F02",
+    "9F03",
+    "9F1A",
+    "95",
+    "5F2A",
+    "9A",
+    "9C",
+    "9F37",
+    "82",
+    "9F36",
+)
+
+
+def pan_psn_block(pan: str, psn: str = "00") -> bytes:
+    """Option A's input Y: the rightmost 16 digits of PAN ‖ PSN, zero-filled, packed (8 bytes)."""
+    if not pan.isdigit() or not pan.isascii() or len(pan) > 19:
+        raise CryptoError("PAN must be 1-19 decimal digits")
+    if len(psn) != 2 or not psn.isdigit() or not psn.isascii():
+        raise CryptoError("PAN sequence number must be 2 decimal digits")
+    return bytes.fromhex((pan + psn)[-16:].zfill(16))
+
+
+def derive_udk(imk: bytes, pan_psn: bytes) -> bytes:
+    """EMV option A card key (UDK, ICC master key) from the issuer master key IMK-AC."""
+    _check_key(imk, "IMK")
+    if len(pan_psn) != _BLOCK:
+        raise CryptoError("PAN/PSN block must be 8 bytes")
+    return adjust_odd_parity(tdes_encrypt_ecb(imk, pan_psn + xor_bytes(pan_psn, _FF8)))
+
+
+def _common_sk(udk: bytes, r: bytes) -> bytes:
+    left = r[:2] + b"\xf0" + r[3:]
+    right = r[:2] + b"\x0f" + r[3:]
+    return adjust_odd_parity(tdes_encrypt_ecb(udk, left + right))
+
+
+def _sk_emv_common(udk: bytes, atc: bytes, un: bytes) -> bytes:
+    return _common_sk(udk, atc + bytes(6))
+
+
+def _sk_mastercard(udk: bytes, atc: bytes, un: bytes) -> bytes:
+    return _common_sk(udk, atc + b"\x00\x00" + un)
+
+
+def _sk_pboc_v01(udk: bytes, atc: bytes, un: bytes) -> bytes:
+    not_atc = xor_bytes(atc, b"\xff\xff")
+    return tdes_encrypt_ecb(udk, bytes(6) + atc + bytes(6) + not_atc)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeRule:
+    """What a scheme does: its session-key derivation and which key the ARPC uses."""
+
+    session_key: Callable[[bytes, bytes, bytes], bytes]
+    arpc_under_session_key: bool
+
+
+SCHEMES: Mapping[Scheme, SchemeRule] = {
+    Scheme.EMV_COMMON: SchemeRule(_sk_emv_common, arpc_under_session_key=True),
+    Scheme.MASTERCARD_SKD: SchemeRule(_sk_mastercard, arpc_under_session_key=False),
+    Scheme.PBOC_V01: SchemeRule(_sk_pboc_v01, arpc_under_session_key=True),
+}
+
+
+def session_key(udk: bytes, scheme: Scheme, atc: bytes, un: bytes = bytes(_UN_BYTES)) -> bytes:
+    """The AC session key of ``scheme`` for one transaction (ATC 2 bytes, UN 4 bytes)."""
+    _check_key(udk, "card key")
+    if len(atc) != _ATC_BYTES:
+        raise CryptoError("ATC must be 2 bytes")
+    if len(un) != _UN_BYTES:
+        raise CryptoError("unpredictable number must be 4 bytes")
+    return SCHEMES[scheme].session_key(udk, atc, un)
+
+
+class SessionCipher:
+    """A double-length session key's own contexts: 3DES-EDE (K1 K2 K1) in ECB for the
+    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain (built on use)."""
+
+    __slots__ = ("_ede", "_k1")
+
+    def __init__(self, sk: bytes) -> None:
+        _check_key(sk, "session key")
+        self._ede = Cipher(TripleDES(sk + sk[:8]), modes.ECB()).encryptor()
+        self._k1 = sk[:8] * 3
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        out: bytes = self._ede.update(block)
+        return out
+
+    def mac(self, data: bytes) -> bytes:
+        """ISO 9797-1 alg 3, padding method 2: E_K1(D_K2(E_K1(x_n xor H_n-1))) is
+        3DES-EDE of the last block xor the single-DES CBC chain of the others."""
+        padded = pad(data, PADDING_80)
+        last = padded[-_BLOCK:]
+        if len(padded) > _BLOCK:
+            chain = Cipher(TripleDES(self._k1), modes.CBC(bytes(_BLOCK))).encryptor()
+            last = xor_bytes(chain.update(padded[:-_BLOCK])[-_BLOCK:], last)
+        return self.encrypt_block(last)
+
+
+def application_cryptogram(sk: bytes, data: bytes) -> bytes:
+    """ARQC / TC / AAC: ISO 9797-1 alg 3, padding method 2, over the AC data (8 bytes)."""
+    return SessionCipher(sk).mac(data)
+
+
+def arpc_method1(key: bytes, arqc: bytes, arc: bytes) -> bytes:
+    """ARPC method 1: 3DES(key)[ARQC ⊕ (ARC ‖ 00×6)]."""
+    if len(arqc) != _BLOCK:
+        raise CryptoError("ARQC must be 8 bytes")
+    if len(arc) != 2:
+        raise CryptoError("ARC must be 2 bytes")
+    return tdes_encrypt_ecb(key, xor_bytes(arqc, arc + bytes(6)))
+
+
+class CardKeys:
+    """One transaction's keys: the card key (UDK) and the session key under a scheme."""
+
+    __slots__ = ("_cipher", "scheme", "sk", "udk")
+
+    def __init__(self, scheme: Scheme, udk: bytes, sk: bytes) -> None:
+        self.scheme, self.udk, self.sk = scheme, udk, sk
+        self._cipher = SessionCipher(sk)
+
+    @classmethod
+    def derive(
+        cls, imk: bytes, pan_psn: bytes, scheme: Scheme, atc: bytes, un: bytes = bytes(4)
+    ) -> CardKeys:
+        udk = derive_udk(imk, pan_psn)
+        return cls(scheme, udk, session_key(udk, scheme, atc, un))
+
+    def cryptogram(self, data: bytes) -> bytes:
+        """The AC the card computes over ``data`` (ARQC on the first GENERATE AC)."""
+        return self._cipher.mac(data)
+
+    def verify(self, data: bytes, arqc: bytes) -> bool:
+        """Whether ``arqc`` is the cryptogram over ``data`` (constant-time compare)."""
+        return hmac.compare_digest(self.cryptogram(data), arqc)
+
+    def arpc(self, arqc: bytes, arc: bytes) -> bytes:
+        """The ARPC (method 1) under the key the scheme prescribes."""
+        if not SCHEMES[self.scheme].arpc_under_session_key:
+            return arpc_method1(self.udk, arqc, arc)
+        if len(arqc) != _BLOCK or len(arc) != 2:
+            raise CryptoError("ARQC must be 8 bytes and ARC 2 bytes")
+        return self._cipher.encrypt_block(xor_bytes(arqc, arc + bytes(6)))
+
+    def __repr__(self) -> str:
+        return f"CardKeys(scheme={self.scheme.name})"
+
+
+#: Length of an issuer script command's MAC (the leftmost bytes of the alg 3 MAC).
+SCRIPT_MAC_BYTES = 4
+
+
+def script_session_key(udk_smi: bytes, arqc: bytes) -> bytes:
+    """Secure-messaging integrity key: the EMV common session key with R = the ARQC."""
+    _check_key(udk_smi, "card SMI key")
+    if len(arqc) != _BLOCK:
+        raise CryptoError("ARQC must be 8 bytes")
+    return _common_sk(udk_smi, arqc)
+
+
+def script_mac(sk_smi: bytes, header: bytes, atc: bytes, arqc: bytes, data: bytes) -> bytes:
+    """An issuer script command's MAC (EMV Book 2 §9.2.3): alg 3, padding method 2, over
+    CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ command data, the leftmost 4 bytes."""
+    if len(header) != 5:
+        raise CryptoError("script command header must be 5 bytes (CLA INS P1 P2 Lc)")
+    return SessionCipher(sk_smi).mac(header + atc + arqc + data)[:SCRIPT_MAC_BYTES]
+
+
+def cvr_of_iad(iad: bytes) -> bytes:
+    """The CVR of CUP issuer application data (9F10 = len, DKI, CVN, CVR 4 bytes, …)."""
+    if len(iad) < 7:
+        raise CryptoError("issuer application data shorter than 7 bytes")
+    return iad[3:7]
+
+
+def cryptogram_version(iad: bytes) -> int:
+    """Byte 3 of CUP issuer application data: ``01`` = PBOC/UICS cryptogram version 01."""
+    if len(iad) < 3:
+        raise CryptoError("issuer application data shorter than 3 bytes")
+    return iad[2]
+
+
+def ac_data(tags: Mapping[str, bytes]) -> bytes:
+    """9F02 ‖ 9F03 ‖ 9F1A ‖ 95 ‖ 5F2A ‖ 9A ‖ 9C ‖ 9F37 ‖ 82 ‖ 9F36 ‖ CVR (from 9F10)."""
+    missing = [tag for tag in (*AC_DATA_TAGS, "9F10") if tag not in tags]
+    if missing:
+        raise CryptoError(f"AC data needs tag {missing[0]}")
+    return b"".join(tags[tag] for tag in AC_DATA_TAGS) + cvr_of_iad(tags["9F10"])
+
+
+def _check_key(key: bytes, name: str) -> None:
+    if len(key) != _KEY_BYTES:
+        raise CryptoError(f"{name} must be a 16-byte double-length key")
