@@ -25,7 +25,7 @@ from itertools import count
 from pathlib import Path
 from typing import IO, Any, Final
 
-from posp.fleetfile import FleetTerminal
+from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.machine import TerminalMachine

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from issuer_sim.cardfile import DEMO_CARDS
-from posp.fleetfile import FleetTerminal, read_fleet_file
+from posp.lab.fleetfile import FleetTerminal, read_fleet_file
 from tests.terminals.processes import BIN, MERCHANT_ID, free_port, wait_for_port
 
 STOP_GRACE_S = 15.0
