@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="network link port (9583)")
     serve.add_argument("--cards", type=Path, help="card file loaded into an empty db")
     serve.add_argument("--db", help="SQLite file for accounts (default: memory)")
+    serve.add_argument(
+        "--durable",
+        action="store_const",
+        const=True,
+        help="commit every ledger change to --db before its answer is sent",
+    )
     serve.add_argument("--hsm", help="inprocess:// (default) or tcp://host:port")
     serve.add_argument("--latency-ms", type=float, help="delay per financial answer")
     serve.add_argument("--drop-rate", type=float, help="share of answers dropped (0..1)")
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             settings = load_settings(args.config, **flags)
+            if settings.durable and not settings.db:
+                raise ConfigError("durable (--durable) needs a database file (db, --db)")
             configure_logging(settings.log_format, settings.log_level)
             raise_open_files_limit()
             run_loop(serve(settings), server=True)
