@@ -15,8 +15,9 @@
                                                  (the switch's local business date,
                                                  UTC + network.tz_offset_hours)
 
-Every command takes ``--config FILE`` (TOML, see posp.settings) and
-``--data-dir DIR``; listings take ``--json``.
+Every command takes ``--config FILE`` (TOML, see posp.settings), ``--data-dir DIR``
+and ``--json``, before the command or after it (``serve`` and ``up`` refuse
+``--json``: they print logs); ``--version`` prints the version.
 
 Invariants: :func:`main` returns the exit status and never lets a traceback
 reach the operator: 0 done, 2 bad argument or configuration (the message names
@@ -44,6 +45,7 @@ from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
 from posp.settings import Settings, load_settings
 from posp.store.api import Store
+from posp.version import add_version_flag
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -74,14 +76,32 @@ class _Parser(argparse.ArgumentParser):
 # --- backends ----------------------------------------------------------------------
 
 
+#: Commands that only read: they never create a data directory or a store file.
+READ_ONLY_ACTIONS = frozenset({"list", "show", "report"})
+
+
+def _sqlite_path(settings: Settings) -> Path | None:
+    url = settings.store_url
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url[len("sqlite:///") :])
+
+
 @asynccontextmanager
-async def open_backends(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
-    """The store (and HSM client) named by the settings, closed on exit."""
+async def open_backends(
+    settings: Settings, *, hsm: bool, read_only: bool = False
+) -> AsyncIterator[Admin]:
+    """The store (and HSM client) named by the settings, closed on exit.  ``read_only``:
+    a SQLite store that does not exist is an error naming it (a typo'd --data-dir
+    must not be created and reported empty)."""
     from posp.hsm import open_hsm_client
     from posp.store import open_store
 
-    if settings.store_url.startswith("sqlite:"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sqlite_path = _sqlite_path(settings)
+    if read_only and sqlite_path is not None and not sqlite_path.is_file():
+        where = "data directory" if not sqlite_path.parent.is_dir() else "store file"
+        missing = sqlite_path.parent if where == "data directory" else sqlite_path
+        raise AdminError("--data-dir", f"{where} {missing} does not exist")
     store: Store = open_store(settings.store_url)
     await store.open()
     client: HsmClient | None = open_hsm_client(settings.hsm_url) if hsm else None
@@ -102,7 +122,8 @@ def _show(ctx: Context, view: reports.View) -> None:
 
 async def merchant_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    read_only = a.action in READ_ONLY_ACTIONS
+    async with open_backends(ctx.settings, hsm=False, read_only=read_only) as admin:
         if a.action == "add":
             merchants = [await admin.add_merchant(a.id, a.name, a.mcc)]
         elif a.action == "list":
@@ -121,7 +142,8 @@ async def terminal_cmd(ctx: Context) -> int:
     if a.action == "provision-fleet":
         return await provision_fleet_cmd(ctx)
     needs_hsm = a.action in ("add", "rotate-tmk")
-    async with open_backends(ctx.settings, hsm=needs_hsm) as admin:
+    read_only = a.action in READ_ONLY_ACTIONS
+    async with open_backends(ctx.settings, hsm=needs_hsm, read_only=read_only) as admin:
         if a.action == "add":
             result = await admin.add_terminal(a.id, a.merchant, tmk_hex=a.tmk, serial=a.serial)
             return _print_tmk_result(ctx, result)
@@ -192,7 +214,7 @@ async def provision_fleet_cmd(ctx: Context) -> int:
 
 async def batch_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    async with open_backends(ctx.settings, hsm=False, read_only=True) as admin:
         store = admin.store
         if a.action == "list":
             views = [reports.batches_view(await store.list_batches(a.terminal))]
@@ -222,7 +244,7 @@ async def settlement_cmd(ctx: Context) -> int:
         day = dt.date.fromisoformat(a.date)
     except ValueError:
         raise AdminError("--date", "a date is YYYY-MM-DD") from None
-    async with open_backends(ctx.settings, hsm=False) as admin:
+    async with open_backends(ctx.settings, hsm=False, read_only=True) as admin:
         settlements = await admin.store.list_settlements(
             date=day, utc_offset_hours=ctx.settings.network.tz_offset_hours
         )
@@ -234,10 +256,18 @@ async def settlement_cmd(ctx: Context) -> int:
 # --- serve and up ------------------------------------------------------------------------
 
 
+def _refuse_json(ctx: Context, command: str) -> None:
+    if ctx.as_json:
+        raise AdminError(
+            "--json", f"{command} prints logs, not a listing: set log.format = json for JSON logs"
+        )
+
+
 async def serve_cmd(ctx: Context) -> int:
     from posp.stack import serve
     from posp.workers import check_workers, run_workers
 
+    _refuse_json(ctx, "serve")
     workers = ctx.args.workers
     check_workers(ctx.settings, workers)
     if workers > 1:
@@ -255,6 +285,7 @@ async def serve_cmd(ctx: Context) -> int:
 async def up_cmd(ctx: Context) -> int:
     from posp.stack import StackOptions, up
 
+    _refuse_json(ctx, "up")
     a = ctx.args
     if a.demo_seconds <= 0:
         raise AdminError("--demo-seconds", "must be positive")
@@ -278,12 +309,30 @@ async def up_cmd(ctx: Context) -> int:
 # --- parser --------------------------------------------------------------------------------
 
 
+def _global_options(*, on_leaf: bool) -> _Parser:
+    """--config, --data-dir, --json: accepted before the command and after the leaf.
+    On a leaf they default to SUPPRESS, so a value given before the command is not
+    overwritten by the leaf's default."""
+    options = _Parser(add_help=False)
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if on_leaf else {}
+    options.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (or POSP_CONFIG)", **default
+    )
+    options.add_argument(
+        "--data-dir", metavar="DIR", help="data directory (settings data_dir)", **default
+    )
+    options.add_argument(
+        "--json", action="store_true", help="print JSON instead of tables", **default
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML settings file (or POSP_CONFIG)")
-    common.add_argument("--data-dir", metavar="DIR", help="data directory (settings data_dir)")
-    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser = _Parser(prog="posp", description="posp acquirer switch")
+    common = _global_options(on_leaf=True)
+    parser = _Parser(
+        prog="posp", description="posp acquirer switch", parents=[_global_options(on_leaf=False)]
+    )
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def leaf(

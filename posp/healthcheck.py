@@ -67,6 +67,7 @@ from posp.iso8583 import (
     encode_network,
     encode_terminal,
 )
+from posp.version import add_version_flag
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -198,6 +199,7 @@ def _env_int(name: str, default: int) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posp-healthcheck", description=__doc__.splitlines()[0])
+    add_version_flag(p)
     p.add_argument("--timeout-s", type=float, default=3.0, help="deadline of the whole check")
     sub = p.add_subparsers(dest="target")
     sub.add_parser("auto", help="pick the target from PID 1 (Docker HEALTHCHECK)")

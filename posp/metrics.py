@@ -49,13 +49,13 @@ import functools
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
 
 from posp.errors import HsmError
 from posp.tally import TallyCounter, TallyHistogram, TallySeries
+from posp.version import posp_version
 
 if TYPE_CHECKING:
     from posp.hsm.api import HsmClient
@@ -84,14 +84,6 @@ SHED_REASONS: Final = (
     "shutdown",
 )
 REJECT_REASONS: Final = ("garbage", "oversized", "idle")
-
-
-def posp_version() -> str:
-    """The installed distribution's version (``unknown`` when run from a bare tree)."""
-    try:
-        return version("posp")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class SwitchMetrics:

@@ -18,6 +18,7 @@ from rich.live import Live
 
 from posp.errors import ConfigError
 from posp.fleetfile import read_fleet_file
+from posp.version import add_version_flag
 from terminals.cards import load_cards
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import (
@@ -40,6 +41,7 @@ def _ratio(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posp-fleet", description=__doc__.splitlines()[0])
+    add_version_flag(p)
     p.add_argument("--fleet-file", required=True, help="terminal ids, merchant ids and TMKs (JSON)")
     p.add_argument("--terminals", type=int, help="use only the first N terminals of the file")
     p.add_argument("--cards", help="demo card file (default: issuer_sim's DEMO_CARDS)")

@@ -76,7 +76,8 @@ class SqliteStore(SqlStore):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create the data directory {folder}") from exc
+                reason = exc.strerror or type(exc).__name__
+                raise StoreError(f"cannot create the data directory {folder}: {reason}") from exc
         writer = SqliteWorker(
             lambda: self._connect(writer=True),
             name="posp-sqlite-writer",
@@ -86,7 +87,7 @@ class SqliteStore(SqlStore):
         try:
             await writer.start()
         except sqlite3.Error as exc:
-            raise _translate("open", exc) from exc
+            raise _translate(f"open {self.path}", exc) from exc
         self._writer = writer
         try:
             await self._write_job("migrate", _migrate)
