@@ -16,11 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Metadata first, so the dependency layer is cached while only sources change.
-COPY pyproject.toml README.md ./
+# Metadata first, so the dependency layer is cached while only sources change.  The
+# runtime dependencies of pyproject.toml, at the exact versions of requirements.lock
+# (`make lock` regenerates it), so every build installs the same thing.
+COPY pyproject.toml README.md requirements.lock ./
 RUN pip install --upgrade pip setuptools wheel \
  && python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(d))" \
- && pip install -r /tmp/requirements.txt
+ && pip install -c requirements.lock -r /tmp/requirements.txt
 COPY posp ./posp
 COPY hsm_sim ./hsm_sim
 COPY issuer_sim ./issuer_sim
