@@ -60,7 +60,8 @@ EXPOSE 5800 9100 1500 9102 9583 9103
 # The programs drain in-flight work on SIGTERM (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 # A real protocol exchange with whichever program is PID 1 (see posp/healthcheck.py):
-# terminal echo 0820/301 for the switch, B2 for hsm-sim, 0800/301 for issuer-sim.
+# terminal echo 0820/301 and GET /ready for the switch, B2 for hsm-sim, 0800/301 for
+# issuer-sim.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["posp-healthcheck", "--timeout-s", "4", "auto"]
 ENTRYPOINT ["posp-entrypoint"]
