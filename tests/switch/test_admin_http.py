@@ -14,6 +14,7 @@ import pytest
 
 from posp.errors import ConfigError
 from posp.hsm import InProcessHsmClient
+from posp.hsm.api import HsmClient
 from posp.readiness import check_readiness
 from posp.store import Store
 from posp.switch import Switch
@@ -34,7 +35,7 @@ class FakeLink:
     signed_on: bool
 
 
-async def _started(tmp_path: Path, store: Store, hsm: InProcessHsmClient, link: object) -> Switch:
+async def _started(tmp_path: Path, store: Store, hsm: HsmClient, link: object) -> Switch:
     settings = switch_settings(tmp_path, metrics_enabled=True, metrics_port=0)
     running = Switch(settings, store=store, hsm=hsm, link=link)
     await running.start()
@@ -111,3 +112,48 @@ async def test_busy_metrics_port_is_named(
         with pytest.raises(ConfigError, match=f"metrics port 127.0.0.1:{port}"):
             await running.start()
         await running.stop()
+
+
+async def _wait_ready_status(port: int, status: int) -> dict[str, object]:
+    """/ready's body once it answers ``status`` (the probes see a change at once, the
+    HSM client notices a dropped connection on its next read)."""
+    for _ in range(100):
+        code, body = await http_get(port, "/ready")
+        if code == status:
+            answer: dict[str, object] = json.loads(body)
+            return answer
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"/ready never answered {status}")
+
+
+async def test_ready_names_the_store_when_it_is_closed(
+    tmp_path: Path, store: Store, hsm: InProcessHsmClient
+) -> None:
+    """The store stops answering (closed under the switch): /ready 503 naming "store"."""
+    running = await _started(tmp_path, store, hsm, None)
+    try:
+        assert (await http_get(running.metrics_port, "/ready"))[0] == 200
+        await store.close()
+        answer = await _wait_ready_status(running.metrics_port, 503)
+        assert answer == {"ready": False, "down": ["store"]}
+    finally:
+        await running.stop()
+
+
+async def test_ready_names_a_tcp_hsm_that_went_away(tmp_path: Path, store: Store) -> None:
+    """A switch on a TCP HSM: ready while hsm-sim runs, 503 naming "hsm" once it stops."""
+    from hsm_sim.server import start_hsm_server
+    from posp.hsm import open_hsm_client
+
+    hsm_server = await start_hsm_server(port=0, metrics_port=0)
+    client = open_hsm_client(f"tcp://127.0.0.1:{hsm_server.port}?timeout_s=1")
+    await client.start()
+    running = await _started(tmp_path, store, client, None)
+    try:
+        assert (await _wait_ready_status(running.metrics_port, 200))["ready"] is True
+        await hsm_server.close()
+        answer = await _wait_ready_status(running.metrics_port, 503)
+        assert answer == {"ready": False, "down": ["hsm"]}
+    finally:
+        await running.stop()
+        await client.close()
