@@ -10,7 +10,8 @@ Invariants:
   down.  Probes run on the switch's event loop, concurrently; the HTTP thread waits
   for them at most ``timeout_s`` plus a margin, and an event loop that does not
   answer in time is itself "not live".
-* Nothing here changes state: probes only read.
+* Nothing here changes state: probes only read.  A change of readiness is logged
+  once (WARNING naming what is down, info when ready again), not at every check.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class LoopHealth:
         self._loop = loop
         self._probes = dict(probes)
         self._timeout_s = timeout_s
+        self._last_down: tuple[str, ...] = ()  # logged on change only, not every check
 
     def _on_loop(self, coro: Coroutine[Any, Any, Readiness]) -> Readiness | None:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -117,9 +119,13 @@ class LoopHealth:
     def ready(self) -> tuple[int, object]:
         readiness = self._on_loop(check_readiness(self._probes, self._timeout_s))
         if readiness is None:
-            return 503, {"ready": False, "down": ["event_loop"]}
-        if not readiness.ready:
-            _log.warning("not ready", down=",".join(readiness.down))
+            readiness = Readiness(("event_loop",))
+        if readiness.down != self._last_down:
+            self._last_down = readiness.down
+            if readiness.ready:
+                _log.info("ready again")
+            else:
+                _log.warning("not ready", down=",".join(readiness.down))
         return readiness.answer()
 
     def live(self) -> tuple[int, object]:
