@@ -114,7 +114,7 @@ def raise_open_files_limit(
     )  # fmt: skip
     if not result.sufficient:  # also when the hard limit covers the connections only
         _log.warning(
-            "open_files_hard_limit_below_max_connections",
+            "open_files_limit_too_low",
             hard=hard,
             soft=result.soft,
             needed=needed,
