@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from issuer_sim.ledger import Account, Ledger, Txn
+from posp.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -71,7 +72,11 @@ class CardDb:
         self._executor: ThreadPoolExecutor | None = None
         if path:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="issuer-db")
-            self._conn = self._executor.submit(_connect, path).result()
+            try:
+                self._conn = self._executor.submit(_connect, path).result()
+            except sqlite3.Error as exc:
+                self._executor.shutdown()
+                raise ConfigError(f"cannot open the database file {path} (--db): {exc}") from None
 
     async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
         """``job(connection)`` on the worker thread.  Shielded: a cancelled caller leaves

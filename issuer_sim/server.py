@@ -110,6 +110,8 @@ class IssuerServer:
         self.received: Tally[str] = Tally()
         self.reversals: Tally[str] = Tally()
         self.in_progress = 0  # requests received and not yet answered (or dropped)
+        self._commit_lock = asyncio.Lock()
+        self._next_commit: asyncio.Future[None] | None = None  # durable mode, not started
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
@@ -163,13 +165,30 @@ class IssuerServer:
 
     async def _commit_before_answer(self) -> bool:
         """Durable mode: commit the ledger's changes before an answer leaves; False (no
-        answer is sent, the acquirer times out and reverses) when the commit fails."""
+        answer is sent, the acquirer times out and reverses) when the commit fails.
+
+        Group commit: answers that arrive while a commit runs join the next one, which
+        takes the dirty marks only once it starts, so it covers every change made
+        before they joined (one SQLite commit for a whole burst of answers)."""
+        if self._next_commit is None:
+            self._next_commit = asyncio.get_running_loop().create_future()
+            self._spawn(self._run_commit(self._next_commit))
         try:
-            await self.db.flush(self.ledger)
+            await asyncio.shield(self._next_commit)
         except Exception as exc:
             log.error("issuer_commit_failed", error=type(exc).__name__)
             return False
         return True
+
+    async def _run_commit(self, done: asyncio.Future[None]) -> None:
+        async with self._commit_lock:  # one commit at a time; the next one queues here
+            self._next_commit = None  # changes from now on join a later commit
+            try:
+                await self.db.flush(self.ledger)
+            except Exception as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
 
     # --- inspection (tests, posp up) ------------------------------------------
     async def balance(self, pan: str) -> int:

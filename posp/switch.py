@@ -20,16 +20,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 
 from posp.errors import PospError
+from posp.exposition import ExpositionServer
 from posp.hsm import open_hsm_client
 from posp.hsm.api import HsmClient
 from posp.keys import KeyService
 from posp.log import get_logger
 from posp.loop import loop_name
-from posp.metrics import MetricsServer, SwitchMetrics, instrument_hsm, instrument_store
+from posp.metrics import SwitchMetrics, instrument_hsm, instrument_store
 from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
 from posp.pipeline.recovery import InDoubtResolver
+from posp.pipeline.routes import ROUTES
+from posp.readiness import LoopHealth, switch_probes
 from posp.server import TerminalServer
 from posp.settings import Settings
 from posp.store import open_store
@@ -86,7 +89,7 @@ class Switch:
         self.pipeline: Pipeline | None = None
         self.recovery: InDoubtResolver | None = None
         self.server: TerminalServer | None = None
-        self._metrics_server: MetricsServer | None = None
+        self._metrics_server: ExpositionServer | None = None
         self._refresher: asyncio.Task[None] | None = None
 
     @property
@@ -190,10 +193,7 @@ class Switch:
             ssl_context=self._terminal_tls(),
         )
         if settings.metrics_enabled:
-            self._metrics_server = MetricsServer(
-                self.registry, settings.metrics_host, settings.metrics_port
-            )
-            self._metrics_server.start()
+            self._start_metrics_server()
         self._refresher = asyncio.create_task(self._refresh_signed_in(), name="signed-in-gauge")
         _log.info(
             "switch started",
@@ -202,6 +202,18 @@ class Switch:
             metrics_port=self.metrics_port,
             event_loop=loop_name(),
         )
+
+    def _start_metrics_server(self) -> None:
+        """``/metrics``, plus ``/ready`` (store, HSM, network link) and ``/live``."""
+        self.metrics.preinitialise_requests(route.name for route in ROUTES.values())
+        health = LoopHealth(
+            asyncio.get_running_loop(), switch_probes(self.store, self.hsm, self.link)
+        )
+        settings = self.settings
+        self._metrics_server = ExpositionServer(
+            self.registry, settings.metrics_host, settings.metrics_port, health.routes()
+        )
+        self._metrics_server.start()
 
     async def _refresh_signed_in(self) -> None:
         """Keep posp_signed_in_terminals current (a store query every few seconds)."""

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
+from posp.version import add_version_flag
 from terminals.cards import load_cards
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
 from terminals.fleet_report import write_json
@@ -26,6 +27,7 @@ STYLE = {Status.PASS: "green", Status.FAIL: "red", Status.PENDING: "yellow"}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posp-conformance", description=__doc__.splitlines()[0])
+    add_version_flag(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5800)
     p.add_argument("--fleet-file", help="provisioned terminals (>= 3) with their TMKs")

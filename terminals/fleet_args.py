@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from posp.version import add_version_flag
 from terminals.fleet_config import FleetConfig, check_concurrency
 from terminals.loadshape import LoadShape, parse_ramp, parse_steps
 from terminals.mix import DEFAULT_MIX
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive a switch with a fleet of simulated terminals"
         " (`posp-fleet merge A.json B.json ...` combines reports).",
     )
+    add_version_flag(p)
     p.add_argument("--fleet-file", required=True, help="terminal ids, merchant ids and TMKs (JSON)")
     p.add_argument("--terminals", type=positive_int, help="use only the first N terminals")
     p.add_argument("--cards", help="demo card file (default: issuer_sim's DEMO_CARDS)")

@@ -119,3 +119,28 @@ async def test_cancelled_save_then_close_never_crashes_or_loses_rows(tmp_path: P
 async def test_cancelled_save_then_close_1000_times(tmp_path: Path) -> None:
     """The same, 1,000 rounds."""
     await _cancel_rounds(tmp_path, 1000)
+
+
+async def test_durable_answers_sent_together_are_all_committed_before_they_leave(
+    tmp_path: Path,
+) -> None:
+    """50 purchases in flight at once (group commits): once every answer is in, the
+    file already holds every debit, with write-behind an hour away."""
+    from issuer_sim.app import start_issuer
+    from posp.hsm import InProcessHsmClient
+    from tests.network.conftest import issuer_settings
+
+    db = str(tmp_path / "issuer.db")
+    issuer = await start_issuer(
+        issuer_settings(db=db, durable=True, flush_interval_s=3600), hsm=InProcessHsmClient()
+    )
+    link = await open_link(issuer.port)
+    try:
+        before = await _balance_in_file(db, PAN)
+        amounts = [1000 + i for i in range(50)]
+        answers = await asyncio.gather(*(link.send(purchase(a, pin=PIN)) for a in amounts))
+        assert [a.get(39) for a in answers] == ["00"] * len(amounts)
+        assert await _balance_in_file(db, PAN) == before - sum(amounts)
+    finally:
+        await link.close()
+        await issuer.close()
