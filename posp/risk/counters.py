@@ -76,12 +76,16 @@ class CounterAdd:
         )
 
     def uncapped(self) -> CounterAdd:
-        return replace(self, max_amount_minor=None, max_net_minor=None, max_count=None, min_gap_s=None)
+        return replace(
+            self, max_amount_minor=None, max_net_minor=None, max_count=None, min_gap_s=None
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """Whether a check-and-add was applied, and the counters as they were before it."""
+    """Whether a check-and-add was applied, and (when refused) the counters as they
+    were; a refusal's values tell which cap broke (an implementation may leave
+    ``before`` empty on success)."""
 
     applied: bool
     before: dict[str, CounterValue]
@@ -152,7 +156,10 @@ def adds_to_json(adds: Sequence[CounterAdd]) -> str:
     """A hold as JSON, to keep with the journal entry so a void or reversal
     releases exactly what was added (even after the ruleset changed)."""
     return json.dumps(
-        [[a.key, a.amount_minor, a.count, a.refunded_minor, a.at_s, a.expires_on.isoformat()] for a in adds],
+        [
+            [a.key, a.amount_minor, a.count, a.refunded_minor, a.at_s, a.expires_on.isoformat()]
+            for a in adds
+        ],
         separators=(",", ":"),
     )
 

@@ -69,20 +69,14 @@ class Evaluation:
                     cap.code,
                     {"counter": cap.field, "limit": str(cap.limit), "race": "lost"},
                 )
-        raise LookupError("the store refused a hold whose caps all hold")  # a store bug
-
-
-_CAP_FIELDS = {
-    "amount": "max_amount_minor",
-    "net": "max_net_minor",
-    "count": "max_count",
-    "gap": "min_gap_s",
-}
+        # The store's "before" may be newer than the refusal (SQLite reads it after):
+        # name the first cap of the hold, the one the snapshot check could not see.
+        first = self.caps[0]
+        return Decision(first.rule_id, self.ruleset_version, "counter", Action.DECLINE, first.code)
 
 
 def _cap_holds(cap: Cap, add: CounterAdd, before: CounterValue) -> bool:
-    alone = replace(add.uncapped(), **{_CAP_FIELDS[cap.field]: cap.limit})
-    return alone.holds_on(before)
+    return _tighten(add.uncapped(), cap).holds_on(before)
 
 
 class CompiledRuleset:
@@ -122,14 +116,19 @@ class CompiledRuleset:
         decline: Decision | None = None
         declining: list[CompiledRule] = []
         for rule in self._by_type.get(inp.txn_type, ()):
-            if rule.scope_attr is not None and getattr(inp, rule.scope_attr) not in rule.scope_values:
+            if (
+                rule.scope_attr is not None
+                and getattr(inp, rule.scope_attr) not in rule.scope_values
+            ):
                 continue
             if rule.action is Action.DECLINE:
                 declining.append(rule)
             hit = rule.check(facts)
             if hit is None:
                 continue
-            decision = Decision(rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1])
+            decision = Decision(
+                rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
+            )
             decisions.append(decision)
             if decline is None and rule.action is Action.DECLINE:
                 decline = decision

@@ -192,7 +192,9 @@ def compile_merchant_spike(rule: MerchantSpikeRule) -> CounterParts:
         today = f.value(f.merchant_day_key()).amount_minor + f.inp.amount_minor
         if today < floor:
             return None
-        baseline_total = sum(f.value(f.merchant_day_key(b)).amount_minor for b in range(1, days + 1))
+        baseline_total = sum(
+            f.value(f.merchant_day_key(b)).amount_minor for b in range(1, days + 1)
+        )
         if baseline_total <= 0:
             return None  # no history to compare with: a new shop is not a spike
         mean = baseline_total / days

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from posp.errors import ConfigError
 from posp.risk import kinds_counter as kc
 from posp.risk import kinds_simple as ks
-from posp.risk.compiled import CompiledRule
+from posp.risk.compiled import Check, CompiledRule
 from posp.risk.engine import CompiledRuleset
 from posp.risk.model import (
     DEFAULT_CODES,
@@ -140,7 +140,7 @@ def _counter_parts(rule: Rule) -> kc.CounterParts | None:
     return None
 
 
-def _simple_check(rule: Rule) -> ks.Check:
+def _simple_check(rule: Rule) -> Check:
     if isinstance(rule, SingleAmountRule):
         return ks.compile_single_amount(rule)
     if isinstance(rule, RoundAmountRule):
