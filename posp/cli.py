@@ -42,6 +42,7 @@ from posp.errors import ConfigError, PospError
 from posp.hsm.api import HsmClient
 from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
+from posp.risk import cli as risk_cli
 from posp.settings import Settings, load_settings
 from posp.store.api import Store
 
@@ -361,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", required=True, help="YYYY-MM-DD, local business date (network.tz_offset_hours)"
     )
     report.add_argument("--format", choices=reports.FORMATS, default="table")
+    risk_cli.register(commands, [common])
     return parser
 
 
