@@ -115,14 +115,14 @@ def to_toml(model: RulesetFile) -> str:
     return tomli_w.dumps(plain(model.model_dump(mode="python")))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ruleset_dicts())
 def test_valid_rulesets_round_trip_through_toml(data: dict[str, Any]) -> None:
     model = RulesetFile.model_validate(data)
     assert parse_ruleset(to_toml(model)) == model
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ruleset_dicts().filter(lambda d: d["rules"]), st.data())
 def test_a_wrong_value_is_rejected_with_a_message_naming_its_field(
     data: dict[str, Any], pick: st.DataObject
@@ -135,7 +135,7 @@ def test_a_wrong_value_is_rejected_with_a_message_naming_its_field(
     assert "candidate.toml" in str(raised.value) and field in str(raised.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_is_a_ruleset_or_a_ruleset_error(text: str) -> None:
     try:
