@@ -62,7 +62,10 @@ def test_a_rules_own_code_wins_over_the_kinds_default() -> None:
 
 
 def test_scopes_select_by_terminal_merchant_and_group_and_disabled_rules_never_run() -> None:
-    single = '[[rules]]\nid = "s"\nkind = "single_amount"\naction = "decline"\nmax_minor = { purchase = 1 }\n'
+    single = (
+        '[[rules]]\nid = "s"\nkind = "single_amount"\naction = "decline"\n'
+        "max_minor = { purchase = 1 }\n"
+    )
     cases = {
         'scope = { kind = "terminal", values = ["10000009"] }': inp(terminal_id="10000009"),
         'scope = { kind = "merchant", values = ["898290054110009"] }': inp(
@@ -79,7 +82,8 @@ def test_scopes_select_by_terminal_merchant_and_group_and_disabled_rules_never_r
 
 def test_rules_apply_only_to_their_transaction_types() -> None:
     rules = ruleset(
-        '[[rules]]\nid = "s"\nkind = "single_amount"\naction = "decline"\nmax_minor = { refund = 1 }\ntxn_types = ["refund"]\n'
+        '[[rules]]\nid = "s"\nkind = "single_amount"\naction = "decline"\n'
+        'max_minor = { refund = 1 }\ntxn_types = ["refund"]\n'
     )
     assert rules.evaluate(inp(amount_minor=5)).decline is None
     assert rules.evaluate(inp(txn_type="refund", amount_minor=5)).decline is not None
