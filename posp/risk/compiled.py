@@ -5,18 +5,19 @@ load: the hot path calls these closures and nothing else.
 Invariants:
 * ``check`` is pure: it reads the input and the counter snapshot and returns
   ``None`` (the rule does not fire) or a :data:`Hit`.
-* ``reads`` names every counter ``check`` looks at; ``feeds`` what a counted,
-  approved transaction adds; ``caps`` the limits a declining rule wants held
-  atomically by the store (so two instances cannot both pass the last slot).
+* ``families`` names the kinds of counter ``check`` reads (and a counted,
+  approved transaction feeds); ``caps`` (data, not closures) the limits a
+  declining rule wants held atomically by the store, so two instances cannot
+  both pass the last slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from posp.risk.facts import Facts, Feed
+from posp.risk.facts import Facts, Family
 from posp.risk.model import Action, RiskCode
 
 #: A fired rule: the code it asks for (None = the rule's code) and what triggered it.
@@ -24,12 +25,12 @@ Hit = tuple[RiskCode | None, dict[str, str]]
 CapField = Literal["amount", "net", "count", "gap"]
 
 
-@dataclass(frozen=True, slots=True)
-class Cap:
-    """A limit on one counter after the add: amount (gross or net of refunds) or
-    count at most ``limit``, or (``gap``) the previous use at least ``limit`` s ago."""
+class Cap(NamedTuple):
+    """A limit a declining rule puts on a family's counter, to hold after the add:
+    amount (gross or net of refunds) or count at most ``limit``, or (``gap``) the
+    previous use at least ``limit`` s ago."""
 
-    key: str
+    family: Family
     field: CapField
     limit: int
     rule_id: str
@@ -37,21 +38,6 @@ class Cap:
 
 
 Check = Callable[[Facts], Hit | None]
-Keys = Callable[[Facts], tuple[str, ...]]
-Feeds = Callable[[Facts], tuple[Feed, ...]]
-Caps = Callable[[Facts], tuple[Cap, ...]]
-
-
-def _no_keys(_: Facts) -> tuple[str, ...]:
-    return ()
-
-
-def _no_feeds(_: Facts) -> tuple[Feed, ...]:
-    return ()
-
-
-def _no_caps(_: Facts) -> tuple[Cap, ...]:
-    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +51,8 @@ class CompiledRule:
     scope_attr: str | None  # RiskInput attribute the scope tests, None = everywhere
     scope_values: frozenset[str]
     check: Check
-    reads: Keys = _no_keys
-    feeds: Feeds = _no_feeds
-    caps: Caps = _no_caps
-    uses_counters: bool = False
+    families: tuple[Family, ...] = ()
+    caps: tuple[Cap, ...] = ()  # only on declining rules over counters
 
     def in_scope(self, inp: object) -> bool:
         return self.scope_attr is None or getattr(inp, self.scope_attr) in self.scope_values

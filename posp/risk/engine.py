@@ -2,9 +2,9 @@
 
 Use (the pipeline's risk step)::
 
-    keys = ruleset.counter_keys(inp)
-    snapshot = await counters.snapshot(keys)
-    evaluation = ruleset.evaluate(inp, snapshot)          # pure
+    prepared = ruleset.prepare(inp)                       # the counter keys, once
+    snapshot = await counters.snapshot(prepared.keys)
+    evaluation = ruleset.evaluate_prepared(prepared, snapshot)   # pure
     if evaluation.decline: answer evaluation.decline.code
     result = await counters.check_and_add(evaluation.hold)  # reserve before the network
     if not result.applied: answer evaluation.refused_by(result).code
@@ -24,21 +24,30 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from posp.risk.compiled import Cap, CompiledRule
 from posp.risk.counters import AddResult, CounterAdd
-from posp.risk.facts import Facts, Feed
+from posp.risk.facts import Facts, Family
 from posp.risk.inputs import (
     EMPTY_SNAPSHOT,
     ZERO,
     CounterSnapshot,
-    CounterValue,
     Decision,
     RiskInput,
 )
 from posp.risk.model import Action
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    facts: Facts
+    keys: tuple[str, ...]
+
+
+#: Per counter family, the tightest cap of each field.
+CapTable = dict[Family, dict[str, Cap]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,7 @@ class Evaluation:
     decisions: tuple[Decision, ...]
     decline: Decision | None  # the decision that refuses the transaction, if any
     hold: tuple[CounterAdd, ...]  # what to check-and-add when not declined
-    caps: tuple[Cap, ...]
+    caps: tuple[tuple[str, Cap], ...]  # (counter key, cap) of every limit in the hold
 
     @property
     def flagged(self) -> bool:
@@ -57,26 +66,31 @@ class Evaluation:
         """The decision for a hold the store refused (another instance used the
         last of a limit between the snapshot and the add)."""
         adds = {add.key: add for add in self.hold}
-        for cap in self.caps:
-            before = result.before.get(cap.key, ZERO)
-            add = adds[cap.key]
-            if not _cap_holds(cap, add, before):
-                return Decision(
-                    cap.rule_id,
-                    self.ruleset_version,
-                    "counter",
-                    Action.DECLINE,
-                    cap.code,
-                    {"counter": cap.field, "limit": str(cap.limit), "race": "lost"},
-                )
+        broken = next(
+            (
+                (key, cap)
+                for key, cap in self.caps
+                if not _with_cap(adds[key].uncapped(), cap).holds_on(result.before.get(key, ZERO))
+            ),
+            None,
+        )
         # The store's "before" may be newer than the refusal (SQLite reads it after):
-        # name the first cap of the hold, the one the snapshot check could not see.
-        first = self.caps[0]
-        return Decision(first.rule_id, self.ruleset_version, "counter", Action.DECLINE, first.code)
+        # then name the hold's first cap, which the snapshot check could not see.
+        _, cap = broken or self.caps[0]
+        triggered = {"counter": cap.field, "limit": str(cap.limit), "race": "lost"}
+        return Decision(
+            cap.rule_id, self.ruleset_version, "counter", Action.DECLINE, cap.code, triggered
+        )
 
 
-def _cap_holds(cap: Cap, add: CounterAdd, before: CounterValue) -> bool:
-    return _tighten(add.uncapped(), cap).holds_on(before)
+def _with_cap(add: CounterAdd, cap: Cap) -> CounterAdd:
+    if cap.field == "amount":
+        return add._replace(max_amount_minor=cap.limit)
+    if cap.field == "net":
+        return add._replace(max_net_minor=cap.limit)
+    if cap.field == "count":
+        return add._replace(max_count=cap.limit)
+    return add._replace(min_gap_s=cap.limit)
 
 
 class CompiledRuleset:
@@ -93,37 +107,64 @@ class CompiledRuleset:
         self.rollover = rollover
         self.counted_txn_types = counted_txn_types
         self.rules = tuple(rules)
-        self._feeders = tuple(r for r in self.rules if r.uses_counters)
+        self.families = _merged_families(self.rules)
         types = {t for r in self.rules for t in r.txn_types}
-        self._by_type = {t: tuple(r for r in self.rules if t in r.txn_types) for t in types}
+        # Per type: what the loop needs without attribute lookups on the rule, and
+        # the caps of unscoped declining rules merged once here (scoped rules' caps
+        # are merged per evaluation, when in scope).
+        self._by_type = {
+            t: tuple(
+                (r, r.check, r.scope_attr, r.scope_values, r.caps if r.scope_attr else ())
+                for r in self.rules
+                if t in r.txn_types
+            )
+            for t in types
+        }
+        self._static_caps = {
+            t: _cap_table(
+                cap for r in self.rules if t in r.txn_types and not r.scope_attr for cap in r.caps
+            )
+            for t in types
+        }
 
     def applicable(self, inp: RiskInput) -> list[CompiledRule]:
-        return [r for r in self._by_type.get(inp.txn_type, ()) if r.in_scope(inp)]
+        return [entry[0] for entry in self._by_type.get(inp.txn_type, ()) if entry[0].in_scope(inp)]
 
     def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
-        """Every counter the rules applying to ``inp`` read (for one snapshot read)."""
+        """Every counter the rules may read for ``inp`` (one snapshot read)."""
+        return self.prepare(inp).keys
+
+    def prepare(self, inp: RiskInput) -> Prepared:
+        """The counter keys of ``inp``, and its facts for :meth:`evaluate_prepared`
+        (the keys are built once for both).  All families of the ruleset are read,
+        not only in-scope ones: a few extra keys in one read cost less than
+        sorting out scopes twice."""
         facts = Facts(inp, self.rollover, EMPTY_SNAPSHOT)
-        keys: dict[str, None] = {}
-        for rule in self.applicable(inp):
-            if rule.uses_counters:
-                keys.update(dict.fromkeys(rule.reads(facts)))
-        return tuple(keys)
+        keys: list[str] = []
+        for family in self.families:
+            keys.extend(facts.reads(family))
+        return Prepared(facts, tuple(keys))
 
     def evaluate(self, inp: RiskInput, snapshot: CounterSnapshot = EMPTY_SNAPSHOT) -> Evaluation:
-        facts = Facts(inp, self.rollover, snapshot)
-        version = self.version
+        """The decisions on ``inp`` given the counters in ``snapshot`` (pure)."""
+        return self._evaluate(Facts(inp, self.rollover, snapshot))
+
+    def evaluate_prepared(self, prepared: Prepared, snapshot: CounterSnapshot) -> Evaluation:
+        """:meth:`evaluate` for an input :meth:`prepare` has seen (once per Prepared)."""
+        prepared.facts.snapshot = snapshot
+        return self._evaluate(prepared.facts)
+
+    def _evaluate(self, facts: Facts) -> Evaluation:
+        inp, version = facts.inp, self.version
         decisions: list[Decision] = []
         decline: Decision | None = None
-        declining: list[CompiledRule] = []
-        for rule in self._by_type.get(inp.txn_type, ()):
-            if (
-                rule.scope_attr is not None
-                and getattr(inp, rule.scope_attr) not in rule.scope_values
-            ):
-                continue
-            if rule.action is Action.DECLINE:
-                declining.append(rule)
-            hit = rule.check(facts)
+        scoped_caps: list[Cap] = []
+        for rule, check, scope_attr, scope_values, caps in self._by_type.get(inp.txn_type, ()):
+            if scope_attr is not None:
+                if getattr(inp, scope_attr) not in scope_values:
+                    continue
+                scoped_caps.extend(caps)
+            hit = check(facts)
             if hit is None:
                 continue
             decision = Decision(
@@ -134,46 +175,84 @@ class CompiledRuleset:
                 decline = decision
         if decline is not None or inp.txn_type not in self.counted_txn_types:
             return Evaluation(version, tuple(decisions), decline, (), ())
-        caps = tuple(cap for rule in declining for cap in rule.caps(facts))
-        return Evaluation(version, tuple(decisions), None, self._hold(facts, caps), caps)
+        table = self._static_caps.get(inp.txn_type, {})
+        if scoped_caps:
+            table = _cap_table(scoped_caps, {f: dict(c) for f, c in table.items()})
+        hold, held_caps = self._hold(facts, table)
+        return Evaluation(version, tuple(decisions), None, hold, held_caps)
 
-    def _hold(self, facts: Facts, caps: tuple[Cap, ...]) -> tuple[CounterAdd, ...]:
-        feeds: dict[str, Feed] = {}
-        for rule in self._feeders:
-            for feed in rule.feeds(facts):
-                feeds.setdefault(feed.key, feed)
-        adds = {
-            key: CounterAdd(key, f.amount_minor, f.count, 0, f.at_s, f.expires_on)
-            for key, f in feeds.items()
-        }
-        for cap in caps:
-            adds[cap.key] = _tighten(adds[cap.key], cap)
-        return tuple(adds.values())
+    def _hold(
+        self, facts: Facts, table: CapTable
+    ) -> tuple[tuple[CounterAdd, ...], tuple[tuple[str, Cap], ...]]:
+        """One add per counter fed (a use, and the amount where the family counts
+        money), with the tightest cap of each field any in-scope declining rule
+        puts on its family; and those caps by key (for :meth:`Evaluation.refused_by`)."""
+        adds: dict[str, CounterAdd] = {}
+        held: list[tuple[str, Cap]] = []
+        for family in self.families:
+            caps = table.get(family, _NO_CAPS)
+            for feed in facts.feeds(family):
+                if feed.key in adds:
+                    continue
+                amount, net, count, gap = (caps.get(f) for f in ("amount", "net", "count", "gap"))
+                adds[feed.key] = CounterAdd(
+                    feed.key,
+                    feed.amount_minor,
+                    1,
+                    0,
+                    feed.at_s,
+                    feed.expires_on,
+                    amount.limit if amount else None,
+                    net.limit if net else None,
+                    count.limit if count else None,
+                    gap.limit if gap else None,
+                )
+                held.extend((feed.key, cap) for cap in caps.values())
+        return tuple(adds.values()), tuple(held)
 
     def refund_adds(self, inp: RiskInput) -> tuple[CounterAdd, ...]:
         """A refund's amount given back on the refund's own windows of the amount
         counters (what ``net_of_refunds`` caps subtract)."""
         facts = Facts(inp, self.rollover, EMPTY_SNAPSHOT)
-        adds: dict[str, CounterAdd] = {}
-        for rule in self._feeders:
-            if rule.kind == "velocity":
-                for feed in rule.feeds(facts):
-                    adds[feed.key] = CounterAdd(
-                        feed.key, 0, 0, inp.amount_minor, feed.at_s, feed.expires_on
+        adds: list[CounterAdd] = []
+        for family in self.families:
+            if family.name == "window":
+                for feed in facts.feeds(family):
+                    adds.append(
+                        CounterAdd(feed.key, 0, 0, inp.amount_minor, feed.at_s, feed.expires_on)
                     )
-        return tuple(adds.values())
+        return tuple(adds)
 
 
-def _tighten(add: CounterAdd, cap: Cap) -> CounterAdd:
-    if cap.field == "amount" and (add.max_amount_minor is None or cap.limit < add.max_amount_minor):
-        return replace(add, max_amount_minor=cap.limit)
-    if cap.field == "net" and (add.max_net_minor is None or cap.limit < add.max_net_minor):
-        return replace(add, max_net_minor=cap.limit)
-    if cap.field == "count" and (add.max_count is None or cap.limit < add.max_count):
-        return replace(add, max_count=cap.limit)
-    if cap.field == "gap" and (add.min_gap_s is None or cap.limit > add.min_gap_s):
-        return replace(add, min_gap_s=cap.limit)
-    return add
+_NO_CAPS: dict[str, Cap] = {}
+
+
+def _cap_table(caps: Iterable[Cap], table: CapTable | None = None) -> CapTable:
+    """``caps`` merged into ``table``: per family and field the tightest."""
+    merged: CapTable = {} if table is None else table
+    for cap in caps:
+        fields = merged.setdefault(cap.family, {})
+        current = fields.get(cap.field)
+        if current is None or (
+            cap.limit > current.limit if cap.field == "gap" else cap.limit < current.limit
+        ):
+            fields[cap.field] = cap
+    return merged
+
+
+def _merged_families(rules: Sequence[CompiledRule]) -> tuple[Family, ...]:
+    """Each family once; of the look-back families the deepest."""
+    merged: dict[Family, None] = {}
+    deepest: dict[str, Family] = {}
+    for rule in rules:
+        for family in rule.families:
+            if family.depth:
+                known = deepest.get(family.name)
+                if known is None or family.depth > known.depth:
+                    deepest[family.name] = family
+            else:
+                merged[family] = None
+    return (*merged, *deepest.values())
 
 
 def release(hold: Sequence[CounterAdd]) -> tuple[CounterAdd, ...]:

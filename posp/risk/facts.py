@@ -5,6 +5,8 @@ Invariants:
 * A counter key names its subject and window only (``c|<hash>|d|2026-12-03``),
   never a rule: two rules on the card's day share one counter, so the number
   of counters a transaction touches does not grow with the number of rules.
+  Rules declare the :class:`Family` of counters they use; the ruleset reads
+  and feeds each family once.
 * The business day of a local time at or after ``rollover`` is the next
   calendar day (``rollover`` 00:00 means no rollover); weeks are ISO weeks of
   the business day; months are calendar months of the business day.
@@ -14,7 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from posp.risk.inputs import ZERO, CounterSnapshot, CounterValue, RiskInput
 
@@ -23,6 +25,8 @@ from posp.risk.inputs import ZERO, CounterSnapshot, CounterValue, RiskInput
 KEEP_DAYS = 62
 KEEP_MONTH_DAYS = 25 * 31
 _ONE_DAY = dt.timedelta(days=1)
+#: Key prefix of each velocity subject.
+SUBJECT_PREFIX = {"card": "c", "card_terminal": "ct", "merchant": "m"}
 
 
 def business_day(local_time: dt.datetime, rollover: dt.time) -> dt.date:
@@ -47,13 +51,26 @@ def is_night(clock: dt.time, business_start: dt.time, business_end: dt.time) -> 
     return clock < business_start or clock >= business_end
 
 
-@dataclass(frozen=True, slots=True)
-class Feed:
-    """What an approved transaction adds to one counter."""
+class Family(NamedTuple):
+    """A kind of counter a rule uses.  ``name`` is one of: ``window`` (a
+    subject's day or week, ``prefix`` + ``window`` "d"/"w"), ``last_use`` (card on
+    terminal), ``pair_month`` (card on terminal per month, ``depth`` months back),
+    ``night`` (card per business day outside ``start``-``end``), ``fallback``
+    (terminal per day), ``merchant_days`` (merchant per day, ``depth`` days back)."""
+
+    name: str
+    prefix: str = ""
+    window: str = ""
+    depth: int = 0
+    start: dt.time = dt.time(0)
+    end: dt.time = dt.time(0)
+
+
+class Feed(NamedTuple):
+    """What an approved transaction adds to one counter (and one use)."""
 
     key: str
     amount_minor: int
-    count: int
     at_s: int
     expires_on: dt.date
 
@@ -61,57 +78,137 @@ class Feed:
 class Facts:
     """Derived values of one input; keys are built on first use and kept."""
 
-    __slots__ = ("_months", "bday", "card", "inp", "snapshot", "terminal_pair")
+    __slots__ = (
+        "_expires",
+        "_keys",
+        "_local_s",
+        "_runs",
+        "_week",
+        "bday",
+        "clock",
+        "day",
+        "inp",
+        "pair",
+        "snapshot",
+    )
 
     def __init__(self, inp: RiskInput, rollover: dt.time, snapshot: CounterSnapshot) -> None:
         self.inp = inp
         self.snapshot = snapshot
         self.bday = business_day(inp.local_time, rollover)
-        self.card = inp.card_hash
-        self.terminal_pair = f"{inp.card_hash}|{inp.terminal_id}"
-        self._months: dict[int, str] = {}
+        self.day = self.bday.isoformat()
+        self.pair = f"{inp.card_hash}|{inp.terminal_id}"
+        self.clock = inp.local_time.time()
+        self._week = ""
+        self._keys: dict[str, str] = {}
+        self._runs: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._local_s = -1
+        self._expires: dt.date | None = None
+
+    @property
+    def local_s(self) -> int:
+        if self._local_s < 0:
+            self._local_s = self.inp.local_s
+        return self._local_s
+
+    @property
+    def expires_on(self) -> dt.date:
+        if self._expires is None:
+            self._expires = self.bday + dt.timedelta(days=KEEP_DAYS)
+        return self._expires
 
     def value(self, key: str) -> CounterValue:
         return self.snapshot.get(key, ZERO)
 
     # --- keys ---------------------------------------------------------------------
-    def window_key(self, subject: str, window: str) -> str:
-        """The counter of ``subject`` (card / card_terminal / merchant) in ``window``."""
-        who = (
-            self.card
-            if subject == "card"
-            else self.terminal_pair
-            if subject == "card_terminal"
-            else self.inp.merchant_id
-        )
-        when = self.bday.isoformat() if window == "day" else week_label(self.bday)
-        return f"{subject[0]}{'t' if subject == 'card_terminal' else ''}|{who}|{window[0]}|{when}"
+    def window_key(self, prefix: str, window: str) -> str:
+        """The counter of a subject (``prefix`` c / ct / m) in a window (d / w)."""
+        name = prefix + window
+        key = self._keys.get(name)
+        if key is None:
+            inp = self.inp
+            who = (
+                inp.card_hash if prefix == "c" else self.pair if prefix == "ct" else inp.merchant_id
+            )
+            if window == "d":
+                when = self.day
+            else:
+                when = self._week = self._week or week_label(self.bday)
+            key = self._keys[name] = f"{prefix}|{who}|{window}|{when}"
+        return key
 
     def merchant_day_key(self, back_days: int = 0) -> str:
-        day = self.bday - dt.timedelta(days=back_days)
-        return f"m|{self.inp.merchant_id}|d|{day.isoformat()}"
+        if back_days == 0:
+            return self.window_key("m", "d")
+        name = f"m{back_days}"
+        key = self._keys.get(name)
+        if key is None:
+            day = (self.bday - dt.timedelta(days=back_days)).isoformat()
+            key = self._keys[name] = f"m|{self.inp.merchant_id}|d|{day}"
+        return key
 
     def last_use_key(self) -> str:
-        return f"ctl|{self.terminal_pair}"
+        return f"ctl|{self.pair}"
 
     def pair_month_key(self, back_months: int = 0) -> str:
-        label = self._months.get(back_months)
-        if label is None:
-            label = self._months[back_months] = month_label(self.bday, back_months)
-        return f"ctm|{self.terminal_pair}|{label}"
+        return f"ctm|{self.pair}|{month_label(self.bday, back_months)}"
 
-    def night_key(self, window: str) -> str:
-        return f"cn{window}|{self.card}|{self.bday.isoformat()}"
+    def night_key(self, start: dt.time, end: dt.time) -> str:
+        window = f"{start.hour:02d}{start.minute:02d}{end.hour:02d}{end.minute:02d}"
+        return f"cn{window}|{self.inp.card_hash}|{self.day}"
 
     def fallback_key(self) -> str:
-        return f"tf|{self.inp.terminal_id}|{self.bday.isoformat()}"
+        return f"tf|{self.inp.terminal_id}|{self.day}"
 
-    # --- feeds ----------------------------------------------------------------------
-    def feed(self, key: str, *, amount: bool = True, keep_days: int = KEEP_DAYS) -> Feed:
-        return Feed(
-            key,
-            self.inp.amount_minor if amount else 0,
-            1,
-            self.inp.local_s,
-            self.bday + dt.timedelta(days=keep_days),
-        )
+    def is_night(self, start: dt.time, end: dt.time) -> bool:
+        return is_night(self.clock, start, end)
+
+    def merchant_days(self, depth: int) -> tuple[str, ...]:
+        """The merchant's day counters from today back ``depth`` days."""
+        run = self._runs.get(("m", depth))
+        if run is None:
+            run = self._runs["m", depth] = tuple(self.merchant_day_key(b) for b in range(depth + 1))
+        return run
+
+    def pair_months(self, depth: int) -> tuple[str, ...]:
+        """The card-on-terminal month counters from this month back ``depth`` months."""
+        run = self._runs.get(("p", depth))
+        if run is None:
+            run = self._runs["p", depth] = tuple(self.pair_month_key(b) for b in range(depth + 1))
+        return run
+
+    # --- families -------------------------------------------------------------------
+    def reads(self, family: Family) -> tuple[str, ...]:
+        """The counters of ``family`` a check may look at for this input."""
+        name = family.name
+        if name == "window":
+            return (self.window_key(family.prefix, family.window),)
+        if name == "merchant_days":
+            return self.merchant_days(family.depth)
+        if name == "pair_month":
+            return self.pair_months(family.depth)
+        if name == "last_use":
+            return (self.last_use_key(),)
+        if name == "night":
+            return (self.night_key(family.start, family.end),) if self._night(family) else ()
+        if name == "fallback":
+            return (self.fallback_key(),) if self.inp.fallback else ()
+        raise ValueError(f"unknown counter family {name}")
+
+    def _night(self, family: Family) -> bool:
+        return self.is_night(family.start, family.end)
+
+    def feeds(self, family: Family) -> tuple[Feed, ...]:
+        """What an approved, counted transaction adds to ``family``'s counters."""
+        name = family.name
+        if name == "window":
+            key = self.window_key(family.prefix, family.window)
+            return (Feed(key, self.inp.amount_minor, self.local_s, self.expires_on),)
+        if name == "merchant_days":
+            key = self.window_key("m", "d")
+            return (Feed(key, self.inp.amount_minor, self.local_s, self.expires_on),)
+        if name == "pair_month":
+            keep = self.bday + dt.timedelta(days=KEEP_MONTH_DAYS)
+            return (Feed(self.pair_months(0)[0], 0, self.local_s, keep),)
+        amount = self.inp.amount_minor if name == "night" else 0
+        return tuple(Feed(key, amount, self.local_s, self.expires_on) for key in self.reads(family))

@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from posp.risk.model import Action, RiskCode
 
@@ -78,10 +79,9 @@ def merchant_region_of(merchant_id: str) -> str:
     return region if len(region) == 4 and region.isdigit() else ""
 
 
-@dataclass(frozen=True, slots=True)
-class CounterValue:
+class CounterValue(NamedTuple):
     amount_minor: int = 0
-    count: int = 0
+    txn_count: int = 0
     refunded_minor: int = 0
     last_at_s: int = 0  # local seconds (LOCAL_EPOCH) of the latest counted use; 0 = never
 

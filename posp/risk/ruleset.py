@@ -25,6 +25,7 @@ from posp.risk.compiled import Check, CompiledRule
 from posp.risk.engine import CompiledRuleset
 from posp.risk.model import (
     DEFAULT_CODES,
+    Action,
     BlockListRule,
     FallbackRule,
     IntervalRule,
@@ -112,14 +113,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
     }
     parts = _counter_parts(rule)
     if parts is not None:
-        return CompiledRule(
-            **base,
-            check=parts.check,
-            reads=parts.reads,
-            feeds=parts.feeds,
-            caps=parts.caps,
-            uses_counters=True,
-        )
+        caps = parts.caps if rule.action is Action.DECLINE else ()
+        return CompiledRule(**base, check=parts.check, families=parts.families, caps=caps)
     return CompiledRule(**base, check=_simple_check(rule))
 
 

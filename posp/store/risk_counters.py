@@ -161,7 +161,7 @@ def _row(add: CounterAdd) -> list[Any]:
     return [
         add.key,
         add.amount_minor,
-        add.count,
+        add.txn_count,
         add.refunded_minor,
         add.at_s,
         add.expires_on.isoformat(),

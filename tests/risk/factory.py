@@ -42,8 +42,8 @@ async def risk_step(
     rules: CompiledRuleset, counters: VelocityCounters, txn: RiskInput
 ) -> tuple[Evaluation, Decision | None]:
     """What the pipeline does: the decision that declines (or None = approved and held)."""
-    snapshot = await counters.snapshot(rules.counter_keys(txn))
-    evaluation = rules.evaluate(txn, snapshot)
+    prepared = rules.prepare(txn)
+    evaluation = rules.evaluate_prepared(prepared, await counters.snapshot(prepared.keys))
     if evaluation.decline is not None:
         return evaluation, evaluation.decline
     result = await counters.check_and_add(evaluation.hold)

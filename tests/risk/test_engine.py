@@ -108,7 +108,7 @@ def test_a_counter_used_by_several_rules_is_fed_once_with_the_tightest_cap() -> 
         + CAP.format(action="decline").replace("card-day", "b").replace("1_000", "500")
     )
     (add,) = rules.evaluate(inp(amount_minor=100)).hold
-    assert add.amount_minor == 100 and add.count == 1 and add.max_amount_minor == 500
+    assert add.amount_minor == 100 and add.txn_count == 1 and add.max_amount_minor == 500
 
 
 def test_uncounted_types_are_checked_but_hold_nothing() -> None:

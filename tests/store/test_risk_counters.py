@@ -48,7 +48,7 @@ async def test_a_refused_hold_changes_no_counter_at_all(store: SqlStore) -> None
     for order in ((add("a", 7), add("z", 1, max_count=1)), (add("z", 1, max_count=1), add("a", 7))):
         assert not (await counters.check_and_add(list(order))).applied
     got = await counters.snapshot(["a", "z"])
-    assert got["a"] == CounterValue(1, 1, 0, 1_000) and got["z"].count == 1
+    assert got["a"] == CounterValue(1, 1, 0, 1_000) and got["z"].txn_count == 1
 
 
 async def test_count_gap_and_net_caps(store: SqlStore) -> None:
@@ -98,7 +98,7 @@ async def test_two_instances_share_counters_and_racing_adds_never_pass_a_cap(
     accepted = sum(r.applied for r in results)
     got = await one.snapshot(["hot", "k0", "k1", "k2"])
     assert accepted == 50 and got["hot"].amount_minor == 50
-    assert sum(got[f"k{i}"].count for i in range(3)) == accepted
+    assert sum(got[f"k{i}"].txn_count for i in range(3)) == accepted
 
 
 async def test_in_memory_counters_follow_the_same_contract() -> None:

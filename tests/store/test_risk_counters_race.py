@@ -82,9 +82,9 @@ async def test_racing_instances_never_pass_a_cap_and_counters_equal_accepted_hol
             for add in hold:
                 total = expected.setdefault(add.key, [0, 0])
                 total[0] += add.amount_minor
-                total[1] += add.count
+                total[1] += add.txn_count
     got = await two.snapshot(list(expected))
-    assert {k: [v.amount_minor, v.count] for k, v in got.items()} == expected
+    assert {k: [v.amount_minor, v.txn_count] for k, v in got.items()} == expected
     assert all(got[k].amount_minor <= CAP_MINOR for k in day_keys)
     accepted = sum(r.applied for r in results)
     assert 0 < accepted < HOLDS  # the caps did refuse some, and not everything
