@@ -34,6 +34,7 @@ from posp.risk.inputs import (
     EMPTY_SNAPSHOT,
     ZERO,
     CounterSnapshot,
+    CounterValue,
     Decision,
     RiskInput,
 )
@@ -48,6 +49,9 @@ class Prepared:
 
 #: Per counter family, the tightest cap of each field.
 CapTable = dict[Family, dict[str, Cap]]
+Limits = tuple[int | None, int | None, int | None, int | None]  # amount, net, count, gap
+#: Per counter family, its CounterAdd limits and the caps behind them.
+LimitTable = dict[Family, tuple[Limits, tuple[Cap, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,7 @@ class CompiledRuleset:
             )
             for t in types
         }
+        self._static_limits = {t: _limit_table(table) for t, table in self._static_caps.items()}
 
     def applicable(self, inp: RiskInput) -> list[CompiledRule]:
         return [entry[0] for entry in self._by_type.get(inp.txn_type, ()) if entry[0].in_scope(inp)]
@@ -154,7 +159,31 @@ class CompiledRuleset:
         prepared.facts.snapshot = snapshot
         return self._evaluate(prepared.facts)
 
-    def _evaluate(self, facts: Facts) -> Evaluation:
+    def replay(self, inp: RiskInput, values: dict[str, CounterValue], approved: bool) -> Evaluation:
+        """One backtest row: evaluate against ``values`` (every counter so far) and,
+        when the row counted (approved then, not declined now), feed ``values``
+        directly — the hold and its caps are skipped, the snapshot check is exact
+        here because nothing else changes ``values``."""
+        facts = Facts(inp, self.rollover, values)
+        evaluation = self._evaluate(facts, with_hold=False)
+        if not approved or evaluation.decline is not None:
+            return evaluation
+        if inp.txn_type in self.counted_txn_types:
+            fed: set[str] = set()
+            for family in self.families:
+                for key, amount_minor, at_s, _ in facts.feeds(family):
+                    if key not in fed:
+                        fed.add(key)
+                        amount, count, refunded, last_at_s = values.get(key, ZERO)
+                        values[key] = CounterValue(
+                            amount + amount_minor, count + 1, refunded, max(last_at_s, at_s)
+                        )
+        elif inp.txn_type == "refund":
+            for add in self.refund_adds(inp):
+                values[add.key] = add.applied_to(values.get(add.key, ZERO))
+        return evaluation
+
+    def _evaluate(self, facts: Facts, *, with_hold: bool = True) -> Evaluation:
         inp, version = facts.inp, self.version
         decisions: list[Decision] = []
         decline: Decision | None = None
@@ -173,16 +202,20 @@ class CompiledRuleset:
             decisions.append(decision)
             if decline is None and rule.action is Action.DECLINE:
                 decline = decision
-        if decline is not None or inp.txn_type not in self.counted_txn_types:
+        counted = with_hold and inp.txn_type in self.counted_txn_types
+        if decline is not None or not counted:
             return Evaluation(version, tuple(decisions), decline, (), ())
-        table = self._static_caps.get(inp.txn_type, {})
         if scoped_caps:
-            table = _cap_table(scoped_caps, {f: dict(c) for f, c in table.items()})
-        hold, held_caps = self._hold(facts, table)
+            static = self._static_caps.get(inp.txn_type, {})
+            table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
+            limits = _limit_table(table)
+        else:
+            limits = self._static_limits.get(inp.txn_type, {})
+        hold, held_caps = self._hold(facts, limits)
         return Evaluation(version, tuple(decisions), None, hold, held_caps)
 
     def _hold(
-        self, facts: Facts, table: CapTable
+        self, facts: Facts, table: LimitTable
     ) -> tuple[tuple[CounterAdd, ...], tuple[tuple[str, Cap], ...]]:
         """One add per counter fed (a use, and the amount where the family counts
         money), with the tightest cap of each field any in-scope declining rule
@@ -190,24 +223,12 @@ class CompiledRuleset:
         adds: dict[str, CounterAdd] = {}
         held: list[tuple[str, Cap]] = []
         for family in self.families:
-            caps = table.get(family, _NO_CAPS)
-            for feed in facts.feeds(family):
-                if feed.key in adds:
+            limits, caps = table.get(family, _UNCAPPED)
+            for key, amount_minor, at_s, expires_on in facts.feeds(family):
+                if key in adds:
                     continue
-                amount, net, count, gap = (caps.get(f) for f in ("amount", "net", "count", "gap"))
-                adds[feed.key] = CounterAdd(
-                    feed.key,
-                    feed.amount_minor,
-                    1,
-                    0,
-                    feed.at_s,
-                    feed.expires_on,
-                    amount.limit if amount else None,
-                    net.limit if net else None,
-                    count.limit if count else None,
-                    gap.limit if gap else None,
-                )
-                held.extend((feed.key, cap) for cap in caps.values())
+                adds[key] = CounterAdd(key, amount_minor, 1, 0, at_s, expires_on, *limits)
+                held.extend((key, cap) for cap in caps)
         return tuple(adds.values()), tuple(held)
 
     def refund_adds(self, inp: RiskInput) -> tuple[CounterAdd, ...]:
@@ -224,7 +245,24 @@ class CompiledRuleset:
         return tuple(adds)
 
 
-_NO_CAPS: dict[str, Cap] = {}
+_UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
+
+
+def _limit_table(table: CapTable) -> LimitTable:
+    """Each family's caps as the CounterAdd cap fields (amount, net, count, gap)."""
+    limits: LimitTable = {}
+    for family, caps in table.items():
+        amount, net, count, gap = (caps.get(f) for f in ("amount", "net", "count", "gap"))
+        limits[family] = (
+            (
+                amount.limit if amount else None,
+                net.limit if net else None,
+                count.limit if count else None,
+                gap.limit if gap else None,
+            ),
+            tuple(caps.values()),
+        )
+    return limits
 
 
 def _cap_table(caps: Iterable[Cap], table: CapTable | None = None) -> CapTable:

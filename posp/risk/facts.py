@@ -209,6 +209,6 @@ class Facts:
             return (Feed(key, self.inp.amount_minor, self.local_s, self.expires_on),)
         if name == "pair_month":
             keep = self.bday + dt.timedelta(days=KEEP_MONTH_DAYS)
-            return (Feed(self.pair_months(0)[0], 0, self.local_s, keep),)
+            return (Feed(self.pair_months(family.depth)[0], 0, self.local_s, keep),)
         amount = self.inp.amount_minor if name == "night" else 0
         return tuple(Feed(key, amount, self.local_s, self.expires_on) for key in self.reads(family))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -91,16 +91,16 @@ CounterSnapshot = Mapping[str, CounterValue]
 EMPTY_SNAPSHOT: CounterSnapshot = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One rule's verdict on one transaction."""
+class Decision(NamedTuple):
+    """One rule's verdict on one transaction (a NamedTuple: cheap to build on
+    the hot path, immutable, and JSON-ready through :meth:`as_record`)."""
 
     rule_id: str
     ruleset_version: str
     kind: str
     action: Action
     code: RiskCode  # what a decline answers (for flag/shadow: what it would have answered)
-    triggered: Mapping[str, str] = field(default_factory=dict)
+    triggered: Mapping[str, str] = MappingProxyType({})
 
     def as_record(self) -> dict[str, object]:
         """A JSON-ready form for the journal and the decision log."""

@@ -148,12 +148,12 @@ def compile_merchant_spike(rule: MerchantSpikeRule) -> CounterParts:
     factor, days, floor = rule.factor, rule.baseline_days, rule.min_amount_minor
 
     def check(f: Facts) -> Hit | None:
-        today = f.value(f.merchant_day_key()).amount_minor + f.inp.amount_minor
+        snapshot = f.snapshot
+        today = snapshot.get(f.window_key("m", "d"), ZERO).amount_minor + f.inp.amount_minor
         if today < floor:
             return None
-        baseline_total = sum(
-            f.value(f.merchant_day_key(b)).amount_minor for b in range(1, days + 1)
-        )
+        baseline = f.merchant_days(days)[1:]
+        baseline_total = sum(snapshot.get(key, ZERO).amount_minor for key in baseline)
         if baseline_total <= 0:
             return None  # no history to compare with: a new shop is not a spike
         mean = baseline_total / days
