@@ -35,6 +35,7 @@ network.*                             card network link (posp.network.settings; 
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
 log.format / log.level                console | json; debug | info | warning | error
+risk.*                                risk rules: ruleset_path, dormancy, ... (posp.risk)
 ====================================  =======================================
 """
 
@@ -49,6 +50,7 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.risk.settings import RiskSettings
 
 ENV_PREFIX = "POSP_"
 CONFIG_ENV = "POSP_CONFIG"
@@ -114,6 +116,7 @@ class Settings(LayeredSettings):
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()
     log: LogSettings = LogSettings()
+    risk: RiskSettings = RiskSettings()
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:

@@ -50,8 +50,9 @@ class Prepared:
 #: Per counter family, the tightest cap of each field.
 CapTable = dict[Family, dict[str, Cap]]
 Limits = tuple[int | None, int | None, int | None, int | None]  # amount, net, count, gap
-#: Per counter family, its CounterAdd limits and the caps behind them.
-LimitTable = dict[Family, tuple[Limits, tuple[Cap, ...]]]
+#: Per counter family (by its index in ``CompiledRuleset.families``), its
+#: CounterAdd limits and the caps behind them.
+LimitTable = list[tuple[Limits, tuple[Cap, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,10 @@ class CompiledRuleset:
             )
             for t in types
         }
-        self._static_limits = {t: _limit_table(table) for t, table in self._static_caps.items()}
+        self._static_limits = {
+            t: _limit_table(table, self.families) for t, table in self._static_caps.items()
+        }
+        self._uncapped: LimitTable = [_UNCAPPED] * len(self.families)
 
     def applicable(self, inp: RiskInput) -> list[CompiledRule]:
         return [entry[0] for entry in self._by_type.get(inp.txn_type, ()) if entry[0].in_scope(inp)]
@@ -208,9 +212,9 @@ class CompiledRuleset:
         if scoped_caps:
             static = self._static_caps.get(inp.txn_type, {})
             table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
-            limits = _limit_table(table)
+            limits = _limit_table(table, self.families)
         else:
-            limits = self._static_limits.get(inp.txn_type, {})
+            limits = self._static_limits.get(inp.txn_type, self._uncapped)
         hold, held_caps = self._hold(facts, limits)
         return Evaluation(version, tuple(decisions), None, hold, held_caps)
 
@@ -222,13 +226,13 @@ class CompiledRuleset:
         puts on its family; and those caps by key (for :meth:`Evaluation.refused_by`)."""
         adds: dict[str, CounterAdd] = {}
         held: list[tuple[str, Cap]] = []
-        for family in self.families:
-            limits, caps = table.get(family, _UNCAPPED)
+        for family, (limits, caps) in zip(self.families, table, strict=True):
             for key, amount_minor, at_s, expires_on in facts.feeds(family):
                 if key in adds:
                     continue
                 adds[key] = CounterAdd(key, amount_minor, 1, 0, at_s, expires_on, *limits)
-                held.extend((key, cap) for cap in caps)
+                if caps:
+                    held.extend([(key, cap) for cap in caps])
         return tuple(adds.values()), tuple(held)
 
     def refund_adds(self, inp: RiskInput) -> tuple[CounterAdd, ...]:
@@ -248,20 +252,23 @@ class CompiledRuleset:
 _UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
 
 
-def _limit_table(table: CapTable) -> LimitTable:
-    """Each family's caps as the CounterAdd cap fields (amount, net, count, gap)."""
-    limits: LimitTable = {}
-    for family, caps in table.items():
+def _limit_table(table: CapTable, families: tuple[Family, ...]) -> LimitTable:
+    """Each family's caps as the CounterAdd cap fields (amount, net, count, gap),
+    in the order of ``families`` (a list index is cheaper than hashing a Family)."""
+    limits: LimitTable = []
+    for family in families:
+        caps = table.get(family)
+        if not caps:
+            limits.append(_UNCAPPED)
+            continue
         amount, net, count, gap = (caps.get(f) for f in ("amount", "net", "count", "gap"))
-        limits[family] = (
-            (
-                amount.limit if amount else None,
-                net.limit if net else None,
-                count.limit if count else None,
-                gap.limit if gap else None,
-            ),
-            tuple(caps.values()),
+        fields = (
+            amount.limit if amount else None,
+            net.limit if net else None,
+            count.limit if count else None,
+            gap.limit if gap else None,
         )
+        limits.append((fields, tuple(caps.values())))
     return limits
 
 

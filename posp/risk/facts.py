@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import NamedTuple
 
 from posp.risk.inputs import ZERO, CounterSnapshot, CounterValue, RiskInput
@@ -75,19 +76,46 @@ class Feed(NamedTuple):
     expires_on: dt.date
 
 
+class Calendar(NamedTuple):
+    """The labels of one business day, shared by all of that day's transactions."""
+
+    day: str
+    week: str
+    days_back: tuple[str, ...]  # ISO dates from the day back KEEP_DAYS - 2 days
+    months_back: tuple[str, ...]  # YYYYMM from the day's month back 24 months
+    expires_on: dt.date
+    month_expires_on: dt.date
+
+
+@functools.lru_cache(maxsize=32)
+def calendar(bday: dt.date) -> Calendar:
+    return Calendar(
+        bday.isoformat(),
+        week_label(bday),
+        tuple((bday - dt.timedelta(days=back)).isoformat() for back in range(KEEP_DAYS - 1)),
+        tuple(month_label(bday, back) for back in range(25)),
+        bday + dt.timedelta(days=KEEP_DAYS),
+        bday + dt.timedelta(days=KEEP_MONTH_DAYS),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def night_label(start: dt.time, end: dt.time) -> str:
+    return f"{start.hour:02d}{start.minute:02d}{end.hour:02d}{end.minute:02d}"
+
+
 class Facts:
     """Derived values of one input; keys are built on first use and kept."""
 
     __slots__ = (
-        "_expires",
-        "_keys",
-        "_local_s",
         "_runs",
-        "_week",
         "bday",
+        "cal",
         "clock",
         "day",
         "inp",
+        "keys",
+        "local_s",
         "pair",
         "snapshot",
     )
@@ -96,26 +124,18 @@ class Facts:
         self.inp = inp
         self.snapshot = snapshot
         self.bday = business_day(inp.local_time, rollover)
-        self.day = self.bday.isoformat()
+        self.cal = calendar(self.bday)
+        self.day = self.cal.day
         self.pair = f"{inp.card_hash}|{inp.terminal_id}"
         self.clock = inp.local_time.time()
-        self._week = ""
-        self._keys: dict[str, str] = {}
+        self.local_s = inp.local_s
+        #: Window keys by name ("cd", "ctw", "md", ...), built on first use.
+        self.keys: dict[str, str] = {}
         self._runs: dict[tuple[str, int], tuple[str, ...]] = {}
-        self._local_s = -1
-        self._expires: dt.date | None = None
-
-    @property
-    def local_s(self) -> int:
-        if self._local_s < 0:
-            self._local_s = self.inp.local_s
-        return self._local_s
 
     @property
     def expires_on(self) -> dt.date:
-        if self._expires is None:
-            self._expires = self.bday + dt.timedelta(days=KEEP_DAYS)
-        return self._expires
+        return self.cal.expires_on
 
     def value(self, key: str) -> CounterValue:
         return self.snapshot.get(key, ZERO)
@@ -124,38 +144,27 @@ class Facts:
     def window_key(self, prefix: str, window: str) -> str:
         """The counter of a subject (``prefix`` c / ct / m) in a window (d / w)."""
         name = prefix + window
-        key = self._keys.get(name)
+        key = self.keys.get(name)
         if key is None:
             inp = self.inp
             who = (
                 inp.card_hash if prefix == "c" else self.pair if prefix == "ct" else inp.merchant_id
             )
-            if window == "d":
-                when = self.day
-            else:
-                when = self._week = self._week or week_label(self.bday)
-            key = self._keys[name] = f"{prefix}|{who}|{window}|{when}"
+            when = self.day if window == "d" else self.cal.week
+            key = self.keys[name] = f"{prefix}|{who}|{window}|{when}"
         return key
 
     def merchant_day_key(self, back_days: int = 0) -> str:
-        if back_days == 0:
-            return self.window_key("m", "d")
-        name = f"m{back_days}"
-        key = self._keys.get(name)
-        if key is None:
-            day = (self.bday - dt.timedelta(days=back_days)).isoformat()
-            key = self._keys[name] = f"m|{self.inp.merchant_id}|d|{day}"
-        return key
+        return self.merchant_days(back_days)[back_days]
 
     def last_use_key(self) -> str:
         return f"ctl|{self.pair}"
 
     def pair_month_key(self, back_months: int = 0) -> str:
-        return f"ctm|{self.pair}|{month_label(self.bday, back_months)}"
+        return self.pair_months(back_months)[back_months]
 
     def night_key(self, start: dt.time, end: dt.time) -> str:
-        window = f"{start.hour:02d}{start.minute:02d}{end.hour:02d}{end.minute:02d}"
-        return f"cn{window}|{self.inp.card_hash}|{self.day}"
+        return f"cn{night_label(start, end)}|{self.inp.card_hash}|{self.day}"
 
     def fallback_key(self) -> str:
         return f"tf|{self.inp.terminal_id}|{self.day}"
@@ -167,14 +176,18 @@ class Facts:
         """The merchant's day counters from today back ``depth`` days."""
         run = self._runs.get(("m", depth))
         if run is None:
-            run = self._runs["m", depth] = tuple(self.merchant_day_key(b) for b in range(depth + 1))
+            merchant = self.inp.merchant_id
+            days = self.cal.days_back[: depth + 1]
+            run = self._runs["m", depth] = tuple(f"m|{merchant}|d|{day}" for day in days)
         return run
 
     def pair_months(self, depth: int) -> tuple[str, ...]:
         """The card-on-terminal month counters from this month back ``depth`` months."""
         run = self._runs.get(("p", depth))
         if run is None:
-            run = self._runs["p", depth] = tuple(self.pair_month_key(b) for b in range(depth + 1))
+            pair = self.pair
+            months = self.cal.months_back[: depth + 1]
+            run = self._runs["p", depth] = tuple(f"ctm|{pair}|{month}" for month in months)
         return run
 
     # --- families -------------------------------------------------------------------
@@ -203,12 +216,13 @@ class Facts:
         name = family.name
         if name == "window":
             key = self.window_key(family.prefix, family.window)
-            return (Feed(key, self.inp.amount_minor, self.local_s, self.expires_on),)
+            return (Feed(key, self.inp.amount_minor, self.local_s, self.cal.expires_on),)
         if name == "merchant_days":
             key = self.window_key("m", "d")
-            return (Feed(key, self.inp.amount_minor, self.local_s, self.expires_on),)
+            return (Feed(key, self.inp.amount_minor, self.local_s, self.cal.expires_on),)
         if name == "pair_month":
-            keep = self.bday + dt.timedelta(days=KEEP_MONTH_DAYS)
+            keep = self.cal.month_expires_on
             return (Feed(self.pair_months(family.depth)[0], 0, self.local_s, keep),)
         amount = self.inp.amount_minor if name == "night" else 0
-        return tuple(Feed(key, amount, self.local_s, self.expires_on) for key in self.reads(family))
+        expires = self.cal.expires_on
+        return tuple(Feed(key, amount, self.local_s, expires) for key in self.reads(family))
