@@ -45,8 +45,11 @@ def compile_velocity(rule: VelocityRule, code: RiskCode | None) -> CounterParts:
     prefix, window, rid = SUBJECT_PREFIX[rule.subject.value], rule.window.value[0], rule.id
     max_amount, max_count, net = rule.max_amount_minor, rule.max_count, rule.net_of_refunds
 
+    name = prefix + window
+
     def check(f: Facts) -> Hit | None:
-        value = f.snapshot.get(f.window_key(prefix, window), ZERO)
+        key = f.keys.get(name) or f.window_key(prefix, window)
+        value = f.snapshot.get(key, ZERO)
         if max_amount is not None:
             used = value.amount_minor - (value.refunded_minor if net else 0)
             if used + f.inp.amount_minor > max_amount:
