@@ -87,7 +87,8 @@ def compile_interval(rule: IntervalRule, code: RiskCode | None) -> CounterParts:
     return CounterParts(check, (family,), (Cap(family, "gap", gap_s, rid, code or _65),))
 
 
-def compile_pair_months(rule: PairMonthsRule) -> CounterParts:
+def compile_pair_months(rule: PairMonthsRule, code: RiskCode | None) -> CounterParts:
+    """(A pattern: no cap is held for it, so ``code`` is only the decision's.)"""
     most = rule.max_months
 
     def check(f: Facts) -> Hit | None:
@@ -147,7 +148,8 @@ def compile_fallback(rule: FallbackRule, code: RiskCode | None) -> CounterParts:
     return CounterParts(check, (family,), (cap,))
 
 
-def compile_merchant_spike(rule: MerchantSpikeRule) -> CounterParts:
+def compile_merchant_spike(rule: MerchantSpikeRule, code: RiskCode | None) -> CounterParts:
+    """(A pattern: no cap is held for it, so ``code`` is only the decision's.)"""
     factor, days, floor = rule.factor, rule.baseline_days, rule.min_amount_minor
 
     def check(f: Facts) -> Hit | None:

@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,24 +24,7 @@ from posp.risk import kinds_counter as kc
 from posp.risk import kinds_simple as ks
 from posp.risk.compiled import Check, CompiledRule
 from posp.risk.engine import CompiledRuleset
-from posp.risk.model import (
-    DEFAULT_CODES,
-    Action,
-    BlockListRule,
-    FallbackRule,
-    IntervalRule,
-    MerchantSpikeRule,
-    NightRule,
-    OddAmountRule,
-    PairMonthsRule,
-    RegionRule,
-    RoundAmountRule,
-    Rule,
-    RulesetFile,
-    ScopeKind,
-    SingleAmountRule,
-    VelocityRule,
-)
+from posp.risk.model import DEFAULT_CODES, Action, RiskCode, Rule, RulesetFile, ScopeKind
 
 DEFAULT_RULESET_NAME = "default_ruleset.toml"
 
@@ -118,35 +102,31 @@ def compile_rule(rule: Rule) -> CompiledRule:
     return CompiledRule(**base, check=_simple_check(rule))
 
 
+#: Rule kind -> its compiler (principle 2: the kinds are a table).
+_COUNTER_KINDS: dict[str, Callable[[Any, RiskCode | None], kc.CounterParts]] = {
+    "velocity": kc.compile_velocity,
+    "interval": kc.compile_interval,
+    "pair_months": kc.compile_pair_months,
+    "night": kc.compile_night,
+    "fallback": kc.compile_fallback,
+    "merchant_spike": kc.compile_merchant_spike,
+}
+_SIMPLE_KINDS: dict[str, Callable[[Any], Check]] = {
+    "single_amount": ks.compile_single_amount,
+    "round_amount": ks.compile_round_amount,
+    "odd_amount": ks.compile_odd_amount,
+    "region": ks.compile_region,
+    "block_list": ks.compile_block_list,
+}
+
+
 def _counter_parts(rule: Rule) -> kc.CounterParts | None:
-    code = rule.code
-    if isinstance(rule, VelocityRule):
-        return kc.compile_velocity(rule, code)
-    if isinstance(rule, IntervalRule):
-        return kc.compile_interval(rule, code)
-    if isinstance(rule, PairMonthsRule):
-        return kc.compile_pair_months(rule)
-    if isinstance(rule, NightRule):
-        return kc.compile_night(rule, code)
-    if isinstance(rule, FallbackRule):
-        return kc.compile_fallback(rule, code)
-    if isinstance(rule, MerchantSpikeRule):
-        return kc.compile_merchant_spike(rule)
-    return None
+    compiler = _COUNTER_KINDS.get(rule.kind)
+    return None if compiler is None else compiler(rule, rule.code)
 
 
 def _simple_check(rule: Rule) -> Check:
-    if isinstance(rule, SingleAmountRule):
-        return ks.compile_single_amount(rule)
-    if isinstance(rule, RoundAmountRule):
-        return ks.compile_round_amount(rule)
-    if isinstance(rule, OddAmountRule):
-        return ks.compile_odd_amount(rule)
-    if isinstance(rule, RegionRule):
-        return ks.compile_region(rule)
-    if isinstance(rule, BlockListRule):
-        return ks.compile_block_list(rule)
-    raise AssertionError(f"rule kind {rule.kind} has no compiler")  # model and compiler disagree
+    return _SIMPLE_KINDS[rule.kind](rule)
 
 
 def _describe(error: Any, data: Any) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from posp.store.api import JournalEntry
 from posp.store.sqlite import SqliteStore
-from tests.cli.conftest import Posp
+from tests.cli.conftest import Posp, Result
 
 DEFAULT = str(Path(__file__).parents[2] / "posp" / "risk" / "default_ruleset.toml")
 
@@ -34,6 +34,11 @@ def test_validate_names_the_bad_field_and_exits_2(posp: Posp, tmp_path: Path) ->
     assert posp("risk", "validate", str(tmp_path / "missing.toml")).code == 2
 
 
+def _backtest_day(posp: Posp, *options: str, day: str = "2026-12-03") -> Result:
+    """``posp risk backtest`` of the default ruleset over one local day."""
+    return posp("risk", "backtest", DEFAULT, "--from", day, "--to", day, *options)
+
+
 def _row(amount_minor: int, minute: int, **extra: object) -> str:
     row = {
         "txn_type": "purchase",
@@ -56,18 +61,7 @@ def test_backtest_of_a_rows_file_reports_per_rule(posp: Posp, tmp_path: Path) ->
         + "\n"
         + _row(1, 9, local_time="2026-12-09T12:00:00")
     )
-    result = posp(
-        "risk",
-        "backtest",
-        DEFAULT,
-        "--from",
-        "2026-12-03",
-        "--to",
-        "2026-12-03",
-        "--rows",
-        str(rows),
-        "--json",
-    )
+    result = _backtest_day(posp, "--rows", str(rows), "--json")
     assert result.code == 0, result.err
     report = result.json()
     assert report["rows"] == 4 and report["declined_rows"] == 1  # the row of the 9th is outside
@@ -79,17 +73,7 @@ def test_backtest_of_a_rows_file_reports_per_rule(posp: Posp, tmp_path: Path) ->
 def test_backtest_rejects_a_bad_row_naming_line_and_field(posp: Posp, tmp_path: Path) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text(_row(1, 0) + "\n" + _row(-5, 1) + "\n")
-    result = posp(
-        "risk",
-        "backtest",
-        DEFAULT,
-        "--from",
-        "2026-12-03",
-        "--to",
-        "2026-12-03",
-        "--rows",
-        str(rows),
-    )
+    result = _backtest_day(posp, "--rows", str(rows))
     assert result.code == 2 and "rows.jsonl:2: amount_minor" in _flat(result.err)
 
 

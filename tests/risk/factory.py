@@ -7,6 +7,8 @@ import dataclasses
 import datetime as dt
 import textwrap
 
+import tomli_w
+
 from posp.risk.counters import InMemoryCounters, VelocityCounters
 from posp.risk.engine import CompiledRuleset, Evaluation
 from posp.risk.inputs import Decision, RiskInput
@@ -36,6 +38,24 @@ def ruleset(rules_toml: str, *, version: str = "t1", header: str = "") -> Compil
     """A compiled ruleset from the TOML of its ``[[rules]]`` tables."""
     text = f'version = "{version}"\n{header}\n' + textwrap.dedent(rules_toml)
     return compile_ruleset(parse_ruleset(text, source="test"))
+
+
+def rule(rule_id: str, kind: str, **params: object) -> str:
+    """One ``[[rules]]`` table as TOML (tables inline, so rules concatenate)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in {"id": rule_id, "kind": kind, **params}.items()]
+    return "[[rules]]\n" + "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
+
+
+def card_day(rule_id: str = "card-day", *, limit_minor: int = 10_000_000, **params: object) -> str:
+    """A card's business-day amount cap (declining unless ``action`` says otherwise)."""
+    params = {"action": "decline", "subject": "card", "window": "day", **params}
+    return rule(rule_id, "velocity", max_amount_minor=limit_minor, **params)
 
 
 async def risk_step(

@@ -8,21 +8,11 @@ import datetime as dt
 from posp.risk.counters import adds_from_json, adds_to_json
 from posp.risk.model import Action, RiskCode
 from posp.risk.ruleset import load_ruleset
-from tests.risk.factory import CARD, NOON, fired, fresh, inp, risk_step, ruleset
-
-CAP = """
-[[rules]]
-id = "card-day"
-kind = "velocity"
-action = "{action}"
-subject = "card"
-window = "day"
-max_amount_minor = 1_000
-"""
+from tests.risk.factory import CARD, NOON, card_day, fired, fresh, inp, risk_step, ruleset
 
 
 async def test_shadow_rule_records_what_it_would_do_and_declines_nothing() -> None:
-    rules, counters = ruleset(CAP.format(action="shadow")), fresh()
+    rules, counters = ruleset(card_day(limit_minor=1_000, action="shadow")), fresh()
     for _ in range(3):
         evaluation, decision = await risk_step(rules, counters, inp(amount_minor=1_000))
         assert decision is None and evaluation.hold  # approved and counted
@@ -33,7 +23,7 @@ async def test_shadow_rule_records_what_it_would_do_and_declines_nothing() -> No
 
 
 async def test_flag_rule_approves_and_records_a_flag() -> None:
-    rules, counters = ruleset(CAP.format(action="flag")), fresh()
+    rules, counters = ruleset(card_day(limit_minor=1_000, action="flag")), fresh()
     await risk_step(rules, counters, inp(amount_minor=1_000))
     evaluation, decision = await risk_step(rules, counters, inp(amount_minor=1))
     assert decision is None and evaluation.flagged
@@ -90,7 +80,7 @@ def test_rules_apply_only_to_their_transaction_types() -> None:
 
 
 async def test_two_evaluations_on_one_snapshot_race_and_the_store_refuses_the_second() -> None:
-    rules, counters = ruleset(CAP.format(action="decline")), fresh()
+    rules, counters = ruleset(card_day(limit_minor=1_000)), fresh()
     snapshot = await counters.snapshot(rules.counter_keys(inp()))
     first = rules.evaluate(inp(amount_minor=600), snapshot)
     second = rules.evaluate(inp(amount_minor=600), snapshot)
@@ -103,16 +93,13 @@ async def test_two_evaluations_on_one_snapshot_race_and_the_store_refuses_the_se
 
 
 def test_a_counter_used_by_several_rules_is_fed_once_with_the_tightest_cap() -> None:
-    rules = ruleset(
-        CAP.format(action="decline")
-        + CAP.format(action="decline").replace("card-day", "b").replace("1_000", "500")
-    )
+    rules = ruleset(card_day(limit_minor=1_000) + card_day("b", limit_minor=500))
     (add,) = rules.evaluate(inp(amount_minor=100)).hold
     assert add.amount_minor == 100 and add.txn_count == 1 and add.max_amount_minor == 500
 
 
 def test_uncounted_types_are_checked_but_hold_nothing() -> None:
-    rules = ruleset(CAP.format(action="decline"))
+    rules = ruleset(card_day(limit_minor=1_000))
     assert rules.evaluate(inp(txn_type="preauth", amount_minor=1_001)).decline is not None
     assert rules.evaluate(inp(txn_type="preauth", amount_minor=5)).hold == ()
 
@@ -162,3 +149,11 @@ async def test_default_ruleset_reproduces_the_issues_numbers_and_actions() -> No
         assert (
             decision is not None and decision.action is Action.FLAG and evaluation.decline is None
         )
+
+
+def test_every_rule_kind_of_the_schema_has_exactly_one_compiler() -> None:
+    from posp.risk import ruleset as loader
+    from posp.risk.model import DEFAULT_CODES
+
+    compilers = [*loader._COUNTER_KINDS, *loader._SIMPLE_KINDS]
+    assert sorted(compilers) == sorted(DEFAULT_CODES) and len(set(compilers)) == len(compilers)

@@ -8,7 +8,18 @@ import datetime as dt
 from posp.risk.engine import release
 from posp.risk.inputs import TmsCaps
 from posp.risk.model import Action, RiskCode
-from tests.risk.factory import CARD, NOON, OTHER_CARD, fired, fresh, inp, risk_step, ruleset
+from tests.risk.factory import (
+    CARD,
+    NOON,
+    OTHER_CARD,
+    card_day,
+    fired,
+    fresh,
+    inp,
+    risk_step,
+    rule,
+    ruleset,
+)
 
 SINGLE = """
 [[rules]]
@@ -44,15 +55,7 @@ async def test_single_amount_applies_a_tms_refund_cap_without_a_rule_cap_for_ref
     assert rules.evaluate(inp(txn_type="refund", amount_minor=101, tms_caps=caps)).decline
 
 
-CARD_DAY = """
-[[rules]]
-id = "card-day"
-kind = "velocity"
-action = "decline"
-subject = "card"
-window = "day"
-max_amount_minor = 10_000_000
-"""
+CARD_DAY = card_day()
 
 
 async def test_card_day_amount_reaches_100000_exactly_then_declines_one_fen_with_61() -> None:
@@ -80,7 +83,7 @@ async def test_void_and_reversal_give_the_card_day_back() -> None:
 
 
 async def test_net_of_refunds_cap_counts_refunds_back_and_the_gross_cap_does_not() -> None:
-    net = ruleset(CARD_DAY + "net_of_refunds = true\n")
+    net = ruleset(card_day(net_of_refunds=True))
     gross = ruleset(CARD_DAY)
     for rules in (net, gross):
         counters = fresh()
@@ -91,7 +94,7 @@ async def test_net_of_refunds_cap_counts_refunds_back_and_the_gross_cap_does_not
 
 
 async def test_card_week_counts_monday_to_sunday_and_restarts_next_monday() -> None:
-    rules, counters = ruleset(CARD_DAY.replace('"day"', '"week"')), fresh()
+    rules, counters = ruleset(card_day(window="week")), fresh()
     monday, sunday = dt.datetime(2026, 11, 30, 10), dt.datetime(2026, 12, 6, 10)
     await risk_step(rules, counters, inp(amount_minor=9_000_000, local_time=monday))
     assert (await risk_step(rules, counters, inp(amount_minor=1_000_000, local_time=sunday)))[
@@ -106,9 +109,9 @@ async def test_card_week_counts_monday_to_sunday_and_restarts_next_monday() -> N
 
 async def test_card_terminal_count_allows_two_a_day_and_the_third_is_65() -> None:
     rules = ruleset(
-        CARD_DAY.replace("card-day", "pair")
-        .replace('"card"', '"card_terminal"')
-        .replace("max_amount_minor = 10_000_000", "max_count = 2")
+        rule(
+            "pair", "velocity", action="decline", subject="card_terminal", window="day", max_count=2
+        )
     )
     counters = fresh()
     for _ in range(2):
@@ -119,9 +122,7 @@ async def test_card_terminal_count_allows_two_a_day_and_the_third_is_65() -> Non
 
 
 async def test_merchant_day_cap_scoped_by_mcc_leaves_other_mccs_alone() -> None:
-    rules = ruleset(
-        CARD_DAY.replace('"card"', '"merchant"') + 'scope = { kind = "mcc", values = ["4829"] }\n'
-    )
+    rules = ruleset(card_day(subject="merchant", scope={"kind": "mcc", "values": ["4829"]}))
     counters = fresh()
     for mcc in ("4829", "5411"):
         await risk_step(
