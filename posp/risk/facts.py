@@ -158,7 +158,10 @@ class Facts:
         return self.merchant_days(back_days)[back_days]
 
     def last_use_key(self) -> str:
-        return f"ctl|{self.pair}"
+        key = self.keys.get("ctl")
+        if key is None:
+            key = self.keys["ctl"] = f"ctl|{self.pair}"
+        return key
 
     def pair_month_key(self, back_months: int = 0) -> str:
         return self.pair_months(back_months)[back_months]
@@ -167,7 +170,10 @@ class Facts:
         return f"cn{night_label(start, end)}|{self.inp.card_hash}|{self.day}"
 
     def fallback_key(self) -> str:
-        return f"tf|{self.inp.terminal_id}|{self.day}"
+        key = self.keys.get("tf")
+        if key is None:
+            key = self.keys["tf"] = f"tf|{self.inp.terminal_id}|{self.day}"
+        return key
 
     def is_night(self, start: dt.time, end: dt.time) -> bool:
         return is_night(self.clock, start, end)
