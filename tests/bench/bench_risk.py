@@ -38,7 +38,7 @@ def _purchase(rng: random.Random, n: int) -> RiskInput:
         amount_minor=rng.choice((1_000, 9_999, 25_000, 100_000, 1_000_000, 2_999_999)),
         card_hash=f"{card:064x}",
         bin="622588",
-        terminal_id=f"1{card % 2_000:07d}",
+        terminal_id=f"1{rng.randrange(2_000):07d}",  # a card shops around
         merchant_id=f"89829005411{card % 300:04d}",
         mcc=rng.choice(("5411", "5812", "4829")),
         local_time=_START + dt.timedelta(seconds=7 * n),
