@@ -111,12 +111,14 @@ class Facts:
         "_runs",
         "bday",
         "cal",
+        "card_lower",
         "clock",
         "day",
         "inp",
         "keys",
         "local_s",
         "pair",
+        "region",
         "snapshot",
     )
 
@@ -129,6 +131,8 @@ class Facts:
         self.pair = f"{inp.card_hash}|{inp.terminal_id}"
         self.clock = inp.local_time.time()
         self.local_s = inp.local_s
+        self.region = inp.region  # the merchant's (F42 digits 4-7 unless given)
+        self.card_lower = inp.card_hash.lower()
         #: Window keys by name ("cd", "ctw", "md", ...), built on first use.
         self.keys: dict[str, str] = {}
         self._runs: dict[tuple[str, int], tuple[str, ...]] = {}

@@ -70,7 +70,7 @@ def compile_region(rule: RegionRule) -> Check:
 
     def check(f: Facts) -> Hit | None:
         inp = f.inp
-        merchant = inp.region[:digits]
+        merchant = f.region[:digits]
         if not merchant:
             return None
         terminal = inp.terminal_region[:digits]
@@ -92,7 +92,7 @@ def compile_block_list(rule: BlockListRule) -> Check:
 
     def check(f: Facts) -> Hit | None:
         inp = f.inp
-        if inp.card_hash.lower() in hashes:
+        if f.card_lower in hashes:
             return None, {"card": masked_hash(inp.card_hash), "list": "card"}
         for length in lengths:
             if inp.bin[:length] in bins:
