@@ -96,7 +96,8 @@ class VelocityCounters(Protocol):
         ...
 
     async def check_and_add(self, adds: Sequence[CounterAdd]) -> AddResult:
-        """Apply every add if every cap holds afterwards, atomically; else nothing."""
+        """Apply every add if every cap holds afterwards, atomically; else nothing.
+        Keys are unique within one call (a hold is)."""
         ...
 
     async def apply(self, adds: Sequence[CounterAdd]) -> None:

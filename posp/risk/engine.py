@@ -70,6 +70,8 @@ class Evaluation:
     def refused_by(self, result: AddResult) -> Decision:
         """The decision for a hold the store refused (another instance used the
         last of a limit between the snapshot and the add)."""
+        if not self.caps:
+            raise ValueError("a hold without caps cannot be refused")  # a store bug
         adds = {add.key: add for add in self.hold}
         broken = next(
             (

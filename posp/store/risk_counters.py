@@ -117,6 +117,8 @@ class SqlRiskCounters:
     async def check_and_add(self, adds: Sequence[CounterAdd]) -> AddResult:
         if not adds:
             return AddResult(True, {})
+        if len({a.key for a in adds}) != len(adds):
+            raise ValueError("risk_check_and_add: a key appears twice in one call")
         for _ in range(_ATTEMPTS):
             applied, before = await self._attempt(adds)
             if applied:
