@@ -1,6 +1,6 @@
-"""A rule after compilation: its identity and action plus up to four plain
-closures over :class:`posp.risk.facts.Facts`.  No rule text is looked at after
-load: the hot path calls these closures and nothing else.
+"""A rule after compilation: its identity and action, one plain closure over
+:class:`posp.risk.facts.Facts` and the data its counters need.  No rule text is
+looked at after load: the hot path calls these closures and nothing else.
 
 Invariants:
 * ``check`` is pure: it reads the input and the counter snapshot and returns
@@ -53,9 +53,6 @@ class CompiledRule:
     check: Check
     families: tuple[Family, ...] = ()
     caps: tuple[Cap, ...] = ()  # only on declining rules over counters
-
-    def in_scope(self, inp: object) -> bool:
-        return self.scope_attr is None or getattr(inp, self.scope_attr) in self.scope_values
 
     def code_for(self, hit: Hit) -> RiskCode:
         return self.code if self.explicit_code or hit[0] is None else hit[0]

@@ -138,9 +138,6 @@ class CompiledRuleset:
         }
         self._uncapped: LimitTable = [_UNCAPPED] * len(self.families)
 
-    def applicable(self, inp: RiskInput) -> list[CompiledRule]:
-        return [entry[0] for entry in self._by_type.get(inp.txn_type, ()) if entry[0].in_scope(inp)]
-
     def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
         """Every counter the rules may read for ``inp`` (one snapshot read)."""
         return self.prepare(inp).keys
