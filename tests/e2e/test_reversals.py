@@ -179,7 +179,7 @@ async def test_0420_reaches_the_issuer_after_it_recovers_across_a_switch_restart
     await stack.start_issuer()  # same port, same ledger file
     assert await stack.balance(card) == before - DROP_AMOUNT_MINOR
     await stack.start_switch()
-    await eventually(_saf_empty(stack), timeout_s=8)
+    await eventually(_saf_empty(stack), timeout_s=30)
     assert await stack.balance(card) == before
 
 
@@ -196,7 +196,7 @@ async def test_0420_after_restart_undoes_a_debit_exactly_once(
     assert outcome.response_code == "98" and await stack.balance(card) == before - DROP_AMOUNT_MINOR
     await stack.stop_switch()
     await stack.start_switch()
-    await eventually(_saf_empty(stack), timeout_s=8)
+    await eventually(_saf_empty(stack), timeout_s=30)
     assert await stack.balance(card) == before
 
 
