@@ -13,7 +13,10 @@ instance on the same database finishes them:
   (``store.reverse_and_queue``); the network's reversal is idempotent and an
   original it never saw is declined when it comes.  Never a silent state
   change: a balance inquiry (no money) and an entry without network ids
-  (it provably never left) just time out.
+  (it provably never left) just time out.  A terminal 0400 the switch died
+  handling got no answer, so its terminal sends it again; its own entry is
+  closed 00 when its original was reversed (by the repeat, the switch's own
+  0420 or this sweep) and 96 otherwise.
 * **Kept 0400s.**  A terminal reversal whose MAC the HSM could not check was
   journaled and kept with the TAK it was made under (``reversal.verify_or_defer``).
   Once the HSM answers, its MAC is checked: verified → applied exactly as if it
@@ -40,17 +43,27 @@ from posp.iso8583 import TerminalFrame, decode_terminal, terminal_mab
 from posp.iso8583.fields import Field60
 from posp.log import get_logger
 from posp.pipeline import checks
+from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstream
 from posp.pipeline.reversal import reverse_original
 from posp.pipeline.routes import find_route
-from posp.store.api import DECLINED, PENDING, TIMED_OUT, DeferredReversal, JournalEntry
+from posp.store.api import (
+    APPROVED,
+    DECLINED,
+    PENDING,
+    REVERSED,
+    TIMED_OUT,
+    DeferredReversal,
+    JournalEntry,
+)
 from posp.txn import txn_row
 
 #: The server's grace on top of the request deadline (``posp.server.ANSWER_GRACE_S``).
 ANSWER_GRACE_S: Final = 2.0
 MAX_DEFERRED_BACKOFF_S: Final = 60.0
 BATCH: Final = 100
+ORIGINAL: Final = "original"
 
 _log = get_logger("posp.pipeline.recovery")
 
@@ -61,6 +74,7 @@ class SweepResult:
     reversals_applied: int = 0  # kept 0400s verified and applied
     reversals_refused: int = 0  # kept 0400s whose MAC did not verify
     reversals_waiting: int = 0  # kept 0400s the HSM still could not check
+    reversals_closed: int = 0  # 0400 entries a dead switch left pending
 
 
 class InDoubtResolver:
@@ -101,9 +115,13 @@ class InDoubtResolver:
         now = now or dt.datetime.now(dt.UTC)
         result = SweepResult()
         cutoff = now - dt.timedelta(seconds=self.in_doubt_after_s)
-        for entry in await self._services.store.in_doubt_entries(cutoff, BATCH):
-            if await self._time_out(entry):
-                result.timed_out += 1
+        stale = await self._services.store.in_doubt_entries(cutoff, BATCH)
+        # Originals first: a 0400 cut off mid-way is judged by its original's state.
+        for entry in sorted(stale, key=lambda e: e.direction != ORIGINAL):
+            if entry.direction == ORIGINAL:
+                result.timed_out += await self._time_out(entry)
+            else:
+                result.reversals_closed += await self._close_reversal(entry)
         for kept in await self._services.store.due_deferred(now, BATCH):
             await self._retry_kept(kept, now, result)
         if result.timed_out or result.reversals_applied or result.reversals_refused:
@@ -124,6 +142,21 @@ class InDoubtResolver:
         if item is None:  # no money (a balance inquiry), or it provably never left
             return await services.store.transition(entry.id, (PENDING,), TIMED_OUT)
         return await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
+
+    async def _close_reversal(self, entry: JournalEntry) -> bool:
+        """A 0400 the switch died handling: it got no answer, so its terminal sends it
+        again (and the repeat does the idempotent work).  Its own entry is closed by
+        what became of its original: reversed or timed out upstream → 00, else 96."""
+        assert entry.id is not None
+        store = self._services.store
+        original = await store.find_by_trace(entry.terminal_id, entry.batch, entry.trace)
+        undone = original is not None and original.state in (REVERSED, TIMED_OUT)
+        code = ResponseCode.APPROVED if undone else ResponseCode.MALFUNCTION
+        state = APPROVED if undone else DECLINED
+        changes: dict[str, object] = {"state": state, "response_code": str(code)}
+        if original is not None and original.id is not None:
+            changes["original_id"] = original.id
+        return await store.finish_entry(entry.id, (PENDING,), **changes)
 
     async def _retry_kept(
         self, kept: DeferredReversal, now: dt.datetime, result: SweepResult

@@ -257,8 +257,9 @@ class Store(Protocol):
     async def in_doubt_entries(
         self, created_before: dt.datetime, limit: int = 100
     ) -> list[JournalEntry]:
-        """Original entries still ``pending`` that were created before the cut-off
-        (their request's deadline long past: the switch that sent them died)."""
+        """Entries still ``pending`` that were created before the cut-off (their
+        request's deadline long past: the switch handling them died): originals that
+        may have reached the network, and terminal 0400s cut off mid-way."""
 
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:

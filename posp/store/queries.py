@@ -149,8 +149,7 @@ GET_SAF = "SELECT * FROM saf WHERE entry_id = ?"
 # Entries whose request may have reached the network (network STAN journaled before
 # sending) and whose switch never recorded an answer.
 IN_DOUBT = (
-    "SELECT * FROM journal WHERE state = 'pending' AND created_at < ?"
-    " AND direction = 'original' ORDER BY created_at LIMIT ?"
+    "SELECT * FROM journal WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?"
 )
 
 # --- reversals waiting for the HSM -------------------------------------------

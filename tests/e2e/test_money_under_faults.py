@@ -7,6 +7,7 @@ the card's balance at the issuer and the number of 0420s the issuer received."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -333,3 +334,30 @@ async def test_a_0400_the_switch_cannot_apply_gets_no_answer_and_its_repeat_is_h
     await saf_settled(stack)
     assert await stack.balance(card) == before
     assert issuer_0420s(stack) == 1
+
+
+async def test_a_0400_entry_a_dead_switch_left_pending_is_closed_by_the_sweeper(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """The 0400's own entry, journaled before its MAC check, is closed once its
+    deadline is long past: 00 when the original was reversed, 96 when not."""
+    terminal = await stack.terminal()
+    await answered_but_lost(stack, terminal, terminal.machine.purchase(card, 1900, pin=card.pin))
+    assert stack.store is not None and stack.switch is not None
+    trace = f"{terminal.machine.state.last_trace:06d}"
+    original = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
+    assert original is not None and original.id is not None
+    cut_off = dataclasses.replace(
+        original, id=None, direction="reversal", txn_type="reversal", mti="0400", state="pending"
+    )
+    entry_id = await stack.store.insert_entry(cut_off)
+    assert stack.switch.recovery is not None
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(
+        seconds=stack.switch.recovery.in_doubt_after_s + 1
+    )
+    assert (await stack.switch.recovery.sweep(later)).reversals_closed == 1
+    closed = await stack.store.get_entry(entry_id)
+    assert closed is not None and (closed.state, closed.response_code) == ("declined", "96")
+    assert (await stack.store.get_entry(original.id)).state == "approved"  # type: ignore[union-attr]
+    assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
+    assert (await stack.switch.recovery.sweep(later)).reversals_closed == 0

@@ -95,11 +95,6 @@ async def test_0400_of_an_undelivered_approval_kept_through_an_hsm_outage(
     assert report.clean, report.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 follow-up: a 0400's own journal entry, journaled pending before the"
-    " HSM check, stays pending when the switch dies there (the sweeper takes originals only)",
-)
 async def test_0400_cut_off_by_a_kill_leaves_no_entry_pending(
     stack: FaultStack, hsm_proxy: HsmStopProxy
 ) -> None:
