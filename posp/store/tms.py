@@ -41,6 +41,8 @@ class TerminalTms:
     install_result: str | None = None
     identity: str | None = None  # F59 as received
     status: dict[str, str] | None = None  # the last 362's tags
+    held_capk_version: int | None = None
+    held_aid_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,10 @@ class TmsStore(Protocol):
     async def terminal(self, terminal_id: str) -> TerminalTms | None: ...
     async def group_terminals(self, group: str) -> list[TerminalTms]: ...
     async def set_held_params(self, terminal_id: str, version: int) -> None: ...
+    async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None: ...
+    async def management_view(
+        self, terminal_id: str
+    ) -> tuple[TerminalTms | None, ParamSet | None, ParamSet | None]: ...
     async def record_status(
         self,
         terminal_id: str,
@@ -134,7 +140,13 @@ def _terminal(row: Any) -> TerminalTms:
         row["install_result"],
         row["identity"],
         json.loads(status) if status else None,
+        _int_or_none(row["held_capk_version"]),
+        _int_or_none(row["held_aid_version"]),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class SqlTmsStore:
@@ -194,6 +206,50 @@ class SqlTmsStore:
             " held_param_version = excluded.held_param_version"
         )
         await self._db._write("tms_held_params", sql, [terminal_id, version])
+
+    async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None:
+        """What a 371 / 381 ends: the CAPK or AID set version the terminal now holds."""
+        column = {"capk": "held_capk_version", "aid": "held_aid_version"}[kind]
+        sql = (
+            f"INSERT INTO tms_terminals (terminal_id, {column}) VALUES (?, ?)"
+            f" ON CONFLICT (terminal_id) DO UPDATE SET {column} = excluded.{column}"
+        )
+        await self._db._write("tms_held_ic", sql, [terminal_id, version])
+
+    async def management_view(
+        self, terminal_id: str
+    ) -> tuple[TerminalTms | None, ParamSet | None, ParamSet | None]:
+        """The terminal's TMS row, its group's parameter set and its own, in one query."""
+        sql = (
+            "SELECT t.*, g.version AS g_version, g.params AS g_params,"
+            " p.version AS p_version, p.params AS p_params"
+            " FROM (SELECT CAST(? AS TEXT) AS tid) x"
+            " LEFT JOIN tms_terminals t ON t.terminal_id = x.tid"
+            " LEFT JOIN tms_param_sets g ON g.scope = 'group'"
+            f" AND g.scope_id = COALESCE(t.group_name, '{DEFAULT_GROUP}')"
+            " LEFT JOIN tms_param_sets p ON p.scope = 'terminal' AND p.scope_id = x.tid"
+        )
+        row = await self._db._read_one("tms_view", sql, [terminal_id])
+        if row is None:
+            return None, None, None
+        known = None if row["terminal_id"] is None else _terminal(row)
+        sets = []
+        for prefix, scope, scope_id in (
+            ("g", Scope.GROUP, known.group if known else DEFAULT_GROUP),
+            ("p", Scope.TERMINAL, terminal_id),
+        ):
+            version = row[f"{prefix}_version"]
+            sets.append(
+                None
+                if version is None
+                else ParamSet(
+                    scope,
+                    scope_id,
+                    int(version),
+                    ParamValues.model_validate_json(row[f"{prefix}_params"]),
+                )
+            )
+        return known, sets[0], sets[1]
 
     async def record_status(
         self,
