@@ -155,6 +155,11 @@ class SqlTmsStore:
     def __init__(self, store: SqlStore) -> None:
         self._db = store
 
+    @property
+    def sql_store(self) -> SqlStore:
+        """The store these tables live in (the IC parameter tables share it)."""
+        return self._db
+
     def _now(self) -> Any:
         return self._db._time(now_utc())
 
