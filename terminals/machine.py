@@ -152,6 +152,9 @@ class TerminalMachine:
         fields[41] = self.config.terminal_id
         fields[42] = self.config.merchant_id
         fields[60] = self._f60(spec.msg_type, net_code)
+        identity = self.state.tms.identity
+        if identity is not None and (spec.financial or kind is TxnKind.SIGN_IN):
+            fields[59] = identity  # F59 A2 (terminal-link §10)
         if spec.proc_code is not None:
             fields[3] = spec.proc_code
         if spec.condition is not None:
@@ -175,6 +178,12 @@ class TerminalMachine:
         return self._originate(
             TxnKind.SIGN_IN, fields, net_code=variant, context={"variant": variant}
         )
+
+    def management(self, kind: TxnKind, net_code: str, f62: bytes | None = None) -> bytes:
+        """A terminal-management message (``MANAGEMENT_REQUEST`` 0800 or
+        ``MANAGEMENT_REPORT`` 0820) with 60.3 ``net_code`` and optional F62."""
+        fields: dict[int, FieldValue] = {} if f62 is None else {62: f62}
+        return self._originate(kind, fields, net_code=net_code, context={"net_code": net_code})
 
     def sign_off(self) -> bytes:
         return self._originate(TxnKind.SIGN_OFF, {}, net_code=NET_CODE_SIGN_OFF)
