@@ -5,15 +5,23 @@ the caps it handed out."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from posp.iso8583.tms_identity import TerminalIdentity
 from posp.tms.ic import Aid, Capk
 from posp.tms.params import ParamValues, Scope
+from posp.tms.server import serve
 from posp.tms.service import TerminalManagement
 from terminals.cards import TerminalCard
+from terminals.management import SoftwareLink, http_offers
 from terminals.session import TerminalSession
+from terminals.updater import SIGNATURE_FAILURE, TerminalSoftware, TerminalUpdater
 from tests.e2e.conftest import Stack
+from tests.tms.lab import ACQUIRER, MODEL, Lab
 
 RID, INDEX, MODULUS = "A000000333", "08", "B5" * 144
 
@@ -129,3 +137,75 @@ async def test_the_f59_identity_is_stored_from_sign_in_and_financial_requests(
     assert await purchase(terminal, card, 100) == "30"
     known = (await _tms(stack).view("10000001", 0)).known
     assert known is not None and known.identity == identity.render()
+
+
+@contextlib.asynccontextmanager
+async def tms_endpoint(lab: Lab, tms: TerminalManagement) -> AsyncIterator[str]:
+    """The TMS HTTP endpoint (metadata, packages, offers from the switch's rollouts)."""
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(
+            lab.repo, "127.0.0.1", 0, offers=tms.rollouts.offer, started=bound.set_result, stop=stop
+        )
+    )
+    try:
+        yield f"http://127.0.0.1:{await asyncio.wait_for(bound, 10)}"
+    finally:
+        stop.set()
+        await task
+
+
+async def _offered_update(
+    stack: Stack, tmp_path: Path, corrupt: bool
+) -> tuple[TerminalSession, TerminalUpdater, TerminalManagement, int]:
+    lab = Lab.create(tmp_path / "tuf")
+    target = lab.publish("V2.0")
+    if corrupt:  # a compromised distribution server: the package bytes changed
+        for path in (lab.repo.targets_dir / "P8").glob("*V2.0.pkg"):
+            data = bytearray(path.read_bytes())
+            data[100] ^= 0xFF
+            path.write_bytes(bytes(data))
+    tms = _tms(stack)
+    terminal = await stack.terminal()
+    await tms.tms.set_group("10000001", "shop")
+    rollout = await tms.rollouts.start("shop", target, "V2.0", (100.0,), 5.0)
+    tms.forget()
+    updater = TerminalUpdater(
+        TerminalSoftware(MODEL, ACQUIRER), lab.built_in_root, tmp_path / "t1", ""
+    )
+    card = stack.cards[0]
+    async with tms_endpoint(lab, tms) as base:
+        updater.base_url = base
+        terminal.software = SoftwareLink(updater, http_offers(base))
+        assert await purchase(terminal, card, 100) == "00"
+        assert terminal.machine.state.tms.processing in ("1", "6")
+        assert await purchase(terminal, card, 100) == "00"  # parameters, then the update, first
+    return terminal, updater, tms, rollout.id
+
+
+async def test_a_software_update_offered_by_a_rollout_is_installed_and_reported(
+    stack: Stack, tmp_path: Path
+) -> None:
+    terminal, updater, tms, rollout_id = await _offered_update(stack, tmp_path, corrupt=False)
+    assert updater.software.app_version == "V2.0"
+    rollout = await tms.tms.rollout(rollout_id)
+    assert rollout is not None and rollout.state == "done"
+    view = await tms.view("10000001", 0)
+    assert view.known is not None and view.known.app_version == "V2.0"
+    assert view.known.install_result == "OK" and view.digit == "0"
+    identity = terminal.machine.state.tms.identity
+    assert identity is not None and TerminalIdentity.parse(identity).app_version == "V2.0"
+
+
+async def test_a_tampered_package_is_refused_and_reported_as_signature_failure(
+    stack: Stack, tmp_path: Path
+) -> None:
+    _, updater, tms, rollout_id = await _offered_update(stack, tmp_path, corrupt=True)
+    assert updater.software.app_version == "V1.0"
+    assert updater.software.last_result == f"{SIGNATURE_FAILURE}:tampered"
+    view = await tms.view("10000001", 0)
+    assert view.known is not None and view.known.install_result == "验证签名失败:tampered"
+    assert view.known.app_version == "V1.0"
+    rollout = await tms.tms.rollout(rollout_id)
+    assert rollout is not None and rollout.state == "halted"  # 1 of 1 failed > 5 %
