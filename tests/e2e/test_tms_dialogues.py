@@ -18,7 +18,9 @@ from posp.tms.server import serve
 from posp.tms.service import TerminalManagement
 from terminals.cards import TerminalCard
 from terminals.management import SoftwareLink, http_offers
+from terminals.outcome import Outcome
 from terminals.session import TerminalSession
+from terminals.txn import TxnKind
 from terminals.updater import SIGNATURE_FAILURE, TerminalSoftware, TerminalUpdater
 from tests.e2e.conftest import Stack
 from tests.tms.lab import ACQUIRER, MODEL, Lab
@@ -209,3 +211,32 @@ async def test_a_tampered_package_is_refused_and_reported_as_signature_failure(
     assert view.known.app_version == "V1.0"
     rollout = await tms.tms.rollout(rollout_id)
     assert rollout is not None and rollout.state == "halted"  # 1 of 1 failed > 5 %
+
+
+async def test_an_aid_list_longer_than_one_f62_is_paged_with_status_1_then_2(
+    stack: Stack, card: TerminalCard
+) -> None:
+    tms = _tms(stack)
+    aids = [f"A0000003330101{n:02X}" for n in range(60)]  # 60 x 11 bytes of TLV > 512
+    for aid in aids:
+        await tms.ic.put_aid(Aid(aid=aid))
+    terminal = await stack.terminal()  # its sign-in answer asks for the AIDs (digit 5)
+    seen: list[Outcome] = []
+    terminal.on_outcome = lambda outcome, _s: seen.append(outcome)
+    assert await purchase(terminal, card, 100) == "00"
+    held = terminal.machine.state.tms.aids
+    assert [bytes.fromhex(a)[3:11].hex().upper() for a in held] == aids
+    statuses = [
+        o.message.get(62)[:1]  # type: ignore[index]
+        for o in seen
+        if o.kind is TxnKind.MANAGEMENT_REPORT and o.message is not None
+    ]
+    assert statuses == [b"1", b"2"]
+
+
+async def test_a_parameter_continuation_naming_no_part_is_answered_30(stack: Stack) -> None:
+    await set_group_params(stack, hotline="95516")
+    terminal = await stack.terminal()
+    machine = terminal.machine
+    outcome = await terminal.exchange(machine.management(TxnKind.MANAGEMENT_REQUEST, "364", b"007"))
+    assert outcome.response_code == "30"
