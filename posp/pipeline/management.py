@@ -158,12 +158,14 @@ async def status_upload(ctx: TxnContext) -> RC | None:
         return RC.FORMAT_ERROR
     status = TerminalStatus.parse(raw)  # DecodeError → 30
     held = {t: v for t, v in ((a, getattr(status, a)) for a in _STATUS_ATTRS) if v is not None}
-    await tms.report(
-        ctx.terminal.terminal_id,
-        app_version=status.app_version,
-        install_result=status.install_result,
+    terminal_id = ctx.terminal.terminal_id
+    await tms.rollouts.status_upload(
+        terminal_id,
+        status.app_version,
+        status.install_result,
         status={**held, **dict(status.extra)},
     )
+    tms.forget(terminal_id)
     ctx.tms_view = await tms.view(ctx.terminal.terminal_id)
     _log.info("status uploaded", app_version=status.app_version, result=status.install_result)
     return RC.APPROVED

@@ -147,31 +147,11 @@ class TerminalManagement:
         await self.tms.set_held_ic(terminal_id, kind, version)
         self.forget(terminal_id)
 
-    async def report(
-        self,
-        terminal_id: str,
-        *,
-        app_version: str | None,
-        install_result: str | None = None,
-        identity: str | None = None,
-        status: dict[str, str] | None = None,
-    ) -> None:
-        """A 362 status upload or an F59 identity: stored, then counted in rollouts."""
-        await self.tms.record_status(
-            terminal_id,
-            app_version=app_version,
-            install_result=install_result,
-            identity=identity,
-            status=status,
-        )
-        if app_version is not None:
-            await self.rollouts.report(terminal_id, app_version, install_result)
-        self.forget(terminal_id)
-
     async def identity_seen(self, terminal_id: str, f59: str, identity: TerminalIdentity) -> bool:
         """Store an F59 identity unless it is the one already stored; True when stored."""
         view = await self.view(terminal_id)
         if view.identity == f59:
             return False
-        await self.report(terminal_id, app_version=identity.app_version, identity=f59)
+        await self.rollouts.status_upload(terminal_id, identity.app_version, identity=f59)
+        self.forget(terminal_id)
         return True
