@@ -46,6 +46,16 @@ class TerminalTms:
 
 
 @dataclass(frozen=True, slots=True)
+class ManagementRow:
+    """What the switch reads of a terminal for header digit 6 and its caps."""
+
+    known: TerminalTms | None
+    group_set: ParamSet | None
+    own_set: ParamSet | None
+    offer: str | None  # target path of the package a running rollout offers it
+
+
+@dataclass(frozen=True, slots=True)
 class Rollout:
     id: int
     group: str
@@ -75,9 +85,7 @@ class TmsStore(Protocol):
     async def group_terminals(self, group: str) -> list[TerminalTms]: ...
     async def set_held_params(self, terminal_id: str, version: int) -> None: ...
     async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None: ...
-    async def management_view(
-        self, terminal_id: str
-    ) -> tuple[TerminalTms | None, ParamSet | None, ParamSet | None]: ...
+    async def management_view(self, terminal_id: str) -> ManagementRow: ...
     async def record_status(
         self,
         terminal_id: str,
@@ -221,13 +229,18 @@ class SqlTmsStore:
         )
         await self._db._write("tms_held_ic", sql, [terminal_id, version])
 
-    async def management_view(
-        self, terminal_id: str
-    ) -> tuple[TerminalTms | None, ParamSet | None, ParamSet | None]:
-        """The terminal's TMS row, its group's parameter set and its own, in one query."""
+    async def management_view(self, terminal_id: str) -> ManagementRow:
+        """The terminal's TMS row, its group's parameter set, its own, and the target
+        of the package waiting for it, in one query.  The offer is
+        ``RolloutService.offer``'s rule in SQL: the newest running rollout whose
+        reached waves hold the terminal and that has no outcome from it yet."""
         sql = (
             "SELECT t.*, g.version AS g_version, g.params AS g_params,"
-            " p.version AS p_version, p.params AS p_params"
+            " p.version AS p_version, p.params AS p_params,"
+            " (SELECT r.target FROM tms_rollout_members m"
+            " JOIN tms_rollouts r ON r.id = m.rollout_id"
+            " WHERE m.terminal_id = x.tid AND r.state = 'running' AND m.wave <= r.wave"
+            " AND m.outcome IS NULL ORDER BY r.id DESC LIMIT 1) AS offer"
             " FROM (SELECT CAST(? AS TEXT) AS tid) x"
             " LEFT JOIN tms_terminals t ON t.terminal_id = x.tid"
             " LEFT JOIN tms_param_sets g ON g.scope = 'group'"
@@ -236,7 +249,7 @@ class SqlTmsStore:
         )
         row = await self._db._read_one("tms_view", sql, [terminal_id])
         if row is None:
-            return None, None, None
+            return ManagementRow(None, None, None, None)
         known = None if row["terminal_id"] is None else _terminal(row)
         sets = []
         for prefix, scope, scope_id in (
@@ -254,7 +267,7 @@ class SqlTmsStore:
                     ParamValues.model_validate_json(row[f"{prefix}_params"]),
                 )
             )
-        return known, sets[0], sets[1]
+        return ManagementRow(known, sets[0], sets[1], row["offer"])
 
     async def record_status(
         self,

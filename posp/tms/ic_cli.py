@@ -134,8 +134,9 @@ async def management_rows(ctx: Context, terminal_id: str) -> list[dict[str, Any]
     """The management part of ``posp terminal show``: versions held and current,
     application version, last status and identity, as (item, value) rows."""
     async with open_tms(ctx) as tms:
-        known, group, own = await tms.management_view(terminal_id)
-        current = effective(group, own, known.group_version if known else 0)
+        row = await tms.management_view(terminal_id)
+        known = row.known
+        current = effective(row.group_set, row.own_set, known.group_version if known else 0)
         versions = await SqlIcStore(tms.sql_store).versions()
         own_set = await tms.get_param_set(Scope.TERMINAL, terminal_id)
     rows: list[dict[str, Any]] = [
@@ -145,6 +146,7 @@ async def management_rows(ctx: Context, terminal_id: str) -> list[dict[str, Any]
         {"item": "AID held / current", "value": _pair(known, "aid", versions[AID_KIND])},
         {"item": "own parameter set", "value": own_set.version if own_set else None},
         {"item": "application version", "value": known.app_version if known else None},
+        {"item": "update waiting", "value": row.offer},
         {"item": "last install", "value": known.install_result if known else None},
         {"item": "last status", "value": _status_text(known.status if known else None)},
         *_identity_rows(known.identity if known else None),

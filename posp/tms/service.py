@@ -5,8 +5,8 @@ the writes the TMS dialogues make.
 Invariants:
 * ``view(terminal_id, max_age_s)`` answers from a per-terminal cache read at
   most ``max_age_s`` ago (``posp.store.registry_cache``); a miss costs one
-  query for the terminal's row and parameter sets, one for its rollouts and,
-  at most once per ``max_age_s``, one for the IC set versions.  Every write
+  query (the terminal's row, parameter sets and rollout offer) and, at most
+  once per ``max_age_s`` for all terminals, one for the IC set versions.  Every write
   made through this object forgets what it changed, so the switch that made
   a change sees it at once; changes made elsewhere (the CLI) within ``max_age_s``.
 * ``TerminalView.digit`` is ``params.processing_digit`` over the view's
@@ -106,16 +106,16 @@ class TerminalManagement:
         if cached is not None:
             return cached
         generation, started_s = self._views.generation, time.monotonic()
-        known, group, own = await self.tms.management_view(terminal_id)
-        offer = await self.rollouts.offer(terminal_id)
+        row = await self.tms.management_view(terminal_id)
         versions = await self._versions(age)
+        known = row.known
         view = TerminalView(
             terminal_id,
             known,
-            effective(group, own, known.group_version if known else 0),
+            effective(row.group_set, row.own_set, known.group_version if known else 0),
             versions[CAPK_KIND],
             versions[AID_KIND],
-            offer.target if offer else None,
+            row.offer,
         )
         self._views.put(terminal_id, view, generation, started_s)
         return view

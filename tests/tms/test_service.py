@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from posp.iso8583.tms_identity import TerminalIdentity
 from posp.store.ic import IcStore
-from posp.store.tms import TerminalTms, TmsStore
+from posp.store.tms import ManagementRow, TerminalTms, TmsStore
 from posp.tms.params import ParamSet, ParamValues, Scope
 from posp.tms.service import TerminalCaps, TerminalManagement
 
@@ -23,12 +23,11 @@ class CountingStores:
         self.known = TerminalTms("T1", held_param_version=6, held_capk_version=3)
         self.ic_versions = {"capk": 3, "aid": 0}
 
-    async def management_view(self, terminal_id: str) -> tuple[Any, Any, Any]:
+    async def management_view(self, terminal_id: str) -> ManagementRow:
         self.calls["view"] += 1
-        return self.known, self.group, None
+        return ManagementRow(self.known, self.group, None, None)
 
     async def rollouts_of(self, terminal_id: str) -> list[Any]:
-        self.calls["rollouts"] += 1
         return []
 
     async def versions(self) -> dict[str, int]:
@@ -55,7 +54,7 @@ async def test_a_second_view_within_the_age_reads_nothing() -> None:
     assert first.digit == "1" and first.caps == TerminalCaps(purchase_minor=500)
     await tms.view("T1")
     await tms.terminal_caps("T1")
-    assert stores.calls == Counter(view=1, rollouts=1, ic=1)
+    assert stores.calls == Counter(view=1, ic=1)
 
 
 async def test_the_switchs_own_write_is_seen_at_once() -> None:
