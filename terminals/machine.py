@@ -16,6 +16,9 @@ Invariants:
   first.  Sign-in is allowed; its outcome says ``reversal_queued``.
 * Any 0410 clears the pending reversal.
 * 77 / 99 / A0 or header digit 6 = 3 drop the sign-in (``needs_sign_in``).
+* Every answer's header digit 6 is kept in ``state.tms.processing``; the
+  session runs the management dialogues it asks for (``terminals.management``).
+  Sign-in and financial requests carry F59 when ``state.tms.identity`` is set.
 """
 
 from __future__ import annotations
