@@ -11,7 +11,10 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from posp.iso8583.tms_identity import TerminalIdentity
+from posp.pipeline import management
 from posp.tms.ic import Aid, Capk
 from posp.tms.params import ParamValues, Scope
 from posp.tms.server import serve
@@ -240,3 +243,31 @@ async def test_a_parameter_continuation_naming_no_part_is_answered_30(stack: Sta
     machine = terminal.machine
     outcome = await terminal.exchange(machine.management(TxnKind.MANAGEMENT_REQUEST, "364", b"007"))
     assert outcome.response_code == "30"
+
+
+async def test_a_parameter_set_in_several_parts_is_fetched_with_364_and_applied_whole(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With F62 parts cut at 60 bytes, the answer's 60.3 says 364 until the last part."""
+    monkeypatch.setattr(management, "F62_MAX_BYTES", 60)
+    version = await set_group_params(
+        stack, hotline="95516", merchant_name="上海测试商户", purchase_cap_minor=5000,
+        refund_cap_minor=4000, transfer_cap_minor=3000,
+    )  # fmt: skip
+    terminal = await stack.terminal()
+    seen: list[Outcome] = []
+    terminal.on_outcome = lambda outcome, _s: seen.append(outcome)
+    assert await purchase(terminal, card, 100) == "00"
+    held = terminal.machine.state.tms
+    assert (held.param_version, held.refund_cap_minor, held.transfer_cap_minor) == (
+        version,
+        4000,
+        3000,
+    )
+    net_codes = [
+        o.message.text(60)[8:11]
+        for o in seen
+        if o.kind is TxnKind.MANAGEMENT_REQUEST and o.message is not None
+    ]
+    assert len(net_codes) > 2 and net_codes[-1] == "361"  # the end's echo
+    assert set(net_codes[:-2]) == {"364"} and net_codes[-2] == "361"
