@@ -136,7 +136,7 @@ def _apply(session: TerminalSession, params: TerminalParameters) -> None:
     tms.no_pin_limit_minor = small.limit_minor if small is not None and small.enabled else None
 
 
-def _entries(items: list[Tlv]) -> list[bytes]:
+def split_entries(items: list[Tlv]) -> list[bytes]:
     """Identifying TLVs of a list answer: each entry starts at a 9F06."""
     groups: list[list[Tlv]] = []
     for item in items:
@@ -156,7 +156,7 @@ async def download_ic(session: TerminalSession, digit: str, outcomes: list[Outco
         f62 = _f62(answer)
         if f62[:1] not in (MORE, LAST):
             break
-        idents += _entries(list(decode_f55(f62[1:], field=62)))
+        idents += split_entries(list(decode_f55(f62[1:], field=62)))
         if f62[:1] == LAST:
             break
     held: list[str] = []
