@@ -80,15 +80,21 @@ async def record_identity(ctx: TxnContext) -> RC | None:
 
 
 async def check_caps(ctx: TxnContext) -> RC | None:
-    """61 when the amount exceeds the terminal's single cap for this type."""
+    """61 when the amount exceeds the terminal's single cap for this type (checked
+    again on a view read afresh before refusing, as the registry checks do)."""
     cap, view = ctx.route.row.cap, ctx.tms_view
     amount = ctx.message.get(4)
     if cap is None or view is None or not isinstance(amount, str) or not amount.isdigit():
         return None
-    if over_cap(cap, int(amount), view.params.values):
-        _log.info("amount over the terminal's cap", cap=cap.value)
-        return RC.EXCEEDS_AMOUNT_LIMIT
-    return None
+    if not over_cap(cap, int(amount), view.params.values):
+        return None
+    tms = _tms(ctx)
+    if tms is not None and ctx.terminal is not None:  # refuse only on a fresh view
+        ctx.tms_view = view = await tms.view(ctx.terminal.terminal_id, 0.0)
+    if not over_cap(cap, int(amount), view.params.values):
+        return None
+    _log.info("amount over the terminal's cap", cap=cap.value)
+    return RC.EXCEEDS_AMOUNT_LIMIT
 
 
 def _merchant_name(name: str) -> str | None:
@@ -141,7 +147,8 @@ async def end_params(ctx: TxnContext) -> RC | None:
     raw = ctx.message.get(62)
     if isinstance(raw, bytes) and raw:
         applied = TerminalParameters.parse(raw).version  # DecodeError → 30
-        version = applied if applied is not None else version
+        # Never above the current set: a terminal cannot talk itself out of a download.
+        version = min(applied, version) if applied is not None else version
     await tms.held_params(ctx.terminal.terminal_id, version)
     ctx.tms_view = await tms.view(ctx.terminal.terminal_id)
     _log.info("parameters downloaded", version=version)
