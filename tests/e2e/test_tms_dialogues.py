@@ -5,10 +5,7 @@ the caps it handed out."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +14,14 @@ from posp.iso8583.tms_identity import TerminalIdentity
 from posp.pipeline import management
 from posp.tms.ic import Aid, Capk
 from posp.tms.params import ParamValues, Scope
-from posp.tms.server import serve
 from posp.tms.service import TerminalManagement
 from terminals.cards import TerminalCard
-from terminals.management import SoftwareLink, http_offers
 from terminals.outcome import Outcome
 from terminals.session import TerminalSession
 from terminals.txn import TxnKind
-from terminals.updater import SIGNATURE_FAILURE, TerminalSoftware, TerminalUpdater
+from terminals.updater import SIGNATURE_FAILURE, TerminalUpdater
 from tests.e2e.conftest import Stack
-from tests.tms.lab import ACQUIRER, MODEL, Lab
+from tests.tmsoperator import InProcessTmsOperator
 
 RID, INDEX, MODULUS = "A000000333", "08", "B5" * 144
 
@@ -144,56 +139,33 @@ async def test_the_f59_identity_is_stored_from_sign_in_and_financial_requests(
     assert known is not None and known.identity == identity.render()
 
 
-@contextlib.asynccontextmanager
-async def tms_endpoint(lab: Lab, tms: TerminalManagement) -> AsyncIterator[str]:
-    """The TMS HTTP endpoint (metadata, packages, offers from the switch's rollouts)."""
-    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        serve(
-            lab.repo, "127.0.0.1", 0, offers=tms.rollouts.offer, started=bound.set_result, stop=stop
-        )
-    )
-    try:
-        yield f"http://127.0.0.1:{await asyncio.wait_for(bound, 10)}"
-    finally:
-        stop.set()
-        await task
-
-
 async def _offered_update(
     stack: Stack, tmp_path: Path, corrupt: bool
 ) -> tuple[TerminalSession, TerminalUpdater, TerminalManagement, int]:
-    lab = Lab.create(tmp_path / "tuf")
-    target = lab.publish("V2.0")
-    if corrupt:  # a compromised distribution server: the package bytes changed
-        for path in (lab.repo.targets_dir / "P8").glob("*V2.0.pkg"):
-            data = bytearray(path.read_bytes())
-            data[100] ^= 0xFF
-            path.write_bytes(bytes(data))
+    """A rollout offers terminal 10000001 a package served by the real TMS endpoint
+    (its bytes changed on the server when ``corrupt``); two purchases later the
+    terminal has run its updater and reported."""
     tms = _tms(stack)
     terminal = await stack.terminal()
-    await tms.tms.set_group("10000001", "shop")
-    rollout = await tms.rollouts.start("shop", target, "V2.0", (100.0,), 5.0)
-    tms.forget()
-    updater = TerminalUpdater(
-        TerminalSoftware(MODEL, ACQUIRER), lab.built_in_root, tmp_path / "t1", ""
-    )
-    card = stack.cards[0]
-    async with tms_endpoint(lab, tms) as base:
-        updater.base_url = base
-        terminal.software = SoftwareLink(updater, http_offers(base))
+    operator = InProcessTmsOperator(tms, tmp_path / "tms")
+    try:
+        link = await operator.offer_update("10000001", corrupt=corrupt)
+        terminal.software = link
+        card = stack.cards[0]
         assert await purchase(terminal, card, 100) == "00"
         assert terminal.machine.state.tms.processing in ("1", "6")
         assert await purchase(terminal, card, 100) == "00"  # parameters, then the update, first
-    return terminal, updater, tms, rollout.id
+    finally:
+        await operator.close()
+    [rollout] = await tms.tms.rollouts()
+    return terminal, link.updater, tms, rollout.id
 
 
 async def test_a_software_update_offered_by_a_rollout_is_installed_and_reported(
     stack: Stack, tmp_path: Path
 ) -> None:
     terminal, updater, tms, rollout_id = await _offered_update(stack, tmp_path, corrupt=False)
-    assert updater.software.app_version == "V2.0"
+    assert updater.software.app_version == "V2.0"  # the operator's first package
     rollout = await tms.tms.rollout(rollout_id)
     assert rollout is not None and rollout.state == "done"
     view = await tms.view("10000001", 0)
@@ -201,6 +173,7 @@ async def test_a_software_update_offered_by_a_rollout_is_installed_and_reported(
     assert view.known.install_result == "OK" and view.digit == "0"
     identity = terminal.machine.state.tms.identity
     assert identity is not None and TerminalIdentity.parse(identity).app_version == "V2.0"
+    assert view.known.app_version == "V2.0"
 
 
 async def test_a_tampered_package_is_refused_and_reported_as_signature_failure(
