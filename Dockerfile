@@ -16,11 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Metadata first, so the dependency layer is cached while only sources change.
-COPY pyproject.toml README.md ./
+# Metadata first, so the dependency layer is cached while only sources change.  The
+# runtime dependencies of pyproject.toml, at the exact versions of requirements.lock
+# (`make lock` regenerates it), so every build installs the same thing.
+COPY pyproject.toml README.md requirements.lock ./
 RUN pip install --upgrade pip setuptools wheel \
  && python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(d))" \
- && pip install -r /tmp/requirements.txt
+ && pip install -c requirements.lock -r /tmp/requirements.txt
 COPY posp ./posp
 COPY hsm_sim ./hsm_sim
 COPY issuer_sim ./issuer_sim
@@ -58,7 +60,8 @@ EXPOSE 5800 9100 1500 9102 9583 9103
 # The programs drain in-flight work on SIGTERM (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 # A real protocol exchange with whichever program is PID 1 (see posp/healthcheck.py):
-# terminal echo 0820/301 for the switch, B2 for hsm-sim, 0800/301 for issuer-sim.
+# terminal echo 0820/301 and GET /ready for the switch, B2 for hsm-sim, 0800/301 for
+# issuer-sim.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["posp-healthcheck", "--timeout-s", "4", "auto"]
 ENTRYPOINT ["posp-entrypoint"]

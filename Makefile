@@ -4,11 +4,16 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test test-slow bench lint install clean
+.PHONY: run test test-slow bench lint install lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip && $(BIN)/python -m pip install -q -e '.[test]' && touch $(STAMP)
+# A .venv whose python or pip does not run (half made, moved, Python upgraded) loses
+# its stamp and is made again; dependencies come at the versions of requirements.lock.
+ifneq ($(shell $(BIN)/python -m pip --version >/dev/null 2>&1 && echo ok),ok)
+$(shell rm -f $(STAMP))
+endif
+$(STAMP): pyproject.toml requirements.lock
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PY) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip && $(BIN)/python -m pip install -q -c requirements.lock -e '.[test]' && touch $(STAMP)
 
 install: $(STAMP)
 
@@ -27,5 +32,8 @@ bench: $(STAMP)         ## benchmarks: print rates and ratios
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports
 
-clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache
+lock: $(STAMP)          ## regenerate requirements.lock from pyproject.toml (pip-tools)
+	$(BIN)/python -m pip install -q pip-tools && $(BIN)/pip-compile -q --extra test --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
+clean:                  ## the venv and caches; data/ (the journal) is kept
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -74,14 +74,20 @@ class LmkSet:
         """Read a deployment LMK file: 20 lines ``NN-NN <16H> <16H>`` (see README)."""
         try:
             text = Path(path).read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise ConfigError(f"LMK file {path} does not exist (--lmk-file)") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read LMK file {path}: {type(exc).__name__}") from exc
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"cannot read LMK file {path}: {reason} (--lmk-file)") from exc
         pairs: list[bytes] = []
         for line_no, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            pairs.append(_parse_line(line, line_no, len(pairs)))
+            try:
+                pairs.append(_parse_line(line, line_no, len(pairs)))
+            except ConfigError as exc:  # name the file: the operator may pass several
+                raise ConfigError(f"{path}: {exc}") from None
         if len(pairs) != PAIR_COUNT:
             raise ConfigError(f"LMK file {path} has {len(pairs)} pairs, expected {PAIR_COUNT}")
         return cls(tuple(pairs))

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from hsm_sim.metrics import HsmSimMetrics
 from hsm_sim.settings import HsmSimSettings
 from posp.hsm.connection import configure_socket
+from posp.tls import ListenerTls, server_context
 
 log = structlog.get_logger("hsm_sim.server")
 
@@ -68,8 +69,18 @@ class HsmServer:
 
     async def listen(self) -> None:
         loop = asyncio.get_running_loop()
+        settings = self.settings
+        tls = ListenerTls(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+        )
         self._server = await loop.create_server(
-            lambda: HsmServerProtocol(self), self.settings.host, self.settings.port, backlog=1024
+            lambda: HsmServerProtocol(self),
+            settings.host,
+            settings.port,
+            backlog=1024,
+            ssl=server_context(tls, "hsm-sim tls"),
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -31,6 +31,11 @@ class HsmSimSettings(LayeredSettings):
     )
     max_frame_bytes: int = Field(32768, ge=16, le=65535, description="larger frames close")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus HTTP port; 0 = off")
+    tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM); none = TCP")
+    tls_key_file: Path | None = Field(None, description="TLS private key (PEM)")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA of client certificates; set = clients must present one"
+    )
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from issuer_sim.cardfile import read_card_file
+from issuer_sim.cardfile import apply_card_details, read_card_file
 from issuer_sim.db import CardDb
 from issuer_sim.ledger import Ledger
 from issuer_sim.provisioning import provision
@@ -35,6 +35,8 @@ async def load_ledger(settings: IssuerSettings, hsm: HsmClient, db: CardDb) -> L
         for record in read_card_file(settings.cards):
             ledger.put_account(await provision(hsm, settings.pvk_lmk, record))
         await db.flush(ledger)
+    elif settings.cards is not None:  # holder names, currencies, issuers: card file only
+        apply_card_details(ledger.accounts, read_card_file(settings.cards))
     return ledger
 
 

@@ -1,8 +1,11 @@
 """Financial requests from the network → ledger decisions → network responses.
 
 Invariants:
-* The transaction kind comes from the MTI, F3 digits 1-2 and F25 (network-link.md §3):
-  a request no row matches answers 12.
+* The transaction kind comes from the MTI, F3 digits 1-2 and F25 (network-link.md §3;
+  F25 ``66`` marks the transfer family, §8): a request no row matches answers 12.
+* A transfer's receiving card is F103; a beneficiary check's card is the receiving one
+  (F2, also in F103).  Its answer's F63 is the card organisation + the masked holder
+  name, and F44 names the receiving card's issuer.
 * A PIN (F52) is verified through the HSM (EC, ZPK → PVV) only for an active card, with
   each acceptable ZPK in turn (current, pending, previous) so PINs translated just
   before or after a key exchange still verify; a pending ZPK that verifies is promoted.
@@ -37,12 +40,21 @@ KINDS: Final[dict[tuple[str, str, bool], str]] = {
     ("0100", "20", True): "preauth_void",
     ("0200", "00", True): "completion",
     ("0200", "20", True): "completion_void",
+    ("0100", "33", False): "beneficiary_check",
 }
+#: (MTI, F3 digits 1-2) → kind for the transfer family (F25 = 66).
+TRANSFER_KINDS: Final[dict[tuple[str, str], str]] = {
+    ("0200", "40"): "transfer",
+    ("0200", "20"): "transfer_void",
+}
+TRANSFER_CONDITION: Final = "66"
 _ECHOED: Final = (2, 3, 4, 7, 11, 25, 32, 33, 37, 41, 42, 49, 60, 90)
 
 
 def request_kind(message: Message) -> str | None:
     f3 = str(message.get(3) or "")
+    if message.get(25) == TRANSFER_CONDITION:
+        return TRANSFER_KINDS.get((message.mti, f3[:2]))
     preauth_family = message.get(25) == "06"
     kind = KINDS.get((message.mti, f3[:2], preauth_family))
     if kind is None and message.mti == "0100":  # F25 missing on a pre-auth: still a pre-auth
@@ -153,6 +165,7 @@ class Authorizer:
             if isinstance(pin_block, bytes) and account is not None and account.status == "active":
                 pin_ok = await self.pin_matches(pan, account.pvv, pin_block)
             f90 = message.get(90)
+            f103 = message.get(103)
             request = Request(
                 kind=kind,
                 key=original_key(message),
@@ -162,6 +175,8 @@ class Authorizer:
                 expiry=card_expiry(message),
                 original_key=f90 if isinstance(f90, str) else None,
                 pin_ok=pin_ok,
+                receiving_pan=f103 if isinstance(f103, str) else None,
+                currency=str(message.get(49) or "156"),
             )
             forced = verdict if verdict != DROP else ""
             outcome = self.ledger.authorize(request, forced)
@@ -173,10 +188,11 @@ class Authorizer:
         response = echo_response(message)
         response[39] = outcome.code
         response[15] = mmdd
-        response[44] = render_f44(self.issuer_id, str(message.get(32) or ""))
         account = self.ledger.accounts.get(pan) if pan else None
+        issuer_id = account.issuer_id if account is not None and account.issuer_id else None
+        response[44] = render_f44(issuer_id or self.issuer_id, str(message.get(32) or ""))
         if account is not None:
-            response[63] = account.card_org
+            response[63] = account.card_org + (outcome.holder_name or "")
         if outcome.auth_code is not None and outcome.code == "00":
             response[38] = outcome.auth_code
             if request_kind(message) == "balance" and outcome.available_minor is not None:

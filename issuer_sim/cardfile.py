@@ -9,6 +9,11 @@ Format (header required, one card per line)::
 * ``status`` one of :data:`STATUSES`; amounts in minor units (fen);
 * ``card_org`` CUP / VIS / MCC / JCB / AEX (returned in network F63).
 
+Optional trailing columns, in this order (files without them keep working):
+``holder_name`` (printable ASCII, at most 40; answered masked to beneficiary checks),
+``currency`` (n3, default ``156``), ``issuer_id`` (up to 11 digits; empty = the
+simulator's own issuer: a card "at another issuer" behind the same network).
+
 Invariant: a row that does not validate raises ``ValueError`` naming the line and
 column, never echoing the PAN or PIN.
 """
@@ -16,11 +21,12 @@ column, never echoing the PAN or PIN.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from issuer_sim.ledger import Account
 from posp.iso8583 import mask_pan
 
 DEMO_CARDS: Final[Path] = Path(__file__).with_name("demo_cards.csv")
@@ -33,6 +39,8 @@ HEADER: Final[tuple[str, ...]] = (
     "daily_limit_minor",
     "card_org",
 )
+OPTIONAL: Final[tuple[str, ...]] = ("holder_name", "currency", "issuer_id")
+MAX_HOLDER_NAME: Final = 40
 STATUSES: Final[frozenset[str]] = frozenset({"active", "lost", "stolen", "restricted", "expired"})
 CARD_ORGS: Final[frozenset[str]] = frozenset({"CUP", "VIS", "MCC", "JCB", "AEX"})
 
@@ -46,6 +54,9 @@ class CardRecord:
     balance_minor: int
     daily_limit_minor: int
     card_org: str
+    holder_name: str = ""
+    currency: str = "156"
+    issuer_id: str = ""
 
     def __repr__(self) -> str:  # never show the PIN or the full PAN
         masked = mask_pan(self.pan)
@@ -75,26 +86,57 @@ def parse_card_row(row: dict[str, str], line: int) -> CardRecord:
         amounts[column] = int(text)
     org = (row.get("card_org") or "").strip().upper()
     _check(org in CARD_ORGS, line, "card_org", f"must be one of {sorted(CARD_ORGS)}")
-    return CardRecord(
-        pan, expiry, pin, status, amounts["balance_minor"], amounts["daily_limit_minor"], org
+    name = (row.get("holder_name") or "").strip()
+    _check(
+        name.isascii() and name.isprintable() and len(name) <= MAX_HOLDER_NAME,
+        line,
+        "holder_name",
+        f"must be printable ASCII, at most {MAX_HOLDER_NAME} characters",
     )
+    currency = (row.get("currency") or "156").strip()
+    _check(currency.isdigit() and len(currency) == 3, line, "currency", "must be 3 digits")
+    issuer_id = (row.get("issuer_id") or "").strip()
+    _check(
+        issuer_id == "" or (issuer_id.isdigit() and len(issuer_id) <= 11),
+        line,
+        "issuer_id",
+        "must be empty or up to 11 digits",
+    )
+    return CardRecord(
+        pan, expiry, pin, status, amounts["balance_minor"], amounts["daily_limit_minor"], org,
+        name, currency, issuer_id,
+    )  # fmt: skip
 
 
 def read_card_file(path: str | Path) -> list[CardRecord]:
     """Read and validate a card file; ``ValueError`` on the first bad row or header."""
     with Path(path).open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != HEADER:
-            raise ValueError(f"card file header must be {','.join(HEADER)}")
+        names = tuple(reader.fieldnames or ())
+        extra = names[len(HEADER) :]
+        if names[: len(HEADER)] != HEADER or extra != OPTIONAL[: len(extra)]:
+            raise ValueError(f"card file header must be {','.join(HEADER)} [,{','.join(OPTIONAL)}]")
         return [parse_card_row(row, index) for index, row in enumerate(reader, start=2)]
+
+
+def apply_card_details(accounts: Mapping[str, Account], records: Iterable[CardRecord]) -> None:
+    """Give accounts loaded from a ledger store the card file's holder name, currency
+    and issuer (the store keeps balances and states, not these)."""
+    for record in records:
+        account = accounts.get(record.pan)
+        if account is not None:
+            account.holder_name = record.holder_name
+            account.currency = record.currency
+            account.issuer_id = record.issuer_id
 
 
 def write_card_file(path: str | Path, records: Iterable[CardRecord]) -> None:
     """Write records in the card file format (used by ``issuer-sim cards export``)."""
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER)
+        writer.writerow(HEADER + OPTIONAL)
         for r in records:
             writer.writerow(
-                [r.pan, r.expiry, r.pin, r.status, r.balance_minor, r.daily_limit_minor, r.card_org]
-            )
+                [r.pan, r.expiry, r.pin, r.status, r.balance_minor, r.daily_limit_minor, r.card_org,
+                 r.holder_name, r.currency, r.issuer_id]
+            )  # fmt: skip

@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from issuer_sim.app import start_issuer
 from issuer_sim.cardfile import CardRecord, parse_card_row, read_card_file
@@ -30,17 +30,20 @@ from issuer_sim.ledger import Ledger
 from issuer_sim.provisioning import provision
 from issuer_sim.settings import IssuerSettings, load_settings
 from posp.errors import ConfigError, PospError
+from posp.exposition import ExpositionServer
 from posp.hsm import open_hsm_client
 from posp.iso8583 import mask_pan
 from posp.log import configure_logging, get_logger
 from posp.loop import loop_name, raise_open_files_limit
 from posp.loop import run as run_loop
+from posp.version import add_version_flag
 
 log = get_logger("issuer_sim")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="issuer-sim", description="Card network simulator.")
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the network link server")
     serve.add_argument("--config", type=Path, help="TOML settings file")
@@ -48,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="network link port (9583)")
     serve.add_argument("--cards", type=Path, help="card file loaded into an empty db")
     serve.add_argument("--db", help="SQLite file for accounts (default: memory)")
+    serve.add_argument(
+        "--durable",
+        action="store_const",
+        const=True,
+        help="commit every ledger change to --db before its answer is sent",
+    )
     serve.add_argument("--hsm", help="inprocess:// (default) or tcp://host:port")
     serve.add_argument("--latency-ms", type=float, help="delay per financial answer")
     serve.add_argument("--drop-rate", type=float, help="share of answers dropped (0..1)")
@@ -79,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(settings: IssuerSettings) -> None:
     registry = CollectorRegistry()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
+        ExpositionServer(registry, settings.host, settings.metrics_port).start()
     server = await start_issuer(settings, registry=registry)
     control = None
     if settings.control_port:
@@ -112,8 +121,15 @@ async def add_cards(db_path: str, hsm_url: str, records: list[CardRecord]) -> No
     await hsm.close()
 
 
+def _existing(path: Path, option: str, what: str) -> Path:
+    """``path``, or ConfigError naming the option when there is no such file."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist ({option})")
+    return path
+
+
 async def list_cards(db_path: str) -> None:
-    db = CardDb(db_path)
+    db = CardDb(str(_existing(Path(db_path), "--db", "database file")))  # never create it
     ledger = Ledger()
     await db.load(ledger)
     await db.close()
@@ -128,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             settings = load_settings(args.config, **flags)
+            if settings.durable and not settings.db:
+                raise ConfigError("durable (--durable) needs a database file (db, --db)")
+            if settings.cards is not None:
+                _existing(settings.cards, "--cards", "card file")
             configure_logging(settings.log_format, settings.log_level)
             raise_open_files_limit()
             run_loop(serve(settings), server=True)
@@ -141,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             }  # fmt: skip
             asyncio.run(add_cards(args.db, args.hsm, [parse_card_row(row, 1)]))
         else:
-            asyncio.run(add_cards(args.db, args.hsm, read_card_file(args.file)))
+            records = read_card_file(_existing(args.file, "CARDS.csv", "card file"))
+            asyncio.run(add_cards(args.db, args.hsm, records))
     except (ConfigError, ValueError, PospError) as exc:
         print(f"issuer-sim: {exc}", file=sys.stderr)
         sys.exit(2)

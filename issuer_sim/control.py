@@ -6,6 +6,9 @@ Routes (bind to 127.0.0.1 unless you know better — there is no authentication)
 * ``POST /rules``           ← JSON object of rule changes (see ``Rules.update``)
 * ``POST /key-exchange``    ← ``{"key": "zpk" | "zak"}`` initiate a key exchange now
 * ``GET  /health``          → ``{"connections": n}``
+* ``GET  /traffic``         → ``{"received": {mti: n}, "in_progress": n, "reversals":
+  {f90: n}}``: requests received since start, those not yet answered (or dropped),
+  and 0420s received per original-data key
 
 Every answer is JSON; a bad request answers 400 with ``{"error": ...}``; one connection
 carries one request (``Connection: close``).
@@ -31,6 +34,12 @@ async def _route(server: IssuerServer, method: str, path: str, body: bytes) -> t
         return 200, server.rules.snapshot()
     if (method, path) == ("GET", "/health"):
         return 200, {"connections": len([c for c in server.connections if c.is_open])}
+    if (method, path) == ("GET", "/traffic"):
+        return 200, {
+            "received": dict(server.received),
+            "in_progress": server.in_progress,
+            "reversals": dict(server.reversals),
+        }
     if method == "POST" and path in ("/rules", "/key-exchange"):
         try:
             payload = json.loads(body or b"{}")

@@ -4,9 +4,19 @@ The ledger is the source of truth in memory; :class:`CardDb` loads it at start a
 saves the accounts and transactions marked dirty every ``flush_interval_s`` and at
 shutdown, in a worker thread so the event loop never blocks.
 
-Durability: a crash loses at most the last flush interval of changes (balances,
-holds, transaction states).  That is acceptable for a simulator and keeps the hot
-path free of database round trips.  PINs are never stored, only PVVs.
+Durability: by default a crash loses at most the last flush interval of changes
+(balances, holds, transaction states), which keeps the hot path free of database
+round trips.  In durable mode (``durable = true``, ``serve --durable``) the server
+awaits :meth:`CardDb.flush` before every answer leaves, so an answer is never sent
+for a change that is not committed.  PINs are never stored, only PVVs.
+
+Invariants (shutdown safe under cancellation):
+* The connection is used by ONE worker thread only (a single-thread executor), and
+  every job, ``close`` included, runs there in submission order.  A caller cancelled
+  while its save runs does not stop the save; ``close`` is queued behind it, so the
+  connection is never closed under a running statement.
+* A flush returns only after every write submitted before it has committed, even
+  when it has nothing of its own to write (another flush may have taken its rows).
 
 Without a file (``CardDb("")``, ``serve`` without ``--db``) there is nothing to
 keep: no database is opened, loading finds nothing and a flush only clears the
@@ -17,9 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from issuer_sim.ledger import Account, Ledger, Txn
+from posp.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -36,6 +49,7 @@ _ACCOUNT_COLUMNS = (
     " spent_today_minor, spent_day, pin_failures"
 )
 _TXN_COLUMNS = "key, kind, pan, amount_minor, state, auth_code, original_key"
+_T = TypeVar("_T")
 
 
 def _account_row(a: Account) -> tuple[object, ...]:
@@ -51,54 +65,46 @@ def _txn_row(t: Txn) -> tuple[object, ...]:
 
 class CardDb:
     """One SQLite file (``":memory:"`` for tests, ``""`` for none: see the module
-    docstring); calls are serialised by a lock."""
+    docstring); every call runs on the one worker thread, in order."""
 
     def __init__(self, path: str) -> None:
         self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
         if path:
-            self._conn = sqlite3.connect(path, check_same_thread=False)
-            self._conn.executescript(_SCHEMA)
-        self._lock = asyncio.Lock()
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="issuer-db")
+            try:
+                self._conn = self._executor.submit(_connect, path).result()
+            except sqlite3.Error as exc:
+                self._executor.shutdown()
+                raise ConfigError(f"cannot open the database file {path} (--db): {exc}") from None
 
-    def _load(self, conn: sqlite3.Connection, ledger: Ledger) -> None:
-        for row in conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts"):
-            ledger.accounts[row[0]] = Account(*row)
-        for row in conn.execute(f"SELECT {_TXN_COLUMNS} FROM txns"):
-            ledger.txns[row[0]] = Txn(*row)
+    async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``job(connection)`` on the worker thread.  Shielded: a cancelled caller leaves
+        the job to run (its rows were taken off the dirty marks, so dropping it would
+        lose them) and later jobs (``close``) wait for it."""
+        assert self._executor is not None and self._conn is not None
+        conn = self._conn
+        job_done = asyncio.get_running_loop().run_in_executor(self._executor, job, conn)
+        return await asyncio.shield(job_done)
 
     async def load(self, ledger: Ledger) -> None:
         """Fill ``ledger`` from the file (accounts and transactions)."""
         if self._conn is None:
             return
-        async with self._lock:
-            await asyncio.to_thread(self._load, self._conn, ledger)
-
-    def _save(
-        self,
-        conn: sqlite3.Connection,
-        accounts: list[tuple[object, ...]],
-        txns: list[tuple[object, ...]],
-    ) -> None:
-        with conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS})"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                accounts,
-            )
-            conn.executemany(
-                f"INSERT OR REPLACE INTO txns ({_TXN_COLUMNS}) VALUES (?,?,?,?,?,?,?)", txns
-            )
+        accounts, txns = await self._run(_read_all)
+        for row in accounts:
+            ledger.accounts[row[0]] = Account(*row)
+        for row in txns:
+            ledger.txns[row[0]] = Txn(*row)
 
     async def save(self, accounts: Iterable[Account], txns: Iterable[Txn]) -> None:
+        """Commit these rows; returns after everything submitted before is committed."""
         if self._conn is None:
             return
         # Rows are snapshotted on the loop thread, so later changes cannot tear them.
         account_rows = [_account_row(a) for a in accounts]
         txn_rows = [_txn_row(t) for t in txns]
-        if not account_rows and not txn_rows:
-            return
-        async with self._lock:
-            await asyncio.to_thread(self._save, self._conn, account_rows, txn_rows)
+        await self._run(lambda conn: _write(conn, account_rows, txn_rows))
 
     async def flush(self, ledger: Ledger) -> None:
         """Save what the ledger marked dirty since the last flush."""
@@ -113,7 +119,38 @@ class CardDb:
         await self.save(accounts, txns)
 
     async def close(self) -> None:
-        if self._conn is None:
+        """Close the file after the writes already submitted (safe after a cancelled
+        save: see the module docstring).  Idempotent."""
+        executor, self._executor = self._executor, None
+        conn, self._conn = self._conn, None
+        if executor is None or conn is None:
             return
-        async with self._lock:
-            self._conn.close()
+        closing = executor.submit(conn.close)
+        executor.shutdown(wait=False)
+        await asyncio.wrap_future(closing)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def _read_all(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    accounts = conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts").fetchall()
+    return accounts, conn.execute(f"SELECT {_TXN_COLUMNS} FROM txns").fetchall()
+
+
+def _write(
+    conn: sqlite3.Connection, accounts: list[tuple[object, ...]], txns: list[tuple[object, ...]]
+) -> None:
+    if not accounts and not txns:
+        return  # a barrier: the executor ran every earlier write first
+    with conn:
+        conn.executemany(
+            f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            accounts,
+        )
+        conn.executemany(
+            f"INSERT OR REPLACE INTO txns ({_TXN_COLUMNS}) VALUES (?,?,?,?,?,?,?)", txns
+        )

@@ -21,89 +21,34 @@ Invariants:
   limit the pre-auth used; the pre-auth stays closed (``completed``, hold not
   re-instated), so a second completion or a pre-auth void of it answers 12.  Reversing
   the completion void debits and counts the completion again.
+* Transfers and beneficiary checks: :mod:`issuer_sim.transfers` (both legs or neither,
+  each leg restored exactly once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from issuer_sim.books import (
+    APPROVED,
+    COMPLETED,
+    COMPLETION_TOLERANCE_PERCENT,
+    MAX_PIN_TRIES,
+    ORIGINAL_KIND,
+    REVERSED,
+    STATUS_CODES,
+    UNSEEN,
+    VOIDED,
+    Account,
+    Outcome,
+    Request,
+    Txn,
+)
+from issuer_sim.books import spend as _spend
+from issuer_sim.transfers import TransferBook, mask_holder_name
 
-APPROVED: Final = "approved"
-#: Kind of the placeholder a reversal records for an original not (yet) seen.
-UNSEEN: Final = "unseen"
-VOIDED: Final = "voided"
-REVERSED: Final = "reversed"
-COMPLETED: Final = "completed"
-
-STATUS_CODES: Final[dict[str, str]] = {
-    "lost": "41",
-    "stolen": "43",
-    "restricted": "57",
-    "expired": "54",
-}
-MAX_PIN_TRIES: Final = 3
-COMPLETION_TOLERANCE_PERCENT: Final = 115
-#: The kind of original each referencing transaction acts on.
-ORIGINAL_KIND: Final[dict[str, str]] = {
-    "purchase_void": "purchase",
-    "preauth_void": "preauth",
-    "completion": "preauth",
-    "completion_void": "completion",
-}
+__all__ = ["APPROVED", "Account", "Ledger", "Outcome", "Request", "Txn", "mask_holder_name"]
 
 
-@dataclass(slots=True)
-class Account:
-    pan: str
-    expiry: str  # YYMM
-    status: str
-    pvv: str  # 4 digits, PVKI 1
-    balance_minor: int
-    daily_limit_minor: int
-    card_org: str
-    held_minor: int = 0
-    spent_today_minor: int = 0
-    spent_day: str = ""  # YYYYMMDD the counter belongs to
-    pin_failures: int = 0
-
-    @property
-    def available_minor(self) -> int:
-        return self.balance_minor - self.held_minor
-
-
-@dataclass(slots=True)
-class Txn:
-    key: str
-    kind: str
-    pan: str
-    amount_minor: int
-    state: str
-    auth_code: str
-    original_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A financial request as the ledger needs it (already parsed and PIN-checked)."""
-
-    kind: str  # balance, purchase, purchase_void, refund, preauth, ...
-    key: str  # this request's original-data key
-    pan: str
-    amount_minor: int
-    today: str  # YYYYMMDD on the issuer clock
-    expiry: str | None = None  # F14 when sent
-    original_key: str | None = None  # from F90
-    pin_ok: bool | None = None  # None: no PIN in the request
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    code: str
-    auth_code: str | None = None
-    available_minor: int | None = None  # for balance inquiries
-
-
-class Ledger:
+class Ledger(TransferBook):
     """Accounts and transactions, with dirty tracking for write-behind persistence."""
 
     def __init__(self) -> None:
@@ -155,6 +100,8 @@ class Ledger:
         """Decide and apply one financial request.  The same request sent again
         (same network keys: MTI, F11, F7, F32) after it was approved is a duplicate
         transmission: 94, and no money moves a second time."""
+        if request.kind == "beneficiary_check":
+            return self.check_beneficiary(request)
         if self._already_reversed(request):
             return Outcome("12")
         if request.kind != "balance" and request.key in self.txns:
@@ -313,6 +260,8 @@ class Ledger:
         account.spent_today_minor += self._limit_use(original)
         original.state = APPROVED
         self.dirty_txns.add(original.key)
+        if original.kind == "transfer":
+            self._credit_leg(original, restore=False)
 
     def _undo_completion(self, account: Account, txn: Txn) -> None:
         account.balance_minor += txn.amount_minor
@@ -332,6 +281,8 @@ _HANDLERS = {
     "preauth_void": Ledger._void,
     "completion": Ledger._completion,
     "completion_void": Ledger._void,
+    "transfer": Ledger._transfer,
+    "transfer_void": Ledger._transfer_void,
 }
 _UNDO = {
     "purchase": Ledger._undo_debit,
@@ -341,15 +292,6 @@ _UNDO = {
     "preauth_void": Ledger._undo_void,
     "completion": Ledger._undo_completion,
     "completion_void": Ledger._undo_void,
+    "transfer": Ledger._undo_transfer,
+    "transfer_void": Ledger._undo_void,
 }
-
-
-def _spend(account: Account, amount: int) -> str:
-    """Count ``amount`` against today's limit when the limit and the funds allow it
-    (``00``); otherwise ``61`` or ``51`` with nothing changed."""
-    if account.spent_today_minor + amount > account.daily_limit_minor:
-        return "61"
-    if account.available_minor < amount:
-        return "51"
-    account.spent_today_minor += amount
-    return "00"

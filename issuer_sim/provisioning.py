@@ -29,4 +29,7 @@ async def provision(hsm: HsmClient, pvk_lmk: str, record: CardRecord) -> Account
         balance_minor=record.balance_minor,
         daily_limit_minor=record.daily_limit_minor,
         card_org=record.card_org,
+        holder_name=record.holder_name,
+        currency=record.currency,
+        issuer_id=record.issuer_id,
     )

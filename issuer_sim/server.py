@@ -5,6 +5,8 @@ Invariants:
   MAC answers 39 ``A0`` without a MAC and moves no money.  A pending ZAK that verifies
   is promoted (the switch has switched to it).  The MAB is built from the request's
   field bytes as received (what ``network_mab`` would re-encode them to).
+* Durable mode (``settings.durable``): an answer is sent only after the ledger change
+  it reports is committed to the database file (:mod:`issuer_sim.db`).
 * Every answer echoes 7, 11, 32 so the switch can match it; key exchange answers and
   financial answers carry F128.
 * Key exchange: the server answers 0800/101 (importing the key in F48, or generating
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter as Tally
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -102,6 +105,13 @@ class IssuerServer:
         self._stan = itertools.count(1)
         self._switch_header = NetworkHeader("", settings.network_id)
         self._headers: dict[FrameProtocol, NetworkHeader] = {}  # per connection, last seen
+        # Traffic seen, for fault tests: requests received by MTI (counted on arrival,
+        # before latency or drop) and 0420s received per original-data key (F90).
+        self.received: Tally[str] = Tally()
+        self.reversals: Tally[str] = Tally()
+        self.in_progress = 0  # requests received and not yet answered (or dropped)
+        self._commit_lock = asyncio.Lock()
+        self._next_commit: asyncio.Future[None] | None = None  # durable mode, not started
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
@@ -153,6 +163,33 @@ class IssuerServer:
             except Exception as exc:  # keep serving; the next flush retries
                 log.error("issuer_flush_failed", error=type(exc).__name__)
 
+    async def _commit_before_answer(self) -> bool:
+        """Durable mode: commit the ledger's changes before an answer leaves; False (no
+        answer is sent, the acquirer times out and reverses) when the commit fails.
+
+        Group commit: answers that arrive while a commit runs join the next one, which
+        takes the dirty marks only once it starts, so it covers every change made
+        before they joined (one SQLite commit for a whole burst of answers)."""
+        if self._next_commit is None:
+            self._next_commit = asyncio.get_running_loop().create_future()
+            self._spawn(self._run_commit(self._next_commit))
+        try:
+            await asyncio.shield(self._next_commit)
+        except Exception as exc:
+            log.error("issuer_commit_failed", error=type(exc).__name__)
+            return False
+        return True
+
+    async def _run_commit(self, done: asyncio.Future[None]) -> None:
+        async with self._commit_lock:  # one commit at a time; the next one queues here
+            self._next_commit = None  # changes from now on join a later commit
+            try:
+                await self.db.flush(self.ledger)
+            except Exception as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
     # --- inspection (tests, posp up) ------------------------------------------
     async def balance(self, pan: str) -> int:
         """Ledger balance in minor units (holds not subtracted); KeyError if unknown."""
@@ -170,7 +207,13 @@ class IssuerServer:
             else:
                 log.warning("issuer_unmatched_response", mti=message.mti)
             return
-        self._spawn(self._handle(conn, frame, answer_header))
+        self.received[message.mti] += 1
+        self.in_progress += 1
+        task = self._spawn(self._handle(conn, frame, answer_header))
+        task.add_done_callback(self._handled)
+
+    def _handled(self, _task: asyncio.Task[Any]) -> None:
+        self.in_progress -= 1
 
     def _on_bad_frame(self, conn: FrameProtocol, exc: DecodeError) -> None:
         log.warning("issuer_bad_frame", error=str(exc))
@@ -190,6 +233,9 @@ class IssuerServer:
             log.error("issuer_hsm_failed", error=type(exc).__name__)
             response = self._bare_response(request, "96")
         if response is None:
+            self._count(request.mti, "dropped")
+            return
+        if self.settings.durable and not await self._commit_before_answer():
             self._count(request.mti, "dropped")
             return
         encoded = EncodedNetworkMessage(response, reuse=received)
@@ -215,6 +261,13 @@ class IssuerServer:
         if request.mti == "0800":
             return await self._management(request)
         if request.mti == "0420":
+            original = str(request.get(90) or "")
+            self.reversals[original] += 1
+            # One line per 0420 (logged before the 0430 leaves): fault tests count them
+            # per original across restarts of this process.  Slashes between the F90
+            # parts keep the log's PAN masking off this key.
+            parts = (original[:4], original[4:10], original[10:20], original[20:31], original[31:])
+            log.info("issuer_reversal_received", original="/".join(parts))
             return self.authorizer.reversal_response(request)
         if self.rules.latency_ms > 0:
             await asyncio.sleep(self.rules.latency_ms / 1000)

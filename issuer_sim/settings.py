@@ -28,6 +28,7 @@ class IssuerSettings(LayeredSettings):
     cards: Path | None = Field(DEMO_CARDS, description="card file loaded when the db is empty")
     db: str = Field("", description="SQLite file for accounts; empty = in memory only")
     flush_interval_s: float = Field(1.0, gt=0, description="write-behind period")
+    durable: bool = Field(False, description="commit every ledger change before its answer")
     hsm: str = Field("inprocess://", description="inprocess:// or tcp://host:port")
     latency_ms: float = Field(0.0, ge=0, description="delay before every financial answer")
     drop_rate: float = Field(0.0, ge=0, le=1, description="share of answers silently dropped")

@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from posp.errors import ConfigError, PospError, StoreError
@@ -214,15 +215,29 @@ class Admin:
         return components, formed.under_lmk, formed.kcv
 
 
+def _sqlite_path(settings: Settings) -> Path | None:
+    url = settings.store_url
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url[len("sqlite:///") :])
+
+
 @asynccontextmanager
-async def open_admin(settings: Settings, *, hsm: bool) -> AsyncIterator[Admin]:
-    """An Admin over the store (and HSM client) named by the settings, closed on exit."""
+async def open_admin(
+    settings: Settings, *, hsm: bool, read_only: bool = False
+) -> AsyncIterator[Admin]:
+    """An Admin over the store (and HSM client) named by the settings, closed on exit.
+    ``read_only``: a SQLite store that does not exist is an error naming it (a typo'd
+    --data-dir must not be created and reported empty)."""
     # Imported here: the store drivers and HSM transports load only for commands using them.
     from posp.hsm import open_hsm_client
     from posp.store import open_store
 
-    if settings.store_url.startswith("sqlite:"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sqlite_path = _sqlite_path(settings)
+    if read_only and sqlite_path is not None and not sqlite_path.is_file():
+        where = "data directory" if not sqlite_path.parent.is_dir() else "store file"
+        missing = sqlite_path.parent if where == "data directory" else sqlite_path
+        raise AdminError("--data-dir", f"{where} {missing} does not exist")
     store: Store = open_store(settings.store_url)
     await store.open()
     client: HsmClient | None = open_hsm_client(settings.hsm_url) if hsm else None

@@ -17,8 +17,9 @@
                                                  (the switch's local business date,
                                                  UTC + network.tz_offset_hours)
 
-Every command takes ``--config FILE`` (TOML, see posp.settings) and
-``--data-dir DIR``; listings take ``--json``.
+Every command takes ``--config FILE`` (TOML, see posp.settings), ``--data-dir DIR``
+and ``--json``, before the command or after it (``serve`` and ``up`` refuse
+``--json``: they print logs); ``--version`` prints the version.
 
 The lab commands (``up``, ``terminal provision-fleet``) import the lab package
 (``posp.lab``) inside their handlers: no other command loads the simulators.
@@ -46,6 +47,7 @@ from posp.errors import ConfigError, PospError
 from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
 from posp.settings import Settings, load_settings
+from posp.version import add_version_flag
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,6 +75,10 @@ class _Parser(argparse.ArgumentParser):
         raise AdminError(self.prog, message)
 
 
+#: Commands that only read: they never create a data directory or a store file.
+READ_ONLY_ACTIONS = frozenset({"list", "show", "report"})
+
+
 # --- merchant and terminal commands ----------------------------------------------------
 
 
@@ -82,7 +88,8 @@ def _show(ctx: Context, view: reports.View) -> None:
 
 async def merchant_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_admin(ctx.settings, hsm=False) as admin:
+    read_only = a.action in READ_ONLY_ACTIONS
+    async with open_admin(ctx.settings, hsm=False, read_only=read_only) as admin:
         if a.action == "add":
             merchants = [await admin.add_merchant(a.id, a.name, a.mcc)]
         elif a.action == "list":
@@ -101,7 +108,8 @@ async def terminal_cmd(ctx: Context) -> int:
     if a.action == "provision-fleet":
         return await provision_fleet_cmd(ctx)
     needs_hsm = a.action in ("add", "rotate-tmk")
-    async with open_admin(ctx.settings, hsm=needs_hsm) as admin:
+    read_only = a.action in READ_ONLY_ACTIONS
+    async with open_admin(ctx.settings, hsm=needs_hsm, read_only=read_only) as admin:
         if a.action == "add":
             result = await admin.add_terminal(a.id, a.merchant, tmk_hex=a.tmk, serial=a.serial)
             return _print_tmk_result(ctx, result)
@@ -194,7 +202,7 @@ async def provision_fleet_cmd(ctx: Context) -> int:
 
 async def batch_cmd(ctx: Context) -> int:
     a = ctx.args
-    async with open_admin(ctx.settings, hsm=False) as admin:
+    async with open_admin(ctx.settings, hsm=False, read_only=True) as admin:
         store = admin.store
         if a.action == "list":
             views = [reports.batches_view(await store.list_batches(a.terminal))]
@@ -224,7 +232,7 @@ async def settlement_cmd(ctx: Context) -> int:
         day = dt.date.fromisoformat(a.date)
     except ValueError:
         raise AdminError("--date", "a date is YYYY-MM-DD") from None
-    async with open_admin(ctx.settings, hsm=False) as admin:
+    async with open_admin(ctx.settings, hsm=False, read_only=True) as admin:
         settlements = await admin.store.list_settlements(
             date=day, utc_offset_hours=ctx.settings.network.tz_offset_hours
         )
@@ -236,10 +244,18 @@ async def settlement_cmd(ctx: Context) -> int:
 # --- serve and up ------------------------------------------------------------------------
 
 
+def _refuse_json(ctx: Context, command: str) -> None:
+    if ctx.as_json:
+        raise AdminError(
+            "--json", f"{command} prints logs, not a listing: set log.format = json for JSON logs"
+        )
+
+
 async def serve_cmd(ctx: Context) -> int:
     from posp.serve import serve
     from posp.workers import check_workers, run_workers
 
+    _refuse_json(ctx, "serve")
     workers = ctx.args.workers
     check_workers(ctx.settings, workers)
     if workers > 1:
@@ -257,6 +273,7 @@ async def serve_cmd(ctx: Context) -> int:
 async def up_cmd(ctx: Context) -> int:
     from posp.lab.stack import StackOptions, up
 
+    _refuse_json(ctx, "up")
     a = ctx.args
     if a.demo_seconds <= 0:
         raise AdminError("--demo-seconds", "must be positive")
@@ -280,12 +297,30 @@ async def up_cmd(ctx: Context) -> int:
 # --- parser --------------------------------------------------------------------------------
 
 
+def _global_options(*, on_leaf: bool) -> _Parser:
+    """--config, --data-dir, --json: accepted before the command and after the leaf.
+    On a leaf they default to SUPPRESS, so a value given before the command is not
+    overwritten by the leaf's default."""
+    options = _Parser(add_help=False)
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if on_leaf else {}
+    options.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (or POSP_CONFIG)", **default
+    )
+    options.add_argument(
+        "--data-dir", metavar="DIR", help="data directory (settings data_dir)", **default
+    )
+    options.add_argument(
+        "--json", action="store_true", help="print JSON instead of tables", **default
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="TOML settings file (or POSP_CONFIG)")
-    common.add_argument("--data-dir", metavar="DIR", help="data directory (settings data_dir)")
-    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser = _Parser(prog="posp", description="posp acquirer switch")
+    common = _global_options(on_leaf=True)
+    parser = _Parser(
+        prog="posp", description="posp acquirer switch", parents=[_global_options(on_leaf=False)]
+    )
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def leaf(

@@ -2,8 +2,9 @@
 
 ::
 
-    posp-healthcheck [auto]                 pick the target from the container's PID 1
+    posp-healthcheck auto                   pick the target from the container's PID 1
     posp-healthcheck switch [--host H] [--port P] [--terminal-id T] [--accept 00,97]
+                            [--metrics-port P]
     posp-healthcheck hsm    [--host H] [--port P] [--header-length N]
     posp-healthcheck issuer [--host H] [--port P]
 
@@ -15,7 +16,11 @@ What each check proves:
   and the store; ``97`` (terminal not registered) is accepted by default
   because a fresh deployment has no health terminal.  Provision one and pass
   ``--accept 00`` to insist on a full ``00``.  A store failure answers ``96``,
-  which fails the check.
+  which fails the check.  Then it asks the switch's readiness endpoint
+  (``GET /ready`` on ``--metrics-port``, :mod:`posp.readiness`, the same one HAProxy
+  checks): 200 only when the store, the HSM and the network link are up; a 503
+  fails the check naming what is down.  ``--metrics-port 0`` skips it (a switch
+  with ``metrics_enabled = false``).
 * **hsm** sends host command ``B2`` (echo) and expects ``B3`` with error ``00``
   and the same data back.
 * **issuer** sends a network-link echo (0800, F70 = ``301``, no MAC: network
@@ -29,17 +34,24 @@ from the programs' own environment variables (``POSP_TERMINAL_PORT``,
 ``POSP_HSM_PORT``, ``POSP_ISSUER_PORT``; the container shares them) with the
 programs' defaults, and the host is always 127.0.0.1.
 
+Without a target the program exits 2 (usage) naming the targets: a check that checks
+nothing must not report healthy.
+
 Invariant: every socket operation has a deadline (``--timeout-s``); the program
-never raises to the caller, it prints one line and exits 0 (healthy) or 1.
+never raises to the caller, it prints one line and exits 0 (healthy), 1
+(unhealthy) or 2 (usage).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -55,6 +67,7 @@ from posp.iso8583 import (
     encode_network,
     encode_terminal,
 )
+from posp.version import add_version_flag
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -116,6 +129,25 @@ def check_switch(
     return f"switch {host}:{port} answered the echo with 39={code}"
 
 
+def check_ready(host: str, metrics_port: int, timeout_s: float) -> str:
+    """``GET /ready`` on the switch's metrics port: 200 ready, else Unhealthy naming
+    what the switch reports down."""
+    url = f"http://{host}:{metrics_port}/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            down = ", ".join(json.loads(exc.read()).get("down", [])) or "unknown"
+        except (ValueError, AttributeError):
+            down = "unknown"
+        raise Unhealthy(f"switch not ready ({url} answered {exc.code}): down: {down}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unhealthy(f"switch readiness {url}: {reason}") from None
+    return f"ready ({url})"
+
+
 def check_hsm(host: str, port: int, header_length: int, timeout_s: float) -> str:
     header = b"HLTH"[:header_length].ljust(header_length, b"0")
     request = header + b"B2" + b"%04d" % len(HSM_ECHO_DATA) + HSM_ECHO_DATA
@@ -167,6 +199,7 @@ def _env_int(name: str, default: int) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posp-healthcheck", description=__doc__.splitlines()[0])
+    add_version_flag(p)
     p.add_argument("--timeout-s", type=float, default=3.0, help="deadline of the whole check")
     sub = p.add_subparsers(dest="target")
     sub.add_parser("auto", help="pick the target from PID 1 (Docker HEALTHCHECK)")
@@ -175,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--port", type=int, default=_env_int("POSP_TERMINAL_PORT", 5800))
     sw.add_argument("--terminal-id", default="00000000", help="F41 of the echo (8 characters)")
     sw.add_argument("--accept", default="00,97", help="acceptable F39 values, comma separated")
+    sw.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("POSP_METRICS_PORT", 9100),
+        help="the switch's metrics port, for GET /ready (0 = skip the readiness check)",
+    )
     hsm = sub.add_parser("hsm", help="B2 echo to hsm-sim")
     hsm.add_argument("--host", default="127.0.0.1")
     hsm.add_argument("--port", type=int, default=_env_int("POSP_HSM_PORT", 1500))
@@ -187,22 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> Callable[[], str]:
     timeout_s: float = args.timeout_s
-    target = args.target or "auto"
+    target = args.target
     if target == "auto":
         auto = target_of_pid1()
         if auto == "none":
-            return lambda: "nothing to check for this program"
+            return lambda: "auto: PID 1 is not a server (switch, hsm, issuer): nothing to check"
         return _check(build_parser().parse_args(["--timeout-s", str(timeout_s), auto]))
     if target == "switch":
         accept = frozenset(c.strip() for c in args.accept.split(",") if c.strip())
-        return lambda: check_switch(args.host, args.port, args.terminal_id, accept, timeout_s)
+
+        def switch() -> str:
+            echo = check_switch(args.host, args.port, args.terminal_id, accept, timeout_s)
+            if args.metrics_port == 0:
+                return echo
+            return f"{echo}; {check_ready(args.host, args.metrics_port, timeout_s)}"
+
+        return switch
     if target == "hsm":
         return lambda: check_hsm(args.host, args.port, args.header_length, timeout_s)
     return lambda: check_issuer(args.host, args.port, timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.target is None:
+        parser.error("name what to check: switch, hsm, issuer, or auto (from PID 1)")
     try:
         print(_check(args)())
     except (Unhealthy, PospError) as exc:

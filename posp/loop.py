@@ -87,7 +87,8 @@ def raise_open_files_limit(
 ) -> OpenFilesLimit | None:
     """Raise this process's soft open-files limit to its hard limit (to what
     ``max_connections`` + ``headroom`` needs when the hard limit is unlimited), log
-    the result, and warn when even the hard limit is below ``max_connections``.
+    the result, and warn (WARNING) whenever the soft limit stays below what
+    ``max_connections`` + ``headroom`` needs.
     None where the platform has no RLIMIT_NOFILE."""
     try:
         import resource
@@ -111,10 +112,12 @@ def raise_open_files_limit(
         "open_files_limit", before=result.before, soft=result.soft, hard=result.hard,
         needed=needed,
     )  # fmt: skip
-    if hard != unlimited and hard < max_connections:
+    if not result.sufficient:  # also when the hard limit covers the connections only
         _log.warning(
-            "open_files_hard_limit_below_max_connections",
+            "open_files_limit_too_low",
             hard=hard,
+            soft=result.soft,
+            needed=needed,
             max_connections=max_connections,
             hint="raise the hard limit (ulimit -Hn, LimitNOFILE=, ulimits:) or lower "
             "limits.max_connections",

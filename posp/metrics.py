@@ -22,7 +22,14 @@ posp_hsm_errors_total         counter    command, error           HSM failures (
 posp_store_seconds            histogram  operation                store call latency (method)
 posp_signed_in_terminals      gauge      -                        terminals with unexpired keys
                                                                   (refreshed periodically)
+posp_build_info               info       version, python          the running build
+process_*                     (various)  -                        RSS, CPU seconds, open and max
+                                                                  fds, start time (Linux /proc)
 ============================  =========  =======================  ===============================
+
+Labelled counters whose label values are a closed set known up front (shed and
+reject reasons; ``requests_total`` for every route with response code 00) are
+pre-initialised to 0, so dashboards show 0 instead of "No data".
 
 txn_type is a route name (sign_in, purchase, ...) or ``unrouted``.
 
@@ -40,19 +47,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
 
 from posp.errors import HsmError, HsmTimeout, HsmUnavailable
 from posp.hsm.api import HsmClient
 from posp.tally import TallyCounter, TallyHistogram, TallySeries
+from posp.version import posp_version
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from posp.store.api import Store
 
 _LATENCY_BUCKETS_S: Final = (
@@ -70,6 +77,14 @@ _LATENCY_BUCKETS_S: Final = (
     5.0,
     10.0,
 )
+SHED_REASONS: Final = (
+    "connections",
+    "in_flight_connection",
+    "in_flight_global",
+    "deadline",
+    "shutdown",
+)
+REJECT_REASONS: Final = ("garbage", "oversized", "idle")
 
 
 #: The HSM operations (the client's public coroutine methods): posp_hsm_errors_total
@@ -130,6 +145,19 @@ class SwitchMetrics:
             "posp_signed_in_terminals", "Terminals with unexpired working keys", registry=r
         )
         self._request_series: dict[str, TallySeries] = {}
+        ProcessCollector(registry=r)
+        Info("posp_build", "The running build", registry=r).info(
+            {"version": posp_version(), "python": platform.python_version()}
+        )
+        for reason in SHED_REASONS:
+            self.shed.labels(reason)
+        for reason in REJECT_REASONS:
+            self.frames_rejected.labels(reason)
+
+    def preinitialise_requests(self, txn_types: Iterable[str]) -> None:
+        """``posp_requests_total{txn_type, response_code="00"}`` at 0 for each type."""
+        for txn_type in txn_types:
+            self.requests.inc((txn_type, "00"), 0)
 
     def track_in_flight(self, read: Callable[[], int]) -> None:
         """Report ``read()`` as posp_in_flight at each scrape (no per-request update)."""
@@ -198,28 +226,3 @@ def instrument_hsm(hsm: HsmClient, metrics: SwitchMetrics) -> HsmClient:
 def instrument_store(store: Store, metrics: SwitchMetrics) -> Store:
     """``store`` with every call timed into posp_store_seconds."""
     return cast("Store", _TimingProxy(store, metrics.store_seconds))
-
-
-class MetricsServer:
-    """The HTTP exposition endpoint (prometheus_client's threaded server)."""
-
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self._registry = registry
-        self._host = host
-        self._port = port
-        self._server: WSGIServer | None = None
-
-    def start(self) -> None:
-        server, _thread = start_http_server(self._port, addr=self._host, registry=self._registry)
-        self._server = server
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0); 0 before start."""
-        return self._server.server_port if self._server is not None else 0
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ssl
 from typing import Final, cast
 
 from posp.errors import FramingError
@@ -34,6 +35,8 @@ from posp.settings import LimitSettings
 
 #: Time on top of the request deadline for journal writes and the answer's MAC.
 ANSWER_GRACE_S: Final = 2.0
+#: A TLS handshake slower than this (a stalled or hostile client) is dropped.
+HANDSHAKE_TIMEOUT_S: Final = 10.0
 
 _log = get_logger("posp.server")
 
@@ -190,9 +193,17 @@ class TerminalServer:
         self.closing = False
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         """Listen on ``host:port``; with ``reuse_port`` (SO_REUSEPORT, Linux) other
-        processes may listen on the same port and the kernel spreads connections."""
+        processes may listen on the same port and the kernel spreads connections;
+        with ``ssl_context`` terminals speak TLS (``posp.tls``)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: TerminalConnection(self),
@@ -201,8 +212,12 @@ class TerminalServer:
             backlog=4096,
             reuse_address=True,
             reuse_port=reuse_port or None,
+            ssl=ssl_context,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if ssl_context is not None else None,
         )
-        _log.info("terminal listener started", host=host, port=self.port)
+        _log.info(
+            "terminal listener started", host=host, port=self.port, tls=ssl_context is not None
+        )
 
     @property
     def port(self) -> int:

@@ -34,6 +34,8 @@ pan_hash_key                          key of the PAN hash in the journal
 network.*                             card network link (posp.network.settings; F32 acquirer_id)
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
+tls.*                                 terminal listener TLS: cert_file, key_file, client_ca_file
+hsm_tls.*                             HSM link TLS: ca_file, cert_file, key_file, server_name
 recovery.*                            in-doubt sweeper: sweep_interval_s (5), in_doubt_grace_s (30),
                                       deferred_retry_s (2)
 tms.*                                 terminal management (posp.tms.settings; README)
@@ -52,6 +54,7 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.tls import ClientTls, ListenerTls
 from posp.tms.settings import TmsSettings
 
 ENV_PREFIX = "POSP_"
@@ -73,6 +76,8 @@ class LimitSettings(_Section):
     max_in_flight_per_connection: int = Field(default=32, ge=1)
     max_in_flight: int = Field(default=5000, ge=1)
     request_deadline_s: float = Field(default=10.0, gt=0)
+    #: Largest single transfer (fen) for terminals without a cap of their own.
+    transfer_cap_minor: int = Field(default=5_000_000, ge=0)
     shutdown_drain_s: float = Field(default=10.0, ge=0)
 
 
@@ -132,6 +137,10 @@ class Settings(LayeredSettings):
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()
     recovery: RecoverySettings = RecoverySettings()
+    #: TLS on the terminal listener (unset cert_file: plain TCP).
+    tls: ListenerTls = ListenerTls()
+    #: TLS to the HSM's host port (unset ca_file: plain TCP).
+    hsm_tls: ClientTls = ClientTls()
     log: LogSettings = LogSettings()
     tms: TmsSettings = TmsSettings()
 

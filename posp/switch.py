@@ -14,22 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from pathlib import Path
+import ssl
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from posp.errors import PospError
+from posp.exposition import ExpositionServer
 from posp.hsm import open_hsm_client
 from posp.hsm.api import HsmClient
 from posp.keys import KeyService
 from posp.log import get_logger
 from posp.loop import loop_name
-from posp.metrics import MetricsServer, SwitchMetrics, instrument_hsm, instrument_store
+from posp.metrics import SwitchMetrics, instrument_hsm, instrument_store
 from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
 from posp.pipeline.recovery import InDoubtResolver
+from posp.pipeline.routes import ROUTES
+from posp.readiness import LoopHealth, switch_probes
 from posp.server import TerminalServer
 from posp.settings import Settings
 from posp.store import open_store
@@ -37,6 +40,7 @@ from posp.store.api import Store
 from posp.store.ic import SqlIcStore
 from posp.store.sql_store import SqlStore
 from posp.store.tms import SqlTmsStore
+from posp.tls import certificate_expiry, client_context, server_context
 from posp.tms.service import TerminalManagement
 
 _log = get_logger("posp.switch")
@@ -98,7 +102,7 @@ class Switch:
         self.pipeline: Pipeline | None = None
         self.recovery: InDoubtResolver | None = None
         self.server: TerminalServer | None = None
-        self._metrics_server: MetricsServer | None = None
+        self._metrics_server: ExpositionServer | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._raw_store: Store | None = None
         self.tms: TerminalManagement | None = None
@@ -114,10 +118,8 @@ class Switch:
     async def _open_store(self) -> Store:
         if self._given_store is not None:
             return self._given_store
-        url = self.settings.store_url
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        store = open_store(url, node_id=f"{self.settings.node_id:02d}")
+        # The SQLite store creates its own folder (0700) and file (0600).
+        store = open_store(self.settings.store_url, node_id=f"{self.settings.node_id:02d}")
         await store.open()
         self._owned.append(store)
         return store
@@ -125,9 +127,12 @@ class Switch:
     async def _open_hsm(self) -> HsmClient:
         if self._given_hsm is not None:
             return self._given_hsm
+        tls = self.settings.hsm_tls
         client = open_hsm_client(
             hsm_url_with_timeout(self.settings.hsm_url, self.settings.hsm_timeout_s),
             registry=self.registry,
+            ssl_context=client_context(tls, "hsm_tls"),
+            server_name=tls.server_name,
         )
         self._owned.append(client)
         await client.start()
@@ -155,6 +160,21 @@ class Switch:
         await saf.start()
         return saf
 
+    def _terminal_tls(self) -> ssl.SSLContext | None:
+        """The terminal listener's TLS context, and its certificate's expiry as
+        ``posp_tls_certificate_expiry_timestamp_seconds`` (alerts warn before it)."""
+        tls = self.settings.tls
+        context = server_context(tls, "tls")
+        if context is not None and tls.cert_file is not None:
+            expiry = certificate_expiry(tls.cert_file)
+            Gauge(
+                "posp_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the TLS certificate a listener presents (Unix time)",
+                ["listener"],
+                registry=self.registry,
+            ).labels("terminal").set(expiry.timestamp())
+        return context
+
     async def _start_recovery(self, services: Services) -> None:
         """The in-doubt sweeper: what a dead switch (or HSM) left unresolved, at
         start and then every ``recovery.sweep_interval_s``."""
@@ -180,17 +200,18 @@ class Switch:
             settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
         )
         services.tms = self.tms = terminal_management(self._raw_store, settings)
+        services.transfer_caps = self.tms  # §9: a terminal's own cap (key 39) first
         self.pipeline = Pipeline(services)
         await self._start_recovery(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
         await self.server.start(
-            settings.listen_host, settings.terminal_port, reuse_port=settings.reuse_port
+            settings.listen_host,
+            settings.terminal_port,
+            reuse_port=settings.reuse_port,
+            ssl_context=self._terminal_tls(),
         )
         if settings.metrics_enabled:
-            self._metrics_server = MetricsServer(
-                self.registry, settings.metrics_host, settings.metrics_port
-            )
-            self._metrics_server.start()
+            self._start_metrics_server()
         self._refresher = asyncio.create_task(self._refresh_signed_in(), name="signed-in-gauge")
         _log.info(
             "switch started",
@@ -199,6 +220,18 @@ class Switch:
             metrics_port=self.metrics_port,
             event_loop=loop_name(),
         )
+
+    def _start_metrics_server(self) -> None:
+        """``/metrics``, plus ``/ready`` (store, HSM, network link) and ``/live``."""
+        self.metrics.preinitialise_requests(route.name for route in ROUTES.values())
+        health = LoopHealth(
+            asyncio.get_running_loop(), switch_probes(self.store, self.hsm, self.link)
+        )
+        settings = self.settings
+        self._metrics_server = ExpositionServer(
+            self.registry, settings.metrics_host, settings.metrics_port, health.routes()
+        )
+        self._metrics_server.start()
 
     async def _refresh_signed_in(self) -> None:
         """Keep posp_signed_in_terminals current (a store query every few seconds)."""

@@ -40,6 +40,9 @@ class TxnType(StrEnum):
     PREAUTH_VOID = "preauth_void"
     COMPLETION = "completion"
     COMPLETION_VOID = "completion_void"
+    BENEFICIARY_CHECK = "beneficiary_check"
+    TRANSFER = "transfer"
+    TRANSFER_VOID = "transfer_void"
     REVERSAL = "reversal"
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
@@ -79,6 +82,14 @@ class OriginalLookup(Enum):
     OPEN_PREAUTH = "open_preauth"  # pre-auth void, completion: F38 + 61.3 + card
     RRN = "rrn"  # refund: F37 + 61.3 at this merchant, amount reserved
     REVERSED_TRACE = "reversed_trace"  # reversal: own F11 in 60.2's batch, type by 60.1
+
+
+class NetworkAccounts(Enum):
+    """Which accounts the network request names in F102 / F103 (network-link §8)."""
+
+    NONE = "none"
+    PAYER_AND_PAYEE = "payer_and_payee"  # transfer: F102 = the card, F103 = F62's card
+    PAYEE = "payee"  # beneficiary check: the card itself is the receiving account (F103)
 
 
 class Settlement(Enum):
@@ -124,6 +135,11 @@ class TxnRow:
     early_mac: bool = False  # its network MAB is known before the journal (premac)
     settlement: Settlement = Settlement.NONE
     cap: CapKind | None = None  # the terminal's single cap that limits it (61 above)
+    #: The receiving card travels in F62 usage 10 (a transfer; 30 when malformed).
+    receiving_card_in_f62: bool = False
+    network_accounts: NetworkAccounts = NetworkAccounts.NONE
+    #: The answer's F63 carries 63.2 = the masked holder name from the network.
+    answer_names_holder: bool = False
 
     @property
     def name(self) -> str:
@@ -251,6 +267,37 @@ _ROWS: Final = (
         network_mti="0200",
         moves_money=True,
         original=(TxnType.COMPLETION,),
+        lookup=OriginalLookup.CURRENT_BATCH_TRACE,
+        on_approval=(APPROVED, VOIDED),
+        restores=(VOIDED, APPROVED),
+        reversible=True,
+    ),
+    _card(
+        TxnType.BENEFICIARY_CHECK,
+        ("0100", "33", "01", "000"),
+        _BASE,
+        network_mti="0100",
+        network_accounts=NetworkAccounts.PAYEE,
+        answer_names_holder=True,
+    ),
+    _card(
+        TxnType.TRANSFER,
+        ("0200", "40", "49", "000"),
+        _AMOUNT | {62},
+        network_mti="0200",
+        moves_money=True,
+        reversible=True,
+        settlement=Settlement.DEBIT,
+        receiving_card_in_f62=True,
+        network_accounts=NetworkAccounts.PAYER_AND_PAYEE,
+    ),
+    _card(
+        TxnType.TRANSFER_VOID,
+        ("0200", "20", "50", "000"),
+        _AMOUNT | {37, 61},
+        network_mti="0200",
+        moves_money=True,
+        original=(TxnType.TRANSFER,),
         lookup=OriginalLookup.CURRENT_BATCH_TRACE,
         on_approval=(APPROVED, VOIDED),
         restores=(VOIDED, APPROVED),

@@ -11,7 +11,8 @@ supervisor (this module) starts N children ``posp serve`` with, for worker ``i``
   (SO_REUSEPORT, Linux) spreads new terminal connections over them.
 
 Invariants: the supervisor forwards SIGINT/SIGTERM to every child and waits for
-them (each drains its own requests); when one child exits, the others are
+them (each drains its own requests); when one child exits, an ERROR log line
+names it (index, pid, node id, exit code or signal) and the others are
 stopped too and the supervisor returns the first non-zero exit status (0 if all
 ended cleanly).  It checks the derived node ids and ports before starting any.
 """
@@ -28,9 +29,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from posp.admin import AdminError
+from posp.log import get_logger
 from posp.settings import Settings
 
 MAX_NODE_ID = 99
+_log = get_logger("posp.workers")
 
 
 def check_workers(settings: Settings, workers: int) -> None:
@@ -85,6 +88,8 @@ async def run_workers(
         stop_wait = asyncio.ensure_future(stopping.wait())
         await asyncio.wait([*waits, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
+        if not stopping.is_set():
+            _log_deaths(settings, children)
     finally:
         _terminate(children)
         codes = [await child.wait() for child in children]
@@ -93,6 +98,23 @@ async def run_workers(
                 loop.remove_signal_handler(sig)
     failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
     return abs(failed[0]) if failed else 0
+
+
+def _log_deaths(settings: Settings, children: list[asyncio.subprocess.Process]) -> None:
+    """One ERROR line per worker that ended on its own: index, pid, node id, and its
+    exit code or the signal that killed it (the others are stopped next)."""
+    for index, child in enumerate(children):
+        code = child.returncode
+        if code is None:
+            continue
+        ended = {"exit_code": code} if code >= 0 else {"signal": signal.Signals(-code).name}
+        _log.error(
+            "worker died, stopping the others",
+            worker=index,
+            pid=child.pid,
+            node_id=settings.node_id + index,
+            **ended,
+        )
 
 
 def _terminate(children: list[asyncio.subprocess.Process]) -> None:

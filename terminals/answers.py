@@ -230,6 +230,8 @@ _HANDLERS: dict[TxnKind, Callable[[TerminalMachine, InFlight, Message], Handled]
     TxnKind.REFUND: _journal,
     TxnKind.PREAUTH: _journal,
     TxnKind.COMPLETION: _journal,
+    TxnKind.TRANSFER: _journal,
+    TxnKind.TRANSFER_VOID: _void,
     TxnKind.PURCHASE_VOID: _void,
     TxnKind.PREAUTH_VOID: _void,
     TxnKind.COMPLETION_VOID: _void,

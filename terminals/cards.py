@@ -27,6 +27,7 @@ class TerminalCard:
     pin: str
     status: str = ACTIVE
     card_org: str = "CUP"
+    currency: str = "156"  # the account's currency (a transfer to another one gets A1)
 
     @property
     def track2(self) -> str:
@@ -54,6 +55,7 @@ def load_cards(path: str | Path | None = None) -> list[TerminalCard]:
             pin=str(r.pin),
             status=str(r.status),
             card_org=str(r.card_org),
+            currency=r.currency,
         )
         for r in records
     ]

@@ -12,8 +12,11 @@ What the target switch must have provisioned (``ConformanceTarget``):
   upload; terminal 3: sign-off / not-signed-in);
 * terminal id ``99999999`` and merchant ``899999999999999`` NOT provisioned
   (unknown terminal -> 97, wrong merchant -> 03);
-* the issuer simulator with its demo rules (amount 99404 is dropped) and a
-  cards file with at least one active CUP card and its PIN.
+* the issuer simulator with its demo rules (amount 99404 is dropped, 99451
+  declined 51) and a cards file with at least one active CUP card and its PIN;
+  the transfer scenarios also need a second active CNY card and one active card
+  kept in another currency (the demo file has both), and the switch's transfer
+  cap (``transfer_cap_minor``, default 5,000,000 fen) for terminal 1.
 
 Invariants: each provisioned terminal keeps one ``TerminalMachine`` for the
 whole run (trace and batch continue across scenarios, as on a real
@@ -66,6 +69,7 @@ class ConformanceTarget:
     timeout_s: float = 10.0
     drop_timeout_s: float = 3.0  # response timeout for the dropped-answer scenario
     sign_in_variant: str = "003"
+    transfer_cap_minor: int = 5_000_000  # the switch's single-transfer cap for terminal 1
     pending: frozenset[str] = frozenset()
     #: The switch operator's side for the terminal-management scenarios
     #: (``terminals.tms_scenarios.TmsOperator``); None reports them PENDING.

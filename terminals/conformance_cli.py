@@ -15,6 +15,7 @@ from rich.table import Table
 
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
+from posp.version import add_version_flag
 from terminals.cards import load_cards
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
 from terminals.fleet_report import write_json
@@ -26,6 +27,7 @@ STYLE = {Status.PASS: "green", Status.FAIL: "red", Status.PENDING: "yellow"}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posp-conformance", description=__doc__.splitlines()[0])
+    add_version_flag(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5800)
     p.add_argument("--fleet-file", help="provisioned terminals (>= 3) with their TMKs")
@@ -45,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="response timeout of the dropped-answer scenario",
     )
     p.add_argument("--sign-in-variant", choices=SIGN_IN_VARIANTS, default="003")
+    p.add_argument(
+        "--transfer-cap-minor",
+        type=int,
+        default=5_000_000,
+        help="the switch's single-transfer cap for terminal 1 (fen)",
+    )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
@@ -85,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             timeout_s=args.timeout_s,
             drop_timeout_s=args.drop_timeout_s,
             sign_in_variant=args.sign_in_variant,
+            transfer_cap_minor=args.transfer_cap_minor,
             pending=frozenset(t.strip() for t in args.pending.split(",") if t.strip()),
         )
         results = asyncio.run(run_catalogue(target, args.only))

@@ -1,69 +1,59 @@
 """The fleet runner: many simulated terminals driving a switch.
 
 ``run_fleet(config)`` signs every terminal in (spread over the ramp-up), then
-runs transactions open loop (``rate`` tx/s, one new transaction per tick on
-an idle terminal) or closed loop (``concurrency`` workers), for a duration
-or a count, with periodic settlement, and returns a ``FleetReport``.  With ``hold_s``
+runs transactions open loop (a load shape: a constant ``rate``, steps or a
+ramp; one new transaction per tick on an idle terminal) or closed loop
+(``concurrency`` workers), for a duration, a count or the shape's length,
+with periodic settlement, and returns a ``FleetReport``.  With ``hold_s``
 (long connections) the fleet first holds every signed-in connection open and
 idle for that long, counting connections the switch drops, then probes each
 with an echo; the load phase follows only when a duration or count is given.
 
-Invariants: a terminal has at most one request in flight (idle terminals
-wait in a queue); the open loop never queues work it cannot start — a tick
-with no idle terminal is counted as ``skipped``; every exchange is recorded
-in one ``LatencyHistogram`` (no per-sample list).
+Invariants: a terminal has at most one request in flight (idle terminals wait
+in a queue), so ``concurrency`` cannot exceed the fleet (a terminal's trace
+numbers must stay unique); the open loop never queues work it cannot start —
+a tick with no idle terminal is counted as ``skipped``; a fleet none of whose
+sign-ins got an answer runs no load (the switch is unreachable); a stop
+request (``FleetControl``: SIGINT/SIGTERM in the CLI) ends the current phase,
+lets in-flight requests finish within their own timeout and still reports; a
+second request cancels them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import resource
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from posp.lab.fleetfile import FleetTerminal
-from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
-from terminals.fleet_report import FleetReport, FleetStats
+from terminals.fleet_config import (
+    FleetConfig,
+    FleetControl,
+    check_concurrency,
+    parameters_of,
+)
+from terminals.fleet_report import FleetReport
+from terminals.fleet_stats import FleetStats
+from terminals.loadshape import LoadShape
 from terminals.machine import TerminalMachine, TerminalStateError
-from terminals.mix import DEFAULT_MIX, MixSettings, TxnPicker, parse_mix
+from terminals.mix import MixSettings, TxnPicker
+from terminals.outcome import Outcome
+from terminals.series import SecondRow
 from terminals.session import SessionOptions, TerminalSession
 
 SIGN_IN_PARALLELISM = 256
 HOLD_SAMPLE_S = 1.0  # how often the hold phase counts open connections
 OPEN_LOOP_WAKE_S = 0.002  # the open loop's shortest sleep: due ticks start together
+OPEN_LOOP_MAX_SLEEP_S = 0.05  # and its longest (a slow or rising rate, a stop request)
+DEFAULT_DURATION_S = 10.0
 
-
-@dataclass
-class FleetConfig:
-    """What to run.  Exactly one of ``rate`` / ``concurrency`` picks the loop
-    (neither = closed loop, one worker per terminal); ``duration_s`` and/or
-    ``count`` bound the run (neither = 10 s)."""
-
-    terminals: list[FleetTerminal]
-    cards: list[TerminalCard]
-    host: str = "127.0.0.1"
-    port: int = 5800
-    rate: float | None = None
-    concurrency: int | None = None
-    duration_s: float | None = None
-    count: int | None = None
-    mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
-    pin_ratio: float = 0.5
-    ic_ratio: float = 0.3
-    settle_every_s: float | None = None
-    long_connections: bool = False
-    sign_in_variant: str = "003"
-    timeout_s: float = 10.0
-    connect_timeout_s: float = 5.0
-    ramp_up_s: float = 0.0
-    hold_s: float | None = None
-    seed: int | None = None
-    progress: Callable[[FleetStats], None] | None = None
-    progress_interval_s: float = 0.5
+__all__ = ["FleetConfig", "FleetControl", "FleetReport", "run_fleet"]
 
 
 def raise_nofile_limit() -> int:
@@ -79,10 +69,13 @@ def raise_nofile_limit() -> int:
 class _Fleet:
     """The running fleet: sessions, idle queue, stats."""
 
-    def __init__(self, config: FleetConfig) -> None:
+    def __init__(self, config: FleetConfig, control: FleetControl | None = None) -> None:
         if not config.terminals:
             raise ValueError("the fleet needs at least one terminal")
+        if config.concurrency is not None:
+            check_concurrency(config.concurrency, len(config.terminals))
         self.config = config
+        self.control = control or FleetControl()
         self.stats = FleetStats()
         options = SessionOptions(
             host=config.host,
@@ -95,20 +88,45 @@ class _Fleet:
         # Never seeded: two runs with the same --seed against one switch must not
         # start from the same traces (the second would be all 94 duplicates).
         trace_rng = random.Random()
+        self.labels: list[str | None] = [None] * len(config.terminals)
         self.sessions = []
-        for t in config.terminals:
+        for index, t in enumerate(config.terminals):
             machine = TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk))
             # A random first trace: a rerun in the same batch must not hit the
             # switch's duplicate check (94) with the traces of the last run.
             machine.state.last_trace = trace_rng.randint(1, 900_000)
-            self.sessions.append(TerminalSession(machine, options, on_outcome=self.stats.record))
+            self.sessions.append(TerminalSession(machine, options, on_outcome=self._hook(index)))
+        self.index_of = {id(s): i for i, s in enumerate(self.sessions)}
         self.picker = TxnPicker(
             MixSettings(config.mix, config.pin_ratio, config.ic_ratio), config.cards, config.seed
         )
         self.idle: asyncio.Queue[TerminalSession] = asyncio.Queue()
         self.next_settle: dict[int, float] = {}
+        self.tasks: set[asyncio.Task[None]] = set()  # in flight: cancelled on abort
         self.started = 0
         self.stop_at = float("inf")
+        self.seconds_emitted = 0  # rows of the per-second series so far
+        self.ticks_emitted = (0, 0)  # (ticks, skipped) up to the last row
+
+    def _hook(self, index: int) -> Callable[[Outcome, float], None]:
+        record, labels = self.stats.record, self.labels
+        return lambda outcome, latency_s: record(outcome, latency_s, labels[index])
+
+    async def until_stopped(self, work: Awaitable[Any]) -> None:
+        """Await ``work`` unless a stop is requested first (then cancel it)."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self.control.stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def cancel_on_abort(self) -> None:
+        await self.control.abort.wait()
+        for task in list(self.tasks):
+            task.cancel()
 
     # --- phases --------------------------------------------------------------
 
@@ -124,9 +142,13 @@ class _Fleet:
                 await session.prepare()
             self.idle.put_nowait(session)
 
-        await asyncio.gather(*(one(i, s) for i, s in enumerate(self.sessions)))
-        self.stats.sign_in_phase_s = time.perf_counter() - start
-        self.stats.ramp_sign_ins = self.stats.sign_ins
+        try:
+            await self.until_stopped(
+                asyncio.gather(*(one(i, s) for i, s in enumerate(self.sessions)))
+            )
+        finally:
+            self.stats.sign_in_phase_s = time.perf_counter() - start
+            self.stats.ramp_sign_ins = self.stats.sign_ins
 
     def _open_connections(self) -> int:
         return sum(1 for s in self.sessions if s.connected and not s.peer_closed)
@@ -139,8 +161,9 @@ class _Fleet:
         connects_before = sum(s.connects for s in self.sessions)
         lowest = self._open_connections()
         deadline = time.perf_counter() + hold_s
-        while (left_s := deadline - time.perf_counter()) > 0:
-            await asyncio.sleep(min(HOLD_SAMPLE_S, left_s))
+        while (left_s := deadline - time.perf_counter()) > 0 and not self.control.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.control.stop.wait(), min(HOLD_SAMPLE_S, left_s))
             lowest = min(lowest, self._open_connections())
         stats.held_connections = self._open_connections()
         stats.dropped_connections = opened - lowest
@@ -155,12 +178,16 @@ class _Fleet:
             if outcome.response_code != "00":
                 stats.probe_failures += 1
 
-        await asyncio.gather(*(probe(s) for s in self.sessions))
+        await self.until_stopped(asyncio.gather(*(probe(s) for s in self.sessions)))
         stats.reconnects = sum(s.connects for s in self.sessions) - connects_before
 
     def _budget_left(self) -> bool:
         count = self.config.count
-        return (count is None or self.started < count) and time.perf_counter() < self.stop_at
+        return (
+            (count is None or self.started < count)
+            and time.perf_counter() < self.stop_at
+            and not self.control.stop.is_set()
+        )
 
     async def _one(self, session: TerminalSession) -> None:
         """One transaction (or a due settlement) on an idle terminal."""
@@ -177,6 +204,7 @@ class _Fleet:
                     return
             name, build = self.picker.pick(session.machine)
             self.stats.transactions[name] += 1
+            self.labels[self.index_of[key]] = name
             await session.transact(build)
         except (TerminalStateError, ValueError) as exc:
             self.stats.errors[type(exc).__name__] += 1
@@ -189,38 +217,41 @@ class _Fleet:
                 self.started += 1
                 await self._one(await self.idle.get())
 
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        self.tasks.update(asyncio.ensure_future(worker()) for _ in range(workers))
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def open_loop(self, rate: float) -> None:
-        """One transaction per tick of ``1/rate`` s on an idle terminal.  The
-        ticker wakes at most every ``OPEN_LOOP_WAKE_S`` and starts every tick
-        then due (not one sleep per tick at high rates); each tick counts in
-        ``started``, and one finding no idle terminal counts as ``skipped``."""
+    async def open_loop(self, shape: LoadShape) -> None:
+        """Start transactions as the shape makes them due: by ``elapsed`` s,
+        ``shape.ticks_due(elapsed)`` ticks have started.  The ticker sleeps
+        between ``OPEN_LOOP_WAKE_S`` and ``OPEN_LOOP_MAX_SLEEP_S`` and starts
+        every tick then due; a tick finding no idle terminal counts as skipped."""
         loop = asyncio.get_running_loop()
-        idle = self.idle
-        stats = self.stats
-        running: set[asyncio.Task[None]] = set()  # strong references until done
-        done = running.discard
-        interval_s = 1.0 / rate
-        next_tick = time.perf_counter()
+        idle, stats, tasks = self.idle, self.stats, self.tasks
+        done = tasks.discard
+        stepped = bool(stats.steps)
+        start = stats.load_started or time.perf_counter()
         while self._budget_left():
-            now = time.perf_counter()
-            if next_tick > now:
-                await asyncio.sleep(max(next_tick - now, OPEN_LOOP_WAKE_S))
-                now = time.perf_counter()
-            while True:
-                next_tick += interval_s
+            elapsed_s = time.perf_counter() - start
+            due = shape.ticks_due(elapsed_s)
+            step = stats.steps[shape.segment_at(elapsed_s)] if stepped else None
+            while self.started < due and self._budget_left():
                 self.started += 1
+                stats.ticks += 1
+                if step is not None:
+                    step.ticks += 1
                 if idle.empty():
                     stats.skipped += 1
+                    if step is not None:
+                        step.skipped += 1
                 else:
                     task = loop.create_task(self._one(idle.get_nowait()))
-                    running.add(task)
+                    tasks.add(task)
                     task.add_done_callback(done)
-                if next_tick > now or not self._budget_left():
-                    break
-        if running:
-            await asyncio.gather(*running)
+            rate = shape.rate_at(elapsed_s)
+            wait_s = (self.started + 1 - due) / rate if rate > 0 else OPEN_LOOP_MAX_SLEEP_S
+            await asyncio.sleep(min(max(wait_s, OPEN_LOOP_WAKE_S), OPEN_LOOP_MAX_SLEEP_S))
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def report_progress(self) -> None:
         progress = self.config.progress
@@ -234,36 +265,106 @@ class _Fleet:
         await asyncio.gather(*(s.close() for s in self.sessions), return_exceptions=True)
 
 
-async def run_fleet(config: FleetConfig) -> FleetReport:
-    """Run the fleet described by ``config`` and report what happened."""
+async def run_fleet(config: FleetConfig, control: FleetControl | None = None) -> FleetReport:
+    """Run the fleet described by ``config`` and report what happened (also
+    after a stop request through ``control``)."""
     raise_nofile_limit()
-    fleet = _Fleet(config)
-    progress = asyncio.create_task(fleet.report_progress())
+    started_at = datetime.now(UTC)
+    fleet = _Fleet(config, control)
+    helpers = [
+        asyncio.ensure_future(fleet.report_progress()),
+        asyncio.ensure_future(fleet.cancel_on_abort()),
+    ]
+    phase = config.on_phase or (lambda _text: None)
     try:
+        phase(f"sign-in of {len(fleet.sessions)} terminals started")
         await fleet.sign_in_all()
-        if config.hold_s is not None:
+        if config.hold_s is not None and not fleet.control.stop.is_set():
+            phase(f"holding the connections {config.hold_s:g} s")
             await fleet.hold(config.hold_s)
-        if config.hold_s is None or config.duration_s is not None or config.count is not None:
+        bounded = config.duration_s is not None or config.count is not None
+        wanted = config.hold_s is None or bounded
+        if wanted and fleet.stats.answers and not fleet.control.stop.is_set():
+            phase("load started")
             await _load(fleet, config)
+            phase("load stopped")
+        elif wanted and not fleet.stats.answers:
+            phase("no sign-in got an answer: no load phase")
     finally:
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await fleet.close()
-    return fleet.stats.report()
+    return FleetReport(
+        fleet.stats,
+        round(fleet.stats.load_elapsed_s, 3),
+        parameters_of(config, started_at),
+        interrupted=fleet.control.reason,
+    )
 
 
 async def _load(fleet: _Fleet, config: FleetConfig) -> None:
-    """The load phase: open or closed loop for the duration and/or count."""
-    fleet.stats.start_load()
+    """The load phase: open loop (a shape) or closed loop, for the duration,
+    the count and/or the shape's length; a ``SecondRow`` every second."""
+    stats, shape = fleet.stats, config.load_shape
+    stepped = shape is not None and shape.stepped
+    stats.start_load(len(shape.segments) if shape is not None and stepped else 0)
+    if shape is not None and stepped:
+        stats.step_of = shape.segment_at
     duration_s = config.duration_s
+    if shape is not None and math.isfinite(shape.duration_s):
+        duration_s = min(duration_s or math.inf, shape.duration_s)
     if duration_s is None and config.count is None:
-        duration_s = 10.0
+        duration_s = DEFAULT_DURATION_S
+    assert stats.load_started is not None
     if duration_s is not None:
-        fleet.stop_at = time.perf_counter() + duration_s
-    if config.rate is not None:
-        await fleet.open_loop(config.rate)
-    else:
-        workers = min(config.concurrency or len(fleet.sessions), len(fleet.sessions))
-        await fleet.closed_loop(workers)
-    fleet.stats.stop_load()
+        fleet.stop_at = stats.load_started + duration_s
+    ticker = asyncio.ensure_future(_every_second(fleet, shape))
+    try:
+        if shape is not None:
+            await fleet.open_loop(shape)
+        else:
+            await fleet.closed_loop(config.concurrency or len(fleet.sessions))
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        stats.stop_load()
+        elapsed_s = stats.load_elapsed_s
+        if shape is not None and stepped:
+            begin_s = 0.0
+            for step, segment in zip(stats.steps, shape.segments, strict=True):
+                step.seconds = round(min(max(elapsed_s - begin_s, 0.0), segment.seconds), 3)
+                begin_s += segment.seconds
+        if stats.window.requests or stats.ticks > fleet.ticks_emitted[0]:
+            _emit_second(fleet, shape, elapsed_s)  # the last, partial second
+
+
+async def _every_second(fleet: _Fleet, shape: LoadShape | None) -> None:
+    started = fleet.stats.load_started
+    assert started is not None
+    while True:
+        second = fleet.seconds_emitted + 1
+        await asyncio.sleep(max(0.0, started + second - time.perf_counter()))
+        _emit_second(fleet, shape, float(second))
+
+
+def _emit_second(fleet: _Fleet, shape: LoadShape | None, at_s: float) -> None:
+    """The row of the second ending at ``at_s`` s of load, to ``on_second``."""
+    stats = fleet.stats
+    window = stats.take_window()
+    fleet.seconds_emitted += 1
+    second = fleet.seconds_emitted
+    ticks, skipped = fleet.ticks_emitted
+    fleet.ticks_emitted = (stats.ticks, stats.skipped)
+    if fleet.config.on_second is None:
+        return
+    inside_s = max(at_s - 1e-6, 0.0)
+    row = SecondRow.of(
+        second,
+        window,
+        step=shape.segment_at(inside_s) if shape is not None and shape.stepped else None,
+        offered_per_s=None if shape is None else shape.rate_at(inside_s),
+        ticks=stats.ticks - ticks,
+        skipped=stats.skipped - skipped,
+    )
+    fleet.config.on_second(row, stats)

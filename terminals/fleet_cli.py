@@ -2,15 +2,25 @@
 
 Example::
 
-    posp-fleet --fleet-file fleet.json --rate 1500 --duration 60 --long-connections
+    posp-fleet --fleet-file fleet.json --steps 500x30,1000x30 --long-connections \
+        --json run.json --series run.csv --fail-on 'error_rate>1%,p99>250'
+    posp-fleet merge a.json b.json --json all.json
+
+Exit status: 0 done; 1 the run failed (a ``--fail-on`` threshold held, or the
+switch never answered); 2 misuse (a bad option, an unwritable output path),
+before anything runs; 128 + the signal number when SIGINT/SIGTERM stopped the
+run early (its report and JSON are still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import Coroutine, Sequence
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -19,59 +29,18 @@ from rich.live import Live
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
-from terminals.fleet import FleetConfig, run_fleet
-from terminals.fleet_report import (
-    FleetReport,
-    FleetStats,
-    progress_table,
-    report_table,
-    write_json,
-)
-from terminals.mix import DEFAULT_MIX, parse_mix
-from terminals.txn import SIGN_IN_VARIANTS
+from terminals.fleet import FleetConfig, FleetControl, run_fleet
+from terminals.fleet_args import build_parser, shape_of, sliced, thresholds_of, usage_errors
+from terminals.fleet_metrics import FleetCollector, serve_metrics
+from terminals.fleet_report import FleetReport, check_writable, write_json
+from terminals.fleet_stats import FleetStats
+from terminals.fleet_view import live_view, report_table
+from terminals.mix import parse_mix
+from terminals.series import SecondRow, SeriesWriter
+from terminals.thresholds import Threshold, breaches
 
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="posp-fleet", description=__doc__.splitlines()[0])
-    p.add_argument("--fleet-file", required=True, help="terminal ids, merchant ids and TMKs (JSON)")
-    p.add_argument("--terminals", type=int, help="use only the first N terminals of the file")
-    p.add_argument("--cards", help="demo card file (default: issuer_sim's DEMO_CARDS)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5800)
-    loop = p.add_mutually_exclusive_group()
-    loop.add_argument("--rate", type=float, help="open loop: target transactions per second")
-    loop.add_argument("--concurrency", type=int, help="closed loop: transactions in flight")
-    p.add_argument("--duration", type=float, help="seconds of load (default 10 without --count)")
-    p.add_argument("--count", type=int, help="number of transactions to start")
-    p.add_argument(
-        "--mix", default=DEFAULT_MIX, help=f"transaction weights (default {DEFAULT_MIX})"
-    )
-    p.add_argument("--pin-ratio", type=_ratio, default=0.5, help="share of PIN transactions")
-    p.add_argument("--ic-ratio", type=_ratio, default=0.3, help="share of IC (chip) reads")
-    p.add_argument("--settle-every", type=float, metavar="S", help="settle each terminal every S s")
-    p.add_argument("--long-connections", action="store_true", help="one connection per terminal")
-    p.add_argument("--sign-in-variant", choices=SIGN_IN_VARIANTS, default="003")
-    p.add_argument("--timeout-s", type=float, default=10.0, help="response timeout")
-    p.add_argument(
-        "--ramp-up", type=float, default=0.0, metavar="S", help="spread sign-ins over S s"
-    )
-    p.add_argument(
-        "--hold",
-        type=float,
-        metavar="S",
-        help="with --long-connections: hold every connection idle S s, count drops, echo each",
-    )
-    p.add_argument("--seed", type=int, help="random seed for a reproducible mix")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' = stdout)")
-    p.add_argument("--quiet", action="store_true", help="no live progress")
-    return p
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 def config_from_args(args: argparse.Namespace) -> FleetConfig:
@@ -81,13 +50,14 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
     try:
         mix = parse_mix(args.mix)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(f"--mix: {exc}") from exc
     return FleetConfig(
         terminals=terminals,
         cards=load_cards(args.cards),
         host=args.host,
         port=args.port,
         rate=args.rate,
+        shape=shape_of(args),
         concurrency=args.concurrency,
         duration_s=args.duration,
         count=args.count,
@@ -104,19 +74,25 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
     )
 
 
-async def _run_with_live(config: FleetConfig, console: Console) -> FleetReport:
-    last = {"t": time.perf_counter(), "n": 0}
+def judge(report: FleetReport, thresholds: Sequence[Threshold]) -> FleetReport:
+    """The report with why the run failed: thresholds that hold, an unreachable switch."""
+    failures = list(breaches(thresholds, report.threshold_values()))
+    if report.unreachable:
+        target = report.parameters.get("target", "the switch")
+        failures.insert(
+            0,
+            f"no request got an answer from {target} ({report.comms_errors} connection"
+            f" errors, {report.timeouts} timeouts): is the switch running there?",
+        )
+    return replace(report, failures=(*report.failures, *failures))
 
-    with Live(console=console, refresh_per_second=4, transient=True) as live:
 
-        def show(stats: FleetStats) -> None:
-            now = time.perf_counter()
-            rate = (stats.requests - last["n"]) / max(now - last["t"], 1e-9)
-            last["t"], last["n"] = now, stats.requests
-            live.update(progress_table(stats, rate))
-
-        config.progress = show
-        return await run_fleet(config)
+def exit_status(report: FleetReport) -> int:
+    if report.failures:
+        return EXIT_FAILED
+    if report.interrupted:
+        return 128 + signal.Signals[report.interrupted].value
+    return 0
 
 
 def run_async(coro: Coroutine[Any, Any, FleetReport]) -> FleetReport:
@@ -129,27 +105,101 @@ def run_async(coro: Coroutine[Any, Any, FleetReport]) -> FleetReport:
         return runner.run(coro)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.hold is not None and not args.long_connections:
-        build_parser().error("--hold needs --long-connections")
-    console = Console(stderr=True)
+def _announce(text: str) -> None:
+    """A line on stderr that scripts (and tests) can wait for."""
+    print(f"posp-fleet: {text}", file=sys.stderr, flush=True)
+
+
+async def _run(
+    config: FleetConfig, args: argparse.Namespace, console: Console, collector: FleetCollector
+) -> FleetReport:
+    """The run with signal handlers, the live view, the series and metrics."""
+    control = FleetControl()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, control.request_stop, signum.name)
+    hooks: list[Callable[[SecondRow, FleetStats], None]] = []
+
+    def on_second(row: SecondRow, stats: FleetStats) -> None:
+        collector.stats, collector.last_row = stats, row
+        for hook in hooks:
+            hook(row, stats)
+
+    series = SeriesWriter(Path(args.series)) if args.series else None
+    if series is not None:
+        hooks.append(lambda row, _stats: series.write(row))
+    shape = config.load_shape
+    total_s = shape.duration_s if shape is not None and shape.stepped else config.duration_s
+    live = None if args.quiet else Live(console=console, refresh_per_second=4, transient=True)
+    if live is not None:
+        hooks.append(lambda row, stats: live.update(live_view(row, stats, total_s)))
+        live.start()
+    config.on_second = on_second
+    config.on_phase = _announce
     try:
-        config = config_from_args(args)
-    except (ConfigError, ValueError, OSError) as exc:
-        console.print(f"[red]posp-fleet: {exc}[/red]")
-        raise SystemExit(2) from None
-    try:
-        if args.quiet:
-            report = run_async(run_fleet(config))
-        else:
-            report = run_async(_run_with_live(config, console))
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    if args.json != "-":
+        return await run_fleet(config, control)
+    finally:
+        if live is not None:
+            live.stop()
+        if series is not None:
+            series.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def finish(report: FleetReport, args: argparse.Namespace, console: Console) -> None:
+    """Judge, print and write the report, and exit with its status."""
+    report = judge(report, thresholds_of(args))
+    one_of_several = getattr(args, "slice", None) is not None  # the parent prints the whole
+    if args.json != "-" and not one_of_several:
         console.print(report_table(report))
     if args.json:
         write_json(report.to_json(), args.json)
+    raise SystemExit(exit_status(report))
+
+
+def _usage(console: Console, message: str) -> None:
+    console.print(f"[red]posp-fleet: {message}[/red]", highlight=False)
+    raise SystemExit(EXIT_USAGE)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    if argv[:1] == ["merge"]:
+        from terminals.fleet_procs import merge_main
+
+        merge_main(argv[1:], console)
+        return
+    args = build_parser().parse_args(argv)
+    try:
+        for target in (args.json, args.series):
+            if target:
+                check_writable(target)
+        config = config_from_args(args)
+    except (ConfigError, ValueError, OSError) as exc:
+        _usage(console, str(exc))
+    for problem in usage_errors(args, len(config.terminals)):
+        _usage(console, problem)
+    if args.processes > 1 and args.slice is None:
+        from terminals.fleet_procs import run_processes
+
+        finish(run_processes(argv, args, config, console), args, console)
+    if args.slice is not None:
+        config = sliced(config, *args.slice)
+    collector = FleetCollector()
+    stop_metrics = None
+    if args.metrics_port is not None:
+        try:
+            stop_metrics = serve_metrics(args.metrics_port, collector)
+        except OSError as exc:
+            _usage(console, f"--metrics-port {args.metrics_port}: {exc.strerror or exc}")
+    try:
+        report = run_async(_run(config, args, console, collector))
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+    finish(report, args, console)
 
 
 if __name__ == "__main__":

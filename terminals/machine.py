@@ -30,7 +30,7 @@ from typing import Any
 from posp.crypto.mac import cup_ecb_mac
 from posp.framing import frame_binary
 from posp.iso8583 import TerminalFrame, decode_terminal, encode_terminal, terminal_mab
-from posp.iso8583.fields import render_upload_end_f48, render_upload_f48
+from posp.iso8583.fields import render_transfer_f62, render_upload_end_f48, render_upload_f48
 from posp.iso8583.message import FieldValue, Message
 from terminals.answers import settle_answer
 from terminals.cards import TerminalCard
@@ -273,6 +273,22 @@ class TerminalMachine:
         extra: dict[int, FieldValue] = {37: original_rrn, 61: "000000000000" + original_date}
         return self._card_request(TxnKind.REFUND, card, amount_minor, None, entry, extra)
 
+    def beneficiary_check(self, receiving: TerminalCard, entry: str = "magstripe") -> bytes:
+        """0100/330000: the receiving card's 2/14/35; the answer's F63 names its holder."""
+        return self._card_request(TxnKind.BENEFICIARY_CHECK, receiving, None, None, entry)
+
+    def transfer(
+        self,
+        card: TerminalCard | CardPresent,
+        receiving_pan: str,
+        amount_minor: int,
+        pin: str | None = None,
+        entry: str = "magstripe",
+    ) -> bytes:
+        """0200/400000/66: the paying card (with PIN) and the receiving card in F62."""
+        extra: dict[int, FieldValue] = {62: render_transfer_f62(receiving_pan)}
+        return self._card_request(TxnKind.TRANSFER, card, amount_minor, pin, entry, extra)
+
     def _original(self, trace: str | int, kind: TxnKind, allow_voided: bool = False) -> Any:
         key = f"{int(trace):06d}"
         entry = self.state.journal.get(key)
@@ -308,6 +324,12 @@ class TerminalMachine:
         already voided one (conformance: the switch must answer 12)."""
         return self._follow_up(
             TxnKind.PURCHASE_VOID, TxnKind.PURCHASE, trace_of_original, None, True, allow_voided
+        )
+
+    def transfer_void(self, trace_of_transfer: str | int, *, allow_voided: bool = False) -> bytes:
+        """0200/200000/66 void of an approved transfer of this batch (37/61 of it)."""
+        return self._follow_up(
+            TxnKind.TRANSFER_VOID, TxnKind.TRANSFER, trace_of_transfer, None, True, allow_voided
         )
 
     def preauth_void(self, trace_of_preauth: str | int) -> bytes:

@@ -3,7 +3,8 @@
 Invariants: only active cards are used (so approvals are possible); amounts
 avoid the issuer's demo trigger amounts; a follow-up (void, refund,
 completion) is chosen only when the terminal's journal holds an original for
-it, else the terminal sends the original kind instead (purchase / preauth).
+it, else the terminal sends the original kind instead (purchase / preauth); a
+transfer goes to another active card, always with the paying card's PIN.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from terminals.machine import TerminalMachine
 from terminals.requests import IC, MAGSTRIPE
 from terminals.txn import TxnKind
 
-MIX_NAMES = ("purchase", "balance", "void", "refund", "preauth", "completion")
+MIX_NAMES = ("purchase", "balance", "void", "refund", "preauth", "completion", "transfer")
 DEFAULT_MIX = "purchase=70,balance=10,void=5,refund=5,preauth=5,completion=5"
 MIN_AMOUNT_MINOR = 100
 MAX_AMOUNT_MINOR = 5000  # small: the demo cards' balances and daily limits last longer
@@ -88,6 +89,9 @@ class TxnPicker:
         amount = self._amount()
         if name == "balance":
             return name, lambda m: m.balance(card, pin, entry)
+        if name == "transfer" and len(self._cards) > 1:
+            payee = self._rng.choice([c for c in self._cards if c.pan != card.pan])
+            return name, lambda m: m.transfer(card, payee.pan, amount, card.pin, entry)
         if name in ("void", "refund"):
             original = self._open(machine, TxnKind.PURCHASE)
             if original is not None and name == "void":

@@ -40,3 +40,41 @@ class Outcome:
     reversal_queued: bool = False
     balanced: bool | None = None
     detail: str = ""
+
+
+class OutcomeClass(Enum):
+    """What a load tester counts: how one exchange ended, from the fleet's side."""
+
+    APPROVED = "approved"  # answered 00 and every check passed
+    DECLINED = "declined"  # answered with another code (counted by code)
+    TIMEOUT = "timeout"  # no answer within the response timeout
+    CONNECTION_ERROR = "connection_error"  # could not connect, or the connection broke
+    MAC_FAILURE = "mac_failure"  # answered, but the answer's MAC did not verify
+    PROTOCOL_ERROR = "protocol_error"  # answered with something unusable
+
+
+#: Classes whose exchange got an answer the terminal could use: the latency
+#: percentiles of a run are over these only (a refused connect is not "fast").
+ANSWERED_CLASSES = frozenset({OutcomeClass.APPROVED, OutcomeClass.DECLINED})
+#: Classes that count as errors (the error rate of ``--fail-on``).
+ERROR_CLASSES = frozenset(set(OutcomeClass) - ANSWERED_CLASSES)
+
+_EVENT_CLASSES = {
+    Event.TIMEOUT: OutcomeClass.TIMEOUT,
+    Event.COMMS_ERROR: OutcomeClass.CONNECTION_ERROR,
+    Event.MAC_FAILURE: OutcomeClass.MAC_FAILURE,
+    Event.BAD_RESPONSE: OutcomeClass.PROTOCOL_ERROR,
+}
+
+
+def classify(outcome: Outcome) -> OutcomeClass:
+    """The class of ``outcome``.  An answer of ``00`` the terminal could not
+    apply (e.g. a key block whose check value does not match) is a protocol
+    error, not an approval and not a decline."""
+    if outcome.event is not Event.RESPONSE:
+        return _EVENT_CLASSES[outcome.event]
+    if outcome.approved:
+        return OutcomeClass.APPROVED
+    if outcome.response_code in (None, "00"):
+        return OutcomeClass.PROTOCOL_ERROR
+    return OutcomeClass.DECLINED

@@ -26,6 +26,7 @@ from terminals.outcome import Event, Outcome
 from terminals.session import TerminalSession
 from terminals.state import PendingReversal, load_terminal, save_terminal
 from terminals.tms_scenarios import TMS_CATALOGUE
+from terminals.transfer_scenarios import TRANSFER_CATALOGUE
 from terminals.txn import TxnKind
 
 DROP_AMOUNT_MINOR = 99404  # issuer_sim.rules.DROP_AMOUNT_MINOR
@@ -301,5 +302,6 @@ CATALOGUE: tuple[Scenario, ...] = (
         "batch-upload",
         batch_upload_resumed,
     ),
+    *TRANSFER_CATALOGUE,
     *TMS_CATALOGUE,  # last: they change the switch's parameters and groups
 )

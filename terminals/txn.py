@@ -26,6 +26,9 @@ class TxnKind(Enum):
     PREAUTH_VOID = "preauth_void"
     COMPLETION = "completion"
     COMPLETION_VOID = "completion_void"
+    BENEFICIARY_CHECK = "beneficiary_check"
+    TRANSFER = "transfer"
+    TRANSFER_VOID = "transfer_void"
     REVERSAL = "reversal"
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
@@ -61,6 +64,9 @@ TXN_TABLE: dict[TxnKind, TxnSpec] = {
     TxnKind.PREAUTH_VOID: TxnSpec("0100", "200000", "11", "06", True, True, True),
     TxnKind.COMPLETION: TxnSpec("0200", "000000", "20", "06", True, True, True),
     TxnKind.COMPLETION_VOID: TxnSpec("0200", "200000", "21", "06", True, True, True),
+    TxnKind.BENEFICIARY_CHECK: TxnSpec("0100", "330000", "01", "00", True, False, True),
+    TxnKind.TRANSFER: TxnSpec("0200", "400000", "49", "66", True, True, True),
+    TxnKind.TRANSFER_VOID: TxnSpec("0200", "200000", "50", "66", True, True, True),
     TxnKind.REVERSAL: TxnSpec("0400", None, "", None, True, False, True),
     TxnKind.SETTLEMENT: TxnSpec("0500", None, "00", None, False, False, False),
     TxnKind.BATCH_UPLOAD: TxnSpec("0320", None, "00", None, False, False, False),
@@ -79,13 +85,14 @@ NET_CODE_ECHO = "301"
 SIGN_IN_VARIANTS = ("001", "003", "004")
 
 # Kinds whose approval is a debit / credit in the settlement totals.
-DEBIT_KINDS = frozenset({TxnKind.PURCHASE, TxnKind.COMPLETION})
+DEBIT_KINDS = frozenset({TxnKind.PURCHASE, TxnKind.COMPLETION, TxnKind.TRANSFER})
 CREDIT_KINDS = frozenset({TxnKind.REFUND})
 # Void kind -> the kind it cancels.
 VOID_TARGETS: dict[TxnKind, TxnKind] = {
     TxnKind.PURCHASE_VOID: TxnKind.PURCHASE,
     TxnKind.PREAUTH_VOID: TxnKind.PREAUTH,
     TxnKind.COMPLETION_VOID: TxnKind.COMPLETION,
+    TxnKind.TRANSFER_VOID: TxnKind.TRANSFER,
 }
 
 # Response codes after which the terminal must sign in again (terminal-link §7).

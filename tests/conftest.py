@@ -43,6 +43,35 @@ def _pg_reachable(dsn: str) -> bool:
     return asyncio.run(probe())
 
 
+def pg_server_description(dsn: str) -> str:
+    """Which PostgreSQL the tests use: version, host:port/db (never the password), and
+    whether the DSN came from POSP_TEST_PG_DSN or is the default."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    parts = urlsplit(dsn)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    source = "POSP_TEST_PG_DSN" if "POSP_TEST_PG_DSN" in os.environ else "default DSN"
+
+    async def version() -> str:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=3)
+        except Exception as exc:
+            return f"unreachable ({type(exc).__name__}): PostgreSQL tests will be skipped"
+        try:
+            return f"PostgreSQL {await conn.fetchval('SHOW server_version')}"
+        finally:
+            await conn.close()
+
+    return f"PostgreSQL tests use {where} ({source}): {asyncio.run(version())}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return pg_server_description(PG_DSN)
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """DSN of the test PostgreSQL; skips the test with a message when absent."""

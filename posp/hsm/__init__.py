@@ -16,6 +16,7 @@ The TCP transport connects on ``await client.start()`` or on the first call.
 from __future__ import annotations
 
 import importlib
+import ssl
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,7 +46,13 @@ _TCP_OPTIONS = {
 INPROCESS_TRANSPORT_MODULE: Final = "posp.lab.inprocess_hsm"
 
 
-def open_hsm_client(url: str, *, registry: CollectorRegistry | None = None) -> HsmClient:
+def open_hsm_client(
+    url: str,
+    *,
+    registry: CollectorRegistry | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_name: str = "",
+) -> HsmClient:
     """Build the HSM client named by ``url`` (ConfigError when it does not parse);
     the TCP transport exports its counters to ``registry`` when one is given."""
     parts = urlsplit(url)
@@ -78,5 +85,7 @@ def open_hsm_client(url: str, *, registry: CollectorRegistry | None = None) -> H
         header_length=int(options.get("header_length", 4)),
         max_in_flight_per_connection=int(options.get("max_in_flight", 256)),
         registry=registry,
+        ssl_context=ssl_context,
+        server_name=server_name,
     )
     return HsmClient(transport)

@@ -8,7 +8,8 @@ Invariants:
 * Every call has a deadline (``timeout_s``): past it the call raises
   ``HsmTimeout``; a reply arriving later is counted in ``stats.late_replies``.
 * A broken connection fails all its pending calls with ``HsmUnavailable`` at
-  once and reconnects in the background with exponential backoff.  When no
+  once and reconnects in the background with exponential backoff and full
+  jitter (``posp.backoff``).  When no
   connection is up a call fails fast with ``HsmUnavailable``; it never waits
   for a reconnect.
 * Requests written in one event-loop turn leave in one ``transport.write``.
@@ -23,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections import deque
 
 from prometheus_client.registry import CollectorRegistry
 
+from posp.backoff import Backoff
 from posp.errors import HsmTimeout, HsmUnavailable
 from posp.hsm.connection import HsmConnection
 from posp.hsm.stats import HsmClientStats, StatsCollector
@@ -50,6 +53,8 @@ class TcpTransport:
         max_in_flight_per_connection: int = 256,
         reconnect_backoff_s: tuple[float, float] = (0.05, 2.0),
         registry: CollectorRegistry | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str = "",
     ) -> None:
         if not 1 <= header_length <= 9:
             raise ValueError("header_length must be 1..9 digits so replies can be matched")
@@ -64,6 +69,8 @@ class TcpTransport:
         self.max_in_flight = max(1, min(max_in_flight_per_connection, 10**header_length // 2))
         self._connections = connections
         self._backoff_s = reconnect_backoff_s
+        self._ssl = ssl_context  # payShield-style TLS on the host port (posp.tls)
+        self._server_name = server_name or host
         self._live: list[HsmConnection] = []
         self._supervisors: list[asyncio.Task[None]] = []
         self._capacity_waiters: deque[asyncio.Future[None]] = deque()
@@ -195,24 +202,29 @@ class TcpTransport:
     async def _supervise(self, first_attempt: asyncio.Future[None]) -> None:
         """Keep one connection up: connect, wait for it to drop, back off, repeat."""
         loop = asyncio.get_running_loop()
-        backoff_s = self._backoff_s[0]
+        backoff = Backoff(*self._backoff_s)
         ever_connected = False
         while not self._closed:
             factory = functools.partial(HsmConnection, self, self.header_length)
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    _, conn = await loop.create_connection(factory, self.host, self.port)
-            except (OSError, TimeoutError):
+                    _, conn = await loop.create_connection(
+                        factory,
+                        self.host,
+                        self.port,
+                        ssl=self._ssl,
+                        server_hostname=self._server_name if self._ssl is not None else None,
+                    )
+            except (OSError, TimeoutError, ssl.SSLError):
                 self.stats.connect_failures += 1
                 if not first_attempt.done():
                     first_attempt.set_result(None)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self._backoff_s[1])
+                await asyncio.sleep(backoff.next_s())
                 continue
             if ever_connected:
                 self.stats.reconnects += 1
             ever_connected = True
-            backoff_s = self._backoff_s[0]
+            backoff.reset()
             self._live.append(conn)
             if not first_attempt.done():
                 first_attempt.set_result(None)
@@ -223,7 +235,7 @@ class TcpTransport:
                     self._live.remove(conn)
                 conn.close()
             if not self._closed:
-                await asyncio.sleep(backoff_s)
+                await asyncio.sleep(backoff.next_s())
 
     def connection_lost(self, conn: HsmConnection) -> None:
         """A connection broke: calls stop picking it (its supervisor reconnects)."""

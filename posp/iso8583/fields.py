@@ -282,3 +282,33 @@ def render_f44(issuer_id: str, acquirer_id: str) -> str:
     if not (issuer_id.isascii() and acquirer_id.isascii()):
         raise EncodeError("institution ids must be ASCII", field=44)
     return issuer_id.ljust(11) + acquirer_id.ljust(11)
+
+
+# --- F62 usage 10: the receiving card of a transfer (terminal-link §9) -------------
+
+TRANSFER_F62_USAGE: Final = "10"
+_RECEIVING_PAN_DIGITS: Final = range(13, 20)
+
+
+def parse_transfer_f62(value: bytes) -> str:
+    """The receiving card number from F62 ``10`` + length n2 + card number (ASCII).
+    DecodeError(field=62) for another usage, a bad length or non-digits."""
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("usage 10 must be ASCII digits", field=62) from None
+    if len(text) < 4 or text[:2] != TRANSFER_F62_USAGE:
+        raise DecodeError("usage must be 10 (receiving card)", field=62)
+    length_text, pan = text[2:4], text[4:]
+    if not (length_text.isdigit() and length_text.isascii()) or int(length_text) != len(pan):
+        raise DecodeError("card number length does not match", field=62, offset=2)
+    if len(pan) not in _RECEIVING_PAN_DIGITS or not (pan.isdigit() and pan.isascii()):
+        raise DecodeError("card number must be 13-19 digits", field=62, offset=4)
+    return pan
+
+
+def render_transfer_f62(pan: str) -> bytes:
+    """F62 usage 10 for the receiving card ``pan`` (13-19 digits)."""
+    if len(pan) not in _RECEIVING_PAN_DIGITS or not (pan.isdigit() and pan.isascii()):
+        raise EncodeError("receiving card number must be 13-19 digits", field=62)
+    return f"{TRANSFER_F62_USAGE}{len(pan):02d}{pan}".encode("ascii")

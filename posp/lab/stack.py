@@ -41,7 +41,7 @@ from posp.serve import start_switch, stop_on_signals
 from posp.settings import Settings
 from terminals.cards import load_cards
 from terminals.fleet import FleetConfig, run_fleet
-from terminals.fleet_report import report_table
+from terminals.fleet_view import report_table
 from terminals.mix import parse_mix
 
 DEMO_MERCHANT: Final = "898100000000001"

@@ -15,7 +15,7 @@ Invariants:
   exchange the new key is used at once and the old one still verifies for
   ``key_grace_s``.  Keys are only ever held under the LMK.
 * Each connection is owned by one supervisor task that reconnects with exponential
-  backoff; :meth:`close` cancels them and fails pending requests.
+  backoff and full jitter (``posp.backoff``); :meth:`close` cancels them and fails pending requests.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
+from posp.backoff import Backoff
 from posp.errors import DecodeError, NetworkTimeout, NetworkUnavailable
 from posp.hsm.api import HsmClient
 from posp.iso8583 import EncodedNetworkMessage, Message, NetworkFrame, NetworkHeader
@@ -357,13 +358,13 @@ class NetworkLink:
             self._first_sign_on.set()
 
     async def _supervise(self, index: int) -> None:
-        backoff_s = self.settings.reconnect_min_s
+        backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         while not self._closing:
             conn = await self._connect()
             if conn is not None:
                 try:
                     if await self._sign_on(conn):
-                        backoff_s = self.settings.reconnect_min_s
+                        backoff.reset()
                         self._set_signed_on([*self._signed_on, conn])
                         log.info("network_signed_on", connection=index)
                         await self._keep_alive(conn)
@@ -372,8 +373,7 @@ class NetworkLink:
                 finally:
                     self._drop(conn)
             self.metrics.reconnects.inc()
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, self.settings.reconnect_max_s)
+            await asyncio.sleep(backoff.next_s())
 
     async def _connect(self) -> FrameProtocol | None:
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from typing import Final
 from posp.iso8583 import Message
 from posp.iso8583.fields import OriginalData
 from posp.store.api import JournalEntry, Merchant
-from posp.txn import TxnRow, txn_row
+from posp.txn import NetworkAccounts, TxnRow, txn_row
 
 #: Terminal fields copied as they are.
 _COPIED: Final = (2, 3, 4, 14, 22, 23, 25, 38, 41, 42, 49, 55)
@@ -69,8 +69,12 @@ def network_request(
     original: JournalEntry | None,
     acquirer_id: str = "",
     forwarding_id: str = "",
+    pan: str | None = None,
+    receiving_pan: str | None = None,
 ) -> Message:
-    """Build the network request; ``ValueError`` for a type that goes nowhere upstream."""
+    """Build the network request; ``ValueError`` for a type that goes nowhere upstream.
+    ``pan`` (the card's, also from track 2) and ``receiving_pan`` (a transfer's F62
+    card) fill F102/F103 as the row's ``network_accounts`` says (network-link §8)."""
     if row.network_mti is None:
         raise ValueError(f"{row.name} is not sent to the network")
     request = Message(row.network_mti)
@@ -92,11 +96,26 @@ def network_request(
     f60 = terminal_msg.get(60)
     if isinstance(f60, str) and len(f60) >= 2:
         request[60] = f60[:2]
+    _account_fields(row, request, pan, receiving_pan)
     if row.references_original and original is not None:
         f90 = original_data(original, acquirer_id=acquirer_id, forwarding_id=forwarding_id)
         if f90 is not None:
             request[90] = f90
     return request
+
+
+def _account_fields(
+    row: TxnRow, request: Message, pan: str | None, receiving_pan: str | None
+) -> None:
+    """F102 = paying account and F103 = receiving account (transfer), or F103 = the
+    card itself (beneficiary check)."""
+    if row.network_accounts is NetworkAccounts.PAYER_AND_PAYEE:
+        if pan:
+            request[102] = pan
+        if receiving_pan:
+            request[103] = receiving_pan
+    elif row.network_accounts is NetworkAccounts.PAYEE and pan:
+        request[103] = pan
 
 
 def network_reversal(original_network_request: Message, reason_code: str = "98") -> Message:

@@ -5,7 +5,8 @@ Invariants:
   instance on the same database — picks them up; ``due_saf`` leases what it returns.
 * An item is removed only when a 0430 arrives; anything else (no link, timeout, bad
   MAC, another MTI, any other failure such as an HSM timeout) reschedules it with
-  exponential backoff between ``min_backoff_s`` and ``max_backoff_s``.  Repeats
+  exponential backoff with full jitter (``posp.backoff``) under ceilings from
+  ``min_backoff_s`` doubling to ``max_backoff_s``.  Repeats
   are safe: the network answers a repeated 0420 with 00 without undoing twice.
 * Each attempt gets a fresh F7/F11 (the link assigns them), so a late 0430 of an
   earlier attempt is counted as unmatched rather than confused with this one.
@@ -20,6 +21,7 @@ import asyncio
 import datetime as dt
 from typing import Final
 
+from posp.backoff import full_jitter_s
 from posp.errors import DecodeError, NetworkError, StoreError
 from posp.iso8583 import Message, NetworkFrame, NetworkHeader, decode_network, encode_network
 from posp.log import get_logger
@@ -45,8 +47,9 @@ def reversal_from_payload(payload: bytes) -> Message:
 
 
 def backoff_s(attempts: int, min_s: float, max_s: float) -> float:
-    """Delay before the next attempt after ``attempts`` failures: min·2^n, capped."""
-    return float(min(max_s, min_s * 2 ** min(attempts, 30)))
+    """Delay before the next attempt after ``attempts`` failures: full jitter under
+    min·2^n, capped (``posp.backoff``)."""
+    return full_jitter_s(attempts, min_s, max_s)
 
 
 class SafForwarder:

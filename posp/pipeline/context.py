@@ -78,6 +78,13 @@ class SafPort(Protocol):
     async def kick(self) -> None: ...
 
 
+class TransferCapPort(Protocol):
+    """The single-transfer cap of a terminal (terminal-link §9: its TMS parameters,
+    §10 key 39); None when the terminal has no cap of its own (the default applies)."""
+
+    async def transfer_cap_minor(self, terminal_id: str) -> int | None: ...
+
+
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -94,6 +101,8 @@ class Services:
     saf: SafPort | None = None
     #: Terminal management (parameters, IC sets, rollouts) when the store is SQL.
     tms: TerminalManagement | None = None
+    #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
+    transfer_caps: TransferCapPort | None = None
 
     def local_now(self) -> dt.datetime:
         return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
@@ -149,6 +158,7 @@ class TxnContext:
     sent: Message | None = field(default=None, repr=False)  # the network request as sent
     answer_unsigned: bool = False  # the answer's MAC could not be computed (HSM failure)
     pan: str | None = field(default=None, repr=False)
+    receiving_pan: str | None = field(default=None, repr=False)  # a transfer's F62 card
     # What the steps hand each other (card data never in the repr).
     track2: str | None = field(default=None, repr=False)  # clear, for the network request
     track3: str | None = field(default=None, repr=False)

@@ -109,9 +109,10 @@ class Pipeline:
             raise
         self._observe(route.name, code, started_s)
         _log.info("answered", response_code=code)
-        if ctx.route.txn_type is TxnType.REVERSAL and code == MALFUNCTION and not ctx.entry_id:
-            # A 0400 that could not even be journaled: no answer, so the terminal
-            # keeps its pending reversal and sends it again (any 0410 clears it).
+        if ctx.route.txn_type is TxnType.REVERSAL and code == MALFUNCTION:
+            # A 0400 the switch could not journal or apply (store down, deadline): no
+            # answer, so the terminal keeps its pending reversal and sends it again
+            # (any 0410 would clear it); the repeat redoes the idempotent steps.
             return Reply(None)
         if code == APPROVED and approval_at_stake(ctx):
             return Reply(answer, undelivered=lambda: self._spawn_undo(ctx, "connection gone"))

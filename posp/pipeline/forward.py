@@ -173,6 +173,8 @@ def build_request(ctx: TxnContext) -> Message:
         track3=ctx.track3,
         rrn=ctx.rrn,
         original=ctx.original,
+        pan=ctx.pan,
+        receiving_pan=ctx.receiving_pan,
     )
 
 
@@ -242,10 +244,10 @@ def apply_response(ctx: TxnContext, response: Message) -> RC:
     if code == RC.APPROVED:
         ctx.auth_code = fields.get(38)
     ctx.settlement_date = fields.get(15, ctx.settlement_date)
-    card_org = fields.get(63)
-    if card_org in CARD_ORGS:
-        ctx.card_org = card_org
-        ctx.response[63] = card_org
+    f63 = fields.get(63, "")
+    if f63[:3] in CARD_ORGS:  # 63.1; 63.2 only where the row names the holder
+        ctx.card_org = f63[:3]
+        ctx.response[63] = f63 if ctx.route.row.answer_names_holder else f63[:3]
     for n in _FORWARDED_TO_TERMINAL:
         if n in fields:
             ctx.response[n] = fields[n]

@@ -23,6 +23,7 @@ from posp.pipeline import (
     originals,
     reversal,
     signin,
+    transfer,
 )
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.premac import start_network_mac
@@ -78,6 +79,17 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     cardsec.translate_pin,
     forward.forward,
 )
+#: A transfer: as FINANCIAL, with the receiving card read from F62 (30) and the
+#: terminal's single-transfer cap checked (61) before the journal.
+TRANSFER: Final[tuple[Step, ...]] = tuple(
+    step
+    for s in FINANCIAL
+    for step in (
+        (s, transfer.read_receiving_card, transfer.check_transfer_cap)
+        if s is checks.check_amount
+        else (s,)
+    )
+)
 #: 0400: the checks (12 before 30: a balance reversal has no F4), the 0400
 #: journaled before its MAC check (a repeat is noted, not refused; an HSM outage
 #: keeps it for later), then the original reversed once through the SAF queue.
@@ -131,6 +143,9 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.PREAUTH_VOID: FINANCIAL,
     TxnType.COMPLETION: FINANCIAL,
     TxnType.COMPLETION_VOID: FINANCIAL,
+    TxnType.BENEFICIARY_CHECK: FINANCIAL,
+    TxnType.TRANSFER: TRANSFER,
+    TxnType.TRANSFER_VOID: FINANCIAL,
     TxnType.REVERSAL: REVERSAL,
     TxnType.SETTLEMENT: (*AUTHENTIC, *batch.SETTLE),
     TxnType.BATCH_UPLOAD: (*AUTHENTIC, *batch.UPLOAD),

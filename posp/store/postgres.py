@@ -71,6 +71,12 @@ def _translated(op: str) -> Iterator[None]:
         raise StoreError(f"{op}: database error {exc.sqlstate} ({type(exc).__name__})") from exc
 
 
+def _server_of(dsn: str) -> str:
+    """``host:port/database`` of a DSN, for error messages: never user or password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
 class PostgresStore(SqlStore):
     """The store on PostgreSQL.  ``schema`` (created when missing) isolates a
     deployment or a test; None uses the server's default search_path."""
@@ -116,7 +122,7 @@ class PostgresStore(SqlStore):
         if self._pool is not None:
             return
         settings = {"search_path": self.schema} if self.schema else None
-        with _translated("open"):
+        with _translated(f"open {_server_of(self.dsn)}"):
             pool = await asyncpg.create_pool(
                 self.dsn,
                 min_size=1,

@@ -83,7 +83,7 @@ class SqliteStore(SqlStore):
         try:
             await writer.start()
         except sqlite3.Error as exc:
-            raise _translate("open", exc) from exc
+            raise _translate(f"open {self.path}", exc) from exc
         self._writer = writer
         try:
             await self._write_job("migrate", _migrate)

@@ -18,11 +18,22 @@ machine every process competes for the same two cores: figures are pessimistic.
 
 Before the stack run, the fleet's own cost per transaction (no sockets) is
 printed, to show the fleet is not the bottleneck.
+
+Then a **step load** finds the knee in one run: ``posp-fleet --steps`` (default
+``500x30,1000x30,1500x30,2000x30``, ``POSP_BENCH_STEPS``) against two ``posp
+serve`` workers on one port (as bench_purchase), ``POSP_BENCH_STEP_TERMINALS``
+terminals (default 1500) on long connections, the default mix over the demo
+cards whose balance and limits outlast the run.  Prints, per step, the offered
+and achieved rate, skipped ticks, errors, p50/p99 and each process's CPU, and
+names the knee: the first step whose achieved rate falls 5 % short of its
+target or whose median latency is more than 4 times the first step's.
+``POSP_BENCH_FLEET_RUNS`` picks the runs (``mixed,steps``, default both).
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import resource
@@ -36,9 +47,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from issuer_sim.cardfile import DEMO_CARDS
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.machine import TerminalMachine
+from terminals.procstat import ProcessMeter
 from tests.terminals.fakeswitch import TMK, FakeSwitch
 from tests.terminals.processes import LabProcess, LabStack
 
@@ -47,6 +60,9 @@ ROUNDS = 5000
 PROFILE_MAX_S = 20.0
 SIGN_INS_PER_S = 300.0  # pessimistic sign-in rate (docs/performance-fleet.md)
 SIGN_IN_ALLOWANCE_S = 3.0  # fleet start-up before its first sign-in
+AMPLE_MINOR = 100_000_000  # a card's balance and daily limit that outlast a step load
+KNEE_SHORTFALL = 0.95  # achieved below 95 % of the target ...
+KNEE_P50_FACTOR = 4.0  # ... or p50 above 4 x the first step's (p99 is too noisy): past the knee
 
 
 def _fleet_machine_cost() -> None:
@@ -71,15 +87,16 @@ def _fleet_machine_cost() -> None:
     print(f"fleet cost: PIN purchase build + parse {rate:,.0f} round trips/s on one core")
 
 
-def _start_stack(run_dir: Path, terminals: int) -> tuple[LabStack, Path, int]:
+def _start_stack(run_dir: Path, terminals: int, switches: int = 1) -> tuple[LabStack, Path, int]:
     stack = LabStack(run_dir)
     stack.env["POSP_ISSUER_LOG_LEVEL"] = "warning"
     hsm = stack.start_hsm()
     issuer = stack.start_issuer()
     stack.switch_env(issuer_port=issuer.port, hsm_url=f"tcp://127.0.0.1:{hsm.port}")
     fleet_file = stack.provision_fleet(terminals)
-    switch = stack.start_switch()
-    return stack, fleet_file, switch.port
+    if switches == 1:
+        return stack, fleet_file, stack.start_switch().port
+    return stack, fleet_file, stack.start_switches(switches)[0].port
 
 
 def _profile(switch: LabProcess, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
@@ -203,12 +220,147 @@ def fleet_against_stack(seconds: float, terminals: int, concurrency: int) -> dic
     return figures
 
 
+def _ample_card_file(path: Path) -> Path:
+    """The active demo cards whose balance and daily limit outlast the run."""
+    with DEMO_CARDS.open(newline="") as source:
+        rows = [
+            row
+            for row in csv.DictReader(source)
+            if row["status"] == "active"
+            and int(row["balance_minor"]) >= AMPLE_MINOR
+            and int(row["daily_limit_minor"]) >= AMPLE_MINOR
+        ]
+    with path.open("w", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+class MachineMeter:
+    """The whole machine's busy CPU (all processes, ours and everyone else's) from
+    /proc/stat, sampled in a thread: what the stack competed with."""
+
+    def __init__(self, tick_s: float = 0.5) -> None:
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, busy, total) jiffies
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tick_s,), daemon=True)
+
+    def _run(self, tick_s: float) -> None:
+        while True:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            idle = fields[3] + fields[4]  # idle + iowait
+            self.samples.append((time.perf_counter(), sum(fields) - idle, sum(fields)))
+            if self._stop.wait(tick_s):
+                return
+
+    def __enter__(self) -> MachineMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy_cores_between(self, from_s: float, to_s: float) -> float:
+        """Cores busy on average (all processes) between two perf_counter times."""
+        window = [s for s in self.samples if from_s <= s[0] <= to_s]
+        if len(window) < 2 or window[-1][2] == window[0][2]:
+            return 0.0
+        cores = os.cpu_count() or 1
+        return cores * (window[-1][1] - window[0][1]) / (window[-1][2] - window[0][2])
+
+
+def _step_windows(report: dict[str, Any]) -> list[tuple[float, float]]:
+    """Each step's perf_counter window, laid back from the fleet's exit (its load
+    ends just before), 1 s trimmed at each edge."""
+    end_s = report["ended_at"]
+    windows = []
+    for step in reversed(report["steps"]):
+        windows.append((end_s - step["seconds"] + 1.0, end_s - 1.0))
+        end_s -= step["seconds"]
+    return windows[::-1]
+
+
+def _step_cpu(report: dict[str, Any], machine: MachineMeter) -> list[dict[str, float]]:
+    """CPU (% of one core) per process during each step, and the whole machine's."""
+    meters: list[ProcessMeter] = report["meters"]
+    return [
+        {
+            **{m.name: round(m.cpu_percent_between(a, b), 1) for m in meters},
+            "machine": round(100 * machine.busy_cores_between(a, b), 1),
+        }
+        for a, b in _step_windows(report)
+    ]
+
+
+def knee(steps: list[dict[str, Any]]) -> int | None:
+    """Index of the first step past the knee (achieved rate short of the target,
+    or median latency far above the first step's); None when every step kept up."""
+    first_p50 = max(steps[0]["latency_ms"]["p50"], 1.0)
+    for index, step in enumerate(steps):
+        short = step["per_s"] < KNEE_SHORTFALL * float(step["target_per_s"])
+        if short or step["latency_ms"]["p50"] > KNEE_P50_FACTOR * first_p50:
+            return index
+    return None
+
+
+def step_load(steps: str, terminals: int) -> dict[str, Any]:
+    """One ``posp-fleet --steps`` run against two switch workers; figures per step."""
+    soft_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft_hard[1], soft_hard[1]))
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-steps-") as tmp:
+        run_dir = Path(tmp)
+        stack, fleet_file, port = _start_stack(run_dir, terminals, switches=2)
+        try:
+            cards = _ample_card_file(run_dir / "cards.csv")
+            args = ["--fleet-file", str(fleet_file), "--cards", str(cards), "--port", str(port)]
+            args += ["--long-connections", "--steps", steps, "--timeout-s", "10", "--seed", "7"]
+            args += ["--series", str(run_dir / "series.csv")]
+            with MachineMeter() as machine:
+                report = stack.run_fleet(args)
+            cpu = _step_cpu(report, machine)
+            if keep := os.environ.get("POSP_BENCH_SERIES"):
+                shutil.copy(run_dir / "series.csv", keep)
+        finally:
+            stack.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, soft_hard)
+    print(f"step load, {terminals} terminals on long connections, 2 switch workers, default mix")
+    print("  target/s  achieved/s  answered/s  skipped  errors  p50 ms  p99 ms  CPU % of a core")
+    for step, step_cpu in zip(report["steps"], cpu, strict=True):
+        lat, outcomes = step["latency_ms"], step["outcomes"]
+        errors = step["requests"] - outcomes["approved"] - outcomes["declined"]
+        shares = "  ".join(f"{name} {share:.0f}" for name, share in step_cpu.items())
+        print(
+            f"  {step['target_per_s']:>8} {step['per_s']:>11,.0f} {step['answered_per_s']:>11,.0f}"
+            f" {step['skipped']:>8} {errors:>7} {lat['p50']:>7.1f} {lat['p99']:>7.1f}  {shares}"
+        )
+    past, steps_run = knee(report["steps"]), report["steps"]
+    if past is None:
+        named = "none: every step kept up"
+    elif past == 0:
+        named = f"at or below the first step ({steps_run[0]['target_per_s']}/s)"
+    else:
+        below, above = steps_run[past - 1]["target_per_s"], steps_run[past]["target_per_s"]
+        named = f"between {below}/s and {above}/s"
+    print("  ('machine' = every process on the host, other agents' included; 200 = both cores)")
+    print(f"  codes {report['load_response_codes']}; knee {named}")
+    return {**_figures(report), "step_cpu_percent": cpu, "knee": named}
+
+
 def main() -> None:
-    _fleet_machine_cost()
-    seconds = float(os.environ.get("POSP_BENCH_SECONDS", "60"))
-    terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "2000"))
-    concurrency = int(os.environ.get("POSP_BENCH_CONCURRENCY", "64"))
-    figures = fleet_against_stack(seconds, terminals, concurrency)
+    runs = os.environ.get("POSP_BENCH_FLEET_RUNS", "mixed,steps").split(",")
+    figures: dict[str, Any] = {}
+    if "mixed" in runs:
+        _fleet_machine_cost()
+        seconds = float(os.environ.get("POSP_BENCH_SECONDS", "60"))
+        terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "2000"))
+        concurrency = int(os.environ.get("POSP_BENCH_CONCURRENCY", "64"))
+        figures["mixed"] = fleet_against_stack(seconds, terminals, concurrency)
+    if "steps" in runs:
+        steps = os.environ.get("POSP_BENCH_STEPS", "500x30,1000x30,1500x30,2000x30")
+        step_terminals = int(os.environ.get("POSP_BENCH_STEP_TERMINALS", "1500"))
+        figures["steps"] = step_load(steps, step_terminals)
     print("  (shared 2-core machine, all processes and other engineers' jobs on it: pessimistic)")
     if out := os.environ.get("POSP_BENCH_OUT"):
         Path(out).write_text(json.dumps(figures, indent=1) + "\n")

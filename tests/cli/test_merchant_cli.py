@@ -51,6 +51,7 @@ def test_missing_required_argument_exits_2_naming_it(posp: Posp) -> None:
 
 
 def test_unknown_merchant_show_exits_2(posp: Posp) -> None:
+    assert posp("merchant", "add", "--id", MERCHANT, "--name", "Shop", "--mcc", "5411").code == 0
     result = posp("merchant", "show", "999999999999999")
     assert result.code == 2 and "no merchant 999999999999999" in result.err
 

@@ -62,7 +62,18 @@ def test_soft_limit_is_raised_to_the_hard_limit_and_logged() -> None:
 def test_hard_limit_below_max_connections_is_warned_about() -> None:
     (before, soft, hard, sufficient), log = _probe(20000, LOW_SOFT, hard=512)
     assert (before, soft, hard, sufficient) == (LOW_SOFT, 512, 512, False)
-    assert "open_files_hard_limit_below_max_connections" in log and '"level": "warning"' in log
+    assert "open_files_limit_too_low" in log and '"level": "warning"' in log
+
+
+def test_hard_limit_between_connections_and_their_headroom_is_a_warning() -> None:
+    """A hard limit above max_connections but below max_connections + headroom still
+    leaves the server short of descriptors: logged at WARNING, not only at info."""
+    from posp.loop import OPEN_FILES_HEADROOM
+
+    hard = 400 + OPEN_FILES_HEADROOM // 2
+    (_, soft, _, sufficient), log = _probe(400, LOW_SOFT, hard=hard)
+    assert (soft, sufficient) == (hard, False)
+    assert "open_files_limit_too_low" in log and '"level": "warning"' in log
 
 
 def test_posp_serve_raises_its_own_soft_limit(tmp_path: Path) -> None:

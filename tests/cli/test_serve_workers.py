@@ -3,6 +3,7 @@ on one terminal port, stopped together by one SIGTERM; bad combinations refused.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -46,29 +47,39 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_two_workers_listen_on_one_port_and_stop_on_one_sigterm(tmp_path: Path) -> None:
+def _start_two_workers(
+    tmp_path: Path, node_id: int, stderr: int
+) -> tuple[subprocess.Popen[str], int]:
+    """``posp serve --workers 2`` on a free port, returned once both children listen."""
     port = _free_port()
     env = {
         **os.environ,
         "POSP_TERMINAL_PORT": str(port),
         "POSP_METRICS_ENABLED": "false",
         "POSP_NETWORK_ENABLED": "false",
-        "POSP_NODE_ID": "7",
+        "POSP_NODE_ID": str(node_id),
         "POSP_LOG__LEVEL": "warning",
+        "POSP_LOG__FORMAT": "json",
     }
     env.pop("POSP_CONFIG", None)
     supervisor = subprocess.Popen(
         [str(POSP), "serve", "--workers", "2", "--data-dir", str(tmp_path)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
     )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        len(_children(supervisor.pid)) == 2 and _listening(port)
+    ):
+        time.sleep(0.1)
+    return supervisor, port
+
+
+def test_two_workers_listen_on_one_port_and_stop_on_one_sigterm(tmp_path: Path) -> None:
+    supervisor, port = _start_two_workers(tmp_path, 7, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (
-            len(_children(supervisor.pid)) == 2 and _listening(port)
-        ):
-            time.sleep(0.1)
         children = _children(supervisor.pid)
         assert sorted(_node_id(child) for child in children) == ["7", "8"]
         supervisor.send_signal(signal.SIGTERM)
@@ -79,6 +90,25 @@ def test_two_workers_listen_on_one_port_and_stop_on_one_sigterm(tmp_path: Path) 
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
+
+
+def test_a_worker_killed_by_a_signal_is_named_in_the_log(tmp_path: Path) -> None:
+    """SIGKILL of one worker: the supervisor logs which one (index, pid, signal), then
+    stops the other and exits non-zero."""
+    supervisor, _ = _start_two_workers(tmp_path, 3, subprocess.PIPE)
+    try:
+        victim = max(_children(supervisor.pid), key=lambda pid: int(_node_id(pid)))
+        os.kill(victim, signal.SIGKILL)
+        _, err = supervisor.communicate(timeout=30)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    assert supervisor.returncode != 0
+    died = [json.loads(line) for line in err.splitlines() if "worker died" in line]
+    assert len(died) == 1, err
+    assert (died[0]["worker"], died[0]["pid"], died[0]["node_id"]) == (1, victim, 4)
+    assert died[0]["signal"] == "SIGKILL" and died[0]["level"] == "error"
 
 
 def test_workers_need_a_fixed_terminal_port(posp: Posp, monkeypatch: pytest.MonkeyPatch) -> None:

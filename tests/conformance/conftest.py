@@ -24,18 +24,17 @@ from posp.store import Store, open_store
 from posp.switch import Switch
 from terminals.cards import TerminalCard, load_cards
 from terminals.conformance import ConformanceTarget
+from tests.e2e.transferstack import write_transfer_cards
 from tests.stackfixtures import (
     MERCHANT_ID,
     provision_terminal,
     start_test_issuer,
     switch_settings,
-    write_card_file,
 )
 from tests.tmsoperator import InProcessTmsOperator
 
 TMK_HEX = ("0123456789ABCDEFFEDCBA9876543210", "11223344556677888877665544332211")
 TERMINAL_IDS = ("10000001", "10000002", "10000003")
-CARD_COUNT = 4  # active demo cards loaded by the issuer (each costs HSM work)
 # The dropped-answer scenario waits for one of these; short keeps the run fast.
 NETWORK_TIMEOUT_S = 0.5
 TERMINAL_DROP_TIMEOUT_S = 1.5
@@ -66,7 +65,7 @@ class RunningStack:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
     tmp = tmp_path_factory.mktemp("conformance")
-    cards_path = write_card_file(tmp / "cards.csv", CARD_COUNT)
+    cards_path = write_transfer_cards(tmp / "cards.csv")  # + another issuer's, a USD card
     issuer = await start_test_issuer(cards_path, tmp / "issuer.db")
     settings = switch_settings(tmp, issuer_port=issuer.port, network_timeout_s=NETWORK_TIMEOUT_S)
     store = open_store(settings.store_url, node_id="01")

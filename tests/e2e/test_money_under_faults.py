@@ -15,7 +15,7 @@ import pytest
 
 from issuer_sim.authorizer import Authorizer
 from issuer_sim.rules import DROP_AMOUNT_MINOR
-from posp.errors import HsmUnavailable
+from posp.errors import HsmUnavailable, StoreUnavailable
 from posp.hsm.api import KEY_TAK
 from posp.iso8583 import Message
 from terminals.cards import TerminalCard
@@ -308,3 +308,28 @@ async def answered_but_lost(stack: Stack, terminal: TerminalSession, frame: byte
     answer = await send_raw(stack.switch.port, frame)
     assert answer.message[39] == "00"
     terminal.machine.on_timeout()
+
+
+async def test_a_0400_the_switch_cannot_apply_gets_no_answer_and_its_repeat_is_honoured(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store trouble while reversing: no 0410 (which would clear the terminal's
+    reversal), so the terminal sends it again and the repeat reverses once."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    await answered_but_lost(stack, terminal, terminal.machine.purchase(card, 2300, pin=card.pin))
+    assert stack.switch is not None and stack.switch.pipeline is not None
+    store = stack.switch.pipeline.services.store
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StoreUnavailable("reverse_and_queue: database unavailable")
+
+    monkeypatch.setattr(store, "reverse_and_queue", store_down)
+    reversal = terminal.machine.reversal()
+    with pytest.raises(TimeoutError):
+        await send_raw(stack.switch.port, reversal, timeout_s=3)
+    monkeypatch.undo()
+    assert (await send_raw(stack.switch.port, reversal)).message[39] == "00"
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert issuer_0420s(stack) == 1

@@ -15,9 +15,11 @@ from posp.iso8583.fields import (
     SettlementF48,
     SettlementTotalsF48,
     UploadRecord,
+    parse_transfer_f62,
     parse_upload_end_f48,
     parse_upload_f48,
     render_f44,
+    render_transfer_f62,
     render_upload_end_f48,
     render_upload_f48,
 )
@@ -125,3 +127,41 @@ def test_settlement_round_trips(s: str) -> None:
 @given(st.text("0123456789", min_size=42, max_size=42))
 def test_original_data_round_trips(s: str) -> None:
     assert OriginalData.parse(s).render() == s
+
+
+# --- F62 usage 10 (transfer receiving card) ------------------------------------------
+
+
+@given(st.text(alphabet="0123456789", min_size=13, max_size=19))
+def test_transfer_f62_round_trips_any_card_number(pan: str) -> None:
+    """render then parse gives the card number back; the layout is 10 + n2 + digits."""
+    f62 = render_transfer_f62(pan)
+    assert f62[:4] == f"10{len(pan):02d}".encode()
+    assert parse_transfer_f62(f62) == pan
+
+
+@given(st.binary(max_size=30))
+def test_transfer_f62_parse_accepts_only_well_formed_values(data: bytes) -> None:
+    """Any bytes either parse to 13-19 digits or raise DecodeError naming field 62."""
+    try:
+        pan = parse_transfer_f62(data)
+    except DecodeError as exc:
+        assert exc.field == 62
+    else:
+        assert pan.isdigit() and 13 <= len(pan) <= 19 and data == render_transfer_f62(pan)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"11166225880000000000",
+        b"1017622588000000000001",
+        b"1013ABCDEFGHIJKLM",
+        b"1005" + b"1" * 5,
+    ],
+)
+def test_transfer_f62_rejects_other_usages_lengths_and_non_digits(bad: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        parse_transfer_f62(bad)
+    assert info.value.field == 62

@@ -10,11 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from issuer_sim.app import start_issuer
+from issuer_sim.authorizer import original_key
 from issuer_sim.control import start_control
 from issuer_sim.db import CardDb
 from issuer_sim.ledger import Account, Ledger
 from issuer_sim.settings import load_settings
 from posp.errors import ConfigError
+from posp.iso8583 import Message
 from posp.lab.inprocess_hsm import inprocess_hsm_client
 from tests.network.cards import PAN, PIN, purchase
 from tests.network.conftest import issuer_settings, metric, open_link
@@ -65,6 +67,33 @@ async def test_control_endpoint_changes_rules_and_rejects_bad_input() -> None:
         assert (await _http(port, "GET", "/nowhere"))[0] == 404
         status, health = await _http(port, "GET", "/health")
         assert status == 200 and health == {"connections": 2}
+    finally:
+        control.close()
+        await link.close()
+        await issuer.close()
+
+
+async def test_traffic_counts_requests_on_arrival_and_0420s_per_original() -> None:
+    """GET /traffic: requests by MTI, none left in progress once answered, and every
+    0420 per F90 key."""
+    issuer = await start_issuer(issuer_settings(), hsm=inprocess_hsm_client())
+    control = await start_control(issuer, "127.0.0.1", 0)
+    port = control.sockets[0].getsockname()[1]
+    link = await open_link(issuer.port)
+    try:
+        sent = purchase(100, pin=PIN)
+        assert (await link.send(sent)).get(39) == "00"
+        key = original_key(sent)
+        for _ in range(2):
+            reversal = Message("0420", {3: "000000", 4: "000000000100", 90: key})
+            assert (await link.send(reversal)).get(39) == "00"
+        status, traffic = await _http(port, "GET", "/traffic")
+        assert status == 200
+        assert traffic == {
+            "received": {"0800": 2, "0200": 1, "0420": 2},  # the link's two sign-ons
+            "in_progress": 0,
+            "reversals": {key: 2},
+        }
     finally:
         control.close()
         await link.close()

@@ -69,19 +69,38 @@ async def test_link_down_raises_unavailable_at_once() -> None:
         await link.close()
 
 
-async def test_link_reconnects_after_network_restart(pair: Pair) -> None:
-    """When the connections drop the link goes down, then signs on again by itself."""
+async def test_link_reconnects_after_network_restart(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the connections drop the link goes down, then signs on again by itself.
+
+    The reconnect delay is jittered and may be almost nothing, so "down" is read
+    from the link's own state changes rather than raced with a send."""
+    link = pair.link
+    states: list[bool] = []
+    signed_on_again = asyncio.Event()
+    set_signed_on = link._set_signed_on
+
+    def record(conns: list[object]) -> None:
+        set_signed_on(conns)  # type: ignore[arg-type]
+        states.append(bool(conns))
+        if False in states and conns:
+            signed_on_again.set()
+
+    monkeypatch.setattr(link, "_set_signed_on", record)
     for conn in list(pair.issuer.connections):
         conn.close()
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(signed_on_again.wait(), timeout=10)
+    assert False in states  # it went down before coming back
+    response = await link.send(purchase(100, pin=PIN))
+    assert response.get(39) == "00"
+
+
+async def test_a_link_that_is_down_answers_unavailable_at_once(pair: Pair) -> None:
+    """With no signed-on connection a send fails fast (the terminal gets 91)."""
+    await pair.link.close()
     with pytest.raises(NetworkUnavailable):
         await pair.link.send(purchase(100))
-    for _ in range(100):
-        if pair.link.signed_on:
-            break
-        await asyncio.sleep(0.02)
-    response = await pair.link.send(purchase(100, pin=PIN))
-    assert response.get(39) == "00"
 
 
 async def test_dropped_response_times_out_at_the_deadline(pair: Pair) -> None:

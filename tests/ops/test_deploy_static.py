@@ -408,15 +408,19 @@ def test_dashboard_covers_the_operations_topics() -> None:
 # --- HAProxy -----------------------------------------------------------------------------------
 
 
-def test_haproxy_health_check_sends_the_healthcheck_echo_to_compose_switches() -> None:
-    from posp.healthcheck import terminal_echo_request
+def test_haproxy_checks_switch_readiness_on_the_metrics_port_of_compose_switches() -> None:
+    """HAProxy takes a switch out of rotation on GET /ready != 200 (store, HSM or network
+    down), asked on the port the switch serves /ready on; servers are compose services."""
+    from posp.settings import load_settings
 
     cfg = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
-    sent = re.search(r"tcp-check send-binary ([0-9A-Fa-f]+)", cfg)
-    assert sent and bytes.fromhex(sent.group(1)) == terminal_echo_request("00000000")
-    assert "tcp-check expect rbinary" in cfg and "0830" in cfg
+    assert re.search(r"^\s*option httpchk GET /ready$", cfg, re.M)
+    assert re.search(r"^\s*http-check expect status 200$", cfg, re.M)
+    assert "0830" not in cfg.split("backend switches")[1], "no echo accepting any 0830"
+    metrics_port = load_settings(DEPLOY / "config" / "switch.toml").metrics_port
     all_services = services()
-    servers = re.findall(r"^\s*server \S+ (\S+):(\d+) check", cfg, re.M)
+    servers = re.findall(r"^\s*server \S+ (\S+):(\d+) check port (\d+)", cfg, re.M)
     assert len(servers) >= 2
-    for host, port in servers:
+    for host, port, check_port in servers:
+        assert int(check_port) == metrics_port
         assert host in all_services and int(port) in service_ports(all_services[host])

@@ -13,6 +13,7 @@ from posp.healthcheck import (
     Unhealthy,
     check_hsm,
     check_issuer,
+    check_ready,
     check_switch,
     main,
     target_of_pid1,
@@ -49,17 +50,17 @@ async def fake_server(reply: bytes | None) -> asyncio.Server:
 
 
 @pytest.fixture
-async def switch_port(tmp_path: Path) -> AsyncIterator[int]:
+async def switch_ports(tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
     from posp.settings import load_settings
     from posp.switch import Switch
 
     settings = load_settings(
-        None, terminal_port=0, metrics_enabled=False, network_enabled=False, data_dir=tmp_path
+        None, terminal_port=0, metrics_port=0, network_enabled=False, data_dir=tmp_path
     )
     switch = Switch(settings)
     await switch.start()
     try:
-        yield switch.port
+        yield switch.port, switch.metrics_port
     finally:
         await switch.stop()
 
@@ -75,9 +76,10 @@ def test_echo_request_is_a_terminal_link_0820_301() -> None:
 
 
 async def test_switch_check_passes_on_an_echo_answer_and_fails_on_a_stricter_accept(
-    switch_port: int,
+    switch_ports: tuple[int, int],
 ) -> None:
     """An unregistered health terminal is answered 97: healthy by default, not with 00 only."""
+    switch_port = switch_ports[0]
     line = await asyncio.to_thread(
         check_switch, LOCAL, switch_port, "00000000", ACCEPT_DEFAULT, 3.0
     )
@@ -150,11 +152,50 @@ def test_auto_target_without_proc_is_none(tmp_path: Path) -> None:
     assert target_of_pid1(tmp_path / "missing") == "none"
 
 
-async def test_main_exits_1_when_unhealthy_and_0_when_healthy(switch_port: int) -> None:
+async def test_main_exits_1_when_unhealthy_and_0_when_healthy(
+    switch_ports: tuple[int, int],
+) -> None:
+    """Echo answered and /ready 200: exit 0; nothing listening: exit 1."""
     port = await closed_port()
     with pytest.raises(SystemExit) as failed:
         await asyncio.to_thread(main, ["--timeout-s", "1", "switch", "--port", str(port)])
     assert failed.value.code == 1
+    terminal, metrics = switch_ports
+    argv = ["switch", "--port", str(terminal), "--metrics-port", str(metrics)]
     with pytest.raises(SystemExit) as passed:
-        await asyncio.to_thread(main, ["switch", "--port", str(switch_port)])
+        await asyncio.to_thread(main, argv)
     assert passed.value.code == 0
+
+
+async def test_switch_check_fails_naming_what_readiness_reports_down(
+    switch_ports: tuple[int, int],
+) -> None:
+    """The echo is answered but /ready says 503: unhealthy, naming the part that is down."""
+
+    async def not_ready(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        body = b'{"ready": false, "down": ["store"]}'
+        writer.write(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        await writer.drain()
+        writer.close()
+
+    fake = await asyncio.start_server(not_ready, LOCAL, 0)
+    fake_port = fake.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(Unhealthy, match="down: store"):
+            await asyncio.to_thread(check_ready, LOCAL, fake_port, 2.0)
+        argv = ["switch", "--port", str(switch_ports[0]), "--metrics-port", str(fake_port)]
+        with pytest.raises(SystemExit) as failed:
+            await asyncio.to_thread(main, argv)
+        assert failed.value.code == 1
+    finally:
+        fake.close()
+
+
+def test_no_target_is_a_usage_error_not_healthy(capsys: pytest.CaptureFixture[str]) -> None:
+    """posp-healthcheck with no target exits 2 naming the targets (was: exit 0)."""
+    with pytest.raises(SystemExit) as usage:
+        main([])
+    assert usage.value.code == 2
+    assert "switch, hsm, issuer" in capsys.readouterr().err

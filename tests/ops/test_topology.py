@@ -24,14 +24,18 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from posp.healthcheck import check_switch
 from tests.ops.test_deploy_static import dashboard
-from tests.ops.topology import BIN, SCRAPE_INTERVAL_S, Topology
+from tests.ops.topology import BIN, SCRAPE_INTERVAL_S, TcpForwarder, Topology, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -39,7 +43,8 @@ TERMINALS = 40
 RATE_PER_S = 150.0
 LOAD_S = 24.0
 KILL_AFTER_S = 10.0
-ANSWERED_EVENTS = ("mac_failure", "bad_response")  # an answer arrived (and was counted)
+ANSWERED_EVENTS = ("mac_failure", "bad_response")
+ACCEPT = frozenset({"00", "97"})  # an answer arrived (and was counted)
 
 
 @pytest.fixture
@@ -149,6 +154,50 @@ def test_fleet_through_haproxy_survives_losing_a_switch(topology: Topology) -> N
     assert abs(fleet_total - prom_total) <= allowance
     codes = report["response_codes"]
     assert codes.get("00", 0) > report["requests"] / 2, "most transactions approved"
+
+
+def test_switch_whose_store_dies_is_taken_out_of_haproxy_rotation(
+    topology: Topology, pg_dsn: str
+) -> None:
+    """switch2 reaches PostgreSQL through a relay; the relay is closed: its GET /ready
+    turns 503 ("store" down) and HAProxy marks it DOWN within its check interval
+    (inter 1 s x fall 2, plus the probe's 1 s deadline); switch1 stays UP and terminals
+    through HAProxy keep being answered."""
+    topo = topology
+    pg = urllib.parse.urlsplit(pg_dsn)
+    relay = TcpForwarder((pg.hostname or "127.0.0.1", pg.port or 5432))
+    topo.store_urls[1] = topo.store_url.replace(
+        f"{pg.hostname}:{pg.port or 5432}", f"127.0.0.1:{relay.port}"
+    )
+    try:
+        topo.start_simulators()
+        topo.start_switches()
+        topo.start_haproxy()
+        wait_until(lambda: _expect_status(topo, "UP", "UP"), "both switches UP in HAProxy")
+        relay.close()
+        started = time.monotonic()
+        wait_until(lambda: _expect_status(topo, "UP", "DOWN"), "switch2 DOWN", timeout_s=10)
+        print(f"\nswitch2 out of rotation {time.monotonic() - started:.1f} s after its store died")
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{topo.ports.switch_metrics[0]}/ready", timeout=5
+        ) as ready:
+            assert ready.status == 200
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{topo.ports.switch_metrics[1]}/ready")
+            raise AssertionError("switch2 /ready answered 200 with its store gone")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503 and "store" in json.loads(exc.read())["down"]
+        for _ in range(10):  # every new terminal connection lands on a ready switch
+            line = check_switch("127.0.0.1", topo.ports.haproxy, "00000000", ACCEPT, 3.0)
+            assert "39=97" in line
+    finally:
+        relay.close()
+
+
+def _expect_status(topo: Topology, switch1: str, switch2: str) -> None:
+    status = topo.haproxy_server_status()
+    if (status.get("switch1"), status.get("switch2")) != (switch1, switch2):
+        raise ValueError(f"HAProxy says {status}")
 
 
 def test_every_dashboard_query_is_valid_promql_on_live_data(topology: Topology) -> None:

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -59,13 +60,13 @@ def wait_until(probe: Callable[[], object], what: str, timeout_s: float = 30.0) 
 
 
 def haproxy_health_check_lines() -> list[str]:
-    """The tcp-check lines of the deployed HAProxy configuration."""
+    """The health check lines of the deployed HAProxy configuration."""
     lines = [
         line.strip()
         for line in DEPLOY_HAPROXY.read_text().splitlines()
-        if re.match(r"\s*(option tcp-check|tcp-check )", line)
+        if re.match(r"\s*(option httpchk|http-check )", line)
     ]
-    assert lines, "deploy/haproxy/haproxy.cfg has no tcp-check"
+    assert lines, "deploy/haproxy/haproxy.cfg has no http-check"
     return lines
 
 
@@ -88,6 +89,7 @@ class Topology:
     def __init__(self, work_dir: Path, store_url: str) -> None:
         self.work_dir = work_dir
         self.store_url = store_url
+        self.store_urls: dict[int, str] = {}  # per switch index, overriding store_url
         self.ports = Ports()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -130,7 +132,7 @@ class Topology:
     def switch_env(self, index: int) -> dict[str, str]:
         return {
             "POSP_NODE_ID": str(index + 1),
-            "POSP_STORE_URL": self.store_url,
+            "POSP_STORE_URL": self.store_urls.get(index, self.store_url),
             "POSP_HSM_URL": f"tcp://127.0.0.1:{self.ports.hsm}",
             "POSP_TERMINAL_PORT": str(self.ports.switches[index]),
             "POSP_METRICS_PORT": str(self.ports.switch_metrics[index]),
@@ -194,7 +196,8 @@ class Topology:
     def start_haproxy(self) -> None:
         p = self.ports
         servers = "\n".join(
-            f"    server switch{i + 1} 127.0.0.1:{port} check" for i, port in enumerate(p.switches)
+            f"    server switch{i + 1} 127.0.0.1:{port} check port {metrics}"
+            for i, (port, metrics) in enumerate(zip(p.switches, p.switch_metrics, strict=True))
         )
         checks = "\n".join(f"    {line}" for line in haproxy_health_check_lines())
         config = f"""global
@@ -219,6 +222,8 @@ frontend stats
     mode http
     bind 127.0.0.1:{p.haproxy_stats}
     http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
 """
         path = self.work_dir / "haproxy.cfg"
         path.write_text(config)
@@ -254,6 +259,19 @@ frontend stats
         )
         wait_until(lambda: self.prometheus_get("/-/ready"), "Prometheus")
 
+    def haproxy_server_status(self) -> dict[str, str]:
+        """``{server: "UP" | "DOWN" | ...}`` of the switches backend (stats CSV)."""
+        url = f"http://127.0.0.1:{self.ports.haproxy_stats}/stats;csv"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            rows = response.read().decode().lstrip("# ").splitlines()
+        header = rows[0].split(",")
+        status: dict[str, str] = {}
+        for row in rows[1:]:
+            values = dict(zip(header, row.split(","), strict=False))
+            if values.get("pxname") == "switches" and values.get("svname", "").startswith("sw"):
+                status[values["svname"]] = values["status"]
+        return status
+
     # --- Prometheus HTTP API ------------------------------------------------------------
 
     def prometheus_get(self, path: str, **params: str) -> Any:
@@ -285,3 +303,50 @@ frontend stats
                 raise ValueError(f"{self.targets_up()} of {count} targets up")
 
         wait_until(probe, "Prometheus targets", timeout_s)
+
+
+class TcpForwarder:
+    """A TCP relay to ``target`` on a free 127.0.0.1 port; ``close()`` drops the listener
+    and every relayed connection at once (a store that dies under a running switch)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        try:  # wakes the blocked accept(); close() alone leaves the socket listening
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass

@@ -5,7 +5,9 @@ by ``wrap_f62`` and financial requests with MAC'd answers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from posp.crypto.keyblock import ClearWorkingKeys, wrap_f62
@@ -109,11 +111,29 @@ def _totals(t: SettlementTotalsF48) -> tuple[int, int, int, int]:
     return t.debit_amount_minor, t.debit_count, t.credit_amount_minor, t.credit_count
 
 
-async def serve(switch: FakeSwitch, *, hang_up_after: int | None = None) -> asyncio.Server:
+async def serve(
+    switch: FakeSwitch, *, hang_up_after: int | None = None, die_after: int | None = None
+) -> asyncio.Server:
     """Serve the fake switch on 127.0.0.1 with an ephemeral port; with
-    ``hang_up_after`` each connection is closed after that many answers."""
+    ``hang_up_after`` each connection is closed after that many answers; with
+    ``die_after`` the whole switch dies (listener closed, every connection
+    aborted) once it has answered that many requests in all."""
+    writers: set[asyncio.StreamWriter] = set()
+    answered_in_all = 0
+    server: asyncio.Server | None = None
+
+    def die() -> None:
+        assert server is not None
+        server.close()
+        for writer in writers:
+            writer.transport.abort()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered_in_all
+        if die_after is not None and answered_in_all >= die_after:
+            writer.transport.abort()
+            return
+        writers.add(writer)
         framer = BinaryLengthFramer()
         answered = 0
         try:
@@ -123,11 +143,46 @@ async def serve(switch: FakeSwitch, *, hang_up_after: int | None = None) -> asyn
                     if answer is not None:
                         writer.write(frame_binary(answer))
                         answered += 1
+                        answered_in_all += 1
+                        if die_after is not None and answered_in_all >= die_after:
+                            die()
+                            return
                 if hang_up_after is not None and answered >= hang_up_after:
                     break
         except ConnectionError:
             pass
         finally:
+            writers.discard(writer)
             writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+    return server
+
+
+@contextmanager
+def serve_in_thread(switch: FakeSwitch, **options: int | None) -> Iterator[int]:
+    """The fake switch on its own loop in a thread (for a fleet run in this
+    process's loop or in a subprocess); yields its port, stops it on exit."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def body() -> None:
+        server = await serve(switch, **options)
+        holder["port"] = server.sockets[0].getsockname()[1]
+        holder["loop"] = asyncio.get_running_loop()
+        holder["stop"] = stop = asyncio.Event()
+        ready.set()
+        await stop.wait()
+        server.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(body()), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the fake switch did not start")
+    try:
+        yield int(holder["port"])  # type: ignore[call-overload]
+    finally:
+        loop = holder["loop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        loop.call_soon_threadsafe(holder["stop"].set)  # type: ignore[attr-defined]
+        thread.join(10)

@@ -50,6 +50,18 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float 
     raise RuntimeError(f"port {port} not listening after {timeout_s} s")
 
 
+def wait_for_text(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    """Return once ``log`` contains ``text``; RuntimeError if the process died first."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"{log.name}: process exited with {process.returncode}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{log.name} never said {text!r}")
+
+
 @dataclass
 class LabProcess:
     name: str
@@ -113,6 +125,31 @@ class LabStack:
         port = free_port()
         self.env["POSP_TERMINAL_PORT"] = str(port)
         return self.spawn("posp-serve", [str(BIN / "posp"), "serve"], port)
+
+    def start_switches(self, count: int) -> list[LabProcess]:
+        """``count`` ``posp serve`` processes on one terminal port (SO_REUSEPORT),
+        node ids 1..count, one store; returns once every one listens (a fleet
+        signing in earlier would put its long connections on the first only)."""
+        port = free_port()
+        self.env["POSP_TERMINAL_PORT"] = str(port)
+        switches = []
+        for index in range(count):
+            name = f"posp-serve-{index + 1}"
+            node = {"POSP_NODE_ID": str(index + 1), "POSP_REUSE_PORT": "true"}
+            log = self.run_dir / f"{name}.log"
+            process = subprocess.Popen(
+                [str(BIN / "posp"), "serve"],
+                env={**self.env, **node, "PYTHONUNBUFFERED": "1"},
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                cwd=self.run_dir,
+            )
+            running = LabProcess(name, process, port, ProcessMeter(process.pid, name))
+            self.processes.append(running)
+            wait_for_text(log, "listening on", process)
+            running.meter.start()
+            switches.append(running)
+        return switches
 
     def run_fleet(self, fleet_args: list[str], *, tick_s: float = 0.5) -> dict[str, Any]:
         """Run ``posp-fleet`` to completion, metering it and every process of the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from terminals.cards import TerminalCard
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_cli import main as fleet_main
 from terminals.mix import parse_mix
-from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
+from tests.terminals.fakeswitch import TMK, FakeSwitch, serve, serve_in_thread
 
 CARDS = [
     TerminalCard("6225880000000001", "2812", "123456"),
@@ -22,14 +21,6 @@ CARDS = [
     TerminalCard("6225880000000019", "2812", "111111", status="lost"),
 ]
 FLEET = [FleetTerminal(f"1000000{i}", f"89810000000000{i}", TMK) for i in range(1, 4)]
-
-
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    server = await serve(FakeSwitch())
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
 
 
 async def test_closed_loop_runs_the_count_and_reports_every_exchange(port: int) -> None:
@@ -75,29 +66,8 @@ def test_fleet_file_round_trip_and_validation(tmp_path: Path) -> None:
         read_fleet_file(path)
 
 
-def test_cli_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """posp-fleet end to end in a fresh loop against a server in a thread."""
-    import asyncio
-    import threading
-
-    ready = threading.Event()
-    holder: dict[str, object] = {}
-
-    def serve_thread() -> None:
-        async def body() -> None:
-            server = await serve(FakeSwitch())
-            holder["port"] = server.sockets[0].getsockname()[1]
-            holder["loop"] = asyncio.get_running_loop()
-            holder["stop"] = stop = asyncio.Event()
-            ready.set()
-            await stop.wait()
-            server.close()
-
-        asyncio.run(body())
-
-    thread = threading.Thread(target=serve_thread, daemon=True)
-    thread.start()
-    ready.wait(5)
+def test_cli_writes_a_json_report(tmp_path: Path) -> None:
+    """posp-fleet end to end in a fresh loop against a server in a thread; exit 0."""
     fleet = tmp_path / "fleet.json"
     write_fleet_file(fleet, FLEET)
     cards = tmp_path / "cards.csv"
@@ -106,24 +76,12 @@ def test_cli_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         "6225880000000001,2812,123456,active,100000000,100000000,CUP\n"
     )
     out = tmp_path / "report.json"
-    fleet_main(
-        [
-            "--fleet-file",
-            str(fleet),
-            "--cards",
-            str(cards),
-            "--port",
-            str(holder["port"]),
-            "--count",
-            "20",
-            "--quiet",
-            "--json",
-            str(out),
-        ]
-    )
-    loop = holder["loop"]
-    loop.call_soon_threadsafe(holder["stop"].set)  # type: ignore[attr-defined]
-    thread.join(5)
+    with serve_in_thread(FakeSwitch()) as switch_port, pytest.raises(SystemExit) as exited:
+        fleet_main(
+            ["--fleet-file", str(fleet), "--cards", str(cards), "--port", str(switch_port),
+             "--count", "20", "--quiet", "--json", str(out)]
+        )  # fmt: skip
+    assert exited.value.code == 0
     report = json.loads(out.read_text())
     assert report["requests"] >= 20 and "p99.9" in report["latency_ms"]
 
@@ -155,7 +113,7 @@ async def test_hold_keeps_every_connection_and_probes_each_with_an_echo(port: in
     report = await run_fleet(config)
     assert (report.sign_ins, report.held_connections) == (20, 20)
     assert (report.dropped_connections, report.probe_failures, report.reconnects) == (0, 0, 0)
-    assert report.response_codes == {"00": 40}  # 20 sign-ins + 20 echoes, no load phase
+    assert report.response_codes == {"00": 40}  # 20 sign-ins + 20 echoes (every phase)
     assert report.requests == 0 and report.sign_ins_per_s > 0
 
 
@@ -188,7 +146,8 @@ def test_hold_without_long_connections_is_refused(tmp_path: Path) -> None:
 def test_load_response_codes_count_only_the_load_window() -> None:
     """Sign-ins before the load and answers after it stay out of the load histogram,
     so an approval rate computed from it matches ``requests``."""
-    from terminals.fleet_report import FleetStats
+    from terminals.fleet_report import FleetReport
+    from terminals.fleet_stats import FleetStats
     from terminals.outcome import Event, Outcome
     from terminals.txn import TxnKind
 
@@ -199,7 +158,7 @@ def test_load_response_codes_count_only_the_load_window() -> None:
     stats.record(Outcome(TxnKind.PURCHASE, "000003", Event.RESPONSE, "51"), 0.01)
     stats.stop_load()
     stats.record(Outcome(TxnKind.PURCHASE, "000004", Event.RESPONSE, "00"), 0.01)
-    report = stats.report()
+    report = FleetReport(stats, stats.load_elapsed_s)
     assert report.requests == 2
     assert report.load_response_codes == {"00": 1, "51": 1}
     assert report.response_codes == {"00": 3, "51": 1}
@@ -209,11 +168,12 @@ async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """At 1,500/s the ticker sleeps at most once per OPEN_LOOP_WAKE_S (not once
-    per tick), yet every tick counts: started = transactions begun + skipped."""
+    per tick), yet every tick counts: started = ticks = transactions begun + skipped."""
     import asyncio
     import time
 
     from terminals import fleet as fleet_module
+    from terminals.loadshape import LoadShape
     from terminals.session import TerminalSession
 
     fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, rate=1500))
@@ -237,10 +197,10 @@ async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
     fleet.stop_at = time.perf_counter() + 0.3
     monkeypatch.setattr(asyncio, "sleep", counting_sleep)
     started_at = time.perf_counter()
-    await fleet.open_loop(1500)
+    await fleet.open_loop(LoadShape.constant(1500))
     monkeypatch.undo()
     elapsed = time.perf_counter() - started_at
-    assert fleet.started == len(begun) + fleet.stats.skipped
+    assert fleet.started == fleet.stats.ticks == len(begun) + fleet.stats.skipped
     assert 0.8 * 1500 * 0.3 <= fleet.started <= 1500 * elapsed + 1
     assert fleet.stats.skipped > 0  # 3 terminals held 2 ms each cannot take 1,500/s
     assert 0 < sleeps <= 1.1 * elapsed / fleet_module.OPEN_LOOP_WAKE_S + 2 and len(begun) > 0
