@@ -46,6 +46,7 @@ from posp.admin import AdminError, TmkResult, open_admin
 from posp.errors import ConfigError, PospError
 from posp.loop import raise_open_files_limit
 from posp.loop import run as run_loop
+from posp.risk import cli as risk_cli
 from posp.settings import Settings, load_settings
 from posp.version import add_version_flag
 
@@ -410,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_tms(commands, common)
     register_ic(commands, common)
+    risk_cli.register(commands, [common])
     return parser
 
 

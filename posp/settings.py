@@ -40,6 +40,7 @@ recovery.*                            in-doubt sweeper: sweep_interval_s (5), in
                                       deferred_retry_s (2)
 tms.*                                 terminal management (posp.tms.settings; README)
 log.format / log.level                console | json; debug | info | warning | error
+risk.*                                risk rules: ruleset_path, dormancy, ... (posp.risk)
 ====================================  =======================================
 """
 
@@ -54,6 +55,7 @@ from pydantic_settings import SettingsConfigDict
 
 from posp.config import LayeredSettings, load_layered
 from posp.network.settings import NetworkLinkSettings
+from posp.risk.settings import RiskSettings
 from posp.tls import ClientTls, ListenerTls
 from posp.tms.settings import TmsSettings
 
@@ -143,6 +145,7 @@ class Settings(LayeredSettings):
     hsm_tls: ClientTls = ClientTls()
     log: LogSettings = LogSettings()
     tms: TmsSettings = TmsSettings()
+    risk: RiskSettings = RiskSettings()
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:

@@ -104,6 +104,13 @@ class HsmClient:
     def holds_keys_in_process(self) -> bool:
         return self.transport.holds_keys_in_process
 
+    @property
+    def connected(self) -> int | None:
+        """Connections up (the TCP transport's pool); None for a transport that has
+        none to lose (in-process).  Read by the readiness probe."""
+        connected = getattr(self.transport, "connected", None)
+        return None if connected is None else int(connected)
+
     async def start(self) -> None:
         """Connect the transport (TCP connects on the first call otherwise)."""
         await self.transport.start()

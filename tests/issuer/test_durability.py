@@ -127,12 +127,12 @@ async def test_durable_answers_sent_together_are_all_committed_before_they_leave
     """50 purchases in flight at once (group commits): once every answer is in, the
     file already holds every debit, with write-behind an hour away."""
     from issuer_sim.app import start_issuer
-    from posp.hsm import InProcessHsmClient
+    from posp.lab.inprocess_hsm import inprocess_hsm_client
     from tests.network.conftest import issuer_settings
 
     db = str(tmp_path / "issuer.db")
     issuer = await start_issuer(
-        issuer_settings(db=db, durable=True, flush_interval_s=3600), hsm=InProcessHsmClient()
+        issuer_settings(db=db, durable=True, flush_interval_s=3600), hsm=inprocess_hsm_client()
     )
     link = await open_link(issuer.port)
     try:

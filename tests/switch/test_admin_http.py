@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from posp.errors import ConfigError
-from posp.hsm import InProcessHsmClient
 from posp.hsm.api import HsmClient
 from posp.readiness import check_readiness
 from posp.store import Store
@@ -43,7 +42,7 @@ async def _started(tmp_path: Path, store: Store, hsm: HsmClient, link: object) -
 
 
 async def test_metrics_only_on_their_path_with_process_build_and_zero_counters(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient
+    tmp_path: Path, store: Store, hsm: HsmClient
 ) -> None:
     """/metrics has process_*, posp_build_info and 0-valued labelled counters; /x is 404."""
     running = await _started(tmp_path, store, hsm, None)
@@ -63,7 +62,7 @@ async def test_metrics_only_on_their_path_with_process_build_and_zero_counters(
 
 
 async def test_ready_names_the_network_link_when_it_is_down(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient
+    tmp_path: Path, store: Store, hsm: HsmClient
 ) -> None:
     """/ready: 200 when store, HSM and link are up; 503 naming "network" when the link
     is not signed on; /live stays 200."""
@@ -99,9 +98,7 @@ async def test_readiness_counts_a_failing_or_hanging_probe_as_down() -> None:
     assert readiness.answer()[0] == 503
 
 
-async def test_busy_metrics_port_is_named(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient
-) -> None:
+async def test_busy_metrics_port_is_named(tmp_path: Path, store: Store, hsm: HsmClient) -> None:
     """A metrics port already taken: ConfigError naming host:port, not a bare OSError."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -127,7 +124,7 @@ async def _wait_ready_status(port: int, status: int) -> dict[str, object]:
 
 
 async def test_ready_names_the_store_when_it_is_closed(
-    tmp_path: Path, store: Store, hsm: InProcessHsmClient
+    tmp_path: Path, store: Store, hsm: HsmClient
 ) -> None:
     """The store stops answering (closed under the switch): /ready 503 naming "store"."""
     running = await _started(tmp_path, store, hsm, None)

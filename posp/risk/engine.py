@@ -1,0 +1,304 @@
+"""The compiled ruleset and its evaluation.
+
+Use (the pipeline's risk step)::
+
+    prepared = ruleset.prepare(inp)                       # the counter keys, once
+    snapshot = await counters.snapshot(prepared.keys)
+    evaluation = ruleset.evaluate_prepared(prepared, snapshot)   # pure
+    if evaluation.decline: answer evaluation.decline.code
+    result = await counters.check_and_add(evaluation.hold)  # reserve before the network
+    if not result.applied: answer evaluation.refused_by(result).code
+    ... not approved by the network -> counters.apply(release(evaluation.hold))
+    void / reversal later          -> counters.apply(release(the stored hold))
+    refund                         -> counters.apply(ruleset.refund_adds(refund_input))
+
+Invariants:
+* ``evaluate`` is a pure function of (input, snapshot): no I/O, no clock.
+* Rules run in file order; the first *declining* rule's decision gives the
+  answer, every firing rule (flag, shadow, later declines) is recorded.
+* A shadow rule never declines and contributes no cap to the hold.
+* The hold feeds each counter once however many rules use it, and carries the
+  tightest cap of every in-scope declining rule on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from posp.risk.compiled import Cap, CompiledRule
+from posp.risk.counters import AddResult, CounterAdd
+from posp.risk.facts import Facts, Family
+from posp.risk.inputs import (
+    EMPTY_SNAPSHOT,
+    ZERO,
+    CounterSnapshot,
+    CounterValue,
+    Decision,
+    RiskInput,
+)
+from posp.risk.model import Action
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    facts: Facts
+    keys: tuple[str, ...]
+
+
+#: Per counter family, the tightest cap of each field.
+CapTable = dict[Family, dict[str, Cap]]
+Limits = tuple[int | None, int | None, int | None, int | None]  # amount, net, count, gap
+#: Per counter family (by its index in ``CompiledRuleset.families``), its
+#: CounterAdd limits and the caps behind them.
+LimitTable = list[tuple[Limits, tuple[Cap, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    ruleset_version: str
+    decisions: tuple[Decision, ...]
+    decline: Decision | None  # the decision that refuses the transaction, if any
+    hold: tuple[CounterAdd, ...]  # what to check-and-add when not declined
+    caps: tuple[tuple[str, Cap], ...]  # (counter key, cap) of every limit in the hold
+
+    @property
+    def flagged(self) -> bool:
+        return any(d.action is Action.FLAG for d in self.decisions)
+
+    def refused_by(self, result: AddResult) -> Decision:
+        """The decision for a hold the store refused (another instance used the
+        last of a limit between the snapshot and the add)."""
+        if not self.caps:
+            raise ValueError("a hold without caps cannot be refused")  # a store bug
+        adds = {add.key: add for add in self.hold}
+        broken = next(
+            (
+                (key, cap)
+                for key, cap in self.caps
+                if not _with_cap(adds[key].uncapped(), cap).holds_on(result.before.get(key, ZERO))
+            ),
+            None,
+        )
+        # The store's "before" may be newer than the refusal (SQLite reads it after):
+        # then name the hold's first cap, which the snapshot check could not see.
+        _, cap = broken or self.caps[0]
+        triggered = {"counter": cap.field, "limit": str(cap.limit), "race": "lost"}
+        return Decision(
+            cap.rule_id, self.ruleset_version, "counter", Action.DECLINE, cap.code, triggered
+        )
+
+
+def _with_cap(add: CounterAdd, cap: Cap) -> CounterAdd:
+    if cap.field == "amount":
+        return add._replace(max_amount_minor=cap.limit)
+    if cap.field == "net":
+        return add._replace(max_net_minor=cap.limit)
+    if cap.field == "count":
+        return add._replace(max_count=cap.limit)
+    return add._replace(min_gap_s=cap.limit)
+
+
+class CompiledRuleset:
+    """A ruleset ready to evaluate; immutable, safe to share between tasks."""
+
+    def __init__(
+        self,
+        version: str,
+        rollover: dt.time,
+        counted_txn_types: frozenset[str],
+        rules: Sequence[CompiledRule],
+    ) -> None:
+        self.version = version
+        self.rollover = rollover
+        self.counted_txn_types = counted_txn_types
+        self.rules = tuple(rules)
+        self.families = _merged_families(self.rules)
+        types = {t for r in self.rules for t in r.txn_types}
+        # Per type: what the loop needs without attribute lookups on the rule, and
+        # the caps of unscoped declining rules merged once here (scoped rules' caps
+        # are merged per evaluation, when in scope).
+        self._by_type = {
+            t: tuple(
+                (r, r.check, r.scope_attr, r.scope_values, r.caps if r.scope_attr else ())
+                for r in self.rules
+                if t in r.txn_types
+            )
+            for t in types
+        }
+        self._static_caps = {
+            t: _cap_table(
+                cap for r in self.rules if t in r.txn_types and not r.scope_attr for cap in r.caps
+            )
+            for t in types
+        }
+        self._static_limits = {
+            t: _limit_table(table, self.families) for t, table in self._static_caps.items()
+        }
+        self._uncapped: LimitTable = [_UNCAPPED] * len(self.families)
+
+    def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
+        """Every counter the rules may read for ``inp`` (one snapshot read)."""
+        return self.prepare(inp).keys
+
+    def prepare(self, inp: RiskInput) -> Prepared:
+        """The counter keys of ``inp``, and its facts for :meth:`evaluate_prepared`
+        (the keys are built once for both).  All families of the ruleset are read,
+        not only in-scope ones: a few extra keys in one read cost less than
+        sorting out scopes twice."""
+        facts = Facts(inp, self.rollover, EMPTY_SNAPSHOT)
+        keys: list[str] = []
+        for family in self.families:
+            keys.extend(facts.reads(family))
+        return Prepared(facts, tuple(keys))
+
+    def evaluate(self, inp: RiskInput, snapshot: CounterSnapshot = EMPTY_SNAPSHOT) -> Evaluation:
+        """The decisions on ``inp`` given the counters in ``snapshot`` (pure)."""
+        return self._evaluate(Facts(inp, self.rollover, snapshot))
+
+    def evaluate_prepared(self, prepared: Prepared, snapshot: CounterSnapshot) -> Evaluation:
+        """:meth:`evaluate` for an input :meth:`prepare` has seen (once per Prepared)."""
+        prepared.facts.snapshot = snapshot
+        return self._evaluate(prepared.facts)
+
+    def replay(self, inp: RiskInput, values: dict[str, CounterValue], approved: bool) -> Evaluation:
+        """One backtest row: evaluate against ``values`` (every counter so far) and,
+        when the row counted (approved then, not declined now), feed ``values``
+        directly — the hold and its caps are skipped, the snapshot check is exact
+        here because nothing else changes ``values``."""
+        facts = Facts(inp, self.rollover, values)
+        evaluation = self._evaluate(facts, with_hold=False)
+        if not approved or evaluation.decline is not None:
+            return evaluation
+        if inp.txn_type in self.counted_txn_types:
+            fed: set[str] = set()
+            for family in self.families:
+                for key, amount_minor, at_s, _ in facts.feeds(family):
+                    if key not in fed:
+                        fed.add(key)
+                        amount, count, refunded, last_at_s = values.get(key, ZERO)
+                        values[key] = CounterValue(
+                            amount + amount_minor, count + 1, refunded, max(last_at_s, at_s)
+                        )
+        elif inp.txn_type == "refund":
+            for add in self.refund_adds(inp):
+                values[add.key] = add.applied_to(values.get(add.key, ZERO))
+        return evaluation
+
+    def _evaluate(self, facts: Facts, *, with_hold: bool = True) -> Evaluation:
+        inp, version = facts.inp, self.version
+        decisions: list[Decision] = []
+        decline: Decision | None = None
+        scoped_caps: list[Cap] = []
+        for rule, check, scope_attr, scope_values, caps in self._by_type.get(inp.txn_type, ()):
+            if scope_attr is not None:
+                if getattr(inp, scope_attr) not in scope_values:
+                    continue
+                scoped_caps.extend(caps)
+            hit = check(facts)
+            if hit is None:
+                continue
+            decision = Decision(
+                rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
+            )
+            decisions.append(decision)
+            if decline is None and rule.action is Action.DECLINE:
+                decline = decision
+        counted = with_hold and inp.txn_type in self.counted_txn_types
+        if decline is not None or not counted:
+            return Evaluation(version, tuple(decisions), decline, (), ())
+        if scoped_caps:
+            static = self._static_caps.get(inp.txn_type, {})
+            table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
+            limits = _limit_table(table, self.families)
+        else:
+            limits = self._static_limits.get(inp.txn_type, self._uncapped)
+        hold, held_caps = self._hold(facts, limits)
+        return Evaluation(version, tuple(decisions), None, hold, held_caps)
+
+    def _hold(
+        self, facts: Facts, table: LimitTable
+    ) -> tuple[tuple[CounterAdd, ...], tuple[tuple[str, Cap], ...]]:
+        """One add per counter fed (a use, and the amount where the family counts
+        money), with the tightest cap of each field any in-scope declining rule
+        puts on its family; and those caps by key (for :meth:`Evaluation.refused_by`)."""
+        adds: dict[str, CounterAdd] = {}
+        held: list[tuple[str, Cap]] = []
+        for family, (limits, caps) in zip(self.families, table, strict=True):
+            for key, amount_minor, at_s, expires_on in facts.feeds(family):
+                if key in adds:
+                    continue
+                adds[key] = CounterAdd(key, amount_minor, 1, 0, at_s, expires_on, *limits)
+                if caps:
+                    held.extend([(key, cap) for cap in caps])
+        return tuple(adds.values()), tuple(held)
+
+    def refund_adds(self, inp: RiskInput) -> tuple[CounterAdd, ...]:
+        """A refund's amount given back on the refund's own windows of the amount
+        counters (what ``net_of_refunds`` caps subtract)."""
+        facts = Facts(inp, self.rollover, EMPTY_SNAPSHOT)
+        adds: list[CounterAdd] = []
+        for family in self.families:
+            if family.name == "window":
+                for feed in facts.feeds(family):
+                    adds.append(
+                        CounterAdd(feed.key, 0, 0, inp.amount_minor, feed.at_s, feed.expires_on)
+                    )
+        return tuple(adds)
+
+
+_UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
+
+
+def _limit_table(table: CapTable, families: tuple[Family, ...]) -> LimitTable:
+    """Each family's caps as the CounterAdd cap fields (amount, net, count, gap),
+    in the order of ``families`` (a list index is cheaper than hashing a Family)."""
+    limits: LimitTable = []
+    for family in families:
+        caps = table.get(family)
+        if not caps:
+            limits.append(_UNCAPPED)
+            continue
+        amount, net, count, gap = (caps.get(f) for f in ("amount", "net", "count", "gap"))
+        fields = (
+            amount.limit if amount else None,
+            net.limit if net else None,
+            count.limit if count else None,
+            gap.limit if gap else None,
+        )
+        limits.append((fields, tuple(caps.values())))
+    return limits
+
+
+def _cap_table(caps: Iterable[Cap], table: CapTable | None = None) -> CapTable:
+    """``caps`` merged into ``table``: per family and field the tightest."""
+    merged: CapTable = {} if table is None else table
+    for cap in caps:
+        fields = merged.setdefault(cap.family, {})
+        current = fields.get(cap.field)
+        if current is None or (
+            cap.limit > current.limit if cap.field == "gap" else cap.limit < current.limit
+        ):
+            fields[cap.field] = cap
+    return merged
+
+
+def _merged_families(rules: Sequence[CompiledRule]) -> tuple[Family, ...]:
+    """Each family once; of the look-back families the deepest."""
+    merged: dict[Family, None] = {}
+    deepest: dict[str, Family] = {}
+    for rule in rules:
+        for family in rule.families:
+            if family.depth:
+                known = deepest.get(family.name)
+                if known is None or family.depth > known.depth:
+                    deepest[family.name] = family
+            else:
+                merged[family] = None
+    return (*merged, *deepest.values())
+
+
+def release(hold: Sequence[CounterAdd]) -> tuple[CounterAdd, ...]:
+    """The adds that give a hold back (void, reversal, or the network said no)."""
+    return tuple(add.negated() for add in hold)

@@ -1,0 +1,47 @@
+"""Prometheus instruments of the risk step, against an injected registry.
+
+==============================  =======  ============  =====================================
+metric                          type     labels        meaning
+==============================  =======  ============  =====================================
+posp_risk_decisions_total       counter  rule, action  a rule fired (decline, flag, shadow)
+posp_risk_evaluations_total     counter  outcome       pass, flag, decline, race (the store
+                                                       refused the hold)
+==============================  =======  ============  =====================================
+
+Invariants: labels come from closed sets — rule ids are the ruleset's own
+(short words validated at load), actions and outcomes are enums; never a
+card, terminal or amount.  Counting is a plain dict increment (posp.tally).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from posp.risk.engine import Evaluation
+from posp.risk.inputs import Decision
+from posp.tally import TallyCounter
+
+
+class RiskMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.decisions = TallyCounter(
+            "posp_risk_decisions", "risk rules fired", ("rule", "action"), registry
+        )
+        self.evaluations = TallyCounter(
+            "posp_risk_evaluations", "risk evaluations by outcome", ("outcome",), registry
+        )
+
+    def observe(self, evaluation: Evaluation) -> None:
+        """Count an evaluation and every decision in it."""
+        for decision in evaluation.decisions:
+            self.decisions.inc((decision.rule_id, decision.action.value))
+        if evaluation.decline is not None:
+            outcome = "decline"
+        else:
+            outcome = "flag" if evaluation.flagged else "pass"
+        self.evaluations.inc((outcome,))
+
+    def observe_refusal(self, decision: Decision) -> None:
+        """A hold the store refused after the evaluation passed (a lost race)."""
+        self.decisions.inc((decision.rule_id, decision.action.value))
+        self.evaluations.inc(("race",))

@@ -1,0 +1,183 @@
+"""The risk engine's velocity counters in the store (``posp.risk.counters``
+Protocol), written over a SqlStore's ``_read``/``_write`` primitives and the
+``risk_counters`` table (migration 0010).
+
+Invariants:
+* ``check_and_add`` is ONE statement per attempt, so it is atomic on both
+  databases: on PostgreSQL a CTE locks the rows ``FOR UPDATE`` in key order
+  (no deadlock between two instances), decides on the locked (latest) values
+  and updates in the same statement; on SQLite the single writer serializes
+  statements and the guard subqueries are uncorrelated (evaluated once,
+  before any row changes).  Nothing is read, decided in Python and written back.
+* Rows are created on first use (``INSERT ... ON CONFLICT DO NOTHING``, keys
+  sorted), then the add is retried: a missing row never counts as a pass.
+* The SQL text is fixed whatever the number of keys (arrays on PostgreSQL, a
+  JSON parameter on SQLite), so each statement is prepared once per connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from posp.errors import StoreError
+from posp.risk.counters import AddResult, CounterAdd
+from posp.risk.inputs import CounterValue
+from posp.store.postgres import PostgresStore
+from posp.store.sql_store import SqlStore
+
+_COLUMNS = "counter_key, amount_minor, txn_count, refunded_minor, last_at_s"
+_PASSES = (
+    "(r.ma IS NULL OR l.amount_minor + r.a <= r.ma)"
+    " AND (r.mnet IS NULL OR l.amount_minor - l.refunded_minor + r.a <= r.mnet)"
+    " AND (r.mc IS NULL OR l.txn_count + r.n <= r.mc)"
+    " AND (r.mg IS NULL OR l.txn_count <= 0 OR l.last_at_s + r.mg <= r.t)"
+)
+_SET = (
+    "amount_minor = {t}.amount_minor + r.a, txn_count = {t}.txn_count + r.n,"
+    " refunded_minor = {t}.refunded_minor + r.f,"
+    " last_at_s = CASE WHEN r.n > 0 AND r.t > {t}.last_at_s THEN r.t ELSE {t}.last_at_s END,"
+    " expires_on = CASE WHEN r.e > {t}.expires_on THEN r.e ELSE {t}.expires_on END"
+)
+
+# --- PostgreSQL: ten arrays, one row of the request per index --------------------
+_PG_REQ = (
+    "req (k, a, n, f, t, e, ma, mnet, mc, mg) AS (SELECT * FROM unnest("
+    "?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::text[],"
+    " ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]))"
+)
+PG_CHECK_AND_ADD = (
+    f"WITH {_PG_REQ},"
+    f" locked AS (SELECT {_COLUMNS} FROM risk_counters"
+    "  WHERE counter_key IN (SELECT k FROM req) ORDER BY counter_key FOR UPDATE),"
+    " verdict AS (SELECT count(*) = (SELECT count(*) FROM req)"
+    f"  AND coalesce(bool_and({_PASSES}), TRUE) AS pass"
+    "  FROM locked l JOIN req r ON r.k = l.counter_key),"
+    f" changed AS (UPDATE risk_counters c SET {_SET.format(t='c')}"
+    "  FROM req r, verdict v WHERE c.counter_key = r.k AND v.pass RETURNING c.counter_key)"
+    f" SELECT v.pass, {', '.join('l.' + c.strip() for c in _COLUMNS.split(','))}"
+    " FROM verdict v LEFT JOIN locked l ON TRUE"
+)
+PG_CREATE = (
+    "INSERT INTO risk_counters (counter_key, expires_on)"
+    " SELECT k, e FROM unnest(?::text[], ?::text[]) AS r (k, e) ORDER BY k"
+    " ON CONFLICT (counter_key) DO NOTHING"
+)
+PG_SNAPSHOT = f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key = ANY(?::text[])"
+
+# --- SQLite: one JSON array of request rows ---------------------------------------
+_SQLITE_REQ = (
+    "req (k, a, n, f, t, e, ma, mnet, mc, mg) AS (SELECT"
+    + ",".join(f" json_extract(value, '$[{i}]')" for i in range(10))
+    + " FROM json_each(?))"
+)
+SQLITE_CHECK_AND_ADD = (
+    f"WITH {_SQLITE_REQ}"
+    f" UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
+    " FROM req r WHERE risk_counters.counter_key = r.k"
+    " AND (SELECT count(*) FROM risk_counters l JOIN req r ON r.k = l.counter_key)"
+    " = (SELECT count(*) FROM req)"
+    " AND NOT EXISTS (SELECT 1 FROM risk_counters l JOIN req r ON r.k = l.counter_key"
+    f" WHERE NOT ({_PASSES}))"
+    " RETURNING counter_key"
+)
+SQLITE_CREATE = (
+    "INSERT INTO risk_counters (counter_key, expires_on)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
+    " WHERE TRUE ON CONFLICT (counter_key) DO NOTHING"
+)
+SQLITE_SNAPSHOT = (
+    f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key IN (SELECT value FROM json_each(?))"
+)
+PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
+
+#: Creating missing rows and retrying: twice is enough (a row once created is
+#: never deleted before it expires); a third miss is a store fault.
+_ATTEMPTS = 3
+
+
+class SqlRiskCounters:
+    """VelocityCounters on a SqliteStore or PostgresStore (opened by its owner)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._pg = isinstance(store, PostgresStore)
+
+    async def snapshot(self, keys: Sequence[str]) -> dict[str, CounterValue]:
+        if not keys:
+            return {}
+        sql, param = (
+            (PG_SNAPSHOT, list(keys)) if self._pg else (SQLITE_SNAPSHOT, json.dumps(list(keys)))
+        )
+        found = await self._store._read("risk_snapshot", sql, [param])
+        return {row["counter_key"]: _value(row) for row in found}
+
+    async def check_and_add(self, adds: Sequence[CounterAdd]) -> AddResult:
+        if not adds:
+            return AddResult(True, {})
+        if len({a.key for a in adds}) != len(adds):
+            raise ValueError("risk_check_and_add: a key appears twice in one call")
+        for _ in range(_ATTEMPTS):
+            applied, before = await self._attempt(adds)
+            if applied:
+                return AddResult(True, before)
+            missing = [a for a in adds if a.key not in before]
+            if not missing:
+                return AddResult(False, before)
+            await self._create(missing)
+        raise StoreError("risk_check_and_add: counter rows missing after creation")
+
+    async def apply(self, adds: Sequence[CounterAdd]) -> None:
+        result = await self.check_and_add([add.uncapped() for add in adds])
+        if not result.applied:  # uncapped adds always pass once their rows exist
+            raise StoreError("risk_apply: an uncapped add was refused")
+
+    async def purge_expired(self, today: dt.date) -> int:
+        gone = await self._store._write("risk_purge", PURGE, [today.isoformat()])
+        return len(gone)
+
+    async def _attempt(self, adds: Sequence[CounterAdd]) -> tuple[bool, dict[str, CounterValue]]:
+        if self._pg:
+            columns = [list(column) for column in zip(*map(_row, adds), strict=True)]
+            found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
+            before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
+            return bool(found and found[0]["pass"]), before
+        payload = json.dumps([_row(a) for a in adds])
+        changed = await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+        if changed:
+            return True, {}  # SQLite returns the new values only; "before" is unused on success
+        return False, await self.snapshot([a.key for a in adds])
+
+    async def _create(self, adds: Sequence[CounterAdd]) -> None:
+        rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
+        if self._pg:
+            params: list[Any] = [[k for k, _ in rows], [e for _, e in rows]]
+            await self._store._write("risk_create", PG_CREATE, params)
+        else:
+            await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
+
+
+def _row(add: CounterAdd) -> list[Any]:
+    return [
+        add.key,
+        add.amount_minor,
+        add.txn_count,
+        add.refunded_minor,
+        add.at_s,
+        add.expires_on.isoformat(),
+        add.max_amount_minor,
+        add.max_net_minor,
+        add.max_count,
+        add.min_gap_s,
+    ]
+
+
+def _value(row: Any) -> CounterValue:
+    return CounterValue(
+        int(row["amount_minor"]),
+        int(row["txn_count"]),
+        int(row["refunded_minor"]),
+        int(row["last_at_s"]),
+    )
