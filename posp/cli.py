@@ -123,7 +123,19 @@ async def terminal_cmd(ctx: Context) -> int:
         else:
             status = "disabled" if a.action == "disable" else "active"
             terminals = [await admin.set_terminal_status(a.terminal_id, status)]
-    _show(ctx, reports.terminals_view(terminals))
+    view = reports.terminals_view(terminals)
+    if a.action != "show":
+        _show(ctx, view)
+        return EXIT_OK
+    from posp.tms.ic_cli import management_rows  # parameters, IC sets, software, identity
+
+    managed = await management_rows(ctx, a.terminal_id)
+    if ctx.as_json:
+        row = {**reports.view_rows(view)[0], "management": {r["item"]: r["value"] for r in managed}}
+        reports.console_json(ctx.out, [row])
+    else:
+        _show(ctx, view)
+        _show(ctx, reports.View("Terminal management", ("item", "value"), managed))
     return EXIT_OK
 
 
@@ -395,8 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--format", choices=reports.FORMATS, default="table")
     from posp.tms.cli import register as register_tms
+    from posp.tms.ic_cli import register as register_ic
 
     register_tms(commands, common)
+    register_ic(commands, common)
     risk_cli.register(commands, [common])
     return parser
 

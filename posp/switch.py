@@ -37,7 +37,11 @@ from posp.server import TerminalServer
 from posp.settings import Settings
 from posp.store import open_store
 from posp.store.api import Store
+from posp.store.ic import SqlIcStore
+from posp.store.sql_store import SqlStore
+from posp.store.tms import SqlTmsStore
 from posp.tls import certificate_expiry, client_context, server_context
+from posp.tms.service import TerminalManagement
 
 _log = get_logger("posp.switch")
 
@@ -62,6 +66,15 @@ def warn_if_lab_keys(settings: Settings, hsm: HsmClient) -> None:
             test_zone_values=test_zone_keys,  # not "..._keys": the log would mask it
             hint="use hsm_url = tcp://<hsm> and your own zone keys ([network] zmk_lmk ...)",
         )
+
+
+def terminal_management(store: Store | None, settings: Settings) -> TerminalManagement | None:
+    """Terminal management over the SQL store's TMS and IC tables (None for another store)."""
+    if not isinstance(store, SqlStore):
+        return None
+    return TerminalManagement(
+        SqlTmsStore(store), SqlIcStore(store), max_age_s=settings.tms.view_max_age_s
+    )
 
 
 class Switch:
@@ -91,6 +104,8 @@ class Switch:
         self.server: TerminalServer | None = None
         self._metrics_server: ExpositionServer | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._raw_store: Store | None = None
+        self.tms: TerminalManagement | None = None
 
     @property
     def port(self) -> int:
@@ -172,7 +187,8 @@ class Switch:
         settings = self.settings
         if settings.uses_test_pan_hash_key:
             _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
-        store = instrument_store(await self._open_store(), self.metrics)
+        self._raw_store = await self._open_store()
+        store = instrument_store(self._raw_store, self.metrics)
         raw_hsm = await self._open_hsm()
         warn_if_lab_keys(settings, raw_hsm)
         hsm = instrument_hsm(raw_hsm, self.metrics)
@@ -183,6 +199,8 @@ class Switch:
         services = Services(
             settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
         )
+        services.tms = self.tms = terminal_management(self._raw_store, settings)
+        services.transfer_caps = self.tms  # §9: a terminal's own cap (key 39) first
         self.pipeline = Pipeline(services)
         await self._start_recovery(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)

@@ -47,6 +47,25 @@ class TxnType(StrEnum):
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
     BATCH_UPLOAD_END = "batch_upload_end"
+    # Terminal management (terminal-link §8, §10)
+    PARAM_DOWNLOAD = "param_download"
+    PARAM_DOWNLOAD_END = "param_download_end"
+    STATUS_UPLOAD = "status_upload"
+    CAPK_LIST = "capk_list"
+    CAPK_DOWNLOAD = "capk_download"
+    CAPK_DOWNLOAD_END = "capk_download_end"
+    AID_LIST = "aid_list"
+    AID_DOWNLOAD = "aid_download"
+    AID_DOWNLOAD_END = "aid_download_end"
+
+
+class CapKind(StrEnum):
+    """Which single-transaction cap of the terminal's parameters (terminal-link
+    §10 keys 37-39) limits a type; over it the switch answers 61."""
+
+    PURCHASE = "purchase"
+    REFUND = "refund"
+    TRANSFER = "transfer"
 
 
 class MacPolicy(Enum):
@@ -115,6 +134,7 @@ class TxnRow:
     reversible: bool = False  # terminals reverse it (0400); the switch may too
     early_mac: bool = False  # its network MAB is known before the journal (premac)
     settlement: Settlement = Settlement.NONE
+    cap: CapKind | None = None  # the terminal's single cap that limits it (61 above)
     #: The receiving card travels in F62 usage 10 (a transfer; 30 when malformed).
     receiving_card_in_f62: bool = False
     network_accounts: NetworkAccounts = NetworkAccounts.NONE
@@ -181,6 +201,7 @@ _ROWS: Final = (
         reversible=True,
         early_mac=True,
         settlement=Settlement.DEBIT,
+        cap=CapKind.PURCHASE,
     ),
     _card(
         TxnType.PURCHASE_VOID,
@@ -203,6 +224,7 @@ _ROWS: Final = (
         original=(TxnType.PURCHASE, TxnType.COMPLETION),
         lookup=OriginalLookup.RRN,
         settlement=Settlement.CREDIT,
+        cap=CapKind.REFUND,
     ),
     _card(
         TxnType.PREAUTH,
@@ -303,6 +325,20 @@ _ROWS: Final = (
         _BATCH,
         mac=MacPolicy.SETTLEMENT,
     ),
+    # Terminal management dialogues (60.1 00; no MAC, as sign-in).
+    TxnRow(
+        TxnType.PARAM_DOWNLOAD,
+        (("0800", None, "00", "360"), ("0800", None, "00", "364")),
+        _MANAGEMENT,
+    ),
+    TxnRow(TxnType.PARAM_DOWNLOAD_END, (("0800", None, "00", "361"),), _MANAGEMENT),
+    TxnRow(TxnType.STATUS_UPLOAD, (("0820", None, "00", "362"),), _MANAGEMENT | {62}),
+    TxnRow(TxnType.CAPK_LIST, (("0820", None, "00", "372"),), _MANAGEMENT | {62}),
+    TxnRow(TxnType.CAPK_DOWNLOAD, (("0800", None, "00", "370"),), _MANAGEMENT | {62}),
+    TxnRow(TxnType.CAPK_DOWNLOAD_END, (("0800", None, "00", "371"),), _MANAGEMENT),
+    TxnRow(TxnType.AID_LIST, (("0820", None, "00", "382"),), _MANAGEMENT | {62}),
+    TxnRow(TxnType.AID_DOWNLOAD, (("0800", None, "00", "380"),), _MANAGEMENT | {62}),
+    TxnRow(TxnType.AID_DOWNLOAD_END, (("0800", None, "00", "381"),), _MANAGEMENT),
 )
 
 #: Every transaction type's row.

@@ -123,6 +123,7 @@ def _apply(machine: TerminalMachine, in_flight: InFlight, frame: TerminalFrame) 
             detail, balanced = handler(machine, in_flight, message)
         except (CodecError, CheckValueMismatch, KeyError, ValueError) as exc:
             approved, detail = False, f"{type(exc).__name__}: {exc}"
+    machine.state.tms.processing = frame.header[5:6]  # what terminal management asks next
     needs_sign_in = code in RESIGN_CODES or frame.header[5:6] == RESIGN_PROCESSING_DIGIT
     if in_flight.kind is TxnKind.SIGN_IN and not approved:
         needs_sign_in = True

@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
@@ -43,6 +44,8 @@ from terminals.session import SessionOptions, TerminalSession
 UNKNOWN_TERMINAL_ID = "99999999"
 UNKNOWN_MERCHANT_ID = "899999999999999"
 MIN_TERMINALS = 3
+#: Features whose scenarios change the switch's configuration through ``operator``.
+OPERATOR_FEATURES = frozenset({"tms"})
 
 
 class Status(Enum):
@@ -68,6 +71,9 @@ class ConformanceTarget:
     sign_in_variant: str = "003"
     transfer_cap_minor: int = 5_000_000  # the switch's single-transfer cap for terminal 1
     pending: frozenset[str] = frozenset()
+    #: The switch operator's side for the terminal-management scenarios
+    #: (``terminals.tms_scenarios.TmsOperator``); None reports them PENDING.
+    operator: Any = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,9 @@ class Scenario:
 async def run_scenario(scenario: Scenario, ctx: ScenarioContext) -> ScenarioResult:
     if scenario.feature in ctx.target.pending:
         return ScenarioResult(scenario.name, scenario.feature, Status.PENDING, "feature pending")
+    if scenario.feature in OPERATOR_FEATURES and ctx.target.operator is None:
+        reason = "needs the operator's side (parameters, CAPK/AID, rollouts)"
+        return ScenarioResult(scenario.name, scenario.feature, Status.PENDING, reason)
     started = time.perf_counter()
     try:
         await scenario.run(ctx)

@@ -16,6 +16,9 @@ Invariants:
   first.  Sign-in is allowed; its outcome says ``reversal_queued``.
 * Any 0410 clears the pending reversal.
 * 77 / 99 / A0 or header digit 6 = 3 drop the sign-in (``needs_sign_in``).
+* Every answer's header digit 6 is kept in ``state.tms.processing``; the
+  session runs the management dialogues it asks for (``terminals.management``).
+  Sign-in and financial requests carry F59 when ``state.tms.identity`` is set.
 """
 
 from __future__ import annotations
@@ -152,6 +155,9 @@ class TerminalMachine:
         fields[41] = self.config.terminal_id
         fields[42] = self.config.merchant_id
         fields[60] = self._f60(spec.msg_type, net_code)
+        identity = self.state.tms.identity
+        if identity is not None and (spec.financial or kind is TxnKind.SIGN_IN):
+            fields[59] = identity  # F59 A2 (terminal-link §10)
         if spec.proc_code is not None:
             fields[3] = spec.proc_code
         if spec.condition is not None:
@@ -175,6 +181,12 @@ class TerminalMachine:
         return self._originate(
             TxnKind.SIGN_IN, fields, net_code=variant, context={"variant": variant}
         )
+
+    def management(self, kind: TxnKind, net_code: str, f62: bytes | None = None) -> bytes:
+        """A terminal-management message (``MANAGEMENT_REQUEST`` 0800 or
+        ``MANAGEMENT_REPORT`` 0820) with 60.3 ``net_code`` and optional F62."""
+        fields: dict[int, FieldValue] = {} if f62 is None else {62: f62}
+        return self._originate(kind, fields, net_code=net_code, context={"net_code": net_code})
 
     def sign_off(self) -> bytes:
         return self._originate(TxnKind.SIGN_OFF, {}, net_code=NET_CODE_SIGN_OFF)

@@ -25,6 +25,7 @@ from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
 from terminals.session import TerminalSession
 from terminals.state import PendingReversal, load_terminal, save_terminal
+from terminals.tms_scenarios import TMS_CATALOGUE
 from terminals.transfer_scenarios import TRANSFER_CATALOGUE
 from terminals.txn import TxnKind
 
@@ -302,4 +303,5 @@ CATALOGUE: tuple[Scenario, ...] = (
         batch_upload_resumed,
     ),
     *TRANSFER_CATALOGUE,
+    *TMS_CATALOGUE,  # last: they change the switch's parameters and groups
 )

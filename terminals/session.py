@@ -8,7 +8,9 @@ Invariants:
   timeout event (so a reversible request's reversal becomes due) and closes
   the connection, so a late answer can never be taken for the next one.
 * ``transact`` signs in when needed and sends a due reversal before the
-  transaction, as terminal-link §3.2 requires.
+  transaction, as terminal-link §3.2 requires, then runs the management
+  dialogues the last answer's header digit 6 asks for (§10: ``1`` / ``4`` /
+  ``5``; ``6`` with a ``SoftwareLink``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import cast
 
 from posp.framing import BinaryLengthFramer
 from terminals.machine import TerminalMachine
+from terminals.management import SoftwareLink, run_management
 from terminals.outcome import Event, Outcome
 
 LEN_BYTES = 2
@@ -30,6 +33,8 @@ MAX_FRAME_BYTES = 0xFFFF  # what a 2-byte length can say
 CLOSE_WAIT_S = 1.0
 
 OutcomeHook = Callable[[Outcome, float], None]
+#: Header digits 6 that send the terminal into a management dialogue first (§10).
+MANAGEMENT_DIGITS = frozenset("1456")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +146,10 @@ class TerminalSession:
         options: SessionOptions | None = None,
         *,
         on_outcome: OutcomeHook | None = None,
+        software: SoftwareLink | None = None,
     ) -> None:
         self.machine = machine
+        self.software = software  # digit 6: updater + offer lookup (None: ignores it)
         self.options = options or SessionOptions()
         self.on_outcome = on_outcome
         self._protocol: _FrameProtocol | None = None
@@ -249,6 +256,8 @@ class TerminalSession:
                 return outcome
             if outcome.needs_sign_in:
                 return await self.prepare()
+        if machine.state.tms.processing in MANAGEMENT_DIGITS:
+            await run_management(self, self.software)  # parameters, CAPK/AID, software
         return None
 
     async def transact(self, build: Callable[[TerminalMachine], bytes]) -> Outcome:

@@ -53,6 +53,32 @@ class UploadProgress:
 
 
 @dataclass(slots=True)
+class TmsHeld:
+    """What terminal management gave the terminal (terminal-link §8, §10): the
+    header digit 6 of the last answer, the parameters it applied, the CAPK and
+    AID TLV sets it downloaded (hex), and the F59 identity it sends."""
+
+    processing: str = "0"
+    param_version: int | None = None
+    merchant_name: str | None = None
+    purchase_cap_minor: int | None = None
+    refund_cap_minor: int | None = None
+    transfer_cap_minor: int | None = None
+    no_pin_limit_minor: int | None = None
+    capks: list[str] = field(default_factory=list)
+    aids: list[str] = field(default_factory=list)
+    identity: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> TmsHeld:
+        known = set(cls.__slots__)  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in (raw or {}).items() if k in known})
+
+
+@dataclass(slots=True)
 class TerminalState:
     """Everything that changes as the terminal works."""
 
@@ -68,6 +94,7 @@ class TerminalState:
     journal: dict[str, JournalEntry] = field(default_factory=dict)
     pending_reversal: PendingReversal | None = None
     upload: UploadProgress | None = None
+    tms: TmsHeld = field(default_factory=TmsHeld)
 
     def to_json(self) -> dict[str, Any]:
         def hex_or_none(b: bytes | None) -> str | None:
@@ -100,6 +127,7 @@ class TerminalState:
                 "acked": upload.acked,
                 "balanced": upload.balanced,
             },
+            "tms": self.tms.to_json(),
         }
 
     @classmethod
@@ -131,6 +159,7 @@ class TerminalState:
                 int(up["acked"]),
                 bool(up["balanced"]),
             ),
+            tms=TmsHeld.from_json(raw.get("tms")),
         )
 
     def __repr__(self) -> str:

@@ -33,6 +33,9 @@ class TxnKind(Enum):
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
     BATCH_UPLOAD_END = "batch_upload_end"
+    # Terminal management (terminal-link §8, §10); 60.3 says which step.
+    MANAGEMENT_REQUEST = "management_request"  # 0800 360/364/361, 370/371, 380/381
+    MANAGEMENT_REPORT = "management_report"  # 0820 362, 372, 382
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ TXN_TABLE: dict[TxnKind, TxnSpec] = {
     TxnKind.SETTLEMENT: TxnSpec("0500", None, "00", None, False, False, False),
     TxnKind.BATCH_UPLOAD: TxnSpec("0320", None, "00", None, False, False, False),
     TxnKind.BATCH_UPLOAD_END: TxnSpec("0320", None, "00", None, False, False, False),
+    TxnKind.MANAGEMENT_REQUEST: TxnSpec("0800", None, "00", None, False, False, False),
+    TxnKind.MANAGEMENT_REPORT: TxnSpec("0820", None, "00", None, False, False, False),
 }
 
 # Network-management codes (60.3) of management messages.

@@ -77,6 +77,7 @@ TERMINAL_FIELDS: Final[tuple[FieldSpec, ...]] = (
     _n(53, "Security control", 16),
     _a(54, "Balances", _AN, 20, 3),
     _b(55, "IC card data", 255, 3),
+    _a(59, "Terminal identity (TMS)", _ANS, 999, 3),
     _n(60, "Message info", 17, 3, _L),
     _n(61, "Original message data", 29, 3, _L),
     _b(62, "Reserved (key block / device serial)", 512, 3),

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from posp.pipeline.route import Route
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
+    from posp.tms.service import TerminalManagement, TerminalView
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,6 +99,8 @@ class Services:
     link: NetworkPort | None = None
     #: The store-and-forward of 0420s (``SafForwarder``) when there is a link.
     saf: SafPort | None = None
+    #: Terminal management (parameters, IC sets, rollouts) when the store is SQL.
+    tms: TerminalManagement | None = None
     #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
     transfer_caps: TransferCapPort | None = None
 
@@ -138,6 +141,8 @@ class TxnContext:
     response_f60: str | None = None  # replaces the echoed 60 (sign-in gives the batch)
     processing: str = "0"  # header digit 6 of the answer
     keys_usable: bool = False  # working keys present and unexpired (the answer can be MACed)
+    #: The terminal's management view (header digit 6, caps) once loaded.
+    tms_view: TerminalView | None = None
     entry: JournalEntry | None = None
     entry_id: int | None = None
     final_state: str | None = None  # a financial step's own journal state (e.g. timed_out)

@@ -4,7 +4,9 @@ Rules (terminal-link §1, §3, §5):
 * MTI = request MTI + 10; TPDU with destination and source swapped; header
   echoed with digit 6 = ``3`` for 77 / 99 / A0 and whenever the (loaded)
   terminal's working keys are missing or expired, echo and sign-off answers
-  included; only a successful sign-in (which just issued keys) answers ``0``.
+  included; only a successful sign-in (which just issued keys) answers ``0``,
+  or, like every other answer, what the terminal's management view decides:
+  ``1`` parameters, ``4`` / ``5`` CAPK / AID, ``6`` software (``posp.tms.service``).
 * Echo 2 (if sent), 3, 4, 11, 25, 41, 42, 49, 60; add 12, 13, 32, 39, 15 on
   card transactions, 37 once an RRN exists, and whatever the steps put into
   ``ctx.response`` (38, 44, 48, 54, 62, 63 ...).  A card transaction's answer
@@ -137,8 +139,15 @@ def _processing(ctx: TxnContext, code: str) -> str:
         return "3"
     signed_in = ctx.route.txn_type is TxnType.SIGN_IN and code == RC.APPROVED
     if ctx.terminal is None or ctx.keys_usable or signed_in:
-        return ctx.processing
-    return ctx.processing if working_keys_usable(ctx) else "3"
+        return _management_digit(ctx)
+    return _management_digit(ctx) if working_keys_usable(ctx) else "3"
+
+
+def _management_digit(ctx: TxnContext) -> str:
+    """``ctx.processing`` when a step set it (``3``), else what the terminal's
+    management view decided (``1`` / ``4`` / ``5`` / ``6`` / ``0``)."""
+    view = ctx.tms_view
+    return view.digit if ctx.processing == "0" and view is not None else ctx.processing
 
 
 def _wants_mac(ctx: TxnContext, code: str) -> bool:

@@ -14,7 +14,17 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-from posp.pipeline import batch, cardsec, checks, forward, originals, reversal, signin, transfer
+from posp.pipeline import (
+    batch,
+    cardsec,
+    checks,
+    forward,
+    management,
+    originals,
+    reversal,
+    signin,
+    transfer,
+)
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.premac import start_network_mac
 from posp.pipeline.route import Route, Step
@@ -42,6 +52,7 @@ async def start_early_hsm_work(ctx: TxnContext) -> ResponseCode | None:
 #: Who is it, may it transact, are its keys and batch current, is it authentic.
 CHECKS: Final[tuple[Step, ...]] = (
     checks.load_terminal,
+    management.load_view,
     checks.check_merchant,
     checks.check_enabled,
     checks.check_working_keys,
@@ -58,7 +69,9 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     *CHECKS,
     start_early_hsm_work,
     checks.verify_mac,
+    management.record_identity,
     checks.check_amount,
+    management.check_caps,
     journal_pending,
     forward.require_link,
     cardsec.decrypt_tracks,
@@ -82,6 +95,7 @@ TRANSFER: Final[tuple[Step, ...]] = tuple(
 #: keeps it for later), then the original reversed once through the SAF queue.
 REVERSAL: Final[tuple[Step, ...]] = (
     checks.load_terminal,
+    management.load_view,
     checks.check_merchant,
     checks.check_enabled,
     checks.check_working_keys,
@@ -92,6 +106,14 @@ REVERSAL: Final[tuple[Step, ...]] = (
     reversal.verify_or_defer,
     reversal.reverse_original,
 )
+#: The management dialogues: the terminal, its merchant, enabled, the fields (no MAC).
+MANAGED: Final[tuple[Step, ...]] = (
+    checks.load_terminal,
+    management.load_view,
+    checks.check_merchant,
+    checks.check_enabled,
+    checks.validate_fields,
+)
 UPLOAD_END: Final[tuple[Step, ...]] = (
     *(batch.check_upload_end_batch if s is checks.check_batch else s for s in AUTHENTIC),
     *batch.UPLOAD_END,
@@ -100,20 +122,19 @@ UPLOAD_END: Final[tuple[Step, ...]] = (
 #: Each transaction type's steps (its row is in ``posp.txn``).
 STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.SIGN_IN: (
-        checks.load_terminal,
-        checks.check_merchant,
-        checks.check_enabled,
-        checks.validate_fields,
+        *MANAGED,
         signin.check_device_serial,
+        management.record_identity,
         signin.issue_working_keys,
     ),
     TxnType.SIGN_OFF: (
         checks.load_terminal,
+        management.load_view,
         checks.check_merchant,
         checks.validate_fields,
         signin.sign_off,
     ),
-    TxnType.ECHO: (checks.load_terminal, checks.validate_fields, signin.echo),
+    TxnType.ECHO: (checks.load_terminal, management.load_view, checks.validate_fields, signin.echo),
     TxnType.BALANCE: FINANCIAL,
     TxnType.PURCHASE: FINANCIAL,
     TxnType.PURCHASE_VOID: FINANCIAL,
@@ -129,6 +150,15 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.SETTLEMENT: (*AUTHENTIC, *batch.SETTLE),
     TxnType.BATCH_UPLOAD: (*AUTHENTIC, *batch.UPLOAD),
     TxnType.BATCH_UPLOAD_END: UPLOAD_END,
+    TxnType.PARAM_DOWNLOAD: (*MANAGED, management.download_params),
+    TxnType.PARAM_DOWNLOAD_END: (*MANAGED, management.end_params),
+    TxnType.STATUS_UPLOAD: (*MANAGED, management.status_upload),
+    TxnType.CAPK_LIST: (*MANAGED, management.list_ic),
+    TxnType.CAPK_DOWNLOAD: (*MANAGED, management.download_ic),
+    TxnType.CAPK_DOWNLOAD_END: (*MANAGED, management.end_ic),
+    TxnType.AID_LIST: (*MANAGED, management.list_ic),
+    TxnType.AID_DOWNLOAD: (*MANAGED, management.download_ic),
+    TxnType.AID_DOWNLOAD_END: (*MANAGED, management.end_ic),
 }
 
 #: Every route by transaction type.

@@ -41,6 +41,18 @@ class TerminalTms:
     install_result: str | None = None
     identity: str | None = None  # F59 as received
     status: dict[str, str] | None = None  # the last 362's tags
+    held_capk_version: int | None = None
+    held_aid_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementRow:
+    """What the switch reads of a terminal for header digit 6 and its caps."""
+
+    known: TerminalTms | None
+    group_set: ParamSet | None
+    own_set: ParamSet | None
+    offer: str | None  # target path of the package a running rollout offers it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,8 @@ class TmsStore(Protocol):
     async def terminal(self, terminal_id: str) -> TerminalTms | None: ...
     async def group_terminals(self, group: str) -> list[TerminalTms]: ...
     async def set_held_params(self, terminal_id: str, version: int) -> None: ...
+    async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None: ...
+    async def management_view(self, terminal_id: str) -> ManagementRow: ...
     async def record_status(
         self,
         terminal_id: str,
@@ -134,7 +148,13 @@ def _terminal(row: Any) -> TerminalTms:
         row["install_result"],
         row["identity"],
         json.loads(status) if status else None,
+        _int_or_none(row["held_capk_version"]),
+        _int_or_none(row["held_aid_version"]),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class SqlTmsStore:
@@ -142,6 +162,11 @@ class SqlTmsStore:
 
     def __init__(self, store: SqlStore) -> None:
         self._db = store
+
+    @property
+    def sql_store(self) -> SqlStore:
+        """The store these tables live in (the IC parameter tables share it)."""
+        return self._db
 
     def _now(self) -> Any:
         return self._db._time(now_utc())
@@ -194,6 +219,55 @@ class SqlTmsStore:
             " held_param_version = excluded.held_param_version"
         )
         await self._db._write("tms_held_params", sql, [terminal_id, version])
+
+    async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None:
+        """What a 371 / 381 ends: the CAPK or AID set version the terminal now holds."""
+        column = {"capk": "held_capk_version", "aid": "held_aid_version"}[kind]
+        sql = (
+            f"INSERT INTO tms_terminals (terminal_id, {column}) VALUES (?, ?)"
+            f" ON CONFLICT (terminal_id) DO UPDATE SET {column} = excluded.{column}"
+        )
+        await self._db._write("tms_held_ic", sql, [terminal_id, version])
+
+    async def management_view(self, terminal_id: str) -> ManagementRow:
+        """The terminal's TMS row, its group's parameter set, its own, and the target
+        of the package waiting for it, in one query.  The offer is
+        ``RolloutService.offer``'s rule in SQL: the newest running rollout whose
+        reached waves hold the terminal and that has no outcome from it yet."""
+        sql = (
+            "SELECT t.*, g.version AS g_version, g.params AS g_params,"
+            " p.version AS p_version, p.params AS p_params,"
+            " (SELECT r.target FROM tms_rollout_members m"
+            " JOIN tms_rollouts r ON r.id = m.rollout_id"
+            " WHERE m.terminal_id = x.tid AND r.state = 'running' AND m.wave <= r.wave"
+            " AND m.outcome IS NULL ORDER BY r.id DESC LIMIT 1) AS offer"
+            " FROM (SELECT CAST(? AS TEXT) AS tid) x"
+            " LEFT JOIN tms_terminals t ON t.terminal_id = x.tid"
+            " LEFT JOIN tms_param_sets g ON g.scope = 'group'"
+            f" AND g.scope_id = COALESCE(t.group_name, '{DEFAULT_GROUP}')"
+            " LEFT JOIN tms_param_sets p ON p.scope = 'terminal' AND p.scope_id = x.tid"
+        )
+        row = await self._db._read_one("tms_view", sql, [terminal_id])
+        if row is None:
+            return ManagementRow(None, None, None, None)
+        known = None if row["terminal_id"] is None else _terminal(row)
+        sets = []
+        for prefix, scope, scope_id in (
+            ("g", Scope.GROUP, known.group if known else DEFAULT_GROUP),
+            ("p", Scope.TERMINAL, terminal_id),
+        ):
+            version = row[f"{prefix}_version"]
+            sets.append(
+                None
+                if version is None
+                else ParamSet(
+                    scope,
+                    scope_id,
+                    int(version),
+                    ParamValues.model_validate_json(row[f"{prefix}_params"]),
+                )
+            )
+        return ManagementRow(known, sets[0], sets[1], row["offer"])
 
     async def record_status(
         self,

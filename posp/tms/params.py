@@ -7,8 +7,8 @@ Invariants:
 * Every write of a set takes a fresh version from one store-wide counter, so
   a terminal's effective version (the highest of its group's set, its own set
   and its group membership) grows whenever anything it receives changes.
-* ``processing_digit`` is pure: ``1`` (download parameters) before ``6``
-  (software waiting) before ``0``.
+* ``processing_digit`` is pure: ``1`` (download parameters) before ``4`` /
+  ``5`` (CAPK / AID) before ``6`` (software waiting) before ``0``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from typing import Annotated, Final
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from posp.iso8583.tms_params import SmallAmount, TerminalParameters
+from posp.txn import CapKind
+
+__all__ = ["CapKind"]  # re-exported: the cap kinds are the rows' (posp.txn)
 
 DEFAULT_GROUP: Final = "default"
 MAX_AMOUNT_MINOR: Final = 10**12 - 1
@@ -118,12 +121,6 @@ def to_f62(
     )
 
 
-class CapKind(enum.StrEnum):
-    PURCHASE = "purchase"
-    REFUND = "refund"
-    TRANSFER = "transfer"
-
-
 def over_cap(kind: CapKind, amount_minor: int, values: ParamValues) -> bool:
     """True when ``amount_minor`` exceeds the terminal's single cap (answer 61)."""
     cap = {
@@ -134,9 +131,28 @@ def over_cap(kind: CapKind, amount_minor: int, values: ParamValues) -> bool:
     return cap is not None and amount_minor > cap
 
 
-def processing_digit(held_version: int | None, current_version: int, update_waiting: bool) -> str:
-    """Header digit 6 (§10): ``1`` parameters older than the current set, ``6`` a
-    software update waits for this terminal, else ``0``."""
-    if current_version > 0 and (held_version is None or held_version < current_version):
+def _older(held: int | None, current: int) -> bool:
+    return current > 0 and (held is None or held < current)
+
+
+def processing_digit(
+    held_version: int | None,
+    current_version: int,
+    update_waiting: bool,
+    *,
+    held_capk: int | None = None,
+    current_capk: int = 0,
+    held_aid: int | None = None,
+    current_aid: int = 0,
+) -> str:
+    """Header digit 6 (§1, §8, §10) from the terminal's stored versions: ``1``
+    parameters older than the current set, ``4`` / ``5`` the switch's CAPK / AID
+    set newer than what the terminal last downloaded, ``6`` a software update
+    waits for it, else ``0`` (``3``, sign in again, is decided before this)."""
+    if _older(held_version, current_version):
         return "1"
+    if _older(held_capk, current_capk):
+        return "4"
+    if _older(held_aid, current_aid):
+        return "5"
     return "6" if update_waiting else "0"

@@ -112,13 +112,14 @@ class RolloutService:
     async def status_upload(
         self,
         terminal_id: str,
-        app_version: str,
+        app_version: str | None,
         install_result: str | None = None,
         *,
         identity: str | None = None,
         status: dict[str, str] | None = None,
     ) -> None:
-        """What a 0820 ``362`` or an F59 A2/05 brings: store it, then count it in rollouts."""
+        """What a 0820 ``362`` or an F59 A2/05 brings: store it, then count it in
+        rollouts (a report without an application version counts in none)."""
         await self.store.record_status(
             terminal_id,
             app_version=app_version,
@@ -126,7 +127,8 @@ class RolloutService:
             identity=identity,
             status=status,
         )
-        await self.report(terminal_id, app_version, install_result)
+        if app_version is not None:
+            await self.report(terminal_id, app_version, install_result)
 
     async def report(self, terminal_id: str, app_version: str, install_result: str | None) -> None:
         """A 362 or F59 A2/05 report: record the outcome in every running rollout of the

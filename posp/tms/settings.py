@@ -39,6 +39,9 @@ class TmsSettings(BaseModel):
     max_package_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     rollout_waves_pct: tuple[float, ...] = DEFAULT_WAVES_PCT
     failure_threshold_pct: float = Field(default=DEFAULT_FAILURE_THRESHOLD_PCT, ge=0, le=100)
+    #: How old a terminal's cached management view (versions, caps) may be on card
+    #: transactions; changes made through the same switch apply at once.
+    view_max_age_s: float = Field(default=1.0, ge=0)
 
     def path(self, data_dir: Path, value: Path) -> Path:
         return value if value.is_absolute() else data_dir / value

@@ -31,6 +31,7 @@ from tests.stackfixtures import (
     start_test_issuer,
     switch_settings,
 )
+from tests.tmsoperator import InProcessTmsOperator
 
 TMK_HEX = ("0123456789ABCDEFFEDCBA9876543210", "11223344556677888877665544332211")
 TERMINAL_IDS = ("10000001", "10000002", "10000003")
@@ -71,11 +72,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
     await store.open()
     hsm = inprocess_hsm_client()
     switch: Switch | None = None
+    operator: InProcessTmsOperator | None = None
     try:
         fleet = await provision(store, hsm)
         switch = Switch(settings, store=store, hsm=hsm)
         await switch.start()
         cards = load_cards(cards_path)
+        assert switch.tms is not None
+        operator = InProcessTmsOperator(switch.tms, tmp / "tms")
         target = ConformanceTarget(
             "127.0.0.1",
             switch.port,
@@ -83,9 +87,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
             cards,
             timeout_s=5.0,
             drop_timeout_s=TERMINAL_DROP_TIMEOUT_S,
+            operator=operator,
         )
         yield RunningStack(target, switch, cards)
     finally:
+        if operator is not None:
+            await operator.close()
         if switch is not None:
             await switch.stop()
         await store.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from issuer_sim.rules import DROP_AMOUNT_MINOR
+from posp.tms.params import ParamValues, Scope
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
 from terminals.state import PendingReversal
@@ -301,3 +302,18 @@ def _saf_empty_and(
         return await _saf_empty(stack) and await balances(stack, payer, payee) == expected
 
     return check
+
+
+async def test_the_terminals_tms_transfer_cap_applies_through_the_seam(
+    stack: Stack, payer: TerminalCard, payee: TerminalCard
+) -> None:
+    """Key 39 of the terminal's parameters (terminal management) is its transfer cap."""
+    assert stack.switch is not None and stack.switch.tms is not None
+    tms = stack.switch.tms
+    await tms.tms.set_param_set(Scope.TERMINAL, TERMINAL, ParamValues(transfer_cap_minor=2_000))
+    tms.forget(TERMINAL)
+    terminal = await stack.terminal()
+    before = await balances(stack, payer, payee)
+    assert (await _transfer(terminal, payer, payee.pan, 2_001))[1] == "61"
+    assert await balances(stack, payer, payee) == before
+    assert (await _transfer(terminal, payer, payee.pan, 2_000))[1] == "00"

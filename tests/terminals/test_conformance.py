@@ -10,6 +10,7 @@ from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
 from terminals.conformance import ConformanceTarget, Status, run_catalogue
 from terminals.scenarios import CATALOGUE
+from terminals.tms_scenarios import TMS_CATALOGUE
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
 
 CARDS = [TerminalCard("6225880000000001", "2812", "123456")]
@@ -62,4 +63,4 @@ async def test_unknown_scenario_names_are_refused(target: ConformanceTarget) -> 
 
 def test_catalogue_names_are_unique_and_cover_the_brief() -> None:
     names = [s.name for s in CATALOGUE]
-    assert len(names) == len(set(names)) == 31
+    assert len(names) == len(set(names)) == 31 + len(TMS_CATALOGUE)

@@ -35,6 +35,38 @@ def test_digit_asks_for_parameters_exactly_when_the_held_version_is_behind(
     assert (digit == "1") == (held < current)
 
 
+_HELD = st.none() | st.integers(0, 50)
+
+
+@given(
+    _HELD, st.integers(0, 50), _HELD, st.integers(0, 50), _HELD, st.integers(0, 50), st.booleans()
+)
+def test_digit_precedence_is_parameters_then_capk_then_aid_then_software(
+    held: int | None,
+    current: int,
+    held_capk: int | None,
+    capk: int,
+    held_aid: int | None,
+    aid: int,
+    waiting: bool,
+) -> None:
+    """§1/§8/§10: 1 before 4 before 5 before 6; a set the switch never had asks nothing."""
+
+    def behind(h: int | None, c: int) -> bool:
+        return c > 0 and (h is None or h < c)
+
+    digit = processing_digit(
+        held, current, waiting, held_capk=held_capk, current_capk=capk,
+        held_aid=held_aid, current_aid=aid,
+    )  # fmt: skip
+    expected = next(
+        (d for d, due in (("1", behind(held, current)), ("4", behind(held_capk, capk)),
+                          ("5", behind(held_aid, aid)), ("6", waiting)) if due),
+        "0",
+    )  # fmt: skip
+    assert digit == expected
+
+
 def test_caps_decline_only_amounts_above_them() -> None:
     values = ParamValues(purchase_cap_minor=1000)
     assert over_cap(CapKind.PURCHASE, 1001, values)
