@@ -216,6 +216,8 @@ class IssuerServer:
             return await self._management(request)
         if request.mti == "0420":
             return self.authorizer.reversal_response(request)
+        if request.mti == "0620":
+            return self.authorizer.advice_response(request)
         if self.rules.latency_ms > 0:
             await asyncio.sleep(self.rules.latency_ms / 1000)
         return await self.authorizer.authorize(request)

@@ -130,6 +130,16 @@ class SwitchMetrics:
             "posp_signed_in_terminals", "Terminals with unexpired working keys", registry=r
         )
         self._request_series: dict[str, TallySeries] = {}
+        self.chip_fallbacks = Counter(
+            "posp_chip_fallbacks",
+            "Swipes of chip cards: allowed (60.5 = 2) or refused (45)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("allowed", "refused"):
+            self.chip_fallbacks.labels(result)
+        #: Allowed fallbacks per terminal id (this process; not a metric label).
+        self.fallbacks_by_terminal: dict[str, int] = {}
 
     def track_in_flight(self, read: Callable[[], int]) -> None:
         """Report ``read()`` as posp_in_flight at each scrape (no per-request update)."""

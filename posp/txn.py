@@ -22,6 +22,7 @@ from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from posp.iso8583.tlv import F55Use
 from posp.store.api import APPROVED, COMPLETED, VOIDED
 
 
@@ -104,6 +105,9 @@ class TxnRow:
     reversible: bool = False  # terminals reverse it (0400); the switch may too
     early_mac: bool = False  # its network MAB is known before the journal (premac)
     settlement: Settlement = Settlement.NONE
+    #: A first presentment of a card: chip reads must carry this use's F55 tags,
+    #: and a swiped chip card needs 60.5 = 2 (``posp.pipeline.chip``).
+    chip: F55Use | None = None
 
     @property
     def name(self) -> str:
@@ -155,6 +159,7 @@ _ROWS: Final = (
         _BASE,
         network_mti="0200",
         early_mac=True,
+        chip=F55Use.BALANCE,
     ),
     _card(
         TxnType.PURCHASE,
@@ -165,6 +170,7 @@ _ROWS: Final = (
         reversible=True,
         early_mac=True,
         settlement=Settlement.DEBIT,
+        chip=F55Use.PURCHASE,
     ),
     _card(
         TxnType.PURCHASE_VOID,
@@ -196,6 +202,7 @@ _ROWS: Final = (
         moves_money=True,
         reversible=True,
         early_mac=True,
+        chip=F55Use.PRE_AUTH,
     ),
     _card(
         TxnType.PREAUTH_VOID,

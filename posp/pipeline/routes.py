@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-from posp.pipeline import batch, cardsec, checks, forward, originals, reversal, signin
+from posp.pipeline import batch, cardsec, checks, chip, forward, originals, reversal, signin
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.premac import start_network_mac
 from posp.pipeline.route import Route, Step
@@ -59,9 +59,11 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     start_early_hsm_work,
     checks.verify_mac,
     checks.check_amount,
+    chip.check_chip_data,
     journal_pending,
     forward.require_link,
     cardsec.decrypt_tracks,
+    chip.check_fallback,
     originals.find_original,
     cardsec.translate_pin,
     forward.forward,
