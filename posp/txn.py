@@ -45,6 +45,8 @@ class TxnType(StrEnum):
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
     BATCH_UPLOAD_END = "batch_upload_end"
+    SCRIPT_ADVICE = "script_advice"
+    TC_UPLOAD = "tc_upload"
 
 
 class MacPolicy(Enum):
@@ -105,8 +107,8 @@ class TxnRow:
     reversible: bool = False  # terminals reverse it (0400); the switch may too
     early_mac: bool = False  # its network MAB is known before the journal (premac)
     settlement: Settlement = Settlement.NONE
-    #: A first presentment of a card: chip reads must carry this use's F55 tags,
-    #: and a swiped chip card needs 60.5 = 2 (``posp.pipeline.chip``).
+    #: The F55 use whose mandatory tags its chip data must carry; on a first
+    #: presentment a swiped chip card also needs 60.5 = 2 (``posp.pipeline.chip``).
     chip: F55Use | None = None
 
     @property
@@ -262,6 +264,28 @@ _ROWS: Final = (
         (("0320", None, "00", "202"), ("0320", None, "00", "207")),
         _BATCH,
         mac=MacPolicy.SETTLEMENT,
+    ),
+    # Chip cards (terminal-link §8): the card's script results, stored against the
+    # original (F61) and forwarded as a durable advice; the TC of an approved chip
+    # transaction, uploaded after settlement under the original's trace (F11).
+    TxnRow(
+        TxnType.SCRIPT_ADVICE,
+        (("0620", None, "00", "951"),),
+        frozenset({11, 41, 42, 55, 60, 61}),
+        mac=MacPolicy.REQUIRED,
+        direction="advice",
+        original=(TxnType.PURCHASE, TxnType.PREAUTH, TxnType.BALANCE),
+        lookup=OriginalLookup.CURRENT_BATCH_TRACE,
+        chip=F55Use.SCRIPT_ADVICE,
+    ),
+    TxnRow(
+        TxnType.TC_UPLOAD,
+        (("0320", None, "00", "203"), ("0320", None, "00", "205")),
+        frozenset({3, 4, 11, 22, 41, 42, 55, 60}),
+        mac=MacPolicy.SETTLEMENT,
+        direction="tc",
+        original=(TxnType.PURCHASE, TxnType.PREAUTH),
+        chip=F55Use.TC_UPLOAD,
     ),
 )
 

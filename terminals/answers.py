@@ -21,7 +21,7 @@ from posp.errors import CheckValueMismatch, CodecError
 from posp.iso8583 import TerminalFrame, decode_terminal, terminal_mab
 from posp.iso8583.fields import Field60, SettlementF48
 from posp.iso8583.message import Message
-from terminals.chipflow import finish_chip
+from terminals.chipflow import finish_chip, on_advice_answer, on_tc_answer
 from terminals.journal import JournalEntry, card_class, upload_records
 from terminals.outcome import Event, Outcome
 from terminals.state import UploadProgress
@@ -228,6 +228,16 @@ def _on_upload_end(machine: TerminalMachine, in_flight: InFlight, message: Messa
     return "batch closed", None
 
 
+def _on_script_advice(machine: TerminalMachine, in_flight: InFlight, message: Message) -> Handled:
+    on_advice_answer(machine, in_flight, message)
+    return "", None
+
+
+def _on_tc(machine: TerminalMachine, in_flight: InFlight, message: Message) -> Handled:
+    on_tc_answer(machine, in_flight, message)
+    return "", None
+
+
 _HANDLERS: dict[TxnKind, Callable[[TerminalMachine, InFlight, Message], Handled]] = {
     TxnKind.SIGN_IN: _on_sign_in,
     TxnKind.SIGN_OFF: _on_sign_off,
@@ -241,4 +251,6 @@ _HANDLERS: dict[TxnKind, Callable[[TerminalMachine, InFlight, Message], Handled]
     TxnKind.SETTLEMENT: _on_settlement,
     TxnKind.BATCH_UPLOAD: _on_upload,
     TxnKind.BATCH_UPLOAD_END: _on_upload_end,
+    TxnKind.SCRIPT_ADVICE: _on_script_advice,
+    TxnKind.TC_UPLOAD: _on_tc,
 }

@@ -16,8 +16,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from posp.iso8583.message import Message
+from posp.iso8583.message import FieldValue, Message
 from terminals.chip import ChipCard
+from terminals.config import CURRENCY_CNY
+from terminals.requests import ENTRY_PREFIX
+from terminals.txn import (
+    NET_CODE_SCRIPT_ADVICE,
+    NET_CODE_TC_BALANCED,
+    NET_CODE_TC_UNBALANCED,
+    TXN_TABLE,
+    TxnKind,
+)
 
 if TYPE_CHECKING:
     from terminals.machine import InFlight, TerminalMachine
@@ -48,3 +57,60 @@ def finish_chip(
         return False, f"{why}: AAC, reversal due"
     machine.state.tcs[in_flight.trace] = second.f55
     return True, "TC"
+
+
+def script_advice(machine: TerminalMachine) -> bytes | None:
+    """The next 0620 script result advice (60.3 951, F55 with DF31, F61 = batch +
+    original trace + date), or None when no advice is due."""
+    state = machine.state
+    for trace, f55 in state.script_advices.items():
+        original = state.journal.get(trace)
+        date = original.date if original is not None else (state.clock_date or "0000")
+        fields: dict[int, FieldValue] = {55: f55, 61: state.batch + trace + date}
+        return machine._originate(
+            TxnKind.SCRIPT_ADVICE,
+            fields,
+            net_code=NET_CODE_SCRIPT_ADVICE,
+            context={"advice_trace": trace},
+        )
+    return None
+
+
+def tc_upload(machine: TerminalMachine) -> bytes | None:
+    """The next TC upload (0320, 60.3 203 balanced / 205 unbalanced) of an approved
+    chip transaction, under the original's F11; None when none is left."""
+    state, upload = machine.state, machine.state.upload
+    if upload is None:
+        return None
+    for trace, f55 in list(state.tcs.items()):
+        entry = state.journal.get(trace)
+        if entry is None or entry.voided:
+            del state.tcs[trace]  # not approved after all: nothing to upload
+            continue
+        spec = TXN_TABLE[TxnKind(entry.kind)]
+        fields: dict[int, FieldValue] = {
+            2: entry.pan,
+            3: spec.proc_code or "000000",
+            4: f"{entry.amount_minor:012d}",
+            22: ENTRY_PREFIX.get(entry.entry_mode, "05") + "0",
+            49: CURRENCY_CNY,
+            55: f55,
+        }
+        code = NET_CODE_TC_BALANCED if upload.balanced else NET_CODE_TC_UNBALANCED
+        return machine._originate(
+            TxnKind.TC_UPLOAD,
+            fields,
+            net_code=code,
+            mac=machine.config.mac_settlement,
+            context={"tc_trace": trace},
+            trace=trace,
+        )
+    return None
+
+
+def on_advice_answer(machine: TerminalMachine, in_flight: InFlight, message: Message) -> None:
+    machine.state.script_advices.pop(in_flight.context["advice_trace"], None)
+
+
+def on_tc_answer(machine: TerminalMachine, in_flight: InFlight, message: Message) -> None:
+    machine.state.tcs.pop(in_flight.context["tc_trace"], None)

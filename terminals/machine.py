@@ -33,6 +33,7 @@ from posp.iso8583.message import FieldValue, Message
 from terminals.answers import settle_answer
 from terminals.cards import TerminalCard
 from terminals.chip import TerminalChipData
+from terminals.chipflow import tc_upload
 from terminals.chipwallet import chip_for
 from terminals.config import CURRENCY_CNY, TerminalConfig
 from terminals.journal import settlement_totals
@@ -157,11 +158,13 @@ class TerminalMachine:
         mac: bool | None = None,
         context: dict[str, Any] | None = None,
         f60_extra: str | None = None,
+        trace: str | None = None,
     ) -> bytes:
+        """Build and remember one request; ``trace`` reuses an original's F11 (TC upload)."""
         if self.in_flight is not None:
             raise RequestInFlight(f"{self.in_flight.kind.value} still awaits its answer")
         spec = TXN_TABLE[kind]
-        trace = self._next_trace()
+        trace = trace or self._next_trace()
         fields[11] = trace
         fields[41] = self.config.terminal_id
         fields[42] = self.config.merchant_id
@@ -385,6 +388,9 @@ class TerminalMachine:
         upload = self.state.upload
         if upload is None:
             return None
+        tc = tc_upload(self)  # the TCs of approved chip transactions go first
+        if tc is not None:
+            return tc
         mac = self.config.mac_settlement
         if upload.acked < len(upload.records):
             chunk = upload.records[upload.acked : upload.acked + UPLOAD_RECORDS_PER_MESSAGE]

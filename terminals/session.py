@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from posp.framing import BinaryLengthFramer
+from terminals.chipflow import script_advice
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
 
@@ -249,6 +250,10 @@ class TerminalSession:
                 return outcome
             if outcome.needs_sign_in:
                 return await self.prepare()
+        while machine.in_flight is None and (advice := script_advice(machine)) is not None:
+            outcome = await self.exchange(advice)  # the card's script results (0620)
+            if not outcome.approved:
+                return outcome
         return None
 
     async def transact(self, build: Callable[[TerminalMachine], bytes]) -> Outcome:

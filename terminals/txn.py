@@ -30,6 +30,8 @@ class TxnKind(Enum):
     SETTLEMENT = "settlement"
     BATCH_UPLOAD = "batch_upload"
     BATCH_UPLOAD_END = "batch_upload_end"
+    SCRIPT_ADVICE = "script_advice"
+    TC_UPLOAD = "tc_upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ TXN_TABLE: dict[TxnKind, TxnSpec] = {
     TxnKind.SETTLEMENT: TxnSpec("0500", None, "00", None, False, False, False),
     TxnKind.BATCH_UPLOAD: TxnSpec("0320", None, "00", None, False, False, False),
     TxnKind.BATCH_UPLOAD_END: TxnSpec("0320", None, "00", None, False, False, False),
+    TxnKind.SCRIPT_ADVICE: TxnSpec("0620", None, "00", None, True, False, False),
+    TxnKind.TC_UPLOAD: TxnSpec("0320", None, "00", None, False, False, False),
 }
 
 # Network-management codes (60.3) of management messages.
@@ -71,6 +75,9 @@ NET_CODE_SETTLEMENT = "201"
 NET_CODE_UPLOAD_UNBALANCED = "202"
 NET_CODE_UPLOAD_BALANCED = "207"
 NET_CODE_ECHO = "301"
+NET_CODE_TC_BALANCED = "203"
+NET_CODE_TC_UNBALANCED = "205"
+NET_CODE_SCRIPT_ADVICE = "951"
 SIGN_IN_VARIANTS = ("001", "003", "004")
 
 # Kinds whose approval is a debit / credit in the settlement totals.

@@ -14,7 +14,17 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-from posp.pipeline import batch, cardsec, checks, chip, forward, originals, reversal, signin
+from posp.pipeline import (
+    batch,
+    cardsec,
+    checks,
+    chip,
+    chipadvice,
+    forward,
+    originals,
+    reversal,
+    signin,
+)
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.premac import start_network_mac
 from posp.pipeline.route import Route, Step
@@ -117,6 +127,8 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.SETTLEMENT: (*AUTHENTIC, *batch.SETTLE),
     TxnType.BATCH_UPLOAD: (*AUTHENTIC, *batch.UPLOAD),
     TxnType.BATCH_UPLOAD_END: UPLOAD_END,
+    TxnType.SCRIPT_ADVICE: (*AUTHENTIC, chipadvice.record_script_advice),
+    TxnType.TC_UPLOAD: (*AUTHENTIC, chipadvice.record_tc),
 }
 
 #: Every route by transaction type.

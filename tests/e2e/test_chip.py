@@ -4,10 +4,13 @@ the issuer's balance checked after each step."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from posp.iso8583.tlv import build_f55, decode_f55
+from posp.pipeline.chipadvice import tc_report
 from terminals.cards import TerminalCard
-from terminals.machine import TerminalMachine
 from terminals.chipwallet import chip_for
+from terminals.machine import TerminalMachine
 from terminals.requests import CONTACTLESS, FALLBACK, IC, SWIPED_CHIP
 from tests.e2e.conftest import Stack, eventually
 from tests.e2e.tamper import tampered
@@ -125,3 +128,60 @@ async def test_contactless_needs_no_pin_under_the_limit_and_a_pin_above(
     large = await terminal.transact(lambda m: m.purchase(card, 6000, card.pin, CONTACTLESS))
     assert large.approved
     assert await stack.balance(card) == before - 10000
+
+
+async def test_script_results_go_to_the_switch_and_on_to_the_network_once(
+    tmp_path: Path,
+) -> None:
+    """A card flagged for scripts gets a 72 script; its DF31 advice (0620) is answered
+    00, journaled against the original and delivered to the network (0630)."""
+    stack = Stack.create(tmp_path)
+    card = stack.cards[0]
+    try:
+        await stack.start_issuer(chip_script_pans=[card.pan])
+        await stack.start_switch()
+        terminal = await stack.terminal()
+        before = await stack.balance(card)
+        outcome = await terminal.transact(lambda m: m.purchase(card, 1200, card.pin, IC))
+        assert outcome.approved and outcome.trace in terminal.machine.state.script_advices
+        assert await terminal.prepare() is None  # the advice went out and was answered
+        assert not terminal.machine.state.script_advices
+        assert stack.store is not None
+        advice = await stack.store.find_by_trace("10000001", "000001", outcome.trace, "advice")
+        original = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+        assert advice is not None and original is not None and advice.id is not None
+        assert advice.txn_type == "script_advice" and advice.original_id == original.id
+        assert advice.response_code == "00"
+
+        async def delivered() -> bool:
+            assert stack.store is not None and advice.id is not None
+            item = await stack.store.get_saf(advice.id)
+            return item is not None and item.delivered_at is not None
+
+        await eventually(delivered)
+        assert await stack.balance(card) == before - 1200
+    finally:
+        await stack.close()
+
+
+async def test_tc_upload_after_settlement_is_complete_and_a_missing_tc_is_reported(
+    stack: Stack, card: TerminalCard
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    for amount in (300, 400):
+        outcome = await terminal.transact(lambda m, a=amount: m.purchase(card, a, card.pin, IC))
+        assert outcome.approved
+    settled = await terminal.settle()
+    assert settled.approved and not terminal.machine.state.tcs
+    assert stack.store is not None
+    first = await tc_report(stack.store, "10000001", "000001")
+    assert first.chip_approved == 2 and first.tcs == 2 and first.complete
+    kept = await terminal.transact(lambda m: m.purchase(card, 500, card.pin, IC))
+    lost = await terminal.transact(lambda m: m.purchase(card, 600, card.pin, IC))
+    assert kept.approved and lost.approved
+    del terminal.machine.state.tcs[lost.trace]  # the terminal lost this TC
+    assert (await terminal.settle()).approved
+    second = await tc_report(stack.store, "10000001", "000002")
+    assert second.missing == (lost.trace,) and second.unexpected == ()
+    assert await stack.balance(card) == before - 1800
