@@ -147,7 +147,9 @@ class Authorizer:
         amount_text = str(message.get(4) or "0")
         amount_minor = int(amount_text) if amount_text.isdigit() else -1
         verdict = self.rules.verdict(pan, amount_minor if 4 in message else None)
-        chip_code = self.chip.precheck(message, kind, pan) if self.chip is not None else None
+        chip_code, chip_tags = (
+            self.chip.precheck(message, kind, pan) if self.chip is not None else (None, None)
+        )
         if kind is None or pan is None or amount_minor < 0:
             outcome = Outcome("12" if kind is None else "30")
         elif chip_code is not None:
@@ -174,17 +176,12 @@ class Authorizer:
         if verdict == DROP:
             return None
         response = self.response(message, outcome, mmdd, pan)
-        if self.chip is not None and chip_code is None and kind is not None and pan is not None:
-            await self._chip_complete(message, kind, pan, response, outcome)
+        if self.chip is not None and chip_code is None and chip_tags is not None and pan:
+            # The chip hook: KQ for the decided answer; a bad ARQC undoes an approval.
+            verified = await self.chip.complete(message, pan, chip_tags, response)
+            if not verified and outcome.code == "00" and kind != "balance":
+                self.ledger.reverse(original_key(message))
         return response
-
-    async def _chip_complete(
-        self, message: Message, kind: str, pan: str, response: Message, outcome: Outcome
-    ) -> None:
-        """The chip hook: KQ for the decided answer; a bad ARQC undoes an approval."""
-        assert self.chip is not None
-        if not await self.chip.complete(message, kind, pan, response) and outcome.code == "00":
-            self.ledger.reverse(original_key(message))
 
     def response(self, message: Message, outcome: Outcome, mmdd: str, pan: str | None) -> Message:
         response = echo_response(message)

@@ -44,7 +44,7 @@ from issuer_sim.chip import (
 from posp.hsm.api import HsmClient
 from posp.iso8583 import Message
 from posp.iso8583.message import mask_pan
-from posp.iso8583.tlv import F55Use, Tlv
+from posp.iso8583.tlv import F55, F55Use, Tlv
 from terminals.chip import load_chip_cards
 
 KEY_MK_AC: Final = "109"
@@ -113,32 +113,29 @@ class ChipIssuer:
             raise LookupError
         return account, use
 
-    def precheck(self, message: Message, kind: str | None, pan: str | None) -> str | None:
-        """30 / 05 for a chip request the ledger must not see; None to go on."""
+    def precheck(
+        self, message: Message, kind: str | None, pan: str | None
+    ) -> tuple[str | None, F55 | None]:
+        """(30 / 05 for a chip request the ledger must not see, else None; the request's
+        decoded F55 for :meth:`complete`, None when this is no chip request)."""
         if kind is None or pan is None:
-            return None
+            return None, None
         try:
             account, use = self._chip_request(message, kind, pan)
         except LookupError:
-            return None
+            return None, None
         f55 = message.get(55)
         assert isinstance(f55, bytes)
         try:
             tags = request_tags(f55, use)
         except ChipDataError:
-            return "30"
-        return None if atc_is_fresh(account.last_atc, tags) else "05"
+            return "30", None
+        return (None if atc_is_fresh(account.last_atc, tags) else "05"), tags
 
-    async def complete(self, message: Message, kind: str, pan: str, response: Message) -> bool:
+    async def complete(self, message: Message, pan: str, tags: F55, response: Message) -> bool:
         """KQ for the decided answer; adds F55 to ``response``.  False when the ARQC did
         not verify: the answer is then 05 (the caller undoes an approval)."""
-        try:
-            account, use = self._chip_request(message, kind, pan)
-        except LookupError:
-            return True
-        f55 = message.get(55)
-        assert isinstance(f55, bytes)
-        tags = request_tags(f55, use)
+        account = self.cards[pan]
         code = str(response.get(39) or "05")
         psn = str(message.get(23) or account.psn)[-2:]
         try:

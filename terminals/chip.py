@@ -188,6 +188,16 @@ class ChipCard:
     def __repr__(self) -> str:
         return f"ChipCard({mask_pan(self.pan)}, atc={self.atc})"
 
+    @property
+    def in_use(self) -> bool:
+        """A first GENERATE AC awaits its second: the card is in a terminal's reader."""
+        return self._pending is not None
+
+    def abandon(self) -> None:
+        """The host never answered (timeout, line fault): the card leaves the reader
+        without a second GENERATE AC; its ATC stays counted."""
+        self._pending = None
+
     def first_generate_ac(self, terminal: TerminalChipData) -> bytes:
         """Count the ATC, compute the ARQC and return the online request's F55."""
         self.atc = (self.atc + 1) & 0xFFFF

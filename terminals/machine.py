@@ -419,7 +419,10 @@ class TerminalMachine:
 
     def accept(self, body: bytes) -> Outcome:
         """Settle the request in flight with its answer (``body`` = after LEN)."""
-        return settle_answer(self, self._take_in_flight(), body)
+        in_flight = self._take_in_flight()
+        outcome = settle_answer(self, in_flight, body)
+        _release_chip(in_flight)
+        return outcome
 
     def accept_frame(self, frame: bytes) -> Outcome:
         """As ``accept`` for a frame that still carries its 2-byte LEN."""
@@ -433,6 +436,8 @@ class TerminalMachine:
         """The connection failed.  Before sending nothing happened (the trace is
         spent); after sending, the reversal reason becomes 06."""
         in_flight = self._take_in_flight()
+        if not after_send:
+            _release_chip(in_flight)
         if not after_send and in_flight.kind is not TxnKind.REVERSAL:
             if TXN_TABLE[in_flight.kind].reversible:
                 self.state.pending_reversal = None
@@ -440,6 +445,7 @@ class TerminalMachine:
         return self._unanswered(in_flight, Event.COMMS_ERROR, "06")
 
     def _unanswered(self, in_flight: InFlight, event: Event, reason: str) -> Outcome:
+        _release_chip(in_flight)
         pending = self.state.pending_reversal
         if pending is not None and TXN_TABLE[in_flight.kind].reversible:
             pending.reason = reason
@@ -449,3 +455,10 @@ class TerminalMachine:
             event,
             reversal_queued=self.state.pending_reversal is not None,
         )
+
+
+def _release_chip(in_flight: InFlight) -> None:
+    """A chip left without its second GENERATE AC (no usable answer) leaves the reader."""
+    chip = in_flight.context.get("chip")
+    if chip is not None and chip.in_use:
+        chip.abandon()

@@ -1,0 +1,171 @@
+"""Chip PIN purchases per second through the FULL path, against magstripe PIN
+purchases in the same run: fleet (this process) → ``posp serve`` (SQLite) →
+``hsm-sim`` (TCP) and ``issuer-sim serve`` (its own in-process HSM).
+
+A chip purchase costs the issuer one more HSM call (KQ: verify the ARQC, make
+the ARPC), the switch an F55 tag check, and the terminal the card's two
+GENERATE ACs.  Target: chip ≥ 90 % of magstripe.
+
+The machine is shared, so the two kinds are interleaved: ``POSP_BENCH_ROUNDS``
+rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe, then
+the same chip, on one running stack.  ``POSP_BENCH_TERMINALS`` (default 12)
+stays below the number of chip cards, so a terminal always finds a card that
+no other terminal holds (a card serves one transaction at a time); the chip
+rate counts only transactions whose card ran a first GENERATE AC.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from posp.lab.fleetfile import read_fleet_file
+from posp.loop import run as run_loop
+from terminals.chipwallet import chip_for
+from terminals.fleet import FleetConfig, run_fleet
+from tests.bench.bench_purchase import (
+    BIN,
+    MERCHANT_ID,
+    ample_cards,
+    cpu_s,
+    free_port,
+    start,
+    start_switches,
+    switch_env,
+    wait_for_port,
+)
+
+TARGET_RATIO = 0.90
+
+
+async def phase(
+    procs: dict[str, subprocess.Popen[bytes]],
+    fleet_file: Path,
+    port: int,
+    seconds: float,
+    ic_ratio: float,
+) -> tuple[float, int, dict[str, float]]:
+    """(approved per second, chip first GENERATE ACs, CPU µs per approval by process)
+    of one closed-loop phase."""
+    cards = [c for c in ample_cards() if chip_for(c.pan) is not None]
+    atcs_before = sum(chip.atc for c in cards if (chip := chip_for(c.pan)) is not None)
+    config = FleetConfig(
+        terminals=read_fleet_file(fleet_file),
+        cards=cards,
+        port=port,
+        duration_s=seconds,
+        mix={"purchase": 1},
+        pin_ratio=1.0,
+        ic_ratio=ic_ratio,
+        long_connections=True,
+        seed=11,
+    )
+    cpu_before = {name: cpu_s(p.pid) for name, p in procs.items()}
+    own_before = time.process_time()
+    report = await run_fleet(config)
+    used = {name: cpu_s(p.pid) - cpu_before[name] for name, p in procs.items()}
+    used["fleet"] = time.process_time() - own_before
+    atcs_after = sum(chip.atc for c in cards if (chip := chip_for(c.pan)) is not None)
+    approved = report.load_response_codes.get("00", 0)
+    declined = {k: v for k, v in report.load_response_codes.items() if k != "00"}
+    if declined or report.timeouts:
+        print(f"    (not approved: {declined}, timeouts {report.timeouts})")
+    per_approval_us = {name: cpu / max(approved, 1) * 1e6 for name, cpu in used.items()}
+    return approved / report.duration_s, atcs_after - atcs_before, per_approval_us
+
+
+def cpu_line(label: str, costs: list[dict[str, float]]) -> str:
+    """Mean CPU µs per approval by process over the rounds."""
+    names = list(costs[0])
+    means = {n: sum(c[n] for c in costs) / len(costs) for n in names}
+    parts = " ".join(f"{n}={v:.0f}" for n, v in means.items())
+    return f"  CPU us per approved {label}: {parts} all={sum(means.values()):.0f}"
+
+
+async def interleaved(
+    procs: dict[str, subprocess.Popen[bytes]],
+    fleet_file: Path,
+    port: int,
+    rounds: int,
+    seconds: float,
+) -> None:
+    magstripe: list[float] = []
+    chip: list[float] = []
+    mag_costs: list[dict[str, float]] = []
+    chip_costs: list[dict[str, float]] = []
+    for n in range(rounds):
+        mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0)
+        chip_rate, chip_reads, chip_cost = await phase(procs, fleet_file, port, seconds, 1.0)
+        magstripe.append(mag_rate)
+        chip.append(chip_rate)
+        mag_costs.append(mag_cost)
+        chip_costs.append(chip_cost)
+        print(
+            f"  round {n + 1}: magstripe {mag_rate:,.0f}/s, chip {chip_rate:,.0f}/s"
+            f" ({chip_reads} chip reads)"
+        )
+    mag_mean, chip_mean = sum(magstripe) / rounds, sum(chip) / rounds
+    ratio = chip_mean / mag_mean if mag_mean else 0.0
+    print(
+        f"  mean: magstripe PIN purchases {mag_mean:,.0f}/s, chip PIN purchases"
+        f" {chip_mean:,.0f}/s, chip/magstripe {ratio:.0%}"
+    )
+    print(cpu_line("magstripe", mag_costs))
+    print(cpu_line("chip", chip_costs))
+    verdict = "MET" if ratio >= TARGET_RATIO else "not met"
+    print(f"  target: chip >= {TARGET_RATIO:.0%} of magstripe: {verdict}")
+
+
+def run(rounds: int, seconds: float, terminals: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
+        data = Path(tmp)
+        hsm_port, net_port, term_port = free_port(), free_port(), free_port()
+        env = switch_env(data, hsm_port, net_port, term_port)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            procs["hsm-sim"] = start(
+                [str(BIN / "hsm-sim"), "--port", str(hsm_port), "--log-level", "warning"],
+                env,
+                data / "hsm.log",
+            )
+            procs["issuer-sim"] = start(
+                [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
+                {**env, "POSP_ISSUER_LOG_LEVEL": "warning"},
+                data / "issuer.log",
+            )
+            wait_for_port(hsm_port)
+            fleet_file = data / "fleet.json"
+            provision = [str(BIN / "posp"), "terminal", "provision-fleet", "--count"]
+            provision += [str(terminals), "--merchant", MERCHANT_ID, "--prefix", "7"]
+            provision += ["--fleet-file", str(fleet_file)]
+            subprocess.run(provision, env=env, check=True, capture_output=True)
+            wait_for_port(net_port)
+            procs.update(start_switches(1, env, data))
+            wait_for_port(term_port)
+            print(
+                f"full-path PIN purchases, chip vs magstripe, {terminals} terminals,"
+                f" {rounds} rounds of {seconds:.0f} s each, 1 switch process"
+            )
+            run_loop(interleaved(procs, fleet_file, term_port, rounds, seconds), server=True)
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def main() -> None:
+    rounds = int(os.environ.get("POSP_BENCH_ROUNDS", "3"))
+    seconds = float(os.environ.get("POSP_BENCH_PHASE_SECONDS", "8"))
+    terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "12"))
+    run(rounds, seconds, terminals)
+
+
+if __name__ == "__main__":
+    main()
