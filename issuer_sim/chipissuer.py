@@ -17,6 +17,8 @@ Order of one chip request (one HSM call, KQ mode 1 with the decided ARC):
    remembered and the response carries F55 (tag 91 = ARPC ‖ ARC, plus scripts
    71/72 for a card flagged for scripts).  Not verified: an approval is undone
    in the ledger and the answer becomes 05 without tag 91 and without F38.
+   Scripts go to cards flagged in ``chip_script_pans`` and, as a demo rule, to
+   any approved chip purchase of :data:`SCRIPT_AMOUNT_MINOR` (99720).
 
 Invariants:
 * Keys under the LMK only; the one clear key kept is the lab IMK-SMI for the
@@ -55,6 +57,8 @@ CHIP_USES: Final = {
     "balance": F55Use.BALANCE,
 }
 _SCRIPT_ID: Final = bytes.fromhex("00000001")
+#: Demo rule: an approved chip purchase of this amount gets a 72 script (any chip card).
+SCRIPT_AMOUNT_MINOR: Final = 99720
 
 
 @dataclass(slots=True)
@@ -144,7 +148,12 @@ class ChipIssuer:
             result_f55 = None
         else:
             result = await self.hsm.verify_arqc(request)
-            scripts = self._scripts(account, request.atc, request.arqc, psn) if code == "00" else ()
+            wants = account.scripts or message.get(4) == f"{SCRIPT_AMOUNT_MINOR:012d}"
+            scripts = (
+                self._scripts(account, request.atc, request.arqc, psn)
+                if code == "00" and wants
+                else []
+            )
             result_f55 = response_f55(result, code.encode(), scripts)
         if result_f55 is None:
             response[39] = "05"
@@ -156,8 +165,8 @@ class ChipIssuer:
         return True
 
     def _scripts(self, account: ChipAccount, atc: bytes, arqc: bytes, psn: str) -> list[Tlv]:
-        """A 72 PIN-unblock script for a card flagged for scripts (lab MAC stand-in)."""
-        if not account.scripts or account.imk_smi is None:
+        """A 72 PIN-unblock script (lab MAC stand-in: needs the lab IMK-SMI)."""
+        if account.imk_smi is None:
             return []
         mac = lab_script_mac(account.imk_smi, account.pan, psn, atc, arqc)
         return [issuer_script("72", _SCRIPT_ID, [(PIN_UNBLOCK, b"")], mac)]

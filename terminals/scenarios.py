@@ -301,3 +301,8 @@ CATALOGUE: tuple[Scenario, ...] = (
         batch_upload_resumed,
     ),
 )
+
+# The chip cases live in terminals.chip_scenarios (they use this module's helpers).
+from terminals.chip_scenarios import CHIP_SCENARIOS  # noqa: E402
+
+CATALOGUE = (*CATALOGUE, *CHIP_SCENARIOS)
