@@ -16,6 +16,7 @@ from rich.table import Table
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
+from terminals.chipwallet import save_atcs
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
 from terminals.fleet_report import write_json
 from terminals.scenarios import CATALOGUE
@@ -87,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             sign_in_variant=args.sign_in_variant,
             pending=frozenset(t.strip() for t in args.pending.split(",") if t.strip()),
         )
-        results = asyncio.run(run_catalogue(target, args.only))
+        try:
+            results = asyncio.run(run_catalogue(target, args.only))
+        finally:
+            save_atcs()  # the next run's ARQCs must carry higher ATCs
     except (ConfigError, ValueError, OSError) as exc:
         console.print(f"[red]posp-conformance: {exc}[/red]")
         raise SystemExit(2) from None

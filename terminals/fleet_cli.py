@@ -19,6 +19,7 @@ from rich.live import Live
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
+from terminals.chipwallet import save_atcs
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import (
     FleetReport,
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             report = run_async(_run_with_live(config, console))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    finally:
+        save_atcs()  # chip cards: the next run's ATCs continue from here
     if args.json != "-":
         console.print(report_table(report))
     if args.json:
