@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,17 +25,7 @@ from posp.lab.fleetfile import read_fleet_file
 from posp.loop import run as run_loop
 from terminals.chipwallet import chip_for
 from terminals.fleet import FleetConfig, run_fleet
-from tests.bench.bench_purchase import (
-    BIN,
-    MERCHANT_ID,
-    ample_cards,
-    cpu_s,
-    free_port,
-    start,
-    start_switches,
-    switch_env,
-    wait_for_port,
-)
+from tests.bench.bench_purchase import ample_cards, cpu_s, full_stack
 
 TARGET_RATIO = 0.90
 
@@ -120,44 +109,12 @@ async def interleaved(
 
 
 def run(rounds: int, seconds: float, terminals: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
-        data = Path(tmp)
-        hsm_port, net_port, term_port = free_port(), free_port(), free_port()
-        env = switch_env(data, hsm_port, net_port, term_port)
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        try:
-            procs["hsm-sim"] = start(
-                [str(BIN / "hsm-sim"), "--port", str(hsm_port), "--log-level", "warning"],
-                env,
-                data / "hsm.log",
-            )
-            procs["issuer-sim"] = start(
-                [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
-                {**env, "POSP_ISSUER_LOG_LEVEL": "warning"},
-                data / "issuer.log",
-            )
-            wait_for_port(hsm_port)
-            fleet_file = data / "fleet.json"
-            provision = [str(BIN / "posp"), "terminal", "provision-fleet", "--count"]
-            provision += [str(terminals), "--merchant", MERCHANT_ID, "--prefix", "7"]
-            provision += ["--fleet-file", str(fleet_file)]
-            subprocess.run(provision, env=env, check=True, capture_output=True)
-            wait_for_port(net_port)
-            procs.update(start_switches(1, env, data))
-            wait_for_port(term_port)
-            print(
-                f"full-path PIN purchases, chip vs magstripe, {terminals} terminals,"
-                f" {rounds} rounds of {seconds:.0f} s each, 1 switch process"
-            )
-            run_loop(interleaved(procs, fleet_file, term_port, rounds, seconds), server=True)
-        finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    with full_stack(terminals, 1) as (procs, fleet_file, term_port):
+        print(
+            f"full-path PIN purchases, chip vs magstripe, {terminals} terminals,"
+            f" {rounds} rounds of {seconds:.0f} s each, 1 switch process"
+        )
+        run_loop(interleaved(procs, fleet_file, term_port, rounds, seconds), server=True)
 
 
 def main() -> None:
