@@ -219,7 +219,7 @@ async def tc_report_cmd(ctx: Context) -> int:
     rows: list[dict[str, reports.Value]] = [{"trace": t, "problem": p} for t, p in problems]
     title = (
         f"TCs of terminal {a.terminal_id} batch {a.batch}: {report.chip_approved} approved"
-        f" chip transactions, {report.tcs} TCs"
+        f" chip transactions, {report.tcs} TCs, {report.fallbacks} allowed fallbacks"
     )
     view = reports.View(title, ("trace", "problem"), rows)
     reports.render(view, "json" if ctx.as_json else "table", ctx.out)

@@ -7,8 +7,9 @@
 * :func:`check_fallback`: a swipe (F22 ``02x``/``90x``) of a chip card (track 2
   service code starting ``2`` or ``6``) must say the chip read failed (60.5 =
   ``2``), else 45.  Allowed fallbacks are counted: ``posp_chip_fallbacks_total``
-  (label ``result``: allowed / refused; no terminal id as a label) and per
-  terminal in :attr:`SwitchMetrics.fallbacks_by_terminal` (this process).
+  (label ``result``: allowed / refused; no terminal id as a label), per terminal
+  in :attr:`SwitchMetrics.fallbacks_by_terminal` (this process) and durably in
+  the journal (entry mode ``80``), counted per batch by ``posp batch tc-report``.
 
 Invariants: no cryptogram is verified or built here (the issuer does it through
 its HSM); F55 passes to the network and back unchanged (``posp.network.mapping``,
@@ -29,6 +30,10 @@ CHIP_ENTRY_MODES: Final = ("05", "07")
 SWIPE_ENTRY_MODES: Final = ("02", "90")
 CHIP_SERVICE_CODES: Final = ("2", "6")
 FALLBACK_CHIP_FAILED: Final = "2"  # 60.5: the chip could not be read
+#: The journal's entry mode of an allowed fallback (ISO 8583 POS entry mode 80:
+#: chip card read as magstripe after a chip failure): fallbacks are counted per
+#: terminal and batch from the journal (``posp batch tc-report``).
+FALLBACK_ENTRY_MODE: Final = "80"
 
 _log = get_logger("posp.pipeline.chip")
 
@@ -82,6 +87,7 @@ async def check_fallback(ctx: TxnContext) -> RC | None:
         _log.info("chip card swiped without a chip failure: use chip")
         return RC.FALLBACK_NOT_ALLOWED
     metrics.chip_fallbacks.labels("allowed").inc()
+    ctx.journal_changes["entry_mode"] = FALLBACK_ENTRY_MODE
     terminal_id = ctx.text(41)
     counts = metrics.fallbacks_by_terminal
     counts[terminal_id] = counts.get(terminal_id, 0) + 1

@@ -30,7 +30,7 @@ from posp.iso8583.tlv import decode_f55, first_missing_tag
 from posp.log import get_logger
 from posp.network.mapping import script_advice_from_entry
 from posp.network.saf import saf_payload
-from posp.pipeline.chip import CHIP_ENTRY_MODES
+from posp.pipeline.chip import CHIP_ENTRY_MODES, FALLBACK_ENTRY_MODE
 from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
 from posp.pipeline.journal import build_entry
@@ -129,6 +129,7 @@ class TcReport:
     tcs: int
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
+    fallbacks: int = 0  # approved or not: swipes of chip cards allowed by 60.5 = 2
 
     @property
     def complete(self) -> bool:
@@ -160,4 +161,5 @@ async def tc_report(store: Store, terminal_id: str, batch: str) -> TcReport:
         len(tcs),
         tuple(sorted(chip - uploaded)),
         tuple(sorted(uploaded - chip)),
+        sum(1 for e in entries if e.entry_mode == FALLBACK_ENTRY_MODE),
     )

@@ -116,6 +116,10 @@ async def test_a_fallback_swipe_is_approved_and_counted(stack: Stack, card: Term
     metrics = stack.switch.metrics
     assert metrics.fallbacks_by_terminal == {"10000001": 1}
     assert metrics.chip_fallbacks.labels("allowed")._value.get() == 1
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert entry is not None and entry.entry_mode == "80"
+    assert (await tc_report(stack.store, "10000001", "000001")).fallbacks == 1
 
 
 async def test_contactless_needs_no_pin_under_the_limit_and_a_pin_above(
