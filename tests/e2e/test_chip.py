@@ -164,6 +164,12 @@ async def test_script_results_go_to_the_switch_and_on_to_the_network_once(
 
         await eventually(delivered)
         assert await stack.balance(card) == before - 1200
+        # The terminal lost the 0630 and sends the advice again: same row, 00, no resend.
+        terminal.machine.state.script_advices[outcome.trace] = b"\xdf\x31\x05\x20\x00\x00\x00\x01"
+        assert await terminal.prepare() is None
+        again = await stack.store.find_by_trace("10000001", "000001", outcome.trace, "advice")
+        assert again is not None and again.id == advice.id
+        assert await stack.store.saf_depth() == 0
     finally:
         await stack.close()
 
