@@ -8,26 +8,54 @@ GENERATE ACs.  Target: chip ≥ 90 % of magstripe.
 
 The machine is shared, so the two kinds are interleaved: ``POSP_BENCH_ROUNDS``
 rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe, then
-the same chip, on one running stack.  ``POSP_BENCH_TERMINALS`` (default 12)
-stays below the number of chip cards, so a terminal always finds a card that
-no other terminal holds (a card serves one transaction at a time); the chip
-rate counts only transactions whose card ran a first GENERATE AC.
+the same chip, on one running stack.  ``POSP_BENCH_TERMINALS`` (default 48, as
+the purchase benchmark: enough to saturate the cores) terminals use as many
+generated lab chip cards plus a few (a card serves one transaction at a time,
+so every terminal always finds one no other terminal holds); the issuer loads
+the same cards.  The chip count is the cards' first GENERATE ACs.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from posp.lab.fleetfile import read_fleet_file
 from posp.loop import run as run_loop
-from terminals.chipwallet import chip_for
+from terminals.cards import TerminalCard
+from terminals.chip import DEMO_CHIP_CARDS, ChipCardRecord, format_chip_cards, load_chip_cards
+from terminals.chipwallet import chip_for, use_chip_cards
 from terminals.fleet import FleetConfig, run_fleet
-from tests.bench.bench_purchase import ample_cards, cpu_s, full_stack
+from tests.bench.bench_purchase import cpu_s, full_stack
 
 TARGET_RATIO = 0.90
+
+
+def write_lab_cards(data: Path, count: int) -> tuple[Path, Path, list[TerminalCard]]:
+    """``count`` generated CUP cards with ample balances: the issuer's card file, the
+    matching lab chip card file (the demo IMKs) and the terminals' view of them."""
+    demo = load_chip_cards(DEMO_CHIP_CARDS)[0]
+    pans = [_with_luhn(f"622588{n:012d}") for n in range(1, count + 1)]
+    cards_file, chip_file = data / "bench_cards.csv", data / "bench_chip_cards.csv"
+    rows = [
+        ",".join((p, "3012", "123456", "active", "1000000000", "1000000000", "CUP")) for p in pans
+    ]
+    cards_file.write_text("pan,expiry,pin,status,balance_minor,daily_limit_minor,card_org\n"
+                          + "\n".join(rows) + "\n")  # fmt: skip
+    records = [ChipCardRecord(p, "01", demo.imk_ac, demo.imk_smi, 0) for p in pans]
+    chip_file.write_text(format_chip_cards(records))
+    return cards_file, chip_file, [TerminalCard(p, "3012", "123456") for p in pans]
+
+
+def _with_luhn(body: str) -> str:
+    total = 0
+    for i, c in enumerate(reversed(body)):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return body + str((10 - total % 10) % 10)
 
 
 async def phase(
@@ -36,10 +64,10 @@ async def phase(
     port: int,
     seconds: float,
     ic_ratio: float,
+    cards: list[TerminalCard],
 ) -> tuple[float, int, dict[str, float]]:
     """(approved per second, chip first GENERATE ACs, CPU µs per approval by process)
     of one closed-loop phase."""
-    cards = [c for c in ample_cards() if chip_for(c.pan) is not None]
     atcs_before = sum(chip.atc for c in cards if (chip := chip_for(c.pan)) is not None)
     config = FleetConfig(
         terminals=read_fleet_file(fleet_file),
@@ -80,14 +108,15 @@ async def interleaved(
     port: int,
     rounds: int,
     seconds: float,
+    cards: list[TerminalCard],
 ) -> None:
     magstripe: list[float] = []
     chip: list[float] = []
     mag_costs: list[dict[str, float]] = []
     chip_costs: list[dict[str, float]] = []
     for n in range(rounds):
-        mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0)
-        chip_rate, chip_reads, chip_cost = await phase(procs, fleet_file, port, seconds, 1.0)
+        mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0, cards)
+        chip_rate, chip_reads, chip_cost = await phase(procs, fleet_file, port, seconds, 1.0, cards)
         magstripe.append(mag_rate)
         chip.append(chip_rate)
         mag_costs.append(mag_cost)
@@ -109,18 +138,25 @@ async def interleaved(
 
 
 def run(rounds: int, seconds: float, terminals: int) -> None:
-    with full_stack(terminals, 1) as (procs, fleet_file, term_port):
-        print(
-            f"full-path PIN purchases, chip vs magstripe, {terminals} terminals,"
-            f" {rounds} rounds of {seconds:.0f} s each, 1 switch process"
-        )
-        run_loop(interleaved(procs, fleet_file, term_port, rounds, seconds), server=True)
+    with tempfile.TemporaryDirectory(prefix="bench-chip-cards-") as tmp:
+        cards_file, chip_file, cards = write_lab_cards(Path(tmp), terminals + 4)
+        use_chip_cards(chip_file)
+        issuer_env = {
+            "POSP_ISSUER_CARDS": str(cards_file),
+            "POSP_ISSUER_CHIP_CARDS": str(chip_file),
+        }
+        with full_stack(terminals, 1, issuer_env) as (procs, fleet_file, term_port):
+            print(
+                f"full-path PIN purchases, chip vs magstripe, {terminals} terminals,"
+                f" {len(cards)} cards, {rounds} rounds of {seconds:.0f} s each, 1 switch process"
+            )
+            run_loop(interleaved(procs, fleet_file, term_port, rounds, seconds, cards), server=True)
 
 
 def main() -> None:
     rounds = int(os.environ.get("POSP_BENCH_ROUNDS", "3"))
     seconds = float(os.environ.get("POSP_BENCH_PHASE_SECONDS", "8"))
-    terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "12"))
+    terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "48"))
     run(rounds, seconds, terminals)
 
 

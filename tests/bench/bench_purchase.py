@@ -147,11 +147,12 @@ def start_switches(
 
 @contextlib.contextmanager
 def full_stack(
-    terminals: int, switches: int
+    terminals: int, switches: int, issuer_env: dict[str, str] | None = None
 ) -> Iterator[tuple[dict[str, subprocess.Popen[bytes]], Path, int]]:
-    """``hsm-sim``, ``issuer-sim serve`` and ``switches`` × ``posp serve`` in a temporary
-    directory with ``terminals`` provisioned: (the processes, the fleet file, the
-    terminal port); everything is stopped on exit."""
+    """``hsm-sim``, ``issuer-sim serve`` (``issuer_env`` added to its environment) and
+    ``switches`` × ``posp serve`` in a temporary directory with ``terminals``
+    provisioned: (the processes, the fleet file, the terminal port); everything is
+    stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
         data = Path(tmp)
         hsm_port, net_port, term_port = free_port(), free_port(), free_port()
@@ -165,7 +166,7 @@ def full_stack(
             )
             procs["issuer-sim"] = start(
                 [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
-                {**env, "POSP_ISSUER_LOG_LEVEL": "warning"},
+                {**env, "POSP_ISSUER_LOG_LEVEL": "warning", **(issuer_env or {})},
                 data / "issuer.log",
             )
             wait_for_port(hsm_port)
