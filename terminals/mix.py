@@ -82,7 +82,12 @@ class TxnPicker:
         """A card whose simulated chip is not in another terminal's reader right now
         (a card serves one transaction at a time, so its ATCs reach the issuer in
         order); None when every chip card is busy (the terminal swipes instead)."""
-        for card in (preferred, *self._rng.sample(self._cards, len(self._cards))):
+        chip = chip_for(preferred.pan)
+        if chip is not None and not chip.in_use:
+            return preferred
+        cards, start = self._cards, self._rng.randrange(len(self._cards))
+        for offset in range(len(cards)):  # from a random card on, without copying the list
+            card = cards[(start + offset) % len(cards)]
             chip = chip_for(card.pan)
             if chip is not None and not chip.in_use:
                 return card
