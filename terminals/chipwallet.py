@@ -3,7 +3,7 @@ shared by every terminal of the process, so a card's ATC only ever goes up (two
 terminals dipping the same card in turn send ATC n and n+1, as a real card would).
 
 Loaded on first use from the lab chip card file: ``POSP_CHIP_CARDS`` when set,
-else the ATC state file (:data:`STATE_FILE`, written by :func:`save_atcs`) when a
+else the ATC state file (:func:`state_file`, written by :func:`save_atcs`) when a
 previous run left one, else ``DEMO_CHIP_CARDS``.  ``posp-fleet`` and
 ``posp-conformance`` save the cards' ATCs when they finish, so the next run's
 ARQCs carry higher ATCs than the issuer last accepted (it declines a replayed
@@ -19,12 +19,13 @@ from pathlib import Path
 from terminals.chip import DEMO_CHIP_CARDS, ChipCard, ChipCardRecord, format_chip_cards
 from terminals.chip import load_chip_cards as _load
 
-#: Where the cards' ATCs are kept between runs (lab state, test keys only).
-STATE_FILE = (
-    Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    / "posp"
-    / "chip_cards.csv"
-)
+
+def state_file() -> Path:
+    """Where the cards' ATCs are kept between runs (lab state, test keys only):
+    ``$XDG_STATE_HOME/posp/chip_cards.csv``, by default under ``~/.local/state``."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "posp" / "chip_cards.csv"
+
 
 _wallet: dict[str, ChipCard] | None = None
 _path: Path | None = None
@@ -37,7 +38,8 @@ def source() -> Path:
     configured = os.environ.get("POSP_CHIP_CARDS")
     if configured:
         return Path(configured)
-    return STATE_FILE if STATE_FILE.is_file() else DEMO_CHIP_CARDS
+    saved = state_file()
+    return saved if saved.is_file() else DEMO_CHIP_CARDS
 
 
 def use_chip_cards(path: str | Path) -> None:
@@ -54,12 +56,13 @@ def chip_for(pan: str) -> ChipCard | None:
     return _wallet.get(pan)
 
 
-def save_atcs(path: Path = STATE_FILE) -> None:
+def save_atcs(path: Path | None = None) -> None:
     """Write the cards held (with their current ATCs) to ``path``; nothing when no
     card was used.  An unwritable path is skipped: the next run may then see
     declines for replayed ATCs until the issuer is restarted."""
     if _wallet is None:
         return
+    path = path or state_file()
     records = [
         ChipCardRecord(c.pan, c.psn, c.imk_ac, r.imk_smi, c.atc)
         for r in _load(source())
