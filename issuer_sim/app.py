@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from issuer_sim.cardfile import apply_card_details, read_card_file
+from issuer_sim.chipissuer import ChipIssuer, open_chip_book
 from issuer_sim.db import CardDb
 from issuer_sim.ledger import Ledger
 from issuer_sim.provisioning import provision
@@ -60,5 +61,9 @@ async def start_issuer(
         rules_from(settings),
         registry if registry is not None else CollectorRegistry(),
     )
+    chip_store, chip_cards = await open_chip_book(
+        hsm, settings.db, settings.chip_cards, settings.chip_script_pans
+    )
+    server.authorizer.chip = ChipIssuer(hsm, chip_cards, chip_store)
     await server.listen()
     return server

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from issuer_sim.chipissuer import ChipIssuer
 from issuer_sim.ledger import Ledger, Outcome, Request
 from issuer_sim.provisioning import PVKI
 from issuer_sim.rules import DROP, Rules
@@ -117,6 +118,8 @@ class Authorizer:
     rules: Rules
     issuer_id: str
     tz_offset_hours: float
+    #: Chip cards (issuer_sim.chipissuer): a precheck before the ledger, KQ after it.
+    chip: ChipIssuer | None = None
 
     def _local_dates(self) -> tuple[str, str]:
         """(YYYYMMDD, MMDD) of the local clock; formatted once per second, as every
@@ -156,8 +159,13 @@ class Authorizer:
         amount_text = str(message.get(4) or "0")
         amount_minor = int(amount_text) if amount_text.isdigit() else -1
         verdict = self.rules.verdict(pan, amount_minor if 4 in message else None)
+        chip_code, chip_tags = (
+            self.chip.precheck(message, kind, pan) if self.chip is not None else (None, None)
+        )
         if kind is None or pan is None or amount_minor < 0:
             outcome = Outcome("12" if kind is None else "30")
+        elif chip_code is not None:
+            outcome = Outcome(chip_code)
         else:
             pin_ok: bool | None = None
             account = self.ledger.accounts.get(pan)
@@ -182,7 +190,13 @@ class Authorizer:
             outcome = self.ledger.authorize(request, forced)
         if verdict == DROP:
             return None
-        return self.response(message, outcome, mmdd, pan)
+        response = self.response(message, outcome, mmdd, pan)
+        if self.chip is not None and chip_code is None and chip_tags is not None and pan:
+            # The chip hook: KQ for the decided answer; a bad ARQC undoes an approval.
+            verified = await self.chip.complete(message, pan, chip_tags, response)
+            if not verified and outcome.code == "00" and kind != "balance":
+                self.ledger.reverse(original_key(message))
+        return response
 
     def response(self, message: Message, outcome: Outcome, mmdd: str, pan: str | None) -> Message:
         response = echo_response(message)
@@ -200,6 +214,13 @@ class Authorizer:
                 response[54] = Balance(
                     "00", "02", "156", sign, abs(outcome.available_minor)
                 ).render()
+        return response
+
+    def advice_response(self, message: Message) -> Message:
+        """0630 for a script result advice (0620): recorded by its echo, always 00."""
+        response = echo_response(message, "0630")
+        response[39] = "00"
+        response[15] = self._local_dates()[1]
         return response
 
     def reversal_response(self, message: Message) -> Message:

@@ -5,6 +5,7 @@
                      [--key-exchange-interval-s S] [--metrics-port P] [--control-port P]
     issuer-sim cards list   --db FILE
     issuer-sim cards add    --db FILE --pan PAN --expiry YYMM --pin PIN [--balance MINOR]
+                            [--chip-psn NN [--imk-ac 32H]]  (a chip card; default: not)
                             [--daily-limit MINOR] [--status S] [--org CUP]
     issuer-sim cards import --db FILE CARDS.csv
 
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from issuer_sim.app import start_issuer
 from issuer_sim.cardfile import CardRecord, parse_card_row, read_card_file
+from issuer_sim.chipissuer import ChipStore, provision_chip
 from issuer_sim.control import start_control
 from issuer_sim.db import CardDb
 from issuer_sim.ledger import Ledger
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--status", default="active")
     add.add_argument("--org", default="CUP")
     add.add_argument("--hsm", default="inprocess://")
+    add.add_argument("--chip-psn", help="make it a chip card with this PSN (2 digits)")
+    add.add_argument("--imk-ac", help="chip: clear lab IMK-AC (32H); default: HSM-generated")
     imp = cards.add_parser("import", help="load a card file")
     imp.add_argument("--db", required=True)
     imp.add_argument("file", type=Path)
@@ -128,6 +132,18 @@ def _existing(path: Path, option: str, what: str) -> Path:
     return path
 
 
+async def add_chip(db_path: str, hsm_url: str, pan: str, psn: str, imk_ac: str | None) -> None:
+    """Make ``pan`` a chip card: its IMK-AC under the LMK in the db's chip book."""
+    hsm = open_hsm_client(hsm_url)
+    try:
+        account = await provision_chip(hsm, pan, psn, imk_ac)
+    finally:
+        await hsm.close()
+    store = ChipStore(db_path)
+    store.save([account])
+    store.close()
+
+
 async def list_cards(db_path: str) -> None:
     db = CardDb(str(_existing(Path(db_path), "--db", "database file")))  # never create it
     ledger = Ledger()
@@ -159,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
                 "balance_minor": args.balance, "daily_limit_minor": args.daily_limit,
                 "card_org": args.org,
             }  # fmt: skip
-            asyncio.run(add_cards(args.db, args.hsm, [parse_card_row(row, 1)]))
+            record = parse_card_row(row, 1)
+            asyncio.run(add_cards(args.db, args.hsm, [record]))
+            if args.chip_psn is not None:
+                asyncio.run(add_chip(args.db, args.hsm, record.pan, args.chip_psn, args.imk_ac))
         else:
             records = read_card_file(_existing(args.file, "CARDS.csv", "card file"))
             asyncio.run(add_cards(args.db, args.hsm, records))

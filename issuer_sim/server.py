@@ -147,7 +147,16 @@ class IssuerServer:
             self._server = None
         await self.db.flush(self.ledger)
         await self.db.close()
+        self._flush_chip(close=True)
         await self.hsm.close()
+
+    def _flush_chip(self, *, close: bool = False) -> None:
+        """Chip cards' accepted ATCs go to the db with the ledger (issuer_sim.chipissuer)."""
+        chip = self.authorizer.chip
+        if chip is not None:
+            chip.flush()
+            if close and chip.store is not None:
+                chip.store.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -160,6 +169,7 @@ class IssuerServer:
             await asyncio.sleep(self.settings.flush_interval_s)
             try:
                 await self.db.flush(self.ledger)
+                self._flush_chip()
             except Exception as exc:  # keep serving; the next flush retries
                 log.error("issuer_flush_failed", error=type(exc).__name__)
 
@@ -269,6 +279,8 @@ class IssuerServer:
             parts = (original[:4], original[4:10], original[10:20], original[20:31], original[31:])
             log.info("issuer_reversal_received", original="/".join(parts))
             return self.authorizer.reversal_response(request)
+        if request.mti == "0620":
+            return self.authorizer.advice_response(request)
         if self.rules.latency_ms > 0:
             await asyncio.sleep(self.rules.latency_ms / 1000)
         return await self.authorizer.authorize(request)

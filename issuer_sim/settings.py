@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from issuer_sim.cardfile import DEMO_CARDS
 from posp.config import LayeredSettings, load_layered
 from posp.lab import zone_keys
+from terminals.chip import DEMO_CHIP_CARDS
 
 
 class IssuerSettings(LayeredSettings):
@@ -26,6 +27,12 @@ class IssuerSettings(LayeredSettings):
     host: str = "127.0.0.1"
     port: int = Field(9583, ge=0, le=65535, description="network link port; 0 = any free")
     cards: Path | None = Field(DEMO_CARDS, description="card file loaded when the db is empty")
+    chip_cards: Path | None = Field(
+        DEMO_CHIP_CARDS, description="lab chip card file: these PANs are chip cards (IMK-AC)"
+    )
+    chip_script_pans: list[str] = Field(
+        default_factory=list, description="chip cards answered with an issuer script (72)"
+    )
     db: str = Field("", description="SQLite file for accounts; empty = in memory only")
     flush_interval_s: float = Field(1.0, gt=0, description="write-behind period")
     durable: bool = Field(False, description="commit every ledger change before its answer")

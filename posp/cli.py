@@ -12,7 +12,7 @@
                   | show ID | disable ID | enable ID | rotate-tmk ID [--tmk HEX]
                   | provision-fleet --count N --merchant M --prefix P --fleet-file F
                     [--rekey-existing]               (lab: posp.lab.fleet)
-    posp batch list [--terminal T] | show TERMINAL BATCH
+    posp batch list [--terminal T] | show TERMINAL BATCH | tc-report TERMINAL BATCH
     posp settlement report --date YYYY-MM-DD [--format table|csv|json]
                                                  (the switch's local business date,
                                                  UTC + network.tz_offset_hours)
@@ -227,6 +227,26 @@ async def batch_cmd(ctx: Context) -> int:
     return EXIT_OK
 
 
+async def tc_report_cmd(ctx: Context) -> int:
+    """``posp batch tc-report TERMINAL BATCH``: approved chip transactions without a TC
+    (missing) and TCs without one (unexpected), terminal-link §8."""
+    from posp.pipeline.chipadvice import tc_report
+
+    a = ctx.args
+    async with open_admin(ctx.settings, hsm=False) as admin:
+        report = await tc_report(admin.store, a.terminal_id, a.batch)
+    problems = [(t, "missing TC") for t in report.missing]
+    problems += [(t, "unexpected TC") for t in report.unexpected]
+    rows: list[dict[str, reports.Value]] = [{"trace": t, "problem": p} for t, p in problems]
+    title = (
+        f"TCs of terminal {a.terminal_id} batch {a.batch}: {report.chip_approved} approved"
+        f" chip transactions, {report.tcs} TCs, {report.fallbacks} allowed fallbacks"
+    )
+    view = reports.View(title, ("trace", "problem"), rows)
+    reports.render(view, "json" if ctx.as_json else "table", ctx.out)
+    return EXIT_OK
+
+
 async def settlement_cmd(ctx: Context) -> int:
     a = ctx.args
     try:
@@ -397,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = leaf(batch, "show", batch_cmd)
     show.add_argument("terminal_id", metavar="TERMINAL")
     show.add_argument("batch", metavar="BATCH")
+    tcs = leaf(batch, "tc-report", tc_report_cmd)
+    tcs.add_argument("terminal_id", metavar="TERMINAL")
+    tcs.add_argument("batch", metavar="BATCH")
 
     settlement = commands.add_parser("settlement", help="settlement").add_subparsers(
         dest="action", required=True, parser_class=_Parser

@@ -154,6 +154,17 @@ class SwitchMetrics:
         for reason in REJECT_REASONS:
             self.frames_rejected.labels(reason)
 
+        self.chip_fallbacks = Counter(
+            "posp_chip_fallbacks",
+            "Swipes of chip cards: allowed (60.5 = 2) or refused (45)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("allowed", "refused"):
+            self.chip_fallbacks.labels(result)
+        #: Allowed fallbacks per terminal id (this process; not a metric label).
+        self.fallbacks_by_terminal: dict[str, int] = {}
+
     def preinitialise_requests(self, txn_types: Iterable[str]) -> None:
         """``posp_requests_total{txn_type, response_code="00"}`` at 0 for each type."""
         for txn_type in txn_types:

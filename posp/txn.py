@@ -22,6 +22,7 @@ from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from posp.iso8583.tlv import F55Use
 from posp.store.api import APPROVED, COMPLETED, VOIDED
 
 
@@ -57,6 +58,10 @@ class TxnType(StrEnum):
     AID_LIST = "aid_list"
     AID_DOWNLOAD = "aid_download"
     AID_DOWNLOAD_END = "aid_download_end"
+
+    # Chip cards (terminal-link §8)
+    SCRIPT_ADVICE = "script_advice"
+    TC_UPLOAD = "tc_upload"
 
 
 class CapKind(StrEnum):
@@ -140,6 +145,9 @@ class TxnRow:
     network_accounts: NetworkAccounts = NetworkAccounts.NONE
     #: The answer's F63 carries 63.2 = the masked holder name from the network.
     answer_names_holder: bool = False
+    #: The F55 use whose mandatory tags its chip data must carry; on a first
+    #: presentment a swiped chip card also needs 60.5 = 2 (``posp.pipeline.chip``).
+    chip: F55Use | None = None
 
     @property
     def name(self) -> str:
@@ -191,6 +199,7 @@ _ROWS: Final = (
         _BASE,
         network_mti="0200",
         early_mac=True,
+        chip=F55Use.BALANCE,
     ),
     _card(
         TxnType.PURCHASE,
@@ -202,6 +211,7 @@ _ROWS: Final = (
         early_mac=True,
         settlement=Settlement.DEBIT,
         cap=CapKind.PURCHASE,
+        chip=F55Use.PURCHASE,
     ),
     _card(
         TxnType.PURCHASE_VOID,
@@ -234,6 +244,7 @@ _ROWS: Final = (
         moves_money=True,
         reversible=True,
         early_mac=True,
+        chip=F55Use.PRE_AUTH,
     ),
     _card(
         TxnType.PREAUTH_VOID,
@@ -339,6 +350,28 @@ _ROWS: Final = (
     TxnRow(TxnType.AID_LIST, (("0820", None, "00", "382"),), _MANAGEMENT | {62}),
     TxnRow(TxnType.AID_DOWNLOAD, (("0800", None, "00", "380"),), _MANAGEMENT | {62}),
     TxnRow(TxnType.AID_DOWNLOAD_END, (("0800", None, "00", "381"),), _MANAGEMENT),
+    # Chip cards (terminal-link §8): the card's script results, stored against the
+    # original (F61) and forwarded as a durable advice; the TC of an approved chip
+    # transaction, uploaded after settlement under the original's trace (F11).
+    TxnRow(
+        TxnType.SCRIPT_ADVICE,
+        (("0620", None, "00", "951"),),
+        frozenset({11, 41, 42, 55, 60, 61}),
+        mac=MacPolicy.REQUIRED,
+        direction="advice",
+        original=(TxnType.PURCHASE, TxnType.PREAUTH, TxnType.BALANCE),
+        lookup=OriginalLookup.CURRENT_BATCH_TRACE,
+        chip=F55Use.SCRIPT_ADVICE,
+    ),
+    TxnRow(
+        TxnType.TC_UPLOAD,
+        (("0320", None, "00", "203"), ("0320", None, "00", "205")),
+        frozenset({3, 4, 11, 22, 41, 42, 55, 60}),
+        mac=MacPolicy.SETTLEMENT,
+        direction="tc",
+        original=(TxnType.PURCHASE, TxnType.PREAUTH),
+        chip=F55Use.TC_UPLOAD,
+    ),
 )
 
 #: Every transaction type's row.

@@ -21,6 +21,7 @@ from posp.errors import CheckValueMismatch, CodecError
 from posp.iso8583 import TerminalFrame, decode_terminal, terminal_mab
 from posp.iso8583.fields import Field60, SettlementF48
 from posp.iso8583.message import Message
+from terminals.chipflow import finish_chip, on_advice_answer, on_tc_answer
 from terminals.journal import JournalEntry, card_class, upload_records
 from terminals.outcome import Event, Outcome
 from terminals.state import UploadProgress
@@ -108,6 +109,7 @@ def settle_answer(machine: TerminalMachine, in_flight: InFlight, body: bytes) ->
     elif not _mac_ok(machine, in_flight, body, message):
         return _fail(machine, in_flight, Event.MAC_FAILURE, "A0", "response MAC failed", message)
     elif TXN_TABLE[in_flight.kind].reversible:
+        in_flight.context["pending_reversal"] = machine.state.pending_reversal
         machine.state.pending_reversal = None
     return _apply(machine, in_flight, frame)
 
@@ -118,9 +120,13 @@ def _apply(machine: TerminalMachine, in_flight: InFlight, frame: TerminalFrame) 
     approved = code == APPROVED
     handler = _HANDLERS.get(in_flight.kind)
     detail, balanced = "", None
+    if "chip" in in_flight.context:  # the card's second GENERATE AC has the last word
+        card_ok, detail = finish_chip(machine, in_flight, message, code)
+        approved = approved and card_ok
     if approved and handler is not None:
         try:
-            detail, balanced = handler(machine, in_flight, message)
+            handled, balanced = handler(machine, in_flight, message)
+            detail = handled or detail
         except (CodecError, CheckValueMismatch, KeyError, ValueError) as exc:
             approved, detail = False, f"{type(exc).__name__}: {exc}"
     machine.state.tms.processing = frame.header[5:6]  # what terminal management asks next
@@ -223,6 +229,16 @@ def _on_upload_end(machine: TerminalMachine, in_flight: InFlight, message: Messa
     return "batch closed", None
 
 
+def _on_script_advice(machine: TerminalMachine, in_flight: InFlight, message: Message) -> Handled:
+    on_advice_answer(machine, in_flight, message)
+    return "", None
+
+
+def _on_tc(machine: TerminalMachine, in_flight: InFlight, message: Message) -> Handled:
+    on_tc_answer(machine, in_flight, message)
+    return "", None
+
+
 _HANDLERS: dict[TxnKind, Callable[[TerminalMachine, InFlight, Message], Handled]] = {
     TxnKind.SIGN_IN: _on_sign_in,
     TxnKind.SIGN_OFF: _on_sign_off,
@@ -238,4 +254,6 @@ _HANDLERS: dict[TxnKind, Callable[[TerminalMachine, InFlight, Message], Handled]
     TxnKind.SETTLEMENT: _on_settlement,
     TxnKind.BATCH_UPLOAD: _on_upload,
     TxnKind.BATCH_UPLOAD_END: _on_upload_end,
+    TxnKind.SCRIPT_ADVICE: _on_script_advice,
+    TxnKind.TC_UPLOAD: _on_tc,
 }

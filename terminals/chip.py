@@ -33,6 +33,7 @@ from posp.crypto.emv import (
     pan_psn_block,
     script_mac,
     script_session_key,
+    session_key,
 )
 from posp.errors import DecodeError
 from posp.iso8583.message import mask_pan
@@ -177,23 +178,42 @@ class _Pending:
 class ChipCard:
     """One simulated card: derives its card keys once, counts its ATC."""
 
-    __slots__ = ("_pending", "_udk_smi", "atc", "imk_ac", "pan", "psn")
+    __slots__ = ("_pending", "_udk", "_udk_smi", "atc", "imk_ac", "pan", "psn")
 
     def __init__(self, record: ChipCardRecord) -> None:
         self.pan, self.psn, self.atc = record.pan, record.psn, record.atc
         self.imk_ac = record.imk_ac
         self._udk_smi = derive_udk(record.imk_smi, pan_psn_block(record.pan, record.psn))
         self._pending: _Pending | None = None
+        self._udk: tuple[bytes, bytes] = (b"", b"")  # (IMK-AC, the card's UDK from it)
 
     def __repr__(self) -> str:
         return f"ChipCard({mask_pan(self.pan)}, atc={self.atc})"
+
+    def _udk_ac(self) -> bytes:
+        """The card's AC key, derived once per IMK-AC (a test may swap the IMK)."""
+        imk, udk = self._udk
+        if imk != self.imk_ac:
+            udk = derive_udk(self.imk_ac, pan_psn_block(self.pan, self.psn))
+            self._udk = (self.imk_ac, udk)
+        return udk
+
+    @property
+    def in_use(self) -> bool:
+        """A first GENERATE AC awaits its second: the card is in a terminal's reader."""
+        return self._pending is not None
+
+    def abandon(self) -> None:
+        """The host never answered (timeout, line fault): the card leaves the reader
+        without a second GENERATE AC; its ATC stays counted."""
+        self._pending = None
 
     def first_generate_ac(self, terminal: TerminalChipData) -> bytes:
         """Count the ATC, compute the ARQC and return the online request's F55."""
         self.atc = (self.atc + 1) & 0xFFFF
         atc = self.atc.to_bytes(2, "big")
-        block = pan_psn_block(self.pan, self.psn)
-        keys = CardKeys.derive(self.imk_ac, block, Scheme.PBOC_V01, atc)
+        udk = self._udk_ac()
+        keys = CardKeys(Scheme.PBOC_V01, udk, session_key(udk, Scheme.PBOC_V01, atc))
         tags = terminal_tags(terminal) | {
             "9F36": atc,
             "82": bytes.fromhex("7C00"),

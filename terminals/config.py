@@ -31,6 +31,8 @@ class TerminalConfig:
     track_encryption: bool = False
     mac_settlement: bool = False
     device_serial: str | None = None
+    #: Contactless (F22 07x): no PIN up to this amount (the TMS parameters will feed it).
+    contactless_no_pin_limit_minor: int = 100_000
 
     def with_changes(self, **changes: Any) -> TerminalConfig:
         return replace(self, **changes)
@@ -47,6 +49,7 @@ class TerminalConfig:
             "track_encryption": self.track_encryption,
             "mac_settlement": self.mac_settlement,
             "device_serial": self.device_serial,
+            "contactless_no_pin_limit_minor": self.contactless_no_pin_limit_minor,
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class TerminalConfig:
             track_encryption=bool(raw.get("track_encryption", False)),
             mac_settlement=bool(raw.get("mac_settlement", False)),
             device_serial=raw.get("device_serial"),
+            contactless_no_pin_limit_minor=int(raw.get("contactless_no_pin_limit_minor", 100_000)),
         )
 
     def __repr__(self) -> str:

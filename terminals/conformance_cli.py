@@ -17,6 +17,7 @@ from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
 from posp.version import add_version_flag
 from terminals.cards import load_cards
+from terminals.chipwallet import save_atcs
 from terminals.conformance import ConformanceTarget, ScenarioResult, Status, run_catalogue
 from terminals.fleet_report import write_json
 from terminals.scenarios import CATALOGUE
@@ -96,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             transfer_cap_minor=args.transfer_cap_minor,
             pending=frozenset(t.strip() for t in args.pending.split(",") if t.strip()),
         )
-        results = asyncio.run(run_catalogue(target, args.only))
+        try:
+            results = asyncio.run(run_catalogue(target, args.only))
+        finally:
+            save_atcs()  # the next run's ARQCs must carry higher ATCs
     except (ConfigError, ValueError, OSError) as exc:
         console.print(f"[red]posp-conformance: {exc}[/red]")
         raise SystemExit(2) from None

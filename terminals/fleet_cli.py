@@ -29,6 +29,7 @@ from rich.live import Live
 from posp.errors import ConfigError
 from posp.lab.fleetfile import read_fleet_file
 from terminals.cards import load_cards
+from terminals.chipwallet import save_atcs
 from terminals.fleet import FleetConfig, FleetControl, run_fleet
 from terminals.fleet_args import build_parser, shape_of, sliced, thresholds_of, usage_errors
 from terminals.fleet_metrics import FleetCollector, serve_metrics
@@ -145,6 +146,7 @@ async def _run(
             series.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        save_atcs()  # chip cards: the next run's ATCs continue from here
 
 
 def finish(report: FleetReport, args: argparse.Namespace, console: Console) -> None:

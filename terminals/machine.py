@@ -23,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +35,13 @@ from posp.iso8583.fields import render_transfer_f62, render_upload_end_f48, rend
 from posp.iso8583.message import FieldValue, Message
 from terminals.answers import settle_answer
 from terminals.cards import TerminalCard
+from terminals.chip import TerminalChipData
+from terminals.chipflow import tc_upload
+from terminals.chipwallet import chip_for
 from terminals.config import CURRENCY_CNY, TerminalConfig
 from terminals.journal import settlement_totals
 from terminals.outcome import Event, Outcome
-from terminals.requests import CardPresent, card_fields
+from terminals.requests import CHIP_READS, CONTACTLESS, FALLBACK, CardPresent, card_fields
 from terminals.state import PendingReversal, TerminalState, next_trace_after
 from terminals.txn import (
     NET_CODE_ECHO,
@@ -54,6 +58,9 @@ from terminals.txn import (
 UPLOAD_RECORDS_PER_MESSAGE = 8
 MAC_PLACEHOLDER = b"00000000"
 REVERSAL_STRIPPED_FIELDS = (26, 35, 36, 52, 53)
+IC_READ_FAILED = "2"  # 60.5 on a fallback swipe
+#: First presentments that run the card's first GENERATE AC, with their 9C.
+CHIP_TXN_TYPES = {TxnKind.PURCHASE: "00", TxnKind.PREAUTH: "03", TxnKind.BALANCE: "31"}
 _SHIFTED_HEX = bytes.maketrans(b"0123456789ABCDEF", b"123456789ABCDEF0")
 
 
@@ -95,6 +102,8 @@ class TerminalMachine:
         self.state = state if state is not None else TerminalState()
         self.in_flight: InFlight | None = None
         self._corrupt_next_mac = False
+        #: Chip faults for conformance, consumed once: "arpc" loses the answer's tag 91.
+        self.chip_faults: dict[str, bool] = {}
 
     # --- introspection -------------------------------------------------------
 
@@ -118,8 +127,13 @@ class TerminalMachine:
         self.state.last_trace = next_trace_after(self.state.last_trace)
         return f"{self.state.last_trace:06d}"
 
-    def _f60(self, msg_type: str, net_code: str) -> str:
-        return msg_type + self.state.batch + net_code + self.config.f60_extra
+    def _f60(self, msg_type: str, net_code: str, extra: str | None = None) -> str:
+        return (
+            msg_type
+            + self.state.batch
+            + net_code
+            + (self.config.f60_extra if extra is None else extra)
+        )
 
     def encode(self, message: Message, *, mac: bool) -> bytes:
         """Body (no LEN) of ``message`` in this terminal's TPDU and header; with
@@ -146,15 +160,18 @@ class TerminalMachine:
         net_code: str = NET_CODE_FINANCIAL,
         mac: bool | None = None,
         context: dict[str, Any] | None = None,
+        f60_extra: str | None = None,
+        trace: str | None = None,
     ) -> bytes:
+        """Build and remember one request; ``trace`` reuses an original's F11 (TC upload)."""
         if self.in_flight is not None:
             raise RequestInFlight(f"{self.in_flight.kind.value} still awaits its answer")
         spec = TXN_TABLE[kind]
-        trace = self._next_trace()
+        trace = trace or self._next_trace()
         fields[11] = trace
         fields[41] = self.config.terminal_id
         fields[42] = self.config.merchant_id
-        fields[60] = self._f60(spec.msg_type, net_code)
+        fields[60] = self._f60(spec.msg_type, net_code, f60_extra)
         identity = self.state.tms.identity
         if identity is not None and (spec.financial or kind is TxnKind.SIGN_IN):
             fields[59] = identity  # F59 A2 (terminal-link §10)
@@ -205,16 +222,26 @@ class TerminalMachine:
             raise TerminalStateError("finish the batch upload first")
 
     def _card_fields(
-        self, card: CardPresent, pin: str | None, amount_minor: int | None
+        self, card: CardPresent, pin: str | None, amount_minor: int | None, kind: TxnKind
     ) -> dict[int, FieldValue]:
         encrypt = self.config.track_encryption and self.state.tdk is not None
+        date_yymmdd = time.strftime("%y") + (self.state.clock_date or time.strftime("%m%d"))
+        chip = chip_for(card.pan) if card.entry in CHIP_READS else None
+        chip_type = CHIP_TXN_TYPES.get(kind)
+        chip_data = None
+        if chip is not None and chip_type is not None:
+            chip_data = TerminalChipData(
+                amount_minor or 0, date_yymmdd, os.urandom(4), chip_type, self.state.last_trace + 1
+            )
         fields = card_fields(
             card,
             pin=pin,
             pik=self.state.pik,
             tdk=self.state.tdk if encrypt else None,
             amount_minor=amount_minor,
-            date_yymmdd=time.strftime("%y") + (self.state.clock_date or time.strftime("%m%d")),
+            date_yymmdd=date_yymmdd,
+            chip=chip,
+            chip_data=chip_data,
         )
         fields[49] = CURRENCY_CNY
         if amount_minor is not None:
@@ -233,10 +260,20 @@ class TerminalMachine:
     ) -> bytes:
         self._ready_for_financial()
         present = card if isinstance(card, CardPresent) else CardPresent.from_card(card, entry)
-        fields = self._card_fields(present, pin, amount_minor)
+        if (
+            present.entry == CONTACTLESS
+            and (amount_minor or 0) <= self.config.contactless_no_pin_limit_minor
+        ):
+            pin = None  # a small contactless payment needs no PIN
+        fields = self._card_fields(present, pin, amount_minor, kind)
         fields.update(extra or {})
         ctx = {"card": present, "amount_minor": amount_minor or 0, **(context or {})}
-        return self._originate(kind, fields, context=ctx)
+        if 55 in fields:
+            ctx["chip"] = chip_for(present.pan)
+        f60_extra = None
+        if present.entry == FALLBACK:  # 60.4 as configured, 60.5 = 2: the chip read failed
+            f60_extra = (self.config.f60_extra[:1] or "0") + IC_READ_FAILED
+        return self._originate(kind, fields, context=ctx, f60_extra=f60_extra)
 
     def balance(
         self, card: TerminalCard, pin: str | None = None, entry: str = "magstripe"
@@ -385,6 +422,9 @@ class TerminalMachine:
         upload = self.state.upload
         if upload is None:
             return None
+        tc = tc_upload(self)  # the TCs of approved chip transactions go first
+        if tc is not None:
+            return tc
         mac = self.config.mac_settlement
         if upload.acked < len(upload.records):
             chunk = upload.records[upload.acked : upload.acked + UPLOAD_RECORDS_PER_MESSAGE]
@@ -413,7 +453,10 @@ class TerminalMachine:
 
     def accept(self, body: bytes) -> Outcome:
         """Settle the request in flight with its answer (``body`` = after LEN)."""
-        return settle_answer(self, self._take_in_flight(), body)
+        in_flight = self._take_in_flight()
+        outcome = settle_answer(self, in_flight, body)
+        _release_chip(in_flight)
+        return outcome
 
     def accept_frame(self, frame: bytes) -> Outcome:
         """As ``accept`` for a frame that still carries its 2-byte LEN."""
@@ -427,6 +470,8 @@ class TerminalMachine:
         """The connection failed.  Before sending nothing happened (the trace is
         spent); after sending, the reversal reason becomes 06."""
         in_flight = self._take_in_flight()
+        if not after_send:
+            _release_chip(in_flight)
         if not after_send and in_flight.kind is not TxnKind.REVERSAL:
             if TXN_TABLE[in_flight.kind].reversible:
                 self.state.pending_reversal = None
@@ -434,6 +479,7 @@ class TerminalMachine:
         return self._unanswered(in_flight, Event.COMMS_ERROR, "06")
 
     def _unanswered(self, in_flight: InFlight, event: Event, reason: str) -> Outcome:
+        _release_chip(in_flight)
         pending = self.state.pending_reversal
         if pending is not None and TXN_TABLE[in_flight.kind].reversible:
             pending.reason = reason
@@ -443,3 +489,10 @@ class TerminalMachine:
             event,
             reversal_queued=self.state.pending_reversal is not None,
         )
+
+
+def _release_chip(in_flight: InFlight) -> None:
+    """A chip left without its second GENERATE AC (no usable answer) leaves the reader."""
+    chip = in_flight.context.get("chip")
+    if chip is not None and chip.in_use:
+        chip.abandon()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from terminals.cards import TerminalCard
+from terminals.chipwallet import chip_for
 from terminals.journal import JournalEntry
 from terminals.machine import TerminalMachine
 from terminals.requests import IC, MAGSTRIPE
@@ -71,8 +72,27 @@ class TxnPicker:
     def _card(self) -> tuple[TerminalCard, str | None, str]:
         card = self._rng.choice(self._cards)
         pin = card.pin if self._rng.random() < self._settings.pin_ratio else None
-        entry = IC if self._rng.random() < self._settings.ic_ratio else MAGSTRIPE
+        entry = MAGSTRIPE
+        if self._rng.random() < self._settings.ic_ratio:
+            chip_card = self._free_chip_card(card)
+            if chip_card is not None:
+                card, entry = chip_card, IC
         return card, pin, entry
+
+    def _free_chip_card(self, preferred: TerminalCard) -> TerminalCard | None:
+        """A card whose simulated chip is not in another terminal's reader right now
+        (a card serves one transaction at a time, so its ATCs reach the issuer in
+        order); None when every chip card is busy (the terminal swipes instead)."""
+        chip = chip_for(preferred.pan)
+        if chip is not None and not chip.in_use:
+            return preferred
+        cards, start = self._cards, self._rng.randrange(len(self._cards))
+        for offset in range(len(cards)):  # from a random card on, without copying the list
+            card = cards[(start + offset) % len(cards)]
+            chip = chip_for(card.pan)
+            if chip is not None and not chip.in_use:
+                return card
+        return None
 
     def _open(self, machine: TerminalMachine, kind: TxnKind) -> JournalEntry | None:
         candidates = [

@@ -1,9 +1,14 @@
-"""Field builders for terminal requests (terminal-link.md §2-3, §6).  Pure.
+"""Field builders for terminal requests (terminal-link.md §2-3, §6, §8).
 
 Invariants: PAN, track and PIN only ever flow into fields 2, 14, 35, 52 and
 55 here; F53 says what was done (format 0 with PAN, key length, track
-encryption); entry mode F22 is ``02x`` for magstripe and ``05x`` for IC, with
-x = ``1`` when a PIN was entered and ``2`` otherwise.
+encryption); entry mode F22 is ``02x`` for a swipe, ``05x`` for a chip read
+and ``07x`` contactless, with x = ``1`` when a PIN was entered and ``2``
+otherwise.  A chip read's F55 is the simulated card's first GENERATE AC
+(``terminals.chip``): a real ARQC under the card's session key, which the
+issuer verifies through its HSM.  A swipe of a chip card (``fallback`` after
+a failed chip read, ``swiped_chip`` on a magstripe-only reader) carries the
+chip card's track 2 (service code 201).
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ from posp.crypto.pinblock import iso0_clear
 from posp.crypto.track import encrypt_track
 from posp.iso8583.message import FieldValue
 from terminals.cards import TerminalCard
+from terminals.chip import ChipCard, TerminalChipData
 
 MAGSTRIPE = "magstripe"
 IC = "ic"
-ENTRY_PREFIX = {MAGSTRIPE: "02", IC: "05"}
+CONTACTLESS = "contactless"
+FALLBACK = "fallback"  # chip read failed: swipe, 60.5 = 2
+SWIPED_CHIP = "swiped_chip"  # a magstripe-only reader swipes a chip card
+ENTRY_PREFIX = {MAGSTRIPE: "02", IC: "05", CONTACTLESS: "07", FALLBACK: "02", SWIPED_CHIP: "02"}
+CHIP_READS = frozenset({IC, CONTACTLESS})
+CHIP_SWIPES = frozenset({FALLBACK, SWIPED_CHIP})
+CHIP_SERVICE_CODE = "201"
 PIN_CAPTURE_CODE = "12"
-CARD_SEQUENCE = "001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +47,11 @@ class CardPresent:
     def from_card(cls, card: TerminalCard, entry: str = MAGSTRIPE) -> CardPresent:
         if entry not in ENTRY_PREFIX:
             raise ValueError(f"entry must be one of {sorted(ENTRY_PREFIX)}")
-        return cls(card.pan, card.expiry, card.track2, entry)
+        track2 = card.track2
+        if entry in CHIP_SWIPES:  # the chip card's own magstripe says "use the chip"
+            head = f"{card.pan}={card.expiry}"
+            track2 = head + CHIP_SERVICE_CODE + track2[len(head) + len(CHIP_SERVICE_CODE) :]
+        return cls(card.pan, card.expiry, track2, entry)
 
     def __repr__(self) -> str:
         return f"CardPresent(<card>, entry={self.entry!r})"
@@ -66,33 +81,6 @@ def pin_block(pik: bytes, pin: str, pan: str) -> bytes:
     return block
 
 
-def _tlv(tag: str, value: bytes) -> bytes:
-    return bytes.fromhex(tag) + bytes([len(value)]) + value
-
-
-def ic_data(amount_minor: int, date_yymmdd: str) -> bytes:
-    """A plausible F55 TLV for a chip read (fixed cryptogram: the simulated
-    network does not verify ARQCs)."""
-    return b"".join(
-        (
-            _tlv("9F26", bytes.fromhex("1122334455667788")),
-            _tlv("9F27", b"\x80"),
-            _tlv("9F10", bytes.fromhex("07010103A00000010A010000000000")),
-            _tlv("9F37", bytes.fromhex("12345678")),
-            _tlv("9F36", b"\x00\x01"),
-            _tlv("95", bytes(5)),
-            _tlv("9A", bytes.fromhex(date_yymmdd)),
-            _tlv("9C", b"\x00"),
-            _tlv("9F02", bytes.fromhex(f"{amount_minor:012d}")),
-            _tlv("5F2A", bytes.fromhex("0156")),
-            _tlv("82", bytes.fromhex("7C00")),
-            _tlv("9F1A", bytes.fromhex("0156")),
-            _tlv("9F03", bytes(6)),
-            _tlv("9F33", bytes.fromhex("E0E1C8")),
-        )
-    )
-
-
 def card_fields(
     card: CardPresent,
     *,
@@ -101,10 +89,14 @@ def card_fields(
     tdk: bytes | None,
     amount_minor: int | None,
     date_yymmdd: str,
+    chip: ChipCard | None = None,
+    chip_data: TerminalChipData | None = None,
 ) -> dict[int, FieldValue]:
     """Fields 2, 14, 22, 23, 26, 35, 52, 53, 55 for one card-present request.
 
-    ``tdk`` not None means "encrypt track 2 under it" (F53 digit 3 = 1)."""
+    ``tdk`` not None means "encrypt track 2 under it" (F53 digit 3 = 1).  A chip
+    read with ``chip`` and ``chip_data`` (first presentments) gets F23 and the
+    card's F55; a chip read without them (voids) carries no F55."""
     fields: dict[int, FieldValue] = {
         2: card.pan,
         14: card.expiry,
@@ -119,7 +111,8 @@ def card_fields(
     if (pin or tdk is not None) and pik is not None:
         # Without a PIN, F53 still tells the switch that 35 is encrypted.
         fields[53] = security_control(pik, tdk is not None)
-    if card.entry == IC:
-        fields[23] = CARD_SEQUENCE
-        fields[55] = ic_data(amount_minor or 0, date_yymmdd)
+    if card.entry in CHIP_READS and chip is not None:
+        fields[23] = "0" + chip.psn
+        if chip_data is not None:
+            fields[55] = chip.first_generate_ac(chip_data)
     return fields

@@ -305,3 +305,8 @@ CATALOGUE: tuple[Scenario, ...] = (
     *TRANSFER_CATALOGUE,
     *TMS_CATALOGUE,  # last: they change the switch's parameters and groups
 )
+
+# The chip cases live in terminals.chip_scenarios (they use this module's helpers).
+from terminals.chip_scenarios import CHIP_SCENARIOS  # noqa: E402
+
+CATALOGUE = (*CATALOGUE, *CHIP_SCENARIOS)

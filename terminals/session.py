@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from posp.framing import BinaryLengthFramer
+from terminals.chipflow import script_advice
 from terminals.machine import TerminalMachine
 from terminals.management import SoftwareLink, run_management
 from terminals.outcome import Event, Outcome
@@ -258,6 +259,10 @@ class TerminalSession:
                 return await self.prepare()
         if machine.state.tms.processing in MANAGEMENT_DIGITS:
             await run_management(self, self.software)  # parameters, CAPK/AID, software
+        while machine.in_flight is None and (advice := script_advice(machine)) is not None:
+            outcome = await self.exchange(advice)  # the card's script results (0620)
+            if not outcome.approved:
+                return outcome
         return None
 
     async def transact(self, build: Callable[[TerminalMachine], bytes]) -> Outcome:

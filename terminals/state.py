@@ -93,6 +93,10 @@ class TerminalState:
     clock_time: str = ""  # hhmmss
     journal: dict[str, JournalEntry] = field(default_factory=dict)
     pending_reversal: PendingReversal | None = None
+    #: Chip: DF31 advice F55 per original trace (0620 due) and TC F55 per trace
+    #: (uploaded after settlement); in memory only (terminals.chipflow).
+    script_advices: dict[str, bytes] = field(default_factory=dict)
+    tcs: dict[str, bytes] = field(default_factory=dict)
     upload: UploadProgress | None = None
     tms: TmsHeld = field(default_factory=TmsHeld)
 

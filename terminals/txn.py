@@ -36,6 +36,8 @@ class TxnKind(Enum):
     # Terminal management (terminal-link §8, §10); 60.3 says which step.
     MANAGEMENT_REQUEST = "management_request"  # 0800 360/364/361, 370/371, 380/381
     MANAGEMENT_REPORT = "management_report"  # 0820 362, 372, 382
+    SCRIPT_ADVICE = "script_advice"
+    TC_UPLOAD = "tc_upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ TXN_TABLE: dict[TxnKind, TxnSpec] = {
     TxnKind.BATCH_UPLOAD_END: TxnSpec("0320", None, "00", None, False, False, False),
     TxnKind.MANAGEMENT_REQUEST: TxnSpec("0800", None, "00", None, False, False, False),
     TxnKind.MANAGEMENT_REPORT: TxnSpec("0820", None, "00", None, False, False, False),
+    TxnKind.SCRIPT_ADVICE: TxnSpec("0620", None, "00", None, True, False, False),
+    TxnKind.TC_UPLOAD: TxnSpec("0320", None, "00", None, False, False, False),
 }
 
 # Network-management codes (60.3) of management messages.
@@ -82,6 +86,9 @@ NET_CODE_SETTLEMENT = "201"
 NET_CODE_UPLOAD_UNBALANCED = "202"
 NET_CODE_UPLOAD_BALANCED = "207"
 NET_CODE_ECHO = "301"
+NET_CODE_TC_BALANCED = "203"
+NET_CODE_TC_UNBALANCED = "205"
+NET_CODE_SCRIPT_ADVICE = "951"
 SIGN_IN_VARIANTS = ("001", "003", "004")
 
 # Kinds whose approval is a debit / credit in the settlement totals.

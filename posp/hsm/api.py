@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
-from posp.hsm import wire
+from posp.hsm import kq, wire
+from posp.hsm.kq import KqRequest, KqResult
 from posp.hsm.results import (
     KEY_PVK,
     KEY_TAK,
@@ -65,6 +66,8 @@ __all__ = [
     "HsmClient",
     "HsmTransport",
     "ImportedKey",
+    "KqRequest",
+    "KqResult",
     "TranslatedPin",
 ]
 
@@ -305,3 +308,9 @@ class HsmClient:
         clear components typed in by an operator (lab key injection, ``--tmk``)."""
         request = wire.build_form_key_clear(key_type, clear_components, lmk_scheme)
         return wire.parse_imported(b"K0", await self._exchange(request))
+
+    async def verify_arqc(self, request: KqRequest) -> KqResult:
+        """KQ → KR: verify a chip card's ARQC and/or make its ARPC under the IMK-AC
+        (key type 109).  Error 01 is an answer (``verified=False``, no ARPC); the
+        reply is read by length (its ARPC is binary), never through the ASCII check."""
+        return kq.parse_kq(await self._exchange(kq.build_kq(request)), request.mode)

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import NamedTuple
@@ -236,8 +237,10 @@ def _read_length(data: bytes, pos: int, end: int, field: int) -> tuple[int, int]
 # --- encoding ----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def tag_bytes(tag: str) -> bytes:
-    """The wire bytes of a tag string; EncodeError naming field 55 when it is no BER tag."""
+    """The wire bytes of a tag string; EncodeError naming field 55 when it is no BER tag.
+    Cached: a terminal or issuer encodes the same few dozen tags for every message."""
     try:
         raw = bytes.fromhex(tag)
     except ValueError:
@@ -285,7 +288,7 @@ def constructed(tag: str, children: Iterable[Tlv]) -> Tlv:
 
 def build_f55(pairs: Iterable[tuple[str, bytes]]) -> bytes:
     """Field 55 bytes from (tag, value) pairs of primitive objects, in order."""
-    return encode_tlvs(primitive(tag, value) for tag, value in pairs)
+    return b"".join(tag_bytes(tag) + _length_bytes(len(value)) + value for tag, value in pairs)
 
 
 # --- mandatory tags ------------------------------------------------------------

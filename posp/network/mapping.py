@@ -171,6 +171,23 @@ def reversal_from_entry(
     return reversal
 
 
+def script_advice_from_entry(
+    original: JournalEntry, f55: bytes, *, acquirer_id: str, forwarding_id: str
+) -> Message | None:
+    """0620 script result advice (network-link §8) for a journaled chip original: its
+    reversal's fields without 39, with the card's F55 (DF31); F90 names the original.
+    None when the original never reached the network."""
+    advice = reversal_from_entry(
+        original, "00", acquirer_id=acquirer_id, forwarding_id=forwarding_id
+    )
+    if advice is None:
+        return None
+    advice.mti = "0620"
+    advice.fields.pop(39, None)
+    advice[55] = f55
+    return advice
+
+
 def response_code(network_response: Message) -> str:
     """F39 of a network response; ``96`` when the network left it out."""
     code = network_response.get(39)

@@ -1,4 +1,5 @@
-"""Store-and-forward of reversals (0420) until the network confirms with 0430.
+"""Store-and-forward of reversals (0420) until the network confirms with 0430, and of
+advices the switch sends for terminals (0620 script results, confirmed by 0630).
 
 Invariants:
 * Items live in the store (``enqueue_saf``), so a restart — or another switch
@@ -44,6 +45,11 @@ def reversal_from_payload(payload: bytes) -> Message:
     for n in _FRESH_PER_ATTEMPT:
         message.fields.pop(n, None)
     return message
+
+
+def answer_mti(request_mti: str) -> str:
+    """The network's answer MTI for a request MTI (0420 → 0430, 0620 → 0630)."""
+    return f"{int(request_mti) + 10:04d}" if request_mti.isdigit() else ""
 
 
 def backoff_s(attempts: int, min_s: float, max_s: float) -> float:
@@ -137,7 +143,7 @@ class SafForwarder:
             log.error("saf_attempt_error", item=item.id, error=type(exc).__name__)
             await self._reschedule(item)
             return False
-        if response.mti != "0430":
+        if response.mti != answer_mti(reversal.mti):  # 0430, or 0630 for an advice
             await self._reschedule(item)
             return False
         await self._store.complete_saf(item.id)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from posp.iso8583.fields import SettlementF48, parse_upload_end_f48, parse_upload_f48
 from posp.log import get_logger
-from posp.pipeline import checks, settlement
+from posp.pipeline import checks, chipadvice, settlement
 from posp.pipeline.codes import ResponseCode as RC
 
 if TYPE_CHECKING:
@@ -84,6 +84,14 @@ async def end_upload(ctx: TxnContext) -> RC | None:
         return RC.APPROVED
     total = parse_upload_end_f48(ctx.text(48))
     await settlement.end_upload(ctx.services.store, ctx.terminal.terminal_id, ctx.f60.batch, total)
+    report = await chipadvice.tc_report(ctx.services.store, ctx.terminal.terminal_id, ctx.f60.batch)
+    if not report.complete:  # every approved chip transaction needs exactly one TC
+        _log.warning(
+            "batch closed with TC mismatches",
+            batch=ctx.f60.batch,
+            missing_tcs=len(report.missing),
+            unexpected_tcs=len(report.unexpected),
+        )
     return RC.APPROVED
 
 

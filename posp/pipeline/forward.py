@@ -251,6 +251,9 @@ def apply_response(ctx: TxnContext, response: Message) -> RC:
     for n in _FORWARDED_TO_TERMINAL:
         if n in fields:
             ctx.response[n] = fields[n]
+    chip_data = response.get(55)  # the issuer's F55 (tag 91, scripts), binary
+    if isinstance(chip_data, bytes):
+        ctx.response[55] = chip_data
     return code
 
 

@@ -68,6 +68,7 @@ def build_entry(ctx: TxnContext, state: str) -> JournalEntry:
         local_date=ctx.local_date,
         local_time=ctx.local_time,
         node_id=f"{ctx.services.settings.node_id:02d}",
+        entry_mode=f22[:2] if isinstance(f22 := message.get(22), str) else "",
         network_stan=ctx.network_stan,
         network_f7=ctx.network_f7,
     )

@@ -18,6 +18,8 @@ from posp.pipeline import (
     batch,
     cardsec,
     checks,
+    chip,
+    chipadvice,
     forward,
     management,
     originals,
@@ -72,9 +74,11 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     management.record_identity,
     checks.check_amount,
     management.check_caps,
+    chip.check_chip_data,
     journal_pending,
     forward.require_link,
     cardsec.decrypt_tracks,
+    chip.check_fallback,
     originals.find_original,
     cardsec.translate_pin,
     forward.forward,
@@ -159,6 +163,8 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.AID_LIST: (*MANAGED, management.list_ic),
     TxnType.AID_DOWNLOAD: (*MANAGED, management.download_ic),
     TxnType.AID_DOWNLOAD_END: (*MANAGED, management.end_ic),
+    TxnType.SCRIPT_ADVICE: (*AUTHENTIC, chipadvice.record_script_advice),
+    TxnType.TC_UPLOAD: (*AUTHENTIC, chipadvice.record_tc),
 }
 
 #: Every route by transaction type.

@@ -91,6 +91,7 @@ class JournalEntry:
     network_stan: str | None = None  # switch trace on the network link (F11)
     network_f7: str | None = None  # transmission date-time sent upstream
     node_id: str = ""
+    entry_mode: str = ""  # F22 digits 1-2: 02 swipe, 05 chip, 07 contactless (chip: TC due)
     id: int | None = None
     created_at: dt.datetime | None = None
 
@@ -316,6 +317,10 @@ class Store(Protocol):
         """The approved, non-voided, non-reversed purchase/completion/refund for a trace."""
 
     async def list_uploads(self, terminal_id: str, batch: str) -> list[UploadedRecord]: ...
+    async def list_entries(self, terminal_id: str, batch: str) -> list[JournalEntry]:
+        """Every journal entry of a terminal's batch, oldest first (TC reconciliation)."""
+        ...
+
     async def close_batch(self, terminal_id: str, batch: str, next_batch: str) -> bool:
         """Compare-and-set the terminal's open batch from ``batch`` to ``next_batch``."""
 

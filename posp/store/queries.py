@@ -204,6 +204,7 @@ RECORD_UPLOAD = (
     + " ON CONFLICT (terminal_id, batch, trace) DO NOTHING RETURNING trace"
 )
 LIST_UPLOADS = "SELECT * FROM uploads WHERE terminal_id = ? AND batch = ? ORDER BY trace"
+LIST_ENTRIES = "SELECT * FROM journal WHERE terminal_id = ? AND batch = ? ORDER BY id"
 
 
 def list_settlements(conditions: list[str]) -> str:

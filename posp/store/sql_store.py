@@ -417,6 +417,10 @@ class SqlStore(abc.ABC):
         found = await self._read("list_uploads", q.LIST_UPLOADS, [terminal_id, batch])
         return [rows.upload_from_row(r) for r in found]
 
+    async def list_entries(self, terminal_id: str, batch: str) -> list[JournalEntry]:
+        found = await self._read("list_entries", q.LIST_ENTRIES, [terminal_id, batch])
+        return [rows.entry_from_row(r) for r in found]
+
     async def list_batches(self, terminal_id: str | None = None) -> list[dict[str, object]]:
         by_terminal = terminal_id is not None
         params = [terminal_id] if by_terminal else []

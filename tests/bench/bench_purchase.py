@@ -24,12 +24,14 @@ On the shared 2-core development machine the figures are pessimistic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from issuer_sim.cardfile import DEMO_CARDS, read_card_file
@@ -143,7 +145,14 @@ def start_switches(
     return procs
 
 
-def run(seconds: float, terminals: int, switches: int, rate: float | None) -> None:
+@contextlib.contextmanager
+def full_stack(
+    terminals: int, switches: int, issuer_env: dict[str, str] | None = None
+) -> Iterator[tuple[dict[str, subprocess.Popen[bytes]], Path, int]]:
+    """``hsm-sim``, ``issuer-sim serve`` (``issuer_env`` added to its environment) and
+    ``switches`` × ``posp serve`` in a temporary directory with ``terminals``
+    provisioned: (the processes, the fleet file, the terminal port); everything is
+    stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
         data = Path(tmp)
         hsm_port, net_port, term_port = free_port(), free_port(), free_port()
@@ -157,7 +166,7 @@ def run(seconds: float, terminals: int, switches: int, rate: float | None) -> No
             )
             procs["issuer-sim"] = start(
                 [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
-                {**env, "POSP_ISSUER_LOG_LEVEL": "warning"},
+                {**env, "POSP_ISSUER_LOG_LEVEL": "warning", **(issuer_env or {})},
                 data / "issuer.log",
             )
             wait_for_port(hsm_port)
@@ -169,7 +178,7 @@ def run(seconds: float, terminals: int, switches: int, rate: float | None) -> No
             wait_for_port(net_port)
             procs.update(start_switches(switches, env, data))
             wait_for_port(term_port)
-            run_loop(report_run(procs, fleet_file, term_port, seconds, rate), server=True)
+            yield procs, fleet_file, term_port
         finally:
             for proc in procs.values():
                 proc.terminate()
@@ -179,6 +188,11 @@ def run(seconds: float, terminals: int, switches: int, rate: float | None) -> No
                 except subprocess.TimeoutExpired:
                     proc.kill()
             drop_pg_schema()
+
+
+def run(seconds: float, terminals: int, switches: int, rate: float | None) -> None:
+    with full_stack(terminals, switches) as (procs, fleet_file, term_port):
+        run_loop(report_run(procs, fleet_file, term_port, seconds, rate), server=True)
 
 
 def ample_cards() -> list[TerminalCard]:

@@ -153,3 +153,54 @@ def test_settlement_report_date_is_the_local_business_date(
     utc_config.write_text("[network]\ntz_offset_hours = 0\n")
     assert batches("2025-06-01", "--config", str(utc_config)) == ["000009"]
     assert batches("2025-06-02", "--config", str(utc_config)) == []
+
+
+async def _seed_chip(posp: Posp) -> None:
+    """Batch 000001 of terminal 10000001: two approved chip purchases (traces 000001,
+    000002), a TC for 000001 and one for 000009 that names nothing."""
+    store = open_store(f"sqlite:///{posp.data_dir / 'posp.db'}")
+    await store.open()
+    try:
+        for trace in ("000001", "000002"):
+            await store.insert_entry(
+                JournalEntry(
+                    "10000001",
+                    MERCHANT,
+                    "000001",
+                    trace,
+                    "purchase",
+                    "0200",
+                    state=APPROVED,
+                    entry_mode="05",
+                )
+            )
+        for trace in ("000001", "000009"):
+            await store.insert_entry(
+                JournalEntry(
+                    "10000001",
+                    MERCHANT,
+                    "000001",
+                    trace,
+                    "tc_upload",
+                    "0320",
+                    direction="tc",
+                    state=APPROVED,
+                )
+            )
+    finally:
+        await store.close()
+
+
+def test_batch_tc_report_lists_missing_and_unexpected_tcs(posp: Posp, merchant: str) -> None:
+    tmk = "0123456789ABCDEFFEDCBA9876543210"
+    assert (
+        posp("terminal", "add", "--id", "10000001", "--merchant", merchant, "--tmk", tmk).code == 0
+    )
+    asyncio.run(_seed_chip(posp))
+    rows = posp("batch", "tc-report", "10000001", "000001", "--json").json()
+    assert {(r["trace"], r["problem"]) for r in rows} == {
+        ("000002", "missing TC"),
+        ("000009", "unexpected TC"),
+    }
+    table = posp("batch", "tc-report", "10000001", "000001")
+    assert table.code == 0 and "000002" in table.out and "unexpected TC" in table.out

@@ -7,6 +7,8 @@ component), so each test knows the keys it works with.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from posp.crypto.des import (
@@ -16,10 +18,13 @@ from posp.crypto.des import (
     tdes_encrypt_ecb,
     xor_bytes,
 )
+from posp.crypto.emv import CardKeys, Scheme
 from posp.crypto.mac import cup_ecb_mac, iso9797_alg1, iso9797_alg3
 from posp.crypto.pinblock import iso0_clear_account, iso0_pin_account
 from posp.errors import HsmCommandError, HsmParityError, HsmPinBlockError
 from posp.hsm.api import KEY_TAK, KEY_TDK, KEY_TMK, KEY_TPK, KEY_ZAK, KEY_ZMK, KEY_ZPK, HsmClient
+from posp.hsm.kq import KqMode, KqRequest, KqResult, build_kq, pan_psn
+from tests.hsm_engine.conftest import arqc_with_0x19
 
 ACCOUNT12 = "123456789012"
 TMK = adjust_odd_parity(bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"))
@@ -212,3 +217,70 @@ async def test_an_invalid_key_type_raises_a_command_error_with_its_code(
     with pytest.raises(HsmCommandError) as caught:
         await hsm.generate_key("0Z9")
     assert caught.value.command == "A0" and caught.value.error_code == "04"
+
+
+# --- KQ (chip cards): verify the ARQC, make the ARPC ----------------------------------
+
+IMK_AC = adjust_odd_parity(bytes.fromhex("8657AD5129F18615AE5D04C46E0D57AE"))
+
+
+async def _kq_request(hsm: HsmClient, data: bytes, *, mode: KqMode) -> tuple[KqRequest, CardKeys]:
+    """A PBOC v01 request for a planted IMK-AC, its ARQC made from clear keys."""
+    mk_ac = await plant(hsm, "109", IMK_AC)
+    block = pan_psn("6225880000000000010", "01")
+    keys = CardKeys.derive(IMK_AC, block, Scheme.PBOC_V01, b"\x00\x07")
+    arqc = keys.cryptogram(data)
+    return KqRequest(
+        mode, Scheme.PBOC_V01, mk_ac, block, b"\x00\x07", bytes(4), data, arqc, b"00"
+    ), keys
+
+
+async def test_kq_verifies_the_arqc_and_returns_the_cards_arpc(hsm: HsmClient) -> None:
+    request, keys = await _kq_request(hsm, bytes(range(40)), mode=KqMode.VERIFY_AND_ARPC)
+    assert await hsm.verify_arqc(request) == KqResult(True, keys.arpc(request.arqc, b"00"))
+
+
+async def test_kq_binary_fields_holding_0x19_pass_both_ways(hsm: HsmClient) -> None:
+    """0x19 inside the data, ARQC, ARC and the returned ARPC is not taken as a trailer."""
+    request, keys = await _kq_request(hsm, b"\x19" * 20, mode=KqMode.VERIFY_AND_ARPC)
+    data, arqc, arpc = arqc_with_0x19(keys, b"\x19" * 20)
+    tricky = dataclasses.replace(request, data=data, arqc=arqc, arc=b"\x19\x19")
+    assert await hsm.verify_arqc(tricky) == KqResult(True, arpc)
+
+
+async def test_kq_a_wrong_arqc_is_error_01_without_arpc(hsm: HsmClient) -> None:
+    request, _ = await _kq_request(hsm, bytes(range(40)), mode=KqMode.VERIFY_AND_ARPC)
+    forged = dataclasses.replace(request, arqc=bytes(8))
+    assert await hsm.verify_arqc(forged) == KqResult(False, None)
+
+
+async def test_kq_mode_0_verifies_without_an_arpc(hsm: HsmClient) -> None:
+    request, _ = await _kq_request(hsm, bytes(range(40)), mode=KqMode.VERIFY)
+    assert await hsm.verify_arqc(request) == KqResult(True, None)
+
+
+async def test_kq_a_key_not_under_the_lmk_raises_a_command_error(hsm: HsmClient) -> None:
+    """A malformed MK-AC (not a 109 key under this LMK: bad parity) is refused, not verified."""
+    request, _ = await _kq_request(hsm, bytes(range(40)), mode=KqMode.VERIFY_AND_ARPC)
+    bad_key = dataclasses.replace(request, mk_ac="U" + "0" * 31 + "1")
+    with pytest.raises(HsmCommandError):
+        await hsm.verify_arqc(bad_key)
+
+
+async def test_kq_malformed_fields_are_refused_before_sending() -> None:
+    """build_kq names the wrong-sized field; nothing reaches the HSM."""
+    request = KqRequest(
+        KqMode.VERIFY, Scheme.PBOC_V01, "U" + "0" * 32, bytes(8), b"\x00", bytes(4), b"x",
+        bytes(8), b"00",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="atc must be 2 bytes"):
+        build_kq(request)
+
+
+async def test_kq_a_truncated_request_answers_a_format_error(hsm: HsmClient) -> None:
+    """A KQ cut short inside its data (length says more) is refused with an error code."""
+    request, _ = await _kq_request(hsm, bytes(range(40)), mode=KqMode.VERIFY_AND_ARPC)
+    raw = build_kq(request)
+    cut = raw[: raw.index(b";") - 5]
+    reply = await hsm.transport.exchange(cut)
+    assert reply[:2] == b"KR" and reply[2:4] not in (b"00", b"01")

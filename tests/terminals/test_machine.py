@@ -12,6 +12,7 @@ import pytest
 from posp.iso8583 import decode_terminal
 from posp.iso8583.fields import SettlementF48, parse_upload_end_f48, parse_upload_f48
 from posp.iso8583.message import Message
+from posp.iso8583.tlv import F55Use, decode_f55, first_missing_tag
 from terminals.cards import TerminalCard
 from terminals.config import TerminalConfig
 from terminals.machine import NotSignedIn, ReversalDue, TerminalMachine, UnknownOriginal
@@ -113,8 +114,18 @@ def test_purchase_with_pin_carries_pin_block_and_mac(
 def test_ic_purchase_without_pin_sends_chip_data(
     switch: FakeSwitch, signed_in: TerminalMachine
 ) -> None:
+    """A card of the lab chip file: F23 = its PSN, F55 = its first GENERATE AC."""
+    chip_card = TerminalCard("6225880000000000010", "2812", "123456")
+    req = request_of(signed_in.purchase(chip_card, 500, entry="ic"))
+    assert req[22] == "052" and req[23] == "001" and 52 not in req
+    assert first_missing_tag(decode_f55(bytes(req[55])), F55Use.PURCHASE) is None  # type: ignore[arg-type]
+
+
+def test_a_chip_read_of_a_card_without_a_chip_carries_no_f55(
+    switch: FakeSwitch, signed_in: TerminalMachine
+) -> None:
     req = request_of(signed_in.purchase(CUP_CARD, 500, entry="ic"))
-    assert req[22] == "052" and req[23] == "001" and 55 in req and 52 not in req
+    assert req[22] == "052" and 55 not in req
 
 
 def test_timeout_queues_reversal_sent_before_next_transaction(
