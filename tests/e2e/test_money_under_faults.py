@@ -23,6 +23,7 @@ from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack, eventually
 from tests.e2e.tamper import send_raw
+from tests.e2e.test_reversals import answered_but_lost
 
 TERMINAL = "10000001"
 BATCH = "000001"
@@ -300,15 +301,6 @@ async def test_a_0400_for_a_purchase_refused_before_it_was_sent_queues_no_0420(
     assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
     assert stack.store is not None
     assert await stack.store.saf_depth() == 0
-
-
-async def answered_but_lost(stack: Stack, terminal: TerminalSession, frame: bytes) -> None:
-    """Send ``frame`` on another connection (the switch answers 00), then tell the
-    machine its request timed out: its reversal becomes due."""
-    assert stack.switch is not None
-    answer = await send_raw(stack.switch.port, frame)
-    assert answer.message[39] == "00"
-    terminal.machine.on_timeout()
 
 
 async def test_a_0400_the_switch_cannot_apply_gets_no_answer_and_its_repeat_is_honoured(
