@@ -95,7 +95,10 @@ class _Fleet:
             # A random first trace: a rerun in the same batch must not hit the
             # switch's duplicate check (94) with the traces of the last run.
             machine.state.last_trace = trace_rng.randint(1, 900_000)
-            self.sessions.append(TerminalSession(machine, options, on_outcome=self._hook(index)))
+            software = None if config.software is None else config.software.link(t.terminal_id)
+            self.sessions.append(
+                TerminalSession(machine, options, on_outcome=self._hook(index), software=software)
+            )
         self.index_of = {id(s): i for i, s in enumerate(self.sessions)}
         self.picker = TxnPicker(
             MixSettings(config.mix, config.pin_ratio, config.ic_ratio), config.cards, config.seed

@@ -14,6 +14,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TypeVar
 
 from posp.version import add_version_flag
@@ -130,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--slice", type=slice_spec, help=argparse.SUPPRESS)  # one of --processes
     p.add_argument("--quiet", action="store_true", help="no live progress")
+    software = p.add_argument_group("software rollouts (terminal-link §10)")
+    software.add_argument("--tms-url", help="TMS endpoint (posp tms serve): terminals update")
+    software.add_argument("--tms-root", type=Path, help="root.json the terminals trust")
+    software.add_argument("--model", default="P8", help="terminal model the packages target")
+    software.add_argument("--acquirer-id", default="", help="acquirer id the terminals report")
+    software.add_argument("--app-version", default="V1.0", help="version the terminals start on")
+    software.add_argument("--software-dir", type=Path, help="updaters' work dir (default: temp)")
     return p
 
 
@@ -156,6 +164,8 @@ def usage_errors(args: argparse.Namespace, fleet_size: int) -> list[str]:
             errors.append(str(exc))
     if args.processes > fleet_size:
         errors.append(f"--processes {args.processes} exceeds the fleet's {fleet_size} terminals")
+    if (args.tms_url is None) != (args.tms_root is None):
+        errors.append("--tms-url and --tms-root go together (the endpoint and the root to trust)")
     if args.processes > 1 and args.concurrency is not None and args.concurrency < args.processes:
         errors.append(f"--concurrency {args.concurrency} is below --processes {args.processes}")
     return errors

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from terminals.fleet import FleetConfig, FleetControl, run_fleet
 from terminals.fleet_args import build_parser, shape_of, sliced, thresholds_of, usage_errors
 from terminals.fleet_metrics import FleetCollector, serve_metrics
 from terminals.fleet_report import FleetReport, check_writable, write_json
+from terminals.fleet_software import FleetSoftware, read_trusted_root
 from terminals.fleet_stats import FleetStats
 from terminals.fleet_view import live_view, report_table
 from terminals.mix import parse_mix
@@ -72,7 +74,32 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         ramp_up_s=args.ramp_up,
         hold_s=args.hold,
         seed=args.seed,
+        software=_software(args),
     )
+
+
+def _software(args: argparse.Namespace) -> FleetSoftware | None:
+    """The terminals' updaters when the run drives software rollouts (--tms-url)."""
+    if args.tms_url is None or args.tms_root is None:
+        return None
+    work_dir = args.software_dir or Path(tempfile.mkdtemp(prefix="posp-fleet-software-"))
+    return FleetSoftware(
+        args.tms_url,
+        read_trusted_root(args.tms_root),
+        work_dir,
+        model=args.model,
+        acquirer_id=args.acquirer_id,
+        app_version=args.app_version,
+    )
+
+
+def software_summary(software: FleetSoftware | None) -> str | None:
+    """One line on where the fleet's software ended (versions, refused installs)."""
+    if software is None:
+        return None
+    versions = ", ".join(f"{v}: {n}" for v, n in sorted(software.versions().items()))
+    refused = ", ".join(f"{r}: {n}" for r, n in sorted(software.refusals().items()))
+    return f"software versions {versions or 'none'}; refused installs {refused or 'none'}"
 
 
 def judge(report: FleetReport, thresholds: Sequence[Threshold]) -> FleetReport:
@@ -201,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         if stop_metrics is not None:
             stop_metrics()
+        summary = software_summary(config.software)
+        if summary is not None:
+            console.print(summary, highlight=False)
     finish(report, args, console)
 
 

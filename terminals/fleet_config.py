@@ -17,6 +17,7 @@ from typing import Any
 import posp
 from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
+from terminals.fleet_software import FleetSoftware
 from terminals.fleet_stats import FleetStats
 from terminals.loadshape import LoadShape
 from terminals.mix import DEFAULT_MIX, parse_mix
@@ -70,6 +71,8 @@ class FleetConfig:
     progress_interval_s: float = 0.5
     on_second: Callable[[SecondRow, FleetStats], None] | None = None
     on_phase: Callable[[str], None] | None = None  # "sign-in started", "load started"...
+    #: Software rollouts: each terminal's TUF updater and offer lookup (--tms-url).
+    software: FleetSoftware | None = None
 
     @property
     def load_shape(self) -> LoadShape | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
@@ -169,6 +170,10 @@ async def download_ic(session: TerminalSession, digit: str, outcomes: list[Outco
     return await _step(session, outcomes, _REQUEST, end_code, None) is not None
 
 
+#: Threads that run updaters (TUF downloads and verification block).
+_INSTALLS: Final = ThreadPoolExecutor(max_workers=8, thread_name_prefix="terminal-update")
+
+
 async def install_update(
     session: TerminalSession, software: SoftwareLink, outcomes: list[Outcome]
 ) -> bool:
@@ -177,7 +182,9 @@ async def install_update(
     target = await software.offers(machine.config.terminal_id)
     if target is None:
         return False
-    await asyncio.to_thread(software.updater.install, target)
+    # Its own threads: the updater blocks on HTTP, and a TMS endpoint in this very
+    # process (a lab) may need the default executor to answer it.
+    await asyncio.get_running_loop().run_in_executor(_INSTALLS, software.updater.install, target)
     report_status(session, software)
     version = str(machine.state.tms.param_version or "") or None
     status = software.updater.software.status(version).render()
