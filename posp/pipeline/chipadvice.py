@@ -87,8 +87,9 @@ async def record_script_advice(ctx: TxnContext) -> RC | None:
     if original is None or original.txn_type not in ctx.route.row.original:
         return RC.ORIGINAL_NOT_FOUND
     if not await _journal_once(ctx, f61.trace, original):
+        # A repeat: the first may have died before queueing its advice; the queue
+        # is idempotent per entry, so it is ensured again.
         _log.info("script advice repeated")
-        return RC.APPROVED
     network = ctx.services.settings.network
     advice = script_advice_from_entry(
         original, f55, acquirer_id=network.acquirer_id, forwarding_id=network.forwarding_id

@@ -57,13 +57,14 @@ from posp.store.api import (
     DeferredReversal,
     JournalEntry,
 )
-from posp.txn import txn_row
+from posp.txn import TXN_TYPES, TxnType, txn_row
 
 #: The server's grace on top of the request deadline (``posp.server.ANSWER_GRACE_S``).
 ANSWER_GRACE_S: Final = 2.0
 MAX_DEFERRED_BACKOFF_S: Final = 60.0
 BATCH: Final = 100
 ORIGINAL: Final = "original"
+REVERSAL: Final = TXN_TYPES[TxnType.REVERSAL].direction
 
 _log = get_logger("posp.pipeline.recovery")
 
@@ -75,6 +76,7 @@ class SweepResult:
     reversals_refused: int = 0  # kept 0400s whose MAC did not verify
     reversals_waiting: int = 0  # kept 0400s the HSM still could not check
     reversals_closed: int = 0  # 0400 entries a dead switch left pending
+    others_closed: int = 0  # advices and TC uploads a dead switch left pending
 
 
 class InDoubtResolver:
@@ -120,8 +122,10 @@ class InDoubtResolver:
         for entry in sorted(stale, key=lambda e: e.direction != ORIGINAL):
             if entry.direction == ORIGINAL:
                 result.timed_out += await self._time_out(entry)
-            else:
+            elif entry.direction == REVERSAL:
                 result.reversals_closed += await self._close_reversal(entry)
+            else:  # an advice or TC upload cut off: its terminal sends it again
+                result.others_closed += await self._close_unanswered(entry)
         for kept in await self._services.store.due_deferred(now, BATCH):
             await self._retry_kept(kept, now, result)
         if result.timed_out or result.reversals_applied or result.reversals_refused:
@@ -157,6 +161,13 @@ class InDoubtResolver:
         if original is not None and original.id is not None:
             changes["original_id"] = original.id
         return await store.finish_entry(entry.id, (PENDING,), **changes)
+
+    async def _close_unanswered(self, entry: JournalEntry) -> bool:
+        """A request that moves no money, cut off before its answer: 96 (its repeat,
+        journaled as the same entry, records its own outcome)."""
+        assert entry.id is not None
+        changes = {"state": DECLINED, "response_code": str(ResponseCode.MALFUNCTION)}
+        return await self._services.store.finish_entry(entry.id, (PENDING,), **changes)
 
     async def _retry_kept(
         self, kept: DeferredReversal, now: dt.datetime, result: SweepResult

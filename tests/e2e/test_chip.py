@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from posp.errors import StoreUnavailable
 from posp.iso8583.tlv import build_f55, decode_f55
 from posp.pipeline.chipadvice import tc_report
+from posp.store.api import SafItem
 from terminals.cards import TerminalCard
 from terminals.chipwallet import chip_for
 from terminals.machine import TerminalMachine
@@ -195,3 +199,42 @@ async def test_tc_upload_after_settlement_is_complete_and_a_missing_tc_is_report
     second = await tc_report(stack.store, "10000001", "000002")
     assert second.missing == (lost.trace,) and second.unexpected == ()
     assert await stack.balance(card) == before - 1800
+
+
+async def test_a_script_advice_cut_off_before_it_was_queued_is_queued_by_its_repeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 0620 was journaled but its network advice never queued (store trouble, or
+    the switch died there): the terminal's repeat queues it, once."""
+    stack = Stack.create(tmp_path)
+    card = stack.cards[0]
+    try:
+        await stack.start_issuer(chip_script_pans=[card.pan])
+        await stack.start_switch()
+        terminal = await stack.terminal()
+        outcome = await terminal.transact(lambda m: m.purchase(card, 1300, card.pin, IC))
+        assert outcome.approved and outcome.trace in terminal.machine.state.script_advices
+        assert stack.switch is not None and stack.switch.pipeline is not None
+        store = stack.switch.pipeline.services.store
+        enqueue = store.enqueue_saf
+
+        async def down_once(item: SafItem) -> int:
+            monkeypatch.setattr(store, "enqueue_saf", enqueue)
+            raise StoreUnavailable("enqueue_saf: database unavailable")
+
+        monkeypatch.setattr(store, "enqueue_saf", down_once)
+        await terminal.prepare()  # the first 0620: journaled, not queued, answered 96
+        assert outcome.trace in terminal.machine.state.script_advices
+        assert await terminal.prepare() is None  # the repeat
+        assert stack.store is not None
+        advice = await stack.store.find_by_trace("10000001", "000001", outcome.trace, "advice")
+        assert advice is not None and advice.id is not None
+
+        async def delivered() -> bool:
+            assert stack.store is not None and advice.id is not None
+            item = await stack.store.get_saf(advice.id)
+            return item is not None and item.delivered_at is not None
+
+        await eventually(delivered)
+    finally:
+        await stack.close()
