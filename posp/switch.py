@@ -31,6 +31,7 @@ from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
 from posp.pipeline.recovery import InDoubtResolver
+from posp.pipeline.risk import RiskService, open_risk
 from posp.pipeline.routes import ROUTES
 from posp.readiness import LoopHealth, switch_probes
 from posp.server import TerminalServer
@@ -82,6 +83,7 @@ class Switch:
         self._given_store = store
         self._given_hsm = hsm
         self._given_link = link
+        self.risk: RiskService | None = None  # the risk rules (their holder reloads on SIGHUP)
         self._owned: list[Any] = []  # closed in reverse order at stop()
         self.store: Store | None = None
         self.hsm: HsmClient | None = None
@@ -172,7 +174,9 @@ class Switch:
         settings = self.settings
         if settings.uses_test_pan_hash_key:
             _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
-        store = instrument_store(await self._open_store(), self.metrics)
+        raw_store = await self._open_store()
+        self.risk = open_risk(settings, raw_store, self.registry)
+        store = instrument_store(raw_store, self.metrics)
         raw_hsm = await self._open_hsm()
         warn_if_lab_keys(settings, raw_hsm)
         hsm = instrument_hsm(raw_hsm, self.metrics)
@@ -181,7 +185,15 @@ class Switch:
         self.link = await self._open_link(hsm, ids)
         saf = await self._open_saf(store, self.link)
         services = Services(
-            settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
+            settings,
+            store,
+            hsm,
+            KeyService(hsm),
+            ids,
+            self.metrics,
+            link=self.link,
+            saf=saf,
+            risk=self.risk,
         )
         self.pipeline = Pipeline(services)
         await self._start_recovery(services)

@@ -118,6 +118,8 @@ class TxnRow:
     #: The receiving card travels in F62 usage 10 (a transfer; 30 when malformed).
     receiving_card_in_f62: bool = False
     network_accounts: NetworkAccounts = NetworkAccounts.NONE
+    #: The risk rules check it (terminal-link §11, ``posp.pipeline.risk``).
+    risk_checked: bool = False
     #: The answer's F63 carries 63.2 = the masked holder name from the network.
     answer_names_holder: bool = False
 
@@ -177,6 +179,7 @@ _ROWS: Final = (
         ("0200", "00", "22", "000"),
         _AMOUNT,
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         early_mac=True,
@@ -199,6 +202,7 @@ _ROWS: Final = (
         ("0220", "20", "25", "000"),
         _AMOUNT | {37, 61},
         network_mti="0220",
+        risk_checked=True,
         moves_money=True,
         original=(TxnType.PURCHASE, TxnType.COMPLETION),
         lookup=OriginalLookup.RRN,
@@ -209,6 +213,7 @@ _ROWS: Final = (
         ("0100", "03", "10", "000"),
         _AMOUNT,
         network_mti="0100",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         early_mac=True,
@@ -230,6 +235,7 @@ _ROWS: Final = (
         ("0200", "00", "20", "000"),
         _AMOUNT | {38, 61},
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         original=(TxnType.PREAUTH,),
         lookup=OriginalLookup.OPEN_PREAUTH,
@@ -263,6 +269,7 @@ _ROWS: Final = (
         ("0200", "40", "49", "000"),
         _AMOUNT | {62},
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         settlement=Settlement.DEBIT,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from posp.network.ids import IdAllocator
     from posp.network.link import EarlyMac
     from posp.pipeline.codes import ResponseCode
+    from posp.pipeline.risk import RiskOutcome, RiskService
     from posp.pipeline.route import Route
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
@@ -100,6 +101,8 @@ class Services:
     saf: SafPort | None = None
     #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
     transfer_caps: TransferCapPort | None = None
+    #: The risk rules (``posp.pipeline.risk``); None: no risk step (risk.enabled false).
+    risk: RiskService | None = None
 
     def local_now(self) -> dt.datetime:
         return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
@@ -175,6 +178,7 @@ class TxnContext:
     refund_reserved_minor: int = 0  # reserved against the original until approved
     repeated: bool = False  # the request repeats one already journaled (0400, upload end)
     reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
+    risk: RiskOutcome | None = None  # the risk step's evaluation and hold
 
     @property
     def message(self) -> Message:

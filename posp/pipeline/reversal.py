@@ -38,6 +38,7 @@ from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.originals import amount_minor
+from posp.pipeline.risk import release_hold
 from posp.store.api import (
     APPROVED,
     PENDING,
@@ -147,6 +148,15 @@ async def reverse_original(ctx: TxnContext) -> RC | None:
         _log.info("reversal of an unknown original")
         return ANSWER
     assert original.id is not None
+    await _reverse(ctx, original)
+    # Whatever the original's state now, a hold it still has is given back
+    # (once: a compare-and-set; no-op when it was declined or voided before).
+    await release_hold(ctx.services, original.id)
+    return ANSWER
+
+
+async def _reverse(ctx: TxnContext, original: JournalEntry) -> None:
+    assert original.id is not None
     ctx.original = original
     ctx.journal_changes["original_id"] = original.id
     store = ctx.services.store
@@ -154,15 +164,15 @@ async def reverse_original(ctx: TxnContext) -> RC | None:
     if sent is None:  # never left: nothing upstream to undo
         if await store.transition(original.id, REVERSIBLE_STATES, REVERSED):
             await restore_prior(ctx, original.txn_type, original.original_id)
-        return ANSWER
+        return
     if original.state not in (*REVERSIBLE_STATES, REVERSED):
-        return ANSWER  # declined, voided or completed: no money moved, or it moved back
+        return  # declined, voided or completed: no money moved, or it moved back
     item = reversal_item(original.id, sent, reversal_reason(ctx))
     won = await reverse_upstream(ctx.services, original.id, REVERSIBLE_STATES, REVERSED, item)
     if won:
         await restore_prior(ctx, original.txn_type, original.original_id)
         _log.info("original reversed; 0420 queued", original_id=original.id)
-    return ANSWER
+    return
 
 
 async def verify_or_defer(ctx: TxnContext) -> RC | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from posp.pipeline import batch, cardsec, checks, forward, originals, reversal, signin, transfer
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.premac import start_network_mac
+from posp.pipeline.risk import check_risk, keep_risk_record
 from posp.pipeline.route import Route, Step
 from posp.txn import TXN_TYPES, RouteKey, TxnType
 
@@ -51,7 +52,8 @@ CHECKS: Final[tuple[Step, ...]] = (
 AUTHENTIC: Final[tuple[Step, ...]] = (*CHECKS, checks.verify_mac)
 #: Card transactions: the checks, the early HSM work beside the MAC check, the
 #: journal's pending entry (94 on a duplicate; the write-ahead of the network
-#: request), then: link signed on (else 91 at once) → clear track data (TDK) →
+#: request; the risk rules and their velocity hold just before it, the hold kept
+#: with the entry just after it), then: link signed on (else 91 at once) → clear track data (TDK) →
 #: the original a void/refund/completion names (25 / 12 / 64) → PIN TPK→ZPK (99) →
 #: send with a deadline; answer, decline or 98 with a queued 0420.
 FINANCIAL: Final[tuple[Step, ...]] = (
@@ -59,7 +61,9 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     start_early_hsm_work,
     checks.verify_mac,
     checks.check_amount,
+    check_risk,
     journal_pending,
+    keep_risk_record,
     forward.require_link,
     cardsec.decrypt_tracks,
     originals.find_original,
