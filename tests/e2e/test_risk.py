@@ -121,3 +121,16 @@ async def test_a_switch_timeout_gives_the_hold_back(stack: Stack) -> None:
     assert await buy(terminal, card, DROP_AMOUNT_MINOR) == "98"
     # Before the terminal's own 0400: on another terminal.
     assert await buy_after_reversal(stack, terminal, card, DROP_AMOUNT_MINOR - 1) == "00"
+
+
+async def test_decisions_are_counted_per_rule_and_action_on_the_switch_registry(
+    stack: Stack,
+) -> None:
+    card = stack.cards[3]
+    terminal = await stack.terminal()
+    assert await buy(terminal, card, SINGLE_CAP_MINOR + 1) == "61"
+    assert stack.switch is not None
+    registry = stack.switch.registry
+    labels = {"rule": "single-amount", "action": "decline"}
+    assert registry.get_sample_value("posp_risk_decisions_total", labels) == 1
+    assert registry.get_sample_value("posp_risk_evaluations_total", {"outcome": "decline"}) == 1
