@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from posp.pipeline.codes import ResponseCode
     from posp.pipeline.risk import RiskOutcome, RiskService
     from posp.pipeline.route import Route
+    from posp.risk.lifecycle import TerminalRiskState
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
 
@@ -179,6 +180,7 @@ class TxnContext:
     repeated: bool = False  # the request repeats one already journaled (0400, upload end)
     reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
     risk: RiskOutcome | None = None  # the risk step's evaluation and hold
+    terminal_risk: TerminalRiskState | None = None  # dormancy/binding state (lifecycle)
 
     @property
     def message(self) -> Message:

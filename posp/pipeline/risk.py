@@ -32,6 +32,7 @@ from posp.pipeline.cardsec import decrypt_tracks, tracks_encrypted
 from posp.pipeline.codes import APPROVED, response_code
 from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import Services, TxnContext, card_pan
+from posp.pipeline.lifecycle import note_approved
 from posp.risk.counters import CounterAdd, VelocityCounters
 from posp.risk.engine import CompiledRuleset, Evaluation, release
 from posp.risk.inputs import RiskInput, TmsCaps
@@ -210,6 +211,8 @@ async def finish_risk(ctx: TxnContext, code: str) -> None:
     if not approved:
         return
     row = ctx.route.row
+    if row.card:
+        await note_approved(ctx)
     if row.on_approval is not None and ctx.original is not None and ctx.original.id is not None:
         await release_hold(ctx.services, ctx.original.id)  # a void gives the original's back
     if row.txn_type is TxnType.REFUND and outcome is not None:

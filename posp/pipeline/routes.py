@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from posp.pipeline import batch, cardsec, checks, forward, originals, reversal, signin, transfer
 from posp.pipeline.journal import journal_pending
+from posp.pipeline.lifecycle import check_lifecycle
 from posp.pipeline.premac import start_network_mac
 from posp.pipeline.risk import check_risk, keep_risk_record
 from posp.pipeline.route import Route, Step
@@ -60,6 +61,7 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     *CHECKS,
     start_early_hsm_work,
     checks.verify_mac,
+    check_lifecycle,
     checks.check_amount,
     check_risk,
     journal_pending,
@@ -109,6 +111,7 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
         checks.check_enabled,
         checks.validate_fields,
         signin.check_device_serial,
+        check_lifecycle,
         signin.issue_working_keys,
     ),
     TxnType.SIGN_OFF: (

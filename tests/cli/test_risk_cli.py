@@ -178,3 +178,12 @@ def test_flagged_lists_the_days_flagged_transactions_only(posp: Posp) -> None:
     assert [r["rrn"] for r in day.json()] == ["123456789012"]
     assert posp("risk", "flagged", "--date", "2026-12-04", "--json").json() == []
     assert posp("risk", "flagged", "--date", "tomorrow").code == 2
+
+
+def test_terminal_reactivate_and_unbind_journal_their_events(posp: Posp, merchant: str) -> None:
+    assert posp("terminal", "add", "--id", "10000001", "--merchant", merchant).code == 0
+    reactivated = posp("terminal", "reactivate", "10000001", "--json")
+    assert reactivated.code == 0, reactivated.err
+    assert reactivated.json() == {"terminal_id": "10000001", "event": "reactivated"}
+    assert posp("terminal", "unbind", "10000001", "--json").json()["event"] == "unbound"
+    assert posp("terminal", "unbind", "99999999").code == 2
