@@ -23,6 +23,7 @@ from terminals.conformance import (
 )
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
+from terminals.risk_scenarios import RISK_CATALOGUE
 from terminals.session import TerminalSession
 from terminals.state import PendingReversal, load_terminal, save_terminal
 from terminals.transfer_scenarios import TRANSFER_CATALOGUE
@@ -302,4 +303,5 @@ CATALOGUE: tuple[Scenario, ...] = (
         batch_upload_resumed,
     ),
     *TRANSFER_CATALOGUE,
+    *RISK_CATALOGUE,
 )
