@@ -6,8 +6,10 @@ with the transaction (terminal-link.md §11)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from issuer_sim.rules import DROP_AMOUNT_MINOR, FORCE_51_AMOUNT_MINOR
+from posp.risk.ruleset import default_ruleset_text, load_ruleset
 from posp.store.risk_records import SqlRiskRecords
 from posp.store.sql_store import SqlStore
 from terminals.cards import TerminalCard
@@ -134,3 +136,24 @@ async def test_decisions_are_counted_per_rule_and_action_on_the_switch_registry(
     labels = {"rule": "single-amount", "action": "decline"}
     assert registry.get_sample_value("posp_risk_decisions_total", labels) == 1
     assert registry.get_sample_value("posp_risk_evaluations_total", {"outcome": "decline"}) == 1
+
+
+async def test_a_shadow_rule_records_its_decline_and_declines_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    assert stack.switch is not None and stack.switch.risk is not None
+    text = default_ruleset_text().replace(
+        'id = "single-amount"\nkind = "single_amount"\naction = "decline"',
+        'id = "single-amount"\nkind = "single_amount"\naction = "shadow"',
+    )
+    assert 'action = "shadow"' in text
+    path = tmp_path / "shadow.toml"
+    path.write_text(text)
+    stack.switch.risk.holder.swap(load_ruleset(path))
+    card = stack.cards[2]
+    terminal = await stack.terminal()
+    outcome = await terminal.transact(lambda m: m.purchase(card, SINGLE_CAP_MINOR + 1, card.pin))
+    assert outcome.approved and outcome.message is not None
+    (record,) = await records(stack).by_rrn(outcome.message.text(37))
+    shadowed = [d for d in record.decisions if d["rule"] == "single-amount"]
+    assert shadowed and shadowed[0]["action"] == "shadow" and shadowed[0]["code"] == "61"
