@@ -5,8 +5,9 @@ the pure rules of ``posp.risk.lifecycle``; operator actions ``reactivate`` and
 
 Invariants:
 * The state lives in the store (``risk_terminals``), so every instance sees a
-  freeze or a reactivation; a change and its event are written when a check
-  changes the state, never otherwise (one read per request on the hot path).
+  freeze or a reactivation — at once at sign-in, within ``STATE_CACHE_S`` for
+  transactions (a per-process cache keeps the store off the hot path); a
+  change and its event are written when a check changes the state.
 * A terminal first seen by these checks starts its lifecycle that day (a
   terminal registered before the wiring is not dormant at once).
 * The identity compared is what the terminal presents: F59 A2/02 and A2/06
@@ -18,7 +19,8 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
+import time
+from typing import TYPE_CHECKING, Final
 
 from posp.log import get_logger
 from posp.pipeline.codes import ResponseCode as RC
@@ -33,9 +35,14 @@ from posp.risk.lifecycle import (
     unbind,
 )
 from posp.store.risk_records import SqlRiskRecords
+
+if TYPE_CHECKING:
+    from posp.pipeline.risk import RiskService
 from posp.txn import TxnType
 
 _SERIAL_PADDING: Final = b" \x00"
+#: How long a transaction may use a terminal's lifecycle state read earlier.
+STATE_CACHE_S: Final = 5.0
 
 _log = get_logger("posp.pipeline.lifecycle")
 
@@ -64,7 +71,7 @@ async def check_lifecycle(ctx: TxnContext) -> RC | None:
     terminal_id = ctx.text(41)
     today = ctx.now.date()
     records = service.records
-    state = await records.terminal_state(terminal_id) or TerminalRiskState(registered_on=today)
+    state = await _state(service, terminal_id, today, fresh=sign_in)
     presented = presented_identity(ctx, sign_in=sign_in)
     elsewhere = await records.iccid_bound_elsewhere(presented.sim_iccid, terminal_id)
     verdict = check_terminal(
@@ -76,7 +83,7 @@ async def check_lifecycle(ctx: TxnContext) -> RC | None:
         iccid_bound_elsewhere=elsewhere,
     )
     if verdict.event is not None:
-        await records.put_terminal_state(terminal_id, verdict.state)
+        await _put_state(service, terminal_id, verdict.state)
         await records.journal_event(terminal_id, verdict.event, _detail(presented))
         _log.warning("terminal lifecycle event", lifecycle_event=verdict.event.value)
     ctx.terminal_risk = verdict.state
@@ -103,7 +110,28 @@ async def note_approved(ctx: TxnContext) -> None:
         return
     active = on_approved(state, ctx.now.date())
     if active is not state:
-        await service.records.put_terminal_state(ctx.text(41), active)
+        await _put_state(service, ctx.text(41), active)
+
+
+async def _state(
+    service: RiskService, terminal_id: str, today: dt.date, *, fresh: bool
+) -> TerminalRiskState:
+    """The terminal's state: from the store at sign-in, else cached up to
+    ``STATE_CACHE_S`` (an operator's reactivate/unbind reaches every instance
+    within that; its own changes are seen at once)."""
+    cached = service.terminal_states.get(terminal_id)
+    now_s = time.monotonic()
+    if not fresh and cached is not None and now_s - cached[1] < STATE_CACHE_S:
+        return cached[0]
+    stored = await service.records.terminal_state(terminal_id)
+    state = stored or TerminalRiskState(registered_on=today)
+    service.terminal_states[terminal_id] = (state, now_s)
+    return state
+
+
+async def _put_state(service: RiskService, terminal_id: str, state: TerminalRiskState) -> None:
+    await service.records.put_terminal_state(terminal_id, state)
+    service.terminal_states[terminal_id] = (state, time.monotonic())
 
 
 async def operator_action(

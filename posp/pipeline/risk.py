@@ -3,20 +3,21 @@
 ``check_risk`` runs for the rows flagged ``risk_checked`` (``posp.txn``), after
 the terminal checks and the MAC check and before the journal's pending entry:
 it takes the ruleset in force ONCE (``RulesetHolder.current``), reads the
-counters the rules need in one snapshot, evaluates purely, and then either
-answers the declining rule's code (61/65/59/57/45/34) or reserves the
-request's velocity hold with one conditional ``check_and_add`` (a hold another
-instance beat to the last of a limit answers that limit's code).
-``keep_risk_record`` (after the pending entry) stores the decisions and the
-hold keyed by the journal entry, before the request is forwarded.
+counters the rules need in one snapshot, evaluates purely, and answers the
+declining rule's code (61/65/59/57/45/34).  ``hold_velocity`` (right after the
+pending entry, before forwarding) reserves the request's velocity hold with
+one conditional ``check_and_add`` and keeps it, with the decisions, keyed by
+the journal entry (a hold another instance beat to the last of a limit
+answers that limit's code).
 
 Invariants:
 * The card is the journal's keyed PAN hash (``Services.pan_hash``), never the PAN.
-* A hold is given back exactly once (``SqlRiskRecords.take_hold`` is a
-  compare-and-set) whenever its request does not end approved — a network
-  decline, a 98/96, an undelivered approval — and later when it is voided or
-  reversed (a terminal 0400, a switch 0420, the in-doubt sweeper).  A hold never
-  kept with an entry (a duplicate's 94) is given back from the context.
+* A hold is added and kept with its entry in one transaction (SQLite; on
+  PostgreSQL kept right after), and given back exactly once
+  (``SqlRiskRecords.take_hold`` is a compare-and-set) whenever its request does
+  not end approved — a network decline, a 98/96, an undelivered approval — and
+  later when it is voided or reversed (a terminal 0400, a switch 0420, the
+  in-doubt sweeper).
 * An approved refund gives its amount back to the ``net_of_refunds`` caps.
 * Flag and shadow decisions never change the answer.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from posp.log import get_logger
 from posp.pipeline.cardsec import decrypt_tracks, tracks_encrypted
@@ -33,7 +34,7 @@ from posp.pipeline.codes import APPROVED, response_code
 from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import Services, TxnContext, card_pan
 from posp.pipeline.lifecycle import note_approved
-from posp.risk.counters import CounterAdd, VelocityCounters
+from posp.risk.counters import CounterAdd
 from posp.risk.engine import CompiledRuleset, Evaluation, release
 from posp.risk.inputs import RiskInput, TmsCaps
 from posp.risk.metrics import RiskMetrics
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from posp.risk.inputs import Decision
+    from posp.risk.lifecycle import TerminalRiskState
     from posp.settings import Settings
+    from posp.store.risk_counters import SqlRiskCounters
     from posp.store.risk_records import SqlRiskRecords
 
 _log = get_logger("posp.pipeline.risk")
@@ -67,11 +70,13 @@ class RiskService:
     """What the risk step needs; one per switch process (``Services.risk``)."""
 
     holder: RulesetHolder
-    counters: VelocityCounters
+    counters: SqlRiskCounters
     records: SqlRiskRecords
     metrics: RiskMetrics
     dormant_after_days: int
     tms_caps: TmsCapsPort | None = None
+    #: Terminal lifecycle states read for transactions: (state, monotonic time read).
+    terminal_states: dict[str, tuple[TerminalRiskState, float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -144,15 +149,6 @@ async def check_risk(ctx: TxnContext) -> RC | None:
     ctx.risk = outcome
     if evaluation.decline is not None:
         return await _declined(ctx, evaluation.decline)
-    if evaluation.hold:
-        result = await service.counters.check_and_add(evaluation.hold)
-        if not result.applied:
-            refused = evaluation.refused_by(result)
-            service.metrics.observe_refusal(refused)
-            outcome.refused = refused
-            outcome.decisions.append(refused.as_record())
-            return await _declined(ctx, refused)
-        outcome.held = evaluation.hold
     return None
 
 
@@ -164,30 +160,52 @@ async def _declined(ctx: TxnContext, decision: Decision) -> RC:
     return code if code is not None else RC.SUSPECTED_FRAUD  # RiskCode is a subset of RC
 
 
-async def keep_risk_record(ctx: TxnContext) -> RC | None:
-    """Store the decisions and the hold with the pending entry, before forwarding
-    (a crash after this leaves the hold findable by the in-doubt sweeper)."""
+async def hold_velocity(ctx: TxnContext) -> RC | None:
+    """Reserve the hold and keep it with the pending entry in one transaction,
+    before forwarding (a crash after this leaves it findable by the in-doubt
+    sweeper); a hold another instance beat to a limit answers that limit's code."""
     outcome = ctx.risk
-    if outcome is None or ctx.entry_id is None:
+    service = ctx.services.risk
+    if outcome is None or service is None or ctx.entry_id is None:
         return None
-    await _keep(ctx, outcome, ctx.entry_id)
+    hold = outcome.evaluation.hold
+    if not hold:
+        return None
+    result = await service.records.hold_and_keep(
+        service.counters, ctx.entry_id, **_record_fields(ctx, outcome, hold)
+    )
+    if not result.applied:
+        refused = outcome.evaluation.refused_by(result)
+        service.metrics.observe_refusal(refused)
+        outcome.refused = refused
+        outcome.decisions.append(refused.as_record())
+        _log.info("risk hold refused", rule=refused.rule_id, response_code=refused.code.value)
+        code = response_code(refused.code.value)
+        return code if code is not None else RC.SUSPECTED_FRAUD
+    outcome.held, outcome.kept = hold, True
     return None
 
 
+def _record_fields(
+    ctx: TxnContext, outcome: RiskOutcome, hold: tuple[CounterAdd, ...]
+) -> dict[str, Any]:
+    return {
+        "rrn": ctx.rrn,
+        "terminal_id": ctx.text(41),
+        "local_day": outcome.local_day,
+        "ruleset_version": outcome.evaluation.ruleset_version,
+        "outcome": outcome.outcome,
+        "flagged": outcome.evaluation.flagged,
+        "decisions": outcome.decisions,
+        "hold": hold,
+    }
+
+
 async def _keep(ctx: TxnContext, outcome: RiskOutcome, entry_id: int) -> None:
+    """The record of a request without a kept hold (declined, flagged, refused)."""
     service = ctx.services.risk
     assert service is not None
-    await service.records.keep(
-        entry_id,
-        rrn=ctx.rrn,
-        terminal_id=ctx.text(41),
-        local_day=outcome.local_day,
-        ruleset_version=outcome.evaluation.ruleset_version,
-        outcome=outcome.outcome,
-        flagged=outcome.evaluation.flagged,
-        decisions=outcome.decisions,
-        hold=outcome.held,
-    )
+    await service.records.keep(entry_id, **_record_fields(ctx, outcome, ()))
     outcome.kept = True
 
 
@@ -201,11 +219,8 @@ async def finish_risk(ctx: TxnContext, code: str) -> None:
     outcome = ctx.risk
     approved = code == APPROVED and ctx.final_state in (None, STATE_APPROVED)
     if outcome is not None:
-        if outcome.kept and not approved and ctx.entry_id is not None:
+        if outcome.held and not approved and ctx.entry_id is not None:
             await release_hold(ctx.services, ctx.entry_id)
-        elif not outcome.kept and outcome.held:
-            await service.counters.apply(release(outcome.held))  # never stored: a 94
-            outcome.held = ()
         if not outcome.kept and ctx.entry_id is not None and outcome.decisions:
             await _keep(ctx, outcome, ctx.entry_id)
     if not approved:

@@ -18,7 +18,7 @@ from posp.pipeline import batch, cardsec, checks, forward, originals, reversal, 
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.lifecycle import check_lifecycle
 from posp.pipeline.premac import start_network_mac
-from posp.pipeline.risk import check_risk, keep_risk_record
+from posp.pipeline.risk import check_risk, hold_velocity
 from posp.pipeline.route import Route, Step
 from posp.txn import TXN_TYPES, RouteKey, TxnType
 
@@ -65,7 +65,7 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     checks.check_amount,
     check_risk,
     journal_pending,
-    keep_risk_record,
+    hold_velocity,
     forward.require_link,
     cardsec.decrypt_tracks,
     originals.find_original,

@@ -93,6 +93,9 @@ SQLITE_SNAPSHOT = (
 )
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
 
+#: A statement and its parameters.
+Statement = tuple[str, list[Any]]
+
 #: Creating missing rows and retrying: twice is enough (a row once created is
 #: never deleted before it expires); a third miss is a store fault.
 _ATTEMPTS = 3
@@ -114,13 +117,18 @@ class SqlRiskCounters:
         found = await self._store._read("risk_snapshot", sql, [param])
         return {row["counter_key"]: _value(row) for row in found}
 
-    async def check_and_add(self, adds: Sequence[CounterAdd]) -> AddResult:
+    async def check_and_add(
+        self, adds: Sequence[CounterAdd], *, then: Statement | None = None
+    ) -> AddResult:
+        """As the Protocol; ``then`` (a statement, e.g. the record of the hold) runs
+        only when the add is applied — in the same transaction on SQLite, right
+        after it on PostgreSQL (a crash between leaves counters high, never low)."""
         if not adds:
             return AddResult(True, {})
         if len({a.key for a in adds}) != len(adds):
             raise ValueError("risk_check_and_add: a key appears twice in one call")
         for _ in range(_ATTEMPTS):
-            applied, before = await self._attempt(adds)
+            applied, before = await self._attempt(adds, then)
             if applied:
                 return AddResult(True, before)
             missing = [a for a in adds if a.key not in before]
@@ -138,14 +146,25 @@ class SqlRiskCounters:
         gone = await self._store._write("risk_purge", PURGE, [today.isoformat()])
         return len(gone)
 
-    async def _attempt(self, adds: Sequence[CounterAdd]) -> tuple[bool, dict[str, CounterValue]]:
+    async def _attempt(
+        self, adds: Sequence[CounterAdd], then: Statement | None = None
+    ) -> tuple[bool, dict[str, CounterValue]]:
         if self._pg:
             columns = [list(column) for column in zip(*map(_row, adds), strict=True)]
             found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
             before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
-            return bool(found and found[0]["pass"]), before
+            passed = bool(found and found[0]["pass"])
+            if passed and then is not None:
+                await self._store._write("risk_check_and_add_then", *then)
+            return passed, before
         payload = json.dumps([_row(a) for a in adds])
-        changed = await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+        if then is not None:
+            cas = (SQLITE_CHECK_AND_ADD, [payload])
+            changed = await self._store._cas_then("risk_check_and_add", cas, then)
+        else:
+            changed = bool(
+                await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+            )
         if changed:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from posp.risk.counters import CounterAdd, adds_from_json, adds_to_json
+from posp.risk.counters import AddResult, CounterAdd, adds_from_json, adds_to_json
 from posp.risk.lifecycle import Event, TerminalRiskState
+from posp.store.risk_counters import SqlRiskCounters
 from posp.store.sql_store import SqlStore
 
 INSERT_RECORD = (
@@ -130,7 +131,33 @@ class SqlRiskRecords:
         decisions: Sequence[dict[str, object]],
         hold: Sequence[CounterAdd] | None,
     ) -> None:
-        params = [
+        params = self._record_params(
+            entry_id,
+            rrn=rrn,
+            terminal_id=terminal_id,
+            local_day=local_day,
+            ruleset_version=ruleset_version,
+            outcome=outcome,
+            flagged=flagged,
+            decisions=decisions,
+            hold=hold,
+        )
+        await self._store._write("risk_keep", INSERT_RECORD, params)
+
+    @staticmethod
+    def _record_params(
+        entry_id: int,
+        *,
+        rrn: str | None,
+        terminal_id: str,
+        local_day: dt.date,
+        ruleset_version: str,
+        outcome: str,
+        flagged: bool,
+        decisions: Sequence[dict[str, object]],
+        hold: Sequence[CounterAdd] | None,
+    ) -> list[Any]:
+        return [
             entry_id,
             rrn,
             terminal_id,
@@ -142,7 +169,19 @@ class SqlRiskRecords:
             adds_to_json(hold) if hold else None,
             _now(),
         ]
-        await self._store._write("risk_keep", INSERT_RECORD, params)
+
+    async def hold_and_keep(
+        self,
+        counters: SqlRiskCounters,
+        entry_id: int,
+        *,
+        hold: Sequence[CounterAdd],
+        **record: Any,
+    ) -> AddResult:
+        """Check-and-add ``hold`` and keep it with ``entry_id`` (:meth:`keep`'s
+        fields) in the same transaction where the database allows it."""
+        params = self._record_params(entry_id, hold=hold, **record)
+        return await counters.check_and_add(hold, then=(INSERT_RECORD, params))
 
     async def take_hold(self, entry_id: int) -> tuple[CounterAdd, ...]:
         """The entry's hold, marked released; () when none or already released."""
