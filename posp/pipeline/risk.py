@@ -90,6 +90,7 @@ class RiskOutcome:
     refused: Decision | None = None  # the store refused the hold (a lost race)
     held: tuple[CounterAdd, ...] = ()
     kept: bool = False  # the record (and hold) is stored with the journal entry
+    snapshot_keys: frozenset[str] = frozenset()  # counters that existed at the snapshot
     decisions: list[dict[str, object]] = field(default_factory=list)
 
     @property
@@ -145,6 +146,7 @@ async def check_risk(ctx: TxnContext) -> RC | None:
     evaluation = ruleset.evaluate_prepared(prepared, snapshot)
     service.metrics.observe(evaluation)
     outcome = RiskOutcome(ruleset, inp, evaluation, ctx.now.date())
+    outcome.snapshot_keys = frozenset(snapshot)
     outcome.decisions = [d.as_record() for d in evaluation.decisions]
     ctx.risk = outcome
     if evaluation.decline is not None:
@@ -171,6 +173,9 @@ async def hold_velocity(ctx: TxnContext) -> RC | None:
     hold = outcome.evaluation.hold
     if not hold:
         return None
+    missing = [add for add in hold if add.key not in outcome.snapshot_keys]
+    if missing:  # first use of these counters: create their rows so the add applies at once
+        await service.counters.create(missing)
     result = await service.records.hold_and_keep(
         service.counters, ctx.entry_id, **_record_fields(ctx, outcome, hold)
     )

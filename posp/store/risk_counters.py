@@ -67,20 +67,25 @@ PG_CREATE = (
 )
 PG_SNAPSHOT = f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key = ANY(?::text[])"
 
-# --- SQLite: one JSON array of request rows ---------------------------------------
+# --- SQLite: one JSON array of request rows (?1, read three times) ----------------
+# A subquery rather than a WITH clause: SQLite 3.40 ran the UPDATE with a CTE
+# in ~1.5 ms on a 50,000-row table (it grows with the table) and this form in
+# ~0.2 ms, with the same index searches in the plan.
 _SQLITE_REQ = (
-    "req (k, a, n, f, t, e, ma, mnet, mc, mg) AS (SELECT"
-    + ",".join(f" json_extract(value, '$[{i}]')" for i in range(10))
-    + " FROM json_each(?))"
+    "(SELECT"
+    + ",".join(
+        f" json_extract(value, '$[{i}]') AS {name}"
+        for i, name in enumerate(("k", "a", "n", "f", "t", "e", "ma", "mnet", "mc", "mg"))
+    )
+    + " FROM json_each(?1))"
 )
 SQLITE_CHECK_AND_ADD = (
-    f"WITH {_SQLITE_REQ}"
-    f" UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
-    " FROM req r WHERE risk_counters.counter_key = r.k"
-    " AND (SELECT count(*) FROM risk_counters l JOIN req r ON r.k = l.counter_key)"
-    " = (SELECT count(*) FROM req)"
-    " AND NOT EXISTS (SELECT 1 FROM risk_counters l JOIN req r ON r.k = l.counter_key"
-    f" WHERE NOT ({_PASSES}))"
+    f"UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
+    f" FROM {_SQLITE_REQ} AS r WHERE risk_counters.counter_key = r.k"
+    f" AND (SELECT count(*) FROM {_SQLITE_REQ} AS r JOIN risk_counters l ON l.counter_key = r.k)"
+    " = json_array_length(?1)"
+    f" AND NOT EXISTS (SELECT 1 FROM {_SQLITE_REQ} AS r JOIN risk_counters l"
+    f" ON l.counter_key = r.k WHERE NOT ({_PASSES}))"
     " RETURNING counter_key"
 )
 SQLITE_CREATE = (
@@ -168,6 +173,11 @@ class SqlRiskCounters:
         if changed:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])
+
+    async def create(self, adds: Sequence[CounterAdd]) -> None:
+        """Create the rows of ``adds`` that do not exist yet (zeros): a caller that
+        knows them missing saves ``check_and_add`` a refused first attempt."""
+        await self._create(adds)
 
     async def _create(self, adds: Sequence[CounterAdd]) -> None:
         rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
