@@ -118,30 +118,9 @@ class SqlRiskRecords:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def keep(
-        self,
-        entry_id: int,
-        *,
-        rrn: str | None,
-        terminal_id: str,
-        local_day: dt.date,
-        ruleset_version: str,
-        outcome: str,
-        flagged: bool,
-        decisions: Sequence[dict[str, object]],
-        hold: Sequence[CounterAdd] | None,
-    ) -> None:
-        params = self._record_params(
-            entry_id,
-            rrn=rrn,
-            terminal_id=terminal_id,
-            local_day=local_day,
-            ruleset_version=ruleset_version,
-            outcome=outcome,
-            flagged=flagged,
-            decisions=decisions,
-            hold=hold,
-        )
+    async def keep(self, entry_id: int, **record: Any) -> None:
+        """The record of ``entry_id`` (the fields of :meth:`_record_params`)."""
+        params = self._record_params(entry_id, **record)
         await self._store._write("risk_keep", INSERT_RECORD, params)
 
     @staticmethod

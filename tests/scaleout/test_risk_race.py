@@ -12,10 +12,9 @@ import pytest
 
 from posp.lab.cardpool import write_card_pool
 from posp.store.sql_store import SqlStore
-from posp.switch import Switch
 from terminals.cards import TerminalCard, load_cards
 from terminals.session import TerminalSession
-from tests.scaleout.conftest import KEY_GRACE_S, NODES, ScaleOut
+from tests.scaleout.conftest import ScaleOut, started_scaleout
 from tests.stackfixtures import Stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -31,26 +30,10 @@ RACE_PER_CARD = 4
 @pytest.fixture
 async def pool_scaleout(tmp_path: Path, pg_url: str) -> AsyncIterator[ScaleOut]:
     """The scale-out stack with a pool of ``CARDS`` lab cards at the issuer."""
-    from posp.store import open_store
-
     stack = Stack.create(tmp_path, store_url=pg_url)
     stack.cards = load_cards(write_card_pool(tmp_path / "cards.csv", CARDS))
-    await stack.start_issuer(key_grace_s=KEY_GRACE_S)
-    stack.store = open_store(pg_url, node_id="00")
-    await stack.store.open()
-    switches: list[Switch] = []
-    try:
-        for node in NODES:
-            switch = Switch(stack.settings(node_id=node, key_grace_s=KEY_GRACE_S))
-            switches.append(switch)
-            await switch.start()
-        yield ScaleOut(stack, switches[0], switches[1])
-    finally:
-        for session in stack.sessions:
-            await session.close()
-        for switch in switches:
-            await switch.stop()
-        await stack.close()
+    async with started_scaleout(stack, pg_url) as running:
+        yield running
 
 
 Done = list[tuple[str, int, str | None]]
