@@ -174,8 +174,8 @@ async def hold_velocity(ctx: TxnContext) -> RC | None:
     if not hold:
         return None
     missing = [add for add in hold if add.key not in outcome.snapshot_keys]
-    if missing:  # first use of these counters: create their rows so the add applies at once
-        await service.counters.create(missing)
+    if missing:  # first use of these counters: their rows, so the add applies at once
+        await service.counters.create_missing(missing)
     result = await service.records.hold_and_keep(
         service.counters, ctx.entry_id, **_record_fields(ctx, outcome, hold)
     )

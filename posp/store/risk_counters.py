@@ -10,7 +10,9 @@ Invariants:
   statements and the guard subqueries are uncorrelated (evaluated once,
   before any row changes).  Nothing is read, decided in Python and written back.
 * Rows are created on first use (``INSERT ... ON CONFLICT DO NOTHING``, keys
-  sorted), then the add is retried: a missing row never counts as a pass.
+  sorted), then the add is retried: a missing row never counts as a pass.  On
+  SQLite the creation runs first in the same writer job as the add (and the
+  caller's ``then``), so a first use costs one commit.
 * The SQL text is fixed whatever the number of keys (arrays on PostgreSQL, a
   JSON parameter on SQLite), so each statement is prepared once per connection.
 """
@@ -18,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.inputs import CounterValue
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import SqlStore
+from posp.store.sqlite import SqliteStore
 
 _COLUMNS = "counter_key, amount_minor, txn_count, refunded_minor, last_at_s"
 _PASSES = (
@@ -163,9 +167,10 @@ class SqlRiskCounters:
                 await self._store._write("risk_check_and_add_then", *then)
             return passed, before
         payload = json.dumps([_row(a) for a in adds])
-        if then is not None:
-            cas = (SQLITE_CHECK_AND_ADD, [payload])
-            changed = await self._store._cas_then("risk_check_and_add", cas, then)
+        if isinstance(self._store, SqliteStore):
+            changed = await self._store._write_job(
+                "risk_check_and_add", functools.partial(_sqlite_job, adds, payload, then)
+            )
         else:
             changed = bool(
                 await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
@@ -174,10 +179,12 @@ class SqlRiskCounters:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])
 
-    async def create(self, adds: Sequence[CounterAdd]) -> None:
-        """Create the rows of ``adds`` that do not exist yet (zeros): a caller that
-        knows them missing saves ``check_and_add`` a refused first attempt."""
-        await self._create(adds)
+    async def create_missing(self, adds: Sequence[CounterAdd]) -> None:
+        """Create the rows of ``adds`` a caller knows missing, so ``check_and_add``
+        applies at its first attempt (SQLite: nothing to do, the add creates them
+        in its own transaction)."""
+        if self._pg:
+            await self._create(adds)
 
     async def _create(self, adds: Sequence[CounterAdd]) -> None:
         rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
@@ -186,6 +193,21 @@ class SqlRiskCounters:
             await self._store._write("risk_create", PG_CREATE, params)
         else:
             await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
+
+
+def _sqlite_job(
+    adds: Sequence[CounterAdd], payload: str, then: Statement | None, connection: Any
+) -> bool:
+    """One writer job (one savepoint): create the rows not there yet, check-and-add,
+    and run ``then`` only if the add applied.  One commit instead of three on a
+    counter's first use, the common case for card+terminal counters."""
+    created = json.dumps(sorted((a.key, a.expires_on.isoformat()) for a in adds))
+    connection.execute(SQLITE_CREATE, [created]).fetchall()
+    if not connection.execute(SQLITE_CHECK_AND_ADD, [payload]).fetchall():
+        return False
+    if then is not None:
+        connection.execute(*then).fetchall()
+    return True
 
 
 def _row(add: CounterAdd) -> list[Any]:
