@@ -62,4 +62,4 @@ async def test_unknown_scenario_names_are_refused(target: ConformanceTarget) -> 
 
 def test_catalogue_names_are_unique_and_cover_the_brief() -> None:
     names = [s.name for s in CATALOGUE]
-    assert len(names) == len(set(names)) == 31
+    assert len(names) == len(set(names)) == 35
