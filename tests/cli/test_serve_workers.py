@@ -161,4 +161,3 @@ def test_sighup_to_the_supervisor_reloads_the_ruleset_in_every_worker(
     assert supervisor.returncode == 0, err
     refused = [json.loads(line) for line in err.splitlines() if "not reloaded" in line]
     assert len(refused) == 2, err
-
