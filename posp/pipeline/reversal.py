@@ -38,7 +38,7 @@ from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.originals import amount_minor
-from posp.pipeline.risk import release_hold
+from posp.pipeline.risk import release_hold, restore_hold
 from posp.store.api import (
     APPROVED,
     PENDING,
@@ -127,7 +127,8 @@ async def restore_prior(ctx: TxnContext, txn_type: str, original_id: int | None)
     change = None if row is None else row.restores
     if change is None or original_id is None:
         return
-    await ctx.services.store.transition(original_id, (change[0],), change[1])
+    if await ctx.services.store.transition(original_id, (change[0],), change[1]):
+        await restore_hold(ctx.services, original_id)  # a voided purchase counts again
 
 
 def reversal_reason(ctx: TxnContext) -> str:

@@ -17,7 +17,7 @@ Invariants:
   (``SqlRiskRecords.take_hold`` is a compare-and-set) whenever its request does
   not end approved — a network decline, a 98/96, an undelivered approval — and
   later when it is voided or reversed (a terminal 0400, a switch 0420, the
-  in-doubt sweeper).
+  in-doubt sweeper); a reversed void counts it again (``restore_hold``).
 * An approved refund gives its amount back to the ``net_of_refunds`` caps.
 * Flag and shadow decisions never change the answer.
 """
@@ -239,6 +239,18 @@ async def finish_risk(ctx: TxnContext, code: str) -> None:
         refund = outcome.ruleset.refund_adds(outcome.inp)
         if refund:
             await service.counters.apply(refund)
+
+
+async def restore_hold(services: Services, entry_id: int) -> None:
+    """Count again the hold of ``entry_id`` given back by a void that was then
+    reversed (the purchase stands again), whatever the caps say now."""
+    service = services.risk
+    if service is None:
+        return
+    hold = await service.records.restore_hold(entry_id)
+    if hold:
+        await service.counters.apply(hold)
+        _log.info("risk hold restored", entry=entry_id)
 
 
 async def release_hold(services: Services, entry_id: int) -> None:

@@ -34,6 +34,10 @@ TAKE_HOLD = (
     "UPDATE risk_records SET released_at = ?"
     " WHERE entry_id = ? AND hold IS NOT NULL AND released_at IS NULL RETURNING hold"
 )
+RESTORE_HOLD = (
+    "UPDATE risk_records SET released_at = NULL"
+    " WHERE entry_id = ? AND hold IS NOT NULL AND released_at IS NOT NULL RETURNING hold"
+)
 _RECORD_COLUMNS = (
     "r.entry_id, r.rrn, r.terminal_id, r.local_day, r.ruleset_version, r.outcome,"
     " r.flagged, r.decisions, r.hold, r.released_at, j.txn_type, j.amount_minor,"
@@ -165,6 +169,12 @@ class SqlRiskRecords:
     async def take_hold(self, entry_id: int) -> tuple[CounterAdd, ...]:
         """The entry's hold, marked released; () when none or already released."""
         found = await self._store._write("risk_take_hold", TAKE_HOLD, [_now(), entry_id])
+        return adds_from_json(str(found[0]["hold"])) if found else ()
+
+    async def restore_hold(self, entry_id: int) -> tuple[CounterAdd, ...]:
+        """The entry's released hold, marked held again (its void was reversed);
+        () when it has none or it is held."""
+        found = await self._store._write("risk_restore_hold", RESTORE_HOLD, [entry_id])
         return adds_from_json(str(found[0]["hold"])) if found else ()
 
     async def by_rrn(self, rrn: str) -> list[RiskRecord]:

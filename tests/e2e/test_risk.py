@@ -157,3 +157,17 @@ async def test_a_shadow_rule_records_its_decline_and_declines_nothing(
     (record,) = await records(stack).by_rrn(outcome.message.text(37))
     shadowed = [d for d in record.decisions if d["rule"] == "single-amount"]
     assert shadowed and shadowed[0]["action"] == "shadow" and shadowed[0]["code"] == "61"
+
+
+async def test_reversing_a_void_counts_the_purchase_again(stack: Stack) -> None:
+    card = stack.cards[2]
+    terminal = await stack.terminal()
+    await fill_day(terminal, card, left_minor=800)
+    last = await terminal.transact(lambda m: m.purchase(card, 800, pin=card.pin))
+    assert last.approved
+    await answered_but_lost(stack, terminal, terminal.machine.purchase_void(last.trace))
+    other = await stack.terminal("10000002")  # while the first keeps its reversal due
+    assert await buy(other, card, 800) == "00"  # voided: room again
+    assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
+    # The purchase stands again: the day is now past its cap, one fen more is refused.
+    assert await buy(other, card, 1) == "61"
