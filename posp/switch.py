@@ -31,7 +31,7 @@ from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
 from posp.pipeline.recovery import InDoubtResolver
-from posp.pipeline.risk import RiskService, open_risk
+from posp.pipeline.risk import RiskService, open_risk, purge_counters
 from posp.pipeline.routes import ROUTES
 from posp.readiness import LoopHealth, switch_probes
 from posp.server import TerminalServer
@@ -93,6 +93,7 @@ class Switch:
         self.server: TerminalServer | None = None
         self._metrics_server: ExpositionServer | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None  # expired risk counters
 
     @property
     def port(self) -> int:
@@ -207,6 +208,11 @@ class Switch:
         if settings.metrics_enabled:
             self._start_metrics_server()
         self._refresher = asyncio.create_task(self._refresh_signed_in(), name="signed-in-gauge")
+        purge_s = settings.risk.purge_interval_s
+        if self.risk is not None and purge_s > 0:
+            self._purger = asyncio.create_task(
+                purge_counters(self.risk, services, purge_s), name="risk-counter-purge"
+            )
         _log.info(
             "switch started",
             port=self.port,
@@ -245,6 +251,11 @@ class Switch:
             await self.server.stop(self.settings.limits.shutdown_drain_s)
         if self.pipeline is not None:
             await self.pipeline.drain()  # reversals of approvals nobody received
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,10 +24,12 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from posp.errors import PospError
 from posp.log import get_logger
 from posp.pipeline.cardsec import decrypt_tracks, tracks_encrypted
 from posp.pipeline.codes import APPROVED, response_code
@@ -262,6 +264,19 @@ async def release_hold(services: Services, entry_id: int) -> None:
     if hold:
         await service.counters.apply(release(hold))
         _log.info("risk hold released", entry=entry_id)
+
+
+async def purge_counters(service: RiskService, services: Services, interval_s: float) -> None:
+    """Delete expired velocity-counter rows now and every ``interval_s`` (a task of
+    the switch; a store failure is logged and retried next time)."""
+    while True:
+        try:
+            gone = await service.counters.purge_expired(services.local_now().date())
+            if gone:
+                _log.info("expired risk counters purged", rows=gone)
+        except PospError as exc:
+            _log.warning("risk counter purge failed", error_type=type(exc).__name__)
+        await asyncio.sleep(interval_s)
 
 
 def open_risk(

@@ -14,7 +14,7 @@ from posp.store.risk_records import SqlRiskRecords
 from posp.store.sql_store import SqlStore
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, eventually
 from tests.e2e.test_reversals import answered_but_lost
 
 SINGLE_CAP_MINOR = 3_000_000  # 30,000.00
@@ -171,3 +171,21 @@ async def test_reversing_a_void_counts_the_purchase_again(stack: Stack) -> None:
     assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
     # The purchase stands again: the day is now past its cap, one fen more is refused.
     assert await buy(other, card, 1) == "61"
+
+
+async def test_expired_counters_are_purged_when_the_switch_starts(stack: Stack) -> None:
+    assert isinstance(stack.store, SqlStore)
+    await stack.store._write(
+        "test_expired",
+        "INSERT INTO risk_counters (counter_key, expires_on) VALUES ('c|old|d|2000-01-01', ?)",
+        ["2000-01-02"],
+    )
+    await stack.stop_switch()
+    await stack.start_switch()
+    store = stack.store
+
+    async def purged() -> bool:
+        found = await store._read("test_left", "SELECT count(*) AS n FROM risk_counters")
+        return int(found[0]["n"]) == 0
+
+    await eventually(purged)
