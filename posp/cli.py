@@ -108,6 +108,8 @@ async def terminal_cmd(ctx: Context) -> int:
     a = ctx.args
     if a.action == "provision-fleet":
         return await provision_fleet_cmd(ctx)
+    if a.action in ("reactivate", "unbind"):
+        return await terminal_lifecycle_cmd(ctx)
     needs_hsm = a.action in ("add", "rotate-tmk")
     read_only = a.action in READ_ONLY_ACTIONS
     async with open_admin(ctx.settings, hsm=needs_hsm, read_only=read_only) as admin:
@@ -136,6 +138,29 @@ async def terminal_cmd(ctx: Context) -> int:
     else:
         _show(ctx, view)
         _show(ctx, reports.View("Terminal management", ("item", "value"), managed))
+    return EXIT_OK
+
+
+async def terminal_lifecycle_cmd(ctx: Context) -> int:
+    """``terminal reactivate|unbind ID``: a dormant terminal transacts again / the
+    device binding is forgotten and the freeze lifted (posp.pipeline.lifecycle)."""
+    from posp.pipeline.lifecycle import operator_action
+    from posp.store.risk_records import SqlRiskRecords
+    from posp.store.sql_store import SqlStore
+
+    a = ctx.args
+    async with open_admin(ctx.settings, hsm=False) as admin:
+        terminal = await admin.terminal(a.terminal_id)  # an unknown id is an error
+        if not isinstance(admin.store, SqlStore):
+            raise ConfigError("terminal lifecycle needs a SQL store (settings store_url)")
+        zone = dt.timezone(dt.timedelta(hours=ctx.settings.network.tz_offset_hours))
+        today = dt.datetime.now(zone).date()
+        records = SqlRiskRecords(admin.store)
+        event = await operator_action(records, terminal.terminal_id, a.action, today)
+    if ctx.as_json:
+        reports.console_json(ctx.out, {"terminal_id": terminal.terminal_id, "event": event})
+    else:
+        ctx.out.print(f"terminal {terminal.terminal_id}: {event}", highlight=False)
     return EXIT_OK
 
 
@@ -392,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tmk", help="known clear TMK (32 hex); default: generate components")
     add.add_argument("--serial", help="device serial the terminal sends at sign-in")
     leaf(terminal, "list", terminal_cmd).add_argument("--merchant", help="only this merchant")
-    for action in ("show", "disable", "enable"):
+    for action in ("show", "disable", "enable", "reactivate", "unbind"):
         leaf(terminal, action, terminal_cmd).add_argument("terminal_id", metavar="ID")
     rotate = leaf(terminal, "rotate-tmk", terminal_cmd)
     rotate.add_argument("terminal_id", metavar="ID")

@@ -1,4 +1,5 @@
-"""``posp serve``: run the switch in this process until SIGINT/SIGTERM.
+"""``posp serve``: run the switch in this process until SIGINT/SIGTERM; SIGHUP
+reloads the risk ruleset.
 
 Invariant: every component started here is stopped here (an ``AsyncExitStack``),
 also when a later one fails to start; a signal only sets an event, the drain
@@ -39,6 +40,27 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+@contextlib.contextmanager
+def reload_on_sighup(switch: Switch) -> Iterator[None]:
+    """SIGHUP reloads the risk ruleset (``risk.ruleset_path``) while inside: the
+    holder swaps it atomically between requests; a file that does not load is
+    logged and the rules in force stay."""
+    loop = asyncio.get_running_loop()
+    risk = switch.risk
+    if risk is None:
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGHUP, risk.holder.reload)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield  # not the main thread (tests reload through the holder itself)
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 # --- the switch -------------------------------------------------------------------
 
 
@@ -56,6 +78,7 @@ async def serve(settings: Settings, out: Console, stop: asyncio.Event | None = N
     with stop_on_signals(stop):
         async with AsyncExitStack() as stack:
             switch = await start_switch(settings, stack)
+            stack.enter_context(reload_on_sighup(switch))
             out.print(
                 f"posp switch listening on {settings.listen_host}:{switch.port} (Ctrl-C to stop)",
                 highlight=False,

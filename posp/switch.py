@@ -31,6 +31,7 @@ from posp.network.ids import IdAllocator
 from posp.pipeline.context import Services
 from posp.pipeline.engine import Pipeline
 from posp.pipeline.recovery import InDoubtResolver
+from posp.pipeline.risk import RiskCapsFromTms, RiskService, open_risk, purge_counters
 from posp.pipeline.routes import ROUTES
 from posp.readiness import LoopHealth, switch_probes
 from posp.server import TerminalServer
@@ -95,6 +96,7 @@ class Switch:
         self._given_store = store
         self._given_hsm = hsm
         self._given_link = link
+        self.risk: RiskService | None = None  # the risk rules (their holder reloads on SIGHUP)
         self._owned: list[Any] = []  # closed in reverse order at stop()
         self.store: Store | None = None
         self.hsm: HsmClient | None = None
@@ -106,6 +108,7 @@ class Switch:
         self._refresher: asyncio.Task[None] | None = None
         self._raw_store: Store | None = None
         self.tms: TerminalManagement | None = None
+        self._purger: asyncio.Task[None] | None = None  # expired risk counters
 
     @property
     def port(self) -> int:
@@ -188,6 +191,7 @@ class Switch:
         if settings.uses_test_pan_hash_key:
             _log.warning("pan_hash_key is the public TEST value; set POSP_PAN_HASH_KEY")
         self._raw_store = await self._open_store()
+        self.risk = open_risk(settings, self._raw_store, self.registry)
         store = instrument_store(self._raw_store, self.metrics)
         raw_hsm = await self._open_hsm()
         warn_if_lab_keys(settings, raw_hsm)
@@ -197,10 +201,20 @@ class Switch:
         self.link = await self._open_link(hsm, ids)
         saf = await self._open_saf(store, self.link)
         services = Services(
-            settings, store, hsm, KeyService(hsm), ids, self.metrics, link=self.link, saf=saf
+            settings,
+            store,
+            hsm,
+            KeyService(hsm),
+            ids,
+            self.metrics,
+            link=self.link,
+            saf=saf,
+            risk=self.risk,
         )
         services.tms = self.tms = terminal_management(self._raw_store, settings)
         services.transfer_caps = self.tms  # §9: a terminal's own cap (key 39) first
+        if self.risk is not None and self.tms is not None:
+            self.risk.tms_caps = RiskCapsFromTms(self.tms)  # the rules read the same caps
         self.pipeline = Pipeline(services)
         await self._start_recovery(services)
         self.server = TerminalServer(self.pipeline, settings.limits, self.metrics)
@@ -213,6 +227,11 @@ class Switch:
         if settings.metrics_enabled:
             self._start_metrics_server()
         self._refresher = asyncio.create_task(self._refresh_signed_in(), name="signed-in-gauge")
+        purge_s = settings.risk.purge_interval_s
+        if self.risk is not None and purge_s > 0:
+            self._purger = asyncio.create_task(
+                purge_counters(self.risk, services, purge_s), name="risk-counter-purge"
+            )
         _log.info(
             "switch started",
             port=self.port,
@@ -251,6 +270,11 @@ class Switch:
             await self.server.stop(self.settings.limits.shutdown_drain_s)
         if self.pipeline is not None:
             await self.pipeline.drain()  # reversals of approvals nobody received
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

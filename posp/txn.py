@@ -143,6 +143,8 @@ class TxnRow:
     #: The receiving card travels in F62 usage 10 (a transfer; 30 when malformed).
     receiving_card_in_f62: bool = False
     network_accounts: NetworkAccounts = NetworkAccounts.NONE
+    #: The risk rules check it (terminal-link §11, ``posp.pipeline.risk``).
+    risk_checked: bool = False
     #: The answer's F63 carries 63.2 = the masked holder name from the network.
     answer_names_holder: bool = False
     #: The F55 use whose mandatory tags its chip data must carry; on a first
@@ -206,6 +208,7 @@ _ROWS: Final = (
         ("0200", "00", "22", "000"),
         _AMOUNT,
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         early_mac=True,
@@ -230,6 +233,7 @@ _ROWS: Final = (
         ("0220", "20", "25", "000"),
         _AMOUNT | {37, 61},
         network_mti="0220",
+        risk_checked=True,
         moves_money=True,
         original=(TxnType.PURCHASE, TxnType.COMPLETION),
         lookup=OriginalLookup.RRN,
@@ -241,6 +245,7 @@ _ROWS: Final = (
         ("0100", "03", "10", "000"),
         _AMOUNT,
         network_mti="0100",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         early_mac=True,
@@ -263,6 +268,7 @@ _ROWS: Final = (
         ("0200", "00", "20", "000"),
         _AMOUNT | {38, 61},
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         original=(TxnType.PREAUTH,),
         lookup=OriginalLookup.OPEN_PREAUTH,
@@ -296,6 +302,7 @@ _ROWS: Final = (
         ("0200", "40", "49", "000"),
         _AMOUNT | {62},
         network_mti="0200",
+        risk_checked=True,
         moves_money=True,
         reversible=True,
         settlement=Settlement.DEBIT,

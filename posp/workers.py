@@ -74,6 +74,8 @@ async def run_workers(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stopping.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, _forward_hangup, children)
     try:
         for index in range(workers):
             children.append(
@@ -93,7 +95,7 @@ async def run_workers(
     finally:
         _terminate(children)
         codes = [await child.wait() for child in children]
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
     failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
@@ -115,6 +117,14 @@ def _log_deaths(settings: Settings, children: list[asyncio.subprocess.Process]) 
             node_id=settings.node_id + index,
             **ended,
         )
+
+
+def _forward_hangup(children: list[asyncio.subprocess.Process]) -> None:
+    """SIGHUP (reload the risk ruleset) to every running worker."""
+    for child in children:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGHUP)
 
 
 def _terminate(children: list[asyncio.subprocess.Process]) -> None:

@@ -23,6 +23,7 @@ from terminals.conformance import (
 )
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
+from terminals.risk_scenarios import RISK_CATALOGUE
 from terminals.session import TerminalSession
 from terminals.state import PendingReversal, load_terminal, save_terminal
 from terminals.tms_scenarios import TMS_CATALOGUE
@@ -303,6 +304,7 @@ CATALOGUE: tuple[Scenario, ...] = (
         batch_upload_resumed,
     ),
     *TRANSFER_CATALOGUE,
+    *RISK_CATALOGUE,
     *TMS_CATALOGUE,  # last: they change the switch's parameters and groups
 )
 

@@ -80,6 +80,8 @@ async def decrypt_tracks(ctx: TxnContext) -> RC | None:
     """Clear F35/F36 into ``ctx.track2``/``track3`` (decrypting with the TDK when F53
     says so)."""
     message = ctx.message
+    if ctx.track2 is not None:
+        return None  # cleared already (the risk step needed the card's hash early)
     if not tracks_encrypted(ctx):
         track2, track3 = message.get(35), message.get(36)
         ctx.track2 = track2 if isinstance(track2, str) else None

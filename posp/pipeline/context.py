@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from posp.network.ids import IdAllocator
     from posp.network.link import EarlyMac
     from posp.pipeline.codes import ResponseCode
+    from posp.pipeline.risk import RiskOutcome, RiskService
     from posp.pipeline.route import Route
+    from posp.risk.lifecycle import DeviceIdentity, TerminalRiskState
     from posp.settings import Settings
     from posp.store.api import JournalEntry, Merchant, Store, Terminal
     from posp.tms.service import TerminalManagement, TerminalView
@@ -103,6 +105,8 @@ class Services:
     tms: TerminalManagement | None = None
     #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
     transfer_caps: TransferCapPort | None = None
+    #: The risk rules (``posp.pipeline.risk``); None: no risk step (risk.enabled false).
+    risk: RiskService | None = None
 
     def local_now(self) -> dt.datetime:
         return dt.datetime.now(_zone(self.settings.network.tz_offset_hours))
@@ -179,7 +183,11 @@ class TxnContext:
     journal_recorded: dict[str, object] | None = field(default=None, repr=False)
     refund_reserved_minor: int = 0  # reserved against the original until approved
     repeated: bool = False  # the request repeats one already journaled (0400, upload end)
+    #: The device's F59 A2 identity (TUSN, SIM ICCID) when it sent one: device binding.
+    device_identity: DeviceIdentity | None = None
     reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
+    risk: RiskOutcome | None = None  # the risk step's evaluation and hold
+    terminal_risk: TerminalRiskState | None = None  # dormancy/binding state (lifecycle)
 
     @property
     def message(self) -> Message:

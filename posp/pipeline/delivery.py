@@ -29,6 +29,7 @@ from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import entry_reversal_item, reversal_item, reverse_upstream
 from posp.pipeline.reversal import restore_prior
+from posp.pipeline.risk import release_hold
 from posp.store.api import APPROVED, REVERSED, SafItem
 
 #: 0420 reason: an error after the request was sent (terminal-link §3.2).
@@ -57,6 +58,7 @@ async def undo_approval(ctx: TxnContext, why: str) -> None:
     if won:
         original_id = ctx.original.id if ctx.original is not None else None
         await restore_prior(ctx, ctx.route.name, original_id)
+        await release_hold(ctx.services, ctx.entry_id)
     _log.warning("approval not delivered; reversed by the switch", why=why)
 
 

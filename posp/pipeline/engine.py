@@ -36,6 +36,7 @@ from posp.pipeline.delivery import approval_at_stake, undo_approval
 from posp.pipeline.forward import finish_forwarded
 from posp.pipeline.journal import record_outcome
 from posp.pipeline.respond import bare_answer, build_answer, take_answer
+from posp.pipeline.risk import finish_risk
 from posp.pipeline.routes import find_route
 from posp.txn import TxnType
 
@@ -103,6 +104,7 @@ class Pipeline:
                 code = MALFUNCTION
                 answer = await build_answer(ctx, code, mac=False)
             await record_outcome(ctx, code)
+            await self._finish_risk(ctx, code)
         except asyncio.CancelledError:  # the server's deadline or shutdown
             if approval_at_stake(ctx):
                 self._spawn_undo(ctx, "request cancelled")
@@ -169,6 +171,16 @@ class Pipeline:
             await finish_forwarded(ctx)
         except Exception as exc:
             _log.error("finishing the request failed", error_type=type(exc).__name__)
+
+    @staticmethod
+    async def _finish_risk(ctx: TxnContext, code: str) -> None:
+        """Give back or keep the risk hold once the outcome is journaled; a failure
+        is logged (the answer is decided), and a hold left kept is still released
+        by a later void, reversal or the in-doubt sweeper."""
+        try:
+            await finish_risk(ctx, code)
+        except Exception as exc:
+            _log.error("finishing the risk step failed", error_type=type(exc).__name__)
 
     @staticmethod
     def _bind(frame: TerminalFrame, txn_type: str | None) -> None:

@@ -33,6 +33,7 @@ from posp.iso8583.tms_params import TerminalParameters, split_f62
 from posp.log import get_logger
 from posp.pipeline.checks import registry_max_age_s
 from posp.pipeline.codes import ResponseCode as RC
+from posp.risk.lifecycle import DeviceIdentity
 from posp.tms.ic import AID_KIND, CAPK_KIND
 from posp.tms.params import over_cap, to_f62
 
@@ -66,14 +67,18 @@ async def load_view(ctx: TxnContext) -> RC | None:
 async def record_identity(ctx: TxnContext) -> RC | None:
     """F59 (§10): parsed, stored when it changed, its A2/05 counted in rollouts."""
     f59 = ctx.message.get(59)
-    tms = _tms(ctx)
-    if not isinstance(f59, str) or tms is None or ctx.terminal is None:
+    if not isinstance(f59, str):
         return None
     try:
         identity = TerminalIdentity.parse(f59)
     except DecodeError as exc:
         _log.info("malformed terminal identity", field=exc.field, offset=exc.offset)
         return RC.FORMAT_ERROR
+    # The device binding (posp.pipeline.lifecycle) reads the TUSN and SIM from it.
+    ctx.device_identity = DeviceIdentity(identity.hardware_serial or "", identity.iccid or "")
+    tms = _tms(ctx)
+    if tms is None or ctx.terminal is None:
+        return None
     if await tms.identity_seen(ctx.terminal.terminal_id, f59, identity):
         ctx.tms_view = await tms.view(ctx.terminal.terminal_id)
     return None

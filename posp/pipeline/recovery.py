@@ -47,6 +47,7 @@ from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstream
 from posp.pipeline.reversal import reverse_original
+from posp.pipeline.risk import release_hold
 from posp.pipeline.routes import find_route
 from posp.store.api import (
     APPROVED,
@@ -144,8 +145,12 @@ class InDoubtResolver:
         moves_money = row is not None and row.moves_money
         item = entry_reversal_item(services, entry, NO_ANSWER) if moves_money else None
         if item is None:  # no money (a balance inquiry), or it provably never left
-            return await services.store.transition(entry.id, (PENDING,), TIMED_OUT)
-        return await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
+            won = await services.store.transition(entry.id, (PENDING,), TIMED_OUT)
+        else:
+            won = await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
+        if won:
+            await release_hold(services, entry.id)  # its risk hold, kept before sending
+        return won
 
     async def _close_reversal(self, entry: JournalEntry) -> bool:
         """A 0400 the switch died handling: it got no answer, so its terminal sends it

@@ -38,6 +38,7 @@ from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
 from posp.pipeline.originals import amount_minor
+from posp.pipeline.risk import release_hold, restore_hold
 from posp.store.api import (
     APPROVED,
     PENDING,
@@ -126,7 +127,8 @@ async def restore_prior(ctx: TxnContext, txn_type: str, original_id: int | None)
     change = None if row is None else row.restores
     if change is None or original_id is None:
         return
-    await ctx.services.store.transition(original_id, (change[0],), change[1])
+    if await ctx.services.store.transition(original_id, (change[0],), change[1]):
+        await restore_hold(ctx.services, original_id)  # a voided purchase counts again
 
 
 def reversal_reason(ctx: TxnContext) -> str:
@@ -147,6 +149,15 @@ async def reverse_original(ctx: TxnContext) -> RC | None:
         _log.info("reversal of an unknown original")
         return ANSWER
     assert original.id is not None
+    await _reverse(ctx, original)
+    # Whatever the original's state now, a hold it still has is given back
+    # (once: a compare-and-set; no-op when it was declined or voided before).
+    await release_hold(ctx.services, original.id)
+    return ANSWER
+
+
+async def _reverse(ctx: TxnContext, original: JournalEntry) -> None:
+    assert original.id is not None
     ctx.original = original
     ctx.journal_changes["original_id"] = original.id
     store = ctx.services.store
@@ -154,15 +165,15 @@ async def reverse_original(ctx: TxnContext) -> RC | None:
     if sent is None:  # never left: nothing upstream to undo
         if await store.transition(original.id, REVERSIBLE_STATES, REVERSED):
             await restore_prior(ctx, original.txn_type, original.original_id)
-        return ANSWER
+        return
     if original.state not in (*REVERSIBLE_STATES, REVERSED):
-        return ANSWER  # declined, voided or completed: no money moved, or it moved back
+        return  # declined, voided or completed: no money moved, or it moved back
     item = reversal_item(original.id, sent, reversal_reason(ctx))
     won = await reverse_upstream(ctx.services, original.id, REVERSIBLE_STATES, REVERSED, item)
     if won:
         await restore_prior(ctx, original.txn_type, original.original_id)
         _log.info("original reversed; 0420 queued", original_id=original.id)
-    return ANSWER
+    return
 
 
 async def verify_or_defer(ctx: TxnContext) -> RC | None:

@@ -28,7 +28,9 @@ from posp.pipeline import (
     transfer,
 )
 from posp.pipeline.journal import journal_pending
+from posp.pipeline.lifecycle import check_lifecycle
 from posp.pipeline.premac import start_network_mac
+from posp.pipeline.risk import check_risk, hold_velocity
 from posp.pipeline.route import Route, Step
 from posp.txn import TXN_TYPES, RouteKey, TxnType
 
@@ -64,7 +66,8 @@ CHECKS: Final[tuple[Step, ...]] = (
 AUTHENTIC: Final[tuple[Step, ...]] = (*CHECKS, checks.verify_mac)
 #: Card transactions: the checks, the early HSM work beside the MAC check, the
 #: journal's pending entry (94 on a duplicate; the write-ahead of the network
-#: request), then: link signed on (else 91 at once) → clear track data (TDK) →
+#: request; the risk rules and their velocity hold just before it, the hold kept
+#: with the entry just after it), then: link signed on (else 91 at once) → clear track data (TDK) →
 #: the original a void/refund/completion names (25 / 12 / 64) → PIN TPK→ZPK (99) →
 #: send with a deadline; answer, decline or 98 with a queued 0420.
 FINANCIAL: Final[tuple[Step, ...]] = (
@@ -72,10 +75,13 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     start_early_hsm_work,
     checks.verify_mac,
     management.record_identity,
+    check_lifecycle,
     checks.check_amount,
     management.check_caps,
     chip.check_chip_data,
+    check_risk,
     journal_pending,
+    hold_velocity,
     forward.require_link,
     cardsec.decrypt_tracks,
     chip.check_fallback,
@@ -129,6 +135,7 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
         *MANAGED,
         signin.check_device_serial,
         management.record_identity,
+        check_lifecycle,
         signin.issue_working_keys,
     ),
     TxnType.SIGN_OFF: (

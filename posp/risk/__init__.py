@@ -12,5 +12,5 @@ exactly in the store.
 * ``posp.risk.backtest``   a candidate ruleset replayed over journal-like rows
 * ``posp.risk.metrics``    posp_risk_decisions_total{rule,action}, posp_risk_evaluations_total
 * ``posp.risk.settings``   the [risk] settings section
-* ``posp.risk.cli``        ``posp risk validate | backtest``
+* ``posp.risk.cli``        ``posp risk validate | backtest | explain | flagged``
 """

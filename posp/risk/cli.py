@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from posp.errors import ConfigError
 from posp.risk.backtest import BacktestReport, BacktestRow, run_backtest
 from posp.risk.inputs import RiskInput, TmsCaps
 from posp.risk.ruleset import compile_ruleset, read_ruleset
+from posp.store.risk_records import RiskRecord, SqlRiskRecords
 
 if TYPE_CHECKING:
     from posp.cli import Context
@@ -36,7 +37,7 @@ EXIT_OK = 0
 
 
 def register(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
-    """Add ``risk validate`` and ``risk backtest`` to ``posp``'s subcommands."""
+    """Add ``risk validate | backtest | explain | flagged`` to ``posp``'s subcommands."""
     group = commands.add_parser("risk", help="risk rules")
     risk = group.add_subparsers(dest="action", required=True, parser_class=type(group))
     validate = risk.add_parser("validate", parents=list(parents), help="check a ruleset file")
@@ -50,6 +51,12 @@ def register(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> 
         "--rows", metavar="FILE", help="JSON lines of rows instead of the journal"
     )
     backtest.set_defaults(handler=backtest_cmd)
+    explain = risk.add_parser("explain", parents=list(parents), help="why a txn was flagged")
+    explain.add_argument("rrn", metavar="RRN")
+    explain.set_defaults(handler=explain_cmd)
+    flagged = risk.add_parser("flagged", parents=list(parents), help="flagged txns of a day")
+    flagged.add_argument("--date", dest="day", required=True, type=_date, metavar="YYYY-MM-DD")
+    flagged.set_defaults(handler=flagged_cmd)
 
 
 def _date(text: str) -> dt.date:
@@ -109,6 +116,61 @@ async def _journal(ctx: Context, start: dt.date, end: dt.date) -> list[BacktestR
         if not isinstance(store, SqlStore):
             raise ConfigError("backtest needs a SQL store (settings store_url)")
         return [row async for row in journal_rows(store, start, end, utc_offset_hours=offset)]
+
+
+async def explain_cmd(ctx: Context) -> int:
+    """Every rule that fired on the transaction with this RRN, with its inputs."""
+    rrn = str(ctx.args.rrn)
+    if len(rrn) != 12 or not rrn.isdigit():
+        raise ConfigError(f"RRN {rrn!r}: 12 digits expected")
+    found = await _records(ctx, lambda records: records.by_rrn(rrn))
+    if not found:
+        raise ConfigError(f"no risk decision recorded for RRN {rrn}")
+    _print_records(ctx, f"risk decisions of RRN {rrn}", found)
+    return EXIT_OK
+
+
+async def flagged_cmd(ctx: Context) -> int:
+    """The flagged transactions of one local business day (for review)."""
+    day: dt.date = ctx.args.day
+    found = await _records(ctx, lambda records: records.flagged(day))
+    _print_records(ctx, f"flagged on {day.isoformat()}: {len(found)}", found)
+    return EXIT_OK
+
+
+async def _records(
+    ctx: Context, query: Callable[[SqlRiskRecords], Awaitable[list[RiskRecord]]]
+) -> list[RiskRecord]:
+    from posp.admin import open_admin
+    from posp.store.sql_store import SqlStore
+
+    async with open_admin(ctx.settings, hsm=False, read_only=True) as admin:
+        if not isinstance(admin.store, SqlStore):
+            raise ConfigError("risk decisions need a SQL store (settings store_url)")
+        return await query(SqlRiskRecords(admin.store))
+
+
+def _print_records(ctx: Context, title: str, found: list[RiskRecord]) -> None:
+    view = reports.View(
+        title, ("rrn", "type", "amount", "card", "answer", "version", "rule", "action", "inputs")
+    )
+    for record in found:
+        for decision in record.decisions or [{}]:
+            triggered = decision.get("triggered") or {}
+            view.rows.append(
+                {
+                    "rrn": record.rrn,
+                    "type": record.txn_type,
+                    "amount": record.amount_minor,
+                    "card": record.pan_masked,
+                    "answer": record.response_code,
+                    "version": record.ruleset_version,
+                    "rule": decision.get("rule", "-"),
+                    "action": decision.get("action", record.outcome),
+                    "inputs": " ".join(f"{k}={v}" for k, v in dict(triggered).items()),
+                }
+            )
+    reports.render(view, "json" if ctx.as_json else "table", ctx.out)
 
 
 def _in_range(rows: Iterator[BacktestRow], start: dt.date, end: dt.date) -> Iterator[BacktestRow]:

@@ -10,7 +10,9 @@ Invariants:
   statements and the guard subqueries are uncorrelated (evaluated once,
   before any row changes).  Nothing is read, decided in Python and written back.
 * Rows are created on first use (``INSERT ... ON CONFLICT DO NOTHING``, keys
-  sorted), then the add is retried: a missing row never counts as a pass.
+  sorted), then the add is retried: a missing row never counts as a pass.  On
+  SQLite the creation runs first in the same writer job as the add (and the
+  caller's ``then``), so a first use costs one commit.
 * The SQL text is fixed whatever the number of keys (arrays on PostgreSQL, a
   JSON parameter on SQLite), so each statement is prepared once per connection.
 """
@@ -18,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.inputs import CounterValue
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import SqlStore
+from posp.store.sqlite import SqliteStore
 
 _COLUMNS = "counter_key, amount_minor, txn_count, refunded_minor, last_at_s"
 _PASSES = (
@@ -67,20 +71,25 @@ PG_CREATE = (
 )
 PG_SNAPSHOT = f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key = ANY(?::text[])"
 
-# --- SQLite: one JSON array of request rows ---------------------------------------
+# --- SQLite: one JSON array of request rows (?1, read three times) ----------------
+# A subquery rather than a WITH clause: SQLite 3.40 ran the UPDATE with a CTE
+# in ~1.5 ms on a 50,000-row table (it grows with the table) and this form in
+# ~0.2 ms, with the same index searches in the plan.
 _SQLITE_REQ = (
-    "req (k, a, n, f, t, e, ma, mnet, mc, mg) AS (SELECT"
-    + ",".join(f" json_extract(value, '$[{i}]')" for i in range(10))
-    + " FROM json_each(?))"
+    "(SELECT"
+    + ",".join(
+        f" json_extract(value, '$[{i}]') AS {name}"
+        for i, name in enumerate(("k", "a", "n", "f", "t", "e", "ma", "mnet", "mc", "mg"))
+    )
+    + " FROM json_each(?1))"
 )
 SQLITE_CHECK_AND_ADD = (
-    f"WITH {_SQLITE_REQ}"
-    f" UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
-    " FROM req r WHERE risk_counters.counter_key = r.k"
-    " AND (SELECT count(*) FROM risk_counters l JOIN req r ON r.k = l.counter_key)"
-    " = (SELECT count(*) FROM req)"
-    " AND NOT EXISTS (SELECT 1 FROM risk_counters l JOIN req r ON r.k = l.counter_key"
-    f" WHERE NOT ({_PASSES}))"
+    f"UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
+    f" FROM {_SQLITE_REQ} AS r WHERE risk_counters.counter_key = r.k"
+    f" AND (SELECT count(*) FROM {_SQLITE_REQ} AS r JOIN risk_counters l ON l.counter_key = r.k)"
+    " = json_array_length(?1)"
+    f" AND NOT EXISTS (SELECT 1 FROM {_SQLITE_REQ} AS r JOIN risk_counters l"
+    f" ON l.counter_key = r.k WHERE NOT ({_PASSES}))"
     " RETURNING counter_key"
 )
 SQLITE_CREATE = (
@@ -92,6 +101,9 @@ SQLITE_SNAPSHOT = (
     f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key IN (SELECT value FROM json_each(?))"
 )
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
+
+#: A statement and its parameters.
+Statement = tuple[str, list[Any]]
 
 #: Creating missing rows and retrying: twice is enough (a row once created is
 #: never deleted before it expires); a third miss is a store fault.
@@ -114,13 +126,18 @@ class SqlRiskCounters:
         found = await self._store._read("risk_snapshot", sql, [param])
         return {row["counter_key"]: _value(row) for row in found}
 
-    async def check_and_add(self, adds: Sequence[CounterAdd]) -> AddResult:
+    async def check_and_add(
+        self, adds: Sequence[CounterAdd], *, then: Statement | None = None
+    ) -> AddResult:
+        """As the Protocol; ``then`` (a statement, e.g. the record of the hold) runs
+        only when the add is applied — in the same transaction on SQLite, right
+        after it on PostgreSQL (a crash between leaves counters high, never low)."""
         if not adds:
             return AddResult(True, {})
         if len({a.key for a in adds}) != len(adds):
             raise ValueError("risk_check_and_add: a key appears twice in one call")
         for _ in range(_ATTEMPTS):
-            applied, before = await self._attempt(adds)
+            applied, before = await self._attempt(adds, then)
             if applied:
                 return AddResult(True, before)
             missing = [a for a in adds if a.key not in before]
@@ -138,17 +155,36 @@ class SqlRiskCounters:
         gone = await self._store._write("risk_purge", PURGE, [today.isoformat()])
         return len(gone)
 
-    async def _attempt(self, adds: Sequence[CounterAdd]) -> tuple[bool, dict[str, CounterValue]]:
+    async def _attempt(
+        self, adds: Sequence[CounterAdd], then: Statement | None = None
+    ) -> tuple[bool, dict[str, CounterValue]]:
         if self._pg:
             columns = [list(column) for column in zip(*map(_row, adds), strict=True)]
             found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
             before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
-            return bool(found and found[0]["pass"]), before
+            passed = bool(found and found[0]["pass"])
+            if passed and then is not None:
+                await self._store._write("risk_check_and_add_then", *then)
+            return passed, before
         payload = json.dumps([_row(a) for a in adds])
-        changed = await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+        if isinstance(self._store, SqliteStore):
+            changed = await self._store._write_job(
+                "risk_check_and_add", functools.partial(_sqlite_job, adds, payload, then)
+            )
+        else:
+            changed = bool(
+                await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+            )
         if changed:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])
+
+    async def create_missing(self, adds: Sequence[CounterAdd]) -> None:
+        """Create the rows of ``adds`` a caller knows missing, so ``check_and_add``
+        applies at its first attempt (SQLite: nothing to do, the add creates them
+        in its own transaction)."""
+        if self._pg:
+            await self._create(adds)
 
     async def _create(self, adds: Sequence[CounterAdd]) -> None:
         rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
@@ -157,6 +193,21 @@ class SqlRiskCounters:
             await self._store._write("risk_create", PG_CREATE, params)
         else:
             await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
+
+
+def _sqlite_job(
+    adds: Sequence[CounterAdd], payload: str, then: Statement | None, connection: Any
+) -> bool:
+    """One writer job (one savepoint): create the rows not there yet, check-and-add,
+    and run ``then`` only if the add applied.  One commit instead of three on a
+    counter's first use, the common case for card+terminal counters."""
+    created = json.dumps(sorted((a.key, a.expires_on.isoformat()) for a in adds))
+    connection.execute(SQLITE_CREATE, [created]).fetchall()
+    if not connection.execute(SQLITE_CHECK_AND_ADD, [payload]).fetchall():
+        return False
+    if then is not None:
+        connection.execute(*then).fetchall()
+    return True
 
 
 def _row(add: CounterAdd) -> list[Any]:

@@ -17,6 +17,13 @@ idle one is always there; a tick that finds none is counted as skipped).
 terminal port (``reuse_port``, node ids 1..N) and the store (default 2);
 ``POSP_BENCH_PG=postgresql://user@host:port/db`` puts the store in a fresh
 PostgreSQL schema (dropped afterwards) instead of a SQLite file.
+``POSP_BENCH_RISK`` = ``both`` (default), ``on`` or ``off``: the risk rules
+(default ruleset) on or off in the switches; ``both`` interleaves
+``POSP_BENCH_ROUNDS`` (default 2) pairs of runs, off then on, each a fresh
+stack, and prints the mean approved/s of each and their ratio (target: rules
+on >= 95 % of rules off).  The cards are a lab pool (``posp.lab.cardpool``,
+``POSP_BENCH_CARDS``, default 200) so that no card passes the rules' 100,000.00
+card-day cap: every decline would be a fault.
 Prints the rate, the slowest whole second, latency percentiles, each process's
 CPU (share of one core) and whether the target was met.
 On the shared 2-core development machine the figures are pessimistic.
@@ -34,7 +41,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from issuer_sim.cardfile import DEMO_CARDS, read_card_file
+from issuer_sim.cardfile import read_card_file
+from posp.lab.cardpool import write_card_pool
 from posp.lab.fleetfile import read_fleet_file
 from posp.loop import loop_name
 from posp.loop import run as run_loop
@@ -45,8 +53,8 @@ from terminals.fleet_report import FleetStats
 BIN = Path(sys.executable).parent
 MERCHANT_ID = "898100000000001"
 #: Balance and daily limit a card needs to be used here (1,000,000.00 CNY each):
-#: 90,000 purchases of at most 50.00 over ~14 cards stay far below both, so
-#: every decline would be a switch fault, not the demo data's low-balance card.
+#: 90,000 purchases of at most 50.00 over the pool's cards stay far below both,
+#: and below the risk rules' card-day cap, so every decline would be a fault.
 AMPLE_MINOR = 100_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -147,16 +155,23 @@ def start_switches(
 
 @contextlib.contextmanager
 def full_stack(
-    terminals: int, switches: int, issuer_env: dict[str, str] | None = None
+    terminals: int,
+    switches: int,
+    issuer_env: dict[str, str] | None = None,
+    *,
+    risk: bool = True,
+    cards_file: Path | None = None,
 ) -> Iterator[tuple[dict[str, subprocess.Popen[bytes]], Path, int]]:
-    """``hsm-sim``, ``issuer-sim serve`` (``issuer_env`` added to its environment) and
-    ``switches`` × ``posp serve`` in a temporary directory with ``terminals``
-    provisioned: (the processes, the fleet file, the terminal port); everything is
-    stopped on exit."""
+    """``hsm-sim``, ``issuer-sim serve`` (``issuer_env`` added to its environment; the
+    card pool ``cards_file`` when given) and ``switches`` × ``posp serve`` (risk rules
+    on or off) in a temporary directory with ``terminals`` provisioned: (the
+    processes, the fleet file, the terminal port); everything is stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
         data = Path(tmp)
         hsm_port, net_port, term_port = free_port(), free_port(), free_port()
         env = switch_env(data, hsm_port, net_port, term_port)
+        env["POSP_RISK__ENABLED"] = "true" if risk else "false"
+        cards = [] if cards_file is None else ["--cards", str(cards_file)]
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             procs["hsm-sim"] = start(
@@ -165,7 +180,11 @@ def full_stack(
                 data / "hsm.log",
             )
             procs["issuer-sim"] = start(
-                [str(BIN / "issuer-sim"), "serve", "--port", str(net_port)],
+                [
+                    *(str(BIN / "issuer-sim"), "serve", "--port", str(net_port)),
+                    *cards,
+                    *("--db", str(data / "issuer.db")),
+                ],
                 {**env, "POSP_ISSUER_LOG_LEVEL": "warning", **(issuer_env or {})},
                 data / "issuer.log",
             )
@@ -190,21 +209,37 @@ def full_stack(
             drop_pg_schema()
 
 
-def run(seconds: float, terminals: int, switches: int, rate: float | None) -> None:
-    with full_stack(terminals, switches) as (procs, fleet_file, term_port):
-        run_loop(report_run(procs, fleet_file, term_port, seconds, rate), server=True)
+def run(
+    seconds: float, terminals: int, switches: int, rate: float | None, *, risk: bool = True
+) -> float:
+    """One run on a fresh stack; its approved purchases per second."""
+    with tempfile.TemporaryDirectory(prefix="bench-cards-") as tmp:
+        cards_file = write_card_pool(Path(tmp) / "cards.csv", bench_card_count())
+        with full_stack(terminals, switches, risk=risk, cards_file=cards_file) as (
+            procs,
+            fleet_file,
+            term_port,
+        ):
+            print(f"risk rules {'ON (default ruleset)' if risk else 'OFF'}")
+            return run_loop(
+                report_run(procs, fleet_file, cards_file, term_port, seconds, rate), server=True
+            )
 
 
-def ample_cards() -> list[TerminalCard]:
-    """Active demo cards whose balance and daily limit outlast the run."""
+def bench_card_count() -> int:
+    return int(os.environ.get("POSP_BENCH_CARDS", "200"))
+
+
+def ample_cards(cards_file: Path) -> list[TerminalCard]:
+    """Active cards of the pool whose balance and daily limit outlast the run."""
     ample = {
         r.pan
-        for r in read_card_file(DEMO_CARDS)
+        for r in read_card_file(cards_file)
         if r.status == "active"
         and r.balance_minor >= AMPLE_MINOR
         and r.daily_limit_minor >= AMPLE_MINOR
     }
-    return [c for c in load_cards() if c.active and c.pan in ample]
+    return [c for c in load_cards(cards_file) if c.active and c.pan in ample]
 
 
 TARGET_RATE = 1500.0
@@ -232,11 +267,12 @@ class PerSecond:
 async def report_run(
     procs: dict[str, subprocess.Popen[bytes]],
     fleet_file: Path,
+    cards_file: Path,
     port: int,
     seconds: float,
     rate: float | None,
-) -> None:
-    cards = ample_cards()
+) -> float:
+    cards = ample_cards(cards_file)
     per_second = PerSecond()
     config = FleetConfig(
         terminals=read_fleet_file(fleet_file),
@@ -309,6 +345,7 @@ async def report_run(
         f" {TARGET_P99_MS:.0f} ms: {'MET' if met else 'not met'}"
         f" ({approved_per_s:,.0f}/s, p99 {p99:.1f} ms, {report.duration_s:.0f} s)"
     )
+    return approved_per_s
 
 
 def main() -> None:
@@ -316,7 +353,23 @@ def main() -> None:
     terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "48"))
     switches = int(os.environ.get("POSP_BENCH_SWITCHES", "2"))
     rate = float(os.environ["POSP_BENCH_RATE"]) if os.environ.get("POSP_BENCH_RATE") else None
-    run(seconds, terminals, switches, rate)
+    mode = os.environ.get("POSP_BENCH_RISK", "both")
+    if mode not in ("both", "on", "off"):
+        raise SystemExit(f"POSP_BENCH_RISK={mode!r}: both, on or off")
+    if mode != "both":
+        run(seconds, terminals, switches, rate, risk=mode == "on")
+        return
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(int(os.environ.get("POSP_BENCH_ROUNDS", "2"))):
+        for risk in (False, True):  # interleaved: drift on the shared machine hits both
+            rates[risk].append(run(seconds, terminals, switches, rate, risk=risk))
+    off, on = (sum(rates[k]) / len(rates[k]) for k in (False, True))
+    ratio = on / off if off else 0.0
+    print(
+        f"risk rules on vs off: {on:,.0f} vs {off:,.0f} approved/s (runs on {rates[True]},"
+        f" off {rates[False]}): {ratio:.1%} of rules-off;"
+        f" target >= 95 %: {'MET' if ratio >= 0.95 else 'not met'}"
+    )
 
 
 if __name__ == "__main__":

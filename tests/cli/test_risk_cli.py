@@ -118,3 +118,72 @@ def test_backtest_replays_the_journal_of_the_local_days(posp: Posp) -> None:
         "risk", "backtest", DEFAULT, "--from", "2026-12-04", "--to", "2026-12-04", "--json"
     )
     assert other_day.json()["rows"] == 0
+
+
+async def _decided(path: Path) -> None:
+    """A journaled purchase with a flag decision kept by the risk step."""
+    from posp.store.risk_records import SqlRiskRecords
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        entry_id = await store.insert_entry(
+            JournalEntry(
+                terminal_id="10000001",
+                merchant_id="898290054110001",
+                batch="000001",
+                trace="000009",
+                txn_type="purchase",
+                mti="0200",
+                amount_minor=1_000_000,
+                pan_masked="622588******0001",
+                pan_hash="cd" * 16,
+                state="approved",
+                rrn="123456789012",
+            )
+        )
+        decision = {"rule": "round-amount", "version": "v7", "action": "flag", "code": "59"}
+        await SqlRiskRecords(store).keep(
+            entry_id,
+            rrn="123456789012",
+            terminal_id="10000001",
+            local_day=dt.date(2026, 12, 3),
+            ruleset_version="v7",
+            outcome="flag",
+            flagged=True,
+            decisions=[{**decision, "triggered": {"amount_minor": "1000000"}}],
+            hold=None,
+        )
+    finally:
+        await store.close()
+
+
+def test_explain_shows_the_rule_version_and_inputs_of_an_rrn(posp: Posp) -> None:
+    posp.data_dir.mkdir(parents=True)
+    asyncio.run(_decided(posp.data_dir / "posp.db"))
+    result = posp("risk", "explain", "123456789012", "--json")
+    assert result.code == 0, result.err
+    (row,) = result.json()
+    assert (row["rule"], row["version"], row["action"]) == ("round-amount", "v7", "flag")
+    assert row["inputs"] == "amount_minor=1000000" and row["card"] == "622588******0001"
+    assert posp("risk", "explain", "999999999999").code == 2
+    assert posp("risk", "explain", "12ab").code == 2
+
+
+def test_flagged_lists_the_days_flagged_transactions_only(posp: Posp) -> None:
+    posp.data_dir.mkdir(parents=True)
+    asyncio.run(_decided(posp.data_dir / "posp.db"))
+    day = posp("risk", "flagged", "--date", "2026-12-03", "--json")
+    assert day.code == 0, day.err
+    assert [r["rrn"] for r in day.json()] == ["123456789012"]
+    assert posp("risk", "flagged", "--date", "2026-12-04", "--json").json() == []
+    assert posp("risk", "flagged", "--date", "tomorrow").code == 2
+
+
+def test_terminal_reactivate_and_unbind_journal_their_events(posp: Posp, merchant: str) -> None:
+    assert posp("terminal", "add", "--id", "10000001", "--merchant", merchant).code == 0
+    reactivated = posp("terminal", "reactivate", "10000001", "--json")
+    assert reactivated.code == 0, reactivated.err
+    assert reactivated.json() == {"terminal_id": "10000001", "event": "reactivated"}
+    assert posp("terminal", "unbind", "10000001", "--json").json()["event"] == "unbound"
+    assert posp("terminal", "unbind", "99999999").code == 2

@@ -125,3 +125,39 @@ def test_workers_whose_node_ids_pass_99_are_refused(
     result = posp("serve", "--workers", "3")
     assert result.code == 2
     assert "node ids 98..100" in result.err
+
+
+def _catches_sighup(pid: int) -> bool:
+    """The process has a handler for SIGHUP (bit 1 of SigCgt in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGHUP - 1)))
+
+
+def test_sighup_to_the_supervisor_reloads_the_ruleset_in_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGHUP is forwarded to each worker, which reloads ``risk.ruleset_path``; a file
+    that no longer loads is logged by each and serving goes on (exit 0 at SIGTERM)."""
+    from posp.risk.ruleset import default_ruleset_text
+
+    ruleset = tmp_path / "rules.toml"
+    ruleset.write_text(default_ruleset_text())
+    monkeypatch.setenv("POSP_RISK__RULESET_PATH", str(ruleset))
+    supervisor, _ = _start_two_workers(tmp_path, 11, subprocess.PIPE)
+    try:
+        children = _children(supervisor.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(map(_catches_sighup, children)):
+            time.sleep(0.1)
+        ruleset.write_text('version = "broken"\n[[rules]]\nid = "x"\n')
+        supervisor.send_signal(signal.SIGHUP)
+        supervisor.send_signal(signal.SIGTERM)
+        _, err = supervisor.communicate(timeout=30)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    assert supervisor.returncode == 0, err
+    refused = [json.loads(line) for line in err.splitlines() if "not reloaded" in line]
+    assert len(refused) == 2, err

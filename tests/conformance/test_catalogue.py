@@ -35,3 +35,16 @@ async def test_scenario_passes_against_the_real_stack(stack: RunningStack, name:
 def test_pending_tags_name_catalogue_features() -> None:
     """A pending tag that names no scenario's feature would mark nothing."""
     assert set(PENDING) <= {s.feature for s in CATALOGUE}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_risk_flags_are_journaled_for_review(stack: RunningStack) -> None:
+    """The round-amount purchases the risk scenario gets approved are listed as flagged."""
+    [result] = await run_catalogue(stack.target, "risk_flags_approve")
+    assert result.status is Status.PASS, result.reason
+    risk = stack.switch.risk
+    assert risk is not None and stack.switch.pipeline is not None
+    today = stack.switch.pipeline.services.local_now().date()
+    flagged = await risk.records.flagged(today)
+    rules = {d["rule"] for record in flagged for d in record.decisions}
+    assert {"round-amount", "card-terminal-interval"} <= rules

@@ -19,6 +19,7 @@ from issuer_sim.rules import DROP_AMOUNT_MINOR
 from posp.errors import HsmUnavailable, StoreUnavailable
 from posp.hsm.api import KEY_TAK
 from posp.iso8583 import Message
+from posp.store.sql_store import SqlStore
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack, eventually
@@ -109,6 +110,15 @@ async def purchase_in_flight_when_the_switch_dies(
     return terminal
 
 
+async def hold_released(stack: Stack, entry_id: int | None) -> bool:
+    """The entry had a risk hold and it was given back (its record says so)."""
+    assert isinstance(stack.store, SqlStore) and entry_id is not None
+    found = await stack.store._read(
+        "test_hold", "SELECT hold, released_at FROM risk_records WHERE entry_id = ?", [entry_id]
+    )
+    return bool(found) and found[0]["hold"] is not None and found[0]["released_at"] is not None
+
+
 async def test_switch_killed_mid_purchase_then_the_terminals_0400_restores_the_balance(
     stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +158,7 @@ async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0
     trace = f"{terminal.machine.state.last_trace:06d}"
     original = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
     assert original is not None and original.state == "timed_out"
+    assert await hold_released(stack, original.id)  # the risk hold kept before sending
     assert (await switch.recovery.sweep(later)).timed_out == 0  # resolved once
     assert issuer_0420s(stack) == 1
 
@@ -175,6 +186,7 @@ async def test_an_approval_whose_answer_cannot_be_maced_is_reversed_by_the_switc
     assert stack.store is not None
     entry = await stack.store.find_by_trace(TERMINAL, BATCH, outcome.trace)
     assert entry is not None and entry.state == "reversed" and entry.response_code == "96"
+    assert await hold_released(stack, entry.id)
     assert issuer_0420s(stack) == 1
 
 

@@ -7,6 +7,7 @@ them.  Skips (via ``pg_dsn``) when PostgreSQL is not reachable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -67,7 +68,13 @@ class ScaleOut:
 
 @pytest.fixture
 async def scaleout(tmp_path: Path, pg_url: str) -> AsyncIterator[ScaleOut]:
-    stack = Stack.create(tmp_path, store_url=pg_url)
+    async with started_scaleout(Stack.create(tmp_path, store_url=pg_url), pg_url) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def started_scaleout(stack: Stack, pg_url: str) -> AsyncIterator[ScaleOut]:
+    """The issuer of ``stack`` and the two instances, stopped afterwards."""
     await stack.start_issuer(key_grace_s=KEY_GRACE_S)
     stack.store = open_store(pg_url, node_id="00")  # provisioning and inspection
     await stack.store.open()

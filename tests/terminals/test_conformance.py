@@ -63,4 +63,4 @@ async def test_unknown_scenario_names_are_refused(target: ConformanceTarget) -> 
 
 def test_catalogue_names_are_unique_and_cover_the_brief() -> None:
     names = [s.name for s in CATALOGUE]
-    assert len(names) == len(set(names)) == 40 + len(TMS_CATALOGUE)  # + 9 chip cases
+    assert len(names) == len(set(names)) == 44 + len(TMS_CATALOGUE)  # + 9 chip, 4 risk
