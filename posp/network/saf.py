@@ -4,7 +4,8 @@ advices the switch sends for terminals (0620 script results, confirmed by 0630).
 Invariants:
 * Items live in the store (``enqueue_saf``), so a restart — or another switch
   instance on the same database — picks them up; ``due_saf`` leases what it returns.
-* An item is removed only when a 0430 arrives; anything else (no link, timeout, bad
+* An item is marked delivered (never removed: one per entry, ever) only when its
+  answer (0430, or 0630 for an advice) arrives; anything else (no link, timeout, bad
   MAC, another MTI, any other failure such as an HSM timeout) reschedules it with
   exponential backoff with full jitter (``posp.backoff``) under ceilings from
   ``min_backoff_s`` doubling to ``max_backoff_s``.  Repeats

@@ -23,10 +23,11 @@ Invariants: no cryptogram is checked here and none is logged (tags by name only)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from posp.errors import DecodeError, DuplicateTransaction
 from posp.iso8583.fields import Field61
-from posp.iso8583.tlv import decode_f55, first_missing_tag
+from posp.iso8583.tlv import build_f55, decode_f55, first_missing_tag
 from posp.log import get_logger
 from posp.network.mapping import script_advice_from_entry
 from posp.network.saf import saf_payload
@@ -54,6 +55,18 @@ def _f55(ctx: TxnContext) -> bytes | None:
         _log.info("F55 lacks a mandatory tag", tag=missing)
         return None
     return value
+
+
+#: What the network's 0620 carries of the terminal's F55 (network-link §8): the
+#: script results and the tags naming the card's cryptogram; nothing else is
+#: stored in the queue (no track-equivalent 57, no PAN 5A).
+ADVICE_TAGS: Final = ("DF31", "9F26", "9F27", "9F36")
+
+
+def advice_tags(f55: bytes) -> bytes:
+    """The terminal's advice F55 cut to ``ADVICE_TAGS``, in that order."""
+    decoded = decode_f55(f55)
+    return build_f55((tag, value) for tag in ADVICE_TAGS if (value := decoded.get(tag)) is not None)
 
 
 async def _journal_once(ctx: TxnContext, trace: str, original: JournalEntry | None) -> bool:
@@ -92,7 +105,10 @@ async def record_script_advice(ctx: TxnContext) -> RC | None:
         _log.info("script advice repeated")
     network = ctx.services.settings.network
     advice = script_advice_from_entry(
-        original, f55, acquirer_id=network.acquirer_id, forwarding_id=network.forwarding_id
+        original,
+        advice_tags(f55),
+        acquirer_id=network.acquirer_id,
+        forwarding_id=network.forwarding_id,
     )
     if advice is not None and ctx.entry_id is not None:
         await store.enqueue_saf(SafItem(entry_id=ctx.entry_id, payload=saf_payload(advice)))

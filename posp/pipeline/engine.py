@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from posp.backoff import Backoff
 from posp.errors import DecodeError
 from posp.iso8583 import TerminalDecodeError, TerminalFrame, decode_terminal
 from posp.iso8583.fields import Field60
@@ -41,6 +42,8 @@ from posp.pipeline.routes import find_route
 from posp.txn import TxnType
 
 UNSUPPORTED = ResponseCode.INVALID_TRANSACTION
+#: How long a background reversal of an undelivered approval keeps retrying.
+UNDO_RETRY_MAX_S = 60.0
 UNROUTED = "unrouted"  # metrics label for requests no route matched
 
 _log = get_logger("posp.pipeline")
@@ -92,15 +95,16 @@ class Pipeline:
         ctx = TxnContext(
             body, frame, route, self.services, f60, self.services.local_now(), started_s
         )
+        undone = True
         try:
             code = await self._run_steps(ctx)
             await self._finish_steps(ctx)
             if code != APPROVED and approval_at_stake(ctx):
                 # Approved upstream, but the steps ended otherwise (deadline, fault).
-                await self._undo(ctx, "request ended without the approval")
+                undone = await self._undo(ctx, "request ended without the approval")
             answer = await take_answer(ctx, code)
             if ctx.answer_unsigned and code == APPROVED and approval_at_stake(ctx):
-                await self._undo(ctx, "answer MAC failed")
+                undone = await self._undo(ctx, "answer MAC failed")
                 code = MALFUNCTION
                 answer = await build_answer(ctx, code, mac=False)
             await record_outcome(ctx, code)
@@ -111,6 +115,10 @@ class Pipeline:
             raise
         self._observe(route.name, code, started_s)
         _log.info("answered", response_code=code)
+        if not undone:
+            # An approval the terminal will not get and the switch could not reverse
+            # (store trouble): no answer at all, so the terminal reverses it (0400).
+            return Reply(None)
         if ctx.route.txn_type is TxnType.REVERSAL and code == MALFUNCTION:
             # A 0400 the switch could not journal or apply (store down, deadline): no
             # answer, so the terminal keeps its pending reversal and sends it again
@@ -120,16 +128,28 @@ class Pipeline:
             return Reply(answer, undelivered=lambda: self._spawn_undo(ctx, "connection gone"))
         return Reply(answer)
 
-    async def _undo(self, ctx: TxnContext, why: str) -> None:
+    async def _undo(self, ctx: TxnContext, why: str) -> bool:
+        """Reverse the approval; False (logged) when the store or HSM refused."""
         try:
             await undo_approval(ctx, why)
         except Exception as exc:  # the sweeper cannot see an approved entry: log loudly
             _log.error("approval could not be reversed", why=why, error_type=type(exc).__name__)
+            return False
+        return True
+
+    async def _undo_until_done(self, ctx: TxnContext, why: str) -> None:
+        """``_undo`` again with jittered backoff until it succeeds (at most about
+        UNDO_RETRY_MAX_S): nobody else will reverse an approval the terminal never saw."""
+        backoff, waited_s = Backoff(0.2, 5.0), 0.0
+        while not await self._undo(ctx, why) and waited_s < UNDO_RETRY_MAX_S:
+            delay_s = backoff.next_s()
+            waited_s += delay_s
+            await asyncio.sleep(delay_s)
 
     def _spawn_undo(self, ctx: TxnContext, why: str) -> None:
         """Reverse an approval that will not be delivered, outside the request
         (which is being cancelled or is over); the pipeline owns the task."""
-        task = asyncio.ensure_future(self._undo(ctx, why))
+        task = asyncio.ensure_future(self._undo_until_done(ctx, why))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

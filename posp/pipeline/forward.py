@@ -293,8 +293,10 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> RC:
         if code == RC.APPROVED:
             await queue_reversal(ctx.services, ctx.entry_id, sent, NO_ANSWER)
         ctx.unsettled = None
-        _log.info("answer arrived after a terminal reversal", response_code=code)
-        return code
+        _log.info("answer arrived after the entry was reversed", response_code=code)
+        # Reversed upstream already (a 0400 or the sweeper won): the terminal must
+        # not count it, whatever the network said.
+        return NO_ANSWER if code == RC.APPROVED else code
     ctx.final_state = state
     ctx.unsettled = None
     ctx.journal_recorded = changes  # record_outcome need not write it again

@@ -12,8 +12,10 @@
   reverses it upstream with a 0420 built from those ids.  An entry without
   them provably never left.
 * ``record_outcome`` (every request, after the steps) updates that entry with
-  the answer, or, when no entry was made (management messages, declines by the
-  checks), inserts one with ``dedupe=False`` so it never blocks a later request.
+  the answer — its state only by compare-and-set from ``pending``, never over
+  a state another writer (a step's own CAS, a 0400, the sweeper) has set —
+  or, when no entry was made (management messages, declines by the checks),
+  inserts one with ``dedupe=False`` so it never blocks a later request.
   A financial step that already wrote the very same outcome with its
   compare-and-set (``store.finish_entry`` in ``posp.pipeline.forward``) is not
   written twice: ``outcome_changes`` is what both write.
@@ -132,7 +134,14 @@ async def record_outcome(ctx: TxnContext, code: str) -> None:
     try:
         if ctx.entry_id is not None:
             changes = outcome_changes(ctx, state, code)
-            if ctx.journal_recorded != changes:
+            if ctx.journal_recorded == changes:
+                return
+            # The state only by compare-and-set: a step that changed it did so with
+            # its own CAS, and a 0400 or the sweeper may have moved it since.
+            if ctx.final_state is not None or not await store.finish_entry(
+                ctx.entry_id, (PENDING,), **changes
+            ):
+                changes.pop("state")
                 await store.update_entry(ctx.entry_id, **changes)
             return
         entry = build_entry(ctx, state)

@@ -121,14 +121,17 @@ class InDoubtResolver:
         stale = await self._services.store.in_doubt_entries(cutoff, BATCH)
         # Originals first: a 0400 cut off mid-way is judged by its original's state.
         for entry in sorted(stale, key=lambda e: e.direction != ORIGINAL):
-            if entry.direction == ORIGINAL:
-                result.timed_out += await self._time_out(entry)
-            elif entry.direction == REVERSAL:
-                result.reversals_closed += await self._close_reversal(entry)
-            else:  # an advice or TC upload cut off: its terminal sends it again
-                result.others_closed += await self._close_unanswered(entry)
+            try:
+                await self._resolve(entry, result)
+            except Exception as exc:  # one bad row must not stop the others
+                _log.error("in-doubt entry not resolved", entry=entry.id, error=type(exc).__name__)
         for kept in await self._services.store.due_deferred(now, BATCH):
-            await self._retry_kept(kept, now, result)
+            try:
+                await self._retry_kept(kept, now, result)
+            except Exception as exc:
+                _log.error(
+                    "kept reversal not resolved", entry=kept.entry_id, error=type(exc).__name__
+                )
         if result.timed_out or result.reversals_applied or result.reversals_refused:
             _log.warning(
                 "in-doubt work resolved",
@@ -137,6 +140,14 @@ class InDoubtResolver:
                 reversals_refused=result.reversals_refused,
             )
         return result
+
+    async def _resolve(self, entry: JournalEntry, result: SweepResult) -> None:
+        if entry.direction == ORIGINAL:
+            result.timed_out += await self._time_out(entry)
+        elif entry.direction == REVERSAL:
+            result.reversals_closed += await self._close_reversal(entry)
+        else:  # an advice or TC upload cut off: its terminal sends it again
+            result.others_closed += await self._close_unanswered(entry)
 
     async def _time_out(self, entry: JournalEntry) -> bool:
         assert entry.id is not None

@@ -176,7 +176,10 @@ async def build_answer(ctx: TxnContext, code: str, *, mac: bool = True) -> bytes
     try:
         body = encode_terminal(frame)
     except EncodeError as exc:
+        # As an unsigned answer: an approval answered so would not count at the
+        # terminal, so the engine reverses it (posp.pipeline.delivery).
         _log.error("answer does not encode", field=exc.field, reason=exc.reason)
+        ctx.answer_unsigned = True
         return bare_answer(ctx.frame, "96")
     if not want_mac:
         return body

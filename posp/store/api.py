@@ -98,10 +98,11 @@ class JournalEntry:
 
 @dataclass(slots=True)
 class SafItem:
-    """A reversal (0420) that must reach the network exactly once."""
+    """A reversal (0420) — or a chip script advice (0620) — that must reach the
+    network; one per journal entry, ever (delivered ones are kept)."""
 
-    entry_id: int  # journal id of the reversed original
-    payload: bytes  # encoded network-link 0420 body, without PIN data
+    entry_id: int  # journal id of the reversed original (or of the advice)
+    payload: bytes = field(repr=False)  # encoded 0420 / 0620 body: may hold card numbers
     attempts: int = 0
     next_attempt_at: dt.datetime | None = None
     id: int | None = None

@@ -365,3 +365,62 @@ async def test_a_0400_entry_a_dead_switch_left_pending_is_closed_by_the_sweeper(
     assert (await stack.store.get_entry(original.id)).state == "approved"  # type: ignore[union-attr]
     assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
     assert (await stack.switch.recovery.sweep(later)).reversals_closed == 0
+
+
+async def test_an_answer_that_arrives_after_the_entry_was_reversed_is_not_counted(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal's 0400 reverses a purchase still in flight; the network then
+    approves it: the terminal gets 98, never a 00 for a sale reversed upstream."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    received, release = gate_issuer(stack, monkeypatch)
+    assert stack.switch is not None
+    frame = terminal.machine.purchase(card, 2100, pin=card.pin)
+    sending = asyncio.create_task(send_raw(stack.switch.port, frame, timeout_s=30))
+    await received.wait()
+    assert stack.switch.pipeline is not None
+    saf = stack.switch.pipeline.services.saf
+    assert saf is not None
+    await saf.close()  # the 0420 waits, so the network approves first
+    terminal.machine.on_timeout()
+    session = stack.session(terminal.machine)
+    assert (await session.exchange(terminal.machine.reversal())).response_code == "00"
+    release.set()
+    answer = await sending
+    assert answer.message[39] == "98"
+    await saf.start()
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert issuer_0420s(stack) == 1
+
+
+async def test_an_undeliverable_approval_the_store_cannot_reverse_gets_no_answer(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer's MAC fails and the switch's own reversal fails too (store
+    trouble): no answer at all, so the terminal reverses it with its 0400."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    hsm = switch_hsm(stack)
+    generate_mac = hsm.generate_mac
+
+    async def fail_on_tak(key_type: str, *args: Any, **kwargs: Any) -> Any:
+        if key_type == KEY_TAK:
+            raise HsmUnavailable("HSM connection lost")
+        return await generate_mac(key_type, *args, **kwargs)
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StoreUnavailable("reverse_and_queue: database unavailable")
+
+    assert stack.switch is not None and stack.switch.pipeline is not None
+    monkeypatch.setattr(hsm, "generate_mac", fail_on_tak)
+    monkeypatch.setattr(stack.switch.pipeline.services.store, "reverse_and_queue", store_down)
+    with pytest.raises(TimeoutError):
+        await send_raw(stack.switch.port, terminal.machine.purchase(card, 3300, pin=card.pin), 3)
+    monkeypatch.undo()
+    terminal.machine.on_timeout()
+    assert (await terminal.exchange(terminal.machine.reversal())).response_code == "00"
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert issuer_0420s(stack) == 1
