@@ -30,11 +30,9 @@ from posp.errors import FramingError
 from posp.framing import BinaryLengthFramer, frame_binary
 from posp.log import bind_connection, get_logger
 from posp.metrics import SwitchMetrics
-from posp.pipeline.engine import Pipeline, Reply
+from posp.pipeline.engine import ANSWER_GRACE_S, Pipeline, Reply
 from posp.settings import LimitSettings
 
-#: Time on top of the request deadline for journal writes and the answer's MAC.
-ANSWER_GRACE_S: Final = 2.0
 #: A TLS handshake slower than this (a stalled or hostile client) is dropped.
 HANDSHAKE_TIMEOUT_S: Final = 10.0
 

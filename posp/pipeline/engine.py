@@ -25,6 +25,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from posp.backoff import Backoff
 from posp.errors import DecodeError
@@ -42,6 +43,9 @@ from posp.pipeline.routes import find_route
 from posp.txn import TxnType
 
 UNSUPPORTED = ResponseCode.INVALID_TRANSACTION
+#: Time on top of the request deadline for journal writes and the answer's MAC:
+#: the server's own deadline is the request's plus this.
+ANSWER_GRACE_S: Final = 2.0
 #: How long a background reversal of an undelivered approval keeps retrying.
 UNDO_RETRY_MAX_S = 60.0
 UNROUTED = "unrouted"  # metrics label for requests no route matched

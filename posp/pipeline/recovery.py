@@ -45,6 +45,7 @@ from posp.log import get_logger
 from posp.pipeline import checks
 from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import Services, TxnContext
+from posp.pipeline.engine import ANSWER_GRACE_S
 from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstream
 from posp.pipeline.reversal import reverse_original
 from posp.pipeline.risk import release_hold
@@ -60,8 +61,6 @@ from posp.store.api import (
 )
 from posp.txn import TXN_TYPES, TxnType, txn_row
 
-#: The server's grace on top of the request deadline (``posp.server.ANSWER_GRACE_S``).
-ANSWER_GRACE_S: Final = 2.0
 MAX_DEFERRED_BACKOFF_S: Final = 60.0
 BATCH: Final = 100
 ORIGINAL: Final = "original"
