@@ -73,6 +73,10 @@ class IssuerMetrics:
         )
 
 
+#: How long ``close`` waits for the listener's connections to finish.
+CLOSE_WAIT_S = 2.0
+
+
 class IssuerServer:
     """Serves the network link; see the module docstring.  Built by ``start_issuer``."""
 
@@ -143,7 +147,14 @@ class IssuerServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
-            await self._server.wait_closed()
+            # Bounded: a connection accepted while closing (a switch reconnecting with
+            # no delay) is closed here rather than waited for (wait_closed waits for
+            # every connection on recent Pythons).
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
+            except TimeoutError:
+                for conn in list(self.connections):
+                    conn.close()
             self._server = None
         await self.db.flush(self.ledger)
         await self.db.close()
