@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from terminals.procstat import ProcessMeter
 
@@ -29,11 +30,26 @@ MERCHANT_ID = "898100000000001"
 STOP_GRACE_S = 15.0
 
 
+#: Ports handed to the lab's processes come from below the kernel's ephemeral range
+#: (32768-60999 by default): a port picked here and released until its process
+#: binds it can then not be taken meanwhile by another socket's bind(0) or by an
+#: outgoing connection.
+_LAB_PORTS: Final = range(20000, 32000)
+_rng = random.Random()
+
+
 def free_port() -> int:
-    """A port free right now on 127.0.0.1 (the lab's processes take fixed ports)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free right now on 127.0.0.1, outside the ephemeral range (the lab's
+    processes take fixed ports)."""
+    for _ in range(200):
+        port = _rng.choice(_LAB_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free lab port in 20000-31999")
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
