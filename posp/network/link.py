@@ -361,9 +361,14 @@ class NetworkLink:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         while not self._closing:
             conn = await self._connect()
+            # close() may have been called meanwhile (on Python 3.11 a wait_for that
+            # completes as it is cancelled swallows the cancellation): never sign on then.
+            if conn is not None and self._closing:
+                conn.close()
+                return
             if conn is not None:
                 try:
-                    if await self._sign_on(conn):
+                    if await self._sign_on(conn) and not self._closing:
                         backoff.reset()
                         self._set_signed_on([*self._signed_on, conn])
                         log.info("network_signed_on", connection=index)
@@ -406,7 +411,7 @@ class NetworkLink:
         """Echo after ``echo_idle_s`` without traffic; return when the connection drops
         or an echo goes unanswered."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             idle_left_s = conn.last_activity + self.settings.echo_idle_s - loop.time()
             if idle_left_s > 0:
                 try:
