@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -485,11 +487,19 @@ def main(argv: Sequence[str] | None = None, *, out: Console | None = None) -> in
     err = Console(stderr=True, highlight=False)
     try:
         args = build_parser().parse_args(list(argv) if argv is not None else None)
+        if args.command == "serve" and threading.current_thread() is threading.main_thread():
+            # SIGHUP means "reload the rules" to a switch: from here on one (e.g.
+            # forwarded by a --workers supervisor) is remembered, never fatal.
+            from posp.serve import remember_early_hangup
+
+            signal.signal(signal.SIGHUP, remember_early_hangup)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # see posp.workers
         settings = _settings(args)
         _configure_logging(args, settings)
         ctx = Context(args, settings, out or Console(highlight=False))
         handler: Handler = args.handler
-        return run_loop(handler(ctx), server=args.command in ("serve", "up"))
+        supervisor = getattr(args, "workers", 1) > 1
+        return run_loop(handler(ctx), server=args.command in ("serve", "up"), stock=supervisor)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (AdminError, ConfigError) as exc:

@@ -49,14 +49,18 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def run(main: Coroutine[Any, Any, T], *, server: bool = False) -> T:
-    """``asyncio.run(main)`` on a uvloop event loop (the stock loop without uvloop);
-    a long-running ``server`` also gets the collector tuned (module docstring)."""
+def run(main: Coroutine[Any, Any, T], *, server: bool = False, stock: bool = False) -> T:
+    """``asyncio.run(main)`` on a uvloop event loop (the stock loop without uvloop, or
+    with ``stock``: a process that only supervises others and must spawn them with
+    its signal mask, which libuv resets); a long-running ``server`` also gets the
+    collector tuned (module docstring)."""
     if server:
         tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main)
+    if stock:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)

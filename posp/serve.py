@@ -40,18 +40,65 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+_early_hangup = False
+
+
+def remember_early_hangup(signum: int, frame: object) -> None:
+    """SIGHUP handler from the start of ``posp serve`` until its event loop takes
+    over: the reload is remembered for :class:`HangupReload`."""
+    global _early_hangup
+    _early_hangup = True
+
+
+class HangupReload:
+    """SIGHUP reloads the risk ruleset (``risk.ruleset_path``) for the whole life of
+    ``posp serve``, so a hangup never kills a switch (its default action):
+
+    * while the switch starts, a SIGHUP is remembered and the reload runs once the
+      rules are in force (the file may have changed after it was read);
+    * while it serves, the holder reloads at once and swaps atomically between
+      requests; a file that does not load is logged and the rules in force stay;
+    * once it stops (the drain), a SIGHUP is ignored, also after the handler is
+      removed, so a worker stopping under ``--workers`` still exits 0.
+    """
+
+    def __init__(self) -> None:
+        global _early_hangup
+        self._switch: Switch | None = None
+        self._pending, _early_hangup = _early_hangup, False
+        self._stopping = False
+
+    @property
+    def pending(self) -> bool:
+        """A SIGHUP came while starting; its reload runs once serving."""
+        return self._pending
+
+    def __call__(self) -> None:
+        if self._stopping:
+            return
+        if self._switch is None:
+            self._pending = True
+            return
+        if self._switch.risk is not None:
+            self._switch.risk.holder.reload()
+
+    def serving(self, switch: Switch) -> None:
+        self._switch = switch
+        if self._pending:
+            self._pending = False
+            self()
+
+    def stopping(self) -> None:
+        self._stopping = True
+
+
 @contextlib.contextmanager
-def reload_on_sighup(switch: Switch) -> Iterator[None]:
-    """SIGHUP reloads the risk ruleset (``risk.ruleset_path``) while inside: the
-    holder swaps it atomically between requests; a file that does not load is
-    logged and the rules in force stay."""
+def reload_on_sighup(hangup: HangupReload) -> Iterator[None]:
+    """Route SIGHUP to ``hangup`` while inside; ignore it after (never the default
+    action, which would end the process)."""
     loop = asyncio.get_running_loop()
-    risk = switch.risk
-    if risk is None:
-        yield
-        return
     try:
-        loop.add_signal_handler(signal.SIGHUP, risk.holder.reload)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     except (NotImplementedError, RuntimeError, ValueError):
         yield  # not the main thread (tests reload through the holder itself)
         return
@@ -59,6 +106,7 @@ def reload_on_sighup(switch: Switch) -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 # --- the switch -------------------------------------------------------------------
@@ -75,10 +123,12 @@ async def start_switch(settings: Settings, stack: AsyncExitStack) -> Switch:
 async def serve(settings: Settings, out: Console, stop: asyncio.Event | None = None) -> None:
     """``posp serve``: run the switch until SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
-    with stop_on_signals(stop):
+    hangup = HangupReload()
+    with stop_on_signals(stop), reload_on_sighup(hangup):
         async with AsyncExitStack() as stack:
             switch = await start_switch(settings, stack)
-            stack.enter_context(reload_on_sighup(switch))
+            stack.callback(hangup.stopping)  # first thing the drain does
+            hangup.serving(switch)
             out.print(
                 f"posp switch listening on {settings.listen_host}:{switch.port} (Ctrl-C to stop)",
                 highlight=False,

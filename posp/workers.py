@@ -11,10 +11,12 @@ supervisor (this module) starts N children ``posp serve`` with, for worker ``i``
   (SO_REUSEPORT, Linux) spreads new terminal connections over them.
 
 Invariants: the supervisor forwards SIGINT/SIGTERM to every child and waits for
-them (each drains its own requests); when one child exits, an ERROR log line
-names it (index, pid, node id, exit code or signal) and the others are
-stopped too and the supervisor returns the first non-zero exit status (0 if all
-ended cleanly).  It checks the derived node ids and ports before starting any.
+them (each drains its own requests); it forwards SIGHUP (reload the risk rules) too,
+also to a child still starting, which is spawned with SIGHUP blocked and unblocks it
+once it handles it.  When one child exits, an ERROR log line names it (index, pid,
+node id, exit code or signal), the others are stopped too and the supervisor returns
+the first non-zero exit status (0 if all ended cleanly).  It checks the derived node
+ids and ports before starting any.
 """
 
 from __future__ import annotations
@@ -78,9 +80,7 @@ async def run_workers(
         loop.add_signal_handler(signal.SIGHUP, _forward_hangup, children)
     try:
         for index in range(workers):
-            children.append(
-                await asyncio.create_subprocess_exec(*command, env=worker_env(settings, index))
-            )
+            children.append(await _spawn(command, worker_env(settings, index)))
         out.print(
             f"posp: {workers} workers on {settings.listen_host}:{settings.terminal_port}"
             f" (node ids {settings.node_id}..{settings.node_id + workers - 1})",
@@ -100,6 +100,18 @@ async def run_workers(
                 loop.remove_signal_handler(sig)
     failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
     return abs(failed[0]) if failed else 0
+
+
+async def _spawn(command: Sequence[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start one worker with SIGHUP blocked: a reload forwarded while it starts stays
+    pending until its ``main()`` has a handler for it (then unblocks), so it is
+    neither lost nor fatal.  (The supervisor runs on the stock asyncio loop, whose
+    fork keeps the signal mask; libuv's resets it.)"""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        return await asyncio.create_subprocess_exec(*command, env=env)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _log_deaths(settings: Settings, children: list[asyncio.subprocess.Process]) -> None:

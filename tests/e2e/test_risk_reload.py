@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import deque
 from pathlib import Path
 
 from posp.risk.ruleset import default_ruleset_text
-from posp.serve import reload_on_sighup
+from posp.serve import HangupReload, reload_on_sighup
 from posp.store.sql_store import SqlStore
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
@@ -68,7 +69,32 @@ async def test_sighup_reloads_the_ruleset_file(stack: Stack, tmp_path: Path) -> 
     assert stack.switch is not None and stack.switch.risk is not None
     holder = stack.switch.risk.holder
     holder.path = candidate(tmp_path, "candidate-3")
-    with reload_on_sighup(stack.switch):
+    hangup = HangupReload()
+    with reload_on_sighup(hangup):
+        hangup.serving(stack.switch)
         os.kill(os.getpid(), signal.SIGHUP)
         await eventually(lambda: holder.current.version == "candidate-3")
     assert [s.new_version for s in holder.swaps] == ["candidate-3"]
+
+
+async def test_a_sighup_while_starting_reloads_once_serving_and_one_while_stopping_is_ignored(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A hangup never kills the switch: one that arrives before the rules are in force
+    is applied when serving begins; one during the drain (or after) does nothing."""
+    assert stack.switch is not None and stack.switch.risk is not None
+    holder = stack.switch.risk.holder
+    holder.path = candidate(tmp_path, "candidate-4")
+    hangup = HangupReload()
+    with reload_on_sighup(hangup):
+        os.kill(os.getpid(), signal.SIGHUP)
+        await eventually(lambda: hangup.pending)
+        assert holder.swaps == deque()  # not serving yet: remembered, not applied
+        hangup.serving(stack.switch)
+        assert holder.current.version == "candidate-4"
+        hangup.stopping()
+        holder.path = candidate(tmp_path, "candidate-5")
+        hangup()  # what the handler does with a SIGHUP during the drain
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # after: ignored, never fatal
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert [s.new_version for s in holder.swaps] == ["candidate-4"]
