@@ -212,7 +212,6 @@ class Switch:
             risk=self.risk,
         )
         services.tms = self.tms = terminal_management(self._raw_store, settings)
-        services.transfer_caps = self.tms  # §9: a terminal's own cap (key 39) first
         if self.risk is not None and self.tms is not None:
             self.risk.tms_caps = RiskCapsFromTms(self.tms)  # the rules read the same caps
         self.pipeline = Pipeline(services)

@@ -303,6 +303,7 @@ _ROWS: Final = (
         _AMOUNT | {62},
         network_mti="0200",
         risk_checked=True,
+        cap=CapKind.TRANSFER,
         moves_money=True,
         reversible=True,
         settlement=Settlement.DEBIT,

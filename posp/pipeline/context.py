@@ -80,13 +80,6 @@ class SafPort(Protocol):
     async def kick(self) -> None: ...
 
 
-class TransferCapPort(Protocol):
-    """The single-transfer cap of a terminal (terminal-link §9: its TMS parameters,
-    §10 key 39); None when the terminal has no cap of its own (the default applies)."""
-
-    async def transfer_cap_minor(self, terminal_id: str) -> int | None: ...
-
-
 @dataclass(slots=True)
 class Services:
     """The long-lived collaborators every step may use."""
@@ -104,7 +97,6 @@ class Services:
     #: Terminal management (parameters, IC sets, rollouts) when the store is SQL.
     tms: TerminalManagement | None = None
     #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
-    transfer_caps: TransferCapPort | None = None
     #: The risk rules (``posp.pipeline.risk``); None: no risk step (risk.enabled false).
     risk: RiskService | None = None
 

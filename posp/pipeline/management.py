@@ -35,7 +35,8 @@ from posp.pipeline.checks import registry_max_age_s
 from posp.pipeline.codes import ResponseCode as RC
 from posp.risk.lifecycle import DeviceIdentity
 from posp.tms.ic import AID_KIND, CAPK_KIND
-from posp.tms.params import over_cap, to_f62
+from posp.tms.params import cap_minor, to_f62
+from posp.txn import CapKind
 
 if TYPE_CHECKING:
     from posp.pipeline.context import TxnContext
@@ -84,21 +85,35 @@ async def record_identity(ctx: TxnContext) -> RC | None:
     return None
 
 
+def _cap_minor(ctx: TxnContext, kind: CapKind) -> int | None:
+    """The terminal's own cap of ``kind`` (its TMS parameters), else the switch's
+    default for that kind (``limits.transfer_cap_minor``; purchases and refunds
+    have none), None when neither limits it."""
+    view = ctx.tms_view
+    own = cap_minor(kind, view.params.values) if view is not None else None
+    if own is not None:
+        return own
+    return ctx.services.settings.limits.transfer_cap_minor if kind is CapKind.TRANSFER else None
+
+
 async def check_caps(ctx: TxnContext) -> RC | None:
-    """61 when the amount exceeds the terminal's single cap for this type (checked
-    again on a view read afresh before refusing, as the registry checks do)."""
-    cap, view = ctx.route.row.cap, ctx.tms_view
+    """61 when the amount exceeds the terminal's single cap for this type (the
+    row's ``cap``), before anything is journaled or sent; checked again on a view
+    read afresh before refusing, as the registry checks do."""
+    kind = ctx.route.row.cap
     amount = ctx.message.get(4)
-    if cap is None or view is None or not isinstance(amount, str) or not amount.isdigit():
+    if kind is None or not isinstance(amount, str) or not amount.isdigit():
         return None
-    if not over_cap(cap, int(amount), view.params.values):
+    limit = _cap_minor(ctx, kind)
+    if limit is None or int(amount) <= limit:
         return None
     tms = _tms(ctx)
     if tms is not None and ctx.terminal is not None:  # refuse only on a fresh view
-        ctx.tms_view = view = await tms.view(ctx.terminal.terminal_id, 0.0)
-    if not over_cap(cap, int(amount), view.params.values):
-        return None
-    _log.info("amount over the terminal's cap", cap=cap.value)
+        ctx.tms_view = await tms.view(ctx.terminal.terminal_id, 0.0)
+        limit = _cap_minor(ctx, kind)
+        if limit is None or int(amount) <= limit:
+            return None
+    _log.info("amount over the terminal's cap", cap=kind.value, cap_minor=limit)
     return RC.EXCEEDS_AMOUNT_LIMIT
 
 

@@ -77,6 +77,7 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     management.record_identity,
     check_lifecycle,
     checks.check_amount,
+    transfer.read_receiving_card,
     management.check_caps,
     chip.check_chip_data,
     check_risk,
@@ -88,17 +89,6 @@ FINANCIAL: Final[tuple[Step, ...]] = (
     originals.find_original,
     cardsec.translate_pin,
     forward.forward,
-)
-#: A transfer: as FINANCIAL, with the receiving card read from F62 (30) and the
-#: terminal's single-transfer cap checked (61) before the journal.
-TRANSFER: Final[tuple[Step, ...]] = tuple(
-    step
-    for s in FINANCIAL
-    for step in (
-        (s, transfer.read_receiving_card, transfer.check_transfer_cap)
-        if s is checks.check_amount
-        else (s,)
-    )
 )
 #: 0400: the checks (12 before 30: a balance reversal has no F4), the 0400
 #: journaled before its MAC check (a repeat is noted, not refused; an HSM outage
@@ -155,7 +145,7 @@ STEPS: Final[dict[TxnType, tuple[Step, ...]]] = {
     TxnType.COMPLETION: FINANCIAL,
     TxnType.COMPLETION_VOID: FINANCIAL,
     TxnType.BENEFICIARY_CHECK: FINANCIAL,
-    TxnType.TRANSFER: TRANSFER,
+    TxnType.TRANSFER: FINANCIAL,
     TxnType.TRANSFER_VOID: FINANCIAL,
     TxnType.REVERSAL: REVERSAL,
     TxnType.SETTLEMENT: (*AUTHENTIC, *batch.SETTLE),

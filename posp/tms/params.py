@@ -121,13 +121,18 @@ def to_f62(
     )
 
 
-def over_cap(kind: CapKind, amount_minor: int, values: ParamValues) -> bool:
-    """True when ``amount_minor`` exceeds the terminal's single cap (answer 61)."""
-    cap = {
+def cap_minor(kind: CapKind, values: ParamValues) -> int | None:
+    """The terminal's own single cap of ``kind`` (§10 keys 37-39), None if unset."""
+    return {
         CapKind.PURCHASE: values.purchase_cap_minor,
         CapKind.REFUND: values.refund_cap_minor,
         CapKind.TRANSFER: values.transfer_cap_minor,
     }[kind]
+
+
+def over_cap(kind: CapKind, amount_minor: int, values: ParamValues) -> bool:
+    """True when ``amount_minor`` exceeds the terminal's single cap (answer 61)."""
+    cap = cap_minor(kind, values)
     return cap is not None and amount_minor > cap
 
 

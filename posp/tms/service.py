@@ -133,10 +133,6 @@ class TerminalManagement:
         """The terminal's caps and no-PIN limit (cached like ``view``)."""
         return (await self.view(terminal_id)).caps
 
-    async def transfer_cap_minor(self, terminal_id: str) -> int | None:
-        """The transfer steps' cap seam (``TransferCapPort``): key 39, None if unset."""
-        return (await self.terminal_caps(terminal_id)).transfer_minor
-
     def forget(self, terminal_id: str | None = None) -> None:
         """A write changed ``terminal_id`` (None: every terminal, or the IC sets)."""
         self._views.forget(terminal_id)

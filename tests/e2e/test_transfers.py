@@ -143,20 +143,18 @@ async def test_over_the_terminal_cap_is_61_before_anything_is_sent(
     assert (await _transfer(terminal, payer, payee.pan, 5_000_000))[1] == "00"
 
 
-async def test_a_cap_provider_overrides_the_setting(
+async def test_a_terminal_cap_above_the_setting_overrides_it(
     stack: Stack, payer: TerminalCard, payee: TerminalCard
 ) -> None:
-    """The seam for the TMS: a per-terminal cap from ``Services.transfer_caps``."""
-
-    class Caps:
-        async def transfer_cap_minor(self, terminal_id: str) -> int | None:
-            return 1_000 if terminal_id == TERMINAL else None
-
-    assert stack.switch is not None
-    stack.switch.pipeline.services.transfer_caps = Caps()
+    """The terminal's own key 39 replaces ``limits.transfer_cap_minor`` (5,000,000),
+    also upwards: the row's cap is the terminal's first, the setting's only without."""
+    assert stack.switch is not None and stack.switch.tms is not None
+    tms = stack.switch.tms
+    await tms.tms.set_param_set(Scope.TERMINAL, TERMINAL, ParamValues(transfer_cap_minor=6_000_000))
+    tms.forget(TERMINAL)
     terminal = await stack.terminal()
-    assert (await _transfer(terminal, payer, payee.pan, 1_001))[1] == "61"
-    assert (await _transfer(terminal, payer, payee.pan, 1_000))[1] == "00"
+    assert (await _transfer(terminal, payer, payee.pan, 6_000_001))[1] == "61"
+    assert (await _transfer(terminal, payer, payee.pan, 5_000_001))[1] == "00"
 
 
 async def test_wrong_pin_is_55_and_moves_nothing(
@@ -304,7 +302,7 @@ def _saf_empty_and(
     return check
 
 
-async def test_the_terminals_tms_transfer_cap_applies_through_the_seam(
+async def test_the_terminals_tms_transfer_cap_applies(
     stack: Stack, payer: TerminalCard, payee: TerminalCard
 ) -> None:
     """Key 39 of the terminal's parameters (terminal management) is its transfer cap."""
