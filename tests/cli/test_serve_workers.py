@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -49,7 +50,13 @@ def _listening(port: int) -> bool:
 
 
 def _start_two_workers(
-    tmp_path: Path, node_id: int, stderr: int, stdout: int = subprocess.DEVNULL
+    tmp_path: Path,
+    node_id: int,
+    stderr: int,
+    stdout: int = subprocess.DEVNULL,
+    *,
+    wait_listening: bool = True,
+    log_level: str = "warning",
 ) -> tuple[subprocess.Popen[str], int]:
     """``posp serve --workers 2`` on a free port, returned once both children listen."""
     port = _free_port()
@@ -59,7 +66,7 @@ def _start_two_workers(
         "POSP_METRICS_ENABLED": "false",
         "POSP_NETWORK_ENABLED": "false",
         "POSP_NODE_ID": str(node_id),
-        "POSP_LOG__LEVEL": "warning",
+        "POSP_LOG__LEVEL": log_level,
         "POSP_LOG__FORMAT": "json",
     }
     env.pop("POSP_CONFIG", None)
@@ -71,8 +78,10 @@ def _start_two_workers(
         text=True,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (
-        len(_children(supervisor.pid)) == 2 and _listening(port)
+    while (
+        wait_listening
+        and time.monotonic() < deadline
+        and not (len(_children(supervisor.pid)) == 2 and _listening(port))
     ):
         time.sleep(0.1)
     return supervisor, port
@@ -128,6 +137,40 @@ def test_workers_whose_node_ids_pass_99_are_refused(
     assert "node ids 98..100" in result.err
 
 
+class _Watch:
+    """Reads a process's output stream in a thread, keeping its lines; ``seen`` is
+    set once ``count`` lines containing ``text`` have come."""
+
+    def __init__(self, stream: IO[str] | None, text: str, count: int = 2) -> None:
+        assert stream is not None
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(stream, text, count))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _read(self, stream: IO[str], text: str, count: int) -> None:
+        for line in stream:
+            self.lines.append(line)
+            if sum(text in seen for seen in self.lines) == count:
+                self.seen.set()
+
+    def text(self) -> str:
+        self._thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def _stop(supervisor: subprocess.Popen[str]) -> None:
+    """SIGTERM and wait (a kill if it did not stop)."""
+    try:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=30)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+
+
 def test_sighup_to_the_supervisor_reloads_the_ruleset_in_every_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,96 +183,35 @@ def test_sighup_to_the_supervisor_reloads_the_ruleset_in_every_worker(
     ruleset.write_text(default_ruleset_text())
     monkeypatch.setenv("POSP_RISK__RULESET_PATH", str(ruleset))
     supervisor, _ = _start_two_workers(tmp_path, 11, subprocess.PIPE, subprocess.PIPE)
-    both_serving = threading.Event()
-
-    def read_stdout() -> None:
-        assert supervisor.stdout is not None
-        serving = 0
-        for line in supervisor.stdout:
-            serving += "posp switch listening" in line
-            if serving == 2:
-                both_serving.set()
-
-    threading.Thread(target=read_stdout, daemon=True).start()
-    lines: list[str] = []
-    both_refused = threading.Event()
-
-    def read_stderr() -> None:
-        assert supervisor.stderr is not None
-        for line in supervisor.stderr:
-            lines.append(line)
-            if sum("not reloaded" in seen for seen in lines) == 2:
-                both_refused.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    serving = _Watch(supervisor.stdout, "posp switch listening")
+    refused = _Watch(supervisor.stderr, "not reloaded")
     try:
-        both_serving.wait(timeout=30)  # each has read the ruleset file
+        serving.seen.wait(timeout=30)  # each has read the ruleset file
         ruleset.write_text('version = "broken"\n[[rules]]\nid = "x"\n')
         supervisor.send_signal(signal.SIGHUP)
-        both_refused.wait(timeout=30)
-        supervisor.send_signal(signal.SIGTERM)
-        supervisor.wait(timeout=30)
-        reader.join(timeout=30)
+        refused.seen.wait(timeout=30)
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
-    err = "".join(lines)
+        _stop(supervisor)
+    err = refused.text()
     assert supervisor.returncode == 0, err
-    refused = [json.loads(line) for line in err.splitlines() if "not reloaded" in line]
-    assert len(refused) == 2, err
+    assert len([json.loads(line) for line in err.splitlines() if "not reloaded" in line]) == 2
 
 
-def test_a_sighup_while_the_workers_start_is_neither_fatal_nor_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_sighup_while_the_workers_start_is_neither_fatal_nor_lost(tmp_path: Path) -> None:
     """A reload forwarded to a worker still importing (spawned with SIGHUP blocked) or
     starting (remembered) reaches it: each logs one swap and all exit 0 at SIGTERM."""
-    monkeypatch.setenv("POSP_LOG__LEVEL", "info")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "POSP_TERMINAL_PORT": str(port),
-        "POSP_METRICS_ENABLED": "false",
-        "POSP_NETWORK_ENABLED": "false",
-        "POSP_NODE_ID": "21",
-        "POSP_LOG__FORMAT": "json",
-    }
-    env.pop("POSP_CONFIG", None)
-    supervisor = subprocess.Popen(
-        [str(POSP), "serve", "--workers", "2", "--data-dir", str(tmp_path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    supervisor, _ = _start_two_workers(
+        tmp_path, 21, subprocess.PIPE, subprocess.PIPE, wait_listening=False, log_level="info"
     )
-    lines: list[str] = []
-    both_swapped = threading.Event()
-
-    def read_stderr() -> None:
-        assert supervisor.stderr is not None
-        for line in supervisor.stderr:
-            lines.append(line)
-            if sum("risk ruleset swapped" in seen for seen in lines) == 2:
-                both_swapped.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    swapped = _Watch(supervisor.stderr, "risk ruleset swapped")
     try:
         assert supervisor.stdout is not None
         assert "workers" in supervisor.stdout.readline()  # both spawned, none serving yet
         supervisor.send_signal(signal.SIGHUP)
-        both_swapped.wait(timeout=30)
-        supervisor.send_signal(signal.SIGTERM)
-        supervisor.wait(timeout=30)
-        reader.join(timeout=30)
+        swapped.seen.wait(timeout=30)
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
-    err = "".join(lines)
+        _stop(supervisor)
+    err = swapped.text()
     assert supervisor.returncode == 0, err
     assert "worker died" not in err
-    swapped = [json.loads(line) for line in err.splitlines() if "risk ruleset swapped" in line]
-    assert len(swapped) == 2, err
+    assert len([json.loads(line) for line in err.splitlines() if "ruleset swapped" in line]) == 2
