@@ -105,12 +105,18 @@ class NetworkLink:
         self._supervisors: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._first_sign_on = asyncio.Event()
+        self._on_up: list[Callable[[], None]] = []
         self._closing = False
 
     # --- public API --------------------------------------------------------
     @property
     def signed_on(self) -> bool:
         return bool(self._signed_on)
+
+    def when_up(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the link goes from no signed-on connection to
+        one (the SAF forwarder sends what waited for it at once)."""
+        self._on_up.append(callback)
 
     @property
     def zpk_lmk(self) -> str:
@@ -351,11 +357,15 @@ class NetworkLink:
 
     # --- connection supervision ----------------------------------------------
     def _set_signed_on(self, conns: list[FrameProtocol]) -> None:
+        was_up = bool(self._signed_on)
         self._signed_on = conns
         self.metrics.connections_signed_on.set(len(conns))
         self.metrics.link_up.set(1 if conns else 0)
         if conns:
             self._first_sign_on.set()
+            if not was_up:
+                for callback in self._on_up:
+                    callback()
 
     async def _supervise(self, index: int) -> None:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)

@@ -5,10 +5,15 @@ Invariants:
 * Items live in the store (``enqueue_saf``), so a restart — or another switch
   instance on the same database — picks them up; ``due_saf`` leases what it returns.
 * An item is marked delivered (never removed: one per entry, ever) only when its
-  answer (0430, or 0630 for an advice) arrives; anything else (no link, timeout, bad
-  MAC, another MTI, any other failure such as an HSM timeout) reschedules it with
-  exponential backoff with full jitter (``posp.backoff``) under ceilings from
-  ``min_backoff_s`` doubling to ``max_backoff_s``.  Repeats
+  answer (0430, or 0630 for an advice) arrives; a failed attempt (timeout, bad
+  MAC, another MTI, the link lost while sending, any other failure such as an HSM
+  timeout) reschedules it with exponential backoff with full jitter
+  (``posp.backoff``) under ceilings from ``min_backoff_s`` doubling to
+  ``max_backoff_s``.
+* No signed-on link is not an attempt: items are neither leased nor rescheduled
+  while the link is down, and the forwarder runs the moment it signs on again
+  (``NetworkLink.when_up``), so a restart or an outage does not leave reversals
+  waiting out a backoff that grew while nothing could be sent.  Repeats
   are safe: the network answers a repeated 0420 with 00 without undoing twice.
 * Each attempt gets a fresh F7/F11 (the link assigns them), so a late 0430 of an
   earlier attempt is counted as unmatched rather than confused with this one.
@@ -81,6 +86,7 @@ class SafForwarder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
+        link.when_up(self._wake.set)
 
     async def start(self) -> None:
         if self._task is None:
@@ -112,15 +118,12 @@ class SafForwarder:
 
     async def forward_due(self) -> int:
         """Send every due item once; returns how many were confirmed."""
-        now = dt.datetime.now(dt.UTC)
-        items = await self._store.due_saf(now, self._batch_size)
         confirmed = 0
-        if items and self._link.signed_on:
-            results = await asyncio.gather(*(self._forward(item) for item in items))
-            confirmed = sum(results)
-        else:
-            for item in items:
-                await self._reschedule(item)
+        if self._link.signed_on:  # else nothing is leased: the sign-on wakes us
+            items = await self._store.due_saf(dt.datetime.now(dt.UTC), self._batch_size)
+            if items:
+                results = await asyncio.gather(*(self._forward(item) for item in items))
+                confirmed = sum(results)
         self._link.metrics.saf_depth.set(await self._store.saf_depth())
         return confirmed
 

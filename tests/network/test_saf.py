@@ -58,7 +58,7 @@ async def test_saf_survives_network_outage_and_restart(tmp_path: Path) -> None:
     await store.open()
     await queue_reversal(store, payload)
     forwarder = SafForwarder(store, link, min_backoff_s=0.01, max_backoff_s=0.02)
-    assert await forwarder.forward_due() == 0  # link down: rescheduled
+    assert await forwarder.forward_due() == 0  # link down: not an attempt, waits
     assert await store.saf_depth() == 1
     await store.close()
     await link.close()

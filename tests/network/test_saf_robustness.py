@@ -4,6 +4,7 @@ while MACing the 0420, a store bug): the item is retried, the loop keeps running
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,9 @@ class FlakyLink:
         self.metrics = LinkMetrics(CollectorRegistry())
         self.failures = failures
         self.calls = 0
+
+    def when_up(self, callback: Callable[[], None]) -> None:
+        self.on_up = callback
 
     async def send(self, message: Message, timeout_s: float | None = None) -> Message:
         self.calls += 1
@@ -81,6 +85,30 @@ async def test_an_unexpected_error_in_a_pass_does_not_end_the_forwarder() -> Non
     try:
         await eventually(lambda: saf.delivered == 1, timeout_s=3.0)
         assert saf._task is not None and not saf._task.done()
+    finally:
+        await saf.close()
+        await store.close()
+
+
+async def test_a_link_that_is_down_is_no_attempt_and_its_sign_on_sends_at_once() -> None:
+    """While the link is down nothing is leased or rescheduled (no backoff grows:
+    a restarted switch once left a 0420 waiting past its audit); the sign-on wakes
+    the forwarder, which sends without waiting for its poll interval."""
+    store = await _queued_store()
+    link: Any = FlakyLink(failures=0)
+    link.signed_on = False
+    saf = SafForwarder(store, link, min_backoff_s=600.0, poll_interval_s=3600.0)
+    try:
+        assert await saf.forward_due() == 0
+        assert await saf.forward_due() == 0
+        assert link.calls == 0
+        item = await store.get_saf(1)
+        assert item is not None and item.attempts == 0  # never tried, still due
+        await saf.start()
+        link.signed_on = True
+        link.on_up()
+        await eventually(lambda: saf.delivered == 1, timeout_s=10.0)
+        assert link.calls == 1 and await store.saf_depth() == 0
     finally:
         await saf.close()
         await store.close()
