@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from typing import Final
 
 from posp.framing import BinaryLengthFramer
+from tests.faults.procs import Fault
 from tests.hsm.fault_proxy import FaultProxy
 
 HEADER_LENGTH: Final = 4
@@ -28,10 +30,14 @@ ANSWER_MAC: Final = b"M600" + b"09"  # command, mode 00, algorithm 09 (CUP ECB, 
 class HsmStopProxy(FaultProxy):
     """``await start()``, point the switch at ``port``, ``arm()`` before the purchase.
     Starting, breaking connections and closing are :class:`FaultProxy`'s; the
-    forwarding is frame-aware here."""
+    forwarding is frame-aware here.  Each outage (``stop_now``, ``hang``, or the
+    armed trip) is appended to ``faults`` when given, like a kill: a 0420 whose
+    0430 could not be checked while the HSM was away is sent again, a repeat the
+    audit counts apart from duplicates."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, faults: list[Fault] | None = None) -> None:
         super().__init__(upstream_port)
+        self._faults = faults
         self.armed = False
         self.tripped = asyncio.Event()  # the answer MAC was seen (and held)
         self.down = asyncio.Event()  # the HSM is "stopped"
@@ -45,12 +51,18 @@ class HsmStopProxy(FaultProxy):
     def hang(self) -> None:
         """The HSM stops answering but keeps its connections: commands are held."""
         self.hung = True
+        self._record("hang")
 
     def stop_now(self) -> None:
         """The HSM stops at once: connections reset, new ones refused."""
+        self._record("stop")
         self.tripped.set()
         self._outstanding = 0
         self._go_down_when_quiet()
+
+    def _record(self, action: str) -> None:
+        if self._faults is not None:
+            self._faults.append(Fault("hsm", action, dt.datetime.now(dt.UTC)))
 
     def recover(self) -> None:
         """The HSM is back: connections are accepted and forwarded again."""
@@ -87,6 +99,8 @@ class HsmStopProxy(FaultProxy):
                 for body in framer.feed(data):
                     command = body[HEADER_LENGTH:]
                     if self.armed and command.startswith(ANSWER_MAC):
+                        if not self.tripped.is_set():
+                            self._record("stop at the answer MAC")
                         self.tripped.set()
                     if self.hung:
                         self.held.set()
