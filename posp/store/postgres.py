@@ -259,10 +259,16 @@ class PostgresStore(SqlStore):
         finish = _Finish(entry_id, from_states, columns, values)
         return await self._finishes.submit(finish, entry_id)
 
+    async def _update_entry_row(
+        self, entry_id: int, columns: tuple[str, ...], values: list[Any]
+    ) -> None:
+        self._require_pool("update_entry")
+        await self._finishes.submit(_Finish(entry_id, None, columns, values), entry_id)
+
     async def _finish_batch(self, batch: list[_Finish]) -> list[bool | BaseException]:
         """One UPDATE and one commit per kind of change (the same columns and
         from-states: in practice one for the whole batch)."""
-        kinds: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        kinds: dict[tuple[tuple[str, ...], tuple[str, ...] | None], list[int]] = {}
         for index, finish in enumerate(batch):
             kinds.setdefault((finish.columns, finish.from_states), []).append(index)
         outcomes: list[bool | BaseException] = [False] * len(batch)
@@ -282,9 +288,11 @@ class PostgresStore(SqlStore):
             first = batch[0]
             params: list[Any] = [[f.entry_id for f in batch]]
             params += [list(column) for column in zip(*(f.values for f in batch), strict=True)]
-            params.append(list(first.from_states))
+            if first.from_states is not None:
+                params.append(list(first.from_states))
+            sql = _finish_entries(first.columns, first.from_states is not None)
             try:
-                found = await self._read("finish_entry", _finish_entries(first.columns), params)
+                found = await self._read(first.op, sql, params)
             except (StoreUnavailable, asyncio.CancelledError):
                 raise
             except StoreError:
@@ -296,6 +304,11 @@ class PostgresStore(SqlStore):
 
     async def _finish_one(self, finish: _Finish) -> bool | BaseException:
         try:
+            if finish.from_states is None:
+                await SqlStore._update_entry_row(
+                    self, finish.entry_id, finish.columns, finish.values
+                )
+                return True
             return await SqlStore._finish_entry_row(
                 self, finish.entry_id, finish.from_states, finish.columns, finish.values
             )
@@ -335,12 +348,17 @@ def _sequence_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Finish:
-    """One ``finish_entry`` waiting for its group commit."""
+    """One ``finish_entry`` (or, with ``from_states`` None, ``update_entry``)
+    waiting for its group commit."""
 
     entry_id: int
-    from_states: tuple[str, ...]
+    from_states: tuple[str, ...] | None
     columns: tuple[str, ...]
     values: list[Any]
+
+    @property
+    def op(self) -> str:
+        return "update_entry" if self.from_states is None else "finish_entry"
 
 
 _INSERT_COLUMNS = rows.ENTRY_INSERT_COLUMNS
@@ -391,15 +409,16 @@ _INSERT_ENTRIES = (
 
 
 @functools.lru_cache(maxsize=64)
-def _finish_entries(columns: tuple[str, ...]) -> str:
-    """Compare-and-set of many entries' outcomes in one UPDATE: params are the ids,
-    one array per column, and the from-states."""
+def _finish_entries(columns: tuple[str, ...], cas: bool) -> str:
+    """Many entries' outcomes in one UPDATE: params are the ids, one array per
+    column and, for a compare-and-set (``cas``), the from-states."""
     names = ("id", *columns)
     assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    condition = f" AND j.state = ANY(${len(names) + 1}::text[])" if cas else ""
     return (
         f"UPDATE journal AS j SET {assignments}"
         f" FROM {_unnest(names)} AS v({', '.join(names)})"
-        f" WHERE j.id = v.id AND j.state = ANY(${len(names) + 1}::text[]) RETURNING j.id"
+        f" WHERE j.id = v.id{condition} RETURNING j.id"
     )
 
 

@@ -224,7 +224,13 @@ class SqlStore(abc.ABC):
         if not checked:
             return
         params = [self._time(v) if isinstance(v, dt.datetime) else v for v in checked.values()]
-        await self._write("update_entry", q.update_entry(list(checked)), [*params, entry_id])
+        await self._update_entry_row(entry_id, tuple(checked), params)
+
+    async def _update_entry_row(
+        self, entry_id: int, columns: tuple[str, ...], values: list[Any]
+    ) -> None:
+        """``update_entry`` once its changes are checked: set ``columns`` to ``values``."""
+        await self._write("update_entry", q.update_entry(list(columns)), [*values, entry_id])
 
     async def get_entry(self, entry_id: int) -> JournalEntry | None:
         row = await self._read_one("get_entry", q.GET_ENTRY, [entry_id])
