@@ -26,8 +26,10 @@ Invariants:
   commit that holds its row returned; a duplicate in a batch is left out by
   ``ON CONFLICT ... DO NOTHING`` and only its caller gets
   ``DuplicateTransaction``; any other error of a batch statement makes each of
-  its items run alone, so every caller gets exactly its own outcome.  A lone
-  request runs the plain single-row statement (no added delay).
+  its items run alone, so every caller gets exactly its own outcome (a
+  deadlock too, though rows are taken in key order so that two instances'
+  batches lock them in the same order).  A lone request runs the plain
+  single-row statement (no added delay).
 """
 
 from __future__ import annotations
@@ -226,20 +228,24 @@ class PostgresStore(SqlStore):
         """One multi-row INSERT and one commit for ``batch``; a row whose dedupe key
         exists (or repeats in the batch) is not inserted and gets DuplicateTransaction."""
         if len(batch) > 1:
-            columns = [list(column) for column in zip(*batch, strict=True)]
+            # rows in dedupe-key order: two instances' batches lock keys in one order
+            order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i]))
+            columns = [list(column) for column in zip(*(batch[i] for i in order), strict=True)]
             try:
                 found = await self._read("insert_entry", _INSERT_ENTRIES, columns)
-            except (StoreUnavailable, asyncio.CancelledError):
+            except StoreUnavailable:
                 raise
             except StoreError:
                 pass  # e.g. one value the driver refuses: each row alone, below
             else:
-                return [
-                    int(row["id"])
-                    if row["inserted"]
-                    else DuplicateTransaction("insert_entry: unique constraint violated")
-                    for row in found
-                ]
+                outcomes: list[int | BaseException] = [0] * len(batch)
+                for index, row in zip(order, found, strict=True):
+                    outcomes[index] = (
+                        int(row["id"])
+                        if row["inserted"]
+                        else DuplicateTransaction("insert_entry: unique constraint violated")
+                    )
+                return outcomes
         return list(await asyncio.gather(*(self._insert_one(v) for v in batch)))
 
     async def _insert_one(self, values: list[Any]) -> int | BaseException:
@@ -283,17 +289,18 @@ class PostgresStore(SqlStore):
         return outcomes
 
     async def _finish_kind(self, batch: list[_Finish]) -> list[bool | BaseException]:
-        """``batch``: finishes of distinct entries with the same columns and from-states."""
+        """Finishes of distinct entries with the same columns and from-states."""
         if len(batch) > 1:
-            first = batch[0]
-            params: list[Any] = [[f.entry_id for f in batch]]
-            params += [list(column) for column in zip(*(f.values for f in batch), strict=True)]
+            ordered = sorted(batch, key=lambda f: f.entry_id)  # rows locked in id order
+            first = ordered[0]
+            params: list[Any] = [[f.entry_id for f in ordered]]
+            params += [list(column) for column in zip(*(f.values for f in ordered), strict=True)]
             if first.from_states is not None:
                 params.append(list(first.from_states))
             sql = _finish_entries(first.columns, first.from_states is not None)
             try:
                 found = await self._read(first.op, sql, params)
-            except (StoreUnavailable, asyncio.CancelledError):
+            except StoreUnavailable:
                 raise
             except StoreError:
                 pass  # each alone, below
@@ -365,6 +372,10 @@ _INSERT_COLUMNS = rows.ENTRY_INSERT_COLUMNS
 _DEDUPE_KEY = tuple(
     _INSERT_COLUMNS.index(c) for c in ("terminal_id", "batch", "trace", "direction", "dedupe")
 )
+
+
+def _sort_key(values: list[Any]) -> tuple[str, ...]:
+    return tuple(str(values[i]) for i in _DEDUPE_KEY[:4])
 
 
 def _dedupe_key(values: list[Any]) -> tuple[Any, ...] | None:
