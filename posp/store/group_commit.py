@@ -108,16 +108,17 @@ class GroupCommit(Generic[T, R]):
         try:
             while self._queue:
                 batch = self._take()
+                if not batch:  # only cancelled callers were queued
+                    continue
                 try:
                     outcomes = await self._write([w.item for w in batch])
                     if len(outcomes) != len(batch):
                         raise StoreError("group commit: one outcome per item expected")
-                except asyncio.CancelledError as exc:
-                    # the writer itself was cancelled (event loop shutting down)
-                    _settle(batch, [exc] * len(batch))
-                    for waiting in self._queue:
-                        if not waiting.future.done():
-                            waiting.future.cancel()
+                except asyncio.CancelledError:
+                    # the writer itself was cancelled (the event loop is shutting
+                    # down): its callers and those queued are cancelled with it
+                    for waiting in [*batch, *self._queue]:
+                        waiting.future.cancel()
                     self._queue = []
                     raise
                 except Exception as exc:  # every caller of the batch sees it

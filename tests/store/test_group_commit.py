@@ -144,3 +144,21 @@ async def test_batches_are_capped() -> None:
     group: GroupCommit[int, int] = GroupCommit(write, max_batch=2)
     assert await asyncio.gather(*(group.submit(n) for n in range(5))) == [0, 10, 20, 30, 40]
     assert all(len(b) <= 2 for b in write.batches)
+
+
+async def test_a_cancelled_writer_cancels_its_callers_and_the_queue() -> None:
+    write = HeldWrite()
+    group: GroupCommit[int, int] = GroupCommit(write)
+    in_batch = asyncio.create_task(group.submit(1))
+    await write.started.wait()
+    queued = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)
+    writer = group._writer
+    assert writer is not None
+    writer.cancel()
+    for caller in (in_batch, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    write.release.set()
+    write.held = False
+    assert await group.submit(3) == 30  # a new writer starts for the next caller
