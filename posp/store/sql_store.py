@@ -206,12 +206,17 @@ class SqlStore(abc.ABC):
         values = rows.entry_insert_values(entry, dedupe=dedupe, default_node_id=self.node_id)
         values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
         try:
-            inserted = await self._write("insert_entry", q.INSERT_ENTRY, values)
+            return await self._insert_entry_row(values)
         except DuplicateTransaction as exc:
             raise DuplicateTransaction(
                 f"terminal {entry.terminal_id} batch {entry.batch} trace {entry.trace}"
                 f" ({entry.direction}) is already journaled"
             ) from exc
+
+    async def _insert_entry_row(self, values: list[Any]) -> int:
+        """Insert one journal row (``rows.ENTRY_INSERT_COLUMNS`` order, times bound)
+        and return its id; ``DuplicateTransaction`` when its dedupe key exists."""
+        inserted = await self._write("insert_entry", q.INSERT_ENTRY, values)
         return int(inserted[0]["id"])
 
     async def update_entry(self, entry_id: int, **changes: object) -> None:
@@ -219,7 +224,13 @@ class SqlStore(abc.ABC):
         if not checked:
             return
         params = [self._time(v) if isinstance(v, dt.datetime) else v for v in checked.values()]
-        await self._write("update_entry", q.update_entry(list(checked)), [*params, entry_id])
+        await self._update_entry_row(entry_id, tuple(checked), params)
+
+    async def _update_entry_row(
+        self, entry_id: int, columns: tuple[str, ...], values: list[Any]
+    ) -> None:
+        """``update_entry`` once its changes are checked: set ``columns`` to ``values``."""
+        await self._write("update_entry", q.update_entry(list(columns)), [*values, entry_id])
 
     async def get_entry(self, entry_id: int) -> JournalEntry | None:
         row = await self._read_one("get_entry", q.GET_ENTRY, [entry_id])
@@ -271,8 +282,19 @@ class SqlStore(abc.ABC):
         if not from_states or "state" not in checked:
             raise StoreError("finish_entry: needs from_states and a new state")
         params = [self._time(v) if isinstance(v, dt.datetime) else v for v in checked.values()]
-        sql = q.finish_entry(list(checked), len(from_states))
-        return bool(await self._write("finish_entry", sql, [*params, entry_id, *from_states]))
+        return await self._finish_entry_row(entry_id, from_states, tuple(checked), params)
+
+    async def _finish_entry_row(
+        self,
+        entry_id: int,
+        from_states: tuple[str, ...],
+        columns: tuple[str, ...],
+        values: list[Any],
+    ) -> bool:
+        """``finish_entry`` once its changes are checked: set ``columns`` to ``values``
+        (bound) where the entry's state is one of ``from_states``; True if it was."""
+        sql = q.finish_entry(list(columns), len(from_states))
+        return bool(await self._write("finish_entry", sql, [*values, entry_id, *from_states]))
 
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor]

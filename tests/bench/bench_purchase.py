@@ -16,7 +16,10 @@ idle one is always there; a tick that finds none is counted as skipped).
 ``POSP_BENCH_SWITCHES`` the number of ``posp serve`` processes sharing the
 terminal port (``reuse_port``, node ids 1..N) and the store (default 2);
 ``POSP_BENCH_PG=postgresql://user@host:port/db`` puts the store in a fresh
-PostgreSQL schema (dropped afterwards) instead of a SQLite file.
+PostgreSQL schema (dropped afterwards) instead of a SQLite file; the switches'
+connections then carry an ``application_name`` of their own, and when the
+server runs on this machine the CPU of those backends (from /proc) is printed
+as ``postgres`` — the server's share of each purchase, other clients left out.
 ``POSP_BENCH_RISK`` = ``both`` (default), ``on`` or ``off``: the risk rules
 (default ruleset) on or off in the switches; ``both`` interleaves
 ``POSP_BENCH_ROUNDS`` (default 2) pairs of runs, off then on, each a fresh
@@ -87,7 +90,35 @@ PG_SCHEMA = f"bench_{os.getpid()}_{int(time.time())}"
 
 def store_url(data_dir: Path) -> str:
     pg = os.environ.get("POSP_BENCH_PG", "")
-    return f"{pg}?schema={PG_SCHEMA}" if pg else f"sqlite:///{data_dir / 'posp.db'}"
+    if not pg:
+        return f"sqlite:///{data_dir / 'posp.db'}"
+    return f"{pg}?schema={PG_SCHEMA}&application_name={PG_SCHEMA}"
+
+
+async def pg_backend_pids() -> list[int]:
+    """Process ids of the PostgreSQL backends serving this run's switches."""
+    pg = os.environ.get("POSP_BENCH_PG", "")
+    if not pg:
+        return []
+    import asyncpg
+
+    connection = await asyncpg.connect(pg)
+    try:
+        found = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", PG_SCHEMA
+        )
+    finally:
+        await connection.close()
+    return [int(r["pid"]) for r in found]
+
+
+def pg_backends_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each backend still running and readable (the server is local)."""
+    used: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            used[pid] = cpu_s(pid)
+    return used
 
 
 def drop_pg_schema() -> None:
@@ -288,12 +319,14 @@ async def report_run(
         progress=per_second,
         progress_interval_s=1.0,
     )
+    pg_before = pg_backends_cpu_s(await pg_backend_pids())
     cpu_before = {name: cpu_s(p.pid) for name, p in procs.items()}
     own_before = time.process_time()
     wall_start = time.perf_counter()
     report = await run_fleet(config)
     wall_s = time.perf_counter() - wall_start
     cpu_after = {name: cpu_s(p.pid) for name, p in procs.items()}
+    pg_after = pg_backends_cpu_s(await pg_backend_pids())
     own_cpu_s = time.process_time() - own_before
     approved = report.load_response_codes.get("00", 0)  # the load window only
     approved_per_s = approved / report.duration_s
@@ -325,6 +358,8 @@ async def report_run(
     print("  CPU: share of one core over the run, and CPU time per approved purchase")
     used_s = {name: cpu_after[name] - cpu_before[name] for name in procs}
     used_s["fleet"] = own_cpu_s
+    if pg_after:  # a backend that connected during the run counts from zero
+        used_s["postgres"] = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
     for name, cpu in used_s.items():
         per_txn_us = cpu / max(approved, 1) * 1e6
         print(f"    {name:<12} {cpu / wall_s:6.0%}  {per_txn_us:6.0f} us")

@@ -7,7 +7,10 @@ Settlement: ``batch_totals`` and ``list_batches`` over one terminal's batch of
 10,000 transactions.  Target: well under a second.
 
 Runs SQLite (a temporary file) and, when reachable, PostgreSQL (a temporary
-schema, dropped afterwards; DSN from POSP_TEST_PG_DSN).
+schema, dropped afterwards; DSN from POSP_TEST_PG_DSN).  On PostgreSQL the
+journal runs also print the server's CPU per transaction: the store's
+connections carry an ``application_name`` of their own and, when the server
+runs on this machine, the CPU of those backends is read from /proc.
 """
 
 from __future__ import annotations
@@ -55,8 +58,35 @@ async def _journal_one(store: Store, terminal_id: str, trace: int, with_rrn: boo
     )
 
 
-async def _journal_rate(store: Store, prefix: str, txns: int, with_rrn: bool) -> float:
-    """Transactions per second with CONCURRENCY workers (one terminal each)."""
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _server_cpu_s(name: str) -> float | None:
+    """CPU seconds of the local PostgreSQL backends named ``name``; None when unknown."""
+    if not name:
+        return None
+    import asyncpg
+
+    connection = await asyncpg.connect(PG_DSN)
+    try:
+        found = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", name
+        )
+    finally:
+        await connection.close()
+    try:
+        return sum(_cpu_s(int(r["pid"])) for r in found)
+    except OSError:  # the server runs elsewhere
+        return None
+
+
+async def _journal_rate(
+    store: Store, prefix: str, txns: int, with_rrn: bool, server: str = ""
+) -> tuple[float, float, float | None]:
+    """Transactions per second with CONCURRENCY workers (one terminal each), this
+    process's CPU and the database server's (None: unknown) per transaction in µs."""
     per_worker = txns // CONCURRENCY
 
     async def worker(number: int) -> None:
@@ -64,9 +94,26 @@ async def _journal_rate(store: Store, prefix: str, txns: int, with_rrn: bool) ->
         for trace in range(1, per_worker + 1):
             await _journal_one(store, terminal_id, trace, with_rrn)
 
+    await asyncio.gather(
+        *(_journal_one(store, f"W{prefix}{n:04d}", 1, with_rrn) for n in range(20))
+    )
+    server_before = await _server_cpu_s(server)  # the pool has grown: warm-up above
+    cpu_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(CONCURRENCY)))
-    return per_worker * CONCURRENCY / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    done = per_worker * CONCURRENCY
+    cpu_us = (time.process_time() - cpu_before) / done * 1e6
+    server_after = await _server_cpu_s(server)
+    server_us = None
+    if server_before is not None and server_after is not None:
+        server_us = (server_after - server_before) / done * 1e6
+    return done / elapsed, cpu_us, server_us
+
+
+def _costs(cpu_us: float, server_us: float | None) -> str:
+    server = "" if server_us is None else f", server {server_us:5.0f} us"
+    return f"  (CPU per txn: client {cpu_us:5.0f} us{server})"
 
 
 async def _fill_batch(store: Store, terminal_id: str) -> None:
@@ -88,13 +135,19 @@ async def _time_ms(call: Callable[[], Awaitable[object]], runs: int = 5) -> floa
     return statistics.median(timings)
 
 
-async def _run(name: str, store: Store) -> None:
+async def _run(name: str, store: Store, server: str = "") -> None:
     await store.open()
     try:
-        rate = await _journal_rate(store, "A", JOURNAL_TXNS, with_rrn=False)
-        print(f"{name}: journal insert+update            {rate:8.0f} txn/s (target 1,500)")
-        rate = await _journal_rate(store, "B", JOURNAL_TXNS, with_rrn=True)
-        print(f"{name}: journal rrn+insert+update        {rate:8.0f} txn/s")
+        rate, cpu_us, server_us = await _journal_rate(store, "A", JOURNAL_TXNS, False, server)
+        print(
+            f"{name}: journal insert+update            {rate:8.0f} txn/s (target 1,500)"
+            + _costs(cpu_us, server_us)
+        )
+        rate, cpu_us, server_us = await _journal_rate(store, "B", JOURNAL_TXNS, True, server)
+        print(
+            f"{name}: journal rrn+insert+update        {rate:8.0f} txn/s"
+            + _costs(cpu_us, server_us)
+        )
         await _fill_batch(store, "S0000001")
         totals_ms = await _time_ms(lambda: store.batch_totals("S0000001", "000007"))
         print(f"{name}: batch_totals, {BATCH_TXNS} txns        {totals_ms:8.1f} ms (target < 1000)")
@@ -127,7 +180,8 @@ async def _main() -> None:
         print(f"postgres: not reachable at {PG_DSN}, skipped")
         return
     try:
-        await _run("postgres", PostgresStore(PG_DSN, schema=schema, pool_size=10))
+        dsn = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}application_name={schema}"
+        await _run("postgres", PostgresStore(dsn, schema=schema, pool_size=10), server=schema)
     finally:
         await _pg_schema("drop", schema)
 

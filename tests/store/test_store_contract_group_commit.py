@@ -1,0 +1,148 @@
+"""The store contract, part 4: the journal's hot writes issued concurrently — as
+the switch issues them under load, and as both stores group-commit them (SQLite's
+writer thread, PostgreSQL's ``posp.store.group_commit``) — give each caller
+exactly the outcome it would have had alone.  Every test runs against
+SqliteStore and PostgresStore; the last ones check PostgreSQL's batch statements."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from posp.errors import DuplicateTransaction, StoreError
+from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, Store
+from posp.store.postgres import PostgresStore
+from tests.store.conftest import StoreFactory
+from tests.store.samples import TID, entry, registered
+
+CONCURRENT = 40
+
+
+async def test_concurrent_inserts_each_get_their_own_id_and_row(store: Store) -> None:
+    traces = [f"{200 + n:06d}" for n in range(CONCURRENT)]
+    ids = await asyncio.gather(*(store.insert_entry(entry(t, amount_minor=int(t))) for t in traces))
+    assert len(set(ids)) == CONCURRENT
+    for trace, entry_id in zip(traces, ids, strict=True):
+        got = await store.get_entry(entry_id)
+        assert got is not None and (got.trace, got.amount_minor, got.state) == (
+            trace,
+            int(trace),
+            PENDING,
+        )
+
+
+async def test_concurrent_duplicates_exactly_one_wins_per_request(factory: StoreFactory) -> None:
+    """Each trace sent 4 times at once over two instances: one id, three duplicates,
+    and only the winner's row exists."""
+    first, second = await factory.new(), await factory.new()
+    attempts = [
+        store.insert_entry(entry(f"{300 + n % 10:06d}", amount_minor=k))
+        for k, (n, store) in enumerate((n, s) for n in range(10) for s in (first, second) * 2)
+    ]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    winners = [r for r in results if isinstance(r, int)]
+    assert len(winners) == 10 and len(set(winners)) == 10
+    assert all(isinstance(r, int | DuplicateTransaction) for r in results)
+    for n in range(10):
+        found = await first.find_by_trace(TID, "000001", f"{300 + n:06d}")
+        assert found is not None and found.id in winners
+
+
+async def test_concurrent_management_entries_are_all_kept(store: Store) -> None:
+    sign_in = entry("000400", txn_type="sign_in", mti="0800", amount_minor=None)
+    ids = await asyncio.gather(*(store.insert_entry(sign_in, dedupe=False) for _ in range(10)))
+    assert len(set(ids)) == 10
+
+
+async def test_one_bad_value_among_concurrent_inserts_fails_only_its_caller(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.insert_entry(entry(f"{500 + n:06d}")) for n in range(5)),
+        store.insert_entry(entry("000599", amount_minor=2**70)),
+        *(store.insert_entry(entry(f"{510 + n:06d}")) for n in range(5)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[5], StoreError)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 5)
+    assert await store.find_by_trace(TID, "000001", "000599") is None
+
+
+async def test_concurrent_outcomes_each_win_their_own_entry_once(store: Store) -> None:
+    await registered(store)
+    ids = [await store.insert_entry(entry(f"{600 + n:06d}")) for n in range(CONCURRENT)]
+    assert await store.transition(ids[0], (PENDING,), REVERSED)  # taken by a 0400 first
+    attempts = [
+        store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00", auth_code=f"{i:06d}")
+        for i in ids
+    ]
+    attempts += [store.finish_entry(i, (PENDING,), state=DECLINED, response_code="05") for i in ids]
+    won = await asyncio.gather(*attempts)
+    assert won[0] is False and won[CONCURRENT] is False  # the reversed one: nobody
+    for n, entry_id in enumerate(ids[1:], start=1):
+        assert [won[n], won[CONCURRENT + n]].count(True) == 1
+        got = await store.get_entry(entry_id)
+        assert got is not None
+        expected = (APPROVED, "00") if won[n] else (DECLINED, "05")
+        assert (got.state, got.response_code) == expected
+    reversed_entry = await store.get_entry(ids[0])
+    assert reversed_entry is not None and reversed_entry.state == REVERSED
+    assert reversed_entry.response_code is None
+
+
+async def test_concurrent_outcomes_with_different_columns(store: Store) -> None:
+    ids = [await store.insert_entry(entry(f"{700 + n:06d}")) for n in range(6)]
+    won = await asyncio.gather(
+        *(
+            store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00")
+            if n % 2
+            else store.finish_entry(i, (PENDING, APPROVED), state=DECLINED, card_org="VIS")
+            for n, i in enumerate(ids)
+        )
+    )
+    assert all(won)
+    got = [await store.get_entry(i) for i in ids]
+    assert [(g.state, g.card_org) for g in got if g] == [
+        (DECLINED, "VIS") if n % 2 == 0 else (APPROVED, None) for n in range(6)
+    ]
+
+
+# --- PostgreSQL's batch statements ---------------------------------------------------
+
+
+async def test_postgres_batches_concurrent_writes_into_fewer_commits(
+    factory: StoreFactory,
+) -> None:
+    if factory.kind != "postgres":
+        pytest.skip("PostgreSQL's group commit")
+    store = await factory.new()
+    assert isinstance(store, PostgresStore)
+    ids = await asyncio.gather(
+        *(store.insert_entry(entry(f"{800 + n:06d}")) for n in range(CONCURRENT))
+    )
+    await asyncio.gather(
+        *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00") for i in ids)
+    )
+    assert store._inserts.items == store._finishes.items == CONCURRENT
+    assert store._inserts.batches < CONCURRENT and store._finishes.batches < CONCURRENT
+
+
+async def test_postgres_batch_arrays_have_the_journal_column_types(
+    factory: StoreFactory,
+) -> None:
+    """The batch statements bind one typed array per journal column: the types they
+    name must be the table's (a column added later and not TEXT must be listed)."""
+    if factory.kind != "postgres":
+        pytest.skip("PostgreSQL's batch statements")
+    from posp.store.postgres import _journal_type
+
+    store = await factory.new()
+    assert isinstance(store, PostgresStore)
+    found = await store._read(
+        "columns",
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'journal'",
+    )
+    names = {"bigint": "bigint", "text": "text", "boolean": "boolean"}
+    names["timestamp with time zone"] = "timestamptz"
+    for row in found:
+        assert _journal_type(row["column_name"]) == names[row["data_type"]], row["column_name"]
