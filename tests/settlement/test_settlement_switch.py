@@ -220,6 +220,9 @@ class SilentLink:
     async def send(self, *_args: object, **_kwargs: object) -> None:
         raise AssertionError("the void reached the card network")
 
+    def when_up(self, callback: object) -> None:
+        """Always up: nothing to tell the SAF forwarder later."""
+
     async def close(self) -> None:
         return None
 

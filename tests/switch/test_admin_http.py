@@ -33,6 +33,9 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
 class FakeLink:
     signed_on: bool
 
+    def when_up(self, callback: object) -> None:
+        """The test flips ``signed_on`` itself; the SAF forwarder polls."""
+
 
 async def _started(tmp_path: Path, store: Store, hsm: HsmClient, link: object) -> Switch:
     settings = switch_settings(tmp_path, metrics_enabled=True, metrics_port=0)
