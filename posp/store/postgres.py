@@ -36,6 +36,7 @@ import asyncpg
 
 from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import rows
+from posp.store.api import EntryThen
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.queries import numbered
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
@@ -198,6 +199,14 @@ class PostgresStore(SqlStore):
                     return False
                 await connection.fetch(numbered(then[0]), *then[1])
                 return True
+
+    async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
+        pool = self._require_pool(op)
+        with _translated(op):
+            async with pool.acquire() as connection, connection.transaction():
+                entry_id = int((await connection.fetch(numbered(sql), *params))[0]["id"])
+                await then.postgres(connection, entry_id)
+                return entry_id
 
     async def next_sequence(self, name: str) -> int:
         sequence = _sequence_name(name)

@@ -159,14 +159,14 @@ class SqlRiskCounters:
         self, adds: Sequence[CounterAdd], then: Statement | None = None
     ) -> tuple[bool, dict[str, CounterValue]]:
         if self._pg:
-            columns = [list(column) for column in zip(*map(_row, adds), strict=True)]
+            columns = pg_columns(adds)
             found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
             before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
             passed = bool(found and found[0]["pass"])
             if passed and then is not None:
                 await self._store._write("risk_check_and_add_then", *then)
             return passed, before
-        payload = json.dumps([_row(a) for a in adds])
+        payload = sqlite_payload(adds)
         if isinstance(self._store, SqliteStore):
             changed = await self._store._write_job(
                 "risk_check_and_add", functools.partial(_sqlite_job, adds, payload, then)
@@ -223,6 +223,21 @@ def _row(add: CounterAdd) -> list[Any]:
         add.max_count,
         add.min_gap_s,
     ]
+
+
+def pg_columns(adds: Sequence[CounterAdd]) -> list[list[Any]]:
+    """The parameters of PG_CHECK_AND_ADD: one array per column."""
+    return [list(column) for column in zip(*map(_row, adds), strict=True)]
+
+
+def sqlite_payload(adds: Sequence[CounterAdd]) -> str:
+    """The parameter of SQLITE_CHECK_AND_ADD: one JSON array of request rows."""
+    return json.dumps([_row(a) for a in adds])
+
+
+def value_of(row: Any) -> CounterValue:
+    """A counter row's values."""
+    return _value(row)
 
 
 def _value(row: Any) -> CounterValue:

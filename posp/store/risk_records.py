@@ -17,12 +17,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from posp.risk.counters import AddResult, CounterAdd, adds_from_json, adds_to_json
 from posp.risk.lifecycle import Event, TerminalRiskState
-from posp.store.risk_counters import SqlRiskCounters
+from posp.store.queries import numbered
+from posp.store.risk_counters import (
+    PG_CHECK_AND_ADD,
+    SQLITE_CHECK_AND_ADD,
+    SQLITE_CREATE,
+    SQLITE_SNAPSHOT,
+    SqlRiskCounters,
+    pg_columns,
+    sqlite_payload,
+    value_of,
+)
 from posp.store.sql_store import SqlStore
 
 INSERT_RECORD = (
@@ -224,6 +234,55 @@ class SqlRiskRecords:
     async def events(self, terminal_id: str) -> list[tuple[str, str]]:
         found = await self._store._read("risk_events", EVENTS, [terminal_id])
         return [(str(r["event"]), str(r["detail"])) for r in found]
+
+
+@dataclass(slots=True)
+class HoldWithEntry:
+    """A hold's check-and-add and, when applied, its record, run in the pending
+    journal entry's transaction (``SqlStore.insert_entry(then=...)``, an
+    ``EntryThen``): one writer job on SQLite, one transaction on PostgreSQL, so
+    the entry, the counters and the record of the hold commit together.
+
+    ``missing`` are the rows the caller knows absent (its snapshot): on SQLite
+    they are created in the same job (one writer, no lock order to mind); on
+    PostgreSQL the caller creates them BEFORE the transaction (``create_missing``,
+    autocommit): creating rows and then locking others in one transaction could
+    deadlock with another instance doing the same in the other order.
+
+    After the run, ``result`` is the add's result, or None when a row was found
+    missing all the same (expired and purged meanwhile): the caller then holds
+    the old way (``SqlRiskRecords.hold_and_keep``), which creates and retries."""
+
+    hold: tuple[CounterAdd, ...]
+    record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold
+    missing: tuple[CounterAdd, ...] = ()
+    result: AddResult | None = field(default=None)
+
+    def _params(self, entry_id: int) -> list[Any]:
+        return SqlRiskRecords._record_params(entry_id, hold=self.hold, **self.record)
+
+    def sqlite(self, connection: Any, entry_id: int) -> None:
+        if self.missing:
+            rows = sorted((a.key, a.expires_on.isoformat()) for a in self.missing)
+            connection.execute(SQLITE_CREATE, [json.dumps(rows)]).fetchall()
+        if connection.execute(SQLITE_CHECK_AND_ADD, [sqlite_payload(self.hold)]).fetchall():
+            connection.execute(INSERT_RECORD, self._params(entry_id)).fetchall()
+            self.result = AddResult(True, {})
+            return
+        keys = json.dumps([a.key for a in self.hold])  # the refusal's values, same writer
+        before = {
+            r["counter_key"]: value_of(r) for r in connection.execute(SQLITE_SNAPSHOT, [keys])
+        }
+        self.result = AddResult(False, before) if len(before) == len(self.hold) else None
+
+    async def postgres(self, connection: Any, entry_id: int) -> None:
+        found = await connection.fetch(numbered(PG_CHECK_AND_ADD), *pg_columns(self.hold))
+        before = {r["counter_key"]: value_of(r) for r in found if r["counter_key"] is not None}
+        if found and found[0]["pass"]:
+            await connection.fetch(numbered(INSERT_RECORD), *self._params(entry_id))
+            self.result = AddResult(True, before)
+            return
+        self.result = AddResult(False, before) if len(before) == len(self.hold) else None
 
 
 def _record(row: Any) -> RiskRecord:
