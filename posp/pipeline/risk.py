@@ -195,12 +195,12 @@ async def pending_hold(ctx: TxnContext) -> HoldWithEntry | None:
     hold = outcome.evaluation.hold
     if not hold:
         return None
-    missing = tuple(add for add in hold if add.key not in outcome.snapshot_keys)
+    missing = [add for add in hold if add.key not in outcome.snapshot_keys]
     if missing:  # PostgreSQL: their rows first, outside the entry's transaction
         await service.counters.create_missing(missing)
     fields = _record_fields(ctx, outcome, hold)
     del fields["hold"]
-    outcome.pending = HoldWithEntry(hold, fields, missing)
+    outcome.pending = HoldWithEntry(hold, fields)
     return outcome.pending
 
 

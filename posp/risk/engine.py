@@ -26,8 +26,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from posp.risk.compiled import Cap, CompiledRule
+from posp.risk.compiled import Cap, Check, CompiledRule
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.facts import Facts, Family
 from posp.risk.inputs import (
@@ -116,27 +117,44 @@ class CompiledRuleset:
         self.rules = tuple(rules)
         self.families = _merged_families(self.rules)
         types = {t for r in self.rules for t in r.txn_types}
-        # Per type: what the loop needs without attribute lookups on the rule, and
-        # the caps of unscoped declining rules merged once here (scoped rules' caps
-        # are merged per evaluation, when in scope).
-        self._by_type = {
-            t: tuple(
-                (r, r.check, r.scope_attr, r.scope_values, r.caps if r.scope_attr else ())
-                for r in self.rules
-                if t in r.txn_types
-            )
-            for t in types
-        }
+        # The caps of unscoped declining rules merged once per type; a scope's
+        # caps are merged into a copy once per plan (``_plan``).
         self._static_caps = {
             t: _cap_table(
                 cap for r in self.rules if t in r.txn_types and not r.scope_attr for cap in r.caps
             )
             for t in types
         }
-        self._static_limits = {
-            t: _limit_table(table, self.families) for t, table in self._static_caps.items()
-        }
         self._uncapped: LimitTable = [_UNCAPPED] * len(self.families)
+        #: The RiskInput attributes some rule's scope tests (a plan's key).
+        self._scope_attrs = tuple(sorted({r.scope_attr for r in self.rules if r.scope_attr}))
+        #: Per (txn type, scope attribute values): the rules in scope, in file
+        #: order, as (rule, check), and the hold's limits — built on first use,
+        #: so an evaluation runs no scope test and merges no cap.
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+
+    def _plan(self, inp: RiskInput) -> _Plan:
+        key = (inp.txn_type, *[getattr(inp, attr) for attr in self._scope_attrs])
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # bounded: scopes seen are few, terminals many
+            plan = self._plans[key] = self._build_plan(inp)
+        return plan
+
+    def _build_plan(self, inp: RiskInput) -> _Plan:
+        txn_type = inp.txn_type
+        in_scope = [
+            r
+            for r in self.rules
+            if txn_type in r.txn_types
+            and (r.scope_attr is None or getattr(inp, r.scope_attr) in r.scope_values)
+        ]
+        scoped_caps = [cap for r in in_scope if r.scope_attr for cap in r.caps]
+        static = self._static_caps.get(txn_type, {})
+        table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
+        limits = _limit_table(table, self.families) if table else self._uncapped
+        return _Plan(tuple((r, r.check) for r in in_scope), limits)
 
     def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
         """Every counter the rules may read for ``inp`` (one snapshot read)."""
@@ -190,12 +208,8 @@ class CompiledRuleset:
         inp, version = facts.inp, self.version
         decisions: list[Decision] = []
         decline: Decision | None = None
-        scoped_caps: list[Cap] = []
-        for rule, check, scope_attr, scope_values, caps in self._by_type.get(inp.txn_type, ()):
-            if scope_attr is not None:
-                if getattr(inp, scope_attr) not in scope_values:
-                    continue
-                scoped_caps.extend(caps)
+        plan = self._plan(inp)
+        for rule, check in plan.checks:
             hit = check(facts)
             if hit is None:
                 continue
@@ -208,13 +222,7 @@ class CompiledRuleset:
         counted = with_hold and inp.txn_type in self.counted_txn_types
         if decline is not None or not counted:
             return Evaluation(version, tuple(decisions), decline, (), ())
-        if scoped_caps:
-            static = self._static_caps.get(inp.txn_type, {})
-            table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
-            limits = _limit_table(table, self.families)
-        else:
-            limits = self._static_limits.get(inp.txn_type, self._uncapped)
-        hold, held_caps = self._hold(facts, limits)
+        hold, held_caps = self._hold(facts, plan.limits)
         return Evaluation(version, tuple(decisions), None, hold, held_caps)
 
     def _hold(
@@ -249,6 +257,13 @@ class CompiledRuleset:
 
 
 _UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
+#: Plans kept per ruleset before the cache starts again (one per scope seen).
+_MAX_PLANS = 4096
+
+
+class _Plan(NamedTuple):
+    checks: tuple[tuple[CompiledRule, Check], ...]
+    limits: LimitTable
 
 
 def _limit_table(table: CapTable, families: tuple[Family, ...]) -> LimitTable:

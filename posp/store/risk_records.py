@@ -25,12 +25,9 @@ from posp.risk.lifecycle import Event, TerminalRiskState
 from posp.store.queries import numbered
 from posp.store.risk_counters import (
     PG_CHECK_AND_ADD,
-    SQLITE_CHECK_AND_ADD,
-    SQLITE_CREATE,
-    SQLITE_SNAPSHOT,
     SqlRiskCounters,
     pg_columns,
-    sqlite_payload,
+    sqlite_check_and_add,
     value_of,
 )
 from posp.store.sql_store import SqlStore
@@ -243,37 +240,27 @@ class HoldWithEntry:
     ``EntryThen``): one writer job on SQLite, one transaction on PostgreSQL, so
     the entry, the counters and the record of the hold commit together.
 
-    ``missing`` are the rows the caller knows absent (its snapshot): on SQLite
-    they are created in the same job (one writer, no lock order to mind); on
-    PostgreSQL the caller creates them BEFORE the transaction (``create_missing``,
-    autocommit): creating rows and then locking others in one transaction could
-    deadlock with another instance doing the same in the other order.
+    On SQLite a missing counter row is created by the add itself; on PostgreSQL
+    the caller creates the rows its snapshot found missing BEFORE the transaction
+    (``create_missing``, autocommit): creating rows and then locking others in
+    one transaction could deadlock with another instance doing the same in the
+    other order.
 
-    After the run, ``result`` is the add's result, or None when a row was found
-    missing all the same (expired and purged meanwhile): the caller then holds
-    the old way (``SqlRiskRecords.hold_and_keep``), which creates and retries."""
+    After the run, ``result`` is the add's result, or None when a PostgreSQL row
+    was found missing all the same (expired and purged meanwhile): the caller
+    then holds the old way (``SqlRiskRecords.hold_and_keep``: creates, retries)."""
 
     hold: tuple[CounterAdd, ...]
     record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold
-    missing: tuple[CounterAdd, ...] = ()
     result: AddResult | None = field(default=None)
 
     def _params(self, entry_id: int) -> list[Any]:
         return SqlRiskRecords._record_params(entry_id, hold=self.hold, **self.record)
 
     def sqlite(self, connection: Any, entry_id: int) -> None:
-        if self.missing:
-            rows = sorted((a.key, a.expires_on.isoformat()) for a in self.missing)
-            connection.execute(SQLITE_CREATE, [json.dumps(rows)]).fetchall()
-        if connection.execute(SQLITE_CHECK_AND_ADD, [sqlite_payload(self.hold)]).fetchall():
+        self.result = sqlite_check_and_add(connection, self.hold)
+        if self.result.applied:
             connection.execute(INSERT_RECORD, self._params(entry_id)).fetchall()
-            self.result = AddResult(True, {})
-            return
-        keys = json.dumps([a.key for a in self.hold])  # the refusal's values, same writer
-        before = {
-            r["counter_key"]: value_of(r) for r in connection.execute(SQLITE_SNAPSHOT, [keys])
-        }
-        self.result = AddResult(False, before) if len(before) == len(self.hold) else None
 
     async def postgres(self, connection: Any, entry_id: int) -> None:
         found = await connection.fetch(numbered(PG_CHECK_AND_ADD), *pg_columns(self.hold))
