@@ -175,7 +175,10 @@ def full_stack(
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             procs["hsm-sim"] = start(
-                [str(BIN / "hsm-sim"), "--port", str(hsm_port), "--log-level", "warning"],
+                [
+                    *(str(BIN / "hsm-sim"), "--port", str(hsm_port), "--metrics-port", "0"),
+                    *("--log-level", "warning"),
+                ],
                 env,
                 data / "hsm.log",
             )
