@@ -24,11 +24,11 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from posp.risk.compiled import Cap, Check, CompiledRule
+from posp.risk.compiled import Cap, Check, CompiledRule, Fusion, GroupCheck, Hit
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.facts import Facts, Family
 from posp.risk.inputs import (
@@ -154,7 +154,20 @@ class CompiledRuleset:
         static = self._static_caps.get(txn_type, {})
         table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
         limits = _limit_table(table, self.families) if table else self._uncapped
-        return _Plan(tuple((r, r.check) for r in in_scope), limits)
+        # Rules that fuse, by key (each group one closure); the rest alone.
+        groups: dict[Hashable, list[tuple[int, Fusion]]] = {}
+        for index, rule in enumerate(in_scope):
+            if rule.fusion is not None:
+                groups.setdefault(rule.fusion.key, []).append((index, rule.fusion))
+        singles: list[tuple[int, Check]] = []
+        fused: list[GroupCheck] = []
+        for index, rule in enumerate(in_scope):
+            if rule.fusion is None or len(groups[rule.fusion.key]) == 1:
+                singles.append((index, rule.check))
+        for members in groups.values():
+            if len(members) > 1:
+                fused.append(members[0][1].build([(i, fusion.params) for i, fusion in members]))
+        return _Plan(tuple(in_scope), tuple(singles), tuple(fused), limits)
 
     def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
         """Every counter the rules may read for ``inp`` (one snapshot read)."""
@@ -209,16 +222,27 @@ class CompiledRuleset:
         decisions: list[Decision] = []
         decline: Decision | None = None
         plan = self._plan(inp)
-        for rule, check in plan.checks:
+        hits: list[tuple[int, Hit]] = []
+        for index, check in plan.singles:
             hit = check(facts)
-            if hit is None:
-                continue
-            decision = Decision(
-                rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
-            )
-            decisions.append(decision)
-            if decline is None and rule.action is Action.DECLINE:
-                decline = decision
+            if hit is not None:
+                hits.append((index, hit))
+        for group in plan.groups:
+            found = group(facts)
+            if found:
+                hits.extend(found)
+        if hits:
+            if len(hits) > 1:
+                hits.sort(key=_first)  # file order, whichever closure found them
+            rules = plan.rules
+            for index, hit in hits:
+                rule = rules[index]
+                decision = Decision(
+                    rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
+                )
+                decisions.append(decision)
+                if decline is None and rule.action is Action.DECLINE:
+                    decline = decision
         counted = with_hold and inp.txn_type in self.counted_txn_types
         if decline is not None or not counted:
             return Evaluation(version, tuple(decisions), decline, (), ())
@@ -262,8 +286,14 @@ _MAX_PLANS = 4096
 
 
 class _Plan(NamedTuple):
-    checks: tuple[tuple[CompiledRule, Check], ...]
+    rules: tuple[CompiledRule, ...]  # in scope, file order (a hit's index)
+    singles: tuple[tuple[int, Check], ...]  # rules evaluated alone, with their index
+    groups: tuple[GroupCheck, ...]  # fused rules, one closure per group
     limits: LimitTable
+
+
+def _first(hit: tuple[int, Hit]) -> int:
+    return hit[0]
 
 
 def _limit_table(table: CapTable, families: tuple[Family, ...]) -> LimitTable:
