@@ -4,16 +4,18 @@
 the terminal checks and the MAC check and before the journal's pending entry:
 it takes the ruleset in force ONCE (``RulesetHolder.current``), reads the
 counters the rules need in one snapshot, evaluates purely, and answers the
-declining rule's code (61/65/59/57/45/34).  ``hold_velocity`` (right after the
-pending entry, before forwarding) reserves the request's velocity hold with
-one conditional ``check_and_add`` and keeps it, with the decisions, keyed by
-the journal entry (a hold another instance beat to the last of a limit
-answers that limit's code).
+declining rule's code (61/65/59/57/45/34).  The request's velocity hold is
+then reserved with one conditional check-and-add IN the pending journal
+entry's transaction (``pending_hold``, passed by ``journal_pending`` to
+``insert_entry(then=...)``: one writer job on SQLite, one transaction on
+PostgreSQL) and kept there, with the decisions, keyed by the entry;
+``hold_velocity`` (before forwarding) reads its result: a hold another
+instance beat to the last of a limit answers that limit's code.
 
 Invariants:
 * The card is the journal's keyed PAN hash (``Services.pan_hash``), never the PAN.
-* A hold is added and kept with its entry in one transaction (SQLite; on
-  PostgreSQL kept right after), and given back exactly once
+* A hold is added and kept with its entry in one transaction (the entry, the
+  counters and the record commit together or not at all), and given back exactly once
   (``SqlRiskRecords.take_hold`` is a compare-and-set) whenever its request does
   not end approved — a network decline, a 98/96, an undelivered approval — and
   later when it is voided or reversed (a terminal 0400, a switch 0420, the
