@@ -203,6 +203,8 @@ async def pending_hold(ctx: TxnContext) -> HoldWithEntry | None:
     fields = _record_fields(ctx, outcome, hold)
     del fields["hold"]
     outcome.pending = HoldWithEntry(hold, fields)
+    if service.counters.on_sqlite:
+        outcome.pending.prepare_sqlite()
     return outcome.pending
 
 

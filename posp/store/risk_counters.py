@@ -196,6 +196,10 @@ class SqlRiskCounters:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])
 
+    @property
+    def on_sqlite(self) -> bool:
+        return isinstance(self._store, SqliteStore)
+
     async def create_missing(self, adds: Sequence[CounterAdd]) -> None:
         """Create the rows of ``adds`` a caller knows missing, so ``check_and_add``
         applies at its first attempt (SQLite: nothing to do, the add creates them
@@ -212,14 +216,18 @@ class SqlRiskCounters:
             await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
 
 
-def sqlite_check_and_add(connection: Any, adds: Sequence[CounterAdd]) -> AddResult:
+def sqlite_check_and_add(
+    connection: Any, adds: Sequence[CounterAdd], prepared: SqliteAdd | None = None
+) -> AddResult:
     """Check-and-add on SQLite inside a writer job: read the rows, decide with
     ``CounterAdd.holds_on`` (the contract's own rule), and upsert the relative
     adds.  Atomic because the writer's transaction began IMMEDIATE: it holds the
     database's write lock, so no other writer (thread or process) can change a
     counter between the read and the write.  A missing row reads as zeros and
-    the upsert creates it (no separate creation, no retry)."""
-    keys = json.dumps([a.key for a in adds])
+    the upsert creates it (no separate creation, no retry).  ``prepared``: the
+    parameters built beforehand (``sqlite_add``), so that less Python runs while
+    the lock is held."""
+    keys, rows = prepared or sqlite_add(adds)
     before = {
         r[0]: CounterValue(r[1], r[2], r[3], r[4])
         for r in connection.execute(SQLITE_SNAPSHOT, [keys])
@@ -227,21 +235,28 @@ def sqlite_check_and_add(connection: Any, adds: Sequence[CounterAdd]) -> AddResu
     for add in adds:
         if not add.holds_on(before.get(add.key, ZERO)):
             return AddResult(False, before)
-    connection.executemany(
-        SQLITE_UPSERT,
-        [
-            (
-                a.key,
-                a.amount_minor,
-                a.txn_count,
-                a.refunded_minor,
-                a.at_s if a.txn_count > 0 else 0,
-                a.expires_on.isoformat(),
-            )
-            for a in adds
-        ],
-    )
+    connection.executemany(SQLITE_UPSERT, rows)
     return AddResult(True, before)
+
+
+#: The parameters of ``sqlite_check_and_add``: the keys (JSON), the upsert rows.
+SqliteAdd = tuple[str, list[tuple[Any, ...]]]
+
+
+def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
+    """``sqlite_check_and_add``'s parameters for ``adds`` (outside the writer job)."""
+    rows = [
+        (
+            a.key,
+            a.amount_minor,
+            a.txn_count,
+            a.refunded_minor,
+            a.at_s if a.txn_count > 0 else 0,
+            a.expires_on.isoformat(),
+        )
+        for a in adds
+    ]
+    return json.dumps([a.key for a in adds]), rows
 
 
 def _sqlite_job(adds: Sequence[CounterAdd], then: Statement | None, connection: Any) -> AddResult:

@@ -25,8 +25,10 @@ from posp.risk.lifecycle import Event, TerminalRiskState
 from posp.store.queries import numbered
 from posp.store.risk_counters import (
     PG_CHECK_AND_ADD,
+    SqliteAdd,
     SqlRiskCounters,
     pg_columns,
+    sqlite_add,
     sqlite_check_and_add,
     value_of,
 )
@@ -253,12 +255,22 @@ class HoldWithEntry:
     hold: tuple[CounterAdd, ...]
     record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold
     result: AddResult | None = field(default=None)
+    #: Built here, on the event loop, not in the writer job (which holds the lock).
+    _record_params: list[Any] = field(default_factory=list)
+    _sqlite_add: SqliteAdd | None = None
+
+    def __post_init__(self) -> None:
+        self._record_params = SqlRiskRecords._record_params(0, hold=self.hold, **self.record)
 
     def _params(self, entry_id: int) -> list[Any]:
-        return SqlRiskRecords._record_params(entry_id, hold=self.hold, **self.record)
+        return [entry_id, *self._record_params[1:]]
+
+    def prepare_sqlite(self) -> None:
+        """Build the SQLite parameters now (call before ``insert_entry``)."""
+        self._sqlite_add = sqlite_add(self.hold)
 
     def sqlite(self, connection: Any, entry_id: int) -> None:
-        self.result = sqlite_check_and_add(connection, self.hold)
+        self.result = sqlite_check_and_add(connection, self.hold, self._sqlite_add)
         if self.result.applied:
             connection.execute(INSERT_RECORD, self._params(entry_id)).fetchall()
 
