@@ -39,6 +39,7 @@ INSERT_RECORD = (
     " outcome, flagged, decisions, hold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (entry_id) DO NOTHING"
 )
+DELETE_RECORD = "DELETE FROM risk_records WHERE entry_id = ?"
 TAKE_HOLD = (
     "UPDATE risk_records SET released_at = ?"
     " WHERE entry_id = ? AND hold IS NOT NULL AND released_at IS NULL RETURNING hold"
@@ -275,12 +276,17 @@ class HoldWithEntry:
             connection.execute(INSERT_RECORD, self._params(entry_id)).fetchall()
 
     async def postgres(self, connection: Any, entry_id: int) -> None:
+        # The record first and the add LAST before the commit: the add locks the
+        # counter rows (a merchant's day row is every purchase's), and a lock is
+        # held until the commit, so nothing else may wait between them.  A refused
+        # add takes the record back.
+        await connection.fetch(numbered(INSERT_RECORD), *self._params(entry_id))
         found = await connection.fetch(numbered(PG_CHECK_AND_ADD), *pg_columns(self.hold))
         before = {r["counter_key"]: value_of(r) for r in found if r["counter_key"] is not None}
         if found and found[0]["pass"]:
-            await connection.fetch(numbered(INSERT_RECORD), *self._params(entry_id))
             self.result = AddResult(True, before)
             return
+        await connection.fetch(numbered(DELETE_RECORD), entry_id)
         self.result = AddResult(False, before) if len(before) == len(self.hold) else None
 
 
