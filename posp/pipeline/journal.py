@@ -33,6 +33,7 @@ from posp.pipeline.codes import APPROVED
 from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext, card_pan
 from posp.pipeline.premac import settle_early_mac
+from posp.pipeline.risk import pending_hold
 from posp.store.api import APPROVED as STATE_APPROVED
 from posp.store.api import DECLINED, PENDING, JournalEntry
 
@@ -97,7 +98,11 @@ async def journal_pending(ctx: TxnContext) -> RC | None:
     bind_transaction(rrn=ctx.rrn)
     await assign_network_ids(ctx)
     entry = build_entry(ctx, PENDING)
-    ctx.entry_id = await ctx.services.store.insert_entry(entry, dedupe=True)
+    hold = await pending_hold(ctx)  # the risk hold, kept in the same transaction
+    if hold is None:
+        ctx.entry_id = await ctx.services.store.insert_entry(entry, dedupe=True)
+    else:
+        ctx.entry_id = await ctx.services.store.insert_entry(entry, dedupe=True, then=hold)
     ctx.entry = entry
     entry.id = ctx.entry_id
     return None

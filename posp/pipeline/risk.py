@@ -4,16 +4,18 @@
 the terminal checks and the MAC check and before the journal's pending entry:
 it takes the ruleset in force ONCE (``RulesetHolder.current``), reads the
 counters the rules need in one snapshot, evaluates purely, and answers the
-declining rule's code (61/65/59/57/45/34).  ``hold_velocity`` (right after the
-pending entry, before forwarding) reserves the request's velocity hold with
-one conditional ``check_and_add`` and keeps it, with the decisions, keyed by
-the journal entry (a hold another instance beat to the last of a limit
-answers that limit's code).
+declining rule's code (61/65/59/57/45/34).  The request's velocity hold is
+then reserved with one conditional check-and-add IN the pending journal
+entry's transaction (``pending_hold``, passed by ``journal_pending`` to
+``insert_entry(then=...)``: one writer job on SQLite, one transaction on
+PostgreSQL) and kept there, with the decisions, keyed by the entry;
+``hold_velocity`` (before forwarding) reads its result: a hold another
+instance beat to the last of a limit answers that limit's code.
 
 Invariants:
 * The card is the journal's keyed PAN hash (``Services.pan_hash``), never the PAN.
-* A hold is added and kept with its entry in one transaction (SQLite; on
-  PostgreSQL kept right after), and given back exactly once
+* A hold is added and kept with its entry in one transaction (the entry, the
+  counters and the record commit together or not at all), and given back exactly once
   (``SqlRiskRecords.take_hold`` is a compare-and-set) whenever its request does
   not end approved — a network decline, a 98/96, an undelivered approval — and
   later when it is voided or reversed (a terminal 0400, a switch 0420, the
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from posp.risk.lifecycle import TerminalRiskState
     from posp.settings import Settings
     from posp.store.risk_counters import SqlRiskCounters
-    from posp.store.risk_records import SqlRiskRecords
+    from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
 
 _log = get_logger("posp.pipeline.risk")
 
@@ -110,6 +112,7 @@ class RiskOutcome:
     held: tuple[CounterAdd, ...] = ()
     kept: bool = False  # the record (and hold) is stored with the journal entry
     snapshot_keys: frozenset[str] = frozenset()  # counters that existed at the snapshot
+    pending: HoldWithEntry | None = None  # the hold run with the pending entry's insert
     decisions: list[dict[str, object]] = field(default_factory=list)
 
     @property
@@ -181,10 +184,36 @@ async def _declined(ctx: TxnContext, decision: Decision) -> RC:
     return code if code is not None else RC.SUSPECTED_FRAUD  # RiskCode is a subset of RC
 
 
+async def pending_hold(ctx: TxnContext) -> HoldWithEntry | None:
+    """The hold to check-and-add, and keep, in the pending entry's transaction
+    (``journal_pending`` passes it to ``insert_entry``); None without one.  Call
+    it with the RRN allocated (the record carries it)."""
+    from posp.store.risk_records import HoldWithEntry
+
+    outcome = ctx.risk
+    service = ctx.services.risk
+    if outcome is None or service is None or outcome.evaluation.decline is not None:
+        return None
+    hold = outcome.evaluation.hold
+    if not hold:
+        return None
+    missing = [add for add in hold if add.key not in outcome.snapshot_keys]
+    if missing:  # PostgreSQL: their rows first, outside the entry's transaction
+        await service.counters.create_missing(missing)
+    fields = _record_fields(ctx, outcome, hold)
+    del fields["hold"]
+    outcome.pending = HoldWithEntry(hold, fields)
+    if service.counters.on_sqlite:
+        outcome.pending.prepare_sqlite()
+    return outcome.pending
+
+
 async def hold_velocity(ctx: TxnContext) -> RC | None:
-    """Reserve the hold and keep it with the pending entry in one transaction,
-    before forwarding (a crash after this leaves it findable by the in-doubt
-    sweeper); a hold another instance beat to a limit answers that limit's code."""
+    """The hold's result: reserved and kept with the pending entry in its
+    transaction (``pending_hold``), before forwarding (a crash after this leaves
+    it findable by the in-doubt sweeper); a hold another instance beat to a limit
+    answers that limit's code.  Should that transaction have found a counter row
+    missing after all (purged meanwhile), the hold is made here the old way."""
     outcome = ctx.risk
     service = ctx.services.risk
     if outcome is None or service is None or ctx.entry_id is None:
@@ -192,12 +221,14 @@ async def hold_velocity(ctx: TxnContext) -> RC | None:
     hold = outcome.evaluation.hold
     if not hold:
         return None
-    missing = [add for add in hold if add.key not in outcome.snapshot_keys]
-    if missing:  # first use of these counters: their rows, so the add applies at once
-        await service.counters.create_missing(missing)
-    result = await service.records.hold_and_keep(
-        service.counters, ctx.entry_id, **_record_fields(ctx, outcome, hold)
-    )
+    result = outcome.pending.result if outcome.pending is not None else None
+    if result is None:
+        missing = [add for add in hold if add.key not in outcome.snapshot_keys]
+        if missing:  # first use of these counters: their rows, so the add applies at once
+            await service.counters.create_missing(missing)
+        result = await service.records.hold_and_keep(
+            service.counters, ctx.entry_id, **_record_fields(ctx, outcome, hold)
+        )
     if not result.applied:
         refused = outcome.evaluation.refused_by(result)
         service.metrics.observe_refusal(refused)

@@ -13,9 +13,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from posp.risk.facts import Facts, Family
 from posp.risk.model import Action, RiskCode
@@ -38,6 +38,35 @@ class Cap(NamedTuple):
 
 
 Check = Callable[[Facts], Hit | None]
+#: A fused group's hits: (member index, hit) in member order; None when none fired.
+GroupHits = list[tuple[int, Hit]] | None
+GroupCheck = Callable[[Facts], GroupHits]
+#: Builds a group's check from its members: (index, params) in file order.
+GroupBuilder = Callable[[Sequence[tuple[int, Any]]], GroupCheck]
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How a rule joins others of its kind in ONE closure (``CompiledRuleset``
+    groups the rules in scope by ``key``): the shared facts (a counter, the
+    amount) are read once and each member's limits compared in a loop, instead
+    of one call per rule.  The rule's own ``check`` is the same builder over a
+    group of one, so a fused and an unfused evaluation decide alike."""
+
+    key: Hashable  # rules with equal keys fuse (kind and the parameters read once)
+    params: Any  # this rule's limits, as the builder reads them
+    build: GroupBuilder
+
+
+def single(fusion: Fusion) -> Check:
+    """The check of one rule from its fusion (a group of one)."""
+    group = fusion.build([(0, fusion.params)])
+
+    def check(f: Facts) -> Hit | None:
+        hits = group(f)
+        return hits[0][1] if hits else None
+
+    return check
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +82,7 @@ class CompiledRule:
     check: Check
     families: tuple[Family, ...] = ()
     caps: tuple[Cap, ...] = ()  # only on declining rules over counters
+    fusion: Fusion | None = None  # None: always evaluated alone
 
     def code_for(self, hit: Hit) -> RiskCode:
         return self.code if self.explicit_code or hit[0] is None else hit[0]

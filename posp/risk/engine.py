@@ -24,10 +24,11 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from posp.risk.compiled import Cap, CompiledRule
+from posp.risk.compiled import Cap, Check, CompiledRule, Fusion, GroupCheck, Hit
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.facts import Facts, Family
 from posp.risk.inputs import (
@@ -116,27 +117,57 @@ class CompiledRuleset:
         self.rules = tuple(rules)
         self.families = _merged_families(self.rules)
         types = {t for r in self.rules for t in r.txn_types}
-        # Per type: what the loop needs without attribute lookups on the rule, and
-        # the caps of unscoped declining rules merged once here (scoped rules' caps
-        # are merged per evaluation, when in scope).
-        self._by_type = {
-            t: tuple(
-                (r, r.check, r.scope_attr, r.scope_values, r.caps if r.scope_attr else ())
-                for r in self.rules
-                if t in r.txn_types
-            )
-            for t in types
-        }
+        # The caps of unscoped declining rules merged once per type; a scope's
+        # caps are merged into a copy once per plan (``_plan``).
         self._static_caps = {
             t: _cap_table(
                 cap for r in self.rules if t in r.txn_types and not r.scope_attr for cap in r.caps
             )
             for t in types
         }
-        self._static_limits = {
-            t: _limit_table(table, self.families) for t, table in self._static_caps.items()
-        }
         self._uncapped: LimitTable = [_UNCAPPED] * len(self.families)
+        #: The RiskInput attributes some rule's scope tests (a plan's key).
+        self._scope_attrs = tuple(sorted({r.scope_attr for r in self.rules if r.scope_attr}))
+        #: Per (txn type, scope attribute values): the rules in scope, in file
+        #: order, as (rule, check), and the hold's limits — built on first use,
+        #: so an evaluation runs no scope test and merges no cap.
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+
+    def _plan(self, inp: RiskInput) -> _Plan:
+        key = (inp.txn_type, *[getattr(inp, attr) for attr in self._scope_attrs])
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # bounded: scopes seen are few, terminals many
+            plan = self._plans[key] = self._build_plan(inp)
+        return plan
+
+    def _build_plan(self, inp: RiskInput) -> _Plan:
+        txn_type = inp.txn_type
+        in_scope = [
+            r
+            for r in self.rules
+            if txn_type in r.txn_types
+            and (r.scope_attr is None or getattr(inp, r.scope_attr) in r.scope_values)
+        ]
+        scoped_caps = [cap for r in in_scope if r.scope_attr for cap in r.caps]
+        static = self._static_caps.get(txn_type, {})
+        table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
+        limits = _limit_table(table, self.families) if table else self._uncapped
+        # Rules that fuse, by key (each group one closure); the rest alone.
+        groups: dict[Hashable, list[tuple[int, Fusion]]] = {}
+        for index, rule in enumerate(in_scope):
+            if rule.fusion is not None:
+                groups.setdefault(rule.fusion.key, []).append((index, rule.fusion))
+        singles: list[tuple[int, Check]] = []
+        fused: list[GroupCheck] = []
+        for index, rule in enumerate(in_scope):
+            if rule.fusion is None or len(groups[rule.fusion.key]) == 1:
+                singles.append((index, rule.check))
+        for members in groups.values():
+            if len(members) > 1:
+                fused.append(members[0][1].build([(i, fusion.params) for i, fusion in members]))
+        return _Plan(tuple(in_scope), tuple(singles), tuple(fused), limits)
 
     def counter_keys(self, inp: RiskInput) -> tuple[str, ...]:
         """Every counter the rules may read for ``inp`` (one snapshot read)."""
@@ -190,31 +221,32 @@ class CompiledRuleset:
         inp, version = facts.inp, self.version
         decisions: list[Decision] = []
         decline: Decision | None = None
-        scoped_caps: list[Cap] = []
-        for rule, check, scope_attr, scope_values, caps in self._by_type.get(inp.txn_type, ()):
-            if scope_attr is not None:
-                if getattr(inp, scope_attr) not in scope_values:
-                    continue
-                scoped_caps.extend(caps)
+        plan = self._plan(inp)
+        hits: list[tuple[int, Hit]] = []
+        for index, check in plan.singles:
             hit = check(facts)
-            if hit is None:
-                continue
-            decision = Decision(
-                rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
-            )
-            decisions.append(decision)
-            if decline is None and rule.action is Action.DECLINE:
-                decline = decision
+            if hit is not None:
+                hits.append((index, hit))
+        for group in plan.groups:
+            found = group(facts)
+            if found:
+                hits.extend(found)
+        if hits:
+            if len(hits) > 1:
+                hits.sort(key=_first)  # file order, whichever closure found them
+            rules = plan.rules
+            for index, hit in hits:
+                rule = rules[index]
+                decision = Decision(
+                    rule.id, version, rule.kind, rule.action, rule.code_for(hit), hit[1]
+                )
+                decisions.append(decision)
+                if decline is None and rule.action is Action.DECLINE:
+                    decline = decision
         counted = with_hold and inp.txn_type in self.counted_txn_types
         if decline is not None or not counted:
             return Evaluation(version, tuple(decisions), decline, (), ())
-        if scoped_caps:
-            static = self._static_caps.get(inp.txn_type, {})
-            table = _cap_table(scoped_caps, {f: dict(c) for f, c in static.items()})
-            limits = _limit_table(table, self.families)
-        else:
-            limits = self._static_limits.get(inp.txn_type, self._uncapped)
-        hold, held_caps = self._hold(facts, limits)
+        hold, held_caps = self._hold(facts, plan.limits)
         return Evaluation(version, tuple(decisions), None, hold, held_caps)
 
     def _hold(
@@ -249,6 +281,19 @@ class CompiledRuleset:
 
 
 _UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
+#: Plans kept per ruleset before the cache starts again (one per scope seen).
+_MAX_PLANS = 4096
+
+
+class _Plan(NamedTuple):
+    rules: tuple[CompiledRule, ...]  # in scope, file order (a hit's index)
+    singles: tuple[tuple[int, Check], ...]  # rules evaluated alone, with their index
+    groups: tuple[GroupCheck, ...]  # fused rules, one closure per group
+    limits: LimitTable
+
+
+def _first(hit: tuple[int, Hit]) -> int:
+    return hit[0]
 
 
 def _limit_table(table: CapTable, families: tuple[Family, ...]) -> LimitTable:

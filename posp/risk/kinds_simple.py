@@ -8,7 +8,10 @@ they report in a hit is bounded and masked (a card hash is cut to a prefix).
 
 from __future__ import annotations
 
-from posp.risk.compiled import Check, Hit
+from collections.abc import Sequence
+from typing import Any
+
+from posp.risk.compiled import Check, Fusion, GroupCheck, GroupHits, Hit
 from posp.risk.facts import Facts
 from posp.risk.inputs import masked_hash
 from posp.risk.model import (
@@ -20,46 +23,77 @@ from posp.risk.model import (
 )
 
 
-def compile_single_amount(rule: SingleAmountRule) -> Check:
-    caps = dict(rule.max_minor)
-    use_tms = rule.use_tms_caps
+def _single_amount_group(members: Sequence[tuple[int, Any]]) -> GroupCheck:
+    rows = tuple((i, *params) for i, params in members)
 
-    def check(f: Facts) -> Hit | None:
+    def check(f: Facts) -> GroupHits:
         inp = f.inp
-        cap = caps.get(inp.txn_type)
-        if use_tms:
-            tms = inp.tms_caps.for_type(inp.txn_type)
-            if tms is not None and (cap is None or tms < cap):
+        amount, txn_type = inp.amount_minor, inp.txn_type
+        tms = inp.tms_caps.for_type(txn_type)
+        hits: GroupHits = None
+        for i, caps, use_tms in rows:
+            cap = caps.get(txn_type)
+            if use_tms and tms is not None and (cap is None or tms < cap):
                 cap = tms
-        if cap is None or inp.amount_minor <= cap:
-            return None
-        return None, {"amount_minor": str(inp.amount_minor), "limit_minor": str(cap)}
+            if cap is None or amount <= cap:
+                continue
+            if hits is None:
+                hits = []
+            hits.append((i, (None, {"amount_minor": str(amount), "limit_minor": str(cap)})))
+        return hits
 
     return check
 
 
-def compile_round_amount(rule: RoundAmountRule) -> Check:
-    unit = rule.unit_minor
+def fuse_single_amount(rule: SingleAmountRule) -> Fusion:
+    return Fusion(
+        ("single_amount",), (dict(rule.max_minor), rule.use_tms_caps), _single_amount_group
+    )
 
-    def check(f: Facts) -> Hit | None:
+
+def _round_amount_group(members: Sequence[tuple[int, Any]]) -> GroupCheck:
+    rows = tuple(members)
+
+    def check(f: Facts) -> GroupHits:
         amount = f.inp.amount_minor
-        if amount <= 0 or amount % unit:
+        if amount <= 0:
             return None
-        return None, {"amount_minor": str(amount), "unit_minor": str(unit)}
+        hits: GroupHits = None
+        for i, unit in rows:
+            if amount % unit == 0:
+                if hits is None:
+                    hits = []
+                hits.append((i, (None, {"amount_minor": str(amount), "unit_minor": str(unit)})))
+        return hits
 
     return check
 
 
-def compile_odd_amount(rule: OddAmountRule) -> Check:
-    floor = rule.min_amount_minor
+def fuse_round_amount(rule: RoundAmountRule) -> Fusion:
+    return Fusion(("round_amount",), rule.unit_minor, _round_amount_group)
 
-    def check(f: Facts) -> Hit | None:
+
+def _odd_amount_group(members: Sequence[tuple[int, Any]]) -> GroupCheck:
+    rows = tuple(members)
+
+    def check(f: Facts) -> GroupHits:
         amount = f.inp.amount_minor
-        if amount < floor or amount % 100 == 0:
+        if amount % 100 == 0:
             return None
-        return None, {"amount_minor": str(amount), "min_amount_minor": str(floor)}
+        hits: GroupHits = None
+        for i, floor in rows:
+            if amount >= floor:
+                if hits is None:
+                    hits = []
+                hit: Hit = None, {"amount_minor": str(amount), "min_amount_minor": str(floor)}
+                hits.append((i, hit))
+        return hits
 
     return check
+
+
+def fuse_odd_amount(rule: OddAmountRule) -> Fusion:
+    return Fusion(("odd_amount",), rule.min_amount_minor, _odd_amount_group)
 
 
 def compile_region(rule: RegionRule) -> Check:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from posp.errors import ConfigError
 from posp.risk import kinds_counter as kc
 from posp.risk import kinds_simple as ks
-from posp.risk.compiled import Check, CompiledRule
+from posp.risk.compiled import Check, CompiledRule, Fusion, single
 from posp.risk.engine import CompiledRuleset
 from posp.risk.model import DEFAULT_CODES, Action, RiskCode, Rule, RulesetFile, ScopeKind
 
@@ -98,7 +98,13 @@ def compile_rule(rule: Rule) -> CompiledRule:
     parts = _counter_parts(rule)
     if parts is not None:
         caps = parts.caps if rule.action is Action.DECLINE else ()
-        return CompiledRule(**base, check=parts.check, families=parts.families, caps=caps)
+        return CompiledRule(
+            **base, check=parts.check, families=parts.families, caps=caps, fusion=parts.fusion
+        )
+    fuse = _FUSED_SIMPLE_KINDS.get(rule.kind)
+    if fuse is not None:
+        fusion = fuse(rule)
+        return CompiledRule(**base, check=single(fusion), fusion=fusion)
     return CompiledRule(**base, check=_simple_check(rule))
 
 
@@ -112,11 +118,14 @@ _COUNTER_KINDS: dict[str, Callable[[Any, RiskCode | None], kc.CounterParts]] = {
     "merchant_spike": kc.compile_merchant_spike,
 }
 _SIMPLE_KINDS: dict[str, Callable[[Any], Check]] = {
-    "single_amount": ks.compile_single_amount,
-    "round_amount": ks.compile_round_amount,
-    "odd_amount": ks.compile_odd_amount,
     "region": ks.compile_region,
     "block_list": ks.compile_block_list,
+}
+#: Kinds without counters whose rules fuse (see posp.risk.compiled.Fusion).
+_FUSED_SIMPLE_KINDS: dict[str, Callable[[Any], Fusion]] = {
+    "single_amount": ks.fuse_single_amount,
+    "round_amount": ks.fuse_round_amount,
+    "odd_amount": ks.fuse_odd_amount,
 }
 
 

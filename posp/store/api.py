@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # Journal entry states.
 PENDING = "pending"  # forwarded, outcome not yet known
@@ -43,6 +43,17 @@ class Merchant:
     category_code: str  # MCC n4
     status: str = "active"  # active | disabled
     created_at: dt.datetime | None = None
+
+
+class EntryThen(Protocol):
+    """Work that runs in a journal insert's transaction, given the new entry's id
+    (``SqlStore.insert_entry(then=...)``); it keeps what it learns on itself.
+    ``sqlite`` runs in the writer thread on its sqlite3 connection; ``postgres``
+    on the asyncpg connection inside the transaction.  Raising rolls back both."""
+
+    def sqlite(self, connection: Any, entry_id: int) -> None: ...
+
+    async def postgres(self, connection: Any, entry_id: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -214,9 +225,12 @@ class Store(Protocol):
         """Terminals with working keys generated at or after ``since``."""
 
     # --- journal ---------------------------------------------------------
-    async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
+    async def insert_entry(
+        self, entry: JournalEntry, *, dedupe: bool = True, then: EntryThen | None = None
+    ) -> int:
         """Insert and return the id.  With ``dedupe`` raises DuplicateTransaction
-        when (terminal_id, batch, trace, direction) exists."""
+        when (terminal_id, batch, trace, direction) exists.  ``then`` runs in the
+        insert's transaction (the SQL stores; others raise StoreError when given one)."""
 
     async def update_entry(self, entry_id: int, **changes: object) -> None:
         """Set the named JournalEntry attributes (state, response_code, rrn, ...)."""

@@ -49,6 +49,7 @@ import asyncpg
 
 from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import rows
+from posp.store.api import EntryThen
 from posp.store.group_commit import GroupCommit
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.queries import numbered
@@ -321,6 +322,14 @@ class PostgresStore(SqlStore):
             )
         except StoreError as exc:
             return exc
+
+    async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
+        pool = self._require_pool(op)
+        with _translated(op):
+            async with pool.acquire() as connection, connection.transaction():
+                entry_id = int((await connection.fetch(numbered(sql), *params))[0]["id"])
+                await then.postgres(connection, entry_id)
+                return entry_id
 
     async def next_sequence(self, name: str) -> int:
         sequence = _sequence_name(name)

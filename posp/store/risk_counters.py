@@ -3,16 +3,20 @@ Protocol), written over a SqlStore's ``_read``/``_write`` primitives and the
 ``risk_counters`` table (migration 0010).
 
 Invariants:
-* ``check_and_add`` is ONE statement per attempt, so it is atomic on both
-  databases: on PostgreSQL a CTE locks the rows ``FOR UPDATE`` in key order
-  (no deadlock between two instances), decides on the locked (latest) values
-  and updates in the same statement; on SQLite the single writer serializes
-  statements and the guard subqueries are uncorrelated (evaluated once,
-  before any row changes).  Nothing is read, decided in Python and written back.
-* Rows are created on first use (``INSERT ... ON CONFLICT DO NOTHING``, keys
-  sorted), then the add is retried: a missing row never counts as a pass.  On
-  SQLite the creation runs first in the same writer job as the add (and the
-  caller's ``then``), so a first use costs one commit.
+* ``check_and_add`` is atomic on both databases, never a read-then-write two
+  instances could interleave.  On PostgreSQL it is ONE statement: a CTE locks
+  the rows ``FOR UPDATE`` in key order (no deadlock between two instances),
+  decides on the locked (latest) values and updates in the same statement.  On
+  SQLite it is ONE writer job (``sqlite_check_and_add``): the writer's
+  transaction began IMMEDIATE, so it holds the database's write lock against
+  every other writer, thread or process, from the read to the commit; the
+  decision is ``CounterAdd.holds_on`` (the Protocol's own rule) and the write
+  is a relative upsert.  (The single-statement SQLite form, SQLITE_CHECK_AND_ADD,
+  stays for SQLite stores without a writer job; it parsed its JSON parameter
+  some 240 times per hold, about 4x the job's cost.)
+* PostgreSQL rows are created on first use (``INSERT ... ON CONFLICT DO
+  NOTHING``, keys sorted), then the add is retried: a missing row never counts
+  as a pass.  On SQLite the upsert creates them, a missing row reading as zeros.
 * The SQL text is fixed whatever the number of keys (arrays on PostgreSQL, a
   JSON parameter on SQLite), so each statement is prepared once per connection.
 """
@@ -27,7 +31,7 @@ from typing import Any
 
 from posp.errors import StoreError
 from posp.risk.counters import AddResult, CounterAdd
-from posp.risk.inputs import CounterValue
+from posp.risk.inputs import ZERO, CounterValue
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import SqlStore
 from posp.store.sqlite import SqliteStore
@@ -100,6 +104,18 @@ SQLITE_CREATE = (
 SQLITE_SNAPSHOT = (
     f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key IN (SELECT value FROM json_each(?))"
 )
+#: A relative add that creates its row when missing (``sqlite_check_and_add``:
+#: the caps are decided before it, under the writer's lock).
+SQLITE_UPSERT = (
+    f"INSERT INTO risk_counters ({_COLUMNS}, expires_on) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (counter_key) DO UPDATE SET"
+    " amount_minor = amount_minor + excluded.amount_minor,"
+    " txn_count = txn_count + excluded.txn_count,"
+    " refunded_minor = refunded_minor + excluded.refunded_minor,"
+    " last_at_s = CASE WHEN excluded.txn_count > 0 AND excluded.last_at_s > last_at_s"
+    " THEN excluded.last_at_s ELSE last_at_s END,"
+    " expires_on = max(expires_on, excluded.expires_on)"
+)
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
 
 #: A statement and its parameters.
@@ -159,25 +175,30 @@ class SqlRiskCounters:
         self, adds: Sequence[CounterAdd], then: Statement | None = None
     ) -> tuple[bool, dict[str, CounterValue]]:
         if self._pg:
-            columns = [list(column) for column in zip(*map(_row, adds), strict=True)]
+            columns = pg_columns(adds)
             found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
             before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
             passed = bool(found and found[0]["pass"])
             if passed and then is not None:
                 await self._store._write("risk_check_and_add_then", *then)
             return passed, before
-        payload = json.dumps([_row(a) for a in adds])
         if isinstance(self._store, SqliteStore):
-            changed = await self._store._write_job(
-                "risk_check_and_add", functools.partial(_sqlite_job, adds, payload, then)
+            result: AddResult = await self._store._write_job(
+                "risk_check_and_add", functools.partial(_sqlite_job, adds, then)
             )
-        else:
-            changed = bool(
-                await self._store._write("risk_check_and_add", SQLITE_CHECK_AND_ADD, [payload])
+            return result.applied, result.before
+        changed = bool(
+            await self._store._write(
+                "risk_check_and_add", SQLITE_CHECK_AND_ADD, [sqlite_payload(adds)]
             )
+        )
         if changed:
             return True, {}  # SQLite returns the new values only; "before" is unused on success
         return False, await self.snapshot([a.key for a in adds])
+
+    @property
+    def on_sqlite(self) -> bool:
+        return isinstance(self._store, SqliteStore)
 
     async def create_missing(self, adds: Sequence[CounterAdd]) -> None:
         """Create the rows of ``adds`` a caller knows missing, so ``check_and_add``
@@ -195,19 +216,55 @@ class SqlRiskCounters:
             await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
 
 
-def _sqlite_job(
-    adds: Sequence[CounterAdd], payload: str, then: Statement | None, connection: Any
-) -> bool:
-    """One writer job (one savepoint): create the rows not there yet, check-and-add,
-    and run ``then`` only if the add applied.  One commit instead of three on a
-    counter's first use, the common case for card+terminal counters."""
-    created = json.dumps(sorted((a.key, a.expires_on.isoformat()) for a in adds))
-    connection.execute(SQLITE_CREATE, [created]).fetchall()
-    if not connection.execute(SQLITE_CHECK_AND_ADD, [payload]).fetchall():
-        return False
-    if then is not None:
+def sqlite_check_and_add(
+    connection: Any, adds: Sequence[CounterAdd], prepared: SqliteAdd | None = None
+) -> AddResult:
+    """Check-and-add on SQLite inside a writer job: read the rows, decide with
+    ``CounterAdd.holds_on`` (the contract's own rule), and upsert the relative
+    adds.  Atomic because the writer's transaction began IMMEDIATE: it holds the
+    database's write lock, so no other writer (thread or process) can change a
+    counter between the read and the write.  A missing row reads as zeros and
+    the upsert creates it (no separate creation, no retry).  ``prepared``: the
+    parameters built beforehand (``sqlite_add``), so that less Python runs while
+    the lock is held."""
+    keys, rows = prepared or sqlite_add(adds)
+    before = {
+        r[0]: CounterValue(r[1], r[2], r[3], r[4])
+        for r in connection.execute(SQLITE_SNAPSHOT, [keys])
+    }
+    for add in adds:
+        if not add.holds_on(before.get(add.key, ZERO)):
+            return AddResult(False, before)
+    connection.executemany(SQLITE_UPSERT, rows)
+    return AddResult(True, before)
+
+
+#: The parameters of ``sqlite_check_and_add``: the keys (JSON), the upsert rows.
+SqliteAdd = tuple[str, list[tuple[Any, ...]]]
+
+
+def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
+    """``sqlite_check_and_add``'s parameters for ``adds`` (outside the writer job)."""
+    rows = [
+        (
+            a.key,
+            a.amount_minor,
+            a.txn_count,
+            a.refunded_minor,
+            a.at_s if a.txn_count > 0 else 0,
+            a.expires_on.isoformat(),
+        )
+        for a in adds
+    ]
+    return json.dumps([a.key for a in adds]), rows
+
+
+def _sqlite_job(adds: Sequence[CounterAdd], then: Statement | None, connection: Any) -> AddResult:
+    """One writer job: check-and-add, and ``then`` only if the add applied."""
+    result = sqlite_check_and_add(connection, adds)
+    if result.applied and then is not None:
         connection.execute(*then).fetchall()
-    return True
+    return result
 
 
 def _row(add: CounterAdd) -> list[Any]:
@@ -223,6 +280,21 @@ def _row(add: CounterAdd) -> list[Any]:
         add.max_count,
         add.min_gap_s,
     ]
+
+
+def pg_columns(adds: Sequence[CounterAdd]) -> list[list[Any]]:
+    """The parameters of PG_CHECK_AND_ADD: one array per column."""
+    return [list(column) for column in zip(*map(_row, adds), strict=True)]
+
+
+def sqlite_payload(adds: Sequence[CounterAdd]) -> str:
+    """The parameter of SQLITE_CHECK_AND_ADD: one JSON array of request rows."""
+    return json.dumps([_row(a) for a in adds])
+
+
+def value_of(row: Any) -> CounterValue:
+    """A counter row's values."""
+    return _value(row)
 
 
 def _value(row: Any) -> CounterValue:

@@ -17,12 +17,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from posp.risk.counters import AddResult, CounterAdd, adds_from_json, adds_to_json
 from posp.risk.lifecycle import Event, TerminalRiskState
-from posp.store.risk_counters import SqlRiskCounters
+from posp.store.queries import numbered
+from posp.store.risk_counters import (
+    PG_CHECK_AND_ADD,
+    SqliteAdd,
+    SqlRiskCounters,
+    pg_columns,
+    sqlite_add,
+    sqlite_check_and_add,
+    value_of,
+)
 from posp.store.sql_store import SqlStore
 
 INSERT_RECORD = (
@@ -30,6 +39,7 @@ INSERT_RECORD = (
     " outcome, flagged, decisions, hold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (entry_id) DO NOTHING"
 )
+DELETE_RECORD = "DELETE FROM risk_records WHERE entry_id = ?"
 TAKE_HOLD = (
     "UPDATE risk_records SET released_at = ?"
     " WHERE entry_id = ? AND hold IS NOT NULL AND released_at IS NULL RETURNING hold"
@@ -224,6 +234,60 @@ class SqlRiskRecords:
     async def events(self, terminal_id: str) -> list[tuple[str, str]]:
         found = await self._store._read("risk_events", EVENTS, [terminal_id])
         return [(str(r["event"]), str(r["detail"])) for r in found]
+
+
+@dataclass(slots=True)
+class HoldWithEntry:
+    """A hold's check-and-add and, when applied, its record, run in the pending
+    journal entry's transaction (``SqlStore.insert_entry(then=...)``, an
+    ``EntryThen``): one writer job on SQLite, one transaction on PostgreSQL, so
+    the entry, the counters and the record of the hold commit together.
+
+    On SQLite a missing counter row is created by the add itself; on PostgreSQL
+    the caller creates the rows its snapshot found missing BEFORE the transaction
+    (``create_missing``, autocommit): creating rows and then locking others in
+    one transaction could deadlock with another instance doing the same in the
+    other order.
+
+    After the run, ``result`` is the add's result, or None when a PostgreSQL row
+    was found missing all the same (expired and purged meanwhile): the caller
+    then holds the old way (``SqlRiskRecords.hold_and_keep``: creates, retries)."""
+
+    hold: tuple[CounterAdd, ...]
+    record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold
+    result: AddResult | None = field(default=None)
+    #: Built here, on the event loop, not in the writer job (which holds the lock).
+    _record_params: list[Any] = field(default_factory=list)
+    _sqlite_add: SqliteAdd | None = None
+
+    def __post_init__(self) -> None:
+        self._record_params = SqlRiskRecords._record_params(0, hold=self.hold, **self.record)
+
+    def _params(self, entry_id: int) -> list[Any]:
+        return [entry_id, *self._record_params[1:]]
+
+    def prepare_sqlite(self) -> None:
+        """Build the SQLite parameters now (call before ``insert_entry``)."""
+        self._sqlite_add = sqlite_add(self.hold)
+
+    def sqlite(self, connection: Any, entry_id: int) -> None:
+        self.result = sqlite_check_and_add(connection, self.hold, self._sqlite_add)
+        if self.result.applied:
+            connection.execute(INSERT_RECORD, self._params(entry_id)).fetchall()
+
+    async def postgres(self, connection: Any, entry_id: int) -> None:
+        # The record first and the add LAST before the commit: the add locks the
+        # counter rows (a merchant's day row is every purchase's), and a lock is
+        # held until the commit, so nothing else may wait between them.  A refused
+        # add takes the record back.
+        await connection.fetch(numbered(INSERT_RECORD), *self._params(entry_id))
+        found = await connection.fetch(numbered(PG_CHECK_AND_ADD), *pg_columns(self.hold))
+        before = {r["counter_key"]: value_of(r) for r in found if r["counter_key"] is not None}
+        if found and found[0]["pass"]:
+            self.result = AddResult(True, before)
+            return
+        await connection.fetch(numbered(DELETE_RECORD), entry_id)
+        self.result = AddResult(False, before) if len(before) == len(self.hold) else None
 
 
 def _record(row: Any) -> RiskRecord:

@@ -26,6 +26,7 @@ from posp.store import rows
 from posp.store.api import (
     BatchTotals,
     DeferredReversal,
+    EntryThen,
     JournalEntry,
     Merchant,
     SafItem,
@@ -73,6 +74,11 @@ class SqlStore(abc.ABC):
         """Run the compare-and-set statement ``cas``; only when it returned a row, run
         ``then`` in the same transaction.  Both commit together or neither does.
         True when ``cas`` returned a row."""
+
+    async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
+        """Run the insert ``sql`` (RETURNING id), then ``then`` with that id, in one
+        transaction.  The database stores implement it; others cannot."""
+        raise StoreError(f"{op}: this store cannot run work with an insert")
 
     @abc.abstractmethod
     def _time(self, value: dt.datetime) -> Any:
@@ -202,10 +208,17 @@ class SqlStore(abc.ABC):
         return await self._write_terminal("close_batch", q.CLOSE_BATCH, params, terminal_id)
 
     # --- journal -------------------------------------------------------------------
-    async def insert_entry(self, entry: JournalEntry, *, dedupe: bool = True) -> int:
+    async def insert_entry(
+        self, entry: JournalEntry, *, dedupe: bool = True, then: EntryThen | None = None
+    ) -> int:
+        """Insert ``entry``; its id.  ``then`` (optional) runs in the same transaction
+        right after the insert, given the new id (one writer job on SQLite, one
+        transaction on PostgreSQL): both commit together or neither does."""
         values = rows.entry_insert_values(entry, dedupe=dedupe, default_node_id=self.node_id)
         values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
         try:
+            if then is not None:  # its own transaction (not a group commit's batch)
+                return await self._insert_then("insert_entry", q.INSERT_ENTRY, values, then)
             return await self._insert_entry_row(values)
         except DuplicateTransaction as exc:
             raise DuplicateTransaction(

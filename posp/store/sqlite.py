@@ -26,6 +26,7 @@ from typing import Any
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import rows
+from posp.store.api import EntryThen
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 from posp.store.sqlite_worker import SqliteWorker
@@ -172,6 +173,16 @@ class SqliteStore(SqlStore):
 
         won: bool = await self._write_job(op, job)
         return won
+
+    async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
+        def job(connection: sqlite3.Connection) -> int:
+            # One job = one savepoint in the writer's transaction: both or neither.
+            entry_id = int(connection.execute(sql, params).fetchall()[0]["id"])
+            then.sqlite(connection, entry_id)
+            return entry_id
+
+        entry_id: int = await self._write_job(op, job)
+        return entry_id
 
     async def _write_job(self, op: str, job: Any, *, single_statement: bool = False) -> Any:
         if self._writer is None:

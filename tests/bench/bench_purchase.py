@@ -74,7 +74,7 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+def wait_for_port(port: int, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -158,7 +158,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def wait_for_line(log: Path, text: str, timeout_s: float = 20.0) -> None:
+def wait_for_line(log: Path, text: str, timeout_s: float = 60.0) -> None:
     """Wait until ``log`` contains ``text`` (a switch says it listens)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -206,7 +206,10 @@ def full_stack(
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             procs["hsm-sim"] = start(
-                [str(BIN / "hsm-sim"), "--port", str(hsm_port), "--log-level", "warning"],
+                [
+                    *(str(BIN / "hsm-sim"), "--port", str(hsm_port), "--metrics-port", "0"),
+                    *("--log-level", "warning"),
+                ],
                 env,
                 data / "hsm.log",
             )

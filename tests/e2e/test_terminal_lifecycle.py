@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from posp.iso8583.tms_identity import TerminalIdentity
 from posp.pipeline.lifecycle import operator_action
 from posp.risk.lifecycle import TerminalRiskState
 from posp.store.risk_records import SqlRiskRecords
@@ -79,3 +80,36 @@ async def test_another_device_freezes_the_terminal_until_unbound(stack: Stack) -
     assert (await intruder.exchange(other.sign_in("003"))).approved  # binds SN-OTHER now
     events = [event for event, _ in await records(stack).events(TERMINAL_ID)]
     assert events == ["device_bound", "frozen_serial_changed", "unbound", "device_bound"]
+
+
+async def test_a_sim_moved_out_of_the_terminal_freezes_it_until_unbound(stack: Stack) -> None:
+    """F59 A2/06: the SIM bound at the first sign-in replaced by another freezes
+    the terminal (58 on purchases and sign-ins, even with the first SIM back, the
+    issuer's balance untouched) until ``unbind``; the next sign-in binds the new SIM."""
+    card = stack.cards[1]
+    await stack.provision(TERMINAL_ID)
+    machine = TerminalMachine(TerminalConfig(TERMINAL_ID, MERCHANT_ID, bytes.fromhex(TMK_HEX)))
+
+    def presents(iccid: str) -> None:
+        identity = TerminalIdentity(hardware_serial="TUSN0001", iccid=iccid)
+        machine.state.tms.identity = identity.render()
+
+    presents("89860000000000000001")
+    terminal = stack.session(machine)
+    assert (await terminal.exchange(machine.sign_in("003"))).approved
+    assert (await terminal.transact(lambda m: m.purchase(card, 1500, pin=card.pin))).approved
+    state = await records(stack).terminal_state(TERMINAL_ID)
+    assert state is not None and state.bound_iccid == "89860000000000000001"
+    presents("89860000000000000999")  # the SIM moved: another one in the terminal
+    before = await stack.balance(card)
+    frozen = await terminal.transact(lambda m: m.purchase(card, 1501, pin=card.pin))
+    assert frozen.response_code == "58"
+    assert await stack.balance(card) == before
+    presents("89860000000000000001")  # the first SIM back does not thaw it
+    assert (await terminal.exchange(machine.sign_in("003"))).response_code == "58"
+    assert await operator_action(records(stack), TERMINAL_ID, "unbind", today(stack)) == "unbound"
+    presents("89860000000000000999")
+    assert (await terminal.exchange(machine.sign_in("003"))).approved
+    assert (await terminal.transact(lambda m: m.purchase(card, 1502, pin=card.pin))).approved
+    events = [event for event, _ in await records(stack).events(TERMINAL_ID)]
+    assert events == ["device_bound", "frozen_sim_changed", "unbound", "device_bound"]
