@@ -35,6 +35,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -48,6 +49,7 @@ _ATC_BYTES = 2
 _UN_BYTES = 4
 _KEY_BYTES = 16
 _BLOCK = 8
+_ZERO_BLOCK = bytes(_BLOCK)
 
 
 class Scheme(IntEnum):
@@ -136,14 +138,22 @@ def session_key(udk: bytes, scheme: Scheme, atc: bytes, un: bytes = bytes(_UN_BY
 
 class SessionCipher:
     """A double-length session key's own contexts: 3DES-EDE (K1 K2 K1) in ECB for the
-    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain (built on use)."""
+    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain.
 
-    __slots__ = ("_ede", "_k1")
+    The CBC context is built on the first MAC and kept for the key's other MACs
+    (a card computes the ARQC and then the TC or AAC under one session key): a
+    context keeps chaining from its last ciphertext block, so the next MAC's first
+    block is XORed with that block, which starts a fresh chain from a zero IV.
+    Calls run to completion without yielding, so no two MACs interleave."""
+
+    __slots__ = ("_chain", "_ede", "_k1", "_last")
 
     def __init__(self, sk: bytes) -> None:
         _check_key(sk, "session key")
         self._ede = Cipher(TripleDES(sk + sk[:8]), modes.ECB()).encryptor()
-        self._k1 = sk[:8] * 3
+        self._k1 = sk[:8]
+        self._chain: Any = None
+        self._last = _ZERO_BLOCK
 
     def encrypt_block(self, block: bytes) -> bytes:
         out: bytes = self._ede.update(block)
@@ -155,8 +165,14 @@ class SessionCipher:
         padded = pad(data, PADDING_80)
         last = padded[-_BLOCK:]
         if len(padded) > _BLOCK:
-            chain = Cipher(TripleDES(self._k1), modes.CBC(bytes(_BLOCK))).encryptor()
-            last = xor_bytes(chain.update(padded[:-_BLOCK])[-_BLOCK:], last)
+            if self._chain is None:
+                self._chain = Cipher(TripleDES(self._k1 * 3), modes.CBC(_ZERO_BLOCK)).encryptor()
+            head = (
+                int.from_bytes(padded[:_BLOCK], "big") ^ int.from_bytes(self._last, "big")
+            ).to_bytes(_BLOCK, "big")
+            chained: bytes = self._chain.update(head + padded[_BLOCK:-_BLOCK])
+            self._last = chained[-_BLOCK:]
+            last = xor_bytes(self._last, last)
         return self.encrypt_block(last)
 
 

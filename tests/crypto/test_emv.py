@@ -190,3 +190,16 @@ def test_session_keys_stay_out_of_the_shared_des_cache() -> None:
         keys = CardKeys.derive(imk, block, Scheme.PBOC_V01, atc.to_bytes(2, "big"))
         keys.arpc(keys.cryptogram(bytes(37)), b"00")
     assert len(des._ecb_contexts) <= 2 and not des._cbc_contexts
+
+
+def test_one_session_key_makes_every_mac_as_if_it_were_its_first() -> None:
+    """A card's session key serves the ARQC and then the TC or AAC: its kept CBC chain
+    starts each MAC afresh, so every MAC equals pyemv's, whatever lengths came before."""
+    rng = random.Random(55)
+    for _ in range(200):
+        sk = rng.randbytes(16)
+        keys = CardKeys(Scheme.PBOC_V01, rng.randbytes(16), sk)
+        for _ in range(rng.randrange(1, 6)):
+            data = rng.randbytes(rng.randrange(0, 80))
+            assert keys.cryptogram(data) == pyemv_ac.generate_ac(sk, data)
+            assert keys.verify(data, pyemv_ac.generate_ac(sk, data))
