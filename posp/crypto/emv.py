@@ -331,10 +331,13 @@ def cryptogram_version(iad: bytes) -> int:
 
 def ac_data(tags: Mapping[str, bytes]) -> bytes:
     """9F02 ‖ 9F03 ‖ 9F1A ‖ 95 ‖ 5F2A ‖ 9A ‖ 9C ‖ 9F37 ‖ 82 ‖ 9F36 ‖ CVR (from 9F10)."""
-    missing = [tag for tag in (*AC_DATA_TAGS, "9F10") if tag not in tags]
-    if missing:
-        raise CryptoError(f"AC data needs tag {missing[0]}")
-    return b"".join(tags[tag] for tag in AC_DATA_TAGS) + cvr_of_iad(tags["9F10"])
+    try:
+        head = b"".join([tags[tag] for tag in AC_DATA_TAGS])
+        iad = tags["9F10"]
+    except KeyError:
+        missing = [tag for tag in (*AC_DATA_TAGS, "9F10") if tag not in tags]
+        raise CryptoError(f"AC data needs tag {missing[0]}") from None
+    return head + cvr_of_iad(iad)
 
 
 def _check_key(key: bytes, name: str) -> None:
