@@ -114,7 +114,13 @@ class F55:
 
     def values(self) -> dict[str, bytes]:
         """Tag -> value of the first occurrence of each top-level tag."""
-        return {item[0]: item[1] for item in reversed(self.items)}  # the first one wins
+        out = {item[0]: item[1] for item in self.items}
+        if len(out) == len(self.items):
+            return out
+        out = {}  # a tag repeats: the first occurrence wins, in first-occurrence order
+        for item in self.items:
+            out.setdefault(item[0], item[1])
+        return out
 
     def encode(self) -> bytes:
         return encode_tlvs(self.items)

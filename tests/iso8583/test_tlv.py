@@ -308,3 +308,15 @@ def test_a_bad_tag_still_raises_encode_error_through_the_header_cache() -> None:
         with pytest.raises(EncodeError):
             build_f55([("9F", b"\x01")])
     assert tlv_header("9F26", 8) == h("9F2608")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["9F26", "95", "71", "9F36"]), st.binary(max_size=4))))
+def test_values_keeps_each_tags_first_value_in_first_occurrence_order(
+    pairs: list[tuple[str, bytes]],
+) -> None:
+    """values(): tag -> the first value, keys in the order the tags first appear."""
+    f55 = F55(Tlv(tag, value) for tag, value in pairs)
+    expected: dict[str, bytes] = {}
+    for tag, value in pairs:
+        expected.setdefault(tag, value)
+    assert list(f55.values().items()) == list(expected.items())
