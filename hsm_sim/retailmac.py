@@ -31,55 +31,33 @@ import ctypes
 import sys
 from collections.abc import Callable
 
+from posp.crypto import nativedes
 from posp.crypto.des import BLOCK_BYTES, tdes_encrypt_ecb
 from posp.crypto.mac import iso9797_alg3, pad
 from posp.errors import CryptoError
 
-_SCHEDULE_BYTES = 256  # sizeof(DES_key_schedule) is 128; room to spare costs nothing
 _SCHEDULES_MAX = 4096
-_ZERO_BLOCK = bytes(BLOCK_BYTES)
-_LIBRARIES = ("libcrypto.so.3", "libcrypto.so.1.1")
-
-# DES_cbc_cksum(input, output block, length, schedule, ivec) -> last 32 bits
-_Cksum = Callable[
-    [bytes, ctypes.Array[ctypes.c_char], int, ctypes.Array[ctypes.c_char], bytes], int
-]
 
 
-class NativeDes:
-    """Single-DES CBC-MAC through libcrypto's ``DES_cbc_cksum``."""
+class NativeDes(nativedes.NativeDes):
+    """Single-DES CBC-MAC through libcrypto's ``DES_cbc_cksum`` (``posp.crypto.nativedes``),
+    with the key schedules cached per key half."""
 
-    __slots__ = ("_cksum", "_schedules", "_set_key")
+    __slots__ = ("_schedules",)
 
     def __init__(self, lib: ctypes.PyDLL) -> None:
-        set_key = lib.DES_set_key_unchecked
-        set_key.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-        set_key.restype = None
-        cksum = lib.DES_cbc_cksum
-        cksum.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_void_p,
-            ctypes.c_long,
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-        ]
-        cksum.restype = ctypes.c_uint32
-        self._set_key: Callable[[bytes, ctypes.Array[ctypes.c_char]], None] = set_key
-        self._cksum: _Cksum = cksum
-        self._schedules: dict[bytes, ctypes.Array[ctypes.c_char]] = {}
+        super().__init__(lib)
+        self._schedules: dict[bytes, nativedes.Schedule] = {}
 
     def chain(self, key8: bytes, data: bytes, length: int) -> bytes:
         """The last block of single-DES CBC (zero IV) over ``data[:length]`` (whole blocks)."""
         schedule = self._schedules.get(key8)
         if schedule is None:
-            schedule = ctypes.create_string_buffer(_SCHEDULE_BYTES)
-            self._set_key(key8, schedule)
+            schedule = self.schedule(key8)
             if len(self._schedules) >= _SCHEDULES_MAX:
                 self._schedules.clear()
             self._schedules[key8] = schedule
-        out = ctypes.create_string_buffer(BLOCK_BYTES)
-        self._cksum(data, out, length, schedule, _ZERO_BLOCK)
-        return out.raw
+        return self.cbc_last(schedule, data, length)
 
     def mac(self, key: bytes, data: bytes, padding: int) -> bytes:
         """ISO 9797-1 MAC algorithm 3 with a 16-byte key: the full 8-byte final block."""
@@ -113,7 +91,7 @@ def load_native() -> NativeDes | None:
     """libcrypto's DES, if it loads, exports the functions and passes ``agrees``."""
     if not sys.platform.startswith("linux"):
         return None
-    for name in _LIBRARIES:
+    for name in nativedes.LIBRARIES:
         try:
             native = NativeDes(ctypes.PyDLL(name))
         except (OSError, AttributeError):

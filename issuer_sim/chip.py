@@ -44,6 +44,10 @@ from posp.iso8583.tlv import (
     primitive,
 )
 
+#: The tags a KQ call takes from F55, in the order a missing one is named.
+_KQ_TAG_ORDER = (*AC_DATA_TAGS, "9F10", "9F26")
+_KQ_TAGS = frozenset(_KQ_TAG_ORDER)
+_KQ_SIZES = (("9F36", 2), ("9F37", 4), ("9F26", 8))
 #: Cryptogram version (9F10 byte 3) -> KQ scheme.
 SCHEME_OF_VERSION = {0x01: Scheme.PBOC_V01}
 #: Script commands: CLA INS P1 P2 (the MAC is appended, Lc computed).
@@ -80,9 +84,9 @@ def kq_request(
     """The KQ call verifying the F55's ARQC for the card (PAN, PSN from F23's last two
     digits) under the issuer's IMK-AC (``mk_ac``, key type 109 under the LMK)."""
     tags = f55.values()
-    for tag in (*AC_DATA_TAGS, "9F10", "9F26"):
-        if tag not in tags:
-            raise ChipDataError(f"F55 lacks tag {tag}", tag)
+    if not tags.keys() >= _KQ_TAGS:
+        missing = next(tag for tag in _KQ_TAG_ORDER if tag not in tags)
+        raise ChipDataError(f"F55 lacks tag {missing}", missing)
     try:
         block = pan_psn(pan, psn)
     except ValueError:
@@ -95,8 +99,7 @@ def kq_request(
     scheme = SCHEME_OF_VERSION.get(version)
     if scheme is None:
         raise ChipDataError(f"cryptogram version {version:02X} not supported", "9F10")
-    sizes = {"9F36": 2, "9F37": 4, "9F26": 8}
-    for tag, size in sizes.items():
+    for tag, size in _KQ_SIZES:
         if len(tags[tag]) != size:
             raise ChipDataError(f"tag {tag} must be {size} bytes", tag)
     return KqRequest(

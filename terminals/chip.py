@@ -21,14 +21,15 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from posp.crypto.emv import (
+    AC_DATA_TAGS,
     SCRIPT_MAC_BYTES,
     CardKeys,
     Scheme,
-    ac_data,
+    cvr_of_iad,
     derive_udk,
     pan_psn_block,
     script_mac,
@@ -37,7 +38,14 @@ from posp.crypto.emv import (
 )
 from posp.errors import DecodeError
 from posp.iso8583.message import mask_pan
-from posp.iso8583.tlv import F55, ONLINE_REQUEST_TAGS, Tlv, build_f55, decode_f55
+from posp.iso8583.tlv import (
+    F55,
+    ONLINE_REQUEST_TAGS,
+    F55Template,
+    Tlv,
+    build_f55,
+    decode_f55,
+)
 
 CHIP_FILE_HEADER = "pan,psn,imk_ac,imk_smi,atc"
 #: The lab chip card file shipped for the demo CUP cards (test IMKs in clear).
@@ -124,25 +132,45 @@ class TerminalChipData:
     other_minor: int = 0
 
 
-def terminal_tags(t: TerminalChipData) -> dict[str, bytes]:
-    """The terminal's tags of §8's online request (the card adds 9F26 9F27 9F10 9F36 82)."""
+#: The terminal's (and the card's AIP 82) tags that are the same in every request.
+_CONSTANT_TAGS: dict[str, bytes] = {
+    "5F2A": bytes.fromhex("0156"),
+    "9F1A": bytes.fromhex("0156"),
+    "9F33": bytes.fromhex("E0E1C8"),
+    "9F34": bytes.fromhex("420300"),  # enciphered PIN verified online
+    "9F35": bytes.fromhex("22"),
+    "84": _CUP_DEBIT_AID,
+    "9F09": bytes.fromhex("0030"),
+    "82": bytes.fromhex("7C00"),
+}
+#: What the second GENERATE AC changes: the cryptogram, its CID and the IAD (CVR).
+_AC_TAGS = ("9F26", "9F27", "9F10")
+#: The request F55 in §8's order: the three AC tags, then the rest, which the TC
+#: upload's F55 repeats byte for byte (built once per transaction).
+_AC_HEAD = F55Template(ONLINE_REQUEST_TAGS[: len(_AC_TAGS)], {})
+_REQUEST_TAIL = F55Template(ONLINE_REQUEST_TAGS[len(_AC_TAGS) :], _CONSTANT_TAGS)
+if _AC_HEAD.order != _AC_TAGS or set(_AC_TAGS) & set(_REQUEST_TAIL.order):
+    raise RuntimeError("§8's request tags must start with 9F26 9F27 9F10")
+
+
+def _variable_tags(t: TerminalChipData) -> dict[str, bytes]:
     return {
         "9F37": t.un,
         "95": t.tvr,
         "9A": bytes.fromhex(t.date_yymmdd),
         "9C": bytes.fromhex(t.txn_type),
         "9F02": bytes.fromhex(f"{t.amount_minor:012d}"),
-        "5F2A": bytes.fromhex("0156"),
-        "9F1A": bytes.fromhex("0156"),
         "9F03": bytes.fromhex(f"{t.other_minor:012d}"),
-        "9F33": bytes.fromhex("E0E1C8"),
-        "9F34": bytes.fromhex("420300"),  # enciphered PIN verified online
-        "9F35": bytes.fromhex("22"),
         "9F1E": t.ifd_serial.encode("ascii")[:8].ljust(8, b" "),
-        "84": _CUP_DEBIT_AID,
-        "9F09": bytes.fromhex("0030"),
         "9F41": bytes.fromhex(f"{t.sequence % 10**8:08d}"),
     }
+
+
+def terminal_tags(t: TerminalChipData) -> dict[str, bytes]:
+    """The terminal's tags of §8's online request (the card adds 9F26 9F27 9F10 9F36 82)."""
+    tags = _variable_tags(t) | _CONSTANT_TAGS
+    del tags["82"]
+    return tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +198,15 @@ class SecondAc:
 
 @dataclass(slots=True)
 class _Pending:
-    tags: dict[str, bytes]
+    """A first GENERATE AC awaiting its second: the session keys, the ARQC, the ATC,
+    the AC data without the CVR and the request F55 after the AC tags (both the same
+    for the second AC)."""
+
     keys: CardKeys
-    arqc: bytes = field(default=b"")
+    arqc: bytes
+    atc: bytes
+    ac_data_head: bytes
+    f55_tail: bytes
 
 
 class ChipCard:
@@ -214,17 +248,15 @@ class ChipCard:
         atc = self.atc.to_bytes(2, "big")
         udk = self._udk_ac()
         keys = CardKeys(Scheme.PBOC_V01, udk, session_key(udk, Scheme.PBOC_V01, atc))
-        tags = terminal_tags(terminal) | {
-            "9F36": atc,
-            "82": bytes.fromhex("7C00"),
-            "9F10": _iad(_CVR_FIRST, 0),
-            "9F27": bytes((CID_ARQC,)),
-        }
-        pending = _Pending(tags, keys)
-        pending.arqc = keys.cryptogram(ac_data(tags))
-        tags["9F26"] = pending.arqc
-        self._pending = pending
-        return build_f55((tag, tags[tag]) for tag in ONLINE_REQUEST_TAGS)
+        tags = _variable_tags(terminal)
+        tags["9F36"] = atc
+        tail = _REQUEST_TAIL.build(tags)
+        tags |= _CONSTANT_TAGS
+        head = b"".join([tags[tag] for tag in AC_DATA_TAGS])  # ac_data() without the CVR
+        iad = _iad(_CVR_FIRST, 0)
+        arqc = keys.cryptogram(head + cvr_of_iad(iad))
+        self._pending = _Pending(keys, arqc, atc, head, tail)
+        return _AC_HEAD.build({"9F26": arqc, "9F27": bytes((CID_ARQC,)), "9F10": iad}) + tail
 
     def second_generate_ac(self, response_f55: bytes | None, arc: bytes) -> SecondAc:
         """Issuer authentication (tag 91), scripts 71/72, then TC or AAC."""
@@ -238,20 +270,17 @@ class ChipCard:
             self._run_script(pending, item) for item in response if item.tag in ("71", "72")
         )
         cid = CID_TC if arpc_ok and arc == _APPROVED_ARC else CID_AAC
-        tags = dict(pending.tags)
-        tags["9F10"] = _iad(_CVR_SECOND[cid], 0 if arpc_ok else _CVR_ISSUER_AUTH_FAILED)
-        tags["9F27"] = bytes((cid,))
-        cryptogram = pending.keys.cryptogram(ac_data(tags))
-        tags["9F26"] = cryptogram
-        f55 = build_f55((tag, tags[tag]) for tag in ONLINE_REQUEST_TAGS)
-        return SecondAc(cid, cryptogram, arpc_ok, results, f55)
+        iad = _iad(_CVR_SECOND[cid], 0 if arpc_ok else _CVR_ISSUER_AUTH_FAILED)
+        cryptogram = pending.keys.cryptogram(pending.ac_data_head + cvr_of_iad(iad))
+        head = _AC_HEAD.build({"9F26": cryptogram, "9F27": bytes((cid,)), "9F10": iad})
+        return SecondAc(cid, cryptogram, arpc_ok, results, head + pending.f55_tail)
 
     def _run_script(self, pending: _Pending, script: Tlv) -> bytes:
         """One 71/72 template: 9F18 id + 86 commands; DF31 entry (result byte + id)."""
         children = script.children or ()
         script_id = next((c.value for c in children if c.tag == "9F18"), bytes(4))[:4]
         sk = script_session_key(self._udk_smi, pending.arqc)
-        atc = pending.tags["9F36"]
+        atc = pending.atc
         commands = [c.value for c in children if c.tag == "86"]
         for n, command in enumerate(commands, 1):
             if not _command_mac_ok(sk, atc, pending.arqc, command):

@@ -48,12 +48,17 @@ def use_chip_cards(path: str | Path) -> None:
     _path, _wallet = Path(path), None
 
 
-def chip_for(pan: str) -> ChipCard | None:
-    """The simulated chip of the card ``pan``, None for a magstripe-only card."""
+def held() -> dict[str, ChipCard]:
+    """The cards held, by PAN (loaded on first use); a new dict after use_chip_cards."""
     global _wallet
     if _wallet is None:
         _wallet = {r.pan: ChipCard(r) for r in _load(source())}
-    return _wallet.get(pan)
+    return _wallet
+
+
+def chip_for(pan: str) -> ChipCard | None:
+    """The simulated chip of the card ``pan``, None for a magstripe-only card."""
+    return (_wallet if _wallet is not None else held()).get(pan)
 
 
 def save_atcs(path: Path | None = None) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from terminals.cards import TerminalCard
-from terminals.chipwallet import chip_for
+from terminals.chip import ChipCard
+from terminals.chipwallet import chip_for, held
 from terminals.journal import JournalEntry
 from terminals.machine import TerminalMachine
 from terminals.requests import IC, MAGSTRIPE
@@ -64,6 +65,7 @@ class TxnPicker:
         self._names = list(settings.weights)
         self._weights = [settings.weights[n] for n in self._names]
         self._rng = random.Random(seed)
+        self._chips_of: tuple[dict[str, ChipCard], list[ChipCard | None]] | None = None
 
     def _amount(self) -> int:
         amount = self._rng.randint(MIN_AMOUNT_MINOR, MAX_AMOUNT_MINOR)
@@ -86,13 +88,22 @@ class TxnPicker:
         chip = chip_for(preferred.pan)
         if chip is not None and not chip.in_use:
             return preferred
-        cards, start = self._cards, self._rng.randrange(len(self._cards))
+        cards, chips = self._cards, self._chips()
+        start = self._rng.randrange(len(cards))
         for offset in range(len(cards)):  # from a random card on, without copying the list
-            card = cards[(start + offset) % len(cards)]
-            chip = chip_for(card.pan)
+            index = (start + offset) % len(cards)
+            chip = chips[index]
             if chip is not None and not chip.in_use:
-                return card
+                return cards[index]
         return None
+
+    def _chips(self) -> list[ChipCard | None]:
+        """Each card's simulated chip (None: magstripe only), in card order, looked up
+        once per wallet (the wallet is a new dict after ``use_chip_cards``)."""
+        wallet = held()
+        if self._chips_of is None or self._chips_of[0] is not wallet:
+            self._chips_of = (wallet, [wallet.get(card.pan) for card in self._cards])
+        return self._chips_of[1]
 
     def _open(self, machine: TerminalMachine, kind: TxnKind) -> JournalEntry | None:
         candidates = [

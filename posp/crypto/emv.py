@@ -23,10 +23,15 @@ Invariants:
   values.  DES ignores parity bits, so whether a session key is parity
   adjusted never changes a cryptogram.
 * A session key serves one transaction and is never seen again, so its
-  cipher contexts live in its :class:`SessionCipher`, not in
-  ``posp.crypto.des``'s shared cache, where a stream of fresh keys would keep
-  evicting the long-lived MAC and PIN keys.  Card keys (UDK, per card) and
+  cipher lives in its own :class:`SessionCipher` (:func:`new_session_cipher`),
+  not in ``posp.crypto.des``'s shared cache, where a stream of fresh keys would
+  keep evicting the long-lived MAC and PIN keys.  Card keys (UDK, per card) and
   IMKs go through the shared cache.
+* That cipher is libcrypto's DES (two key schedules, ``posp.crypto.nativedes``)
+  when it loads and passes a self-test against ``cryptography`` at import
+  (``NATIVE``); building ``cryptography`` contexts for a key used for two or
+  three blocks cost more than the whole rest of a chip transaction's
+  cryptography.  Otherwise it is :class:`ContextSessionCipher`.
 """
 
 from __future__ import annotations
@@ -35,19 +40,28 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from posp.crypto import nativedes
 from posp.crypto.des import adjust_odd_parity, tdes_encrypt_ecb, xor_bytes
 from posp.crypto.mac import PADDING_80, pad
 from posp.errors import CryptoError
+
+if TYPE_CHECKING:
+    from posp.crypto.nativedes import NativeDes
 
 _FF8 = b"\xff" * 8
 _ATC_BYTES = 2
 _UN_BYTES = 4
 _KEY_BYTES = 16
 _BLOCK = 8
+_ZERO_BLOCK = bytes(_BLOCK)
+#: Modes hold no state (the CBC IV is fixed): one object each serves every context.
+_ECB = modes.ECB()
+_CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)
 
 
 class Scheme(IntEnum):
@@ -134,16 +148,25 @@ def session_key(udk: bytes, scheme: Scheme, atc: bytes, un: bytes = bytes(_UN_BY
     return SCHEMES[scheme].session_key(udk, atc, un)
 
 
-class SessionCipher:
-    """A double-length session key's own contexts: 3DES-EDE (K1 K2 K1) in ECB for the
-    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain (built on use)."""
+class ContextSessionCipher:
+    """A double-length session key through ``cryptography`` (where libcrypto's DES is not
+    available): its own contexts, 3DES-EDE (K1 K2 K1) in ECB for the
+    last MAC step and the ARPC, single-DES K1 in CBC for the MAC chain.
 
-    __slots__ = ("_ede", "_k1")
+    The CBC context is built on the first MAC and kept for the key's other MACs
+    (a card computes the ARQC and then the TC or AAC under one session key): a
+    context keeps chaining from its last ciphertext block, so the next MAC's first
+    block is XORed with that block, which starts a fresh chain from a zero IV.
+    Calls run to completion without yielding, so no two MACs interleave."""
+
+    __slots__ = ("_chain", "_ede", "_k1", "_last")
 
     def __init__(self, sk: bytes) -> None:
         _check_key(sk, "session key")
-        self._ede = Cipher(TripleDES(sk + sk[:8]), modes.ECB()).encryptor()
-        self._k1 = sk[:8] * 3
+        self._ede = Cipher(TripleDES(sk + sk[:8]), _ECB).encryptor()
+        self._k1 = sk[:8]
+        self._chain: Any = None
+        self._last = _ZERO_BLOCK
 
     def encrypt_block(self, block: bytes) -> bytes:
         out: bytes = self._ede.update(block)
@@ -155,14 +178,76 @@ class SessionCipher:
         padded = pad(data, PADDING_80)
         last = padded[-_BLOCK:]
         if len(padded) > _BLOCK:
-            chain = Cipher(TripleDES(self._k1), modes.CBC(bytes(_BLOCK))).encryptor()
-            last = xor_bytes(chain.update(padded[:-_BLOCK])[-_BLOCK:], last)
+            if self._chain is None:
+                self._chain = Cipher(TripleDES(self._k1 * 3), _CBC_ZERO_IV).encryptor()
+            head = (
+                int.from_bytes(padded[:_BLOCK], "big") ^ int.from_bytes(self._last, "big")
+            ).to_bytes(_BLOCK, "big")
+            chained: bytes = self._chain.update(head + padded[_BLOCK:-_BLOCK])
+            self._last = chained[-_BLOCK:]
+            last = xor_bytes(self._last, last)
         return self.encrypt_block(last)
+
+
+class NativeSessionCipher:
+    """A double-length session key through libcrypto's DES (``posp.crypto.nativedes``):
+    two key schedules, no cipher context; the same bytes as :class:`ContextSessionCipher`."""
+
+    __slots__ = ("_des", "_ks1", "_ks2")
+
+    def __init__(self, sk: bytes, des: NativeDes) -> None:
+        _check_key(sk, "session key")
+        self._des = des
+        self._ks1 = des.schedule(sk[:_BLOCK])
+        self._ks2 = des.schedule(sk[_BLOCK:])
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        if len(block) != _BLOCK:
+            raise CryptoError("a DES block is 8 bytes")
+        return self._des.ede(self._ks1, self._ks2, block)
+
+    def mac(self, data: bytes) -> bytes:
+        """ISO 9797-1 alg 3, padding method 2 (see :meth:`ContextSessionCipher.mac`)."""
+        padded = pad(data, PADDING_80)
+        head = len(padded) - _BLOCK
+        last = padded[head:]
+        if head:
+            last = xor_bytes(self._des.cbc_last(self._ks1, padded, head), last)
+        return self._des.ede(self._ks1, self._ks2, last)
+
+
+class SessionCipher(Protocol):
+    """What a transaction does with its session key: MACs and single 3DES blocks."""
+
+    def encrypt_block(self, block: bytes) -> bytes: ...
+
+    def mac(self, data: bytes) -> bytes: ...
+
+
+def _native_session_ciphers() -> Callable[[bytes], SessionCipher] | None:
+    """NativeSessionCipher when libcrypto's DES loads and agrees with ``cryptography``
+    on every MAC length a transaction uses and on single blocks."""
+    des = nativedes.load()
+    if des is None:
+        return None
+    try:
+        for n in range(4):
+            sk = bytes((17 * n + i * 29 + 3) % 256 for i in range(_KEY_BYTES))
+            native, context = NativeSessionCipher(sk, des), ContextSessionCipher(sk)
+            for size in (0, 7, 8, 9, 37, 40, 63, 120):
+                data = bytes((i * 7 + n) % 256 for i in range(size))
+                if native.mac(data) != context.mac(data):
+                    return None
+            if native.encrypt_block(sk[3:11]) != context.encrypt_block(sk[3:11]):
+                return None
+    except (OSError, ValueError, CryptoError):
+        return None
+    return lambda sk: NativeSessionCipher(sk, des)
 
 
 def application_cryptogram(sk: bytes, data: bytes) -> bytes:
     """ARQC / TC / AAC: ISO 9797-1 alg 3, padding method 2, over the AC data (8 bytes)."""
-    return SessionCipher(sk).mac(data)
+    return new_session_cipher(sk).mac(data)
 
 
 def arpc_method1(key: bytes, arqc: bytes, arc: bytes) -> bytes:
@@ -181,7 +266,7 @@ class CardKeys:
 
     def __init__(self, scheme: Scheme, udk: bytes, sk: bytes) -> None:
         self.scheme, self.udk, self.sk = scheme, udk, sk
-        self._cipher = SessionCipher(sk)
+        self._cipher = new_session_cipher(sk)
 
     @classmethod
     def derive(
@@ -227,7 +312,7 @@ def script_mac(sk_smi: bytes, header: bytes, atc: bytes, arqc: bytes, data: byte
     CLA INS P1 P2 Lc ‖ ATC ‖ ARQC ‖ command data, the leftmost 4 bytes."""
     if len(header) != 5:
         raise CryptoError("script command header must be 5 bytes (CLA INS P1 P2 Lc)")
-    return SessionCipher(sk_smi).mac(header + atc + arqc + data)[:SCRIPT_MAC_BYTES]
+    return new_session_cipher(sk_smi).mac(header + atc + arqc + data)[:SCRIPT_MAC_BYTES]
 
 
 def cvr_of_iad(iad: bytes) -> bytes:
@@ -246,12 +331,24 @@ def cryptogram_version(iad: bytes) -> int:
 
 def ac_data(tags: Mapping[str, bytes]) -> bytes:
     """9F02 ‖ 9F03 ‖ 9F1A ‖ 95 ‖ 5F2A ‖ 9A ‖ 9C ‖ 9F37 ‖ 82 ‖ 9F36 ‖ CVR (from 9F10)."""
-    missing = [tag for tag in (*AC_DATA_TAGS, "9F10") if tag not in tags]
-    if missing:
-        raise CryptoError(f"AC data needs tag {missing[0]}")
-    return b"".join(tags[tag] for tag in AC_DATA_TAGS) + cvr_of_iad(tags["9F10"])
+    try:
+        head = b"".join([tags[tag] for tag in AC_DATA_TAGS])
+        iad = tags["9F10"]
+    except KeyError:
+        missing = [tag for tag in (*AC_DATA_TAGS, "9F10") if tag not in tags]
+        raise CryptoError(f"AC data needs tag {missing[0]}") from None
+    return head + cvr_of_iad(iad)
 
 
 def _check_key(key: bytes, name: str) -> None:
     if len(key) != _KEY_BYTES:
         raise CryptoError(f"{name} must be a 16-byte double-length key")
+
+
+#: A session key's cipher: libcrypto's DES when it loads and passes the self-test
+#: (``NATIVE``), else ``cryptography`` contexts.
+_native_ciphers = _native_session_ciphers()
+NATIVE = _native_ciphers is not None
+new_session_cipher: Callable[[bytes], SessionCipher] = (
+    _native_ciphers if _native_ciphers is not None else ContextSessionCipher
+)

@@ -22,9 +22,11 @@ Invariants:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+import itertools
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from posp.errors import DecodeError, EncodeError
 
@@ -112,9 +114,12 @@ class F55:
 
     def values(self) -> dict[str, bytes]:
         """Tag -> value of the first occurrence of each top-level tag."""
-        out: dict[str, bytes] = {}
+        out = {item[0]: item[1] for item in self.items}
+        if len(out) == len(self.items):
+            return out
+        out = {}  # a tag repeats: the first occurrence wins, in first-occurrence order
         for item in self.items:
-            out.setdefault(item.tag, item.value)
+            out.setdefault(item[0], item[1])
         return out
 
     def encode(self) -> bytes:
@@ -146,8 +151,59 @@ class F55:
 
 
 def decode_f55(data: bytes, *, field: int = F55_FIELD) -> F55:
-    """Decode field 55 (or another BER-TLV field ``field``) into its data objects."""
-    return F55(_decode(data, 0, len(data), 0, field))
+    """Decode field 55 (or another BER-TLV field ``field``) into its data objects.
+
+    A terminal's requests share one layout (the same tags with the same lengths in
+    the same order), so the layout of each F55 of primitive objects is kept by total
+    length: the next F55 of that length is cut with one ``struct`` unpack, and if
+    every tag-and-length header sits where the layout has it, byte for byte, the
+    objects are those of the layout's tags with the values cut (each header fixes
+    its tag, its value's length and so where the next header starts, which is what
+    the object-by-object decoding would have read).  Anything else is decoded
+    object by object, the same answer or the same DecodeError."""
+    layout = _LAYOUTS.get(len(data))
+    if layout is not None:
+        parts = layout.unpack(data)
+        if parts[::2] == layout.headers:
+            return F55(
+                map(_new_tlv, _TLV_TYPES, zip(layout.tags, parts[1::2], _NO_CHILDREN, strict=False))
+            )
+    items = _decode(data, 0, len(data), 0, field)
+    if items and all(item[2] is None for item in items):
+        _learn(data, items)
+    return F55(items)
+
+
+class _Layout(NamedTuple):
+    unpack: Callable[[bytes], tuple[Any, ...]]  # header, value, header, value, …
+    headers: tuple[bytes, ...]
+    tags: tuple[str, ...]
+
+
+#: Total length -> the layout of the last F55 of primitive objects decoded with that
+#: length (bounded; cleared when full).
+_LAYOUTS: dict[int, _Layout] = {}
+_LAYOUTS_MAX = 256
+_TLV_TYPES = itertools.repeat(Tlv)
+_NO_CHILDREN = itertools.repeat(None)
+
+
+def _learn(data: bytes, items: list[Tlv]) -> None:
+    """Keep the layout of ``data``, which decoded into the primitive ``items``."""
+    sizes: list[str] = []
+    headers: list[bytes] = []
+    pos = 0
+    for item in items:
+        start = pos
+        pos += len(item.tag) // 2
+        pos += 1 if data[pos] < 0x80 else 1 + (data[pos] & 0x7F)
+        headers.append(data[start:pos])
+        sizes.append(f"{pos - start}s{len(item.value)}s")
+        pos += len(item.value)
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    unpack = struct.Struct("<" + "".join(sizes)).unpack
+    _LAYOUTS[len(data)] = _Layout(unpack, tuple(headers), tuple(item.tag for item in items))
 
 
 # Building the named tuple straight from its fields skips its Python-level __new__
@@ -268,9 +324,27 @@ def _length_bytes(n: int) -> bytes:
     return bytes((0x80 | size,)) + n.to_bytes(size, "big")
 
 
+#: (tag, value length) -> the object's tag and length bytes, filled as pairs are met
+#: (bounded; cleared when full): a terminal or issuer writes the same few dozen.
+_HEADERS: dict[tuple[str, int], bytes] = {}
+_HEADERS_MAX = 4096
+
+
+def tlv_header(tag: str, length: int) -> bytes:
+    """The tag and length bytes of a primitive object of ``length`` value bytes
+    (EncodeError naming field 55 for a tag that is no BER tag or a length over 16 MiB)."""
+    header = _HEADERS.get((tag, length))
+    if header is None:
+        header = tag_bytes(tag) + _length_bytes(length)
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[(tag, length)] = header
+    return header
+
+
 def encode_tlvs(items: Iterable[Tlv]) -> bytes:
     """The BER-TLV bytes of ``items`` in order (constructed values as their bytes)."""
-    return b"".join(tag_bytes(i.tag) + _length_bytes(len(i.value)) + i.value for i in items)
+    return build_f55((item[0], item[1]) for item in items)
 
 
 def primitive(tag: str, value: bytes) -> Tlv:
@@ -288,7 +362,51 @@ def constructed(tag: str, children: Iterable[Tlv]) -> Tlv:
 
 def build_f55(pairs: Iterable[tuple[str, bytes]]) -> bytes:
     """Field 55 bytes from (tag, value) pairs of primitive objects, in order."""
-    return b"".join(tag_bytes(tag) + _length_bytes(len(value)) + value for tag, value in pairs)
+    parts: list[bytes] = []
+    append, headers = parts.append, _HEADERS
+    for tag, value in pairs:
+        append(headers.get((tag, len(value))) or tlv_header(tag, len(value)))
+        append(value)
+    return b"".join(parts)
+
+
+class F55Template:
+    """Field 55 in a fixed tag order where some objects never change (a terminal's
+    country, currency, capabilities, AID …): those are encoded once, in runs, and
+    :meth:`build` writes only the others.  ``build(values)`` is exactly
+    ``build_f55((tag, merged[tag]) for tag in order)`` with ``merged`` the constants
+    updated by ``values``; a tag of the order missing from both raises KeyError."""
+
+    __slots__ = ("_parts", "_tail", "order")
+
+    def __init__(self, order: Iterable[str], constants: Mapping[str, bytes]) -> None:
+        self.order = tuple(order)
+        parts: list[tuple[bytes, str]] = []
+        run: list[tuple[str, bytes]] = []
+        for tag in self.order:
+            if tag in constants:
+                run.append((tag, constants[tag]))
+            else:
+                parts.append((build_f55(run), tag))
+                run = []
+        self._parts = tuple(parts)
+        self._tail = build_f55(run)
+
+    @property
+    def variable_tags(self) -> tuple[str, ...]:
+        """The tags :meth:`build` takes from its ``values``, in order."""
+        return tuple(tag for _, tag in self._parts)
+
+    def build(self, values: Mapping[str, bytes]) -> bytes:
+        out: list[bytes] = []
+        append, headers = out.append, _HEADERS
+        for constant, tag in self._parts:
+            value = values[tag]
+            append(constant)
+            append(headers.get((tag, len(value))) or tlv_header(tag, len(value)))
+            append(value)
+        append(self._tail)
+        return b"".join(out)
 
 
 # --- mandatory tags ------------------------------------------------------------
@@ -322,8 +440,11 @@ MANDATORY_TAGS: Mapping[F55Use, tuple[str, ...]] = {
 
 def first_missing_tag(f55: F55, use: F55Use) -> str | None:
     """The first mandatory tag of ``use`` (in table order) that ``f55`` lacks, or None."""
-    present = set(f55.tags())
-    for tag in MANDATORY_TAGS[use]:
+    present = {item[0] for item in f55.items}
+    mandatory = MANDATORY_TAGS[use]
+    if present.issuperset(mandatory):
+        return None
+    for tag in mandatory:
         if tag not in present:
             return tag
     return None

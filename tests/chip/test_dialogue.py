@@ -21,6 +21,7 @@ from issuer_sim.chip import (
     response_f55,
 )
 from posp.crypto.des import adjust_odd_parity
+from posp.crypto.emv import CardKeys, Scheme, ac_data, pan_psn_block
 from posp.hsm.kq import KqResult, build_kq, parse_kq
 from posp.iso8583.tlv import (
     F55,
@@ -239,3 +240,24 @@ def test_script_advice_f55_carries_df31_first(issuer: Issuer) -> None:
     assert advice.tags() == ("DF31", "9F26", "9F27", "9F36")
     assert advice.get("DF31") == bytes.fromhex("2000000009")
     assert first_missing_tag(advice, F55Use.SCRIPT_ADVICE) is None
+
+
+@pytest.mark.parametrize(("arc", "corrupt"), [(b"00", False), (b"00", True), (b"51", False)])
+def test_second_cryptogram_is_the_mac_of_its_own_f55(
+    issuer: Issuer, arc: bytes, corrupt: bool
+) -> None:
+    """TC / AAC = the AC under the card's session key over ac_data() of the F55 the
+    card hands back (its 9F10 CVR included), the ARQC likewise over the request's."""
+    card = ChipCard(RECORD)
+    request = card.first_generate_ac(TERMINAL)
+    result, _ = issuer.kq(request, arc=arc)
+    answer = None if corrupt else response_f55(result, arc)
+    second = card.second_generate_ac(answer, arc)
+    for f55, cryptogram in ((request, None), (second.f55, second.cryptogram)):
+        tags = decode_f55(f55).values()
+        keys = CardKeys.derive(
+            IMK_AC, pan_psn_block(RECORD.pan, RECORD.psn), Scheme.PBOC_V01, tags["9F36"]
+        )
+        assert keys.cryptogram(ac_data(tags)) == (cryptogram or tags["9F26"])
+    assert decode_f55(second.f55).tags() == ONLINE_REQUEST_TAGS
+    assert decode_f55(second.f55).get("9F26") == second.cryptogram

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyemv import ac as pyemv_ac
 from pyemv import kd as pyemv_kd
 from pyemv import tools as pyemv_tools
 
-from posp.crypto import des
+from posp.crypto import des, emv, nativedes
 from posp.crypto.emv import (
     CardKeys,
     Scheme,
@@ -190,3 +193,72 @@ def test_session_keys_stay_out_of_the_shared_des_cache() -> None:
         keys = CardKeys.derive(imk, block, Scheme.PBOC_V01, atc.to_bytes(2, "big"))
         keys.arpc(keys.cryptogram(bytes(37)), b"00")
     assert len(des._ecb_contexts) <= 2 and not des._cbc_contexts
+
+
+def test_one_session_key_makes_every_mac_as_if_it_were_its_first() -> None:
+    """A card's session key serves the ARQC and then the TC or AAC: its kept CBC chain
+    starts each MAC afresh, so every MAC equals pyemv's, whatever lengths came before."""
+    rng = random.Random(55)
+    for _ in range(200):
+        sk = rng.randbytes(16)
+        keys = CardKeys(Scheme.PBOC_V01, rng.randbytes(16), sk)
+        for _ in range(rng.randrange(1, 6)):
+            data = rng.randbytes(rng.randrange(0, 80))
+            assert keys.cryptogram(data) == pyemv_ac.generate_ac(sk, data)
+            assert keys.verify(data, pyemv_ac.generate_ac(sk, data))
+
+
+# --- the session cipher through libcrypto's DES ------------------------------------
+
+needs_native = pytest.mark.skipif(nativedes.load() is None, reason="no libcrypto DES")
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(
+    sk=st.binary(min_size=16, max_size=16),
+    messages=st.lists(st.binary(max_size=200), min_size=1, max_size=4),
+    block=st.binary(min_size=8, max_size=8),
+)
+def test_native_session_cipher_equals_the_cryptography_contexts(
+    sk: bytes, messages: list[bytes], block: bytes
+) -> None:
+    """libcrypto's schedules give the MACs and 3DES blocks of cryptography's contexts,
+    for any key, any data and any number of MACs under one key."""
+    des = nativedes.load()
+    assert des is not None
+    native, context = emv.NativeSessionCipher(sk, des), emv.ContextSessionCipher(sk)
+    for data in messages:
+        assert native.mac(data) == context.mac(data)
+    assert native.encrypt_block(block) == context.encrypt_block(block)
+
+
+@needs_native
+def test_native_des_refuses_bad_lengths() -> None:
+    """Keys, blocks and CBC lengths of the wrong size raise (ValueError / CryptoError)."""
+    des = nativedes.load()
+    assert des is not None and emv.NATIVE
+    with pytest.raises(ValueError):
+        des.schedule(bytes(7))
+    ks = des.schedule(bytes(8))
+    with pytest.raises(ValueError):
+        des.cbc_last(ks, bytes(12), 12)
+    with pytest.raises(ValueError):
+        des.ede(ks, ks, bytes(9))
+    with pytest.raises(CryptoError):
+        emv.NativeSessionCipher(bytes(8), des)
+    with pytest.raises(CryptoError):
+        emv.NativeSessionCipher(bytes(16), des).encrypt_block(bytes(4))
+
+
+def test_without_libcrypto_des_session_keys_use_cryptography(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No libcrypto DES (off Linux, or a libcrypto without it): no native ciphers, and
+    the contexts still give pyemv's cryptograms."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert nativedes.load() is None
+    assert emv._native_session_ciphers() is None
+    sk = bytes(range(16))
+    data = bytes(range(37))
+    assert emv.ContextSessionCipher(sk).mac(data) == pyemv_ac.generate_ac(sk, data)

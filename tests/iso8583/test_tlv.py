@@ -9,11 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posp.errors import DecodeError, EncodeError
+from posp.iso8583 import tlv
 from posp.iso8583.tlv import (
     CLEAR_TAGS,
     F55,
     MANDATORY_TAGS,
     ONLINE_REQUEST_TAGS,
+    F55Template,
     F55Use,
     Tlv,
     build_f55,
@@ -23,6 +25,7 @@ from posp.iso8583.tlv import (
     first_missing_tag,
     primitive,
     tag_bytes,
+    tlv_header,
 )
 
 h = bytes.fromhex
@@ -203,3 +206,117 @@ def test_truncated_encodings_raise_decode_error(items: list[Tlv], data: st.DataO
         return
     with pytest.raises(DecodeError):
         decode_f55(encoded[:cut])
+
+
+# --- the layout fast path of decode_f55 and the encoding helpers ------------------
+
+
+def _object_by_object(data: bytes) -> F55 | DecodeError:
+    """decode_f55's answer without its layouts: the plain object-by-object decoding."""
+    try:
+        return F55(tlv._decode(data, 0, len(data), 0, 55))
+    except DecodeError as exc:
+        return exc
+
+
+def _same(answer: F55 | DecodeError, data: bytes) -> None:
+    try:
+        got: F55 | DecodeError = decode_f55(data)
+    except DecodeError as exc:
+        got = exc
+    if isinstance(answer, DecodeError):
+        assert isinstance(got, DecodeError) and (got.field, got.offset) == (55, answer.offset)
+    else:
+        assert isinstance(got, F55) and got.items == answer.items
+
+
+_LONG_FORM = st.builds(primitive, _tags(False), st.binary(min_size=0x80, max_size=300))
+_PRIMITIVES = st.lists(st.one_of(_PRIMITIVE, _LONG_FORM), min_size=1, max_size=8)
+
+
+@given(_PRIMITIVES, st.lists(st.tuples(st.integers(0), st.integers(0, 0xFF)), max_size=4))
+def test_a_known_layout_decodes_like_the_object_by_object_decoding(
+    items: list[Tlv], edits: list[tuple[int, int]]
+) -> None:
+    """Once a layout is known, an F55 of its length with any bytes changed (values or
+    headers) decodes to exactly what the object-by-object decoding gives, or raises
+    the same DecodeError; the layout's own bytes come back as the items."""
+    data = encode_tlvs(items)
+    assert decode_f55(data).items == tuple(items)  # learns the layout
+    assert decode_f55(data).items == tuple(items)  # through it
+    edited = bytearray(data)
+    for at, byte in edits:
+        edited[at % len(edited)] = byte
+    _same(_object_by_object(bytes(edited)), bytes(edited))
+
+
+@given(st.lists(_PRIMITIVES, min_size=2, max_size=5))
+def test_layouts_of_one_length_never_mix(groups: list[list[Tlv]]) -> None:
+    """F55s of different layouts, decoded in turn (each learning its layout), each
+    decode to their own items, also when they share a length."""
+    encoded = [encode_tlvs(items) for items in groups]
+    for _ in range(2):
+        for items, data in zip(groups, encoded, strict=True):
+            assert decode_f55(data).items == tuple(items)
+
+
+def test_long_form_lengths_that_are_not_shortest_keep_their_layout() -> None:
+    """A value of 5 bytes sent with length 81 05 decodes (and again through its layout)."""
+    data = h("9F2681050102030405") + h("9505AABBCCDDEE")
+    for _ in range(2):
+        assert decode_f55(data).items == (Tlv("9F26", h("0102030405")), Tlv("95", h("AABBCCDDEE")))
+    assert _object_by_object(data) == decode_f55(data)
+
+
+@given(st.lists(st.tuples(_tags(False), st.binary(max_size=300)), max_size=8))
+def test_build_f55_writes_what_the_tag_and_length_rules_give(
+    pairs: list[tuple[str, bytes]],
+) -> None:
+    """build_f55 (cached headers) = tag bytes ‖ shortest length ‖ value, per pair."""
+    expected = b"".join(tag_bytes(t) + _length(len(v)) + v for t, v in pairs)
+    assert build_f55(pairs) == expected
+    assert encode_tlvs([primitive(t, v) for t, v in pairs]) == expected
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    size = (n.bit_length() + 7) // 8
+    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+
+
+@given(
+    st.lists(st.tuples(_tags(False), st.binary(max_size=140), st.booleans()), max_size=10),
+    st.data(),
+)
+def test_a_template_builds_what_build_f55_builds(
+    spec: list[tuple[str, bytes, bool]], data: st.DataObject
+) -> None:
+    """F55Template(order, constants).build(values) = build_f55 over the order with the
+    constants, whatever runs of constant and variable tags the order has."""
+    order = [tag for tag, _, _ in spec]
+    constants = {tag: value for tag, value, constant in spec if constant}
+    template = F55Template(order, constants)
+    values = {tag: data.draw(st.binary(max_size=140)) for tag in template.variable_tags}
+    merged = {**constants, **values}
+    assert template.build(values) == build_f55((tag, merged[tag]) for tag in order)
+
+
+def test_a_bad_tag_still_raises_encode_error_through_the_header_cache() -> None:
+    """tlv_header checks the tag the first time; a bad one is never cached."""
+    for _ in range(2):
+        with pytest.raises(EncodeError):
+            build_f55([("9F", b"\x01")])
+    assert tlv_header("9F26", 8) == h("9F2608")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["9F26", "95", "71", "9F36"]), st.binary(max_size=4))))
+def test_values_keeps_each_tags_first_value_in_first_occurrence_order(
+    pairs: list[tuple[str, bytes]],
+) -> None:
+    """values(): tag -> the first value, keys in the order the tags first appear."""
+    f55 = F55(Tlv(tag, value) for tag, value in pairs)
+    expected: dict[str, bytes] = {}
+    for tag, value in pairs:
+        expected.setdefault(tag, value)
+    assert list(f55.values().items()) == list(expected.items())
