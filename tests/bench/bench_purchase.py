@@ -147,7 +147,6 @@ def switch_env(
             "POSP_TERMINAL_PORT": str(terminal_port),
             "POSP_NETWORK__PORT": str(network_port),
             "POSP_METRICS_ENABLED": "false",
-            "POSP_HSM_METRICS_PORT": "0",  # hsm-sim's default 9102 may be another stack's
             "POSP_LOG__LEVEL": "warning",
         }
     )
