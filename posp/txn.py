@@ -388,6 +388,8 @@ TXN_TYPES: Final = MappingProxyType({row.txn_type: row for row in _ROWS})
 BY_MSG_TYPE: Final = MappingProxyType(
     {row.msg_type: row for row in _ROWS if row.reversible and row.msg_type is not None}
 )
+#: A type's name → the terminal cap that limits it (its row's ``cap``; uncapped absent).
+CAP_BY_NAME: Final = MappingProxyType({r.name: r.cap for r in _ROWS if r.cap is not None})
 #: Types whose approved entries settle as debits / credits (the store's batch sums).
 DEBIT_TYPES: Final = tuple(r.name for r in _ROWS if r.settlement is Settlement.DEBIT)
 CREDIT_TYPES: Final = tuple(r.name for r in _ROWS if r.settlement is Settlement.CREDIT)

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from posp.risk.model import Action, RiskCode
+from posp.txn import CAP_BY_NAME, CapKind
 
 #: Local time is turned into whole seconds on this epoch (the acquirer's wall clock,
 #: not UTC: intervals between two local times are what the rules measure).
@@ -33,11 +34,15 @@ class TmsCaps:
     transfer_minor: int | None = None
 
     def for_type(self, txn_type: str) -> int | None:
-        if txn_type in ("purchase", "preauth", "completion"):
+        """The cap of the type named ``txn_type``: the one its row in the
+        transaction table names (``posp.txn``, the switch's caps step reads the
+        same), None for a type no terminal cap limits."""
+        kind = CAP_BY_NAME.get(txn_type)
+        if kind is CapKind.PURCHASE:
             return self.purchase_minor
-        if txn_type == "refund":
+        if kind is CapKind.REFUND:
             return self.refund_minor
-        if txn_type == "transfer":
+        if kind is CapKind.TRANSFER:
             return self.transfer_minor
         return None
 
