@@ -55,7 +55,6 @@ async def test_single_amount_applies_a_tms_refund_cap_without_a_rule_cap_for_ref
     assert rules.evaluate(inp(txn_type="refund", amount_minor=101, tms_caps=caps)).decline
 
 
-
 def test_the_tms_cap_a_type_takes_is_its_rows_as_for_the_switchs_caps_step() -> None:
     """Every type's TMS cap is the one its row in posp.txn names (none for a
     pre-authorization), the same the switch's own caps step applies (61)."""
@@ -66,6 +65,7 @@ def test_the_tms_cap_a_type_takes_is_its_rows_as_for_the_switchs_caps_step() -> 
     for txn_type, row in TXN_TYPES.items():
         assert caps.for_type(txn_type.value) == by_kind[row.cap], txn_type
     assert caps.for_type("no such type") is None
+
 
 CARD_DAY = card_day()
 
