@@ -24,9 +24,12 @@ limit is the administrator's, and the server warns when it is below what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Coroutine
+import signal
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, TypeVar
 
 from posp.log import get_logger
@@ -64,6 +67,30 @@ def run(main: Coroutine[Any, Any, T], *, server: bool = False, stock: bool = Fal
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+@contextlib.contextmanager
+def on_signal(sig: signal.Signals, callback: Callable[[], None]) -> Iterator[bool]:
+    """Run ``callback`` on the running loop at each ``sig`` while inside, through a
+    Python-level handler rather than ``loop.add_signal_handler``: leaving puts the
+    previous disposition back in one step, where removing a loop's handler first
+    resets the signal to its default action (for SIGHUP, the end of the process: a
+    hangup in that instant would kill a switch that is stopping cleanly).  Yields
+    False, and handles nothing, where signals cannot be (not the main thread)."""
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(callback)
+
+    try:
+        previous = signal.signal(sig, handler)
+    except ValueError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        signal.signal(sig, previous)
 
 
 def loop_name() -> str:

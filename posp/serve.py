@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 
 from rich.console import Console
 
+from posp.loop import on_signal
 from posp.settings import Settings
 from posp.switch import Switch
 
@@ -58,8 +59,9 @@ class HangupReload:
       rules are in force (the file may have changed after it was read);
     * while it serves, the holder reloads at once and swaps atomically between
       requests; a file that does not load is logged and the rules in force stay;
-    * once it stops (the drain), a SIGHUP is ignored, also after the handler is
-      removed, so a worker stopping under ``--workers`` still exits 0.
+    * once it stops (the drain), a SIGHUP does nothing, and after ``serve`` the
+      handler from before is back (``posp.cli`` installs one that only remembers),
+      so a worker stopping under ``--workers`` still exits 0.
     """
 
     def __init__(self) -> None:
@@ -94,19 +96,12 @@ class HangupReload:
 
 @contextlib.contextmanager
 def reload_on_sighup(hangup: HangupReload) -> Iterator[None]:
-    """Route SIGHUP to ``hangup`` while inside; ignore it after (never the default
-    action, which would end the process)."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, hangup)
-    except (NotImplementedError, RuntimeError, ValueError):
-        yield  # not the main thread (tests reload through the holder itself)
-        return
-    try:
+    """Route SIGHUP to ``hangup`` while inside; the disposition from before comes
+    back in one step after (``posp.loop.on_signal``: never the default action,
+    which would end the process).  Outside the main thread nothing is routed
+    (tests reload through the holder itself)."""
+    with on_signal(signal.SIGHUP, hangup):
         yield
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 # --- the switch -------------------------------------------------------------------

@@ -32,6 +32,7 @@ from rich.console import Console
 
 from posp.admin import AdminError
 from posp.log import get_logger
+from posp.loop import on_signal
 from posp.settings import Settings
 
 MAX_NODE_ID = 99
@@ -76,28 +77,29 @@ async def run_workers(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stopping.set)
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, _forward_hangup, children)
-    try:
-        for index in range(workers):
-            children.append(await _spawn(command, worker_env(settings, index)))
-        out.print(
-            f"posp: {workers} workers on {settings.listen_host}:{settings.terminal_port}"
-            f" (node ids {settings.node_id}..{settings.node_id + workers - 1})",
-            highlight=False,
-        )
-        waits = [asyncio.ensure_future(child.wait()) for child in children]
-        stop_wait = asyncio.ensure_future(stopping.wait())
-        await asyncio.wait([*waits, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        if not stopping.is_set():
-            _log_deaths(settings, children)
-    finally:
-        _terminate(children)
-        codes = [await child.wait() for child in children]
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+    # SIGHUP reaches the workers; leaving puts the handler from before back in one
+    # step (posp.loop.on_signal), so a hangup while stopping is never fatal here.
+    with on_signal(signal.SIGHUP, lambda: _forward_hangup(children)):
+        try:
+            for index in range(workers):
+                children.append(await _spawn(command, worker_env(settings, index)))
+            out.print(
+                f"posp: {workers} workers on {settings.listen_host}:{settings.terminal_port}"
+                f" (node ids {settings.node_id}..{settings.node_id + workers - 1})",
+                highlight=False,
+            )
+            waits = [asyncio.ensure_future(child.wait()) for child in children]
+            stop_wait = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait([*waits, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if not stopping.is_set():
+                _log_deaths(settings, children)
+        finally:
+            _terminate(children)
+            codes = [await child.wait() for child in children]
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
     failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
     return abs(failed[0]) if failed else 0
 

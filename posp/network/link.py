@@ -365,7 +365,10 @@ class NetworkLink:
             self._first_sign_on.set()
             if not was_up:
                 for callback in self._on_up:
-                    callback()
+                    try:
+                        callback()
+                    except Exception as exc:  # never the link's supervision
+                        log.error("link_up_callback_failed", error=type(exc).__name__)
 
     async def _supervise(self, index: int) -> None:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)

@@ -96,7 +96,6 @@ class Services:
     saf: SafPort | None = None
     #: Terminal management (parameters, IC sets, rollouts) when the store is SQL.
     tms: TerminalManagement | None = None
-    #: Per-terminal transfer caps (the TMS, when it lands); None: the setting alone.
     #: The risk rules (``posp.pipeline.risk``); None: no risk step (risk.enabled false).
     risk: RiskService | None = None
 

@@ -27,8 +27,10 @@ Invariants:
   ``ON CONFLICT ... DO NOTHING`` and only its caller gets
   ``DuplicateTransaction``; any other error of a batch statement makes each of
   its items run alone, so every caller gets exactly its own outcome (a
-  deadlock too, though rows are taken in key order so that two instances'
-  batches lock them in the same order).  A lone request runs the plain
+  deadlock too: the insert batch takes its keys in order, the outcome batch's
+  lock order follows the join plan).  Each kind of outcome change is its own
+  statement and commit, and a failure is reported to that kind's callers
+  only.  A lone request runs the plain
   single-row statement (no added delay).
 """
 
@@ -281,11 +283,15 @@ class PostgresStore(SqlStore):
         outcomes: list[bool | BaseException] = [False] * len(batch)
 
         async def run(indexes: list[int]) -> None:
-            for index, outcome in zip(
-                indexes, await self._finish_kind([batch[i] for i in indexes]), strict=True
-            ):
+            try:
+                results = await self._finish_kind([batch[i] for i in indexes])
+            except StoreError as exc:  # e.g. StoreUnavailable: this kind's callers only
+                results = [exc] * len(indexes)
+            for index, outcome in zip(indexes, results, strict=True):
                 outcomes[index] = outcome
 
+        # Each kind is its own statement and commit: one kind failing must not be
+        # reported to the callers of another kind that committed.
         await asyncio.gather(*(run(indexes) for indexes in kinds.values()))
         return outcomes
 

@@ -186,10 +186,10 @@ def test_sighup_to_the_supervisor_reloads_the_ruleset_in_every_worker(
     serving = _Watch(supervisor.stdout, "posp switch listening")
     refused = _Watch(supervisor.stderr, "not reloaded")
     try:
-        serving.seen.wait(timeout=30)  # each has read the ruleset file
+        assert serving.seen.wait(timeout=30), "both workers serving"  # each read the file
         ruleset.write_text('version = "broken"\n[[rules]]\nid = "x"\n')
         supervisor.send_signal(signal.SIGHUP)
-        refused.seen.wait(timeout=30)
+        assert refused.seen.wait(timeout=30), "both workers refused the broken file"
     finally:
         _stop(supervisor)
     err = refused.text()
@@ -206,9 +206,9 @@ def test_a_sighup_while_the_workers_start_is_neither_fatal_nor_lost(tmp_path: Pa
     swapped = _Watch(supervisor.stderr, "risk ruleset swapped")
     try:
         assert supervisor.stdout is not None
-        assert "workers" in supervisor.stdout.readline()  # both spawned, none serving yet
+        assert "workers" in supervisor.stdout.readline()  # both spawned, likely still starting
         supervisor.send_signal(signal.SIGHUP)
-        swapped.seen.wait(timeout=30)
+        assert swapped.seen.wait(timeout=30), "both workers swapped the ruleset"
     finally:
         _stop(supervisor)
     err = swapped.text()

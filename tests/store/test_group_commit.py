@@ -162,3 +162,25 @@ async def test_a_cancelled_writer_cancels_its_callers_and_the_queue() -> None:
     write.release.set()
     write.held = False
     assert await group.submit(3) == 30  # a new writer starts for the next caller
+
+
+async def test_a_failing_kind_of_outcome_change_is_reported_to_its_callers_only() -> None:
+    """A PostgreSQL outcome batch mixing two kinds (``finish_entry`` and
+    ``update_entry``) writes each with its own statement and commit: when one kind's
+    write fails (the connection lost), the other kind's callers get their own
+    committed outcome, not that failure."""
+    from posp.errors import StoreUnavailable
+    from posp.store.postgres import PostgresStore, _Finish
+
+    store = PostgresStore("postgresql://nobody@127.0.0.1:1/none")
+    finish = _Finish(1, ("pending",), ("state",), ["approved"])
+    update = _Finish(2, None, ("auth_code",), ["123456"])
+    lost = StoreUnavailable("connection lost")
+
+    async def finish_kind(batch: list[_Finish]) -> list[bool | BaseException]:
+        if batch[0].from_states is None:
+            raise lost
+        return [True] * len(batch)
+
+    store._finish_kind = finish_kind  # type: ignore[method-assign]
+    assert await store._finish_batch([finish, update]) == [True, lost]

@@ -16,7 +16,7 @@ from posp.risk.counters import CounterAdd
 from posp.store.risk_counters import SqlRiskCounters
 from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
 from posp.store.sql_store import SqlStore
-from tests.store.samples import entry
+from tests.store.samples import TID, entry
 
 UNTIL = dt.date(2026, 12, 31)
 DAY = dt.date(2026, 12, 3)
@@ -74,3 +74,30 @@ async def test_a_duplicate_entry_adds_no_hold(store: SqlStore) -> None:
     assert again.result is None
     values = await counters.snapshot(["c|x|d|2026-12-03"])
     assert values["c|x|d|2026-12-03"].amount_minor == 100
+
+
+class _FailsAfterTheHold:
+    """A ``then`` that applies the hold, then fails: everything must roll back."""
+
+    def __init__(self, inner: HoldWithEntry) -> None:
+        self.inner = inner
+
+    def sqlite(self, connection: Any, entry_id: int) -> None:
+        self.inner.sqlite(connection, entry_id)
+        raise RuntimeError("failed after the hold")
+
+    async def postgres(self, connection: Any, entry_id: int) -> None:
+        await self.inner.postgres(connection, entry_id)
+        raise RuntimeError("failed after the hold")
+
+
+async def test_a_failure_in_then_takes_the_entry_and_the_hold_back(store: SqlStore) -> None:
+    counters = SqlRiskCounters(store)
+    await counters.create_missing(hold(0, 0))
+    inner = job(hold(300, 1_000))
+    with pytest.raises(Exception, match="failed after the hold"):
+        await store.insert_entry(entry("000003"), then=_FailsAfterTheHold(inner))
+    assert inner.result is not None and inner.result.applied  # it ran, then rolled back
+    assert await store.find_by_trace(TID, "000001", "000003") is None
+    values = await counters.snapshot(["c|x|d|2026-12-03", "ct|x|t|d|2026-12-03"])
+    assert all(v.amount_minor == 0 for v in values.values())
