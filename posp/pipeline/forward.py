@@ -230,6 +230,11 @@ async def on_no_answer(ctx: TxnContext, sent: Message, reason: str) -> None:
     elif ctx.final_state is None:  # a rerun by finish_forwarded keeps the first outcome
         item = reversal_item(ctx.entry_id, sent, reason)
         won = await reverse_upstream(services, ctx.entry_id, (PENDING,), TIMED_OUT, item)
+        if not won:
+            # Approved by this very request's outcome write, which committed although
+            # the deadline cancelled its caller (a commit cannot be taken back): the
+            # terminal is not told, so the approval is reversed with the 0420.
+            await reverse_upstream(services, ctx.entry_id, (APPROVED,), REVERSED, item)
         ctx.final_state = TIMED_OUT if won else REVERSED
     else:
         await queue_reversal(services, ctx.entry_id, sent, reason)  # idempotent

@@ -424,3 +424,41 @@ async def test_an_undeliverable_approval_the_store_cannot_reverse_gets_no_answer
     await saf_settled(stack)
     assert await stack.balance(card) == before
     assert issuer_0420s(stack) == 1
+
+
+async def test_an_approval_committed_as_the_deadline_cancels_its_write_is_reversed(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outcome write of an approval commits, but the request's deadline cancels
+    its caller (a commit cannot be taken back; the SQLite writer and the PostgreSQL
+    group commit finish a started write): the terminal is not told 00, so the
+    entry must end reversed with its one 0420 — not approved in the journal while
+    the issuer gives the money back (the merchant would be paid for nothing)."""
+    assert stack.switch is not None and stack.store is not None
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    store = stack.switch.pipeline.services.store
+    finish_entry = store.finish_entry
+    committed = asyncio.Event()
+
+    async def commit_then_hang(entry_id: int, *args: Any, **kwargs: Any) -> bool:
+        won = await finish_entry(entry_id, *args, **kwargs)
+        committed.set()
+        await asyncio.Event().wait()  # until the deadline cancels the request
+        return won
+
+    services = stack.switch.pipeline.services
+    limits = services.settings.limits.model_copy(update={"request_deadline_s": 3.0})
+    monkeypatch.setattr(
+        services, "settings", services.settings.model_copy(update={"limits": limits})
+    )
+    monkeypatch.setattr(store, "finish_entry", commit_then_hang)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 2700, pin=card.pin))
+    monkeypatch.undo()
+    assert committed.is_set() and outcome.response_code != "00"
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    entry = await stack.store.find_by_trace(TERMINAL, BATCH, outcome.trace)
+    assert entry is not None and entry.state == "reversed"
+    assert await hold_released(stack, entry.id)
+    assert issuer_0420s(stack) == 1
