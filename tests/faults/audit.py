@@ -170,17 +170,21 @@ def _read_sqlite_residue(path: str) -> SwitchResidue:
     return SwitchResidue(states, saf, kept, samples)
 
 
-async def _read_pg_residue(store_url: str) -> SwitchResidue:
+async def connect_store_schema(store_url: str) -> asyncpg.Connection:
+    """A connection to a PostgreSQL store URL's database, searching its ``schema``."""
     parts = urllib.parse.urlsplit(store_url)
     query = urllib.parse.parse_qs(parts.query)
     schema = query.pop("schema", ["public"])[0]
     dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, True)))
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
+
+
+async def _read_pg_residue(store_url: str) -> SwitchResidue:
+    conn = await connect_store_schema(store_url)
     try:
         columns = await conn.fetch(
             "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = $1",
-            schema,
+            " WHERE table_schema = current_schema()"
         )
         saf_sql, kept_sql = _residue_queries(
             {r[1] for r in columns if r[0] == "saf"}, {r[0] for r in columns}

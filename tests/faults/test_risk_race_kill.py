@@ -10,11 +10,9 @@ not end approved was given back, once)."""
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from posp.lab.cardpool import write_card_pool
@@ -23,7 +21,7 @@ from terminals.config import TerminalConfig
 from terminals.machine import TerminalMachine
 from terminals.outcome import Event, Outcome
 from terminals.session import SessionOptions, TerminalSession
-from tests.faults.audit import wait_switch_settled
+from tests.faults.audit import connect_store_schema, wait_switch_settled
 from tests.faults.driver import RETRY_PAUSE_S
 from tests.faults.procs import FaultStack
 
@@ -87,11 +85,7 @@ async def clear_reversals(sessions: list[TerminalSession], timeout_s: float) -> 
 async def read_sums(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
     """Per card hash: the journal's approved purchase amounts, and the card-day
     counters' amounts (every day)."""
-    parts = urllib.parse.urlsplit(store_url)
-    query = urllib.parse.parse_qs(parts.query)
-    schema = query.pop("schema", ["public"])[0]
-    dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, True)))
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    conn = await connect_store_schema(store_url)
     try:
         journaled = {
             str(r[0]): int(r[1])
