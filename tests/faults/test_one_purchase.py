@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from posp.store.sql_store import DEFAULT_SAF_LEASE_S
 from tests.faults.audit import read_reversal_lines, wait_switch_settled
 from tests.faults.driver import AMOUNT_BASE_MINOR
 from tests.faults.hsmproxy import HsmStopProxy
@@ -118,7 +119,9 @@ async def test_0400_cut_off_by_a_kill_leaves_no_entry_pending(
     stack.set_rules(latency_ms=0)  # before the 0420 can leave (as above)
     hsm_proxy.recover()
     await asyncio.to_thread(stack.start_switch, "switch1")
-    report = await run.finish(settle_timeout_s=20.0)
+    # A 0420 whose attempt the kill cut off stays leased to the dead process for
+    # the SAF lease (30 s), then goes again: the settle wait must outlast it.
+    report = await run.finish(settle_timeout_s=DEFAULT_SAF_LEASE_S + 30.0)
     assert report.clean, report.summary()
 
 
