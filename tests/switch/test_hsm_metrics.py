@@ -36,9 +36,9 @@ def scrape(port: int) -> dict[str, set[str]]:
     return {f.name: {s.name for s in f.samples} for f in text_string_to_metric_families(text)}
 
 
-async def test_every_readme_hsm_metric_is_exported_by_the_switch(tmp_path: Path) -> None:
-    listed = readme_hsm_metrics()
-    assert {"posp_hsm_calls_total", "posp_hsm_in_flight", "posp_hsm_reconnects_total"} <= listed
+async def scrape_a_switch_on_a_tcp_hsm(tmp_path: Path, **fields: object) -> dict[str, set[str]]:
+    """Start a switch (settings ``fields`` on top) whose HSM is ``hsm-sim`` over TCP,
+    scrape its ``/metrics`` once, stop both: metric family → sample names."""
     hsm = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
     settings = switch_settings(
         tmp_path,
@@ -46,13 +46,20 @@ async def test_every_readme_hsm_metric_is_exported_by_the_switch(tmp_path: Path)
         metrics_enabled=True,
         metrics_host="127.0.0.1",
         metrics_port=0,
+        **fields,
     )
     try:
         async with AsyncExitStack() as stack:
             switch = await start_switch(settings, stack)
-            families = await asyncio.to_thread(scrape, switch.metrics_port)
+            return await asyncio.to_thread(scrape, switch.metrics_port)
     finally:
         await hsm.close()
+
+
+async def test_every_readme_hsm_metric_is_exported_by_the_switch(tmp_path: Path) -> None:
+    listed = readme_hsm_metrics()
+    assert {"posp_hsm_calls_total", "posp_hsm_in_flight", "posp_hsm_reconnects_total"} <= listed
+    families = await scrape_a_switch_on_a_tcp_hsm(tmp_path)
     samples = set().union(*families.values())
     for name in sorted(listed):
         if name == "posp_hsm_seconds":  # a histogram: its family is there before any call

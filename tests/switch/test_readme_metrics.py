@@ -5,19 +5,13 @@ metric the README names is exported by a switch started as `posp serve` starts i
 
 from __future__ import annotations
 
-import asyncio
 import re
-from contextlib import AsyncExitStack
 from pathlib import Path
 
-from hsm_sim.server import start_hsm_server
 from issuer_sim.app import start_issuer
 from issuer_sim.settings import IssuerSettings
 from posp.lab.inprocess_hsm import inprocess_hsm_client
-from posp.serve import start_switch
-from tests.switch.test_hsm_metrics import scrape
-
-from .conftest import switch_settings
+from tests.switch.test_hsm_metrics import scrape_a_switch_on_a_tcp_hsm
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ONLY_WITH_TLS = {"posp_tls_certificate_expiry_timestamp_seconds"}
@@ -41,25 +35,14 @@ def family(name: str) -> str:
 async def test_the_readme_names_exactly_the_metrics_the_switch_exports(tmp_path: Path) -> None:
     listed = readme_switch_metrics()
     assert {"posp_requests", "posp_hsm_calls", "posp_network_saf_depth"} <= listed
-    hsm = await start_hsm_server(host="127.0.0.1", port=0, metrics_port=0)
     issuer = await start_issuer(
         IssuerSettings.model_validate({"port": 0}), hsm=inprocess_hsm_client()
     )
-    settings = switch_settings(
-        tmp_path,
-        hsm_url=f"tcp://127.0.0.1:{hsm.port}?connections=2",
-        network_enabled=True,
-        network={"port": issuer.port},
-        metrics_enabled=True,
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-    )
     try:
-        async with AsyncExitStack() as stack:
-            switch = await start_switch(settings, stack)
-            families = await asyncio.to_thread(scrape, switch.metrics_port)
+        families = await scrape_a_switch_on_a_tcp_hsm(
+            tmp_path, network_enabled=True, network={"port": issuer.port}
+        )
     finally:
-        await hsm.close()
         await issuer.close()
     exported = {family(name) for name in families if name.startswith("posp_")}
     assert sorted(listed - ONLY_WITH_TLS - exported) == [], "listed in the README, not exported"
