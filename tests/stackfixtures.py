@@ -11,8 +11,9 @@ starts a piece closes it (``Stack.close`` closes everything it started).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,18 @@ class Stack:
         if self.switch is not None:
             await self.switch.stop()
             self.switch = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, tmp_path: Path) -> AsyncIterator[Stack]:
+        """The issuer and the switch started (demo cards), closed on leaving."""
+        stack = cls.create(tmp_path)
+        await stack.start_issuer()
+        await stack.start_switch()
+        try:
+            yield stack
+        finally:
+            await stack.close()
 
     async def close(self) -> None:
         await self.stop_switch()

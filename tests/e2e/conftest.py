@@ -22,11 +22,8 @@ __all__ = ["MERCHANT_ID", "TMK_HEX", "Stack", "eventually"]
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    running = Stack.create(tmp_path)
-    await running.start_issuer()
-    await running.start_switch()
-    yield running
-    await running.close()
+    async with Stack.running(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

@@ -24,11 +24,8 @@ TERMINALS = 12
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    running = Stack.create(tmp_path)
-    await running.start_issuer()
-    await running.start_switch()
-    yield running
-    await running.close()
+    async with Stack.running(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
