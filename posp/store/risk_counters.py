@@ -139,7 +139,7 @@ class SqlRiskCounters:
         sql, param = (
             (PG_SNAPSHOT, list(keys)) if self._pg else (SQLITE_SNAPSHOT, json.dumps(list(keys)))
         )
-        found = await self._store._read("risk_snapshot", sql, [param])
+        found = await self._store._point_read("risk_snapshot", sql, [param])
         return {row["counter_key"]: _value(row) for row in found}
 
     async def check_and_add(

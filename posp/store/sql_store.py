@@ -89,6 +89,11 @@ class SqlStore(abc.ABC):
     def _skip_locked(self) -> bool:
         """Whether row locks exist (PostgreSQL) so due_saf may skip locked rows."""
 
+    async def _point_read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """``_read`` for a small read by primary key on the hot path (the risk
+        counters' snapshot); a store may answer it without a hand-off (SQLite)."""
+        return await self._read(op, sql, params)
+
     async def _read_one(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
         found = await self._read(op, sql, params)
         return found[0] if found else None
