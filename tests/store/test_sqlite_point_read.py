@@ -64,9 +64,9 @@ async def test_a_busy_database_sends_the_read_to_a_reader_thread(tmp_path: Path)
 async def test_errors_name_the_operation_not_the_driver_text(tmp_path: Path) -> None:
     store = await opened(str(tmp_path / "s.db"))
     try:
-        with pytest.raises(StoreError, match="^risk_snapshot: database error"):
+        with pytest.raises(StoreError, match=r"^risk_snapshot: database error"):
             await store._point_read("risk_snapshot", "SELECT nope FROM kv", [])
-        with pytest.raises(StoreError, match="^risk_snapshot: "):
+        with pytest.raises(StoreError, match=r"^risk_snapshot: "):
             await store._point_read("risk_snapshot", SQL, [object()])
     finally:
         await store.close()
