@@ -9,9 +9,9 @@ Invariants:
   decides on the locked (latest) values and updates in the same statement.  On
   SQLite it is ONE writer job (``sqlite_check_and_add``): the writer's
   transaction began IMMEDIATE, so it holds the database's write lock against
-  every other writer, thread or process, from the read to the commit; the
-  decision is ``CounterAdd.holds_on`` (the Protocol's own rule) and the write
-  is a relative upsert.  (The single-statement SQLite form, SQLITE_CHECK_AND_ADD,
+  every other writer, thread or process, from the first key to the commit;
+  each key is one conditional relative upsert (``CounterAdd.holds_on`` in SQL),
+  and a key refused rolls the others back (a savepoint).  (The single-statement SQLite form, SQLITE_CHECK_AND_ADD,
   stays for SQLite stores without a writer job; it parsed its JSON parameter
   some 240 times per hold, about 4x the job's cost.)
 * PostgreSQL rows are created on first use (``INSERT ... ON CONFLICT DO
@@ -104,17 +104,31 @@ SQLITE_CREATE = (
 SQLITE_SNAPSHOT = (
     f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key IN (SELECT value FROM json_each(?))"
 )
-#: A relative add that creates its row when missing (``sqlite_check_and_add``:
-#: the caps are decided before it, under the writer's lock).
-SQLITE_UPSERT = (
-    f"INSERT INTO risk_counters ({_COLUMNS}, expires_on) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (counter_key) DO UPDATE SET"
+#: A relative add that creates its row when missing, applied only when every
+#: cap of the add holds on the row as it is (``CounterAdd.holds_on`` in SQL).
+#: ``sqlite_check_and_add`` runs one per key under the writer's lock; a key whose
+#: statement changed no row was refused.  A missing row reads as zeros: an add
+#: that holds on zeros inserts it; one that does not (rare: the add alone is over
+#: a cap) takes SQLITE_UPSERT_EXISTING, which only updates.  Parameters: key,
+#: amount, count, refunded, last_at_s (0 for an add that counts no use),
+#: expires_on, the four caps, at_s.
+_SQLITE_UPSERT = (
+    f"INSERT INTO risk_counters ({_COLUMNS}, expires_on) SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+    " WHERE {where} ON CONFLICT (counter_key) DO UPDATE SET"
     " amount_minor = amount_minor + excluded.amount_minor,"
     " txn_count = txn_count + excluded.txn_count,"
     " refunded_minor = refunded_minor + excluded.refunded_minor,"
     " last_at_s = CASE WHEN excluded.txn_count > 0 AND excluded.last_at_s > last_at_s"
     " THEN excluded.last_at_s ELSE last_at_s END,"
     " expires_on = max(expires_on, excluded.expires_on)"
+    " WHERE (?7 IS NULL OR amount_minor + ?2 <= ?7)"
+    " AND (?8 IS NULL OR amount_minor + ?2 - refunded_minor <= ?8)"
+    " AND (?9 IS NULL OR txn_count + ?3 <= ?9)"
+    " AND (?10 IS NULL OR txn_count <= 0 OR last_at_s + ?10 <= ?11)"
+)
+SQLITE_UPSERT = _SQLITE_UPSERT.format(where="TRUE")
+SQLITE_UPSERT_EXISTING = _SQLITE_UPSERT.format(
+    where="EXISTS (SELECT 1 FROM risk_counters WHERE counter_key = ?1)"
 )
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
 
@@ -157,7 +171,7 @@ class SqlRiskCounters:
             if applied:
                 return AddResult(True, before)
             missing = [a for a in adds if a.key not in before]
-            if not missing:
+            if not missing or self.on_sqlite:  # there the add creates its rows itself
                 return AddResult(False, before)
             await self._create(missing)
         raise StoreError("risk_check_and_add: counter rows missing after creation")
@@ -219,28 +233,43 @@ class SqlRiskCounters:
 def sqlite_check_and_add(
     connection: Any, adds: Sequence[CounterAdd], prepared: SqliteAdd | None = None
 ) -> AddResult:
-    """Check-and-add on SQLite inside a writer job: read the rows, decide with
-    ``CounterAdd.holds_on`` (the contract's own rule), and upsert the relative
-    adds.  Atomic because the writer's transaction began IMMEDIATE: it holds the
-    database's write lock, so no other writer (thread or process) can change a
-    counter between the read and the write.  A missing row reads as zeros and
-    the upsert creates it (no separate creation, no retry).  ``prepared``: the
-    parameters built beforehand (``sqlite_add``), so that less Python runs while
-    the lock is held."""
-    keys, rows = prepared or sqlite_add(adds)
+    """Check-and-add on SQLite inside a writer job: one conditional upsert per key
+    (``SQLITE_UPSERT``: the caps decided on the row as it is, a missing row read
+    as zeros and created), all or nothing.  Atomic because the writer's
+    transaction began IMMEDIATE: it holds the database's write lock, so no other
+    writer (thread or process) can change a counter between the keys' upserts.
+    When a key's upsert changed nothing its cap refused the add: the others are
+    rolled back (a savepoint, taken only when the add has caps) and the rows are
+    read for ``AddResult.before``.  A success reads nothing (its ``before`` is
+    empty, as the Protocol allows).  ``prepared``: the parameters built
+    beforehand (``sqlite_add``), so that less Python runs while the lock is held."""
+    keys, rows, capped = prepared or sqlite_add(adds)
+    if not capped:  # uncapped adds (releases, refunds) always apply
+        connection.executemany(SQLITE_UPSERT, rows)
+        return AddResult(True, {})
+    connection.execute("SAVEPOINT risk_add")
+    changes = connection.total_changes
+    if all(add.holds_on(ZERO) for add in adds):
+        connection.executemany(SQLITE_UPSERT, rows)
+    else:  # an add over a cap on its own must not create its row
+        for add, row in zip(adds, rows, strict=True):
+            sql = SQLITE_UPSERT if add.holds_on(ZERO) else SQLITE_UPSERT_EXISTING
+            connection.execute(sql, row)
+    if connection.total_changes - changes == len(rows):
+        connection.execute("RELEASE risk_add")
+        return AddResult(True, {})
+    connection.execute("ROLLBACK TO risk_add")
+    connection.execute("RELEASE risk_add")
     before = {
         r[0]: CounterValue(r[1], r[2], r[3], r[4])
         for r in connection.execute(SQLITE_SNAPSHOT, [keys])
     }
-    for add in adds:
-        if not add.holds_on(before.get(add.key, ZERO)):
-            return AddResult(False, before)
-    connection.executemany(SQLITE_UPSERT, rows)
-    return AddResult(True, before)
+    return AddResult(False, before)
 
 
-#: The parameters of ``sqlite_check_and_add``: the keys (JSON), the upsert rows.
-SqliteAdd = tuple[str, list[tuple[Any, ...]]]
+#: The parameters of ``sqlite_check_and_add``: the keys (JSON), the upsert rows,
+#: whether any add has a cap.
+SqliteAdd = tuple[str, list[tuple[Any, ...]], bool]
 
 
 def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
@@ -253,10 +282,19 @@ def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
             a.refunded_minor,
             a.at_s if a.txn_count > 0 else 0,
             a.expires_on.isoformat(),
+            a.max_amount_minor,
+            a.max_net_minor,
+            a.max_count,
+            a.min_gap_s,
+            a.at_s,
         )
         for a in adds
     ]
-    return json.dumps([a.key for a in adds]), rows
+    capped = any(row[6:10] != _NO_CAPS for row in rows)
+    return json.dumps([a.key for a in adds]), rows, capped
+
+
+_NO_CAPS = (None, None, None, None)
 
 
 def _sqlite_job(adds: Sequence[CounterAdd], then: Statement | None, connection: Any) -> AddResult:

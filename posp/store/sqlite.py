@@ -12,7 +12,9 @@ Invariants:
   through the writer.
 * Several SqliteStore objects (or processes) may share one file: writers
   serialize on SQLite's lock (``BEGIN IMMEDIATE`` with a busy timeout), so
-  sequences and compare-and-set stay exactly-once.
+  sequences and compare-and-set stay exactly-once; posp's writers queue for it
+  on a file lock first (``<file>-writer.lock``, see ``sqlite_worker``), so a
+  process waiting for another's commit is woken at once instead of sleeping.
 * Times are stored as fixed-width UTC text, so text order is time order.
 """
 
@@ -83,6 +85,7 @@ class SqliteStore(SqlStore):
             name="posp-sqlite-writer",
             writes=True,
             max_group=self._max_group,
+            write_lock=None if self.path == MEMORY else f"{self.path}-writer.lock",
         )
         try:
             await writer.start()
@@ -252,7 +255,7 @@ def _create_private(path: Path) -> None:
         for folder in missing:
             os.chmod(folder, DIR_MODE)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
-        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        for name in (path, *(Path(f"{path}-{end}") for end in ("wal", "shm", "writer.lock"))):
             if name.exists() and name.stat().st_mode & 0o077:
                 os.chmod(name, FILE_MODE)
     except OSError as exc:

@@ -117,7 +117,7 @@ def _mode(path: Path) -> int:
 async def test_sqlite_files_and_new_folders_are_private_whatever_the_umask(
     tmp_path: Path,
 ) -> None:
-    """The data directory is 0700 and posp.db, -wal, -shm 0600 even under umask 022
+    """The data directory is 0700 and posp.db, -wal, -shm, -writer.lock 0600 even under umask 022
     (they hold masked PANs, PAN hashes and 0420s)."""
     previous = os.umask(0o022)
     try:
@@ -128,7 +128,7 @@ async def test_sqlite_files_and_new_folders_are_private_whatever_the_umask(
             await registered(store)  # a write: the -wal file exists
             assert _mode(tmp_path / "data") == 0o700
             assert _mode(tmp_path / "data" / "sub") == 0o700
-            for name in ("posp.db", "posp.db-wal", "posp.db-shm"):
+            for name in ("posp.db", "posp.db-wal", "posp.db-shm", "posp.db-writer.lock"):
                 assert _mode(path.parent / name) == 0o600, name
         finally:
             await store.close()
