@@ -11,9 +11,10 @@ Invariants:
   transaction began IMMEDIATE, so it holds the database's write lock against
   every other writer, thread or process, from the first key to the commit;
   each key is one conditional relative upsert (``CounterAdd.holds_on`` in SQL),
-  and a key refused rolls the others back (a savepoint).  (The single-statement SQLite form, SQLITE_CHECK_AND_ADD,
-  stays for SQLite stores without a writer job; it parsed its JSON parameter
-  some 240 times per hold, about 4x the job's cost.)
+  and a key refused rolls the others back (a savepoint).  (The single-statement
+  SQLite form, SQLITE_CHECK_AND_ADD, stays for SQLite stores without a writer
+  job; it parsed its JSON parameter some 240 times per hold, about 4x the job's
+  cost.)
 * PostgreSQL rows are created on first use (``INSERT ... ON CONFLICT DO
   NOTHING``, keys sorted), then the add is retried: a missing row never counts
   as a pass.  On SQLite the upsert creates them, a missing row reading as zeros.

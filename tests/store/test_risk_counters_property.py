@@ -50,7 +50,9 @@ def adds(draw: st.DrawFn) -> tuple[bool, list[CounterAdd]]:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(adds(), min_size=1, max_size=12))
-def test_sqlite_check_and_add_matches_the_reference(steps: list[tuple[bool, list[CounterAdd]]]) -> None:
+def test_sqlite_check_and_add_matches_the_reference(
+    steps: list[tuple[bool, list[CounterAdd]]],
+) -> None:
     async def run() -> None:
         store = SqliteStore(MEMORY)
         await store.open()
