@@ -9,9 +9,9 @@ Invariants:
   decides on the locked (latest) values and updates in the same statement.  On
   SQLite it is ONE writer job (``sqlite_check_and_add``): the writer's
   transaction began IMMEDIATE, so it holds the database's write lock against
-  every other writer, thread or process, from the first key to the commit;
-  each key is one conditional relative upsert (``CounterAdd.holds_on`` in SQL),
-  and a key refused rolls the others back (a savepoint).  (The single-statement
+  every other writer, thread or process, from the read to the commit; the
+  decision is ``CounterAdd.holds_on`` (the Protocol's own rule) and the write
+  is one relative upsert of every key.  (The single-statement
   SQLite form, SQLITE_CHECK_AND_ADD, stays for SQLite stores without a writer
   job; it parsed its JSON parameter some 240 times per hold, about 4x the job's
   cost.)
@@ -102,34 +102,28 @@ SQLITE_CREATE = (
     " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
     " WHERE TRUE ON CONFLICT (counter_key) DO NOTHING"
 )
+#: The rows of the keys in ?1 (a JSON array) as ONE JSON value: one step of the
+#: statement, not one per row (each step lets the GIL go and waits to get it back
+#: from whichever thread took it meanwhile).
 SQLITE_SNAPSHOT = (
-    f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key IN (SELECT value FROM json_each(?))"
+    f"SELECT json_group_array(json_array({_COLUMNS})) FROM risk_counters"
+    " WHERE counter_key IN (SELECT value FROM json_each(?))"
 )
-#: A relative add that creates its row when missing, applied only when every
-#: cap of the add holds on the row as it is (``CounterAdd.holds_on`` in SQL).
-#: ``sqlite_check_and_add`` runs one per key under the writer's lock; a key whose
-#: statement changed no row was refused.  A missing row reads as zeros: an add
-#: that holds on zeros inserts it; one that does not (rare: the add alone is over
-#: a cap) takes SQLITE_UPSERT_EXISTING, which only updates.  Parameters: key,
-#: amount, count, refunded, last_at_s (0 for an add that counts no use),
-#: expires_on, the four caps, at_s.
-_SQLITE_UPSERT = (
-    f"INSERT INTO risk_counters ({_COLUMNS}, expires_on) SELECT ?1, ?2, ?3, ?4, ?5, ?6"
-    " WHERE {where} ON CONFLICT (counter_key) DO UPDATE SET"
+#: Relative adds that create their rows when missing, one row per element of
+#: ?1 (a JSON array of [key, amount, count, refunded, last_at_s, expires_on]; a
+#: last_at_s of 0 for an add that counts no use), all in one statement.  The caps
+#: are decided before it (``sqlite_check_and_add``, under the writer's lock).
+SQLITE_UPSERT = (
+    f"INSERT INTO risk_counters ({_COLUMNS}, expires_on)"
+    " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5"
+    " FROM json_each(?1) WHERE TRUE"
+    " ON CONFLICT (counter_key) DO UPDATE SET"
     " amount_minor = amount_minor + excluded.amount_minor,"
     " txn_count = txn_count + excluded.txn_count,"
     " refunded_minor = refunded_minor + excluded.refunded_minor,"
     " last_at_s = CASE WHEN excluded.txn_count > 0 AND excluded.last_at_s > last_at_s"
     " THEN excluded.last_at_s ELSE last_at_s END,"
     " expires_on = max(expires_on, excluded.expires_on)"
-    " WHERE (?7 IS NULL OR amount_minor + ?2 <= ?7)"
-    " AND (?8 IS NULL OR amount_minor + ?2 - refunded_minor <= ?8)"
-    " AND (?9 IS NULL OR txn_count + ?3 <= ?9)"
-    " AND (?10 IS NULL OR txn_count <= 0 OR last_at_s + ?10 <= ?11)"
-)
-SQLITE_UPSERT = _SQLITE_UPSERT.format(where="TRUE")
-SQLITE_UPSERT_EXISTING = _SQLITE_UPSERT.format(
-    where="EXISTS (SELECT 1 FROM risk_counters WHERE counter_key = ?1)"
 )
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
 
@@ -155,7 +149,9 @@ class SqlRiskCounters:
             (PG_SNAPSHOT, list(keys)) if self._pg else (SQLITE_SNAPSHOT, json.dumps(list(keys)))
         )
         found = await self._store._point_read("risk_snapshot", sql, [param])
-        return {row["counter_key"]: _value(row) for row in found}
+        if self._pg:
+            return {row["counter_key"]: _value(row) for row in found}
+        return sqlite_values(found[0][0])
 
     async def check_and_add(
         self, adds: Sequence[CounterAdd], *, then: Statement | None = None
@@ -234,43 +230,36 @@ class SqlRiskCounters:
 def sqlite_check_and_add(
     connection: Any, adds: Sequence[CounterAdd], prepared: SqliteAdd | None = None
 ) -> AddResult:
-    """Check-and-add on SQLite inside a writer job: one conditional upsert per key
-    (``SQLITE_UPSERT``: the caps decided on the row as it is, a missing row read
-    as zeros and created), all or nothing.  Atomic because the writer's
+    """Check-and-add on SQLite inside a writer job: read the rows (one statement,
+    one JSON value), decide with ``CounterAdd.holds_on`` (the contract's own
+    rule, a missing row read as zeros), and apply every add in one upsert
+    statement that creates the missing rows.  Atomic because the writer's
     transaction began IMMEDIATE: it holds the database's write lock, so no other
-    writer (thread or process) can change a counter between the keys' upserts.
-    When a key's upsert changed nothing its cap refused the add: the others are
-    rolled back (a savepoint, taken only when the add has caps) and the rows are
-    read for ``AddResult.before``.  A success reads nothing (its ``before`` is
-    empty, as the Protocol allows).  ``prepared``: the parameters built
-    beforehand (``sqlite_add``), so that less Python runs while the lock is held."""
+    writer (thread or process) can change a counter between the read and the
+    write.  Adds without caps (releases, refunds) skip the read.  ``prepared``:
+    the parameters built beforehand (``sqlite_add``), so that less Python runs
+    while the lock is held."""
     keys, rows, capped = prepared or sqlite_add(adds)
-    if not capped:  # uncapped adds (releases, refunds) always apply
-        connection.executemany(SQLITE_UPSERT, rows)
-        return AddResult(True, {})
-    connection.execute("SAVEPOINT risk_add")
-    changes = connection.total_changes
-    if all(add.holds_on(ZERO) for add in adds):
-        connection.executemany(SQLITE_UPSERT, rows)
-    else:  # an add over a cap on its own must not create its row
-        for add, row in zip(adds, rows, strict=True):
-            sql = SQLITE_UPSERT if add.holds_on(ZERO) else SQLITE_UPSERT_EXISTING
-            connection.execute(sql, row)
-    if connection.total_changes - changes == len(rows):
-        connection.execute("RELEASE risk_add")
-        return AddResult(True, {})
-    connection.execute("ROLLBACK TO risk_add")
-    connection.execute("RELEASE risk_add")
-    before = {
-        r[0]: CounterValue(r[1], r[2], r[3], r[4])
-        for r in connection.execute(SQLITE_SNAPSHOT, [keys])
-    }
-    return AddResult(False, before)
+    before: dict[str, CounterValue] = {}
+    if capped:
+        before = sqlite_values(connection.execute(SQLITE_SNAPSHOT, [keys]).fetchone()[0])
+        for add in adds:
+            if not add.holds_on(before.get(add.key, ZERO)):
+                return AddResult(False, before)
+    connection.execute(SQLITE_UPSERT, [rows])
+    return AddResult(True, before)
 
 
-#: The parameters of ``sqlite_check_and_add``: the keys (JSON), the upsert rows,
-#: whether any add has a cap.
-SqliteAdd = tuple[str, list[tuple[Any, ...]], bool]
+def sqlite_values(found: str) -> dict[str, CounterValue]:
+    """SQLITE_SNAPSHOT's JSON value as counter values by key."""
+    return {row[0]: CounterValue(*row[1:]) for row in json.loads(found)}
+
+
+#: The parameters of ``sqlite_check_and_add``: the keys and the upsert rows (JSON
+#: arrays), whether any add has a cap.
+SqliteAdd = tuple[str, str, bool]
+
+_NO_CAPS = (None, None, None, None)
 
 
 def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
@@ -283,19 +272,11 @@ def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
             a.refunded_minor,
             a.at_s if a.txn_count > 0 else 0,
             a.expires_on.isoformat(),
-            a.max_amount_minor,
-            a.max_net_minor,
-            a.max_count,
-            a.min_gap_s,
-            a.at_s,
         )
         for a in adds
     ]
-    capped = any(row[6:10] != _NO_CAPS for row in rows)
-    return json.dumps([a.key for a in adds]), rows, capped
-
-
-_NO_CAPS = (None, None, None, None)
+    capped = any(a[6:] != _NO_CAPS for a in adds)
+    return json.dumps([a.key for a in adds]), json.dumps(rows), capped
 
 
 def _sqlite_job(adds: Sequence[CounterAdd], then: Statement | None, connection: Any) -> AddResult:
