@@ -132,6 +132,9 @@ class SqliteStore(SqlStore):
         if writer and self.path != MEMORY:
             _enable_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
+        # A statement journal (a multi-row statement inside a savepoint) in memory,
+        # not a temporary file created and unlinked each time.
+        connection.execute("PRAGMA temp_store = MEMORY")
         return connection
 
     # --- primitives --------------------------------------------------------------------
