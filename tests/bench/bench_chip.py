@@ -7,8 +7,8 @@ the ARPC), the switch an F55 tag check, and the terminal the card's two
 GENERATE ACs.  Target: chip ≥ 90 % of magstripe.
 
 The machine is shared, so the two kinds are interleaved: ``POSP_BENCH_ROUNDS``
-rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe, then
-the same chip, on one running stack.  ``POSP_BENCH_TERMINALS`` (default 48, as
+rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe and
+the same chip, on one running stack, the first kind alternating by round.  ``POSP_BENCH_TERMINALS`` (default 48, as
 the purchase benchmark: enough to saturate the cores) terminals use as many
 generated lab chip cards plus a few (a card serves one transaction at a time,
 so every terminal always finds one no other terminal holds); the issuer loads
@@ -115,8 +115,18 @@ async def interleaved(
     mag_costs: list[dict[str, float]] = []
     chip_costs: list[dict[str, float]] = []
     for n in range(rounds):
-        mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0, cards)
-        chip_rate, chip_reads, chip_cost = await phase(procs, fleet_file, port, seconds, 1.0, cards)
+        # Which kind runs first alternates: the second phase of a round runs on a
+        # store and counters the first has grown, and the machine drifts.
+        if n % 2 == 0:
+            mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0, cards)
+            chip_rate, chip_reads, chip_cost = await phase(
+                procs, fleet_file, port, seconds, 1.0, cards
+            )
+        else:
+            chip_rate, chip_reads, chip_cost = await phase(
+                procs, fleet_file, port, seconds, 1.0, cards
+            )
+            mag_rate, _, mag_cost = await phase(procs, fleet_file, port, seconds, 0.0, cards)
         magstripe.append(mag_rate)
         chip.append(chip_rate)
         mag_costs.append(mag_cost)

@@ -31,9 +31,9 @@ CARDS = 50
 TERMINALS = 10  # half on each instance
 DAY_CAP_MINOR = 10_000_000
 SEED_MINOR = (3_000_000, 3_000_000, 3_000_000, 900_000)  # 99,000.00: 1,000.00 left
-RACE_MINOR = 40_000  # 400.00: two fit in what is left, a third does not
-RACE_PER_CARD = 5
-KILL_AFTER = 60  # race purchases settled before the kill
+RACE_MINOR = 1_000  # 10.00: a hundred fit in what is left, the hundred-and-first does not
+RACE_PER_CARD = 200  # 10,000 racing purchases on the 50 cards
+KILL_AFTER = 3_000  # race purchases settled before the kill
 SETTLE_TIMEOUT_S = 90.0
 
 Job = tuple[TerminalCard, int]

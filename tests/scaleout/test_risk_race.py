@@ -23,8 +23,8 @@ CARDS = 50
 TERMINALS_PER_INSTANCE = 5
 DAY_CAP_MINOR = 10_000_000
 SEED_MINOR = (3_000_000, 3_000_000, 3_000_000, 900_000)  # 99,000.00: 1,000.00 left
-RACE_MINOR = 40_000  # 400.00: two fit in what is left, a third does not
-RACE_PER_CARD = 4
+RACE_MINOR = 1_000  # 10.00: a hundred fit in what is left, the hundred-and-first does not
+RACE_PER_CARD = 200  # 10,000 racing purchases on the 50 cards
 
 
 @pytest.fixture
@@ -75,7 +75,8 @@ async def test_two_instances_never_approve_past_a_card_day_cap(pool_scaleout: Sc
         if code == "00":
             approved[pan] = approved.get(pan, 0) + amount
     assert max(approved.values()) <= DAY_CAP_MINOR
-    assert sum(1 for _, _, code in raced if code == "00") == 2 * CARDS  # no slot left unused
+    assert len(raced) == RACE_PER_CARD * CARDS
+    assert sum(1 for _, _, code in raced if code == "00") == 100 * CARDS  # no slot left unused
     store = scaleout.stack.store
     assert isinstance(store, SqlStore)
     services = scaleout.a.pipeline.services if scaleout.a.pipeline else None
