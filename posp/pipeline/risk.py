@@ -197,9 +197,8 @@ async def pending_hold(ctx: TxnContext) -> HoldWithEntry | None:
     hold = outcome.evaluation.hold
     if not hold:
         return None
-    missing = [add for add in hold if add.key not in outcome.snapshot_keys]
-    if missing:  # PostgreSQL: their rows first, outside the entry's transaction
-        await service.counters.create_missing(missing)
+    # Missing counter rows are created by the hold's own transaction (SQLite: the
+    # upsert; PostgreSQL: the group commit of holds, ``posp.store.pg_holds``).
     fields = _record_fields(ctx, outcome, hold)
     del fields["hold"]
     outcome.pending = HoldWithEntry(hold, fields)

@@ -44,16 +44,19 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnavailable
+from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import EntryThen
 from posp.store.group_commit import GroupCommit
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
+from posp.store.pg_holds import CREATE as CREATE_COUNTERS
+from posp.store.pg_holds import BatchHold, counter_rows, write_batch
 from posp.store.queries import numbered
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 
@@ -122,6 +125,7 @@ class PostgresStore(SqlStore):
         self._pool: asyncpg.Pool | None = None
         self._inserts: GroupCommit[list[Any], int] = GroupCommit(self._insert_batch)
         self._finishes: GroupCommit[_Finish, bool] = GroupCommit(self._finish_batch)
+        self._holds: GroupCommit[tuple[list[Any], BatchHold], int] = GroupCommit(self._hold_batch)
 
     @classmethod
     def from_url(cls, url: str, *, node_id: str = "") -> PostgresStore:
@@ -162,8 +166,10 @@ class PostgresStore(SqlStore):
     async def close(self) -> None:
         await self._inserts.close()
         await self._finishes.close()
+        await self._holds.close()
         self._inserts = GroupCommit(self._insert_batch)  # the store may be opened again
         self._finishes = GroupCommit(self._finish_batch)
+        self._holds = GroupCommit(self._hold_batch)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -251,6 +257,36 @@ class PostgresStore(SqlStore):
                 return outcomes
         return list(await asyncio.gather(*(self._insert_one(v) for v in batch)))
 
+    async def _hold_batch(
+        self, batch: list[tuple[list[Any], BatchHold]]
+    ) -> list[int | BaseException]:
+        """Pending entries with their risk holds: one transaction (``pg_holds``);
+        should it fail other than by a lost connection, each runs alone."""
+        pool = self._require_pool("insert_entry")
+        order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i][0]))
+        columns = [list(column) for column in zip(*(batch[i][0] for i in order), strict=True)]
+        holds = [then for _, then in batch]
+        try:
+            with _translated("insert_entry"):
+                async with pool.acquire() as connection, connection.transaction():
+                    return await write_batch(connection, _INSERT_ENTRIES, columns, order, holds)
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            pass  # e.g. a deadlock or a value the driver refuses: each alone, below
+        return list(await asyncio.gather(*(self._hold_one(v, t) for v, t in batch)))
+
+    async def _hold_one(self, values: list[Any], then: BatchHold) -> int | BaseException:
+        then.result = None
+        try:
+            keys, expiries = counter_rows(then.hold)
+            await self._write("risk_create", CREATE_COUNTERS, [keys, expiries])  # autocommit
+            return await self._insert_then_alone(
+                "insert_entry", q.INSERT_ENTRY, values, cast("EntryThen", then)
+            )
+        except StoreError as exc:
+            return exc
+
     async def _insert_one(self, values: list[Any]) -> int | BaseException:
         try:
             return await SqlStore._insert_entry_row(self, values)
@@ -330,6 +366,15 @@ class PostgresStore(SqlStore):
             return exc
 
     async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
+        if getattr(then, "batchable", False):  # a risk hold: group-committed (pg_holds)
+            self._require_pool(op)
+            values = list(params)
+            return await self._holds.submit((values, cast("BatchHold", then)), _dedupe_key(values))
+        return await self._insert_then_alone(op, sql, params, then)
+
+    async def _insert_then_alone(
+        self, op: str, sql: str, params: Sequence[Any], then: EntryThen
+    ) -> int:
         pool = self._require_pool(op)
         with _translated(op):
             async with pool.acquire() as connection, connection.transaction():

@@ -243,15 +243,17 @@ class HoldWithEntry:
     ``EntryThen``): one writer job on SQLite, one transaction on PostgreSQL, so
     the entry, the counters and the record of the hold commit together.
 
-    On SQLite a missing counter row is created by the add itself; on PostgreSQL
-    the caller creates the rows its snapshot found missing BEFORE the transaction
-    (``create_missing``, autocommit): creating rows and then locking others in
-    one transaction could deadlock with another instance doing the same in the
-    other order.
+    On SQLite a missing counter row is created by the add itself.  The
+    PostgreSQL store runs concurrent ones in one transaction (``batchable``;
+    ``posp.store.pg_holds``: every key of the batch created, then locked, in key
+    order, the holds decided in arrival order).  Run alone (``postgres``: a
+    failed batch's items), a missing PostgreSQL row is not created: creating rows
+    and then locking others in one transaction could deadlock with another
+    instance doing the same in the other order.
 
     After the run, ``result`` is the add's result, or None when a PostgreSQL row
-    was found missing all the same (expired and purged meanwhile): the caller
-    then holds the old way (``SqlRiskRecords.hold_and_keep``: creates, retries)."""
+    was found missing on that lone path: the caller then holds the old way
+    (``SqlRiskRecords.hold_and_keep``: creates, retries)."""
 
     hold: tuple[CounterAdd, ...]
     record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold
@@ -263,8 +265,15 @@ class HoldWithEntry:
     def __post_init__(self) -> None:
         self._record_params = SqlRiskRecords._record_params(0, hold=self.hold, **self.record)
 
+    #: The PostgreSQL store may run it in a group commit (``posp.store.pg_holds``).
+    batchable = True
+
     def _params(self, entry_id: int) -> list[Any]:
         return [entry_id, *self._record_params[1:]]
+
+    def record_row(self, entry_id: int) -> list[Any]:
+        """The record's values for ``entry_id`` (``pg_holds.BatchHold``)."""
+        return self._params(entry_id)
 
     def prepare_sqlite(self) -> None:
         """Build the SQLite parameters now (call before ``insert_entry``)."""
