@@ -187,7 +187,9 @@ class SqlRiskCounters:
     ) -> tuple[bool, dict[str, CounterValue]]:
         if self._pg:
             columns = pg_columns(adds)
-            found = await self._store._write("risk_check_and_add", PG_CHECK_AND_ADD, columns)
+            found = await self._store._counter_write(
+                "risk_check_and_add", PG_CHECK_AND_ADD, columns
+            )
             before = {r["counter_key"]: _value(r) for r in found if r["counter_key"] is not None}
             passed = bool(found and found[0]["pass"])
             if passed and then is not None:
@@ -222,7 +224,7 @@ class SqlRiskCounters:
         rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
         if self._pg:
             params: list[Any] = [[k for k, _ in rows], [e for _, e in rows]]
-            await self._store._write("risk_create", PG_CREATE, params)
+            await self._store._counter_write("risk_create", PG_CREATE, params)
         else:
             await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
 

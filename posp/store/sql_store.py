@@ -94,6 +94,11 @@ class SqlStore(abc.ABC):
         counters' snapshot); a store may answer it without a hand-off (SQLite)."""
         return await self._read(op, sql, params)
 
+    async def _counter_write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """``_write`` for a statement on the risk counters (PostgreSQL plans it for
+        its actual parameters)."""
+        return await self._write(op, sql, params)
+
     async def _read_one(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
         found = await self._read(op, sql, params)
         return found[0] if found else None
