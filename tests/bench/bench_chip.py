@@ -8,8 +8,9 @@ GENERATE ACs.  Target: chip ≥ 90 % of magstripe.
 
 The machine is shared, so the two kinds are interleaved: ``POSP_BENCH_ROUNDS``
 rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe and
-the same chip, on one running stack, the first kind alternating by round.  ``POSP_BENCH_TERMINALS`` (default 48, as
-the purchase benchmark: enough to saturate the cores) terminals use as many
+the same chip, on one running stack, the first kind alternating by round.
+``POSP_BENCH_TERMINALS`` (default 48, as the purchase benchmark: enough to
+saturate the cores) terminals use as many
 generated lab chip cards plus a few (a card serves one transaction at a time,
 so every terminal always finds one no other terminal holds); the issuer loads
 the same cards.  The chip count is the cards' first GENERATE ACs.

@@ -16,10 +16,9 @@ from posp.risk.counters import CounterAdd
 from posp.store.risk_counters import SqlRiskCounters
 from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
 from posp.store.sql_store import SqlStore
-from tests.store.samples import TID, entry
+from tests.store.samples import TID, entry, hold_with_entry
 
 UNTIL = dt.date(2026, 12, 31)
-DAY = dt.date(2026, 12, 3)
 
 
 def hold(amount: int, cap: int) -> tuple[CounterAdd, ...]:
@@ -30,16 +29,7 @@ def hold(amount: int, cap: int) -> tuple[CounterAdd, ...]:
 
 
 def job(adds: tuple[CounterAdd, ...]) -> HoldWithEntry:
-    fields: dict[str, Any] = {
-        "rrn": "000000000001",
-        "terminal_id": "10000001",
-        "local_day": DAY,
-        "ruleset_version": "v1",
-        "outcome": "pass",
-        "flagged": False,
-        "decisions": [],
-    }
-    return HoldWithEntry(adds, fields)
+    return hold_with_entry(adds)
 
 
 async def test_the_hold_and_its_record_commit_with_the_entry(store: SqlStore) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
 
 from posp.errors import DuplicateTransaction, StoreError
 from posp.risk.counters import CounterAdd
@@ -20,30 +19,21 @@ from posp.store.risk_counters import SqlRiskCounters
 from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
 from posp.store.sql_store import SqlStore
 from tests.store.conftest import StoreFactory
-from tests.store.samples import entry
+from tests.store.samples import entry, hold_with_entry
 
 UNTIL = dt.date(2026, 12, 31)
-DAY = dt.date(2026, 12, 3)
 SHARED = "m|898100000000001|d|2026-12-03"
 CAP = 1_000
 AMOUNT = 100  # ten fit under the cap
 
 
 def job(card: str, amount: int = AMOUNT) -> HoldWithEntry:
-    adds = (
-        CounterAdd(f"c|{card}|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
-        CounterAdd(SHARED, amount, 1, 0, 1_000, UNTIL, max_amount_minor=CAP),
+    return hold_with_entry(
+        (
+            CounterAdd(f"c|{card}|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
+            CounterAdd(SHARED, amount, 1, 0, 1_000, UNTIL, max_amount_minor=CAP),
+        )
     )
-    fields: dict[str, Any] = {
-        "rrn": "000000000001",
-        "terminal_id": "10000001",
-        "local_day": DAY,
-        "ruleset_version": "v1",
-        "outcome": "pass",
-        "flagged": False,
-        "decisions": [],
-    }
-    return HoldWithEntry(adds, fields)
 
 
 async def hold_many(store: SqlStore, traces: range) -> list[tuple[HoldWithEntry, int]]:
