@@ -86,6 +86,19 @@ def counter_rows(adds: Iterable[CounterAdd]) -> tuple[list[str], list[str]]:
     return keys, [expiry[k] for k in keys]
 
 
+def entry_outcomes(order: Sequence[int], found: Sequence[Any]) -> list[int | BaseException]:
+    """The batch insert's rows (one per entry, in ``order``) as each request's entry
+    id or its DuplicateTransaction, in request order."""
+    outcomes: list[int | BaseException] = [0] * len(order)
+    for index, row in zip(order, found, strict=True):
+        outcomes[index] = (
+            int(row["id"])
+            if row["inserted"]
+            else DuplicateTransaction("insert_entry: unique constraint violated")
+        )
+    return outcomes
+
+
 async def write_batch(
     connection: Any,
     insert_entries: str,
@@ -109,14 +122,7 @@ async def write_batch(
         )
         for r in await connection.fetch(LOCK, keys)
     }
-    found = await connection.fetch(insert_entries, *columns)
-    outcomes: list[int | BaseException] = [0] * len(holds)
-    for index, row in zip(order, found, strict=True):
-        outcomes[index] = (
-            int(row["id"])
-            if row["inserted"]
-            else DuplicateTransaction("insert_entry: unique constraint violated")
-        )
+    outcomes = entry_outcomes(order, await connection.fetch(insert_entries, *columns))
     sums: dict[str, list[int]] = {}  # key -> amount, count, refunded, latest use
     records: list[list[Any]] = []
     for then, outcome in zip(holds, outcomes, strict=True):

@@ -56,7 +56,7 @@ from posp.store.api import EntryThen
 from posp.store.group_commit import GroupCommit
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.pg_holds import CREATE as CREATE_COUNTERS
-from posp.store.pg_holds import BatchHold, counter_rows, write_batch
+from posp.store.pg_holds import BatchHold, counter_rows, entry_outcomes, write_batch
 from posp.store.queries import numbered
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 
@@ -230,10 +230,7 @@ class PostgresStore(SqlStore):
         return self._pool
 
     async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        pool = self._require_pool(op)
-        with _translated(op):
-            found: list[Any] = await pool.fetch(numbered(sql), *params)
-        return found
+        return await _fetch(self._require_pool(op), op, sql, params)
 
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(op, sql, params)  # autocommit: returns after COMMIT
@@ -244,10 +241,7 @@ class PostgresStore(SqlStore):
         return self._risk_pool
 
     async def _point_read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        pool = self._require_risk_pool(op)
-        with _translated(op):
-            found: list[Any] = await pool.fetch(numbered(sql), *params)
-        return found
+        return await _fetch(self._require_risk_pool(op), op, sql, params)
 
     async def _counter_write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._point_read(op, sql, params)  # autocommit: returns after COMMIT
@@ -282,14 +276,7 @@ class PostgresStore(SqlStore):
             except StoreError:
                 pass  # e.g. one value the driver refuses: each row alone, below
             else:
-                outcomes: list[int | BaseException] = [0] * len(batch)
-                for index, row in zip(order, found, strict=True):
-                    outcomes[index] = (
-                        int(row["id"])
-                        if row["inserted"]
-                        else DuplicateTransaction("insert_entry: unique constraint violated")
-                    )
-                return outcomes
+                return entry_outcomes(order, found)
         return list(await asyncio.gather(*(self._insert_one(v) for v in batch)))
 
     async def _hold_batch(
@@ -430,6 +417,13 @@ class PostgresStore(SqlStore):
             except asyncpg.UniqueViolationError:
                 pass  # another instance created it at the same moment
             return int(await pool.fetchval(_NEXTVAL, sequence))
+
+
+async def _fetch(pool: asyncpg.Pool, op: str, sql: str, params: Sequence[Any]) -> list[Any]:
+    """One statement on ``pool`` (autocommit), its rows; errors as the store's."""
+    with _translated(op):
+        found: list[Any] = await pool.fetch(numbered(sql), *params)
+    return found
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
