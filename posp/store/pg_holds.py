@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from posp.errors import DuplicateTransaction
+from posp.errors import DuplicateTransaction, StoreError
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.inputs import ZERO, CounterValue
 
@@ -65,7 +65,8 @@ RECORDS = (
 
 class BatchHold(Protocol):
     """A hold and its record run with a pending entry (``HoldWithEntry``); the
-    batch sets ``result`` (None never: its rows are created in the batch)."""
+    batch sets ``result``: the add's result, or None for a duplicate entry and
+    for every request of a batch that failed."""
 
     hold: tuple[CounterAdd, ...]
     result: AddResult | None
@@ -111,7 +112,6 @@ async def write_batch(
     ``order`` (indexes into ``holds``, by dedupe key); returns each request's
     entry id or its DuplicateTransaction, in ``holds``' order."""
     keys, expiries = counter_rows(add for then in holds for add in then.hold)
-    expiry = dict(zip(keys, expiries, strict=True))
     await connection.execute(CREATE, keys, expiries)
     values = {
         r["counter_key"]: CounterValue(
@@ -122,8 +122,11 @@ async def write_batch(
         )
         for r in await connection.fetch(LOCK, keys)
     }
+    if len(values) != len(keys):  # a row gone between CREATE and LOCK (a purge)
+        raise StoreError("risk hold batch: a counter row vanished; each request alone")
     outcomes = entry_outcomes(order, await connection.fetch(insert_entries, *columns))
     sums: dict[str, list[int]] = {}  # key -> amount, count, refunded, latest use
+    expiry: dict[str, str] = {}  # key -> the latest expiry of the applied adds
     records: list[list[Any]] = []
     for then, outcome in zip(holds, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -141,6 +144,9 @@ async def write_batch(
             total[2] += add.refunded_minor
             if add.txn_count > 0 and add.at_s > total[3]:
                 total[3] = add.at_s
+            day = add.expires_on.isoformat()
+            if day > expiry.get(add.key, ""):
+                expiry[add.key] = day
         then.result = AddResult(True, before)
         records.append(then.record_row(outcome))
     if sums:

@@ -190,13 +190,14 @@ class PostgresStore(SqlStore):
         self._inserts = GroupCommit(self._insert_batch)  # the store may be opened again
         self._finishes = GroupCommit(self._finish_batch)
         self._holds = GroupCommit(self._hold_batch)
-        for pool in (self._risk_pool, self._pool):
+        pools = (self._risk_pool, self._pool)
+        self._pool = self._risk_pool = None
+        for pool in pools:
             if pool is not None:
                 try:
                     await asyncio.wait_for(pool.close(), timeout=self._command_timeout_s)
-                except TimeoutError:
+                except Exception:  # a timeout, or a close that failed: end it anyway
                     pool.terminate()
-        self._pool = self._risk_pool = None
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
         """Apply missing migrations under an advisory lock keyed by the schema, so
@@ -224,10 +225,12 @@ class PostgresStore(SqlStore):
     def _skip_locked(self) -> bool:
         return True
 
-    def _require_pool(self, op: str) -> asyncpg.Pool:
-        if self._pool is None:
+    def _require_pool(self, op: str, *, risk: bool = False) -> asyncpg.Pool:
+        """The main pool, or (``risk``) the risk counters' pool."""
+        pool = self._risk_pool if risk else self._pool
+        if pool is None:
             raise StoreError(f"{op}: the store is not open")
-        return self._pool
+        return pool
 
     async def _read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await _fetch(self._require_pool(op), op, sql, params)
@@ -235,13 +238,8 @@ class PostgresStore(SqlStore):
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(op, sql, params)  # autocommit: returns after COMMIT
 
-    def _require_risk_pool(self, op: str) -> asyncpg.Pool:
-        self._require_pool(op)
-        assert self._risk_pool is not None  # opened with the main pool
-        return self._risk_pool
-
     async def _point_read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await _fetch(self._require_risk_pool(op), op, sql, params)
+        return await _fetch(self._require_pool(op, risk=True), op, sql, params)
 
     async def _counter_write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._point_read(op, sql, params)  # autocommit: returns after COMMIT
@@ -284,7 +282,7 @@ class PostgresStore(SqlStore):
     ) -> list[int | BaseException]:
         """Pending entries with their risk holds: one transaction (``pg_holds``);
         should it fail other than by a lost connection, each runs alone."""
-        pool = self._require_risk_pool("insert_entry")
+        pool = self._require_pool("insert_entry", risk=True)
         order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i][0]))
         columns = [list(column) for column in zip(*(batch[i][0] for i in order), strict=True)]
         holds = [then for _, then in batch]
@@ -293,6 +291,8 @@ class PostgresStore(SqlStore):
                 async with pool.acquire() as connection, connection.transaction():
                     return await write_batch(connection, _INSERT_ENTRIES, columns, order, holds)
         except StoreUnavailable:
+            for then in holds:
+                then.result = None  # nothing of the batch is known to be committed
             raise
         except StoreError:
             pass  # e.g. a deadlock or a value the driver refuses: each alone, below

@@ -247,13 +247,15 @@ class HoldWithEntry:
     PostgreSQL store runs concurrent ones in one transaction (``batchable``;
     ``posp.store.pg_holds``: every key of the batch created, then locked, in key
     order, the holds decided in arrival order).  Run alone (``postgres``: a
-    failed batch's items), a missing PostgreSQL row is not created: creating rows
-    and then locking others in one transaction could deadlock with another
+    failed batch's items), its rows are created first in a statement of their
+    own (autocommit), not in the transaction: creating rows and then locking
+    others in one transaction could deadlock with a lone hold of another
     instance doing the same in the other order.
 
     After the run, ``result`` is the add's result, or None when a PostgreSQL row
-    was found missing on that lone path: the caller then holds the old way
-    (``SqlRiskRecords.hold_and_keep``: creates, retries)."""
+    was found missing all the same on that lone path (purged meanwhile): the
+    caller then holds the old way (``SqlRiskRecords.hold_and_keep``: creates,
+    retries)."""
 
     hold: tuple[CounterAdd, ...]
     record: dict[str, Any]  # SqlRiskRecords._record_params' fields but entry_id and hold

@@ -227,7 +227,7 @@ class SqlStore(abc.ABC):
         values = rows.entry_insert_values(entry, dedupe=dedupe, default_node_id=self.node_id)
         values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
         try:
-            if then is not None:  # its own transaction (not a group commit's batch)
+            if then is not None:  # in one transaction with ``then`` (a batch of them on PG)
                 return await self._insert_then("insert_entry", q.INSERT_ENTRY, values, then)
             return await self._insert_entry_row(values)
         except DuplicateTransaction as exc:

@@ -7,14 +7,14 @@ Invariants:
   queued (see ``sqlite_worker``); reads go to two reader threads with their own
   connections, so a long settlement query never stalls journaling; the hot
   path's small reads by primary key (``_point_read``) run on the event loop's
-  own connection, never waiting (no busy timeout: busy goes to a reader).  An
+  own connection (no busy timeout: busy goes to a reader).  An
   in-memory database (``:memory:``) has one connection, so it reads and writes
   through the writer.
 * Several SqliteStore objects (or processes) may share one file: writers
   serialize on SQLite's lock (``BEGIN IMMEDIATE`` with a busy timeout), so
   sequences and compare-and-set stay exactly-once; posp's writers queue for it
-  on a file lock first (``<file>-writer.lock``, see ``sqlite_worker``), so a
-  process waiting for another's commit is woken at once instead of sleeping.
+  on a file lock first (``<file>-writer.lock``, see ``sqlite_worker``), polled
+  at most 1 ms apart, instead of SQLite's busy-handler sleeps of up to 100 ms.
 * Times are stored as fixed-width UTC text, so text order is time order.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,7 @@ class SqliteStore(SqlStore):
         self._writer: SqliteWorker | None = None
         self._readers: list[SqliteWorker] = []
         self._inline: sqlite3.Connection | None = None  # ``_point_read``'s, the loop's own
+        self._inline_thread: int | None = None  # the thread (event loop) it belongs to
 
     # --- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -86,6 +88,7 @@ class SqliteStore(SqlStore):
             writes=True,
             max_group=self._max_group,
             write_lock=None if self.path == MEMORY else f"{self.path}-writer.lock",
+            write_lock_wait_s=_BUSY_TIMEOUT_MS / 1000,
         )
         try:
             await writer.start()
@@ -113,7 +116,7 @@ class SqliteStore(SqlStore):
         self._readers = []
         if self._inline is not None:
             self._inline.close()
-            self._inline = None
+            self._inline = self._inline_thread = None
         self._writer = None
         for worker in workers:
             await worker.stop()
@@ -170,10 +173,14 @@ class SqliteStore(SqlStore):
         """A read by primary key, run right here on the event loop's own
         connection: it costs SQLite some 50 µs, less than handing it to a reader
         thread and back (two thread wake-ups and the GIL going back and forth).
-        It never waits: WAL readers do not wait for writers, and this connection
-        has no busy timeout, so a database that answers busy (a checkpoint
-        resetting the WAL, recovery) sends the read to a reader thread instead."""
-        if not self._readers:  # in memory: the writer's connection is the database
+        WAL readers do not wait for writers, and this connection has no busy
+        timeout, so a database that answers busy (recovery) sends the read to a
+        reader thread instead; what remains on the loop is SQLite's own short
+        retries when a read starts as the WAL is reset, and the page reads of a
+        table the page cache does not hold (the counters are small and hot)."""
+        if not self._readers or (self._inline_thread not in (None, threading.get_ident())):
+            # in memory (the writer's connection is the database), or called from
+            # another thread's event loop than the one the connection belongs to
             return await self._read(op, sql, params)
         connection = self._inline or self._open_inline()
         try:
@@ -193,12 +200,16 @@ class SqliteStore(SqlStore):
             connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
+        except sqlite3.Error as exc:
+            raise _translate("open the inline reader", exc) from exc
+        try:
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA busy_timeout = 0")
             connection.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
+            connection.close()
             raise _translate("open the inline reader", exc) from exc
-        self._inline = connection
+        self._inline, self._inline_thread = connection, threading.get_ident()
         return connection
 
     async def _write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:

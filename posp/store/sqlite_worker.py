@@ -19,12 +19,16 @@ Invariants:
   the thread together (one queue put, so one thread wake-up per turn instead
   of one per job); results come back one ``call_soon_threadsafe`` per group.
 * With a ``write_lock`` file, a writing worker holds an exclusive ``flock`` on
-  it around each transaction: several processes writing one database queue in
-  the kernel, which wakes the next one the moment the lock is let go, instead
-  of polling SQLite's lock with the busy handler's sleeps (1, 2, 5, 10 ... ms,
-  idle time while the lock is long free).  A writer that does not take the
-  file lock (another program) is still kept out by SQLite's own lock and the
-  busy timeout; a process that dies holding the lock loses it with its file.
+  it around each transaction: several processes writing one database wait for
+  the file lock, polled with pauses of 50 µs doubling to at most 1 ms, instead
+  of SQLite's busy handler's sleeps (1, 2, 5, 10 ... 100 ms: idle time while
+  the lock is long free).  The wait is bounded (``write_lock_wait_s``, the busy
+  timeout): a writer stuck holding the file lock makes the others go on
+  without it, where SQLite's own lock and busy timeout decide as before
+  (StoreUnavailable).  A writer that does not take the file lock (another
+  program) is kept out by SQLite's lock; a process that dies holding the file
+  lock loses it with its file.  A failed transaction is rolled back before the
+  file lock is let go.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +58,8 @@ class _Pending:
 
 
 _STOP = object()
+_LOCK_FIRST_PAUSE_S = 0.00005
+_LOCK_MAX_PAUSE_S = 0.001
 
 
 class SqliteWorker:
@@ -66,9 +73,11 @@ class SqliteWorker:
         writes: bool,
         max_group: int = 512,
         write_lock: str | None = None,
+        write_lock_wait_s: float = 10.0,
     ) -> None:
         self._connect = connect
         self._write_lock = write_lock
+        self._write_lock_wait_s = write_lock_wait_s
         self._lock_fd: int | None = None
         self._writes = writes
         self._max_group = max_group
@@ -176,26 +185,51 @@ class SqliteWorker:
         return group, False
 
     def _run_group(self, connection: sqlite3.Connection, group: list[_Pending]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        if not self._writes:
+            self._deliver(group, [self._run_job(connection, p.job) for p in group])
+            return
+        locked = self._lock_fd is not None and self._take_write_lock()
         try:
-            if self._writes and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # the GIL is let go meanwhile
-                try:
-                    outcomes = self._run_in_transaction(connection, group)
-                finally:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            elif self._writes:
-                outcomes = self._run_in_transaction(connection, group)
-            else:
-                outcomes = [self._run_job(connection, pending.job) for pending in group]
-        except BaseException as exc:  # BEGIN/COMMIT failed: the whole group failed
+            outcomes = self._transaction(connection, group)
+        finally:
+            if locked:
+                assert self._lock_fd is not None
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._deliver(group, outcomes)
+
+    def _take_write_lock(self) -> bool:
+        """The file lock, waited for up to ``write_lock_wait_s`` (polled, the pause
+        doubling from 50 µs to at most 1 ms); False when it stayed taken — a
+        writer stuck holding it — and the transaction then goes on without it,
+        kept out by SQLite's own lock and busy timeout as before."""
+        assert self._lock_fd is not None
+        deadline = time.monotonic() + self._write_lock_wait_s
+        pause = _LOCK_FIRST_PAUSE_S
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)  # lets the GIL go
+            pause = min(pause * 2, _LOCK_MAX_PAUSE_S)
+
+    def _transaction(
+        self, connection: sqlite3.Connection, group: list[_Pending]
+    ) -> list[tuple[bool, Any]]:
+        """The group in one transaction; if BEGIN or COMMIT fails, rolled back (still
+        under the file lock) and failed as a whole."""
+        try:
+            return self._run_in_transaction(connection, group)
+        except BaseException as exc:
             if connection.in_transaction:
                 try:
                     connection.rollback()
                 except sqlite3.Error:
                     pass
-            outcomes = [(False, exc)] * len(group)
-        self._deliver(group, outcomes)
+            return [(False, exc)] * len(group)
 
     def _run_in_transaction(
         self, connection: sqlite3.Connection, group: list[_Pending]

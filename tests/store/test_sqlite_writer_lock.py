@@ -101,3 +101,22 @@ async def test_a_second_store_on_the_file_waits_for_the_lock_and_then_writes(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_writer_stuck_holding_the_lock_does_not_stop_the_others(tmp_path: Path) -> None:
+    """The file lock held elsewhere (a stuck process) for longer than the wait:
+    the writer goes on without it, under SQLite's own lock, and closes."""
+    path = tmp_path / "posp.db"
+    store = SqliteStore(path)
+    await store.open()
+    assert store._writer is not None
+    store._writer._write_lock_wait_s = 0.05
+    stuck = os.open(f"{path}-writer.lock", os.O_RDWR)
+    try:
+        fcntl.flock(stuck, fcntl.LOCK_EX)
+        await store._write("create", "CREATE TABLE t (x INTEGER)")
+        await store._write("insert", "INSERT INTO t VALUES (1)")
+        assert [r["x"] for r in await store._read("all", "SELECT x FROM t")] == [1]
+    finally:
+        await store.close()
+        os.close(stuck)
