@@ -7,7 +7,8 @@ the ARPC), the switch an F55 tag check, and the terminal the card's two
 GENERATE ACs.  Target: chip ≥ 90 % of magstripe.
 
 The machine is shared, so the two kinds are interleaved: ``POSP_BENCH_ROUNDS``
-rounds (default 3) of ``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe and
+rounds (default 4: even, so each kind runs first as often) of
+``POSP_BENCH_PHASE_SECONDS`` (default 8) magstripe and
 the same chip, on one running stack, the first kind alternating by round.
 ``POSP_BENCH_TERMINALS`` (default 48, as the purchase benchmark: enough to
 saturate the cores) terminals use as many
@@ -165,7 +166,7 @@ def run(rounds: int, seconds: float, terminals: int) -> None:
 
 
 def main() -> None:
-    rounds = int(os.environ.get("POSP_BENCH_ROUNDS", "3"))
+    rounds = int(os.environ.get("POSP_BENCH_ROUNDS", "4"))
     seconds = float(os.environ.get("POSP_BENCH_PHASE_SECONDS", "8"))
     terminals = int(os.environ.get("POSP_BENCH_TERMINALS", "48"))
     run(rounds, seconds, terminals)
