@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,8 +39,8 @@ from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import Services, TxnContext, card_pan
 from posp.pipeline.lifecycle import note_approved
 from posp.risk.counters import CounterAdd
-from posp.risk.engine import CompiledRuleset, Evaluation, Prepared, release
-from posp.risk.inputs import CounterValue, RiskInput, TmsCaps
+from posp.risk.engine import CompiledRuleset, Evaluation, release
+from posp.risk.inputs import RiskInput, TmsCaps
 from posp.risk.metrics import RiskMetrics
 from posp.risk.reload import RulesetHolder
 from posp.risk.ruleset import load_ruleset
@@ -58,12 +57,6 @@ if TYPE_CHECKING:
     from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
 
 _log = get_logger("posp.pipeline.risk")
-
-#: How long a closed window's counter read is reused (``read_counters``).
-CLOSED_CACHE_S = 60.0
-#: Closed-window counters kept before the cache starts again.
-CLOSED_CACHE_MAX = 50_000
-_clock = time.monotonic  # the closed-window cache's clock (tests move it)
 
 #: F22 entry modes of a chip card read by magstripe after a chip failure.
 FALLBACK_ENTRY_MODES = ("80", "92")
@@ -105,8 +98,6 @@ class RiskService:
     tms_caps: TmsCapsPort | None = None
     #: Terminal lifecycle states read for transactions: (state, monotonic time read).
     terminal_states: dict[str, tuple[TerminalRiskState, float]] = field(default_factory=dict)
-    #: Closed windows' counters (``read_counters``): (value or None, monotonic time read).
-    closed_counters: dict[str, tuple[CounterValue | None, float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -173,7 +164,7 @@ async def check_risk(ctx: TxnContext) -> RC | None:
             await decrypt_tracks(ctx)  # the card's hash is needed before the journal
     inp = await risk_input(ctx, service)
     prepared = ruleset.prepare(inp)
-    snapshot = await read_counters(service, prepared)
+    snapshot = await service.counters.snapshot(prepared.keys)
     evaluation = ruleset.evaluate_prepared(prepared, snapshot)
     service.metrics.observe(evaluation)
     outcome = RiskOutcome(ruleset, inp, evaluation, ctx.now.date())
@@ -183,35 +174,6 @@ async def check_risk(ctx: TxnContext) -> RC | None:
     if evaluation.decline is not None:
         return await _declined(ctx, evaluation.decline)
     return None
-
-
-async def read_counters(service: RiskService, prepared: Prepared) -> dict[str, CounterValue]:
-    """The snapshot the rules evaluate: the store's current values, but the
-    closed windows' (a merchant's past days for the spike baseline, a pair's
-    past months) from ``service.closed_counters`` when read less than
-    ``CLOSED_CACHE_S`` ago — they change only by a late release, and only
-    pattern rules read them — so the store read carries half the keys."""
-    cache = service.closed_counters
-    now_s = _clock()
-    cached: dict[str, CounterValue] = {}
-    wanted: list[str] = []
-    for key in prepared.keys:
-        hit = cache.get(key) if key in prepared.closed else None
-        if hit is not None and now_s - hit[1] < CLOSED_CACHE_S:
-            if hit[0] is not None:
-                cached[key] = hit[0]
-        else:
-            wanted.append(key)
-    snapshot = await service.counters.snapshot(wanted)
-    if prepared.closed:
-        if len(cache) >= CLOSED_CACHE_MAX:
-            cache.clear()
-        for key in wanted:
-            if key in prepared.closed:
-                cache[key] = (snapshot.get(key), now_s)
-    if cached:
-        snapshot.update(cached)
-    return snapshot
 
 
 async def _declined(ctx: TxnContext, decision: Decision) -> RC:

@@ -45,11 +45,7 @@ from posp.risk.model import Action
 @dataclass(frozen=True, slots=True)
 class Prepared:
     facts: Facts
-    keys: tuple[str, ...]  # every counter the rules may read, each once
-    #: Of ``keys``, those of windows already closed (a merchant's past days, a
-    #: pair's past months): only a late release changes them, so a caller may
-    #: read them from a short-lived cache (``posp.pipeline.risk``).
-    closed: frozenset[str] = frozenset()
+    keys: tuple[str, ...]
 
 
 #: Per counter family, the tightest cap of each field.
@@ -183,14 +179,10 @@ class CompiledRuleset:
         not only in-scope ones: a few extra keys in one read cost less than
         sorting out scopes twice."""
         facts = Facts(inp, self.rollover, EMPTY_SNAPSHOT)
-        keys: dict[str, None] = {}
-        closed: list[str] = []
+        keys: list[str] = []
         for family in self.families:
-            reads = facts.reads(family)
-            keys.update(dict.fromkeys(reads))
-            if family.name in _RUNS_BACK:
-                closed.extend(reads[1:])  # the current window first, then the past
-        return Prepared(facts, tuple(keys), frozenset(closed))
+            keys.extend(facts.reads(family))
+        return Prepared(facts, tuple(keys))
 
     def evaluate(self, inp: RiskInput, snapshot: CounterSnapshot = EMPTY_SNAPSHOT) -> Evaluation:
         """The decisions on ``inp`` given the counters in ``snapshot`` (pure)."""
@@ -289,8 +281,6 @@ class CompiledRuleset:
 
 
 _UNCAPPED: tuple[Limits, tuple[Cap, ...]] = ((None, None, None, None), ())
-#: Families whose reads run from the current window back into closed ones.
-_RUNS_BACK = frozenset({"merchant_days", "pair_month"})
 #: Plans kept per ruleset before the cache starts again (one per scope seen).
 _MAX_PLANS = 4096
 
