@@ -78,3 +78,19 @@ def pg_dsn() -> str:
     if not _pg_reachable(PG_DSN):
         pytest.skip(f"PostgreSQL not reachable at {PG_DSN} (set POSP_TEST_PG_DSN)")
     return PG_DSN
+
+
+def drop_pg_schema(dsn: str, schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it (from outside a loop)."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())

@@ -6,19 +6,18 @@ them.  Skips (via ``pg_dsn``) when PostgreSQL is not reachable."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from posp.store import open_store
 from posp.switch import Switch
 from terminals.session import TerminalSession
+from tests.conftest import drop_pg_schema
 from tests.stackfixtures import Stack, eventually
 
 KEY_GRACE_S = 0.5
@@ -31,15 +30,7 @@ def pg_url(pg_dsn: str) -> Iterator[str]:
     schema = f"so_{secrets.token_hex(5)}"
     joiner = "&" if "?" in pg_dsn else "?"
     yield f"{pg_dsn}{joiner}schema={schema}"
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(pg_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    drop_pg_schema(pg_dsn, schema)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import itertools
 import os
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +20,7 @@ from posp.risk.counters import CounterAdd, InMemoryCounters
 from posp.risk.inputs import ZERO
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
+from tests.conftest import drop_pg_schema
 from tests.store.samples import entry, hold_with_entry
 
 pytestmark = pytest.mark.postgres
@@ -55,15 +55,7 @@ def holds(draw: st.DrawFn) -> list[Part]:
 @pytest.fixture(scope="module")
 def schema_dsn(pg_dsn: str) -> Iterator[str]:
     yield pg_dsn
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(pg_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    drop_pg_schema(pg_dsn, SCHEMA)
 
 
 @settings(
