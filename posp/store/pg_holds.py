@@ -8,12 +8,14 @@ counters until its commit (a WAL flush), and every purchase of a merchant
 updates the merchant's day and week rows: a merchant's purchases serialized on
 those locks at one commit each.  Here concurrent requests share one transaction:
 
-1. the counter rows of every hold in the batch are created if missing and then
+1. the entries are inserted (the insert batch's statement; a duplicate is left
+   out and only its caller gets ``DuplicateTransaction``) — first, as a lone
+   hold does, so a duplicate in flight elsewhere is waited for before any
+   counter lock is taken;
+2. the counter rows of every hold in the batch are created if missing and then
    locked, all keys in one statement, in key order (two instances' batches, and
    the single-statement check-and-add of a release, lock in the same order: no
    deadlock);
-2. the entries are inserted (the insert batch's statement; a duplicate is left
-   out and only its caller gets ``DuplicateTransaction``);
 3. each hold is decided in arrival order on the locked values as the holds
    before it in the batch left them (``CounterAdd.holds_on``: all or nothing per
    request, exactly as if they had run one after another);
@@ -111,6 +113,10 @@ async def write_batch(
     transaction: ``columns`` are the entries' insert arrays with the rows in
     ``order`` (indexes into ``holds``, by dedupe key); returns each request's
     entry id or its DuplicateTransaction, in ``holds``' order."""
+    # The entries first, as a lone hold does (entry, then counters): a duplicate
+    # entry in flight on another instance is waited for before any counter lock
+    # is taken here, and the counters stay locked for less of the transaction.
+    outcomes = entry_outcomes(order, await connection.fetch(insert_entries, *columns))
     keys, expiries = counter_rows(add for then in holds for add in then.hold)
     await connection.execute(CREATE, keys, expiries)
     values = {
@@ -124,7 +130,6 @@ async def write_batch(
     }
     if len(values) != len(keys):  # a row gone between CREATE and LOCK (a purge)
         raise StoreError("risk hold batch: a counter row vanished; each request alone")
-    outcomes = entry_outcomes(order, await connection.fetch(insert_entries, *columns))
     sums: dict[str, list[int]] = {}  # key -> amount, count, refunded, latest use
     expiry: dict[str, str] = {}  # key -> the latest expiry of the applied adds
     records: list[list[Any]] = []

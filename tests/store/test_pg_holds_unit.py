@@ -1,6 +1,7 @@
 """``posp.store.pg_holds.write_batch`` against a recording connection: a counter
 row missing at the lock (purged between the batch's CREATE and LOCK) fails the
-batch before any entry or hold is written, so its requests run alone; the adds
+batch before any hold or record is written (its transaction rolls back, entries
+too), so its requests run alone; the adds
 applied are summed per key with the expiry of the applied holds only."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def row(key: str, amount: int = 0) -> dict[str, Any]:
     }
 
 
-async def test_a_row_missing_at_the_lock_fails_the_batch_before_any_write() -> None:
+async def test_a_row_missing_at_the_lock_fails_the_batch_before_any_hold() -> None:
     connection = Recording([row("a")])  # "b" is gone
     hold = Hold(CounterAdd("a", 100, 1, 0, 5, UNTIL), CounterAdd("b", 100, 1, 0, 5, UNTIL))
     with pytest.raises(StoreError, match="vanished"):
