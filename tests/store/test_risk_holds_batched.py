@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
-from posp.errors import DuplicateTransaction, StoreError
-from posp.risk.counters import CounterAdd
+import asyncpg
+import pytest
+
+from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
+from posp.risk.counters import AddResult, CounterAdd
+from posp.store import postgres
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
 from posp.store.risk_records import HoldWithEntry, SqlRiskRecords
@@ -107,3 +112,27 @@ async def test_a_batch_failing_as_a_whole_gives_each_request_its_own_outcome(
     values = await SqlRiskCounters(store).snapshot([SHARED, "c|card2|d|2026-12-03"])
     assert values[SHARED].amount_minor == AMOUNT  # the bad request's hold is not counted
     assert "c|card2|d|2026-12-03" not in values or values["c|card2|d|2026-12-03"].amount_minor == 0
+
+
+async def test_a_batch_losing_its_connection_tells_every_caller_and_leaves_no_result(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the connection lost in the middle of a hold batch (after its
+    decisions): every caller gets StoreUnavailable, as a lone hold would, and no
+    hold is left looking applied."""
+    if not isinstance(store, PostgresStore):
+        pytest.skip("the hold batches are PostgreSQL's")
+
+    async def lost(connection: Any, sql: str, columns: Any, order: Any, holds: Any) -> Any:
+        for then in holds:
+            then.result = AddResult(True, {})  # decided, then the connection goes
+        raise asyncpg.ConnectionDoesNotExistError("connection lost")
+
+    monkeypatch.setattr(postgres, "write_batch", lost)
+    jobs = [job("card1"), job("card2")]
+    outcomes = await asyncio.gather(
+        *(store.insert_entry(entry(f"00000{n}"), then=j) for n, j in enumerate(jobs, 1)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    assert all(j.result is None for j in jobs)
