@@ -33,6 +33,7 @@ from typing import Any
 from posp.errors import StoreError
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.inputs import ZERO, CounterValue
+from posp.store.pg_holds import CREATE as CREATE_COUNTERS
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import SqlStore
 from posp.store.sqlite import SqliteStore
@@ -69,11 +70,8 @@ PG_CHECK_AND_ADD = (
     f" SELECT v.pass, {', '.join('l.' + c.strip() for c in _COLUMNS.split(','))}"
     " FROM verdict v LEFT JOIN locked l ON TRUE"
 )
-PG_CREATE = (
-    "INSERT INTO risk_counters (counter_key, expires_on)"
-    " SELECT k, e FROM unnest(?::text[], ?::text[]) AS r (k, e) ORDER BY k"
-    " ON CONFLICT (counter_key) DO NOTHING"
-)
+#: Counter rows created when missing (keys in order): the hold batches' statement.
+PG_CREATE = CREATE_COUNTERS
 PG_SNAPSHOT = f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key = ANY(?::text[])"
 
 # --- SQLite: one JSON array of request rows (?1, read three times) ----------------

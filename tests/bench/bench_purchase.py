@@ -98,14 +98,17 @@ def store_url(data_dir: Path) -> str:
 async def pg_backend_pids() -> list[int]:
     """Process ids of the PostgreSQL backends serving this run's switches."""
     pg = os.environ.get("POSP_BENCH_PG", "")
-    if not pg:
-        return []
+    return await backends_named(pg, PG_SCHEMA) if pg else []
+
+
+async def backends_named(dsn: str, application_name: str) -> list[int]:
+    """Process ids of the PostgreSQL backends whose connections carry ``application_name``."""
     import asyncpg
 
-    connection = await asyncpg.connect(pg)
+    connection = await asyncpg.connect(dsn)
     try:
         found = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", PG_SCHEMA
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
         )
     finally:
         await connection.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 from posp.store.api import APPROVED, JournalEntry, Store
 from posp.store.postgres import PostgresStore
 from posp.store.sqlite import SqliteStore
+from tests.bench.bench_purchase import backends_named, cpu_s
 
 PG_DSN = os.environ.get("POSP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = 200
@@ -58,26 +59,13 @@ async def _journal_one(store: Store, terminal_id: str, trace: int, with_rrn: boo
     )
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _server_cpu_s(name: str) -> float | None:
     """CPU seconds of the local PostgreSQL backends named ``name``; None when unknown."""
     if not name:
         return None
-    import asyncpg
-
-    connection = await asyncpg.connect(PG_DSN)
+    pids = await backends_named(PG_DSN, name)
     try:
-        found = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", name
-        )
-    finally:
-        await connection.close()
-    try:
-        return sum(_cpu_s(int(r["pid"])) for r in found)
+        return sum(cpu_s(pid) for pid in pids)
     except OSError:  # the server runs elsewhere
         return None
 
