@@ -11,10 +11,7 @@ Invariants:
   transaction began IMMEDIATE, so it holds the database's write lock against
   every other writer, thread or process, from the read to the commit; the
   decision is ``CounterAdd.holds_on`` (the Protocol's own rule) and the write
-  is one relative upsert of every key.  (The single-statement
-  SQLite form, SQLITE_CHECK_AND_ADD, stays for SQLite stores without a writer
-  job; it parsed its JSON parameter some 240 times per hold, about 4x the job's
-  cost.)
+  is one relative upsert of every key.
 * PostgreSQL rows are created on first use (``INSERT ... ON CONFLICT DO
   NOTHING``, keys sorted), then the add is retried: a missing row never counts
   as a pass.  On SQLite the upsert creates them, a missing row reading as zeros.
@@ -34,6 +31,7 @@ from posp.errors import StoreError
 from posp.risk.counters import AddResult, CounterAdd
 from posp.risk.inputs import ZERO, CounterValue
 from posp.store.pg_holds import CREATE as CREATE_COUNTERS
+from posp.store.pg_holds import counter_rows
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import SqlStore
 from posp.store.sqlite import SqliteStore
@@ -74,34 +72,7 @@ PG_CHECK_AND_ADD = (
 PG_CREATE = CREATE_COUNTERS
 PG_SNAPSHOT = f"SELECT {_COLUMNS} FROM risk_counters WHERE counter_key = ANY(?::text[])"
 
-# --- SQLite: one JSON array of request rows (?1, read three times) ----------------
-# A subquery rather than a WITH clause: SQLite 3.40 ran the UPDATE with a CTE
-# in ~1.5 ms on a 50,000-row table (it grows with the table) and this form in
-# ~0.2 ms, with the same index searches in the plan.
-_SQLITE_REQ = (
-    "(SELECT"
-    + ",".join(
-        f" json_extract(value, '$[{i}]') AS {name}"
-        for i, name in enumerate(("k", "a", "n", "f", "t", "e", "ma", "mnet", "mc", "mg"))
-    )
-    + " FROM json_each(?1))"
-)
-SQLITE_CHECK_AND_ADD = (
-    f"UPDATE risk_counters SET {_SET.format(t='risk_counters')}"
-    f" FROM {_SQLITE_REQ} AS r WHERE risk_counters.counter_key = r.k"
-    f" AND (SELECT count(*) FROM {_SQLITE_REQ} AS r JOIN risk_counters l ON l.counter_key = r.k)"
-    " = json_array_length(?1)"
-    f" AND NOT EXISTS (SELECT 1 FROM {_SQLITE_REQ} AS r JOIN risk_counters l"
-    f" ON l.counter_key = r.k WHERE NOT ({_PASSES}))"
-    " RETURNING counter_key"
-)
-SQLITE_CREATE = (
-    "INSERT INTO risk_counters (counter_key, expires_on)"
-    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
-    " WHERE TRUE ON CONFLICT (counter_key) DO NOTHING"
-)
-#: The rows of the keys in ?1 (a JSON array) as ONE JSON value: one step of the
-#: statement, not one per row (each step lets the GIL go and waits to get it back
+# --- SQLite ---------------------------------------------------------------------
 #: from whichever thread took it meanwhile).
 SQLITE_SNAPSHOT = (
     f"SELECT json_group_array(json_array({_COLUMNS})) FROM risk_counters"
@@ -137,6 +108,8 @@ class SqlRiskCounters:
     """VelocityCounters on a SqliteStore or PostgresStore (opened by its owner)."""
 
     def __init__(self, store: SqlStore) -> None:
+        if not isinstance(store, (SqliteStore, PostgresStore)):
+            raise TypeError(f"risk counters need a SQLite or PostgreSQL store, not {store!r}")
         self._store = store
         self._pg = isinstance(store, PostgresStore)
 
@@ -193,19 +166,11 @@ class SqlRiskCounters:
             if passed and then is not None:
                 await self._store._write("risk_check_and_add_then", *then)
             return passed, before
-        if isinstance(self._store, SqliteStore):
-            result: AddResult = await self._store._write_job(
-                "risk_check_and_add", functools.partial(_sqlite_job, adds, then)
-            )
-            return result.applied, result.before
-        changed = bool(
-            await self._store._write(
-                "risk_check_and_add", SQLITE_CHECK_AND_ADD, [sqlite_payload(adds)]
-            )
+        assert isinstance(self._store, SqliteStore)  # checked in __init__
+        result: AddResult = await self._store._write_job(
+            "risk_check_and_add", functools.partial(_sqlite_job, adds, then)
         )
-        if changed:
-            return True, {}  # SQLite returns the new values only; "before" is unused on success
-        return False, await self.snapshot([a.key for a in adds])
+        return result.applied, result.before
 
     @property
     def on_sqlite(self) -> bool:
@@ -219,12 +184,8 @@ class SqlRiskCounters:
             await self._create(adds)
 
     async def _create(self, adds: Sequence[CounterAdd]) -> None:
-        rows = sorted((a.key, a.expires_on.isoformat()) for a in adds)
-        if self._pg:
-            params: list[Any] = [[k for k, _ in rows], [e for _, e in rows]]
-            await self._store._counter_write("risk_create", PG_CREATE, params)
-        else:
-            await self._store._write("risk_create", SQLITE_CREATE, [json.dumps(rows)])
+        """PostgreSQL: the rows of ``adds`` created when missing (autocommit)."""
+        await self._store._counter_write("risk_create", PG_CREATE, [*counter_rows(adds)])
 
 
 def sqlite_check_and_add(
@@ -305,11 +266,6 @@ def _row(add: CounterAdd) -> list[Any]:
 def pg_columns(adds: Sequence[CounterAdd]) -> list[list[Any]]:
     """The parameters of PG_CHECK_AND_ADD: one array per column."""
     return [list(column) for column in zip(*map(_row, adds), strict=True)]
-
-
-def sqlite_payload(adds: Sequence[CounterAdd]) -> str:
-    """The parameter of SQLITE_CHECK_AND_ADD: one JSON array of request rows."""
-    return json.dumps([_row(a) for a in adds])
 
 
 def value_of(row: Any) -> CounterValue:
