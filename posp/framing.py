@@ -22,13 +22,17 @@ _ASCII_PREFIX_BYTES: Final = 4
 
 
 class _LengthFramer:
-    """Shared buffering; subclasses say how to read the length prefix."""
+    """Shared buffering; subclasses say how to read the length prefix.  Slotted:
+    the switch keeps one per idle terminal connection."""
 
+    __slots__ = ("_broken", "_buffer", "max_frame_bytes")
     prefix_bytes: int = 0
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_DEFAULT) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buffer = bytearray()
+        # b"" (shared, nothing allocated) between frames; a bytearray only while a
+        # frame is incomplete.
+        self._buffer: bytes | bytearray = b""
         self._broken = False
 
     @property
@@ -44,11 +48,16 @@ class _LengthFramer:
         if self._broken:
             raise FramingError("framer already failed; the stream must be closed")
         buf = self._buffer
-        buf += data
+        if buf:
+            assert isinstance(buf, bytearray)
+            buf += data
+        else:
+            buf = data  # the usual case: parsed where it lies, not copied
         frames: list[bytes] = []
         pos = 0
         width = self.prefix_bytes
-        while len(buf) - pos >= width:
+        total = len(buf)
+        while total - pos >= width:
             try:
                 size = self._length(bytes(buf[pos : pos + width]))
             except FramingError:
@@ -58,18 +67,26 @@ class _LengthFramer:
                 self._broken = True
                 raise FramingError(f"frame of {size} bytes exceeds {self.max_frame_bytes}")
             end = pos + width + size
-            if end > len(buf):
+            if end > total:
                 break
             frames.append(bytes(buf[pos + width : end]))
             pos = end
-        if pos:
-            del buf[:pos]
+        if pos == total:
+            self._buffer = b""
+        elif buf is data:
+            self._buffer = bytearray(data[pos:])
+        else:
+            assert isinstance(buf, bytearray)
+            if pos:
+                del buf[:pos]
+            self._buffer = buf
         return frames
 
 
 class BinaryLengthFramer(_LengthFramer):
     """2-byte big-endian length prefix (terminal link, HSM link)."""
 
+    __slots__ = ()
     prefix_bytes = _BINARY_PREFIX_BYTES
 
     def _length(self, prefix: bytes) -> int:
@@ -79,6 +96,7 @@ class BinaryLengthFramer(_LengthFramer):
 class AsciiLengthFramer(_LengthFramer):
     """4 ASCII digits length prefix (network link)."""
 
+    __slots__ = ()
     prefix_bytes = _ASCII_PREFIX_BYTES
 
     def _length(self, prefix: bytes) -> int:

@@ -12,6 +12,11 @@ Invariants:
   field did not is answered 30 by the pipeline.
 * Every request has a deadline (the pipeline's, plus a grace for the journal
   and the answer's MAC); past it the server answers 96 itself.
+* An idle connection (no complete frame and nothing in flight for
+  ``idle_timeout_s``) is closed by ONE periodic sweep of the server over its
+  connections, every tenth of the timeout — at most 10 % late — instead of a
+  timer per connection: an idle connection costs only its protocol object and
+  uvloop's transport (``tests/bench/bench_connections.py``).
 * A vanished client does not stop its requests: they finish, are journaled,
   and their answers are dropped; an approval among them is reversed by the
   switch (``Reply.undelivered``).
@@ -35,22 +40,35 @@ from posp.settings import LimitSettings
 
 #: A TLS handshake slower than this (a stalled or hostile client) is dropped.
 HANDSHAKE_TIMEOUT_S: Final = 10.0
+#: The idle sweep runs this many times per ``idle_timeout_s``: an idle
+#: connection is closed at most a tenth of the timeout late.
+IDLE_SWEEPS_PER_TIMEOUT: Final = 10
 
 _log = get_logger("posp.server")
 
 
 class TerminalConnection(asyncio.Protocol):
-    """One terminal's TCP connection."""
+    """One terminal's TCP connection (slotted: thousands are held idle)."""
+
+    __slots__ = (
+        "_framer",
+        "_in_flight",
+        "_loop",
+        "_peer",
+        "_server",
+        "_transport",
+        "last_activity_s",
+        "open",
+    )
 
     def __init__(self, server: TerminalServer) -> None:
         self._server = server
         self._framer = BinaryLengthFramer(server.limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
-        self._context = contextvars.copy_context()
+        self._peer = "?"
         self._in_flight = 0
-        self._idle_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self._last_activity_s = self._loop.time()
+        self.last_activity_s = self._loop.time()
         self.open = False
 
     # --- asyncio.Protocol ------------------------------------------------------
@@ -68,16 +86,14 @@ class TerminalConnection(asyncio.Protocol):
         server.connections.add(self)
         server.metrics.connections.inc()
         peer = transport.get_extra_info("peername")
-        self._context.run(bind_connection, f"{peer[0]}:{peer[1]}" if peer else "?")
-        self._schedule_idle_check(server.limits.idle_timeout_s)
+        if peer:
+            self._peer = f"{peer[0]}:{peer[1]}"
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.open:
             self.open = False
             self._server.connections.discard(self)
             self._server.metrics.connections.dec()
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
@@ -86,11 +102,11 @@ class TerminalConnection(asyncio.Protocol):
             bodies = self._framer.feed(data)
         except FramingError as exc:
             self._server.metrics.frames_rejected.labels("oversized").inc()
-            self._context.run(_log.warning, "framing error; closing connection", reason=str(exc))
+            _log.warning("framing error; closing connection", reason=str(exc), peer=self._peer)
             self.close()
             return
         if bodies:  # only a complete frame is activity: a byte trickle holds no slot
-            self._last_activity_s = self._loop.time()
+            self.last_activity_s = self._loop.time()
         for body in bodies:
             if body:
                 self._accept(body)
@@ -121,7 +137,11 @@ class TerminalConnection(asyncio.Protocol):
             return
         self._in_flight += 1
         server.in_flight += 1
-        task = self._loop.create_task(self._serve(body), context=self._context.copy())
+        # Each request's log lines carry the peer: bound in the request's own
+        # context (a context per connection would cost every idle one ~200 bytes).
+        context = contextvars.copy_context()
+        context.run(bind_connection, self._peer)
+        task = self._loop.create_task(self._serve(body), context=context)
         server.tasks.add(task)
         task.add_done_callback(server.tasks.discard)
 
@@ -142,7 +162,7 @@ class TerminalConnection(asyncio.Protocol):
         finally:
             self._in_flight -= 1
             server.in_flight -= 1
-            self._last_activity_s = self._loop.time()
+            self.last_activity_s = self._loop.time()
 
     def _send(self, reply: Reply) -> None:
         transport = self._transport
@@ -157,19 +177,12 @@ class TerminalConnection(asyncio.Protocol):
 
     # --- idle ------------------------------------------------------------------
 
-    def _schedule_idle_check(self, delay_s: float) -> None:
-        self._idle_handle = self._loop.call_later(delay_s, self._check_idle)
-
-    def _check_idle(self) -> None:
-        if not self.open:
-            return
-        timeout_s = self._server.limits.idle_timeout_s
-        idle_s = self._loop.time() - self._last_activity_s
-        if idle_s >= timeout_s and self._in_flight == 0:
+    def close_if_idle(self, now_s: float, timeout_s: float) -> None:
+        """Close the connection if nothing came and nothing was in flight for
+        ``timeout_s`` (called by the server's idle sweep)."""
+        if self.open and self._in_flight == 0 and now_s - self.last_activity_s >= timeout_s:
             self._server.metrics.frames_rejected.labels("idle").inc()
             self.close()
-            return
-        self._schedule_idle_check(max(timeout_s - idle_s, 0.05))
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -190,6 +203,7 @@ class TerminalServer:
         metrics.track_in_flight(lambda: self.in_flight)  # read at scrape time
         self.closing = False
         self._server: asyncio.Server | None = None
+        self._idle_sweep: asyncio.TimerHandle | None = None
 
     async def start(
         self,
@@ -213,9 +227,22 @@ class TerminalServer:
             ssl=ssl_context,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if ssl_context is not None else None,
         )
+        self._schedule_idle_sweep()
         _log.info(
             "terminal listener started", host=host, port=self.port, tls=ssl_context is not None
         )
+
+    def _schedule_idle_sweep(self) -> None:
+        period_s = self.limits.idle_timeout_s / IDLE_SWEEPS_PER_TIMEOUT
+        self._idle_sweep = asyncio.get_running_loop().call_later(period_s, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """Close every connection idle for ``idle_timeout_s``; runs every tenth of it."""
+        now_s = asyncio.get_running_loop().time()
+        timeout_s = self.limits.idle_timeout_s
+        for connection in [c for c in self.connections if now_s - c.last_activity_s >= timeout_s]:
+            connection.close_if_idle(now_s, timeout_s)
+        self._schedule_idle_sweep()
 
     @property
     def port(self) -> int:
@@ -227,6 +254,9 @@ class TerminalServer:
     async def stop(self, drain_s: float) -> None:
         """Stop accepting, drain in-flight requests up to ``drain_s``, cancel the rest."""
         self.closing = True
+        if self._idle_sweep is not None:
+            self._idle_sweep.cancel()
+            self._idle_sweep = None
         if self._server is not None:
             self._server.close()
         pending = set(self.tasks)

@@ -97,3 +97,26 @@ def test_frame_builders_prefix_the_length_and_refuse_oversize() -> None:
         frame_binary(bytes(0x10000))
     with pytest.raises(EncodeError):
         frame_ascii(bytes(10_000))
+
+
+@settings(max_examples=200)
+@given(bodies, st.binary(max_size=40), st.lists(st.integers(0, 10_000), max_size=20))
+def test_the_framer_holds_exactly_the_incomplete_tail(
+    frames: list[bytes], tail: bytes, cuts: list[int]
+) -> None:
+    """Between frames the framer holds nothing (no buffer allocated: the switch
+    keeps one framer per idle connection); mid-frame it holds exactly the bytes
+    of the incomplete frame, and the rest of that frame completes it."""
+    stream = b"".join(frame_binary(b) for b in frames)
+    framer = BinaryLengthFramer()
+    out: list[bytes] = []
+    for chunk in chunked(stream, cuts):
+        out += framer.feed(chunk)
+    assert out == frames
+    assert framer.buffered == 0
+    assert framer._buffer == b"" and isinstance(framer._buffer, bytes)
+    partial = frame_binary(tail + b"!")[:-1]  # one byte short of a whole frame
+    assert framer.feed(partial) == []
+    assert framer.buffered == len(partial)
+    assert framer.feed(b"!") == [tail + b"!"]
+    assert framer.buffered == 0

@@ -86,6 +86,12 @@ class EffectiveParams:
     values: ParamValues
 
 
+#: Equal effective parameter sets, shared: most terminals of a group hold the
+#: same one, and the switch caches one per signed-in terminal.  Bounded.
+_INTERNED: dict[EffectiveParams, EffectiveParams] = {}
+_INTERNED_MAX = 4096
+
+
 def effective(
     group: ParamSet | None, terminal: ParamSet | None, membership_version: int = 0
 ) -> EffectiveParams:
@@ -95,7 +101,10 @@ def effective(
         if level is not None:
             values = values.over(level.values)
             version = max(version, level.version)
-    return EffectiveParams(version, values)
+    found = EffectiveParams(version, values)
+    if len(_INTERNED) >= _INTERNED_MAX:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(found, found)
 
 
 def to_f62(
