@@ -203,15 +203,16 @@ class CompiledRuleset:
         if not approved or evaluation.decline is not None:
             return evaluation
         if inp.txn_type in self.counted_txn_types:
-            fed: set[str] = set()
-            for family in self.families:
-                for key, amount_minor, at_s, _ in facts.feeds(family):
-                    if key not in fed:
-                        fed.add(key)
-                        amount, count, refunded, last_at_s = values.get(key, ZERO)
-                        values[key] = CounterValue(
-                            amount + amount_minor, count + 1, refunded, max(last_at_s, at_s)
-                        )
+            at_s = facts.local_s
+            for key, amount_minor in facts.fed_amounts(self.families).items():
+                old = values.get(key)
+                if old is None:
+                    values[key] = CounterValue(amount_minor, 1, 0, max(0, at_s))
+                else:
+                    amount, count, refunded, last_at_s = old
+                    values[key] = CounterValue(
+                        amount + amount_minor, count + 1, refunded, max(last_at_s, at_s)
+                    )
         elif inp.txn_type == "refund":
             for add in self.refund_adds(inp):
                 values[add.key] = add.applied_to(values.get(add.key, ZERO))

@@ -221,6 +221,33 @@ class Facts:
     def _night(self, family: Family) -> bool:
         return self.is_night(family.start, family.end)
 
+    def fed_amounts(self, families: tuple[Family, ...]) -> dict[str, int]:
+        """Every counter an approved, counted transaction feeds over ``families``,
+        with the amount it adds — what :meth:`feeds` gives, keyed and without
+        the Feed tuples (the first family feeding a key decides, as in the hold;
+        each use is at ``local_s``).  The backtest's replay feeds from this."""
+        fed: dict[str, int] = {}
+        amount = self.inp.amount_minor
+        for family in families:
+            name = family.name
+            if name == "window":
+                fed.setdefault(self.window_key(family.prefix, family.window), amount)
+            elif name == "merchant_days":
+                fed.setdefault(self.window_key("m", "d"), amount)
+            elif name == "pair_month":
+                fed.setdefault(self.pair_months(family.depth)[0], 0)
+            elif name == "last_use":
+                fed.setdefault(self.last_use_key(), 0)
+            elif name == "night":
+                if self._night(family):
+                    fed.setdefault(self.night_key(family.start, family.end), amount)
+            elif name == "fallback":
+                if self.inp.fallback:
+                    fed.setdefault(self.fallback_key(), 0)
+            else:
+                raise ValueError(f"unknown counter family {name}")
+        return fed
+
     def feeds(self, family: Family) -> tuple[Feed, ...]:
         """What an approved, counted transaction adds to ``family``'s counters."""
         name = family.name
