@@ -240,9 +240,17 @@ class TerminalServer:
         """Close every connection idle for ``idle_timeout_s``; runs every tenth of it."""
         now_s = asyncio.get_running_loop().time()
         timeout_s = self.limits.idle_timeout_s
-        for connection in [c for c in self.connections if now_s - c.last_activity_s >= timeout_s]:
-            connection.close_if_idle(now_s, timeout_s)
-        self._schedule_idle_sweep()
+        try:
+            for connection in [
+                c for c in self.connections if now_s - c.last_activity_s >= timeout_s
+            ]:
+                try:
+                    connection.close_if_idle(now_s, timeout_s)
+                except Exception:  # one broken transport must not stop the sweep
+                    _log.exception("closing an idle connection failed")
+        finally:
+            if not self.closing:
+                self._schedule_idle_sweep()
 
     @property
     def port(self) -> int:

@@ -55,9 +55,11 @@ def _hold(stack: LabStack, fleet_file: Path, port: int, count: int) -> tuple[flo
 
 def measure(total: int, warmup: int) -> dict[str, float]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < total + FD_HEADROOM:
-        raise RuntimeError(f"hard RLIMIT_NOFILE {hard} < {total + FD_HEADROOM} needed")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = total + FD_HEADROOM
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise RuntimeError(f"hard RLIMIT_NOFILE {hard} < {needed} needed")
+    if soft != resource.RLIM_INFINITY and soft < needed:  # the children inherit it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     with tempfile.TemporaryDirectory(prefix="bench-connections-") as tmp:
         stack = LabStack(Path(tmp))
         try:

@@ -5,9 +5,22 @@ still in flight."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from posp.hsm.api import HsmClient
 from posp.server import TerminalConnection
+from posp.store import Store
 from posp.switch import Switch
 from tests.bytewise import FakeTransport
+from tests.switch.test_robustness import start_switch
+
+
+class BrokenTransport(FakeTransport):
+    def close(self) -> None:
+        raise RuntimeError("transport broke")
 
 
 def connection_on(switch: Switch) -> tuple[TerminalConnection, FakeTransport]:
@@ -54,3 +67,31 @@ async def test_a_connection_has_no_timer_of_its_own(switch: Switch) -> None:
         assert switch.server is not None and switch.server._idle_sweep is not None
     finally:
         connection.connection_lost(None)
+
+
+async def test_the_sweep_reschedules_itself_and_stop_cancels_it(
+    tmp_path: Path, store: Store, hsm: HsmClient, switch: Switch
+) -> None:
+    """One sweep closes what is idle, survives a connection whose close fails,
+    schedules the next one a tenth of the timeout later; ``stop`` cancels it."""
+    await switch.stop()
+    running = await start_switch(tmp_path, store, hsm, limits={"idle_timeout_s": 300})
+    server = running.server
+    assert server is not None
+    try:
+        broken = TerminalConnection(server)
+        broken.connection_made(BrokenTransport())
+        idle, idle_transport = connection_on(running)
+        fresh, fresh_transport = connection_on(running)
+        loop = asyncio.get_running_loop()
+        idle.last_activity_s = broken.last_activity_s = loop.time() - 301
+        first = server._idle_sweep
+        server._sweep_idle()
+        assert idle_transport.closing and not fresh_transport.closing
+        assert server._idle_sweep is not None and server._idle_sweep is not first
+        assert server._idle_sweep.when() - loop.time() == pytest.approx(30, abs=1)
+        for connection in (broken, fresh):
+            connection.connection_lost(None)
+    finally:
+        await running.stop()
+    assert server._idle_sweep is None
