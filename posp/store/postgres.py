@@ -123,15 +123,20 @@ class PostgresStore(SqlStore):
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         self._pool: asyncpg.Pool | None = None
-        #: The risk counters' statements (``_point_read``, ``_counter_write``, the
-        #: hold batches) run with ``enable_seqscan = off``: each reads or writes
-        #: counters by key, and with the default settings a generic plan cached
-        #: while the table was small (a fresh database) kept scanning it whole as
-        #: it grew, until an ANALYZE — 3.5 ms of server CPU per purchase in a 20 s
-        #: run.  With sequential scans priced out the cached generic plans use the
-        #: primary key at any size, and are not planned again on each execution
-        #: (``force_custom_plan``, used before, cost ≈ 15 % more server CPU).
-        self._risk_pool: asyncpg.Pool | None = None
+        #: Statements that read or write rows by key — the risk counters'
+        #: (``_point_read``, ``_counter_write``, the hold batches) and the
+        #: journal's outcome batches — run on a pool of their own with
+        #: ``enable_seqscan = off``.  With the default settings a generic plan
+        #: cached while a table was small (a fresh database) kept scanning it whole
+        #: as it grew, until the next ANALYZE: the counters' lookups (3.5 ms of
+        #: server CPU per purchase in a 20 s run), and the outcome batch's
+        #: ``UPDATE ... FROM unnest(...)`` as a hash join over the whole journal
+        #: (330 sequential scans reading 4.1 M rows in 15 s).  With sequential
+        #: scans priced out the cached generic plans use the primary key at any
+        #: size, and nothing is planned again per execution (``force_custom_plan``,
+        #: used before for the counters, cost ≈ 15 % more server CPU).  The main
+        #: pool keeps the default: there the setting made the full path slower.
+        self._keyed_pool: asyncpg.Pool | None = None
         self._inserts: GroupCommit[list[Any], int] = GroupCommit(self._insert_batch)
         self._finishes: GroupCommit[_Finish, bool] = GroupCommit(self._finish_batch)
         self._holds: GroupCommit[tuple[list[Any], BatchHold], int] = GroupCommit(self._hold_batch)
@@ -167,7 +172,7 @@ class PostgresStore(SqlStore):
         self._pool = pool
         try:
             with _translated(f"open {_server_of(self.dsn)}"):
-                self._risk_pool = await asyncpg.create_pool(
+                self._keyed_pool = await asyncpg.create_pool(
                     self.dsn,
                     min_size=1,
                     max_size=max(2, self.pool_size // 2),
@@ -193,8 +198,8 @@ class PostgresStore(SqlStore):
         self._inserts = GroupCommit(self._insert_batch)  # the store may be opened again
         self._finishes = GroupCommit(self._finish_batch)
         self._holds = GroupCommit(self._hold_batch)
-        pools = (self._risk_pool, self._pool)
-        self._pool = self._risk_pool = None
+        pools = (self._keyed_pool, self._pool)
+        self._pool = self._keyed_pool = None
         for pool in pools:
             if pool is not None:
                 try:
@@ -228,9 +233,9 @@ class PostgresStore(SqlStore):
     def _skip_locked(self) -> bool:
         return True
 
-    def _require_pool(self, op: str, *, risk: bool = False) -> asyncpg.Pool:
-        """The main pool, or (``risk``) the risk counters' pool."""
-        pool = self._risk_pool if risk else self._pool
+    def _require_pool(self, op: str, *, keyed: bool = False) -> asyncpg.Pool:
+        """The main pool, or (``keyed``) the pool of the statements by key."""
+        pool = self._keyed_pool if keyed else self._pool
         if pool is None:
             raise StoreError(f"{op}: the store is not open")
         return pool
@@ -242,7 +247,8 @@ class PostgresStore(SqlStore):
         return await self._read(op, sql, params)  # autocommit: returns after COMMIT
 
     async def _point_read(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await _fetch(self._require_pool(op, risk=True), op, sql, params)
+        """A statement by key, on the keyed pool (see ``_keyed_pool``)."""
+        return await _fetch(self._require_pool(op, keyed=True), op, sql, params)
 
     async def _counter_write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._point_read(op, sql, params)  # autocommit: returns after COMMIT
@@ -285,7 +291,7 @@ class PostgresStore(SqlStore):
     ) -> list[int | BaseException]:
         """Pending entries with their risk holds: one transaction (``pg_holds``);
         should it fail other than by a lost connection, each runs alone."""
-        pool = self._require_pool("insert_entry", risk=True)
+        pool = self._require_pool("insert_entry", keyed=True)
         order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i][0]))
         columns = [list(column) for column in zip(*(batch[i][0] for i in order), strict=True)]
         holds = [then for _, then in batch]
@@ -366,8 +372,8 @@ class PostgresStore(SqlStore):
             if first.from_states is not None:
                 params.append(list(first.from_states))
             sql = _finish_entries(first.columns, first.from_states is not None)
-            try:
-                found = await self._read(first.op, sql, params)
+            try:  # by id: on the keyed pool, whose cached plan stays on the key
+                found = await self._point_read(first.op, sql, params)
             except StoreUnavailable:
                 raise
             except StoreError:
