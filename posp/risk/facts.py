@@ -221,45 +221,35 @@ class Facts:
     def _night(self, family: Family) -> bool:
         return self.is_night(family.start, family.end)
 
-    def fed_amounts(self, families: tuple[Family, ...]) -> dict[str, int]:
-        """Every counter an approved, counted transaction feeds over ``families``,
-        with the amount it adds — what :meth:`feeds` gives, keyed and without
-        the Feed tuples (the first family feeding a key decides, as in the hold;
-        each use is at ``local_s``).  The backtest's replay feeds from this."""
-        fed: dict[str, int] = {}
-        amount = self.inp.amount_minor
-        for family in families:
-            name = family.name
-            if name == "window":
-                fed.setdefault(self.window_key(family.prefix, family.window), amount)
-            elif name == "merchant_days":
-                fed.setdefault(self.window_key("m", "d"), amount)
-            elif name == "pair_month":
-                fed.setdefault(self.pair_months(family.depth)[0], 0)
-            elif name == "last_use":
-                fed.setdefault(self.last_use_key(), 0)
-            elif name == "night":
-                if self._night(family):
-                    fed.setdefault(self.night_key(family.start, family.end), amount)
-            elif name == "fallback":
-                if self.inp.fallback:
-                    fed.setdefault(self.fallback_key(), 0)
-            else:
-                raise ValueError(f"unknown counter family {name}")
-        return fed
-
-    def feeds(self, family: Family) -> tuple[Feed, ...]:
-        """What an approved, counted transaction adds to ``family``'s counters."""
+    def fed(self, family: Family) -> tuple[tuple[str, int], ...]:
+        """The counters of ``family`` an approved, counted transaction feeds, each
+        with the amount it adds (one use each)."""
         name = family.name
         if name == "window":
-            key = self.window_key(family.prefix, family.window)
-            return (Feed(key, self.inp.amount_minor, self.local_s, self.cal.expires_on),)
+            return ((self.window_key(family.prefix, family.window), self.inp.amount_minor),)
         if name == "merchant_days":
-            key = self.window_key("m", "d")
-            return (Feed(key, self.inp.amount_minor, self.local_s, self.cal.expires_on),)
+            return ((self.window_key("m", "d"), self.inp.amount_minor),)
         if name == "pair_month":
-            keep = self.cal.month_expires_on
-            return (Feed(self.pair_months(family.depth)[0], 0, self.local_s, keep),)
+            return ((self.pair_months(family.depth)[0], 0),)
         amount = self.inp.amount_minor if name == "night" else 0
-        expires = self.cal.expires_on
-        return tuple(Feed(key, amount, self.local_s, expires) for key in self.reads(family))
+        return tuple([(key, amount) for key in self.reads(family)])
+
+    def fed_amounts(self, families: tuple[Family, ...]) -> dict[str, int]:
+        """:meth:`fed` over ``families`` by key, the first family feeding a key
+        deciding its amount (as in the hold; each use is at ``local_s``).  The
+        backtest's replay feeds from this: no Feed tuples built."""
+        amounts: dict[str, int] = {}
+        for family in families:
+            for key, amount in self.fed(family):
+                amounts.setdefault(key, amount)
+        return amounts
+
+    def feeds(self, family: Family) -> tuple[Feed, ...]:
+        """What an approved, counted transaction adds to ``family``'s counters:
+        :meth:`fed` with the use's time and each counter's expiry."""
+        fed = self.fed(family)
+        keep = self.cal.month_expires_on if family.name == "pair_month" else self.cal.expires_on
+        if len(fed) == 1:
+            key, amount = fed[0]
+            return (Feed(key, amount, self.local_s, keep),)
+        return tuple([Feed(key, amount, self.local_s, keep) for key, amount in fed])
