@@ -131,7 +131,7 @@ async def write_batch(
     if len(values) != len(keys):  # a row gone between CREATE and LOCK (a purge)
         raise StoreError("risk hold batch: a counter row vanished; each request alone")
     sums: dict[str, list[int]] = {}  # key -> amount, count, refunded, latest use
-    expiry: dict[str, str] = {}  # key -> the latest expiry of the applied adds
+    applied: list[CounterAdd] = []
     records: list[list[Any]] = []
     for then, outcome in zip(holds, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -149,13 +149,11 @@ async def write_batch(
             total[2] += add.refunded_minor
             if add.txn_count > 0 and add.at_s > total[3]:
                 total[3] = add.at_s
-            day = add.expires_on.isoformat()
-            if day > expiry.get(add.key, ""):
-                expiry[add.key] = day
+        applied.extend(then.hold)
         then.result = AddResult(True, before)
         records.append(then.record_row(outcome))
     if sums:
-        changed = sorted(sums)
+        changed, expiries = counter_rows(applied)  # keys in order, their latest expiry
         await connection.execute(
             APPLY,
             changed,
@@ -163,7 +161,7 @@ async def write_batch(
             [sums[k][1] for k in changed],
             [sums[k][2] for k in changed],
             [sums[k][3] for k in changed],
-            [expiry[k] for k in changed],
+            expiries,
         )
         await connection.execute(RECORDS, *map(list, zip(*records, strict=True)))
     return outcomes

@@ -95,8 +95,8 @@ class SqlStore(abc.ABC):
         return await self._read(op, sql, params)
 
     async def _counter_write(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """``_write`` for a statement on the risk counters (PostgreSQL plans it for
-        its actual parameters)."""
+        """``_write`` for a statement on the risk counters by key (PostgreSQL runs
+        it on its pool of statements by key, ``PostgresStore._keyed_pool``)."""
         return await self._write(op, sql, params)
 
     async def _read_one(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
