@@ -97,7 +97,7 @@ class SqlIcStore:
 
     async def versions(self) -> dict[str, int]:
         """The current version of each kind (0 = never set)."""
-        found = await self._db._read("ic_versions", "SELECT kind, version FROM ic_versions")
+        found = await self._db._key_rows("ic_versions", "SELECT kind, version FROM ic_versions")
         held = {r["kind"]: int(r["version"]) for r in found}
         return {CAPK_KIND: held.get(CAPK_KIND, 0), AID_KIND: held.get(AID_KIND, 0)}
 

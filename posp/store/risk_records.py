@@ -196,7 +196,7 @@ class SqlRiskRecords:
 
     # --- terminal lifecycle ---------------------------------------------------------
     async def terminal_state(self, terminal_id: str) -> TerminalRiskState | None:
-        row = await self._store._read_one("risk_terminal_state", GET_STATE, [terminal_id])
+        row = await self._store._key_read("risk_terminal_state", GET_STATE, [terminal_id])
         if row is None:
             return None
         last = row["last_active_on"]

@@ -103,6 +103,18 @@ class SqlStore(abc.ABC):
         found = await self._read(op, sql, params)
         return found[0] if found else None
 
+    async def _key_rows(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A small read by key that a request makes fresh each time (a sign-in
+        reads its terminal, merchant, TMS view, IC versions and lifecycle state
+        uncached).  ``_read`` here; SQLite answers it like ``_point_read``, on
+        the event loop's own connection, without a thread hand-off."""
+        return await self._read(op, sql, params)
+
+    async def _key_read(self, op: str, sql: str, params: Sequence[Any] = ()) -> Any | None:
+        """``_key_rows``' first row, or None."""
+        found = await self._key_rows(op, sql, params)
+        return found[0] if found else None
+
     # --- registry: merchants -----------------------------------------------------
     async def add_merchant(self, merchant: Merchant) -> None:
         values = [getattr(merchant, c) for c in rows.MERCHANT_COLUMNS]
@@ -119,7 +131,7 @@ class SqlStore(abc.ABC):
         if cached is not None:
             return cached
         generation, started_s = self._merchants.generation, time.monotonic()
-        row = await self._read_one("get_merchant", q.GET_MERCHANT, [merchant_id])
+        row = await self._key_read("get_merchant", q.GET_MERCHANT, [merchant_id])
         if row is None:
             return None
         merchant = rows.merchant_from_row(row)
@@ -163,7 +175,7 @@ class SqlStore(abc.ABC):
         if cached is not None:
             return cached
         generation, started_s = self._terminals.generation, time.monotonic()
-        row = await self._read_one("get_terminal", q.GET_TERMINAL, [terminal_id])
+        row = await self._key_read("get_terminal", q.GET_TERMINAL, [terminal_id])
         if row is None:
             return None
         terminal = rows.terminal_from_row(row)

@@ -195,6 +195,9 @@ class SqliteStore(SqlStore):
         except (OverflowError, TypeError, ValueError) as exc:
             raise StoreError(f"{op}: invalid value ({type(exc).__name__})") from exc
 
+    async def _key_rows(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._point_read(op, sql, params)
+
     def _open_inline(self) -> sqlite3.Connection:
         try:
             connection = sqlite3.connect(

@@ -247,7 +247,7 @@ class SqlTmsStore:
             f" AND g.scope_id = COALESCE(t.group_name, '{DEFAULT_GROUP}')"
             " LEFT JOIN tms_param_sets p ON p.scope = 'terminal' AND p.scope_id = x.tid"
         )
-        row = await self._db._read_one("tms_view", sql, [terminal_id])
+        row = await self._db._key_read("tms_view", sql, [terminal_id])
         if row is None:
             return ManagementRow(None, None, None, None)
         known = None if row["terminal_id"] is None else _terminal(row)

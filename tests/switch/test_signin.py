@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from posp.crypto.des import check_value
@@ -91,3 +93,32 @@ async def test_sign_in_is_journaled_without_dedupe(terminal: SimTerminal, store:
     await terminal.sign_in()
     entry = await store.find_by_trace(TERMINAL_ID, "000001", "000001")
     assert entry is not None and entry.txn_type == "sign_in" and entry.response_code == "00"
+
+
+async def test_a_sign_in_reads_without_a_reader_thread(terminal: SimTerminal, store: Store) -> None:
+    """Its terminal, merchant, TMS view, IC versions and lifecycle state are read
+    fresh by key on the event loop's own SQLite connection (``_key_rows``), not
+    handed to a reader thread, whose hand-offs cost more than the reads."""
+    from posp.store.sqlite import SqliteStore
+
+    assert isinstance(store, SqliteStore)
+    inline: list[str] = []
+    handed_off: list[str] = []
+    point_read, read = store._point_read, store._read
+
+    async def counted_inline(op: str, *args: Any) -> Any:
+        inline.append(op)
+        return await point_read(op, *args)
+
+    async def counted_read(op: str, *args: Any) -> Any:
+        handed_off.append(op)  # the background sweepers' reads land here too
+        return await read(op, *args)
+
+    store._point_read = counted_inline  # type: ignore[method-assign]
+    store._read = counted_read  # type: ignore[method-assign]
+    for net_code in ("001", "004"):
+        frame = await terminal.sign_in(net_code)
+        assert frame.message[39] == "00"
+    fresh = {"get_terminal", "get_merchant", "tms_view", "ic_versions", "risk_terminal_state"}
+    assert fresh <= set(inline)
+    assert not fresh & set(handed_off)
