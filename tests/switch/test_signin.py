@@ -114,8 +114,8 @@ async def test_a_sign_in_reads_without_a_reader_thread(terminal: SimTerminal, st
         handed_off.append(op)  # the background sweepers' reads land here too
         return await read(op, *args)
 
-    store._point_read = counted_inline  # type: ignore[method-assign]
-    store._read = counted_read  # type: ignore[method-assign]
+    store._point_read = counted_inline  # type: ignore[method-assign,assignment]
+    store._read = counted_read  # type: ignore[method-assign,assignment]
     for net_code in ("001", "004"):
         frame = await terminal.sign_in(net_code)
         assert frame.message[39] == "00"
