@@ -82,6 +82,11 @@ SQLITE_SNAPSHOT = (
 #: ?1 (a JSON array of [key, amount, count, refunded, last_at_s, expires_on]; a
 #: last_at_s of 0 for an add that counts no use), all in one statement.  The caps
 #: are decided before it (``sqlite_check_and_add``, under the writer's lock).
+#: An existing row's expiry is left to SQLITE_EXTEND: SQLite rewrites the entry
+#: of the ``expires_on`` index of every row whose ``expires_on`` an UPDATE sets,
+#: changed or not, and those entries (one date, keys in key order) lie on pages
+#: as scattered as the rows' own: setting it here doubled the pages each hold
+#: wrote to the WAL (8.5 against 4.1 per transaction of six adds).
 SQLITE_UPSERT = (
     f"INSERT INTO risk_counters ({_COLUMNS}, expires_on)"
     " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5"
@@ -91,8 +96,15 @@ SQLITE_UPSERT = (
     " txn_count = txn_count + excluded.txn_count,"
     " refunded_minor = refunded_minor + excluded.refunded_minor,"
     " last_at_s = CASE WHEN excluded.txn_count > 0 AND excluded.last_at_s > last_at_s"
-    " THEN excluded.last_at_s ELSE last_at_s END,"
-    " expires_on = max(expires_on, excluded.expires_on)"
+    " THEN excluded.last_at_s ELSE last_at_s END"
+)
+#: The later expiry of SQLITE_UPSERT's rows (same parameter), written only where
+#: it grows: at most once a business day per row (a week's, a month's, a last
+#: use's row is fed on several days; a day's row expires with its day).
+SQLITE_EXTEND = (
+    "UPDATE risk_counters SET expires_on = add_.value->>5 FROM json_each(?1) AS add_"
+    " WHERE risk_counters.counter_key = add_.value->>0"
+    " AND risk_counters.expires_on < add_.value->>5"
 )
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
 
@@ -208,6 +220,7 @@ def sqlite_check_and_add(
             if not add.holds_on(before.get(add.key, ZERO)):
                 return AddResult(False, before)
     connection.execute(SQLITE_UPSERT, [rows])
+    connection.execute(SQLITE_EXTEND, [rows])
     return AddResult(True, before)
 
 

@@ -82,6 +82,19 @@ async def test_purge_deletes_only_expired_counters(store: SqlStore) -> None:
     assert set(await counters.snapshot(["old", "new"])) == {"new"}
 
 
+async def test_a_later_use_extends_the_expiry_and_an_earlier_one_never_shortens_it(
+    store: SqlStore,
+) -> None:
+    counters = counters_of(store)
+    week = "c|x|w|2026W49"
+    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 1, dt.date(2026, 2, 1))])
+    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 2, dt.date(2026, 9, 1))])
+    await counters.apply([CounterAdd(week, -1, -1, 0, 2, dt.date(2026, 3, 1))])  # a release
+    assert await counters.purge_expired(dt.date(2026, 8, 31)) == 0
+    assert (await counters.snapshot([week]))[week] == CounterValue(1, 1, 0, 2)
+    assert await counters.purge_expired(dt.date(2026, 9, 2)) == 1
+
+
 async def test_two_instances_share_counters_and_racing_adds_never_pass_a_cap(
     factory: StoreFactory,
 ) -> None:
