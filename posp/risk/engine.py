@@ -182,7 +182,8 @@ class CompiledRuleset:
         keys: list[str] = []
         for family in self.families:
             keys.extend(facts.reads(family))
-        return Prepared(facts, tuple(keys))
+        # Families share keys (a merchant's day: its cap and the spike's baseline).
+        return Prepared(facts, tuple(dict.fromkeys(keys)))
 
     def evaluate(self, inp: RiskInput, snapshot: CounterSnapshot = EMPTY_SNAPSHOT) -> Evaluation:
         """The decisions on ``inp`` given the counters in ``snapshot`` (pure)."""
