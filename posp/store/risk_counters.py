@@ -78,6 +78,12 @@ SQLITE_SNAPSHOT = (
     f"SELECT json_group_array(json_array({_COLUMNS})) FROM risk_counters"
     " WHERE counter_key IN (SELECT value FROM json_each(?))"
 )
+#: SQLITE_SNAPSHOT with each row's expiry last: what a hold reads under the
+#: writer's lock, so that SQLITE_EXTEND runs only when a row's expiry grows.
+SQLITE_HOLD_READ = (
+    f"SELECT json_group_array(json_array({_COLUMNS}, expires_on)) FROM risk_counters"
+    " WHERE counter_key IN (SELECT value FROM json_each(?))"
+)
 #: Relative adds that create their rows when missing, one row per element of
 #: ?1 (a JSON array of [key, amount, count, refunded, last_at_s, expires_on]; a
 #: last_at_s of 0 for an add that counts no use), all in one statement.  The caps
@@ -206,7 +212,8 @@ def sqlite_check_and_add(
     """Check-and-add on SQLite inside a writer job: read the rows (one statement,
     one JSON value), decide with ``CounterAdd.holds_on`` (the contract's own
     rule, a missing row read as zeros), and apply every add in one upsert
-    statement that creates the missing rows.  Atomic because the writer's
+    statement that creates the missing rows (and, when the read found a row
+    whose expiry the add raises, SQLITE_EXTEND).  Atomic because the writer's
     transaction began IMMEDIATE: it holds the database's write lock, so no other
     writer (thread or process) can change a counter between the read and the
     write.  Adds without caps (releases, refunds) skip the read.  ``prepared``:
@@ -214,13 +221,18 @@ def sqlite_check_and_add(
     while the lock is held."""
     keys, rows, capped = prepared or sqlite_add(adds)
     before: dict[str, CounterValue] = {}
+    extend = True  # uncapped adds (releases, refunds) read nothing: extend blindly
     if capped:
-        before = sqlite_values(connection.execute(SQLITE_SNAPSHOT, [keys]).fetchone()[0])
+        found = json.loads(connection.execute(SQLITE_HOLD_READ, [keys]).fetchone()[0])
+        before = {row[0]: CounterValue(*row[1:5]) for row in found}
         for add in adds:
             if not add.holds_on(before.get(add.key, ZERO)):
                 return AddResult(False, before)
+        held = {row[0]: row[5] for row in found}
+        extend = any(add.key in held and held[add.key] < add.expires_on.isoformat() for add in adds)
     connection.execute(SQLITE_UPSERT, [rows])
-    connection.execute(SQLITE_EXTEND, [rows])
+    if extend:  # at most once a business day per row
+        connection.execute(SQLITE_EXTEND, [rows])
     return AddResult(True, before)
 
 

@@ -9,6 +9,8 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from posp.risk.counters import CounterAdd
 from posp.store.risk_counters import sqlite_check_and_add
 from posp.store.sqlite import SqliteStore
@@ -16,8 +18,10 @@ from posp.store.sqlite import SqliteStore
 UNTIL = dt.date(2027, 2, 3)
 
 
-def adds(count: int, expires_on: dt.date = UNTIL) -> list[CounterAdd]:
-    return [CounterAdd(f"c|{n:064x}|d|2026-12-03", 100, 1, 0, 5, expires_on) for n in range(count)]
+def adds(count: int, expires_on: dt.date = UNTIL, cap: int | None = None) -> list[CounterAdd]:
+    return [
+        CounterAdd(f"c|{n:064x}|d|2026-12-03", 100, 1, 0, 5, expires_on, cap) for n in range(count)
+    ]
 
 
 def wal_frames(connection: sqlite3.Connection, work: list[CounterAdd]) -> int:
@@ -30,7 +34,10 @@ def wal_frames(connection: sqlite3.Connection, work: list[CounterAdd]) -> int:
     return int(after[1]) - int(before[1])
 
 
-async def test_an_unchanged_expiry_writes_no_index_page(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cap", [None, 10**9], ids=["uncapped", "capped"])
+async def test_an_unchanged_expiry_writes_no_index_page(tmp_path: Path, cap: int | None) -> None:
+    """Capped adds read their rows first and extend only a row whose expiry
+    grows; uncapped ones (releases, refunds) read nothing and always run it."""
     path = tmp_path / "c.db"
     store = SqliteStore(path)
     await store.open()  # the migrations: risk_counters and its expires_on index
@@ -43,10 +50,10 @@ async def test_an_unchanged_expiry_writes_no_index_page(tmp_path: Path) -> None:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # One row again, same expiry: its table leaf only (with the index entry
         # rewritten as well it was two pages).
-        assert wal_frames(connection, adds(1)) == 1
+        assert wal_frames(connection, adds(1, cap=cap)) == 1
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # A later expiry: the index entry moves too.
-        assert wal_frames(connection, adds(1, UNTIL + dt.timedelta(days=1))) > 1
+        assert wal_frames(connection, adds(1, UNTIL + dt.timedelta(days=1), cap)) > 1
         expiry = connection.execute(
             "SELECT expires_on FROM risk_counters WHERE counter_key = ?", [adds(1)[0].key]
         ).fetchone()[0]
