@@ -1,7 +1,7 @@
 """What a hold writes on SQLite: an add to existing counter rows with the expiry
 they already have changes their table pages only, not the ``expires_on``
 index (SQLite rewrites an index entry whenever an UPDATE sets its column, same
-value or not); a later expiry is still written (``SQLITE_EXTEND``)."""
+value or not); a later expiry is still written (``sqlite_extend``)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def wal_frames(connection: sqlite3.Connection, work: list[CounterAdd]) -> int:
 
 @pytest.mark.parametrize("cap", [None, 10**9], ids=["uncapped", "capped"])
 async def test_an_unchanged_expiry_writes_no_index_page(tmp_path: Path, cap: int | None) -> None:
-    """Capped adds read their rows first and extend only a row whose expiry
-    grows; uncapped ones (releases, refunds) read nothing and always run it."""
+    """Capped adds (holds) and uncapped ones (releases, refunds) alike: the rows
+    are read first, and only a row whose expiry grows gets its index entry moved."""
     path = tmp_path / "c.db"
     store = SqliteStore(path)
     await store.open()  # the migrations: risk_counters and its expires_on index
