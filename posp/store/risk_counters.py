@@ -11,7 +11,8 @@ Invariants:
   transaction began IMMEDIATE, so it holds the database's write lock against
   every other writer, thread or process, from the read to the commit; the
   decision is ``CounterAdd.holds_on`` (the Protocol's own rule) and the write
-  is one relative upsert of every key.
+  is one relative upsert of every key, then, only for rows whose expiry an add
+  makes later, one update of that expiry (``sqlite_extend``).
 * PostgreSQL rows are created on first use (``INSERT ... ON CONFLICT DO
   NOTHING``, keys sorted), then the add is retried: a missing row never counts
   as a pass.  On SQLite the upsert creates them, a missing row reading as zeros.
@@ -269,7 +270,12 @@ _NO_CAPS = (None, None, None, None)
 
 
 def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
-    """``sqlite_check_and_add``'s parameters for ``adds`` (outside the writer job)."""
+    """``sqlite_check_and_add``'s parameters for ``adds`` (outside the writer job).
+    Each key at most once: the upsert would keep a repeated new key's first
+    expiry, not the later one."""
+    keys = [a.key for a in adds]
+    if len(set(keys)) != len(keys):
+        raise ValueError("risk_check_and_add: a key appears twice in one call")
     params: list[Any] = []
     for a in adds:
         params += (
@@ -281,7 +287,7 @@ def sqlite_add(adds: Sequence[CounterAdd]) -> SqliteAdd:
             a.expires_on.isoformat(),
         )
     capped = any(a[6:] != _NO_CAPS for a in adds)
-    return [a.key for a in adds], params, capped
+    return keys, params, capped
 
 
 def _sqlite_job(adds: Sequence[CounterAdd], then: Statement | None, connection: Any) -> AddResult:

@@ -186,3 +186,13 @@ def test_fused_rules_decide_exactly_as_each_rule_alone() -> None:
         assert one == other
         fired += len(one.decisions)
     assert fired > 1_000  # the comparison saw rules fire, not only silence
+
+
+def test_the_default_rulesets_snapshot_reads_each_counter_once() -> None:
+    """Families share keys (a merchant's day: its cap and the spike baseline's
+    newest day); the snapshot asks for each once, and for all the hold feeds."""
+    shipped = load_ruleset()
+    prepared = shipped.prepare(inp())
+    assert len(set(prepared.keys)) == len(prepared.keys)
+    hold = shipped.evaluate_prepared(prepared, {}).hold
+    assert {add.key for add in hold} <= set(prepared.keys)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 from posp.risk.counters import CounterAdd, InMemoryCounters, VelocityCounters
 from posp.risk.inputs import CounterValue
 from posp.store.risk_counters import SqlRiskCounters
@@ -82,13 +84,15 @@ async def test_purge_deletes_only_expired_counters(store: SqlStore) -> None:
     assert set(await counters.snapshot(["old", "new"])) == {"new"}
 
 
+@pytest.mark.parametrize("cap", [None, 10**9], ids=["uncapped", "capped"])
 async def test_a_later_use_extends_the_expiry_and_an_earlier_one_never_shortens_it(
-    store: SqlStore,
+    store: SqlStore, cap: int | None
 ) -> None:
     counters = counters_of(store)
     week = "c|x|w|2026W49"
-    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 1, dt.date(2026, 2, 1))])
-    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 2, dt.date(2026, 9, 1))])
+    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 1, dt.date(2026, 2, 1), cap)])
+    await counters.check_and_add([CounterAdd(week, 1, 1, 0, 2, dt.date(2026, 9, 1), cap)])
+    await counters.check_and_add([CounterAdd(week, 0, 0, 0, 2, dt.date(2026, 4, 1), cap)])
     await counters.apply([CounterAdd(week, -1, -1, 0, 2, dt.date(2026, 3, 1))])  # a release
     assert await counters.purge_expired(dt.date(2026, 8, 31)) == 0
     assert (await counters.snapshot([week]))[week] == CounterValue(1, 1, 0, 2)
