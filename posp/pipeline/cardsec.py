@@ -97,7 +97,7 @@ async def decrypt_tracks(ctx: TxnContext) -> RC | None:
             await ctx.services.store.update_entry(
                 ctx.entry_id,
                 pan_masked=mask_pan(ctx.pan),
-                pan_hash=ctx.services.pan_hash(ctx.pan),
+                pan_hash=ctx.pan_hash(ctx.pan),
             )
     return None
 

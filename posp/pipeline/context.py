@@ -179,10 +179,20 @@ class TxnContext:
     reversal_deferred: bool = False  # a 0400 kept until the HSM can check its MAC
     risk: RiskOutcome | None = None  # the risk step's evaluation and hold
     terminal_risk: TerminalRiskState | None = None  # dormancy/binding state (lifecycle)
+    #: ``pan_hash``'s last answer: (the PAN, its keyed hash).
+    _pan_hashed: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def message(self) -> Message:
         return self.frame.message
+
+    def pan_hash(self, pan: str) -> str:
+        """``Services.pan_hash`` of ``pan``, computed once per request (the risk
+        step, the journal entry and the original's lookup all need it)."""
+        hashed = self._pan_hashed
+        if hashed is None or hashed[0] != pan:
+            hashed = self._pan_hashed = (pan, self.services.pan_hash(pan))
+        return hashed[1]
 
     def text(self, number: int) -> str:
         """Field ``number`` as text; DecodeError (→ 30) when missing or binary."""

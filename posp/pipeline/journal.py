@@ -63,7 +63,7 @@ def build_entry(ctx: TxnContext, state: str) -> JournalEntry:
         amount_minor=int(amount) if isinstance(amount, str) and amount.isdigit() else None,
         currency=currency if isinstance(currency, str) else "156",
         pan_masked=mask_pan(pan) if pan else None,
-        pan_hash=ctx.services.pan_hash(pan) if pan else None,
+        pan_hash=ctx.pan_hash(pan) if pan else None,
         card_class=ctx.services.card_class(pan, ctx.card_org),
         card_org=ctx.card_org,
         state=state,

@@ -50,7 +50,7 @@ def _optional_text(ctx: TxnContext, number: int) -> str | None:
 
 
 def _pan_hash(ctx: TxnContext) -> str | None:
-    return ctx.services.pan_hash(ctx.pan) if ctx.pan else None
+    return ctx.pan_hash(ctx.pan) if ctx.pan else None
 
 
 def _same_card(ctx: TxnContext, original: JournalEntry) -> bool:

@@ -136,7 +136,7 @@ async def risk_input(ctx: TxnContext, service: RiskService) -> RiskInput:
     return RiskInput(
         txn_type=ctx.route.name,
         amount_minor=int(amount) if isinstance(amount, str) and amount.isdigit() else 0,
-        card_hash=ctx.services.pan_hash(pan) if pan else "",
+        card_hash=ctx.pan_hash(pan) if pan else "",
         bin=pan[:6],
         terminal_id=terminal_id,
         merchant_id=ctx.text(42),

@@ -3,6 +3,8 @@ checked after every step."""
 
 from __future__ import annotations
 
+import pytest
+
 from terminals.cards import TerminalCard
 from terminals.txn import TxnKind
 from tests.e2e.conftest import MERCHANT_ID, Stack
@@ -143,3 +145,27 @@ async def test_reversal_kind_is_recorded_for_an_unknown_original(stack: Stack) -
     assert stack.store is not None
     entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace, "reversal")
     assert entry is not None and entry.original_id is None and entry.response_code == "00"
+
+
+async def test_a_purchase_hashes_its_pan_once(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The risk step, the journal entry and the lookups share one keyed hash per
+    request (``TxnContext.pan_hash``), and it is the journal's."""
+    from posp.pipeline.context import Services
+
+    hashed: list[tuple[str, str]] = []
+    keyed = Services.pan_hash
+
+    def counted(self: Services, pan: str) -> str:
+        hashed.append((pan, keyed(self, pan)))
+        return hashed[-1][1]
+
+    terminal = await stack.terminal()
+    monkeypatch.setattr(Services, "pan_hash", counted)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 1234, pin=card.pin))
+    assert outcome.approved
+    assert [pan for pan, _ in hashed] == [card.pan]
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert entry is not None and entry.pan_hash == hashed[0][1]
