@@ -196,6 +196,12 @@ def _journal(machine: TerminalMachine, in_flight: InFlight, message: Message) ->
     preauth = machine.state.journal.get(in_flight.context.get("original_trace", ""))
     if in_flight.kind is TxnKind.COMPLETION and preauth is not None:
         preauth.completed = True
+    if in_flight.kind is TxnKind.REFUND:
+        original_rrn = in_flight.message.get(37)
+        for entry in machine.state.journal.values():
+            if entry.kind == TxnKind.PURCHASE.value and entry.rrn == original_rrn:
+                entry.refunded_minor += int(in_flight.context["amount_minor"])
+                break
     return "", None
 
 

@@ -47,6 +47,7 @@ class JournalEntry:
     card_class: str
     voided: bool = False
     completed: bool = False  # pre-authorizations only: a completion was approved
+    refunded_minor: int = 0  # purchases only: approved refunds against it so far
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,7 +3,8 @@
 Invariants: only active cards are used (so approvals are possible); amounts
 avoid the issuer's demo trigger amounts; a follow-up (void, refund,
 completion) is chosen only when the terminal's journal holds an original for
-it, else the terminal sends the original kind instead (purchase / preauth); a
+it (a refund: one with an amount not yet refunded, at most what is left), else
+the terminal sends the original kind instead (purchase / preauth); a
 transfer goes to another active card, always with the paying card's PIN.
 """
 
@@ -105,11 +106,18 @@ class TxnPicker:
             self._chips_of = (wallet, [wallet.get(card.pan) for card in self._cards])
         return self._chips_of[1]
 
-    def _open(self, machine: TerminalMachine, kind: TxnKind) -> JournalEntry | None:
+    def _open(
+        self, machine: TerminalMachine, kind: TxnKind, *, refund: bool = False
+    ) -> JournalEntry | None:
+        """An original of ``kind`` still open: not voided or completed; for a void
+        not refunded at all (the switch answers 12), for a refund not in full."""
         candidates = [
             e
             for e in machine.state.journal.values()
-            if e.kind == kind.value and not e.voided and not e.completed
+            if e.kind == kind.value
+            and not e.voided
+            and not e.completed
+            and (e.refunded_minor < e.amount_minor if refund else e.refunded_minor == 0)
         ]
         return self._rng.choice(candidates) if candidates else None
 
@@ -124,12 +132,13 @@ class TxnPicker:
             payee = self._rng.choice([c for c in self._cards if c.pan != card.pan])
             return name, lambda m: m.transfer(card, payee.pan, amount, card.pin, entry)
         if name in ("void", "refund"):
-            original = self._open(machine, TxnKind.PURCHASE)
+            original = self._open(machine, TxnKind.PURCHASE, refund=name == "refund")
             if original is not None and name == "void":
                 return name, lambda m: m.purchase_void(original.trace)
             if original is not None:
                 by_pan = next((c for c in self._cards if c.pan == original.pan), card)
-                refund_minor = max(1, original.amount_minor // 2)
+                left = original.amount_minor - original.refunded_minor
+                refund_minor = max(1, min(left, original.amount_minor // 2))
                 return name, lambda m: m.refund(by_pan, original.rrn, original.date, refund_minor)
             name = "purchase"
         if name == "completion":

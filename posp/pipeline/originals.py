@@ -4,8 +4,10 @@ applying the approved outcome to it (terminal-link §3, §7).
 Rules:
 * Purchase void / completion void: the original (purchase / completion) is found
   by F61's trace in this terminal's **current** batch (61.1 must be that batch):
-  missing → 25; already voided or reversed → 12; F37/F38 given and different
-  from the original's RRN/auth code → 25; amount different → 64.
+  missing → 25; already voided or reversed → 12; refunded in part (or a refund
+  of it in flight) → 12, since the void would give back the whole amount on top
+  of the refund; F37/F38 given and different from the original's RRN/auth
+  code → 25; amount different → 64.
 * Pre-auth void and completion: the open (approved) pre-authorization with the
   auth code F38, date 61.3 and card; missing → 25 (12 when the trace in F61 names
   that pre-auth and it is voided, reversed or completed); a pre-auth void's
@@ -13,7 +15,9 @@ Rules:
 * Refund: the approved purchase or completion with RRN F37 and date 61.3 at this
   merchant (any batch); missing → 25, voided/reversed → 12; the amount is
   reserved with ``store.add_refunded`` (limit = original amount) so partial
-  refunds never exceed it → 64; the reservation is released unless approved.
+  refunds never exceed it → 64, and only while the original is still approved
+  (a void recorded meanwhile → 64 as well); the reservation is released
+  unless approved.
 * The original changes state only when the network approves: void →
   approved→voided, completion → pre-auth approved→completed (compare-and-set).
 """
@@ -73,6 +77,9 @@ async def find_void_original(ctx: TxnContext) -> RC | None:
         return INVALID
     if original.state != APPROVED or not _same_card(ctx, original):
         return NOT_FOUND
+    if original.refunded_minor:
+        _log.info("void of a refunded original refused", refunded_minor=original.refunded_minor)
+        return INVALID
     rrn, auth_code = _optional_text(ctx, 37), _optional_text(ctx, 38)
     if (rrn is not None and rrn != original.rrn) or (
         auth_code is not None and auth_code != original.auth_code

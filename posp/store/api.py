@@ -260,7 +260,8 @@ class Store(Protocol):
         only for the caller that made the change (nothing is written otherwise)."""
 
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
-        """Atomically add to refunded_minor unless it would exceed limit_minor."""
+        """Atomically add to refunded_minor unless it would exceed limit_minor or go
+        below 0; an addition (a reservation) only while the entry is approved."""
 
     async def reverse_and_queue(
         self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem

@@ -85,9 +85,12 @@ FIND_BY_TRACE = (
     "SELECT * FROM journal WHERE terminal_id = ? AND batch = ? AND trace = ? AND direction = ?"
     " ORDER BY dedupe DESC, id DESC LIMIT 1"
 )
+#: A reservation (positive) only while the original is approved: a void (or
+#: reversal) recorded meanwhile refuses it; a release (negative) always applies.
 ADD_REFUNDED = (
     "UPDATE journal SET refunded_minor = refunded_minor + ?"
-    " WHERE id = ? AND refunded_minor + ? <= ? AND refunded_minor + ? >= 0 RETURNING id"
+    " WHERE id = ? AND refunded_minor + ? <= ? AND refunded_minor + ? >= 0"
+    " AND (? <= 0 OR state = 'approved') RETURNING id"
 )
 DEBIT = (
     f"direction = 'original' AND txn_type IN ({_quoted(DEBIT_TYPES)})"

@@ -332,7 +332,7 @@ class SqlStore(abc.ABC):
         return bool(await self._write("finish_entry", sql, [*values, entry_id, *from_states]))
 
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
-        params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor]
+        params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor, amount_minor]
         return bool(await self._write("add_refunded", q.ADD_REFUNDED, params))
 
     async def reverse_and_queue(

@@ -61,6 +61,32 @@ async def test_refund_of_a_voided_purchase_answers_12(stack: Stack, card: Termin
     assert refund.response_code == "12"
 
 
+async def test_void_of_a_partly_refunded_purchase_answers_12_and_moves_no_money(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """The void would give the whole amount back on top of the refund: the
+    cardholder would get 1,300 back for a 1,000 purchase."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    outcome = await terminal.transact(lambda m: m.purchase(card, 1000, pin=card.pin))
+    assert outcome.approved and outcome.message is not None
+    assert await stack.balance(card) == before - 1000
+    rrn, date = outcome.message.text(37), outcome.message.text(13)
+    assert (await terminal.transact(lambda m: m.refund(card, rrn, date, 300))).approved
+    assert await stack.balance(card) == before - 700
+    # The simulated terminal keeps count too (its fleet mix then never voids it).
+    assert terminal.machine.state.journal[outcome.trace].refunded_minor == 300
+    void = await terminal.transact(lambda m: m.purchase_void(outcome.trace))
+    assert void.response_code == "12"
+    assert await stack.balance(card) == before - 700
+    assert stack.store is not None
+    original = await stack.store.find_by_trace("10000001", "000001", outcome.trace)
+    assert original is not None and original.state == "approved"
+    assert original.refunded_minor == 300
+    rest = await terminal.transact(lambda m: m.refund(card, rrn, date, 700))  # still refundable
+    assert rest.approved and await stack.balance(card) == before
+
+
 async def test_preauth_holds_and_completion_up_to_115_percent_debits(
     stack: Stack, card: TerminalCard
 ) -> None:

@@ -223,6 +223,17 @@ async def test_add_refunded_never_exceeds_the_limit_under_concurrency(
     assert await first.add_refunded(entry_id, -1, 1000) is False  # never below zero
 
 
+async def test_a_refund_reservation_needs_the_original_still_approved(store: Store) -> None:
+    """A void recorded between a refund's lookup and its reservation refuses the
+    reservation in the same statement; a reservation made before is still released."""
+    entry_id = await store.insert_entry(entry("000022", state=APPROVED, amount_minor=1000))
+    assert await store.add_refunded(entry_id, 400, 1000) is True
+    assert await store.transition(entry_id, (APPROVED,), VOIDED) is True
+    assert await store.add_refunded(entry_id, 100, 1000) is False
+    assert await store.add_refunded(entry_id, -400, 1000) is True  # the release
+    assert (await store.get_entry(entry_id)).refunded_minor == 0  # type: ignore[union-attr]
+
+
 async def test_two_instances_racing_on_one_request_exactly_one_wins(factory: StoreFactory) -> None:
     first, second = await factory.new(), await factory.new()
     attempts = [s.insert_entry(entry("000030")) for s in [first, second] * 4]
