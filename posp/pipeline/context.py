@@ -172,7 +172,9 @@ class TxnContext:
     unsettled: Message | None = field(default=None, repr=False)  # sent, fate not yet recorded
     journal_changes: dict[str, object] = field(default_factory=dict, repr=False)
     journal_recorded: dict[str, object] | None = field(default=None, repr=False)
-    refund_reserved_minor: int = 0  # reserved against the original until approved
+    #: Reserved in the original's refunded_minor by this refund or purchase void
+    #: (``originals``), and carried by its pending entry so a crash cannot strand it.
+    reserved_minor: int = 0
     repeated: bool = False  # the request repeats one already journaled (0400, upload end)
     #: The device's F59 A2 identity (TUSN, SIM ICCID) when it sent one: device binding.
     device_identity: DeviceIdentity | None = None

@@ -28,6 +28,7 @@ from posp.log import get_logger
 from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import entry_reversal_item, reversal_item, reverse_upstream
+from posp.pipeline.originals import release_reservation
 from posp.pipeline.reversal import restore_prior
 from posp.pipeline.risk import release_hold
 from posp.store.api import APPROVED, REVERSED, SafItem
@@ -59,6 +60,7 @@ async def undo_approval(ctx: TxnContext, why: str) -> None:
         original_id = ctx.original.id if ctx.original is not None else None
         await restore_prior(ctx, ctx.route.name, original_id)
         await release_hold(ctx.services, ctx.entry_id)
+        await release_reservation(ctx)  # an approved refund's share of its original
     _log.warning("approval not delivered; reversed by the switch", why=why)
 
 

@@ -14,9 +14,9 @@ Deadline: steps run inside ``asyncio.timeout(request_deadline_s)`` from frame
 arrival; when it passes the answer is ``ctx.timeout_code`` (96, or 98 once a
 financial step has forwarded the request).  Journal and answer MAC run after
 the deadline with the HSM's and store's own deadlines, so the server adds a
-small grace on top.  So does ``finish_forwarded``: a refund reservation is
-released, and a request the deadline cut off after sending is timed out with a
-queued 0420, whatever ended the steps.
+small grace on top.  So does ``finish_forwarded``: a reservation in the
+original (a refund's, a void's) is released, and a request the deadline cut
+off after sending is timed out with a queued 0420, whatever ended the steps.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class Pipeline:
     @staticmethod
     async def _finish_steps(ctx: TxnContext) -> None:
         """What must happen however the steps ended (answer, error, deadline):
-        settle a sent request and release a refund reservation.  Outside the
+        settle a sent request and release a reservation in the original.  Outside the
         deadline, like the journal; a failure is logged, the answer still leaves."""
         try:
             await finish_forwarded(ctx)

@@ -25,8 +25,9 @@ Invariants:
 * The request carries the F11/F7 journaled with the pending entry before it
   left (write-ahead, ``posp.pipeline.journal``), so whoever finds the entry
   unanswered later can reverse it by F90 without the sent message.
-* A refund reservation is released unless the network approves the refund:
-  in one place, ``finish_forwarded``, which the engine runs after the steps
+* A reservation in the original (``originals``) is released unless the network
+  approves the refund, and always for a void once its outcome is recorded: in
+  one place, ``finish_forwarded``, which the engine runs after the steps
   (outside the deadline), whatever ended them.
 * A request the deadline cut off after it was sent (no final state yet) is
   settled there too: timed_out and a queued 0420, as on no answer.
@@ -55,7 +56,7 @@ from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.codes import terminal_code
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.journal import outcome_changes
-from posp.pipeline.originals import apply_approval, release_refund
+from posp.pipeline.originals import apply_approval, keeps_reservation, release_reservation
 from posp.pipeline.premac import take_early_mac
 from posp.pipeline.respond import CARD_ORGS, start_answer
 from posp.store.api import (
@@ -312,11 +313,12 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> RC:
 
 async def finish_forwarded(ctx: TxnContext) -> None:
     """After the steps, outside the deadline: settle a sent request the deadline
-    cut off (timed_out + queued 0420) and release a refund reservation unless the
-    refund ended approved.  Idempotent; a no-op for routes that forward nothing."""
+    cut off (timed_out + queued 0420) and release the reservation in the original
+    unless the request is a refund that ended approved.  Idempotent; a no-op for
+    routes that forward nothing."""
     sent = ctx.unsettled
     if sent is not None:
         note_network_ids(ctx, sent)
         await on_no_answer(ctx, sent, NO_ANSWER)
-    if ctx.final_state != APPROVED:
-        await release_refund(ctx)
+    if not keeps_reservation(ctx):
+        await release_reservation(ctx)

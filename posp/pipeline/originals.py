@@ -5,9 +5,12 @@ Rules:
 * Purchase void / completion void: the original (purchase / completion) is found
   by F61's trace in this terminal's **current** batch (61.1 must be that batch):
   missing → 25; already voided or reversed → 12; refunded in part (or a refund
-  of it in flight) → 12, since the void would give back the whole amount on top
-  of the refund; F37/F38 given and different from the original's RRN/auth
-  code → 25; amount different → 64.
+  or another void of it in flight) → 12, since the void would give back the
+  whole amount on top of the refund; F37/F38 given and different from the
+  original's RRN/auth code → 25; amount different → 64.  The void then reserves
+  the whole amount in the original's ``refunded_minor`` until its outcome is
+  recorded, so a refund (→ 64) or a second void (→ 12) arriving meanwhile is
+  refused instead of both reaching the network.
 * Pre-auth void and completion: the open (approved) pre-authorization with the
   auth code F38, date 61.3 and card; missing → 25 (12 when the trace in F61 names
   that pre-auth and it is voided, reversed or completed); a pre-auth void's
@@ -16,8 +19,12 @@ Rules:
   merchant (any batch); missing → 25, voided/reversed → 12; the amount is
   reserved with ``store.add_refunded`` (limit = original amount) so partial
   refunds never exceed it → 64, and only while the original is still approved
-  (a void recorded meanwhile → 64 as well); the reservation is released
-  unless approved.
+  (a void recorded or in flight meanwhile → 64 as well); the reservation is
+  released unless approved (an approved refund's stays, until a reversal of it).
+* Reservations are carried by the request's pending entry (``reserved_minor``)
+  and given back exactly once by whoever ends it (``store.release_reservation``,
+  a compare-and-set on that entry): this request, a terminal 0400 of it, the
+  switch undoing an undelivered approval, or the in-doubt sweeper after a crash.
 * The original changes state only when the network approves: void →
   approved→voided, completion → pre-auth approved→completed (compare-and-set).
 """
@@ -30,7 +37,7 @@ from typing import Final
 from posp.iso8583.fields import Field61
 from posp.log import get_logger
 from posp.pipeline.codes import ResponseCode as RC
-from posp.pipeline.context import TxnContext
+from posp.pipeline.context import Services, TxnContext
 from posp.store.api import APPROVED, COMPLETED, REVERSED, VOIDED, JournalEntry
 from posp.txn import OriginalLookup
 
@@ -85,8 +92,15 @@ async def find_void_original(ctx: TxnContext) -> RC | None:
         auth_code is not None and auth_code != original.auth_code
     ):
         return NOT_FOUND
-    if amount_minor(ctx) != original.amount_minor:
+    amount = amount_minor(ctx)
+    if amount != original.amount_minor:
         return AMOUNT_MISMATCH
+    assert original.id is not None
+    # The whole amount, only while nothing is refunded or reserved: one statement,
+    # so a refund or another void racing this one is refused, never both sent.
+    if not await _reserve(ctx, original.id, amount, amount):
+        _log.info("void refused: a refund or void of the original is in flight")
+        return INVALID
     ctx.original = original
     return None
 
@@ -142,9 +156,8 @@ async def find_refund_original(ctx: TxnContext) -> RC | None:
     assert original.id is not None
     amount = amount_minor(ctx)
     limit = original.amount_minor or 0
-    if amount <= 0 or not await ctx.services.store.add_refunded(original.id, amount, limit):
+    if amount <= 0 or not await _reserve(ctx, original.id, amount, limit):
         return AMOUNT_MISMATCH
-    ctx.refund_reserved_minor = amount
     ctx.original = original
     return None
 
@@ -166,12 +179,49 @@ async def find_original(ctx: TxnContext) -> RC | None:
     return None if finder is None else await finder(ctx)
 
 
-async def release_refund(ctx: TxnContext) -> None:
-    """Give back a refund reservation (the network did not approve the refund)."""
-    reserved, ctx.refund_reserved_minor = ctx.refund_reserved_minor, 0
-    if reserved and ctx.original is not None and ctx.original.id is not None:
-        limit = ctx.original.amount_minor or 0
-        await ctx.services.store.add_refunded(ctx.original.id, -reserved, limit)
+async def _reserve(ctx: TxnContext, original_id: int, amount: int, limit: int) -> bool:
+    """Reserve ``amount`` in the original's refunded_minor (up to ``limit``), recorded
+    on this request's pending entry in the same transaction."""
+    store = ctx.services.store
+    if ctx.entry_id is None:  # not on the financial routes: their entry comes first
+        reserved = await store.add_refunded(original_id, amount, limit)
+        ctx.reserved_minor = amount if reserved else 0
+        return reserved
+    # Noted before the write: should the deadline cut it off after it committed, the
+    # release still finds it (and finds nothing to give back if it did not commit).
+    ctx.reserved_minor = amount
+    if await store.reserve_refunded(original_id, amount, limit, ctx.entry_id):
+        return True
+    ctx.reserved_minor = 0
+    return False
+
+
+async def release_reservation(ctx: TxnContext) -> None:
+    """Give back this request's reservation in its original's ``refunded_minor``
+    (a refund that did not end approved; a void once its outcome is recorded).
+    Through its pending entry when there is one, so that it happens once whoever
+    gets there first (module docstring); directly when no entry was written."""
+    reserved, ctx.reserved_minor = ctx.reserved_minor, 0
+    if not reserved:
+        return
+    store = ctx.services.store
+    if ctx.entry_id is not None:  # the entry knows its original
+        await store.release_reservation(ctx.entry_id, reserved)
+    elif ctx.original is not None and ctx.original.id is not None:  # no entry carries it
+        await store.add_refunded(ctx.original.id, -reserved, ctx.original.amount_minor or 0)
+
+
+async def release_entry_reservation(services: Services, entry: JournalEntry) -> None:
+    """Give back what ``entry`` (a refund or void that ended not approved, found in
+    the store) still reserves in its original: a 0400 of it, the sweeper."""
+    if entry.reserved_minor > 0 and entry.id is not None:
+        await services.store.release_reservation(entry.id, entry.reserved_minor)
+
+
+def keeps_reservation(ctx: TxnContext) -> bool:
+    """An approved refund keeps what it reserved (it is refunded); a void gives its
+    reservation back once recorded (the original's state then says it all)."""
+    return ctx.final_state == APPROVED and ctx.route.row.lookup == OriginalLookup.RRN
 
 
 async def apply_approval(ctx: TxnContext) -> None:

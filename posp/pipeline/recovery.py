@@ -13,10 +13,11 @@ instance on the same database finishes them:
   (``store.reverse_and_queue``); the network's reversal is idempotent and an
   original it never saw is declined when it comes.  Never a silent state
   change: a balance inquiry (no money) and an entry without network ids
-  (it provably never left) just time out.  A terminal 0400 the switch died
-  handling got no answer, so its terminal sends it again; its own entry is
-  closed 00 when its original was reversed (by the repeat, the switch's own
-  0420 or this sweep) and 96 otherwise.
+  (it provably never left) just time out.  Its risk hold and, for a refund or
+  void, its reservation in its original are given back with it (once).  A
+  terminal 0400 the switch died handling got no answer, so its terminal sends
+  it again; its own entry is closed 00 when its original was reversed (by the
+  repeat, the switch's own 0420 or this sweep) and 96 otherwise.
 * **Kept 0400s.**  A terminal reversal whose MAC the HSM could not check was
   journaled and kept with the TAK it was made under (``reversal.verify_or_defer``).
   Once the HSM answers, its MAC is checked: verified → applied exactly as if it
@@ -47,6 +48,7 @@ from posp.pipeline.codes import ResponseCode
 from posp.pipeline.context import Services, TxnContext
 from posp.pipeline.engine import ANSWER_GRACE_S
 from posp.pipeline.forward import NO_ANSWER, entry_reversal_item, reverse_upstream
+from posp.pipeline.originals import release_entry_reservation
 from posp.pipeline.reversal import reverse_original
 from posp.pipeline.risk import release_hold
 from posp.pipeline.routes import find_route
@@ -160,6 +162,7 @@ class InDoubtResolver:
             won = await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
         if won:
             await release_hold(services, entry.id)  # its risk hold, kept before sending
+            await release_entry_reservation(services, entry)  # a refund's or void's
         return won
 
     async def _close_reversal(self, entry: JournalEntry) -> bool:

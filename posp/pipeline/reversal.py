@@ -37,7 +37,7 @@ from posp.pipeline.codes import ResponseCode as RC
 from posp.pipeline.context import TxnContext
 from posp.pipeline.forward import reversal_item, reverse_upstream
 from posp.pipeline.journal import journal_pending
-from posp.pipeline.originals import amount_minor
+from posp.pipeline.originals import amount_minor, release_entry_reservation
 from posp.pipeline.risk import release_hold, restore_hold
 from posp.store.api import (
     APPROVED,
@@ -151,8 +151,10 @@ async def reverse_original(ctx: TxnContext) -> RC | None:
     assert original.id is not None
     await _reverse(ctx, original)
     # Whatever the original's state now, a hold it still has is given back
-    # (once: a compare-and-set; no-op when it was declined or voided before).
+    # (once: a compare-and-set; no-op when it was declined or voided before),
+    # and so is what a refund or void of it still reserves in ITS original.
     await release_hold(ctx.services, original.id)
+    await release_entry_reservation(ctx.services, original)
     return ANSWER
 
 

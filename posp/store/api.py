@@ -99,6 +99,9 @@ class JournalEntry:
     settlement_date: str | None = None  # MMDD (F15)
     original_id: int | None = None  # for voids, refunds, completions, reversals
     refunded_minor: int = 0  # sum of approved refunds against this entry
+    #: What this refund or purchase void counts in its original's refunded_minor
+    #: (its reservation); given back once, by ``release_reservation``.
+    reserved_minor: int = 0
     network_stan: str | None = None  # switch trace on the network link (F11)
     network_f7: str | None = None  # transmission date-time sent upstream
     node_id: str = ""
@@ -262,6 +265,19 @@ class Store(Protocol):
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
         """Atomically add to refunded_minor unless it would exceed limit_minor or go
         below 0; an addition (a reservation) only while the entry is approved."""
+
+    async def reserve_refunded(
+        self, original_id: int, amount_minor: int, limit_minor: int, entry_id: int
+    ) -> bool:
+        """``add_refunded`` of a reservation (``amount_minor`` > 0) made by the pending
+        entry ``entry_id``, which records it (``reserved_minor``, ``original_id``) in
+        the SAME transaction: the reservation exists exactly when its entry carries it."""
+
+    async def release_reservation(self, entry_id: int, amount_minor: int) -> bool:
+        """Give back the reservation entry ``entry_id`` holds in its original:
+        compare-and-set its ``reserved_minor`` from ``amount_minor`` to 0 and, only for
+        the caller that made that change, take ``amount_minor`` off its original's
+        ``refunded_minor`` in the SAME transaction (exactly once, whoever releases)."""
 
     async def reverse_and_queue(
         self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem

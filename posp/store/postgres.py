@@ -489,6 +489,7 @@ _JOURNAL_TYPES = {
     "amount_minor": "bigint",
     "original_id": "bigint",
     "refunded_minor": "bigint",
+    "reserved_minor": "bigint",
     "dedupe": "boolean",
     "created_at": "timestamptz",
 }

@@ -92,6 +92,19 @@ ADD_REFUNDED = (
     " WHERE id = ? AND refunded_minor + ? <= ? AND refunded_minor + ? >= 0"
     " AND (? <= 0 OR state = 'approved') RETURNING id"
 )
+#: The reservation recorded on the entry that made it (with ADD_REFUNDED, one
+#: transaction).
+SET_RESERVED = "UPDATE journal SET reserved_minor = ?, original_id = ? WHERE id = ?"
+#: A reservation's release, once: the entry's share taken (compare-and-set) ...
+TAKE_RESERVATION = (
+    "UPDATE journal SET reserved_minor = 0"
+    " WHERE id = ? AND reserved_minor = ? AND reserved_minor > 0 RETURNING id"
+)
+#: ... then given back to the original (same transaction).
+GIVE_BACK_REFUNDED = (
+    "UPDATE journal SET refunded_minor = refunded_minor - ?"
+    " WHERE id = (SELECT original_id FROM journal WHERE id = ?)"
+)
 DEBIT = (
     f"direction = 'original' AND txn_type IN ({_quoted(DEBIT_TYPES)})"
     " AND state IN ('approved', 'completed')"

@@ -331,9 +331,27 @@ class SqlStore(abc.ABC):
         sql = q.finish_entry(list(columns), len(from_states))
         return bool(await self._write("finish_entry", sql, [*values, entry_id, *from_states]))
 
+    @staticmethod
+    def _refunded_params(entry_id: int, amount_minor: int, limit_minor: int) -> list[int]:
+        return [amount_minor, entry_id, amount_minor, limit_minor, amount_minor, amount_minor]
+
     async def add_refunded(self, entry_id: int, amount_minor: int, limit_minor: int) -> bool:
-        params = [amount_minor, entry_id, amount_minor, limit_minor, amount_minor, amount_minor]
+        params = self._refunded_params(entry_id, amount_minor, limit_minor)
         return bool(await self._write("add_refunded", q.ADD_REFUNDED, params))
+
+    async def reserve_refunded(
+        self, original_id: int, amount_minor: int, limit_minor: int, entry_id: int
+    ) -> bool:
+        if amount_minor <= 0:
+            raise StoreError("reserve_refunded: the amount must be positive")
+        reserve = (q.ADD_REFUNDED, self._refunded_params(original_id, amount_minor, limit_minor))
+        record = (q.SET_RESERVED, [amount_minor, original_id, entry_id])
+        return await self._cas_then("reserve_refunded", reserve, record)
+
+    async def release_reservation(self, entry_id: int, amount_minor: int) -> bool:
+        take = (q.TAKE_RESERVATION, [entry_id, amount_minor])
+        give_back = (q.GIVE_BACK_REFUNDED, [amount_minor, entry_id])
+        return await self._cas_then("release_reservation", take, give_back)
 
     async def reverse_and_queue(
         self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem

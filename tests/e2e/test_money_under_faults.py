@@ -36,6 +36,19 @@ def switch_hsm(stack: Stack) -> Any:
     return stack.switch.pipeline.services.hsm
 
 
+def fail_answer_macs(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch's HSM fails every MAC under a TAK (the answers'), until undone."""
+    hsm = switch_hsm(stack)
+    generate_mac = hsm.generate_mac
+
+    async def fail_on_tak(key_type: str, *args: Any, **kwargs: Any) -> Any:
+        if key_type == KEY_TAK:
+            raise HsmUnavailable("HSM connection lost")
+        return await generate_mac(key_type, *args, **kwargs)
+
+    monkeypatch.setattr(hsm, "generate_mac", fail_on_tak)
+
+
 def issuer_0420s(stack: Stack) -> int:
     """How many 0420s the issuer has answered."""
     assert stack.issuer is not None
@@ -170,14 +183,7 @@ async def test_an_approval_whose_answer_cannot_be_maced_is_reversed_by_the_switc
     unsigned 00), the entry is reversed, and the issuer gives the money back once."""
     terminal = await stack.terminal()
     before = await stack.balance(card)
-    generate_mac = switch_hsm(stack).generate_mac
-
-    async def fail_on_tak(key_type: str, *args: Any, **kwargs: Any) -> Any:
-        if key_type == KEY_TAK:
-            raise HsmUnavailable("HSM connection lost")
-        return await generate_mac(key_type, *args, **kwargs)
-
-    monkeypatch.setattr(switch_hsm(stack), "generate_mac", fail_on_tak)
+    fail_answer_macs(stack, monkeypatch)
     outcome = await terminal.transact(lambda m: m.purchase(card, 4200, pin=card.pin))
     assert outcome.response_code == "96"
     monkeypatch.undo()
@@ -402,19 +408,12 @@ async def test_an_undeliverable_approval_the_store_cannot_reverse_gets_no_answer
     trouble): no answer at all, so the terminal reverses it with its 0400."""
     terminal = await stack.terminal()
     before = await stack.balance(card)
-    hsm = switch_hsm(stack)
-    generate_mac = hsm.generate_mac
-
-    async def fail_on_tak(key_type: str, *args: Any, **kwargs: Any) -> Any:
-        if key_type == KEY_TAK:
-            raise HsmUnavailable("HSM connection lost")
-        return await generate_mac(key_type, *args, **kwargs)
 
     async def store_down(*_args: Any, **_kwargs: Any) -> bool:
         raise StoreUnavailable("reverse_and_queue: database unavailable")
 
     assert stack.switch is not None and stack.switch.pipeline is not None
-    monkeypatch.setattr(hsm, "generate_mac", fail_on_tak)
+    fail_answer_macs(stack, monkeypatch)
     monkeypatch.setattr(stack.switch.pipeline.services.store, "reverse_and_queue", store_down)
     with pytest.raises(TimeoutError):
         await send_raw(stack.switch.port, terminal.machine.purchase(card, 3300, pin=card.pin), 3)

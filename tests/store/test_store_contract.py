@@ -234,6 +234,41 @@ async def test_a_refund_reservation_needs_the_original_still_approved(store: Sto
     assert (await store.get_entry(entry_id)).refunded_minor == 0  # type: ignore[union-attr]
 
 
+async def test_a_reservation_lives_on_the_entry_that_made_it_and_goes_back_once(
+    store: Store,
+) -> None:
+    """``reserve_refunded`` records the reservation on the refund's (or void's) own
+    entry in the same transaction; ``release_reservation`` gives it back once,
+    whoever calls it, and only the amount the entry still carries."""
+    original = await store.insert_entry(entry("000023", state=APPROVED, amount_minor=1000))
+    refund = await store.insert_entry(entry("000024", amount_minor=600))
+    assert await store.reserve_refunded(original, 600, 1000, refund) is True
+    kept = await store.get_entry(refund)
+    assert kept is not None and kept.reserved_minor == 600 and kept.original_id == original
+    other = await store.insert_entry(entry("000025", amount_minor=500))
+    assert await store.reserve_refunded(original, 500, 1000, other) is False  # over the limit
+    refused = await store.get_entry(other)
+    assert refused is not None and refused.reserved_minor == 0 and refused.original_id is None
+    assert await store.release_reservation(refund, 500) is False  # not what it carries
+    assert await store.release_reservation(refund, 600) is True
+    assert await store.release_reservation(refund, 600) is False  # once
+    after = await store.get_entry(original)
+    assert after is not None and after.refunded_minor == 0
+    released = await store.get_entry(refund)
+    assert released is not None and released.reserved_minor == 0
+
+
+async def test_racing_releases_of_one_reservation_give_it_back_once(factory: StoreFactory) -> None:
+    first, second = await factory.new(), await factory.new()
+    original = await first.insert_entry(entry("000026", state=APPROVED, amount_minor=1000))
+    refund = await first.insert_entry(entry("000027", amount_minor=700))
+    assert await first.reserve_refunded(original, 700, 1000, refund) is True
+    releases = [s.release_reservation(refund, 700) for s in [first, second] * 4]
+    assert sum(await asyncio.gather(*releases)) == 1
+    after = await second.get_entry(original)
+    assert after is not None and after.refunded_minor == 0
+
+
 async def test_two_instances_racing_on_one_request_exactly_one_wins(factory: StoreFactory) -> None:
     first, second = await factory.new(), await factory.new()
     attempts = [s.insert_entry(entry("000030")) for s in [first, second] * 4]

@@ -1,0 +1,195 @@
+"""A void or refund reserves its amount in the original while it is in flight,
+and gives it back exactly once, whoever ends it (``posp.pipeline.originals``).
+
+Over real sockets with the issuer held mid-decision: a refund or a second void
+racing a void in flight is refused before it reaches the network; a void cut
+off by a crash is released by the in-doubt sweeper; a refund a terminal 0400
+reverses, or whose approval the switch cannot deliver, gives its share back.
+Each checks the card's balance at the issuer after every step."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from posp.store.api import JournalEntry
+from terminals.cards import TerminalCard
+from terminals.session import TerminalSession
+from tests.e2e.conftest import Stack, eventually
+from tests.e2e.tamper import send_raw
+from tests.e2e.test_money_under_faults import (
+    BATCH,
+    TERMINAL,
+    balance_is,
+    crash_switch,
+    fail_answer_macs,
+    gate_issuer,
+    issuer_0420s,
+    saf_settled,
+)
+from tests.e2e.test_reversals import answered_but_lost
+
+
+async def _purchase(terminal: TerminalSession, card: TerminalCard, amount: int) -> tuple[str, ...]:
+    """An approved PIN purchase: its trace, RRN and date (MMDD)."""
+    outcome = await terminal.transact(lambda m: m.purchase(card, amount, pin=card.pin))
+    assert outcome.approved and outcome.message is not None
+    return outcome.trace, outcome.message.text(37), outcome.message.text(13)
+
+
+async def _entry(stack: Stack, trace: str) -> JournalEntry:
+    assert stack.store is not None
+    entry = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
+    assert entry is not None
+    return entry
+
+
+def _detached(terminal: TerminalSession, frame: bytes) -> bytes:
+    """``frame`` sent outside the session (the test reads its answer itself): the
+    machine forgets it, so it can build the next request while this one waits."""
+    terminal.machine.on_comms_error(after_send=False)
+    return frame
+
+
+async def _void_held_at_the_issuer(
+    stack: Stack, terminal: TerminalSession, trace: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Task[Any], asyncio.Event]:
+    """A void of ``trace`` that has reached the issuer, which holds it undecided."""
+    received, release = gate_issuer(stack, monkeypatch)
+    assert stack.switch is not None
+    frame = _detached(terminal, terminal.machine.purchase_void(trace))
+    voiding = asyncio.create_task(send_raw(stack.switch.port, frame, timeout_s=30))
+    await received.wait()
+    return voiding, release
+
+
+async def test_a_refund_while_a_void_is_in_flight_answers_64_and_moves_no_money(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the refund was sent while the void awaited its answer, and the
+    cardholder got 1,000 back from the void plus 400 from the refund."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1000)
+    assert await stack.balance(card) == before - 1000
+    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
+    assert (await _entry(stack, trace)).refunded_minor == 1000  # reserved by the void
+    assert stack.switch is not None
+    refund = _detached(terminal, terminal.machine.refund(card, rrn, date, 400))
+    answer = await send_raw(stack.switch.port, refund)
+    assert answer.message[39] == "64"
+    release.set()
+    assert (await voiding).message[39] == "00"
+    assert await stack.balance(card) == before  # the void alone gave the money back
+    original = await _entry(stack, trace)
+    assert original.state == "voided" and original.refunded_minor == 0
+    late = _detached(terminal, terminal.machine.refund(card, rrn, date, 400))
+    assert (await send_raw(stack.switch.port, late)).message[39] == "12"
+    assert await stack.balance(card) == before
+
+
+async def test_a_second_void_while_the_first_is_in_flight_answers_12(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, _rrn, _date = await _purchase(terminal, card, 700)
+    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
+    assert stack.switch is not None
+    again = _detached(terminal, terminal.machine.purchase_void(trace))
+    assert (await send_raw(stack.switch.port, again)).message[39] == "12"
+    release.set()
+    assert (await voiding).message[39] == "00"
+    assert await stack.balance(card) == before
+    assert (await _entry(stack, trace)).state == "voided"
+
+
+async def test_a_declined_void_gives_its_reservation_back(stack: Stack, card: TerminalCard) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 900)
+    assert stack.issuer is not None
+    stack.issuer.rules.forced_by_pan[card.pan] = "05"
+    void = await terminal.transact(lambda m: m.purchase_void(trace))
+    assert void.response_code == "05"
+    stack.issuer.rules.forced_by_pan.clear()
+    assert (await _entry(stack, trace)).refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 900))
+    assert refund.approved and await stack.balance(card) == before
+
+
+async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The void reached the issuer and the switch died: the sweeper reverses the
+    void upstream and gives its reservation back, so the purchase, which stands,
+    can still be refunded (before the entry carried it, it stayed blocked)."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1200)
+    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
+    await crash_switch(stack)
+    release.set()
+    await eventually(balance_is(stack, card, before))  # the issuer voided; answer lost
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await voiding
+    monkeypatch.undo()
+    switch = await stack.start_switch()
+    assert switch.recovery is not None
+    assert (await _entry(stack, trace)).refunded_minor == 1200  # still reserved
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+    assert (await switch.recovery.sweep(later)).timed_out == 1
+    await saf_settled(stack)
+    assert await stack.balance(card) == before - 1200  # the void undone: the sale stands
+    assert issuer_0420s(stack) == 1
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 0
+    assert (await switch.recovery.sweep(later)).timed_out == 0  # released once
+    session = stack.session(terminal.machine)
+    refund = await session.transact(lambda m: m.refund(card, rrn, date, 1200))
+    assert refund.approved and await stack.balance(card) == before
+    assert (await _entry(stack, trace)).refunded_minor == 1200
+
+
+async def test_a_void_reversed_by_its_terminal_leaves_the_purchase_refundable(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """The void's reservation went back when it was recorded; its 0400 gives the
+    purchase back its state, and the purchase can be refunded in full."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1500)
+    await answered_but_lost(stack, terminal, terminal.machine.purchase_void(trace))
+    assert await stack.balance(card) == before
+    reversal = terminal.machine.reversal()
+    assert (await terminal.exchange(reversal)).response_code == "00"
+    await saf_settled(stack)
+    assert await stack.balance(card) == before - 1500
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 0
+    assert stack.switch is not None
+    assert (await send_raw(stack.switch.port, reversal)).message[39] == "00"  # a repeat
+    assert (await _entry(stack, trace)).refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1500))
+    assert refund.approved and await stack.balance(card) == before
+
+
+async def test_an_undelivered_void_approval_leaves_the_purchase_refundable(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 2000)
+    fail_answer_macs(stack, monkeypatch)
+    void = await terminal.transact(lambda m: m.purchase_void(trace))
+    assert void.response_code == "96"
+    monkeypatch.undo()
+    await saf_settled(stack)
+    assert await stack.balance(card) == before - 2000  # the switch reversed the void
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 2000))
+    assert refund.approved and await stack.balance(card) == before
