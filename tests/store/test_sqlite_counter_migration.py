@@ -20,20 +20,25 @@ ROWS = [
 ]
 
 
+def schema_before(connection: sqlite3.Connection, version: int) -> None:
+    """Apply (and record) every migration before ``version``."""
+    connection.execute(CREATE_TABLE_SQL)
+    for migration in load_migrations("sqlite"):
+        if migration.version >= version:
+            break
+        for statement in migration.statements():
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+            (migration.version, migration.name, "2026-12-01T00:00:00"),
+        )
+
+
 def old_database(path: Path) -> None:
     """The schema as every migration before 0031 left it, with two counters."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
-        connection.execute(CREATE_TABLE_SQL)
-        for migration in load_migrations("sqlite"):
-            if migration.version >= 31:
-                break
-            for statement in migration.statements():
-                connection.execute(statement)
-            connection.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                (migration.version, migration.name, "2026-12-01T00:00:00"),
-            )
+        schema_before(connection, 31)
         connection.executemany("INSERT INTO risk_counters VALUES (?, ?, ?, ?, ?, ?)", ROWS)
     finally:
         connection.close()

@@ -2,3 +2,7 @@
 -- its own entry so that whoever ends it not approved (the switch, a terminal
 -- 0400, the in-doubt sweeper after a crash) gives it back exactly once.
 ALTER TABLE journal ADD COLUMN reserved_minor BIGINT NOT NULL DEFAULT 0;
+-- Refunds approved before this column existed keep their share the same way.
+UPDATE journal SET reserved_minor = amount_minor
+    WHERE txn_type = 'refund' AND state = 'approved'
+    AND original_id IS NOT NULL AND amount_minor IS NOT NULL;
