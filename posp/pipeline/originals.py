@@ -211,11 +211,13 @@ async def release_reservation(ctx: TxnContext) -> None:
         await store.add_refunded(ctx.original.id, -reserved, ctx.original.amount_minor or 0)
 
 
-async def release_entry_reservation(services: Services, entry: JournalEntry) -> None:
-    """Give back what ``entry`` (a refund or void that ended not approved, found in
-    the store) still reserves in its original: a 0400 of it, the sweeper."""
-    if entry.reserved_minor > 0 and entry.id is not None:
-        await services.store.release_reservation(entry.id, entry.reserved_minor)
+async def release_entry_reservation(services: Services, entry: JournalEntry) -> bool:
+    """Give back what ``entry`` (a refund or void found in the store, ended, but not
+    an approved refund) still reserves in its original: a 0400 of it, the
+    sweeper.  True when this call gave it back."""
+    if entry.reserved_minor <= 0 or entry.id is None:
+        return False
+    return await services.store.release_reservation(entry.id, entry.reserved_minor)
 
 
 def keeps_reservation(ctx: TxnContext) -> bool:

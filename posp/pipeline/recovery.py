@@ -14,7 +14,9 @@ instance on the same database finishes them:
   original it never saw is declined when it comes.  Never a silent state
   change: a balance inquiry (no money) and an entry without network ids
   (it provably never left) just time out.  Its risk hold and, for a refund or
-  void, its reservation in its original are given back with it (once).  A
+  void, its reservation in its original are given back with it (once).  So is
+  a reservation an ended refund or void still carries because its release
+  failed (store trouble): an approved refund's is its share and stays.  A
   terminal 0400 the switch died handling got no answer, so its terminal sends
   it again; its own entry is closed 00 when its original was reversed (by the
   repeat, the switch's own 0420 or this sweep) and 96 otherwise.
@@ -79,6 +81,7 @@ class SweepResult:
     reversals_waiting: int = 0  # kept 0400s the HSM still could not check
     reversals_closed: int = 0  # 0400 entries a dead switch left pending
     others_closed: int = 0  # advices and TC uploads a dead switch left pending
+    reservations_released: int = 0  # left on ended refunds/voids by a failed release
 
 
 class InDoubtResolver:
@@ -126,6 +129,13 @@ class InDoubtResolver:
                 await self._resolve(entry, result)
             except Exception as exc:  # one bad row must not stop the others
                 _log.error("in-doubt entry not resolved", entry=entry.id, error=type(exc).__name__)
+        for ended in await self._services.store.stranded_reservations(cutoff, BATCH):
+            try:
+                result.reservations_released += await release_entry_reservation(
+                    self._services, ended
+                )
+            except Exception as exc:
+                _log.error("reservation not released", entry=ended.id, error=type(exc).__name__)
         for kept in await self._services.store.due_deferred(now, BATCH):
             try:
                 await self._retry_kept(kept, now, result)
@@ -133,10 +143,16 @@ class InDoubtResolver:
                 _log.error(
                     "kept reversal not resolved", entry=kept.entry_id, error=type(exc).__name__
                 )
-        if result.timed_out or result.reversals_applied or result.reversals_refused:
+        if (
+            result.timed_out
+            or result.reversals_applied
+            or result.reversals_refused
+            or result.reservations_released
+        ):
             _log.warning(
                 "in-doubt work resolved",
                 timed_out=result.timed_out,
+                reservations_released=result.reservations_released,
                 reversals_applied=result.reversals_applied,
                 reversals_refused=result.reversals_refused,
             )

@@ -294,6 +294,13 @@ class Store(Protocol):
         request's deadline long past: the switch handling them died): originals that
         may have reached the network, and terminal 0400s cut off mid-way."""
 
+    async def stranded_reservations(
+        self, created_before: dt.datetime, limit: int = 100
+    ) -> list[JournalEntry]:
+        """Entries created before the cut-off that ended (not ``pending``) still
+        carrying a reservation in their original other than an approved refund's
+        share: a release that failed (store trouble) left it; the sweeper gives it back."""
+
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:
         """Durably queue a reversal; idempotent per entry_id (returns the existing id)."""

@@ -167,6 +167,13 @@ GET_SAF = "SELECT * FROM saf WHERE entry_id = ?"
 IN_DOUBT = (
     "SELECT * FROM journal WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?"
 )
+#: Entries that ended still carrying a reservation in their original (a release
+#: that failed): the terms of migration 0032's partial index, which serves it.
+STRANDED_RESERVATIONS = (
+    "SELECT * FROM journal WHERE reserved_minor > 0 AND state <> 'pending'"
+    " AND NOT (txn_type = 'refund' AND state = 'approved')"
+    " AND created_at < ? ORDER BY created_at LIMIT ?"
+)
 
 # --- reversals waiting for the HSM -------------------------------------------
 DEFER_REVERSAL = (

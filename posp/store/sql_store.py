@@ -369,6 +369,13 @@ class SqlStore(abc.ABC):
         found = await self._read("in_doubt_entries", q.IN_DOUBT, params)
         return [rows.entry_from_row(r) for r in found]
 
+    async def stranded_reservations(
+        self, created_before: dt.datetime, limit: int = 100
+    ) -> list[JournalEntry]:
+        params = [self._time(rows.as_utc(created_before)), limit]
+        found = await self._read("stranded_reservations", q.STRANDED_RESERVATIONS, params)
+        return [rows.entry_from_row(r) for r in found]
+
     # --- store-and-forward ---------------------------------------------------------
     def _saf_params(self, item: SafItem) -> list[Any]:
         next_at = rows.as_utc(item.next_attempt_at) if item.next_attempt_at else rows.now_utc()

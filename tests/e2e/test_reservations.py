@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from posp.errors import StoreUnavailable
 from posp.store.api import JournalEntry
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
@@ -118,6 +119,37 @@ async def test_a_declined_void_gives_its_reservation_back(stack: Stack, card: Te
     stack.issuer.rules.forced_by_pan.clear()
     assert (await _entry(stack, trace)).refunded_minor == 0
     refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 900))
+    assert refund.approved and await stack.balance(card) == before
+
+
+async def test_a_release_the_store_failed_is_done_by_the_sweeper(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The void is declined but the store fails as its reservation is given back:
+    the answer still leaves, and the next sweep past the deadline releases it."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 600)
+    assert stack.switch is not None and stack.switch.pipeline is not None
+    assert stack.issuer is not None and stack.switch.recovery is not None
+    store = stack.switch.pipeline.services.store
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StoreUnavailable("release_reservation: database unavailable")
+
+    monkeypatch.setattr(store, "release_reservation", store_down)
+    stack.issuer.rules.forced_by_pan[card.pan] = "05"
+    assert (await terminal.transact(lambda m: m.purchase_void(trace))).response_code == "05"
+    stack.issuer.rules.forced_by_pan.clear()
+    monkeypatch.undo()
+    assert (await _entry(stack, trace)).refunded_minor == 600  # stranded
+    recovery = stack.switch.recovery
+    assert (await recovery.sweep()).reservations_released == 0  # not before the deadline
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=recovery.in_doubt_after_s + 1)
+    assert (await recovery.sweep(later)).reservations_released == 1
+    assert (await recovery.sweep(later)).reservations_released == 0  # once
+    assert (await _entry(stack, trace)).refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 600))
     assert refund.approved and await stack.balance(card) == before
 
 

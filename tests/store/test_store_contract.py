@@ -258,6 +258,34 @@ async def test_a_reservation_lives_on_the_entry_that_made_it_and_goes_back_once(
     assert released is not None and released.reserved_minor == 0
 
 
+async def test_stranded_reservations_are_ended_entries_still_carrying_one(store: Store) -> None:
+    """What the sweeper must give back: an ended void or refund (not an approved
+    refund, whose reservation is its share; not a pending one) created before the
+    cut-off, still carrying a reservation."""
+    original = await store.insert_entry(entry("000040", state=APPROVED, amount_minor=1000))
+
+    async def reserving(trace: str, txn_type: str, amount: int) -> int:
+        entry_id = await store.insert_entry(entry(trace, txn_type=txn_type, amount_minor=amount))
+        assert await store.reserve_refunded(original, amount, 1000, entry_id) is True
+        return entry_id
+
+    declined_void = await reserving("000041", "purchase_void", 100)
+    approved_refund = await reserving("000042", "refund", 200)
+    pending_refund = await reserving("000043", "refund", 300)
+    declined_refund = await reserving("000044", "refund", 50)
+    released = await reserving("000045", "refund", 60)
+    for entry_id in (declined_void, declined_refund, released):
+        assert await store.finish_entry(entry_id, (PENDING,), state=DECLINED) is True
+    assert await store.finish_entry(approved_refund, (PENDING,), state=APPROVED) is True
+    assert await store.release_reservation(released, 60) is True
+    later = dt.datetime.now(UTC) + dt.timedelta(minutes=1)
+    found = {e.id: e.reserved_minor for e in await store.stranded_reservations(later)}
+    assert found == {declined_void: 100, declined_refund: 50}
+    earlier = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+    assert await store.stranded_reservations(earlier) == []
+    assert pending_refund not in found
+
+
 async def test_racing_releases_of_one_reservation_give_it_back_once(factory: StoreFactory) -> None:
     first, second = await factory.new(), await factory.new()
     original = await first.insert_entry(entry("000026", state=APPROVED, amount_minor=1000))
