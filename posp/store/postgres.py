@@ -423,8 +423,10 @@ class PostgresStore(SqlStore):
                 pass  # first use: create it, then draw
             try:
                 await pool.execute(f'CREATE SEQUENCE IF NOT EXISTS "{sequence}"')
-            except asyncpg.UniqueViolationError:
-                pass  # another instance created it at the same moment
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                # Another caller created it at the same moment: IF NOT EXISTS does not
+                # cover a concurrent CREATE (either error, depending on the timing).
+                pass
             return int(await pool.fetchval(_NEXTVAL, sequence))
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import secrets
 
+import asyncpg
 import pytest
 
 from posp.errors import StoreError
@@ -23,6 +25,7 @@ from posp.store.api import (
     Store,
     UploadedRecord,
 )
+from posp.store.postgres import PostgresStore
 from tests.store.conftest import StoreFactory
 from tests.store.samples import MID, TID, UTC, entry, registered
 
@@ -249,6 +252,45 @@ async def test_next_sequence_is_monotonic_and_unique_across_instances(
     assert mine == sorted(mine) and mine[0] == 42
     odd_names = [await s.next_sequence("Net-STAN.1") for s in (first, second)]
     assert odd_names == [1, 2]
+
+
+async def test_a_sequences_first_use_from_many_callers_at_once_is_safe(
+    factory: StoreFactory,
+) -> None:
+    """Two instances drawing a new sequence's first numbers at the same moment (the
+    sequence is created on first use): every caller gets a number, all distinct."""
+    first, second = await factory.new(), await factory.new()
+    drawn = await asyncio.gather(*(s.next_sequence("fresh") for s in [first, second] * 100))
+    assert sorted(drawn) == list(range(1, 201))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("error", ["UniqueViolationError", "DuplicateTableError"])
+async def test_a_sequence_created_by_a_concurrent_caller_is_drawn_from(
+    pg_dsn: str, error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent ``CREATE SEQUENCE IF NOT EXISTS`` can fail with either error
+    when another session creates the sequence at the same moment (seen 3 times in
+    1,140 racing creates for DuplicateTableError): the draw still succeeds."""
+    factory = StoreFactory("postgres", dsn=pg_dsn, schema=f"t_{secrets.token_hex(6)}")
+    try:
+        store = await factory.new()
+        assert isinstance(store, PostgresStore)
+        execute = asyncpg.pool.Pool.execute
+
+        async def lost_the_race(pool: asyncpg.pool.Pool, sql: str, *args: object) -> str:
+            await execute(pool, sql, *args)  # the other caller's CREATE
+            raise getattr(asyncpg, error)("relation already exists")
+
+        monkeypatch.setattr(asyncpg.pool.Pool, "execute", lost_the_race)
+        assert await store.next_sequence("raced") == 1
+    finally:
+        await factory.close_all()
+        connection = await asyncpg.connect(pg_dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{factory.schema}" CASCADE')
+        finally:
+            await connection.close()
 
 
 async def test_open_is_idempotent_and_concurrent_opens_are_safe(factory: StoreFactory) -> None:
