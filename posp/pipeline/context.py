@@ -175,6 +175,7 @@ class TxnContext:
     #: Reserved in the original's refunded_minor by this refund or purchase void
     #: (``originals``), and carried by its pending entry so a crash cannot strand it.
     reserved_minor: int = 0
+    original_moved: bool = False  # the approval moved the original on (voided, completed)
     repeated: bool = False  # the request repeats one already journaled (0400, upload end)
     #: The device's F59 A2 identity (TUSN, SIM ICCID) when it sent one: device binding.
     device_identity: DeviceIdentity | None = None

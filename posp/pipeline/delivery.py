@@ -60,7 +60,7 @@ async def undo_approval(ctx: TxnContext, why: str) -> None:
         original_id = ctx.original.id if ctx.original is not None else None
         await restore_prior(ctx, ctx.route.name, original_id)
         await release_hold(ctx.services, ctx.entry_id)
-        await release_reservation(ctx)  # an approved refund's share of its original
+        await release_reservation(ctx)  # a void kept it while its original did not move
     _log.warning("approval not delivered; reversed by the switch", why=why)
 
 

@@ -17,14 +17,17 @@ Rules:
   amount must equal the hold (64), a completion may be at most 115 % of it (64).
 * Refund: the approved purchase or completion with RRN F37 and date 61.3 at this
   merchant (any batch); missing → 25, voided/reversed → 12; the amount is
-  reserved with ``store.add_refunded`` (limit = original amount) so partial
+  reserved with ``store.reserve_refunded`` (limit = original amount) so partial
   refunds never exceed it → 64, and only while the original is still approved
   (a void recorded or in flight meanwhile → 64 as well); the reservation is
-  released unless approved (an approved refund's stays, until a reversal of it).
+  released unless the refund is approved (an approved refund's reservation is
+  its share of ``refunded_minor`` for good: refunds are not reversible).
 * Reservations are carried by the request's pending entry (``reserved_minor``)
   and given back exactly once by whoever ends it (``store.release_reservation``,
   a compare-and-set on that entry): this request, a terminal 0400 of it, the
-  switch undoing an undelivered approval, or the in-doubt sweeper after a crash.
+  switch undoing an undelivered approval, or the in-doubt sweeper after a crash
+  or a release that failed.  An approved void gives its reservation back only
+  once its original is voided (``keeps_reservation``).
 * The original changes state only when the network approves: void →
   approved→voided, completion → pre-auth approved→completed (compare-and-set).
 """
@@ -189,6 +192,8 @@ async def _reserve(ctx: TxnContext, original_id: int, amount: int, limit: int) -
         return reserved
     # Noted before the write: should the deadline cut it off after it committed, the
     # release still finds it (and finds nothing to give back if it did not commit).
+    # A release that runs while that commit is still in flight (PostgreSQL) finds
+    # nothing yet; the sweeper gives it back once the entry has ended.
     ctx.reserved_minor = amount
     if await store.reserve_refunded(original_id, amount, limit, ctx.entry_id):
         return True
@@ -212,18 +217,23 @@ async def release_reservation(ctx: TxnContext) -> None:
 
 
 async def release_entry_reservation(services: Services, entry: JournalEntry) -> bool:
-    """Give back what ``entry`` (a refund or void found in the store, ended, but not
-    an approved refund) still reserves in its original: a 0400 of it, the
-    sweeper.  True when this call gave it back."""
+    """Give back what ``entry`` (a refund or void found in the store that ended not
+    approved) still reserves in its original: a 0400 of it, the sweeper.  True
+    when this call gave it back."""
     if entry.reserved_minor <= 0 or entry.id is None:
         return False
     return await services.store.release_reservation(entry.id, entry.reserved_minor)
 
 
 def keeps_reservation(ctx: TxnContext) -> bool:
-    """An approved refund keeps what it reserved (it is refunded); a void gives its
-    reservation back once recorded (the original's state then says it all)."""
-    return ctx.final_state == APPROVED and ctx.route.row.lookup == OriginalLookup.RRN
+    """An approved refund keeps what it reserved (it is refunded).  An approved void
+    gives its reservation back once its original is voided (the original's state
+    then says it all); should that change have failed, it keeps the reservation,
+    so the still-approved original cannot be refunded on top of the void, until
+    the void is undone (the switch's own undo or a 0400 gives it back then)."""
+    if ctx.final_state != APPROVED:
+        return False
+    return ctx.route.row.lookup == OriginalLookup.RRN or not ctx.original_moved
 
 
 async def apply_approval(ctx: TxnContext) -> None:
@@ -231,5 +241,7 @@ async def apply_approval(ctx: TxnContext) -> None:
     change = ctx.route.row.on_approval
     if change is None or ctx.original is None or ctx.original.id is None:
         return
-    if not await ctx.services.store.transition(ctx.original.id, (change[0],), change[1]):
+    moved = await ctx.services.store.transition(ctx.original.id, (change[0],), change[1])
+    ctx.original_moved = moved
+    if not moved:
         _log.warning("original changed state meanwhile", original_id=ctx.original.id)

@@ -15,8 +15,8 @@ instance on the same database finishes them:
   change: a balance inquiry (no money) and an entry without network ids
   (it provably never left) just time out.  Its risk hold and, for a refund or
   void, its reservation in its original are given back with it (once).  So is
-  a reservation an ended refund or void still carries because its release
-  failed (store trouble): an approved refund's is its share and stays.  A
+  a reservation a refund or void that ended not approved still carries
+  because its release failed (store trouble).  A
   terminal 0400 the switch died handling got no answer, so its terminal sends
   it again; its own entry is closed 00 when its original was reversed (by the
   repeat, the switch's own 0420 or this sweep) and 96 otherwise.

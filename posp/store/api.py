@@ -98,7 +98,9 @@ class JournalEntry:
     local_time: str | None = None  # hhmmss (F12)
     settlement_date: str | None = None  # MMDD (F15)
     original_id: int | None = None  # for voids, refunds, completions, reversals
-    refunded_minor: int = 0  # sum of approved refunds against this entry
+    #: Approved refunds against this entry plus the reservations of refunds and
+    #: voids of it in flight (each carried by that entry's ``reserved_minor``).
+    refunded_minor: int = 0
     #: What this refund or purchase void counts in its original's refunded_minor
     #: (its reservation); given back once, by ``release_reservation``.
     reserved_minor: int = 0
@@ -297,9 +299,11 @@ class Store(Protocol):
     async def stranded_reservations(
         self, created_before: dt.datetime, limit: int = 100
     ) -> list[JournalEntry]:
-        """Entries created before the cut-off that ended (not ``pending``) still
-        carrying a reservation in their original other than an approved refund's
-        share: a release that failed (store trouble) left it; the sweeper gives it back."""
+        """Entries created before the cut-off that ended not approved (declined,
+        timed out, reversed) still carrying a reservation in their original: a
+        release that failed (store trouble) left it; the sweeper gives it back.
+        (An approved refund's is its share; an approved void's goes back with, or
+        stays for want of, its original's change to voided.)"""
 
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:

@@ -254,14 +254,20 @@ class PostgresStore(SqlStore):
         return await self._point_read(op, sql, params)  # autocommit: returns after COMMIT
 
     async def _cas_then(
-        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+        self,
+        op: str,
+        cas: tuple[str, Sequence[Any]],
+        then: tuple[str, Sequence[Any]],
+        *,
+        then_required: bool = False,
     ) -> bool:
         pool = self._require_pool(op)
         with _translated(op):
             async with pool.acquire() as connection, connection.transaction():
                 if not await connection.fetch(numbered(cas[0]), *cas[1]):
                     return False
-                await connection.fetch(numbered(then[0]), *then[1])
+                if not await connection.fetch(numbered(then[0]), *then[1]) and then_required:
+                    raise StoreError(f"{op}: its second statement changed nothing")
                 return True
 
     # --- group commit of the journal's hot writes ----------------------------------------

@@ -94,7 +94,7 @@ ADD_REFUNDED = (
 )
 #: The reservation recorded on the entry that made it (with ADD_REFUNDED, one
 #: transaction).
-SET_RESERVED = "UPDATE journal SET reserved_minor = ?, original_id = ? WHERE id = ?"
+SET_RESERVED = "UPDATE journal SET reserved_minor = ?, original_id = ? WHERE id = ? RETURNING id"
 #: A reservation's release, once: the entry's share taken (compare-and-set) ...
 TAKE_RESERVATION = (
     "UPDATE journal SET reserved_minor = 0"
@@ -103,7 +103,8 @@ TAKE_RESERVATION = (
 #: ... then given back to the original (same transaction).
 GIVE_BACK_REFUNDED = (
     "UPDATE journal SET refunded_minor = refunded_minor - ?"
-    " WHERE id = (SELECT original_id FROM journal WHERE id = ?)"
+    " WHERE id = (SELECT original_id FROM journal WHERE id = ?) AND refunded_minor >= ?"
+    " RETURNING id"
 )
 DEBIT = (
     f"direction = 'original' AND txn_type IN ({_quoted(DEBIT_TYPES)})"
@@ -167,11 +168,11 @@ GET_SAF = "SELECT * FROM saf WHERE entry_id = ?"
 IN_DOUBT = (
     "SELECT * FROM journal WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?"
 )
-#: Entries that ended still carrying a reservation in their original (a release
-#: that failed): the terms of migration 0032's partial index, which serves it.
+#: Entries that ended not approved still carrying a reservation in their original
+#: (a release that failed): the terms of migration 0032's partial index.
 STRANDED_RESERVATIONS = (
-    "SELECT * FROM journal WHERE reserved_minor > 0 AND state <> 'pending'"
-    " AND NOT (txn_type = 'refund' AND state = 'approved')"
+    "SELECT * FROM journal WHERE reserved_minor > 0"
+    " AND state IN ('declined', 'timed_out', 'reversed')"
     " AND created_at < ? ORDER BY created_at LIMIT ?"
 )
 

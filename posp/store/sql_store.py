@@ -69,11 +69,17 @@ class SqlStore(abc.ABC):
 
     @abc.abstractmethod
     async def _cas_then(
-        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+        self,
+        op: str,
+        cas: tuple[str, Sequence[Any]],
+        then: tuple[str, Sequence[Any]],
+        *,
+        then_required: bool = False,
     ) -> bool:
         """Run the compare-and-set statement ``cas``; only when it returned a row, run
         ``then`` in the same transaction.  Both commit together or neither does.
-        True when ``cas`` returned a row."""
+        True when ``cas`` returned a row.  With ``then_required``, ``then`` must
+        return a row too, else nothing commits and StoreError is raised."""
 
     async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
         """Run the insert ``sql`` (RETURNING id), then ``then`` with that id, in one
@@ -346,12 +352,14 @@ class SqlStore(abc.ABC):
             raise StoreError("reserve_refunded: the amount must be positive")
         reserve = (q.ADD_REFUNDED, self._refunded_params(original_id, amount_minor, limit_minor))
         record = (q.SET_RESERVED, [amount_minor, original_id, entry_id])
-        return await self._cas_then("reserve_refunded", reserve, record)
+        return await self._cas_then("reserve_refunded", reserve, record, then_required=True)
 
     async def release_reservation(self, entry_id: int, amount_minor: int) -> bool:
         take = (q.TAKE_RESERVATION, [entry_id, amount_minor])
-        give_back = (q.GIVE_BACK_REFUNDED, [amount_minor, entry_id])
-        return await self._cas_then("release_reservation", take, give_back)
+        # Never below zero, and never a share taken without being given back: a
+        # mismatch (which no path should make) rolls both back and raises.
+        give_back = (q.GIVE_BACK_REFUNDED, [amount_minor, entry_id, amount_minor])
+        return await self._cas_then("release_reservation", take, give_back, then_required=True)
 
     async def reverse_and_queue(
         self, entry_id: int, from_states: tuple[str, ...], to_state: str, item: SafItem

@@ -223,13 +223,19 @@ class SqliteStore(SqlStore):
         return result
 
     async def _cas_then(
-        self, op: str, cas: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+        self,
+        op: str,
+        cas: tuple[str, Sequence[Any]],
+        then: tuple[str, Sequence[Any]],
+        *,
+        then_required: bool = False,
     ) -> bool:
         def job(connection: sqlite3.Connection) -> bool:
             # One job = one savepoint in the writer's transaction: both or neither.
             if not connection.execute(*cas).fetchall():
                 return False
-            connection.execute(*then).fetchall()
+            if not connection.execute(*then).fetchall() and then_required:
+                raise StoreError(f"{op}: its second statement changed nothing")
             return True
 
         won: bool = await self._write_job(op, job)

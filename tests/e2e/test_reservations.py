@@ -3,9 +3,11 @@ and gives it back exactly once, whoever ends it (``posp.pipeline.originals``).
 
 Over real sockets with the issuer held mid-decision: a refund or a second void
 racing a void in flight is refused before it reaches the network; a void cut
-off by a crash is released by the in-doubt sweeper; a refund a terminal 0400
-reverses, or whose approval the switch cannot deliver, gives its share back.
-Each checks the card's balance at the issuer after every step."""
+off by a crash, or whose release the store failed, is released by the in-doubt
+sweeper; a void its terminal reverses (in flight or answered), or whose
+approval the switch cannot deliver, leaves the purchase refundable; an approved
+void whose original could not be voided keeps it until the void is undone.
+Each checks the card's balance at the issuer after the steps."""
 
 from __future__ import annotations
 
@@ -224,4 +226,90 @@ async def test_an_undelivered_void_approval_leaves_the_purchase_refundable(
     original = await _entry(stack, trace)
     assert original.state == "approved" and original.refunded_minor == 0
     refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 2000))
+    assert refund.approved and await stack.balance(card) == before
+
+
+async def test_a_0400_of_a_void_in_flight_gives_its_reservation_back_once(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal gives up on the void while the issuer still holds it: its 0400
+    reverses the pending void and gives the reservation back; the void's late
+    approval is then not counted and gives nothing back a second time."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1100)
+    received, release = gate_issuer(stack, monkeypatch)
+    assert stack.switch is not None
+    frame = terminal.machine.purchase_void(trace)
+    voiding = asyncio.create_task(send_raw(stack.switch.port, frame, timeout_s=30))
+    await received.wait()
+    terminal.machine.on_timeout()  # the terminal's reversal of the void is due
+    reversal = await terminal.exchange(terminal.machine.reversal())
+    assert reversal.response_code == "00"
+    assert (await _entry(stack, trace)).refunded_minor == 0  # given back by the 0400
+    release.set()
+    await voiding  # approved upstream, but the entry was reversed: not counted
+    await saf_settled(stack)  # the void's 0420 undoes it at the issuer
+    assert await stack.balance(card) == before - 1100  # the sale stands
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 0  # not negative
+    monkeypatch.undo()
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1100))
+    assert refund.approved and await stack.balance(card) == before
+
+
+def _original_never_voided(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, failure: Exception | None
+) -> None:
+    """The approved void's change of its original to voided fails: it changes
+    nothing (``failure`` None) or the store raises ``failure``."""
+    assert stack.switch is not None and stack.switch.pipeline is not None
+    store = stack.switch.pipeline.services.store
+    transition = store.transition
+
+    async def refused(entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
+        if to_state != "voided":
+            return await transition(entry_id, from_states, to_state)
+        if failure is not None:
+            raise failure
+        return False
+
+    monkeypatch.setattr(store, "transition", refused)
+
+
+async def test_an_approved_void_whose_original_was_not_voided_keeps_its_reservation(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issuer voided, but the journal's purchase is still approved: a refund of
+    it must not be approved on top of the void."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1300)
+    _original_never_voided(stack, monkeypatch, None)
+    assert (await terminal.transact(lambda m: m.purchase_void(trace))).approved
+    monkeypatch.undo()
+    assert await stack.balance(card) == before
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 1300
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1300))
+    assert refund.response_code == "64" and await stack.balance(card) == before
+
+
+async def test_a_void_whose_original_change_fails_is_undone_and_gives_it_back(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails as the approved void marks its original: the switch undoes
+    the void (0420) and only then gives the reservation back."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, rrn, date = await _purchase(terminal, card, 1400)
+    _original_never_voided(stack, monkeypatch, StoreUnavailable("transition: database down"))
+    void = await terminal.transact(lambda m: m.purchase_void(trace))
+    assert not void.approved
+    monkeypatch.undo()
+    await saf_settled(stack)
+    assert await stack.balance(card) == before - 1400  # the void undone upstream
+    original = await _entry(stack, trace)
+    assert original.state == "approved" and original.refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1400))
     assert refund.approved and await stack.balance(card) == before

@@ -4,18 +4,33 @@ carry their share of their original from then on, so the original's
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from pathlib import Path
 
+import asyncpg
+import pytest
+
+from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
+from posp.store.postgres import PostgresStore
+from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
 from tests.store.test_sqlite_counter_migration import schema_before
 
 _INSERT = (
     "INSERT INTO journal (id, terminal_id, merchant_id, batch, trace, txn_type, mti,"
     " state, amount_minor, original_id, refunded_minor, dedupe, created_at)"
-    " VALUES (?, '10000001', '898290054110001', '000001', ?, ?, ?, ?, ?, ?, ?, 1,"
+    " VALUES (?, '10000001', '898290054110001', '000001', ?, ?, ?, ?, ?, ?, ?, TRUE,"
     " '2026-12-01T00:00:00+00:00')"
 )
+
+#: A purchase refunded 300 + 400 (approved) and a declined refund of 200.
+ROWS = [
+    (1, "000001", "purchase", "0200", "approved", 1000, None, 700),
+    (2, "000002", "refund", "0220", "approved", 300, 1, 0),
+    (3, "000003", "refund", "0220", "approved", 400, 1, 0),
+    (4, "000004", "refund", "0220", "declined", 200, 1, 0),
+]
 
 
 async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) -> None:
@@ -23,13 +38,7 @@ async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) ->
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         schema_before(connection, 32)
-        rows = [
-            (1, "000001", "purchase", "0200", "approved", 1000, None, 700),
-            (2, "000002", "refund", "0220", "approved", 300, 1, 0),
-            (3, "000003", "refund", "0220", "approved", 400, 1, 0),
-            (4, "000004", "refund", "0220", "declined", 200, 1, 0),
-        ]
-        connection.executemany(_INSERT, rows)
+        connection.executemany(_INSERT, ROWS)
     finally:
         connection.close()
     store = SqliteStore(path)
@@ -41,3 +50,38 @@ async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) ->
         assert (await store.get_entry(1)).refunded_minor == 400  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_dsn: str) -> None:
+    schema = f"t_{secrets.token_hex(6)}"
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f'SET search_path TO "{schema}"')
+        await connection.execute(CREATE_TABLE_SQL)
+        for migration in load_migrations("postgres"):
+            if migration.version >= 32:
+                break
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                "2026-12-01T00:00:00",
+            )
+        await connection.executemany(
+            numbered(_INSERT).replace("'2026-12-01T00:00:00+00:00'", "now()"), ROWS
+        )
+        store = PostgresStore(pg_dsn, schema=schema)
+        await store.open()
+        try:
+            carried = [(await store.get_entry(i)).reserved_minor for i in (1, 2, 3, 4)]  # type: ignore[union-attr]
+            assert carried == [0, 300, 400, 0]
+            assert await store.release_reservation(2, 300) is True
+            assert (await store.get_entry(1)).refunded_minor == 400  # type: ignore[union-attr]
+        finally:
+            await store.close()
+    finally:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await connection.close()

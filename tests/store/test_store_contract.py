@@ -258,10 +258,32 @@ async def test_a_reservation_lives_on_the_entry_that_made_it_and_goes_back_once(
     assert released is not None and released.reserved_minor == 0
 
 
+async def test_a_release_that_would_go_below_zero_changes_nothing(store: Store) -> None:
+    """Should the original's count already have lost the share (no path does
+    that), the release is refused as a whole: the entry keeps what it carries."""
+    original = await store.insert_entry(entry("000028", state=APPROVED, amount_minor=1000))
+    refund = await store.insert_entry(entry("000029", amount_minor=600))
+    assert await store.reserve_refunded(original, 600, 1000, refund) is True
+    assert await store.add_refunded(original, -600, 1000) is True  # a wrong direct release
+    with pytest.raises(StoreError):
+        await store.release_reservation(refund, 600)
+    kept = await store.get_entry(refund)
+    assert kept is not None and kept.reserved_minor == 600
+    missing = await store.insert_entry(entry("000039", amount_minor=100))
+    assert await store.reserve_refunded(999_999, 100, 1000, missing) is False  # no original
+    nothing = await store.get_entry(missing)
+    assert nothing is not None and nothing.reserved_minor == 0
+    with pytest.raises(StoreError):  # no such entry to carry it: the reservation rolls back
+        await store.reserve_refunded(original, 100, 1000, 999_999)
+    after = await store.get_entry(original)
+    assert after is not None and after.refunded_minor == 0
+
+
 async def test_stranded_reservations_are_ended_entries_still_carrying_one(store: Store) -> None:
-    """What the sweeper must give back: an ended void or refund (not an approved
-    refund, whose reservation is its share; not a pending one) created before the
-    cut-off, still carrying a reservation."""
+    """What the sweeper must give back: a void or refund that ended not approved
+    (not an approved refund, whose reservation is its share; not an approved
+    void, whose reservation goes with its original's change; not a pending one)
+    created before the cut-off, still carrying a reservation."""
     original = await store.insert_entry(entry("000040", state=APPROVED, amount_minor=1000))
 
     async def reserving(trace: str, txn_type: str, amount: int) -> int:
@@ -274,9 +296,11 @@ async def test_stranded_reservations_are_ended_entries_still_carrying_one(store:
     pending_refund = await reserving("000043", "refund", 300)
     declined_refund = await reserving("000044", "refund", 50)
     released = await reserving("000045", "refund", 60)
+    approved_void = await reserving("000046", "purchase_void", 70)
     for entry_id in (declined_void, declined_refund, released):
         assert await store.finish_entry(entry_id, (PENDING,), state=DECLINED) is True
-    assert await store.finish_entry(approved_refund, (PENDING,), state=APPROVED) is True
+    for entry_id in (approved_refund, approved_void):
+        assert await store.finish_entry(entry_id, (PENDING,), state=APPROVED) is True
     assert await store.release_reservation(released, 60) is True
     later = dt.datetime.now(UTC) + dt.timedelta(minutes=1)
     found = {e.id: e.reserved_minor for e in await store.stranded_reservations(later)}

@@ -6,8 +6,8 @@ ALTER TABLE journal ADD COLUMN reserved_minor BIGINT NOT NULL DEFAULT 0;
 UPDATE journal SET reserved_minor = amount_minor
     WHERE txn_type = 'refund' AND state = 'approved'
     AND original_id IS NOT NULL AND amount_minor IS NOT NULL;
--- Reservations still carried by entries that ended (an approved refund's is
--- its share and stays): the sweeper gives back those a failed release left.
+-- Reservations still carried by entries that ended not approved (an approved
+-- refund's is its share; an approved void's goes back with its original's
+-- change): the sweeper gives back those a failed release left.
 CREATE INDEX journal_stranded_reservations ON journal (created_at)
-    WHERE reserved_minor > 0 AND state <> 'pending'
-    AND NOT (txn_type = 'refund' AND state = 'approved');
+    WHERE reserved_minor > 0 AND state IN ('declined', 'timed_out', 'reversed');
