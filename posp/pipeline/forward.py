@@ -26,9 +26,10 @@ Invariants:
   left (write-ahead, ``posp.pipeline.journal``), so whoever finds the entry
   unanswered later can reverse it by F90 without the sent message.
 * A reservation in the original (``originals``) is released unless the network
-  approves the refund, and always for a void once its outcome is recorded: in
-  one place, ``finish_forwarded``, which the engine runs after the steps
-  (outside the deadline), whatever ended them.
+  approves the refund, and for a void once its outcome is recorded unless the
+  void was approved and its original could not be voided
+  (``originals.keeps_reservation``): in one place, ``finish_forwarded``, which
+  the engine runs after the steps (outside the deadline), whatever ended them.
 * A request the deadline cut off after it was sent (no final state yet) is
   settled there too: timed_out and a queued 0420, as on no answer.
 * The network's F7/F11 are journaled with the outcome (voids, completions and
@@ -314,8 +315,8 @@ async def on_answer(ctx: TxnContext, sent: Message, response: Message) -> RC:
 async def finish_forwarded(ctx: TxnContext) -> None:
     """After the steps, outside the deadline: settle a sent request the deadline
     cut off (timed_out + queued 0420) and release the reservation in the original
-    unless the request is a refund that ended approved.  Idempotent; a no-op for
-    routes that forward nothing."""
+    unless ``keeps_reservation`` (an approved refund; an approved void whose
+    original did not move).  Idempotent; a no-op for routes that forward nothing."""
     sent = ctx.unsettled
     if sent is not None:
         note_network_ids(ctx, sent)

@@ -9,8 +9,9 @@ Rules:
   whole amount on top of the refund; F37/F38 given and different from the
   original's RRN/auth code → 25; amount different → 64.  The void then reserves
   the whole amount in the original's ``refunded_minor`` until its outcome is
-  recorded, so a refund (→ 64) or a second void (→ 12) arriving meanwhile is
-  refused instead of both reaching the network.
+  recorded (approved: until the original is voided), so a refund (→ 64) or a
+  second void (→ 12) arriving meanwhile is refused instead of both reaching the
+  network.
 * Pre-auth void and completion: the open (approved) pre-authorization with the
   auth code F38, date 61.3 and card; missing → 25 (12 when the trace in F61 names
   that pre-auth and it is voided, reversed or completed); a pre-auth void's
@@ -203,7 +204,8 @@ async def _reserve(ctx: TxnContext, original_id: int, amount: int, limit: int) -
 
 async def release_reservation(ctx: TxnContext) -> None:
     """Give back this request's reservation in its original's ``refunded_minor``
-    (a refund that did not end approved; a void once its outcome is recorded).
+    (a refund that did not end approved; a void once its outcome is recorded,
+    unless ``keeps_reservation``; the switch's undo of a void it kept it for).
     Through its pending entry when there is one, so that it happens once whoever
     gets there first (module docstring); directly when no entry was written."""
     reserved, ctx.reserved_minor = ctx.reserved_minor, 0

@@ -67,6 +67,7 @@ from posp.txn import TXN_TYPES, TxnType, txn_row
 
 MAX_DEFERRED_BACKOFF_S: Final = 60.0
 BATCH: Final = 100
+STRANDED_PAGES: Final = 10  # of BATCH rows each, per pass
 ORIGINAL: Final = "original"
 REVERSAL: Final = TXN_TYPES[TxnType.REVERSAL].direction
 
@@ -129,13 +130,7 @@ class InDoubtResolver:
                 await self._resolve(entry, result)
             except Exception as exc:  # one bad row must not stop the others
                 _log.error("in-doubt entry not resolved", entry=entry.id, error=type(exc).__name__)
-        for ended in await self._services.store.stranded_reservations(cutoff, BATCH):
-            try:
-                result.reservations_released += await release_entry_reservation(
-                    self._services, ended
-                )
-            except Exception as exc:
-                _log.error("reservation not released", entry=ended.id, error=type(exc).__name__)
+        result.reservations_released += await self._release_stranded(cutoff)
         for kept in await self._services.store.due_deferred(now, BATCH):
             try:
                 await self._retry_kept(kept, now, result)
@@ -157,6 +152,22 @@ class InDoubtResolver:
                 reversals_refused=result.reversals_refused,
             )
         return result
+
+    async def _release_stranded(self, cutoff: dt.datetime) -> int:
+        """Reservations left on entries that ended not approved; pages past rows
+        whose release fails (each logged), so they never hide the others."""
+        released, after = 0, None
+        for _ in range(STRANDED_PAGES):
+            page = await self._services.store.stranded_reservations(cutoff, BATCH, after)
+            for ended in page:
+                try:
+                    released += await release_entry_reservation(self._services, ended)
+                except Exception as exc:
+                    _log.error("reservation not released", entry=ended.id, error=type(exc).__name__)
+            if len(page) < BATCH:
+                break
+            after = page[-1]
+        return released
 
     async def _resolve(self, entry: JournalEntry, result: SweepResult) -> None:
         if entry.direction == ORIGINAL:

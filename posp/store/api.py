@@ -297,13 +297,17 @@ class Store(Protocol):
         may have reached the network, and terminal 0400s cut off mid-way."""
 
     async def stranded_reservations(
-        self, created_before: dt.datetime, limit: int = 100
+        self,
+        created_before: dt.datetime,
+        limit: int = 100,
+        after: JournalEntry | None = None,
     ) -> list[JournalEntry]:
         """Entries created before the cut-off that ended not approved (declined,
         timed out, reversed) still carrying a reservation in their original: a
         release that failed (store trouble) left it; the sweeper gives it back.
         (An approved refund's is its share; an approved void's goes back with, or
-        stays for want of, its original's change to voided.)"""
+        stays for want of, its original's change to voided.)  In creation order,
+        after the entry ``after`` (the caller pages past rows it could not release)."""
 
     # --- store-and-forward -------------------------------------------------
     async def enqueue_saf(self, item: SafItem) -> int:

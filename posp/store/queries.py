@@ -173,8 +173,10 @@ IN_DOUBT = (
 STRANDED_RESERVATIONS = (
     "SELECT * FROM journal WHERE reserved_minor > 0"
     " AND state IN ('declined', 'timed_out', 'reversed')"
-    " AND created_at < ? ORDER BY created_at LIMIT ?"
+    " AND created_at < ?{after} ORDER BY created_at, id LIMIT ?"
 )
+#: The next page: after the last row of the previous one (the index's order).
+STRANDED_AFTER = " AND (created_at, id) > (?, ?)"
 
 # --- reversals waiting for the HSM -------------------------------------------
 DEFER_REVERSAL = (

@@ -378,10 +378,18 @@ class SqlStore(abc.ABC):
         return [rows.entry_from_row(r) for r in found]
 
     async def stranded_reservations(
-        self, created_before: dt.datetime, limit: int = 100
+        self,
+        created_before: dt.datetime,
+        limit: int = 100,
+        after: JournalEntry | None = None,
     ) -> list[JournalEntry]:
-        params = [self._time(rows.as_utc(created_before)), limit]
-        found = await self._read("stranded_reservations", q.STRANDED_RESERVATIONS, params)
+        params: list[Any] = [self._time(rows.as_utc(created_before))]
+        if after is None or after.created_at is None or after.id is None:
+            sql = q.STRANDED_RESERVATIONS.format(after="")
+        else:
+            sql = q.STRANDED_RESERVATIONS.format(after=q.STRANDED_AFTER)
+            params += [self._time(rows.as_utc(after.created_at)), after.id]
+        found = await self._read("stranded_reservations", sql, [*params, limit])
         return [rows.entry_from_row(r) for r in found]
 
     # --- store-and-forward ---------------------------------------------------------

@@ -155,6 +155,41 @@ async def test_a_release_the_store_failed_is_done_by_the_sweeper(
     assert refund.approved and await stack.balance(card) == before
 
 
+async def test_a_reservation_whose_release_keeps_failing_does_not_hide_the_others(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep pages past a row it cannot release (logged), so one bad row —
+    here an original whose count lost the share behind the store's back — never
+    keeps the reservations after it stranded."""
+    terminal = await stack.terminal()
+    assert stack.store is not None and stack.switch is not None
+    assert stack.switch.recovery is not None and stack.issuer is not None
+    first, _rrn, _date = await _purchase(terminal, card, 300)
+    second, rrn, date = await _purchase(terminal, card, 400)
+    store = stack.switch.pipeline.services.store if stack.switch.pipeline else stack.store
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StoreUnavailable("release_reservation: database unavailable")
+
+    monkeypatch.setattr(store, "release_reservation", store_down)
+    stack.issuer.rules.forced_by_pan[card.pan] = "05"
+    for trace in (first, second):
+        assert (
+            await terminal.transact(lambda m, t=trace: m.purchase_void(t))
+        ).response_code == "05"
+    stack.issuer.rules.forced_by_pan.clear()
+    monkeypatch.undo()
+    bad = await _entry(stack, first)
+    assert bad.id is not None and await stack.store.add_refunded(bad.id, -300, 300)
+    monkeypatch.setattr("posp.pipeline.recovery.BATCH", 1)
+    recovery = stack.switch.recovery
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=recovery.in_doubt_after_s + 1)
+    assert (await recovery.sweep(later)).reservations_released == 1
+    assert (await _entry(stack, second)).refunded_minor == 0
+    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 400))
+    assert refund.approved
+
+
 async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
     stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
 ) -> None:

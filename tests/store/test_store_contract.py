@@ -305,6 +305,10 @@ async def test_stranded_reservations_are_ended_entries_still_carrying_one(store:
     later = dt.datetime.now(UTC) + dt.timedelta(minutes=1)
     found = {e.id: e.reserved_minor for e in await store.stranded_reservations(later)}
     assert found == {declined_void: 100, declined_refund: 50}
+    first = await store.stranded_reservations(later, limit=1)
+    assert [e.id for e in first] == [declined_void]  # in creation order, paged
+    rest = await store.stranded_reservations(later, limit=5, after=first[0])
+    assert [e.id for e in rest] == [declined_refund]
     earlier = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
     assert await store.stranded_reservations(earlier) == []
     assert pending_refund not in found
