@@ -7,12 +7,16 @@ off by a crash, or whose release the store failed, is released by the in-doubt
 sweeper; a void its terminal reverses (in flight or answered), or whose
 approval the switch cannot deliver, leaves the purchase refundable; an approved
 void whose original could not be voided keeps it until the void is undone.
-Each checks the card's balance at the issuer after the steps."""
+Each checks the card's balance at the issuer after the steps; one races voids
+and refunds of a dozen purchases without holding anything (it fails on the
+code before: a purchase voided and refunded)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import random
 from typing import Any
 
 import pytest
@@ -348,3 +352,51 @@ async def test_a_void_whose_original_change_fails_is_undone_and_gives_it_back(
     assert original.state == "approved" and original.refunded_minor == 0
     refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1400))
     assert refund.approved and await stack.balance(card) == before
+
+
+async def test_racing_voids_and_refunds_keep_the_journal_and_the_issuer_in_agreement(
+    stack: Stack, card: TerminalCard
+) -> None:
+    """Purchases, then for each at once over separate connections a void, two
+    refunds of random amounts and a repeated void: whatever wins, a purchase is
+    never both voided and refunded, its refunded count equals its approved
+    refunds (nothing left reserved), and the issuer's balance equals what the
+    journal says happened."""
+    rng = random.Random(20261203)
+    terminal = await stack.terminal()
+    assert stack.switch is not None and stack.store is not None
+    before = await stack.balance(card)
+    purchases = [await _purchase(terminal, card, rng.randrange(200, 2000)) for _ in range(12)]
+    frames: list[tuple[str, str, bytes]] = []  # (original trace, kind, frame)
+    for trace, rrn, date in purchases:
+        amount = (await _entry(stack, trace)).amount_minor or 0
+        frames.append((trace, "void", _detached(terminal, terminal.machine.purchase_void(trace))))
+        for _ in range(2):
+            part = rng.randrange(1, amount + 1)
+            refund = terminal.machine.refund(card, rrn, date, part)
+            frames.append((trace, "refund", _detached(terminal, refund)))
+        again = terminal.machine.purchase_void(trace, allow_voided=True)
+        frames.append((trace, "void", _detached(terminal, again)))
+    rng.shuffle(frames)
+    answers = await asyncio.gather(*(send_raw(stack.switch.port, f) for _, _, f in frames))
+    codes = collections.Counter(a.message[39] for a in answers)
+    assert set(codes) == {"00", "12", "64"}  # winners and both kinds of refusal
+    expected = before
+    for trace, _rrn, _date in purchases:
+        original = await _entry(stack, trace)
+        assert original.id is not None and original.amount_minor is not None
+        refunds = [
+            int(a.message[4])  # type: ignore[arg-type]
+            for (t, kind, _), a in zip(frames, answers, strict=True)
+            if t == trace and kind == "refund" and a.message[39] == "00"
+        ]
+        voids = [
+            a
+            for (t, kind, _), a in zip(frames, answers, strict=True)
+            if t == trace and kind == "void" and a.message[39] == "00"
+        ]
+        assert len(voids) <= 1 and not (voids and refunds)
+        assert original.refunded_minor == sum(refunds) <= original.amount_minor
+        assert (original.state == "voided") == bool(voids)
+        expected -= 0 if voids else original.amount_minor - sum(refunds)
+    assert await stack.balance(card) == expected
