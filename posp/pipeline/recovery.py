@@ -16,10 +16,10 @@ instance on the same database finishes them:
   (it provably never left) just time out.  Its risk hold and, for a refund or
   void, its reservation in its original are given back with it (once).  So is
   a reservation a refund or void that ended not approved still carries
-  because its release failed (store trouble).  A
-  terminal 0400 the switch died handling got no answer, so its terminal sends
-  it again; its own entry is closed 00 when its original was reversed (by the
-  repeat, the switch's own 0420 or this sweep) and 96 otherwise.
+  because its release failed (store trouble).  A terminal 0400 the switch died
+  handling got no answer, so its terminal sends it again; its own entry is
+  closed 00 when its original was reversed (by the repeat, the switch's own
+  0420 or this sweep) and 96 otherwise.
 * **Kept 0400s.**  A terminal reversal whose MAC the HSM could not check was
   journaled and kept with the TAK it was made under (``reversal.verify_or_defer``).
   Once the HSM answers, its MAC is checked: verified → applied exactly as if it
