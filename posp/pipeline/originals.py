@@ -185,18 +185,15 @@ async def find_original(ctx: TxnContext) -> RC | None:
 
 async def _reserve(ctx: TxnContext, original_id: int, amount: int, limit: int) -> bool:
     """Reserve ``amount`` in the original's refunded_minor (up to ``limit``), recorded
-    on this request's pending entry in the same transaction."""
-    store = ctx.services.store
-    if ctx.entry_id is None:  # not on the financial routes: their entry comes first
-        reserved = await store.add_refunded(original_id, amount, limit)
-        ctx.reserved_minor = amount if reserved else 0
-        return reserved
+    on this request's pending entry (journaled before the finders run) in the same
+    transaction."""
+    assert ctx.entry_id is not None
     # Noted before the write: should the deadline cut it off after it committed, the
     # release still finds it (and finds nothing to give back if it did not commit).
     # A release that runs while that commit is still in flight (PostgreSQL) finds
     # nothing yet; the sweeper gives it back once the entry has ended.
     ctx.reserved_minor = amount
-    if await store.reserve_refunded(original_id, amount, limit, ctx.entry_id):
+    if await ctx.services.store.reserve_refunded(original_id, amount, limit, ctx.entry_id):
         return True
     ctx.reserved_minor = 0
     return False
@@ -206,16 +203,11 @@ async def release_reservation(ctx: TxnContext) -> None:
     """Give back this request's reservation in its original's ``refunded_minor``
     (a refund that did not end approved; a void once its outcome is recorded,
     unless ``keeps_reservation``; the switch's undo of a void it kept it for).
-    Through its pending entry when there is one, so that it happens once whoever
-    gets there first (module docstring); directly when no entry was written."""
+    Through its pending entry, which knows its original, so that it happens once
+    whoever gets there first (module docstring)."""
     reserved, ctx.reserved_minor = ctx.reserved_minor, 0
-    if not reserved:
-        return
-    store = ctx.services.store
-    if ctx.entry_id is not None:  # the entry knows its original
-        await store.release_reservation(ctx.entry_id, reserved)
-    elif ctx.original is not None and ctx.original.id is not None:  # no entry carries it
-        await store.add_refunded(ctx.original.id, -reserved, ctx.original.amount_minor or 0)
+    if reserved and ctx.entry_id is not None:
+        await ctx.services.store.release_reservation(ctx.entry_id, reserved)
 
 
 async def release_entry_reservation(services: Services, entry: JournalEntry) -> bool:

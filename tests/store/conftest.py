@@ -45,6 +45,15 @@ class StoreFactory:
             await store.close()
 
 
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it (from inside a loop)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Where the stores of one test live.  Synchronous on purpose: the shared
@@ -63,11 +72,7 @@ async def factory(target: StoreFactory) -> AsyncIterator[StoreFactory]:
     finally:
         await target.close_all()
         if target.kind == "postgres":
-            connection = await asyncpg.connect(target.dsn)
-            try:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
-            finally:
-                await connection.close()
+            await drop_schema(target.dsn, target.schema)
 
 
 @pytest.fixture

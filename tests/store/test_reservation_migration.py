@@ -15,6 +15,7 @@ from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
+from tests.store.conftest import drop_schema
 from tests.store.test_sqlite_counter_migration import schema_before
 
 _INSERT = (
@@ -83,5 +84,5 @@ async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_d
         finally:
             await store.close()
     finally:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await connection.close()
+        await drop_schema(pg_dsn, schema)

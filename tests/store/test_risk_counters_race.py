@@ -11,7 +11,6 @@ import random
 import secrets
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from posp.risk.counters import CounterAdd
@@ -19,6 +18,7 @@ from posp.risk.inputs import RiskInput
 from posp.risk.ruleset import load_ruleset
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
+from tests.store.conftest import drop_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -39,11 +39,7 @@ async def two_stores(pg_dsn: str) -> AsyncIterator[tuple[PostgresStore, Postgres
     finally:
         for store in stores:
             await store.close()
-        connection = await asyncpg.connect(pg_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schema(pg_dsn, schema)
 
 
 def _purchase(rng: random.Random) -> RiskInput:

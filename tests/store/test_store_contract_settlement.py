@@ -26,7 +26,7 @@ from posp.store.api import (
     UploadedRecord,
 )
 from posp.store.postgres import PostgresStore
-from tests.store.conftest import StoreFactory
+from tests.store.conftest import StoreFactory, drop_schema
 from tests.store.samples import MID, TID, UTC, entry, registered
 
 # --- store-and-forward -----------------------------------------------------------
@@ -286,11 +286,7 @@ async def test_a_sequence_created_by_a_concurrent_caller_is_drawn_from(
         assert await store.next_sequence("raced") == 1
     finally:
         await factory.close_all()
-        connection = await asyncpg.connect(pg_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{factory.schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schema(pg_dsn, factory.schema)
 
 
 async def test_open_is_idempotent_and_concurrent_opens_are_safe(factory: StoreFactory) -> None:
