@@ -2,7 +2,9 @@
 process: fleet (this process, terminals.fleet) → ``posp serve`` (SQLite) →
 ``hsm-sim`` (TCP) and ``issuer-sim serve`` (its own in-process HSM).
 
-Target: ≥ 1,500 approved PIN purchases/s sustained for 60 s with p99 ≤ 100 ms.
+Target: ≥ 1,500 approved PIN purchases/s sustained for 60 s with p99 ≤ 100 ms
+(closed loop); offered 1,500/s (open loop), every request approved with no
+skipped tick and p99 ≤ 100 ms.
 ``POSP_BENCH_SECONDS`` shortens the run (default 60); ``POSP_BENCH_TERMINALS``
 sets the fleet size (default 48).  By default the loop is closed (one worker
 per terminal, each sending its next purchase as soon as the last is answered):
@@ -375,17 +377,32 @@ async def report_run(
         f"  (2 whole cores would allow {2e6 / total_us:,.0f}/s at this cost)"
     )
     p99 = report.latency_ms["p99"]
-    met = (
-        approved_per_s >= TARGET_RATE
-        and p99 <= TARGET_P99_MS
-        and report.duration_s >= TARGET_SECONDS
-        and report.timeouts == 0
-    )
-    print(
-        f"  target: >= {TARGET_RATE:,.0f} approved/s for {TARGET_SECONDS:.0f} s with p99 <="
-        f" {TARGET_P99_MS:.0f} ms: {'MET' if met else 'not met'}"
-        f" ({approved_per_s:,.0f}/s, p99 {p99:.1f} ms, {report.duration_s:.0f} s)"
-    )
+    if rate is None:
+        met = (
+            approved_per_s >= TARGET_RATE
+            and p99 <= TARGET_P99_MS
+            and report.duration_s >= TARGET_SECONDS
+            and report.timeouts == 0
+        )
+        print(
+            f"  target: >= {TARGET_RATE:,.0f} approved/s for {TARGET_SECONDS:.0f} s with p99 <="
+            f" {TARGET_P99_MS:.0f} ms: {'MET' if met else 'not met'}"
+            f" ({approved_per_s:,.0f}/s, p99 {p99:.1f} ms, {report.duration_s:.0f} s)"
+        )
+    else:  # the offered rate is fixed: what counts is keeping up with it
+        met = (
+            report.skipped == 0
+            and p99 <= TARGET_P99_MS
+            and report.duration_s >= TARGET_SECONDS
+            and report.timeouts == 0
+            and approved == report.requests
+        )
+        print(
+            f"  target (open loop): {rate:,.0f}/s offered for {TARGET_SECONDS:.0f} s, every"
+            f" request approved, no skipped tick, p99 <= {TARGET_P99_MS:.0f} ms:"
+            f" {'MET' if met else 'not met'} ({approved:,} of {report.requests:,} approved,"
+            f" {report.skipped} skipped, p99 {p99:.1f} ms, {report.duration_s:.0f} s)"
+        )
     return approved_per_s
 
 
