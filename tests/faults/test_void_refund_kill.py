@@ -1,9 +1,11 @@
-"""A void cut off by ``kill -9``, against real processes (``posp serve``,
-``issuer-sim --durable``), on SQLite and on PostgreSQL: the switch dies while
-the void of an approved purchase is at the issuer.  After the restart the void
-must end undone at the issuer (one 0420), and the purchase must be whole again
-— refundable in full (the void's reservation on it given back) — so that the
-card ends where a purchase and its refund leave it: at its opening balance."""
+"""A void, and a refund, cut off by ``kill -9``, against real processes
+(``posp serve``, ``issuer-sim --durable``), on SQLite and on PostgreSQL: the
+switch dies while the void (or the refund) of an approved purchase is at the
+issuer.  After the restart it must end undone at the issuer (the void by the
+terminal's 0400 or the switch's 0420, the refund by the in-doubt sweeper's
+0420), and the purchase must be whole again — refundable in full (the
+reservation on it given back) — so that the card ends where a purchase and
+one refund leave it: at its opening balance."""
 
 from __future__ import annotations
 
@@ -61,6 +63,20 @@ async def test_switch_killed_while_a_void_is_at_the_issuer_on_postgresql(
     await void_cut_off_by_a_kill(stack)
 
 
+async def test_switch_killed_while_a_refund_is_at_the_issuer_on_sqlite(
+    stack: FaultStack,
+) -> None:
+    await refund_cut_off_by_a_kill(stack)
+
+
+async def test_switch_killed_while_a_refund_is_at_the_issuer_on_postgresql(
+    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+) -> None:
+    stack = FaultStack(tmp_path, store_url=pg_url)
+    stacks.append(stack)
+    await refund_cut_off_by_a_kill(stack)
+
+
 async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
     run = await start_run(stack, 1)
     terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
@@ -97,4 +113,42 @@ async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
     assert entries["refund"][0] == "approved"
     books = read_issuer_books(stack.issuer_db)
     assert books.balances[card.pan] == opening  # debited, voided, void undone, refunded
+    await run.fleet.close()
+
+
+async def refund_cut_off_by_a_kill(stack: FaultStack) -> None:
+    run = await start_run(stack, 1)
+    terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
+    opening = read_issuer_books(stack.issuer_db).balances[card.pan]
+    bought = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
+    assert bought.approved and bought.message is not None
+    rrn, mmdd = bought.message.text(37), bought.message.text(13)
+
+    stack.set_rules(latency_ms=3000)
+    before = stack.received("0220")
+    refund = asyncio.create_task(
+        terminal.session.transact(lambda m: m.refund(card, rrn, mmdd, PIN_AMOUNT_MINOR))
+    )
+    await until(lambda: stack.received("0220") > before, "issuer received the refund")
+    await asyncio.to_thread(stack.kill, "switch1")
+    cut_off = await refund
+    assert not cut_off.approved
+    stack.set_rules(latency_ms=0)
+    await until(lambda: issuer_rows(stack, card.pan, PIN_AMOUNT_MINOR) >= 2, "refund booked")
+    await asyncio.to_thread(stack.start_switch, "switch1")
+
+    # The restarted switch's sweeper finds the refund in doubt: reversed at the
+    # issuer (one 0420), its reservation in the purchase given back.
+    residue = await wait_switch_settled(run.store_url, timeout_s=60.0)
+    assert residue.unresolved == 0 and residue.saf_rows == 0, residue
+    entries = await journal(run.store_url)
+    assert entries["refund"][0] == "timed_out" and entries["refund"][2] == 0, entries
+    assert entries["purchase"][1] == 0  # nothing of it counted as refunded
+    assert read_issuer_books(stack.issuer_db).balances[card.pan] == opening - PIN_AMOUNT_MINOR
+
+    again = await terminal.session.transact(lambda m: m.refund(card, rrn, mmdd, PIN_AMOUNT_MINOR))
+    assert again.response_code == "00", again
+    entries = await journal(run.store_url)
+    assert entries["purchase"][1] == PIN_AMOUNT_MINOR
+    assert read_issuer_books(stack.issuer_db).balances[card.pan] == opening
     await run.fleet.close()
