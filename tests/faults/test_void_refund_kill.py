@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from terminals.cards import TerminalCard
+from terminals.machine import TerminalMachine
+from terminals.outcome import Outcome
 from tests.faults.audit import connect_store_schema, read_issuer_books, wait_switch_settled
-from tests.faults.driver import AMOUNT_BASE_MINOR
+from tests.faults.driver import AMOUNT_BASE_MINOR, AuditedTerminal, fleet_cards
 from tests.faults.procs import FaultStack
-from tests.faults.scenario import start_run, until
+from tests.faults.scenario import Run, start_run, until
 
 PIN_AMOUNT_MINOR = AMOUNT_BASE_MINOR + 1  # odd amounts carry a PIN (driver)
 
@@ -77,29 +82,53 @@ async def test_switch_killed_while_a_refund_is_at_the_issuer_on_postgresql(
     await refund_cut_off_by_a_kill(stack)
 
 
-async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
+@dataclass
+class CutOff:
+    """A purchase approved, then a follow-up of it cut off at the issuer by a kill."""
+
+    run: Run
+    terminal: AuditedTerminal
+    card: TerminalCard
+    opening: int  # the card's balance before the purchase
+    rrn: str  # the purchase's
+    mmdd: str
+    outcome: Outcome  # what the terminal saw of the follow-up
+
+
+async def purchase_then_cut_off(
+    stack: FaultStack, mti: str, follow_up: Callable[[TerminalMachine, Outcome], bytes]
+) -> CutOff:
+    """A PIN purchase approved; then ``follow_up`` (built from the purchase's
+    outcome) held 3 s at the issuer, the switch killed once the issuer has it
+    (its ``mti`` count), the issuer let to book it, the switch restarted."""
     run = await start_run(stack, 1)
     terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
     opening = read_issuer_books(stack.issuer_db).balances[card.pan]
     bought = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
     assert bought.approved and bought.message is not None
-    rrn, mmdd = bought.message.text(37), bought.message.text(13)
-
     stack.set_rules(latency_ms=3000)
-    before = stack.received("0200")
-    void = asyncio.create_task(terminal.session.transact(lambda m: m.purchase_void(bought.trace)))
-    await until(lambda: stack.received("0200") > before, "issuer received the void")
+    before = stack.received(mti)
+    sent = asyncio.create_task(terminal.session.transact(lambda m: follow_up(m, bought)))
+    await until(lambda: stack.received(mti) > before, f"issuer received the {mti}")
     await asyncio.to_thread(stack.kill, "switch1")
-    voided = await void
-    assert not voided.approved and voided.reversal_queued  # the terminal will send its 0400
+    outcome = await sent
+    assert not outcome.approved
     stack.set_rules(latency_ms=0)
-    await until(lambda: issuer_rows(stack, card.pan, PIN_AMOUNT_MINOR) >= 2, "void booked")
+    await until(lambda: issuer_rows(stack, card.pan, PIN_AMOUNT_MINOR) >= 2, f"{mti} booked")
     await asyncio.to_thread(stack.start_switch, "switch1")
+    text = bought.message.text
+    return CutOff(run, terminal, card, opening, text(37), text(13), outcome)
+
+
+async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
+    cut = await purchase_then_cut_off(stack, "0200", lambda m, o: m.purchase_void(o.trace))
+    run, terminal, card = cut.run, cut.terminal, cut.card
+    assert cut.outcome.reversal_queued  # the terminal will send its 0400
 
     # The terminal's next transaction sends the void's 0400 first; the refund of
     # the whole purchase is then approved: nothing of it is held by the void.
     refunded = await terminal.session.transact(
-        lambda m: m.refund(card, rrn, mmdd, PIN_AMOUNT_MINOR)
+        lambda m: m.refund(card, cut.rrn, cut.mmdd, PIN_AMOUNT_MINOR)
     )
     assert refunded.response_code == "00", refunded
     assert not terminal.machine.reversal_due
@@ -112,30 +141,19 @@ async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
     assert entries["purchase_void"][0] == "reversed" and entries["purchase_void"][2] == 0
     assert entries["refund"][0] == "approved"
     books = read_issuer_books(stack.issuer_db)
-    assert books.balances[card.pan] == opening  # debited, voided, void undone, refunded
+    assert books.balances[card.pan] == cut.opening  # debited, voided, void undone, refunded
     await run.fleet.close()
 
 
 async def refund_cut_off_by_a_kill(stack: FaultStack) -> None:
-    run = await start_run(stack, 1)
-    terminal, card = run.fleet.terminals[0], run.fleet.cards[0]
-    opening = read_issuer_books(stack.issuer_db).balances[card.pan]
-    bought = await terminal.purchase(0, card, PIN_AMOUNT_MINOR)
-    assert bought.approved and bought.message is not None
-    rrn, mmdd = bought.message.text(37), bought.message.text(13)
+    def refund(machine: TerminalMachine, bought: Outcome) -> bytes:
+        assert bought.message is not None
+        text = bought.message.text
+        return machine.refund(card, text(37), text(13), PIN_AMOUNT_MINOR)
 
-    stack.set_rules(latency_ms=3000)
-    before = stack.received("0220")
-    refund = asyncio.create_task(
-        terminal.session.transact(lambda m: m.refund(card, rrn, mmdd, PIN_AMOUNT_MINOR))
-    )
-    await until(lambda: stack.received("0220") > before, "issuer received the refund")
-    await asyncio.to_thread(stack.kill, "switch1")
-    cut_off = await refund
-    assert not cut_off.approved
-    stack.set_rules(latency_ms=0)
-    await until(lambda: issuer_rows(stack, card.pan, PIN_AMOUNT_MINOR) >= 2, "refund booked")
-    await asyncio.to_thread(stack.start_switch, "switch1")
+    card = fleet_cards(stack.cards)[0]
+    cut = await purchase_then_cut_off(stack, "0220", refund)
+    run, terminal = cut.run, cut.terminal
 
     # The restarted switch's sweeper finds the refund in doubt: reversed at the
     # issuer (one 0420), its reservation in the purchase given back.
@@ -144,11 +162,14 @@ async def refund_cut_off_by_a_kill(stack: FaultStack) -> None:
     entries = await journal(run.store_url)
     assert entries["refund"][0] == "timed_out" and entries["refund"][2] == 0, entries
     assert entries["purchase"][1] == 0  # nothing of it counted as refunded
-    assert read_issuer_books(stack.issuer_db).balances[card.pan] == opening - PIN_AMOUNT_MINOR
+    books = read_issuer_books(stack.issuer_db)
+    assert books.balances[card.pan] == cut.opening - PIN_AMOUNT_MINOR
 
-    again = await terminal.session.transact(lambda m: m.refund(card, rrn, mmdd, PIN_AMOUNT_MINOR))
+    again = await terminal.session.transact(
+        lambda m: m.refund(card, cut.rrn, cut.mmdd, PIN_AMOUNT_MINOR)
+    )
     assert again.response_code == "00", again
     entries = await journal(run.store_url)
     assert entries["purchase"][1] == PIN_AMOUNT_MINOR
-    assert read_issuer_books(stack.issuer_db).balances[card.pan] == opening
+    assert read_issuer_books(stack.issuer_db).balances[card.pan] == cut.opening
     await run.fleet.close()
