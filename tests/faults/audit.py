@@ -130,11 +130,14 @@ class SwitchResidue:
     saf_rows: int = 0  # 0420s not delivered yet
     kept_0400s: int = 0  # terminal 0400s waiting for the HSM to check their MAC
     samples: list[str] = field(default_factory=list)  # a few unresolved entries, for a report
+    #: Refunds and voids that ended not approved and still hold their reservation
+    #: in their original (given back right after the state change, or by the sweep).
+    reservations_held: int = 0
 
     @property
     def unresolved(self) -> int:
         pending = sum(n for state, n in self.states.items() if state in UNRESOLVED_STATES)
-        return pending + self.kept_0400s
+        return pending + self.kept_0400s + self.reservations_held
 
     @property
     def settled(self) -> bool:
@@ -144,6 +147,9 @@ class SwitchResidue:
 _STATES_SQL: Final = "SELECT state, COUNT(*) FROM journal GROUP BY state"
 _SAF_SQL: Final = "SELECT COUNT(*) FROM saf"
 _KEPT_SQL: Final = "SELECT COUNT(*) FROM deferred_reversals"
+_HELD_SQL: Final = (
+    "SELECT COUNT(*) FROM journal WHERE reserved_minor > 0 AND state NOT IN ('pending', 'approved')"
+)
 _SAMPLE_SQL: Final = (
     "SELECT id, terminal_id, trace, txn_type, direction, mti, network_stan, node_id, created_at"
     " FROM journal WHERE state = 'pending' ORDER BY id LIMIT 5"
@@ -163,11 +169,13 @@ def _read_sqlite_residue(path: str) -> SwitchResidue:
         columns = {row[0] for row in conn.execute("SELECT name FROM pragma_table_info('saf')")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         saf_sql, kept_sql = _residue_queries(columns, tables)
+        journal = {row[0] for row in conn.execute("SELECT name FROM pragma_table_info('journal')")}
         states = dict(conn.execute(_STATES_SQL).fetchall())
         saf = conn.execute(saf_sql).fetchone()[0]
         kept = conn.execute(kept_sql).fetchone()[0] if kept_sql else 0
         samples = [str(row) for row in conn.execute(_SAMPLE_SQL)]
-    return SwitchResidue(states, saf, kept, samples)
+        held = conn.execute(_HELD_SQL).fetchone()[0] if "reserved_minor" in journal else 0
+    return SwitchResidue(states, saf, kept, samples, held)
 
 
 async def connect_store_schema(store_url: str) -> asyncpg.Connection:
@@ -193,13 +201,16 @@ async def _read_pg_residue(store_url: str) -> SwitchResidue:
         saf = int(await conn.fetchval(saf_sql))
         kept = int(await conn.fetchval(kept_sql)) if kept_sql else 0
         samples = [str(tuple(row)) for row in await conn.fetch(_SAMPLE_SQL)]
-        return SwitchResidue(states, saf, kept, samples)
+        reserving = any(r[0] == "journal" and r[1] == "reserved_minor" for r in columns)
+        held = int(await conn.fetchval(_HELD_SQL)) if reserving else 0
+        return SwitchResidue(states, saf, kept, samples, held)
     finally:
         await conn.close()
 
 
 async def read_switch_residue(store_url: str) -> SwitchResidue:
-    """Journal states, waiting 0420s and kept 0400s, read straight from the tables."""
+    """Journal states, waiting 0420s, kept 0400s and reservations still held by
+    ended refunds and voids, read straight from the tables."""
     if store_url.startswith("sqlite:///"):
         return await asyncio.to_thread(_read_sqlite_residue, store_url[len("sqlite:///") :])
     return await _read_pg_residue(store_url)

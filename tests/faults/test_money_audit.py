@@ -125,14 +125,14 @@ async def test_switch_kill_9_on_sqlite_loses_no_money(
 
 
 async def test_switch_kill_9_on_postgresql_loses_no_money(
-    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
 ) -> None:
     """10 × kill -9 of the switch under load, PostgreSQL store: the audit is clean."""
     await audited_load(faulty(tmp_path, stacks, store_url=pg_url), kill_switches)
 
 
 async def test_two_switches_on_postgresql_killed_lose_no_money(
-    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
 ) -> None:
     """Two instances on one PostgreSQL, terminals split across them, 10 × kill -9 of
     either: the audit is clean."""

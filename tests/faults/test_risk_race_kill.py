@@ -106,7 +106,7 @@ async def read_sums(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
 
 
 async def test_two_instances_one_killed_never_approve_past_a_cap(
-    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
 ) -> None:
     stack = FaultStack(tmp_path, store_url=pg_url, switch_count=2)
     stacks.append(stack)

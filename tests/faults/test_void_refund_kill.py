@@ -1,11 +1,12 @@
 """A void, and a refund, cut off by ``kill -9``, against real processes
 (``posp serve``, ``issuer-sim --durable``), on SQLite and on PostgreSQL: the
 switch dies while the void (or the refund) of an approved purchase is at the
-issuer.  After the restart it must end undone at the issuer (the void by the
-terminal's 0400 or the switch's 0420, the refund by the in-doubt sweeper's
-0420), and the purchase must be whole again — refundable in full (the
-reservation on it given back) — so that the card ends where a purchase and
-one refund leave it: at its opening balance."""
+issuer, which books it.  After the restart it must end undone at the issuer by
+exactly one 0420 — the void's sent by the switch for the terminal's 0400 (sent
+before the terminal's next transaction), the refund's by the in-doubt sweep of
+the restarted switch — and the purchase must be whole again: refundable in
+full (the reservation the void or refund held in it given back), so that the
+card ends where a purchase and one refund leave it, at its opening balance."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ _ENTRIES = (
 )
 
 
-async def journal(store_url: str) -> dict[str, tuple[str, int, int]]:
-    """txn_type → (state, refunded_minor, reserved_minor) of the switch's entries."""
+async def journal(store_url: str) -> dict[str, list[tuple[str, int, int]]]:
+    """txn_type → (state, refunded_minor, reserved_minor) of each of the switch's
+    entries of that type, oldest first."""
     if store_url.startswith("sqlite:///"):
         path = store_url.removeprefix("sqlite:///")
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
@@ -53,7 +55,15 @@ async def journal(store_url: str) -> dict[str, tuple[str, int, int]]:
             rows = [tuple(r) for r in await conn.fetch(_ENTRIES)]
         finally:
             await conn.close()
-    return {str(t): (str(s), int(f), int(r)) for t, s, f, r in rows}
+    entries: dict[str, list[tuple[str, int, int]]] = {}
+    for kind, state, refunded, reserved in rows:
+        entries.setdefault(str(kind), []).append((str(state), int(refunded), int(reserved)))
+    return entries
+
+
+def reversals(stack: FaultStack) -> list[int]:
+    """How many 0420s the issuer received for each original it got one for."""
+    return sorted(int(n) for n in stack.control("/traffic")["reversals"].values())
 
 
 async def test_switch_killed_while_a_void_is_at_the_issuer_on_sqlite(stack: FaultStack) -> None:
@@ -61,7 +71,7 @@ async def test_switch_killed_while_a_void_is_at_the_issuer_on_sqlite(stack: Faul
 
 
 async def test_switch_killed_while_a_void_is_at_the_issuer_on_postgresql(
-    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
 ) -> None:
     stack = FaultStack(tmp_path, store_url=pg_url)
     stacks.append(stack)
@@ -75,7 +85,7 @@ async def test_switch_killed_while_a_refund_is_at_the_issuer_on_sqlite(
 
 
 async def test_switch_killed_while_a_refund_is_at_the_issuer_on_postgresql(
-    tmp_path: Path, stacks: list[FaultStack], pg_url: str
+    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
 ) -> None:
     stack = FaultStack(tmp_path, store_url=pg_url)
     stacks.append(stack)
@@ -136,10 +146,10 @@ async def void_cut_off_by_a_kill(stack: FaultStack) -> None:
     assert residue.unresolved == 0 and residue.saf_rows == 0, residue
 
     entries = await journal(run.store_url)
-    assert entries["purchase"][0] == "approved"
-    assert entries["purchase"][1] == PIN_AMOUNT_MINOR  # refunded in full, once
-    assert entries["purchase_void"][0] == "reversed" and entries["purchase_void"][2] == 0
-    assert entries["refund"][0] == "approved"
+    assert entries["purchase"] == [("approved", PIN_AMOUNT_MINOR, 0)]  # refunded in full
+    assert entries["purchase_void"] == [("reversed", 0, 0)]  # its reservation given back
+    assert entries["refund"] == [("approved", 0, PIN_AMOUNT_MINOR)]  # the refund's share
+    assert reversals(stack) == [1]  # one 0420, for the void
     books = read_issuer_books(stack.issuer_db)
     assert books.balances[card.pan] == cut.opening  # debited, voided, void undone, refunded
     await run.fleet.close()
@@ -160,8 +170,9 @@ async def refund_cut_off_by_a_kill(stack: FaultStack) -> None:
     residue = await wait_switch_settled(run.store_url, timeout_s=60.0)
     assert residue.unresolved == 0 and residue.saf_rows == 0, residue
     entries = await journal(run.store_url)
-    assert entries["refund"][0] == "timed_out" and entries["refund"][2] == 0, entries
-    assert entries["purchase"][1] == 0  # nothing of it counted as refunded
+    assert entries["refund"] == [("timed_out", 0, 0)], entries  # reservation given back
+    assert entries["purchase"] == [("approved", 0, 0)]  # nothing of it counted as refunded
+    assert reversals(stack) == [1]  # one 0420, for the refund
     books = read_issuer_books(stack.issuer_db)
     assert books.balances[card.pan] == cut.opening - PIN_AMOUNT_MINOR
 
@@ -170,6 +181,7 @@ async def refund_cut_off_by_a_kill(stack: FaultStack) -> None:
     )
     assert again.response_code == "00", again
     entries = await journal(run.store_url)
-    assert entries["purchase"][1] == PIN_AMOUNT_MINOR
+    assert entries["purchase"] == [("approved", PIN_AMOUNT_MINOR, 0)]
+    assert entries["refund"] == [("timed_out", 0, 0), ("approved", 0, PIN_AMOUNT_MINOR)]
     assert read_issuer_books(stack.issuer_db).balances[card.pan] == cut.opening
     await run.fleet.close()
