@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from terminals.cards import TerminalCard
 from terminals.machine import TerminalMachine
 from terminals.outcome import Outcome
@@ -66,30 +68,23 @@ def reversals(stack: FaultStack) -> list[int]:
     return sorted(int(n) for n in stack.control("/traffic")["reversals"].values())
 
 
-async def test_switch_killed_while_a_void_is_at_the_issuer_on_sqlite(stack: FaultStack) -> None:
-    await void_cut_off_by_a_kill(stack)
-
-
-async def test_switch_killed_while_a_void_is_at_the_issuer_on_postgresql(
-    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
-) -> None:
-    stack = FaultStack(tmp_path, store_url=pg_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kill_stack(request: pytest.FixtureRequest, tmp_path: Path) -> FaultStack:
+    """One switch on SQLite, or on a fresh PostgreSQL schema (asked for before
+    the stacks, so the schema is dropped after the processes have stopped)."""
+    store_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    stacks: list[FaultStack] = request.getfixturevalue("stacks")
+    stack = FaultStack(tmp_path, store_url=store_url)
     stacks.append(stack)
-    await void_cut_off_by_a_kill(stack)
+    return stack
 
 
-async def test_switch_killed_while_a_refund_is_at_the_issuer_on_sqlite(
-    stack: FaultStack,
-) -> None:
-    await refund_cut_off_by_a_kill(stack)
+async def test_switch_killed_while_a_void_is_at_the_issuer(kill_stack: FaultStack) -> None:
+    await void_cut_off_by_a_kill(kill_stack)
 
 
-async def test_switch_killed_while_a_refund_is_at_the_issuer_on_postgresql(
-    tmp_path: Path, pg_url: str, stacks: list[FaultStack]
-) -> None:
-    stack = FaultStack(tmp_path, store_url=pg_url)
-    stacks.append(stack)
-    await refund_cut_off_by_a_kill(stack)
+async def test_switch_killed_while_a_refund_is_at_the_issuer(kill_stack: FaultStack) -> None:
+    await refund_cut_off_by_a_kill(kill_stack)
 
 
 @dataclass
