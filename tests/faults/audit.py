@@ -147,8 +147,11 @@ class SwitchResidue:
 _STATES_SQL: Final = "SELECT state, COUNT(*) FROM journal GROUP BY state"
 _SAF_SQL: Final = "SELECT COUNT(*) FROM saf"
 _KEPT_SQL: Final = "SELECT COUNT(*) FROM deferred_reversals"
+#: The states the store's sweep gives reservations back from (its partial index
+#: ``journal_stranded_reservations``, migration 0032).
 _HELD_SQL: Final = (
-    "SELECT COUNT(*) FROM journal WHERE reserved_minor > 0 AND state NOT IN ('pending', 'approved')"
+    "SELECT COUNT(*) FROM journal WHERE reserved_minor > 0"
+    " AND state IN ('declined', 'timed_out', 'reversed')"
 )
 _SAMPLE_SQL: Final = (
     "SELECT id, terminal_id, trace, txn_type, direction, mti, network_stan, node_id, created_at"
