@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import random
 from typing import Any
 
@@ -24,6 +25,8 @@ import pytest
 from posp.errors import StoreUnavailable
 from posp.store.api import JournalEntry
 from terminals.cards import TerminalCard
+from terminals.machine import TerminalMachine
+from terminals.outcome import Outcome
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack, eventually
 from tests.e2e.tamper import send_raw
@@ -52,6 +55,38 @@ async def _entry(stack: Stack, trace: str) -> JournalEntry:
     entry = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
     assert entry is not None
     return entry
+
+
+async def _declined_voids(
+    stack: Stack, terminal: TerminalSession, card: TerminalCard, *traces: str
+) -> None:
+    """Void each purchase ``traces`` names, the issuer declining every one (05)."""
+    assert stack.issuer is not None
+    stack.issuer.rules.forced_by_pan[card.pan] = "05"
+    for trace in traces:
+        void = await terminal.transact(functools.partial(_void_frame, trace=trace))
+        assert void.response_code == "05"
+    stack.issuer.rules.forced_by_pan.clear()
+
+
+async def _refund(
+    terminal: TerminalSession, card: TerminalCard, rrn: str, date: str, amount: int
+) -> Outcome:
+    """A refund of ``amount`` of the purchase with RRN ``rrn`` on ``date`` (MMDD)."""
+    return await terminal.transact(lambda m: m.refund(card, rrn, date, amount))
+
+
+def _void_frame(machine: TerminalMachine, trace: str) -> bytes:
+    return machine.purchase_void(trace)
+
+
+def _releases_fail(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
+    """The store fails every reservation release (until ``monkeypatch.undo()``)."""
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
+        raise StoreUnavailable("release_reservation: database unavailable")
+
+    monkeypatch.setattr(store, "release_reservation", store_down)
 
 
 def _detached(terminal: TerminalSession, frame: bytes) -> bytes:
@@ -118,13 +153,9 @@ async def test_a_declined_void_gives_its_reservation_back(stack: Stack, card: Te
     terminal = await stack.terminal()
     before = await stack.balance(card)
     trace, rrn, date = await _purchase(terminal, card, 900)
-    assert stack.issuer is not None
-    stack.issuer.rules.forced_by_pan[card.pan] = "05"
-    void = await terminal.transact(lambda m: m.purchase_void(trace))
-    assert void.response_code == "05"
-    stack.issuer.rules.forced_by_pan.clear()
+    await _declined_voids(stack, terminal, card, trace)
     assert (await _entry(stack, trace)).refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 900))
+    refund = await _refund(terminal, card, rrn, date, 900)
     assert refund.approved and await stack.balance(card) == before
 
 
@@ -138,15 +169,8 @@ async def test_a_release_the_store_failed_is_done_by_the_sweeper(
     trace, rrn, date = await _purchase(terminal, card, 600)
     assert stack.switch is not None and stack.switch.pipeline is not None
     assert stack.issuer is not None and stack.switch.recovery is not None
-    store = stack.switch.pipeline.services.store
-
-    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
-        raise StoreUnavailable("release_reservation: database unavailable")
-
-    monkeypatch.setattr(store, "release_reservation", store_down)
-    stack.issuer.rules.forced_by_pan[card.pan] = "05"
-    assert (await terminal.transact(lambda m: m.purchase_void(trace))).response_code == "05"
-    stack.issuer.rules.forced_by_pan.clear()
+    _releases_fail(monkeypatch, stack.switch.pipeline.services.store)
+    await _declined_voids(stack, terminal, card, trace)
     monkeypatch.undo()
     assert (await _entry(stack, trace)).refunded_minor == 600  # stranded
     recovery = stack.switch.recovery
@@ -155,7 +179,7 @@ async def test_a_release_the_store_failed_is_done_by_the_sweeper(
     assert (await recovery.sweep(later)).reservations_released == 1
     assert (await recovery.sweep(later)).reservations_released == 0  # once
     assert (await _entry(stack, trace)).refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 600))
+    refund = await _refund(terminal, card, rrn, date, 600)
     assert refund.approved and await stack.balance(card) == before
 
 
@@ -171,17 +195,8 @@ async def test_a_reservation_whose_release_keeps_failing_does_not_hide_the_other
     first, _rrn, _date = await _purchase(terminal, card, 300)
     second, rrn, date = await _purchase(terminal, card, 400)
     store = stack.switch.pipeline.services.store if stack.switch.pipeline else stack.store
-
-    async def store_down(*_args: Any, **_kwargs: Any) -> bool:
-        raise StoreUnavailable("release_reservation: database unavailable")
-
-    monkeypatch.setattr(store, "release_reservation", store_down)
-    stack.issuer.rules.forced_by_pan[card.pan] = "05"
-    for trace in (first, second):
-        assert (
-            await terminal.transact(lambda m, t=trace: m.purchase_void(t))
-        ).response_code == "05"
-    stack.issuer.rules.forced_by_pan.clear()
+    _releases_fail(monkeypatch, store)
+    await _declined_voids(stack, terminal, card, first, second)
     monkeypatch.undo()
     bad = await _entry(stack, first)
     assert bad.id is not None and await stack.store.add_refunded(bad.id, -300, 300)
@@ -190,7 +205,7 @@ async def test_a_reservation_whose_release_keeps_failing_does_not_hide_the_other
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=recovery.in_doubt_after_s + 1)
     assert (await recovery.sweep(later)).reservations_released == 1
     assert (await _entry(stack, second)).refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 400))
+    refund = await _refund(terminal, card, rrn, date, 400)
     assert refund.approved
 
 
@@ -222,7 +237,7 @@ async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
     assert original.state == "approved" and original.refunded_minor == 0
     assert (await switch.recovery.sweep(later)).timed_out == 0  # released once
     session = stack.session(terminal.machine)
-    refund = await session.transact(lambda m: m.refund(card, rrn, date, 1200))
+    refund = await _refund(session, card, rrn, date, 1200)
     assert refund.approved and await stack.balance(card) == before
     assert (await _entry(stack, trace)).refunded_minor == 1200
 
@@ -246,7 +261,7 @@ async def test_a_void_reversed_by_its_terminal_leaves_the_purchase_refundable(
     assert stack.switch is not None
     assert (await send_raw(stack.switch.port, reversal)).message[39] == "00"  # a repeat
     assert (await _entry(stack, trace)).refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1500))
+    refund = await _refund(terminal, card, rrn, date, 1500)
     assert refund.approved and await stack.balance(card) == before
 
 
@@ -264,7 +279,7 @@ async def test_an_undelivered_void_approval_leaves_the_purchase_refundable(
     assert await stack.balance(card) == before - 2000  # the switch reversed the void
     original = await _entry(stack, trace)
     assert original.state == "approved" and original.refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 2000))
+    refund = await _refund(terminal, card, rrn, date, 2000)
     assert refund.approved and await stack.balance(card) == before
 
 
@@ -293,7 +308,7 @@ async def test_a_0400_of_a_void_in_flight_gives_its_reservation_back_once(
     original = await _entry(stack, trace)
     assert original.state == "approved" and original.refunded_minor == 0  # not negative
     monkeypatch.undo()
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1100))
+    refund = await _refund(terminal, card, rrn, date, 1100)
     assert refund.approved and await stack.balance(card) == before
 
 
@@ -330,7 +345,7 @@ async def test_an_approved_void_whose_original_was_not_voided_keeps_its_reservat
     assert await stack.balance(card) == before
     original = await _entry(stack, trace)
     assert original.state == "approved" and original.refunded_minor == 1300
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1300))
+    refund = await _refund(terminal, card, rrn, date, 1300)
     assert refund.response_code == "64" and await stack.balance(card) == before
 
 
@@ -350,7 +365,7 @@ async def test_a_void_whose_original_change_fails_is_undone_and_gives_it_back(
     assert await stack.balance(card) == before - 1400  # the void undone upstream
     original = await _entry(stack, trace)
     assert original.state == "approved" and original.refunded_minor == 0
-    refund = await terminal.transact(lambda m: m.refund(card, rrn, date, 1400))
+    refund = await _refund(terminal, card, rrn, date, 1400)
     assert refund.approved and await stack.balance(card) == before
 
 
