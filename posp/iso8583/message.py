@@ -108,4 +108,5 @@ class Message:
     def __repr__(self) -> str:
         return f"Message({self.mti!r}, {render_fields(self.fields, DEFAULT_MASKS)})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()

@@ -426,7 +426,16 @@ class EncodedNetworkMessage:
 
     __slots__ = ("message", "texts")
 
-    def __init__(self, message: Message, *, reuse: EncodedNetworkMessage | None = None) -> None:
+    def __init__(
+        self,
+        message: Message,
+        *,
+        reuse: EncodedNetworkMessage | None = None,
+        received: dict[int, bytes] | None = None,
+    ) -> None:
+        if received is not None:  # ``received``: the texts the frame arrived in
+            self.message, self.texts = message, received
+            return
         mti = message.mti
         if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
             raise EncodeError("MTI must be 4 digits")
@@ -453,10 +462,7 @@ class EncodedNetworkMessage:
         message, texts = frame.message, frame.texts
         if texts.keys() != message.fields.keys():
             return cls(message)
-        encoded = cls.__new__(cls)
-        encoded.message = message
-        encoded.texts = texts
-        return encoded
+        return cls(message, received=texts)
 
     def set(self, n: int, value: FieldValue) -> None:
         """Set field ``n`` in the message and its encoded text."""

@@ -144,7 +144,8 @@ class F55:
     def __repr__(self) -> str:
         return f"F55({', '.join(_render(item) for item in self.items)})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 # --- decoding ----------------------------------------------------------------
