@@ -23,12 +23,24 @@ COPY pyproject.toml README.md requirements.lock ./
 RUN pip install --upgrade pip setuptools wheel \
  && python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(d))" \
  && pip install -c requirements.lock -r /tmp/requirements.txt
+# The C compiler for the compiled build; it stays in this stage.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY setup.py compiled-modules.txt ./
+COPY tools ./tools
 COPY posp ./posp
 COPY hsm_sim ./hsm_sim
 COPY issuer_sim ./issuer_sim
 COPY terminals ./terminals
-# A regular (non-editable) install: the runtime image holds no source tree.
-RUN pip install --no-deps . && python -m compileall -q /opt/venv
+# A regular (non-editable) install, compiled: the modules of compiled-modules.txt
+# built by mypyc (`make test-compiled` is the suite on the same build), every other
+# module pure Python.  mypy is a build tool only and leaves the venv afterwards.
+# The runtime image holds no source tree.
+RUN pip install -c requirements.lock mypy \
+ && POSP_COMPILE=1 pip install --no-deps --no-build-isolation . \
+ && pip uninstall -y -q mypy \
+ && python -m compileall -q /opt/venv
 
 # --- runtime: the virtualenv only, run as an unprivileged user -------------------------
 FROM python:3.11-slim AS runtime

@@ -12,11 +12,21 @@ import time
 import tests.bench as pkg
 
 
+def build_name() -> str:
+    """Which build the benchmarks run on: pure Python, or the mypyc build of
+    ``make compiled`` (run with ``PYTHONPATH=build/compiled``)."""
+    import posp.iso8583.message
+
+    origin = str(posp.iso8583.message.__file__)
+    return "compiled (mypyc, compiled-modules.txt)" if origin.endswith(".so") else "pure Python"
+
+
 def main(argv: list[str]) -> int:
     names = sorted(
         m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("bench_")
     )
     wanted = {f"bench_{a}" for a in argv}
+    print(f"build: {build_name()}", flush=True)
     failed = 0
     for name in names:
         if wanted and name not in wanted:

@@ -1,0 +1,1 @@
+"""Build and maintenance helpers that are not part of any installed package."""

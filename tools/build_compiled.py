@@ -1,0 +1,128 @@
+"""The compiled build: a copy of the tree in which the modules named by
+``compiled-modules.txt`` are compiled by mypyc (``make compiled``; ``make
+test-compiled`` runs the whole default suite on it, as CI does after ``make test``).
+
+Invariants:
+* The source tree is never compiled in place: ``make test`` always tests pure
+  Python, and no stale extension module can shadow an edited ``.py``.
+* The copy holds every file of the tree except the environment, caches, data and
+  other builds; mypyc's own incremental state in it (``build/``, ``.mypy_cache``)
+  is kept between builds, everything else is copied afresh, so a module dropped
+  from the list is pure Python again in the next build.
+* A build that did not produce an extension for every listed module fails.
+* ``setup.py`` reads the same list (``compiled_modules``) for the Docker image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE_LIST = REPO / "compiled-modules.txt"
+#: Top-level packages whose modules may be compiled.
+PACKAGES = ("posp", "hsm_sim", "issuer_sim", "terminals")
+#: Never copied: the environment, caches, data, other builds.
+_SKIP = (
+    ".git",
+    ".venv",
+    "build",
+    "data",
+    "dist",
+    "bench-results",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    ".import_linter_cache",
+    "__pycache__",
+    "*.egg-info",
+    "*.so",
+)
+#: mypyc's incremental state inside the copy, kept from one build to the next.
+_KEEP = frozenset({"build", ".mypy_cache"})
+
+
+def compiled_modules(path: Path = MODULE_LIST) -> list[str]:
+    """The module paths listed in ``path`` (one per line; blank lines and ``#``
+    comments skipped).  ValueError naming the line for a path that is not a
+    ``.py`` file of one of :data:`PACKAGES`, or that is listed twice."""
+    modules: list[str] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = Path(line).parts
+        if not line.endswith(".py") or len(parts) < 2 or parts[0] not in PACKAGES or ".." in parts:
+            raise ValueError(f"{path.name} line {number}: {line!r} is not a module of {PACKAGES}")
+        if line in modules:
+            raise ValueError(f"{path.name} line {number}: {line!r} is listed twice")
+        modules.append(line)
+    return modules
+
+
+def extension_of(module: Path) -> Path | None:
+    """The compiled extension next to ``module`` (``x.py`` → ``x.cpython-….so``), if any."""
+    for suffix in EXTENSION_SUFFIXES:
+        candidate = module.with_name(module.stem + suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def copy_tree(target: Path) -> None:
+    """``target`` made a fresh copy of the tree (mypyc's state in it kept)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for child in target.iterdir():
+        if child.name in _KEEP:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    ignore = shutil.ignore_patterns(*_SKIP)
+    skipped = set(ignore(str(REPO), [c.name for c in REPO.iterdir()]))
+    for child in REPO.iterdir():
+        if child.name in skipped:
+            continue
+        if child.is_dir():
+            shutil.copytree(child, target / child.name, ignore=ignore, symlinks=True)
+        else:
+            shutil.copy2(child, target / child.name)
+
+
+def build(target: Path) -> list[str]:
+    """Copy the tree to ``target`` and compile the listed modules there; the log of
+    mypyc and the C compiler goes to ``target/compile.log``."""
+    modules = compiled_modules()
+    copy_tree(target)
+    mypyc = Path(sys.executable).with_name("mypyc")
+    log = target / "compile.log"
+    with log.open("w", encoding="utf-8") as out:
+        done = subprocess.run(
+            [str(mypyc), *modules], cwd=target, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    if done.returncode != 0:
+        tail = log.read_text(encoding="utf-8").splitlines()[-20:]
+        raise SystemExit(f"mypyc failed ({done.returncode}); the end of {log}:\n" + "\n".join(tail))
+    missing = [m for m in modules if extension_of(target / m) is None]
+    if missing:
+        raise SystemExit(f"mypyc built no extension for: {', '.join(missing)} (see {log})")
+    return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", type=Path, help="directory of the compiled copy")
+    args = parser.parse_args(argv)
+    modules = build(args.target.resolve())
+    print(f"compiled build in {args.target}: {len(modules)} modules compiled by mypyc")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
