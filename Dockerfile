@@ -35,11 +35,13 @@ COPY issuer_sim ./issuer_sim
 COPY terminals ./terminals
 # A regular (non-editable) install, compiled: the modules of compiled-modules.txt
 # built by mypyc (`make test-compiled` is the suite on the same build), every other
-# module pure Python.  mypy is a build tool only and leaves the venv afterwards.
-# The runtime image holds no source tree.
+# module pure Python.  mypy (with mypyc) is a build tool only: it and the packages
+# only it needs leave the venv before the wheel is installed.  The runtime image
+# holds no source tree.
 RUN pip install -c requirements.lock mypy \
- && POSP_COMPILE=1 pip install --no-deps --no-build-isolation . \
- && pip uninstall -y -q mypy \
+ && POSP_COMPILE=1 pip wheel --no-deps --no-build-isolation -w /tmp/wheels . \
+ && pip uninstall -y -q mypy librt ast-serialize pathspec mypy-extensions \
+ && pip install --no-deps /tmp/wheels/posp-*.whl \
  && python -m compileall -q /opt/venv
 
 # --- runtime: the virtualenv only, run as an unprivileged user -------------------------

@@ -44,5 +44,5 @@ lint: $(STAMP)
 lock: $(STAMP)          ## regenerate requirements.lock from pyproject.toml (pip-tools)
 	$(BIN)/python -m pip install -q pip-tools && $(BIN)/pip-compile -q --extra test --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
-clean:                  ## the venv and caches; data/ (the journal) is kept
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+clean:                  ## the venv, caches and builds; data/ (the journal) is kept
+	rm -rf $(VENV) .mypy_cache .ruff_cache build

@@ -13,9 +13,11 @@ from typing import Any
 
 from setuptools import setup
 
+COMPILE = os.environ.get("POSP_COMPILE") == "1"
+
 
 def _ext_modules() -> list[Any]:
-    if os.environ.get("POSP_COMPILE") != "1":
+    if not COMPILE:
         return []
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mypyc.build import mypycify
@@ -25,4 +27,9 @@ def _ext_modules() -> list[Any]:
     return list(mypycify(compiled_modules(), opt_level="3"))
 
 
-setup(ext_modules=_ext_modules())
+# A compiled build keeps its objects out of the pure build's directory, so that a
+# later pure install can never pick up an extension module from it.
+setup(
+    ext_modules=_ext_modules(),
+    options={"build": {"build_base": "build/setuptools-compiled"}} if COMPILE else {},
+)

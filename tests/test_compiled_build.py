@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.build_compiled import PACKAGES, compiled_modules, extension_of
+from tools.build_compiled import PACKAGES, compiled_modules, copy_tree, extension_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECT_COMPILED = os.environ.get("POSP_EXPECT_COMPILED") == "1"
@@ -82,3 +82,10 @@ def test_programs_started_by_the_suite_load_the_same_build() -> None:
         cwd="/",
     ).stdout.strip()
     assert there == here
+
+
+@pytest.mark.parametrize("where", [".", "build", "..", "data"])
+def test_the_copy_is_made_only_under_build(where: str) -> None:
+    """Its contents are replaced: the checkout, its data or a parent never are."""
+    with pytest.raises(SystemExit, match="must be a directory under"):
+        copy_tree((ROOT / where).resolve())

@@ -5,10 +5,11 @@ test-compiled`` runs the whole default suite on it, as CI does after ``make test
 Invariants:
 * The source tree is never compiled in place: ``make test`` always tests pure
   Python, and no stale extension module can shadow an edited ``.py``.
-* The copy holds every file of the tree except the environment, caches, data and
-  other builds; mypyc's own incremental state in it (``build/``, ``.mypy_cache``)
-  is kept between builds, everything else is copied afresh, so a module dropped
-  from the list is pure Python again in the next build.
+* The copy holds the checkout's files as git lists them (tracked and untracked,
+  less what .gitignore leaves out: the environment, caches, data, builds);
+  mypyc's own incremental state in it (``build/``, ``.mypy_cache``) is kept
+  between builds, everything else is copied afresh, so a module dropped from the
+  list is pure Python again in the next build.  The copy lies under ``build/``.
 * A build that did not produce an extension for every listed module fails.
 * ``setup.py`` reads the same list (``compiled_modules``) for the Docker image.
 """
@@ -26,25 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 MODULE_LIST = REPO / "compiled-modules.txt"
 #: Top-level packages whose modules may be compiled.
 PACKAGES = ("posp", "hsm_sim", "issuer_sim", "terminals")
-#: Never copied: the environment, caches, data, other builds.
-_SKIP = (
-    ".git",
-    ".venv",
-    "build",
-    "data",
-    "dist",
-    "bench-results",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-    ".import_linter_cache",
-    "__pycache__",
-    "*.egg-info",
-    "*.so",
-)
 #: mypyc's incremental state inside the copy, kept from one build to the next.
 _KEEP = frozenset({"build", ".mypy_cache"})
+#: Where compiled copies may be made (their contents are replaced).
+BUILD_ROOT = REPO / "build"
 
 
 def compiled_modules(path: Path = MODULE_LIST) -> list[str]:
@@ -75,7 +61,18 @@ def extension_of(module: Path) -> Path | None:
 
 
 def copy_tree(target: Path) -> None:
-    """``target`` made a fresh copy of the tree (mypyc's state in it kept)."""
+    """``target`` made a fresh copy of the checkout's files (``git ls-files``:
+    tracked and untracked, without what .gitignore leaves out), mypyc's state in
+    it kept.  ``target`` must lie under ``build/``: its contents are replaced."""
+    if not target.is_relative_to(BUILD_ROOT) or target == BUILD_ROOT:
+        raise SystemExit(f"the compiled copy must be a directory under {BUILD_ROOT}, not {target}")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    files = [REPO / name.decode() for name in listed if name]
     target.mkdir(parents=True, exist_ok=True)
     for child in target.iterdir():
         if child.name in _KEEP:
@@ -84,15 +81,12 @@ def copy_tree(target: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-    ignore = shutil.ignore_patterns(*_SKIP)
-    skipped = set(ignore(str(REPO), [c.name for c in REPO.iterdir()]))
-    for child in REPO.iterdir():
-        if child.name in skipped:
+    for source in files:
+        if not source.exists():  # deleted in the work tree, not yet in the index
             continue
-        if child.is_dir():
-            shutil.copytree(child, target / child.name, ignore=ignore, symlinks=True)
-        else:
-            shutil.copy2(child, target / child.name)
+        copy = target / source.relative_to(REPO)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copy, follow_symlinks=False)
 
 
 def build(target: Path) -> list[str]:
@@ -100,11 +94,14 @@ def build(target: Path) -> list[str]:
     mypyc and the C compiler goes to ``target/compile.log``."""
     modules = compiled_modules()
     copy_tree(target)
-    mypyc = Path(sys.executable).with_name("mypyc")
     log = target / "compile.log"
     with log.open("w", encoding="utf-8") as out:
         done = subprocess.run(
-            [str(mypyc), *modules], cwd=target, stdout=out, stderr=subprocess.STDOUT, check=False
+            [sys.executable, "-m", "mypyc", *modules],
+            cwd=target,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     if done.returncode != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-20:]

@@ -431,16 +431,20 @@ class EncodedNetworkMessage:
         message: Message,
         *,
         reuse: EncodedNetworkMessage | None = None,
-        received: dict[int, bytes] | None = None,
+        arrived_texts: dict[int, bytes] | None = None,
     ) -> None:
-        if received is not None:  # ``received``: the texts the frame arrived in
-            self.message, self.texts = message, received
-            return
+        """``arrived_texts`` (for :meth:`received`): the texts the message's frame
+        arrived in, taken as they are when they hold exactly its fields."""
+        if reuse is not None and arrived_texts is not None:
+            raise TypeError("EncodedNetworkMessage: reuse and arrived_texts exclude each other")
         mti = message.mti
         if type(mti) is not str or len(mti) != 4 or not (mti.isdigit() and mti.isascii()):
             raise EncodeError("MTI must be 4 digits")
-        encode = NETWORK.encode_field
         self.message = message
+        if arrived_texts is not None and arrived_texts.keys() == message.fields.keys():
+            self.texts = arrived_texts
+            return
+        encode = NETWORK.encode_field
         if reuse is None:
             self.texts = {n: encode(n, value) for n, value in sorted(message.fields.items())}
             return
@@ -459,10 +463,7 @@ class EncodedNetworkMessage:
         """The message of a frame from :func:`decode_network` with the texts it
         arrived in, nothing encoded again (the frame's message must not have been
         changed since).  A frame without texts for every field is encoded."""
-        message, texts = frame.message, frame.texts
-        if texts.keys() != message.fields.keys():
-            return cls(message)
-        return cls(message, received=texts)
+        return cls(frame.message, arrived_texts=frame.texts)
 
     def set(self, n: int, value: FieldValue) -> None:
         """Set field ``n`` in the message and its encoded text."""

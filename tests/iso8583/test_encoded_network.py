@@ -3,6 +3,7 @@ the same frame body as encode_network, also after setting F128."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from posp.iso8583 import (
     Message,
     NetworkFrame,
     NetworkHeader,
+    decode_network,
     encode_network,
     network_mab,
 )
@@ -49,3 +51,20 @@ def test_an_invalid_field_is_named_before_anything_is_sent() -> None:
         assert exc.field == 4
     else:
         raise AssertionError("an invalid F4 encoded")
+
+
+def test_a_received_frame_keeps_its_texts_and_encodes_what_they_lack() -> None:
+    frame = decode_network(encode_network(NETWORK_PURCHASE))
+    received = EncodedNetworkMessage.received(frame)
+    assert received.texts is frame.texts  # nothing encoded again
+    assert received.body(frame.header) == encode_network(NETWORK_PURCHASE)
+    # Texts that do not hold exactly the message's fields are not taken.
+    partial = EncodedNetworkMessage(frame.message, arrived_texts={})
+    assert partial.mab() == network_mab(frame.message)
+    assert partial.body(frame.header) == encode_network(NETWORK_PURCHASE)
+
+
+def test_reuse_and_arrived_texts_exclude_each_other() -> None:
+    message = NETWORK_PURCHASE.message.copy()
+    with pytest.raises(TypeError, match="exclude each other"):
+        EncodedNetworkMessage(message, reuse=EncodedNetworkMessage(message), arrived_texts={})
