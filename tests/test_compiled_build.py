@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tools.build_compiled import PACKAGES, compiled_modules, copy_tree, extension_of
+from tools.build_compiled import (
+    PACKAGES,
+    compiled_modules,
+    copy_tree,
+    extension_of,
+    runs_compiled,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECT_COMPILED = os.environ.get("POSP_EXPECT_COMPILED") == "1"
@@ -63,11 +69,12 @@ def test_comments_and_blank_lines_are_skipped(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", MODULES)
 def test_each_listed_module_runs_as_the_build_says(path: str) -> None:
     module = importlib.import_module(_dotted(path))
-    origin = Path(str(module.__file__))
+    origin = module.__file__
     if EXPECT_COMPILED:
-        assert origin.suffix == ".so", f"{path} is not compiled in this build: {origin}"
+        assert runs_compiled(module), f"{path} is not compiled in this build: {origin}"
     else:
-        assert origin.suffix == ".py", f"{path} runs compiled in a pure-Python run: {origin}"
+        assert not runs_compiled(module), f"{path} runs compiled in a pure-Python run: {origin}"
+        assert str(origin).endswith(".py")
         assert extension_of(ROOT / path) is None, f"an extension shadows {path} in the tree"
 
 

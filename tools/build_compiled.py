@@ -22,6 +22,7 @@ import subprocess
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE_LIST = REPO / "compiled-modules.txt"
@@ -58,6 +59,11 @@ def extension_of(module: Path) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def runs_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension, not its ``.py``."""
+    return str(module.__file__).endswith(tuple(EXTENSION_SUFFIXES))
 
 
 def copy_tree(target: Path) -> None:

@@ -16,9 +16,10 @@ def build_name() -> str:
     """Which build the benchmarks run on: pure Python, or the mypyc build of
     ``make compiled`` (run with ``PYTHONPATH=build/compiled``)."""
     import posp.iso8583.message
+    from tools.build_compiled import runs_compiled
 
-    origin = str(posp.iso8583.message.__file__)
-    return "compiled (mypyc, compiled-modules.txt)" if origin.endswith(".so") else "pure Python"
+    compiled = runs_compiled(posp.iso8583.message)
+    return "compiled (mypyc, compiled-modules.txt)" if compiled else "pure Python"
 
 
 def main(argv: list[str]) -> int:
