@@ -165,8 +165,40 @@ def adds_to_json(adds: Sequence[CounterAdd]) -> str:
 
 
 def adds_from_json(text: str) -> tuple[CounterAdd, ...]:
-    """The uncapped adds :func:`adds_to_json` wrote."""
+    """The uncapped adds :func:`adds_to_json` wrote, keys in the current layout (a
+    hold kept before migration 0033 gives back what it added to the migrated rows)."""
     return tuple(
-        CounterAdd(str(k), int(a), int(n), int(r), int(t), dt.date.fromisoformat(str(e)))
+        CounterAdd(
+            current_key(str(k)), int(a), int(n), int(r), int(t), dt.date.fromisoformat(str(e))
+        )
         for k, a, n, r, t, e in json.loads(text)
     )
+
+
+def current_key(key: str) -> str:
+    """A counter key in the current layout (``posp.risk.facts``): a key of the
+    layout before migration 0033 (``c|<card>|d|<day>``, ``ct|<card>|<terminal>|…``,
+    ``ctl|…``, ``ctm|…``, ``cn<hhmmhhmm>|…``, ``m|<merchant>|…``, ``tf|<terminal>|…``)
+    translated, anything else unchanged.  Migration 0033 rewrites the stored
+    rows by the same rules (a test holds the two to each other)."""
+    parts = key.split("|")
+    head, count = parts[0], len(parts)
+    if head == "c" and count == 4:
+        return f"c:{parts[1]}|{parts[2]}|{parts[3]}"
+    if head == "m" and count == 4:
+        return f"m:{parts[1]}|{parts[2]}|{parts[3]}"
+    if head == "ct" and count == 5:
+        return f"c:{parts[1]}|t:{parts[2]}|{parts[3]}|{parts[4]}"
+    if head == "ctl" and count == 3:
+        return f"c:{parts[1]}|t:{parts[2]}|l"
+    if head == "ctm" and count == 4:
+        return f"c:{parts[1]}|t:{parts[2]}|m|{parts[3]}"
+    if head == "tf" and count == 3:
+        return f"t:{parts[1]}|f|{parts[2]}"
+    if count == 3 and len(head) == 10 and head.startswith("cn") and _digits(head[2:]):
+        return f"c:{parts[1]}|n{head[2:]}|{parts[2]}"
+    return key
+
+
+def _digits(text: str) -> bool:
+    return all("0" <= c <= "9" for c in text)

@@ -2,15 +2,33 @@
 evaluation and shared by every rule's closure.
 
 Invariants:
-* A counter key names its subject and window only (``c|<hash>|d|2026-12-03``),
+* A counter key names its subject and window only (``c:<hash>|d|2026-12-03``),
   never a rule: two rules on the card's day share one counter, so the number
   of counters a transaction touches does not grow with the number of rules.
   Rules declare the :class:`Family` of counters they use; the ruleset reads
   and feeds each family once.
+* Keys begin with their subject, and a card-on-terminal key with its card's
+  (the layout below).  Counters are read and written by key, so a card's day,
+  week, night and card-on-terminal rows sit next to each other in the store's
+  key order (SQLite keeps the counters in their key's B-tree): a repeat
+  purchase's hold dirties about two table pages, its card's and its
+  merchant's, where a layout by family first dirtied five.  Keys of that
+  layout (``c|<hash>|d|…``, ``ct|…``, ``ctl|…``) are translated by
+  :func:`posp.risk.counters.current_key` and, in the store, by migration 0033.
 * The business day of a local time at or after ``rollover`` is the next
   calendar day (``rollover`` 00:00 means no rollover); weeks are ISO weeks of
   the business day; months are calendar months of the business day.
 * Every key carries an expiry date so old windows can be purged.
+
+Key layout (``<day>`` an ISO date, ``<week>`` ``2026W49``, ``<month>`` ``202612``)::
+
+    c:<card>|d|<day>                    card per business day (|w|<week>: per week)
+    c:<card>|n<hhmmhhmm>|<day>          card's uses in a night window per business day
+    c:<card>|t:<terminal>|d|<day>       card on terminal per day (|w|<week>: per week)
+    c:<card>|t:<terminal>|l             card on terminal: last use
+    c:<card>|t:<terminal>|m|<month>     card on terminal per month
+    m:<merchant>|d|<day>                merchant per day (|w|<week>: per week)
+    t:<terminal>|f|<day>                fallback uses on a terminal per day
 """
 
 from __future__ import annotations
@@ -26,8 +44,26 @@ from posp.risk.inputs import ZERO, CounterSnapshot, CounterValue, RiskInput
 KEEP_DAYS = 62
 KEEP_MONTH_DAYS = 25 * 31
 _ONE_DAY = dt.timedelta(days=1)
-#: Key prefix of each velocity subject.
+#: Key prefix of each velocity subject (the family's ``prefix``, not the key text).
 SUBJECT_PREFIX = {"card": "c", "card_terminal": "ct", "merchant": "m"}
+
+
+def card_subject(card_hash: str) -> str:
+    """The start of every key of a card (its card-on-terminal keys too)."""
+    return f"c:{card_hash}"
+
+
+def pair_subject(card_hash: str, terminal_id: str) -> str:
+    """The start of every key of a card on a terminal."""
+    return f"c:{card_hash}|t:{terminal_id}"
+
+
+def merchant_subject(merchant_id: str) -> str:
+    return f"m:{merchant_id}"
+
+
+def terminal_subject(terminal_id: str) -> str:
+    return f"t:{terminal_id}"
 
 
 def business_day(local_time: dt.datetime, rollover: dt.time) -> dt.date:
@@ -128,7 +164,7 @@ class Facts:
         self.bday = business_day(inp.local_time, rollover)
         self.cal = calendar(self.bday)
         self.day = self.cal.day
-        self.pair = f"{inp.card_hash}|{inp.terminal_id}"
+        self.pair = pair_subject(inp.card_hash, inp.terminal_id)
         self.clock = inp.local_time.time()
         self.local_s = inp.local_s
         self.region = inp.region  # the merchant's (F42 digits 4-7 unless given)
@@ -152,10 +188,14 @@ class Facts:
         if key is None:
             inp = self.inp
             who = (
-                inp.card_hash if prefix == "c" else self.pair if prefix == "ct" else inp.merchant_id
+                card_subject(inp.card_hash)
+                if prefix == "c"
+                else self.pair
+                if prefix == "ct"
+                else merchant_subject(inp.merchant_id)
             )
             when = self.day if window == "d" else self.cal.week
-            key = self.keys[name] = f"{prefix}|{who}|{window}|{when}"
+            key = self.keys[name] = f"{who}|{window}|{when}"
         return key
 
     def merchant_day_key(self, back_days: int = 0) -> str:
@@ -164,19 +204,19 @@ class Facts:
     def last_use_key(self) -> str:
         key = self.keys.get("ctl")
         if key is None:
-            key = self.keys["ctl"] = f"ctl|{self.pair}"
+            key = self.keys["ctl"] = f"{self.pair}|l"
         return key
 
     def pair_month_key(self, back_months: int = 0) -> str:
         return self.pair_months(back_months)[back_months]
 
     def night_key(self, start: dt.time, end: dt.time) -> str:
-        return f"cn{night_label(start, end)}|{self.inp.card_hash}|{self.day}"
+        return f"{card_subject(self.inp.card_hash)}|n{night_label(start, end)}|{self.day}"
 
     def fallback_key(self) -> str:
         key = self.keys.get("tf")
         if key is None:
-            key = self.keys["tf"] = f"tf|{self.inp.terminal_id}|{self.day}"
+            key = self.keys["tf"] = f"{terminal_subject(self.inp.terminal_id)}|f|{self.day}"
         return key
 
     def is_night(self, start: dt.time, end: dt.time) -> bool:
@@ -186,9 +226,9 @@ class Facts:
         """The merchant's day counters from today back ``depth`` days."""
         run = self._runs.get(("m", depth))
         if run is None:
-            merchant = self.inp.merchant_id
+            merchant = merchant_subject(self.inp.merchant_id)
             days = self.cal.days_back[: depth + 1]
-            run = self._runs["m", depth] = tuple(f"m|{merchant}|d|{day}" for day in days)
+            run = self._runs["m", depth] = tuple(f"{merchant}|d|{day}" for day in days)
         return run
 
     def pair_months(self, depth: int) -> tuple[str, ...]:
@@ -197,7 +237,7 @@ class Facts:
         if run is None:
             pair = self.pair
             months = self.cal.months_back[: depth + 1]
-            run = self._runs["p", depth] = tuple(f"ctm|{pair}|{month}" for month in months)
+            run = self._runs["p", depth] = tuple(f"{pair}|m|{month}" for month in months)
         return run
 
     # --- families -------------------------------------------------------------------

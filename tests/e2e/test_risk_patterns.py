@@ -113,7 +113,7 @@ async def set_last_use(stack: Stack, card: TerminalCard, terminal_id: str, at_s:
     await stack.store._write(
         "test_last_use",
         "UPDATE risk_counters SET last_at_s = ? WHERE counter_key = ?",
-        [at_s, f"ctl|{card_hash}|{terminal_id}"],
+        [at_s, f"c:{card_hash}|t:{terminal_id}|l"],
     )
 
 

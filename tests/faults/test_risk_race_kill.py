@@ -96,9 +96,12 @@ async def read_sums(store_url: str) -> tuple[dict[str, int], dict[str, int]]:
         }
         counted: dict[str, int] = {}
         for key, amount in await conn.fetch(
-            "SELECT counter_key, amount_minor FROM risk_counters WHERE counter_key LIKE 'c|%|d|%'"
+            "SELECT counter_key, amount_minor FROM risk_counters WHERE counter_key LIKE 'c:%|d|%'"
         ):
-            card_hash = str(key).split("|")[1]
+            parts = str(key).split("|")
+            if parts[1] != "d":  # a card-on-terminal key (c:<card>|t:<terminal>|d|…)
+                continue
+            card_hash = parts[0].removeprefix("c:")
             counted[card_hash] = counted.get(card_hash, 0) + int(amount)
         return journaled, counted
     finally:

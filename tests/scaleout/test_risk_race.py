@@ -86,7 +86,7 @@ async def test_two_instances_never_approve_past_a_card_day_cap(pool_scaleout: Sc
         counted = await store._read(
             "test_counter",
             "SELECT sum(amount_minor) AS s FROM risk_counters WHERE counter_key LIKE ?",
-            [f"c|{card_hash}|d|%"],
+            [f"c:{card_hash}|d|%"],
         )
         journaled = await store._read(
             "test_journal",

@@ -4,6 +4,7 @@ own, dropped afterwards; skipped with a message when PostgreSQL is absent)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,6 +44,21 @@ class StoreFactory:
     async def close_all(self) -> None:
         for store in self.opened:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_schema(dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    """A connection whose search_path is a new, empty schema, and the schema's
+    name; the schema and everything in it are dropped afterwards."""
+    schema = f"t_{secrets.token_hex(6)}"
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f'SET search_path TO "{schema}"')
+        yield connection, schema
+    finally:
+        await connection.close()
+        await drop_schema(dsn, schema)
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

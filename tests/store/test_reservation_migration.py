@@ -4,18 +4,16 @@ carry their share of their original from then on, so the original's
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
-from tests.store.conftest import drop_schema
+from tests.store.conftest import scratch_schema
 from tests.store.test_sqlite_counter_migration import schema_before
 
 _INSERT = (
@@ -55,11 +53,7 @@ async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) ->
 
 @pytest.mark.postgres
 async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_dsn: str) -> None:
-    schema = f"t_{secrets.token_hex(6)}"
-    connection = await asyncpg.connect(pg_dsn)
-    try:
-        await connection.execute(f'CREATE SCHEMA "{schema}"')
-        await connection.execute(f'SET search_path TO "{schema}"')
+    async with scratch_schema(pg_dsn) as (connection, schema):
         await connection.execute(CREATE_TABLE_SQL)
         for migration in load_migrations("postgres"):
             if migration.version >= 32:
@@ -83,6 +77,3 @@ async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_d
             assert (await store.get_entry(1)).refunded_minor == 400  # type: ignore[union-attr]
         finally:
             await store.close()
-    finally:
-        await connection.close()
-        await drop_schema(pg_dsn, schema)

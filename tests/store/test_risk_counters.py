@@ -89,7 +89,7 @@ async def test_a_later_use_extends_the_expiry_and_an_earlier_one_never_shortens_
     store: SqlStore, cap: int | None
 ) -> None:
     counters = counters_of(store)
-    week = "c|x|w|2026W49"
+    week = "c:x|w|2026W49"
     await counters.check_and_add([CounterAdd(week, 1, 1, 0, 1, dt.date(2026, 2, 1), cap)])
     await counters.check_and_add([CounterAdd(week, 1, 1, 0, 2, dt.date(2026, 9, 1), cap)])
     await counters.check_and_add([CounterAdd(week, 0, 0, 0, 2, dt.date(2026, 4, 1), cap)])

@@ -23,8 +23,8 @@ UNTIL = dt.date(2026, 12, 31)
 
 def hold(amount: int, cap: int) -> tuple[CounterAdd, ...]:
     return (
-        CounterAdd("c|x|d|2026-12-03", amount, 1, 0, 1_000, UNTIL, max_amount_minor=cap),
-        CounterAdd("ct|x|t|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
+        CounterAdd("c:x|d|2026-12-03", amount, 1, 0, 1_000, UNTIL, max_amount_minor=cap),
+        CounterAdd("c:x|t:t|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
     )
 
 
@@ -44,13 +44,13 @@ async def test_the_hold_and_its_record_commit_with_the_entry(store: SqlStore) ->
     refused = job(hold(401, 1_000))  # 600 + 401 > 1,000
     refused_id = await store.insert_entry(entry("000002"), then=refused)
     assert refused.result is not None and not refused.result.applied
-    assert refused.result.before["c|x|d|2026-12-03"].amount_minor == 600
+    assert refused.result.before["c:x|d|2026-12-03"].amount_minor == 600
     assert await store.get_entry(refused_id) is not None  # the entry stands, to be declined
     assert await SqlRiskRecords(store).take_hold(refused_id) == ()  # no record, no hold
-    values = await counters.snapshot(["c|x|d|2026-12-03", "ct|x|t|d|2026-12-03"])
+    values = await counters.snapshot(["c:x|d|2026-12-03", "c:x|t:t|d|2026-12-03"])
     assert {k: v.amount_minor for k, v in values.items()} == {
-        "c|x|d|2026-12-03": 600,
-        "ct|x|t|d|2026-12-03": 600,
+        "c:x|d|2026-12-03": 600,
+        "c:x|t:t|d|2026-12-03": 600,
     }
 
 
@@ -62,8 +62,8 @@ async def test_a_duplicate_entry_adds_no_hold(store: SqlStore) -> None:
     with pytest.raises(DuplicateTransaction):
         await store.insert_entry(entry("000001"), then=again)
     assert again.result is None
-    values = await counters.snapshot(["c|x|d|2026-12-03"])
-    assert values["c|x|d|2026-12-03"].amount_minor == 100
+    values = await counters.snapshot(["c:x|d|2026-12-03"])
+    assert values["c:x|d|2026-12-03"].amount_minor == 100
 
 
 class _FailsAfterTheHold:
@@ -89,5 +89,5 @@ async def test_a_failure_in_then_takes_the_entry_and_the_hold_back(store: SqlSto
         await store.insert_entry(entry("000003"), then=_FailsAfterTheHold(inner))
     assert inner.result is not None and inner.result.applied  # it ran, then rolled back
     assert await store.find_by_trace(TID, "000001", "000003") is None
-    values = await counters.snapshot(["c|x|d|2026-12-03", "ct|x|t|d|2026-12-03"])
+    values = await counters.snapshot(["c:x|d|2026-12-03", "c:x|t:t|d|2026-12-03"])
     assert all(v.amount_minor == 0 for v in values.values())

@@ -27,7 +27,7 @@ from tests.store.conftest import StoreFactory
 from tests.store.samples import entry, hold_with_entry
 
 UNTIL = dt.date(2026, 12, 31)
-SHARED = "m|898100000000001|d|2026-12-03"
+SHARED = "m:898100000000001|d|2026-12-03"
 CAP = 1_000
 AMOUNT = 100  # ten fit under the cap
 
@@ -35,7 +35,7 @@ AMOUNT = 100  # ten fit under the cap
 def job(card: str, amount: int = AMOUNT) -> HoldWithEntry:
     return hold_with_entry(
         (
-            CounterAdd(f"c|{card}|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
+            CounterAdd(f"c:{card}|d|2026-12-03", amount, 1, 0, 1_000, UNTIL),
             CounterAdd(SHARED, amount, 1, 0, 1_000, UNTIL, max_amount_minor=CAP),
         )
     )
@@ -84,9 +84,9 @@ async def test_a_duplicate_in_a_batch_fails_only_its_own_caller(store: SqlStore)
     assert isinstance(outcomes[0], DuplicateTransaction)
     assert again.result is None
     assert isinstance(outcomes[1], int) and other.result is not None and other.result.applied
-    values = await SqlRiskCounters(store).snapshot([SHARED, "c|card1|d|2026-12-03"])
+    values = await SqlRiskCounters(store).snapshot([SHARED, "c:card1|d|2026-12-03"])
     assert values[SHARED].amount_minor == 2 * AMOUNT
-    assert values["c|card1|d|2026-12-03"].amount_minor == AMOUNT
+    assert values["c:card1|d|2026-12-03"].amount_minor == AMOUNT
 
 
 async def test_two_instances_never_pass_a_shared_cap(factory: StoreFactory) -> None:
@@ -109,9 +109,9 @@ async def test_a_batch_failing_as_a_whole_gives_each_request_its_own_outcome(
     )
     assert isinstance(outcomes[0], int) and good.result is not None and good.result.applied
     assert isinstance(outcomes[1], StoreError)
-    values = await SqlRiskCounters(store).snapshot([SHARED, "c|card2|d|2026-12-03"])
+    values = await SqlRiskCounters(store).snapshot([SHARED, "c:card2|d|2026-12-03"])
     assert values[SHARED].amount_minor == AMOUNT  # the bad request's hold is not counted
-    assert "c|card2|d|2026-12-03" not in values or values["c|card2|d|2026-12-03"].amount_minor == 0
+    assert "c:card2|d|2026-12-03" not in values or values["c:card2|d|2026-12-03"].amount_minor == 0
 
 
 async def test_a_batch_losing_its_connection_tells_every_caller_and_leaves_no_result(

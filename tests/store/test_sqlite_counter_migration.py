@@ -8,7 +8,7 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
-from posp.risk.counters import CounterAdd
+from posp.risk.counters import CounterAdd, current_key
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.risk_counters import SqlRiskCounters
 from posp.store.sqlite import SqliteStore
@@ -51,15 +51,16 @@ async def test_counters_from_before_survive_and_the_table_has_no_rowid(tmp_path:
     await store.open()
     try:
         counters = SqlRiskCounters(store)
-        snapshot = await counters.snapshot([row[0] for row in ROWS] + ["c|none|d|2026-12-03"])
+        keys = [current_key(row[0]) for row in ROWS]  # as migration 0033 rewrote them
+        snapshot = await counters.snapshot([*keys, "c:none|d|2026-12-03"])
         assert {k: tuple(v) for k, v in snapshot.items()} == {
-            row[0]: tuple(row[1:5]) for row in ROWS
+            key: tuple(row[1:5]) for key, row in zip(keys, ROWS, strict=True)
         }
-        add = CounterAdd(ROWS[0][0], 50_000, 1, 0, 300, TODAY + dt.timedelta(days=7))
+        add = CounterAdd(keys[0], 50_000, 1, 0, 300, TODAY + dt.timedelta(days=7))
         result = await counters.check_and_add((add,))
         assert result.applied
-        after = await counters.snapshot([ROWS[0][0]])
-        assert tuple(after[ROWS[0][0]]) == (200_000, 4, 0, 300)
+        after = await counters.snapshot([keys[0]])
+        assert tuple(after[keys[0]]) == (200_000, 4, 0, 300)
     finally:
         await store.close()
     connection = sqlite3.connect(path)
