@@ -177,7 +177,7 @@ async def test_expired_counters_are_purged_when_the_switch_starts(stack: Stack) 
     assert isinstance(stack.store, SqlStore)
     await stack.store._write(
         "test_expired",
-        "INSERT INTO risk_counters (counter_key, expires_on) VALUES ('c|old|d|2000-01-01', ?)",
+        "INSERT INTO risk_counters (counter_key, expires_on) VALUES ('c:old|d|2000-01-01', ?)",
         ["2000-01-02"],
     )
     await stack.stop_switch()

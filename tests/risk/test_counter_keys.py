@@ -36,7 +36,7 @@ def facts_of(card: str, terminal: str, merchant: str, when: dt.datetime) -> Fact
     return Facts(value, DEFAULT.rollover, {})
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(cards, terminals, merchants, times)
 def test_a_key_of_the_layout_before_translates_to_the_key_built_now(
     card: str, terminal: str, merchant: str, when: dt.datetime
@@ -64,7 +64,7 @@ def test_a_key_of_the_layout_before_translates_to_the_key_built_now(
         assert current_key(now) == now  # a key of the current layout stays as it is
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(cards, terminals, merchants, times, st.booleans())
 def test_every_key_begins_with_its_subject(
     card: str, terminal: str, merchant: str, when: dt.datetime, fallback: bool
@@ -90,6 +90,7 @@ def test_every_key_begins_with_its_subject(
             assert key.startswith(f"c:{card}|t:{terminal}|"), key
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40))
 def test_a_key_of_no_known_shape_is_left_as_it_is(text: str) -> None:
     translated = current_key(text)

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from posp.store.api import Store
+from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.sqlite import SqliteStore
 
@@ -59,6 +60,22 @@ async def scratch_schema(dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, st
     finally:
         await connection.close()
         await drop_schema(dsn, schema)
+
+
+async def pg_schema_before(connection: asyncpg.Connection, version: int) -> None:
+    """Apply (and record) every PostgreSQL migration before ``version`` on the
+    connection's search_path: a database as an older release left it."""
+    await connection.execute(CREATE_TABLE_SQL)
+    for migration in load_migrations("postgres"):
+        if migration.version >= version:
+            break
+        await connection.execute(migration.sql)
+        await connection.execute(
+            "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+            migration.version,
+            migration.name,
+            "2026-12-01T00:00:00",
+        )
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
-from tests.store.conftest import scratch_schema
+from tests.store.conftest import pg_schema_before, scratch_schema
 from tests.store.test_sqlite_counter_migration import schema_before
 
 _INSERT = (
@@ -54,17 +53,7 @@ async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) ->
 @pytest.mark.postgres
 async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
-        await connection.execute(CREATE_TABLE_SQL)
-        for migration in load_migrations("postgres"):
-            if migration.version >= 32:
-                break
-            await connection.execute(migration.sql)
-            await connection.execute(
-                "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
-                migration.version,
-                migration.name,
-                "2026-12-01T00:00:00",
-            )
+        await pg_schema_before(connection, 32)
         await connection.executemany(
             numbered(_INSERT).replace("'2026-12-01T00:00:00+00:00'", "now()"), ROWS
         )
