@@ -314,16 +314,35 @@ async def release_hold(services: Services, entry_id: int) -> None:
 
 
 async def purge_counters(service: RiskService, services: Services, interval_s: float) -> None:
-    """Delete expired velocity-counter rows now and every ``interval_s`` (a task of
-    the switch; a store failure is logged and retried next time)."""
+    """Delete expired velocity-counter rows, and look for counters of an older
+    version (:func:`check_counter_layout`), now and every ``interval_s`` (a task
+    of the switch; a store failure is logged and retried next time)."""
     while True:
         try:
             gone = await service.counters.purge_expired(services.local_now().date())
             if gone:
                 _log.info("expired risk counters purged", rows=gone)
+            await check_counter_layout(service)
         except PospError as exc:
             _log.warning("risk counter purge failed", error_type=type(exc).__name__)
         await asyncio.sleep(interval_s)
+
+
+async def check_counter_layout(service: RiskService) -> int:
+    """Counters keyed in the layout before migration 0033, found after it ran,
+    were written by an older posp still running on this database: its cards'
+    totals are kept apart from this version's, so limits are not exact until it
+    stops.  Logged as an error and shown as ``posp_risk_legacy_counter_rows``;
+    how many were found (at most 1,000)."""
+    rows = await service.counters.legacy_rows()
+    service.metrics.legacy_counter_rows(rows)
+    if rows:
+        _log.error(
+            "risk counters written in the layout before migration 0033: a process of an"
+            " older posp version is running on this database; stop it (README, Upgrading)",
+            rows=rows,
+        )
+    return rows
 
 
 def open_risk(

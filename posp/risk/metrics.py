@@ -6,6 +6,9 @@ metric                          type     labels        meaning
 posp_risk_decisions_total       counter  rule, action  a rule fired (decline, flag, shadow)
 posp_risk_evaluations_total     counter  outcome       pass, flag, decline, race (the store
                                                        refused the hold)
+posp_risk_legacy_counter_rows   gauge                  counters keyed as before migration
+                                                       0033 (up to 1,000): an older posp
+                                                       is still writing; 0 when none
 ==============================  =======  ============  =====================================
 
 Invariants: labels come from closed sets — rule ids are the ruleset's own
@@ -15,7 +18,7 @@ card, terminal or amount.  Counting is a plain dict increment (posp.tally).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from posp.risk.engine import Evaluation
 from posp.risk.inputs import Decision
@@ -30,6 +33,22 @@ class RiskMetrics:
         self.evaluations = TallyCounter(
             "posp_risk_evaluations", "risk evaluations by outcome", ("outcome",), registry
         )
+        self._legacy = (
+            Gauge(
+                "posp_risk_legacy_counter_rows",
+                "risk counters keyed as before migration 0033 (an older posp still writing)",
+                registry=registry,
+            )
+            if registry is not None
+            else None
+        )
+        self.legacy_rows = 0
+
+    def legacy_counter_rows(self, rows: int) -> None:
+        """The last count of counters keyed as before migration 0033."""
+        self.legacy_rows = rows
+        if self._legacy is not None:
+            self._legacy.set(rows)
 
     def observe(self, evaluation: Evaluation) -> None:
         """Count an evaluation and every decision in it."""

@@ -23,5 +23,6 @@ class RiskSettings(BaseModel):
     ruleset_path: Path | None = None
     #: A terminal without an approved transaction for this many days answers 58.
     dormant_after_days: int = Field(default=DEFAULT_DORMANT_AFTER_DAYS, ge=1, le=3650)
-    #: How often expired velocity-counter rows are deleted (0 = never).
+    #: How often expired velocity-counter rows are deleted and counters written by an
+    #: older version looked for (``check_counter_layout``), also at start; 0 = never.
     purge_interval_s: float = Field(default=3600.0, ge=0)

@@ -130,6 +130,19 @@ def sqlite_extend(count: int) -> str:
 
 
 PURGE = "DELETE FROM risk_counters WHERE expires_on < ? RETURNING counter_key"
+#: Beginnings of the keys of the layout before migration 0033 (``current_key``);
+#: no key of the current layout begins so.  Found after the migration, such a row
+#: was written by a process of an older version still running on the database.
+LEGACY_PREFIXES = ("c|", "ct", "cn", "m|", "tf|")
+_LEGACY_WHERE = " OR ".join(["counter_key {op} ?"] * len(LEGACY_PREFIXES))
+SQLITE_LEGACY = (
+    "SELECT count(*) FROM (SELECT 1 FROM risk_counters"
+    f" WHERE {_LEGACY_WHERE.format(op='GLOB')} LIMIT ?)"
+)
+PG_LEGACY = (
+    "SELECT count(*) FROM (SELECT 1 FROM risk_counters"
+    f" WHERE {_LEGACY_WHERE.format(op='LIKE')} LIMIT ?) AS found"
+)
 
 #: A statement and its parameters.
 Statement = tuple[str, list[Any]]
@@ -189,6 +202,18 @@ class SqlRiskCounters:
     async def purge_expired(self, today: dt.date) -> int:
         gone = await self._store._write("risk_purge", PURGE, [today.isoformat()])
         return len(gone)
+
+    async def legacy_rows(self, limit: int = 1_000) -> int:
+        """How many counters (up to ``limit``) have a key of the layout before
+        migration 0033: any at all means an older posp still writes on this
+        database, counting its cards apart from this version."""
+        if self._pg:
+            patterns = [f"{prefix}%" for prefix in LEGACY_PREFIXES]
+            found = await self._store._read("risk_legacy_rows", PG_LEGACY, [*patterns, limit])
+        else:
+            patterns = [f"{prefix}*" for prefix in LEGACY_PREFIXES]
+            found = await self._store._read("risk_legacy_rows", SQLITE_LEGACY, [*patterns, limit])
+        return int(found[0][0])
 
     async def _attempt(
         self, adds: Sequence[CounterAdd], then: Statement | None = None

@@ -16,9 +16,13 @@ from pathlib import Path
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
+from posp.pipeline.risk import check_counter_layout, open_risk
 from posp.risk.counters import CounterAdd, current_key
 from posp.risk.engine import release
+from posp.settings import load_settings
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
@@ -262,3 +266,28 @@ async def test_an_upgraded_postgresql_database_counts_on_from_where_it_was(pg_ds
 
 def test_both_stores_have_the_migration() -> None:
     assert MIGRATION.name == PG_MIGRATION.name == "risk_counter_keys"
+
+
+async def test_counters_written_by_an_older_version_after_the_upgrade_are_reported(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    """An older switch left running after 0033 keeps counting under the old keys,
+    apart from this version's: the switch's purge task finds such rows, logs an
+    error naming the fix and shows their number in a gauge; none, no error."""
+    registry = CollectorRegistry()
+    service = open_risk(load_settings(), store, registry)
+    assert service is not None
+    until = dt.date(2027, 2, 3)
+    await service.counters.apply([CounterAdd("c:a1b2|d|2026-12-03", 500, 1, 0, 100, until)])
+    with capture_logs() as logs:
+        assert await check_counter_layout(service) == 0
+    assert not [log for log in logs if log["log_level"] == "error"]
+    assert registry.get_sample_value("posp_risk_legacy_counter_rows") == 0
+    old = ["c|a1b2|d|2026-12-03", "ctl|a1b2|10000001", "m|898290054110001|w|2026W49"]
+    await service.counters.apply([CounterAdd(key, 500, 1, 0, 100, until) for key in old])
+    with capture_logs() as logs:
+        assert await check_counter_layout(service) == 3
+    (error,) = [log for log in logs if log["log_level"] == "error"]
+    assert "older posp version" in error["event"] and error["rows"] == 3
+    assert registry.get_sample_value("posp_risk_legacy_counter_rows") == 3
+    assert await service.counters.legacy_rows(limit=2) == 2
