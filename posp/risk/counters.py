@@ -195,10 +195,13 @@ def current_key(key: str) -> str:
         return f"c:{parts[1]}|t:{parts[2]}|m|{parts[3]}"
     if head == "tf" and count == 3:
         return f"t:{parts[1]}|f|{parts[2]}"
-    if count == 3 and len(head) == 10 and head.startswith("cn") and _digits(head[2:]):
-        return f"c:{parts[1]}|n{head[2:]}|{parts[2]}"
+    label = head[2:]  # cn<hhmmhhmm>: eight ASCII digits
+    if (
+        count == 3
+        and head.startswith("cn")
+        and len(label) == 8
+        and label.isascii()
+        and label.isdigit()
+    ):
+        return f"c:{parts[1]}|n{label}|{parts[2]}"
     return key
-
-
-def _digits(text: str) -> bool:
-    return all("0" <= c <= "9" for c in text)

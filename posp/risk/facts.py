@@ -55,7 +55,7 @@ def card_subject(card_hash: str) -> str:
 
 def pair_subject(card_hash: str, terminal_id: str) -> str:
     """The start of every key of a card on a terminal."""
-    return f"c:{card_hash}|t:{terminal_id}"
+    return f"{card_subject(card_hash)}|t:{terminal_id}"
 
 
 def merchant_subject(merchant_id: str) -> str:
@@ -186,14 +186,12 @@ class Facts:
         name = prefix + window
         key = self.keys.get(name)
         if key is None:
-            inp = self.inp
-            who = (
-                card_subject(inp.card_hash)
-                if prefix == "c"
-                else self.pair
-                if prefix == "ct"
-                else merchant_subject(inp.merchant_id)
-            )
+            if prefix == "c":
+                who = card_subject(self.inp.card_hash)
+            elif prefix == "ct":
+                who = self.pair
+            else:
+                who = merchant_subject(self.inp.merchant_id)
             when = self.day if window == "d" else self.cal.week
             key = self.keys[name] = f"{who}|{window}|{when}"
         return key

@@ -33,22 +33,15 @@ class RiskMetrics:
         self.evaluations = TallyCounter(
             "posp_risk_evaluations", "risk evaluations by outcome", ("outcome",), registry
         )
-        self._legacy = (
-            Gauge(
-                "posp_risk_legacy_counter_rows",
-                "risk counters keyed as before migration 0033 (an older posp still writing)",
-                registry=registry,
-            )
-            if registry is not None
-            else None
+        self._legacy = Gauge(  # registry None: kept, not exported (as TallyCounter)
+            "posp_risk_legacy_counter_rows",
+            "risk counters keyed as before migration 0033 (an older posp still writing)",
+            registry=registry,
         )
-        self.legacy_rows = 0
 
     def legacy_counter_rows(self, rows: int) -> None:
         """The last count of counters keyed as before migration 0033."""
-        self.legacy_rows = rows
-        if self._legacy is not None:
-            self._legacy.set(rows)
+        self._legacy.set(rows)
 
     def observe(self, evaluation: Evaluation) -> None:
         """Count an evaluation and every decision in it."""

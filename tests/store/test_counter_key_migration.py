@@ -30,7 +30,7 @@ from posp.store.risk_counters import SqlRiskCounters
 from posp.store.risk_records import SqlRiskRecords
 from posp.store.sqlite import SqliteStore
 from tests.store.conftest import pg_schema_before, scratch_schema
-from tests.store.test_sqlite_counter_migration import schema_before
+from tests.store.test_sqlite_counter_migration import database_before
 
 VERSION = 33
 MIGRATION = {m.version: m for m in load_migrations("sqlite")}[VERSION]
@@ -231,13 +231,8 @@ async def counts_on(store: SqliteStore | PostgresStore) -> None:
 
 async def test_an_upgraded_sqlite_database_counts_on_from_where_it_was(tmp_path: Path) -> None:
     path = tmp_path / "posp.db"
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        schema_before(connection, VERSION)
-        connection.executemany("INSERT INTO risk_counters VALUES (?, ?, ?, ?, ?, ?)", OLD_COUNTERS)
-        connection.execute(INSERT_RECORD, OLD_RECORD)
-    finally:
-        connection.close()
+    counters = "INSERT INTO risk_counters VALUES (?, ?, ?, ?, ?, ?)"
+    database_before(path, VERSION, {counters: OLD_COUNTERS, INSERT_RECORD: [OLD_RECORD]})
     store = SqliteStore(path)
     await store.open()
     try:

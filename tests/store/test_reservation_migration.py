@@ -4,7 +4,6 @@ carry their share of their original from then on, so the original's
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
 from tests.store.conftest import pg_schema_before, scratch_schema
-from tests.store.test_sqlite_counter_migration import schema_before
+from tests.store.test_sqlite_counter_migration import database_before
 
 _INSERT = (
     "INSERT INTO journal (id, terminal_id, merchant_id, batch, trace, txn_type, mti,"
@@ -33,12 +32,7 @@ ROWS = [
 
 async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) -> None:
     path = tmp_path / "posp.db"
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        schema_before(connection, 32)
-        connection.executemany(_INSERT, ROWS)
-    finally:
-        connection.close()
+    database_before(path, 32, {_INSERT: ROWS})
     store = SqliteStore(path)
     await store.open()
     try:

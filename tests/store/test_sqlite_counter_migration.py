@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from posp.risk.counters import CounterAdd, current_key
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
@@ -34,14 +36,21 @@ def schema_before(connection: sqlite3.Connection, version: int) -> None:
         )
 
 
-def old_database(path: Path) -> None:
-    """The schema as every migration before 0031 left it, with two counters."""
+def database_before(path: Path, version: int, rows: dict[str, Sequence[Sequence[Any]]]) -> None:
+    """A SQLite file as every migration before ``version`` left it, holding
+    ``rows`` (an INSERT statement -> its rows)."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
-        schema_before(connection, 31)
-        connection.executemany("INSERT INTO risk_counters VALUES (?, ?, ?, ?, ?, ?)", ROWS)
+        schema_before(connection, version)
+        for insert, values in rows.items():
+            connection.executemany(insert, values)
     finally:
         connection.close()
+
+
+def old_database(path: Path) -> None:
+    """The schema as every migration before 0031 left it, with two counters."""
+    database_before(path, 31, {"INSERT INTO risk_counters VALUES (?, ?, ?, ?, ?, ?)": ROWS})
 
 
 async def test_counters_from_before_survive_and_the_table_has_no_rowid(tmp_path: Path) -> None:
