@@ -22,13 +22,17 @@ PostgreSQL schema (dropped afterwards) instead of a SQLite file; the switches'
 connections then carry an ``application_name`` of their own, and when the
 server runs on this machine the CPU of those backends (from /proc) is printed
 as ``postgres`` — the server's share of each purchase, other clients left out.
-``POSP_BENCH_RISK`` = ``both`` (default), ``on`` or ``off``: the risk rules
-(default ruleset) on or off in the switches; ``both`` interleaves
+``POSP_BENCH_RISK`` = ``both`` (default), ``on``, ``off`` or ``ladder``: the risk
+rules (default ruleset) on or off in the switches; ``both`` interleaves
 ``POSP_BENCH_ROUNDS`` (default 2) pairs of runs, off then on, each a fresh
 stack, and prints the mean approved/s of each and their ratio (target: rules
-on >= 95 % of rules off).  The cards are a lab pool (``posp.lab.cardpool``,
-``POSP_BENCH_CARDS``, default 200) so that no card passes the rules' 100,000.00
-card-day cap: every decline would be a fault.
+on >= 95 % of rules off).  ``ladder`` interleaves, per round, rules off and
+four rulesets cut from the default one (:data:`LADDER`: the rules that keep no
+counter, then one counter, the hard limits, all of it) and prints each one's
+rate against rules off: what the counters' store work costs, rung by rung.
+The cards are a lab pool (``posp.lab.cardpool``, ``POSP_BENCH_CARDS``, default
+200) so that no card passes the rules' 100,000.00 card-day cap: every decline
+would be a fault.
 Prints the rate, the slowest whole second, latency percentiles, each process's
 CPU (share of one core) and whether the target was met.
 On the shared 2-core development machine the figures are pessimistic.
@@ -45,6 +49,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from issuer_sim.cardfile import read_card_file
 from posp.lab.cardpool import write_card_pool
@@ -197,16 +202,20 @@ def full_stack(
     *,
     risk: bool = True,
     cards_file: Path | None = None,
+    ruleset: Path | None = None,
 ) -> Iterator[tuple[dict[str, subprocess.Popen[bytes]], Path, int]]:
     """``hsm-sim``, ``issuer-sim serve`` (``issuer_env`` added to its environment; the
     card pool ``cards_file`` when given) and ``switches`` × ``posp serve`` (risk rules
-    on or off) in a temporary directory with ``terminals`` provisioned: (the
-    processes, the fleet file, the terminal port); everything is stopped on exit."""
+    on or off; ``ruleset`` instead of the default one when given) in a temporary
+    directory with ``terminals`` provisioned: (the processes, the fleet file, the
+    terminal port); everything is stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="bench-purchase-") as tmp:
         data = Path(tmp)
         hsm_port, net_port, term_port = free_port(), free_port(), free_port()
         env = switch_env(data, hsm_port, net_port, term_port)
         env["POSP_RISK__ENABLED"] = "true" if risk else "false"
+        if ruleset is not None:
+            env["POSP_RISK__RULESET_PATH"] = str(ruleset)
         cards = [] if cards_file is None else ["--cards", str(cards_file)]
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -249,20 +258,92 @@ def full_stack(
 
 
 def run(
-    seconds: float, terminals: int, switches: int, rate: float | None, *, risk: bool = True
-) -> float:
-    """One run on a fresh stack; its approved purchases per second."""
+    seconds: float,
+    terminals: int,
+    switches: int,
+    rate: float | None,
+    *,
+    risk: bool = True,
+    rule_ids: tuple[str, ...] | None = None,
+) -> Measured:
+    """One run on a fresh stack: its approved purchases per second and the switches'
+    CPU per purchase.  ``rule_ids``: only those rules of the default ruleset
+    (:func:`ruleset_of`)."""
     with tempfile.TemporaryDirectory(prefix="bench-cards-") as tmp:
         cards_file = write_card_pool(Path(tmp) / "cards.csv", bench_card_count())
-        with full_stack(terminals, switches, risk=risk, cards_file=cards_file) as (
+        ruleset = None if rule_ids is None else ruleset_of(rule_ids, Path(tmp) / "rules.toml")
+        with full_stack(terminals, switches, risk=risk, cards_file=cards_file, ruleset=ruleset) as (
             procs,
             fleet_file,
             term_port,
         ):
-            print(f"risk rules {'ON (default ruleset)' if risk else 'OFF'}")
+            if not risk:
+                print("risk rules OFF")
+            elif rule_ids is None:
+                print("risk rules ON (default ruleset)")
+            else:
+                print(f"risk rules ON: {', '.join(rule_ids)}")
             return run_loop(
                 report_run(procs, fleet_file, cards_file, term_port, seconds, rate), server=True
             )
+
+
+#: The ladder's rungs (``POSP_BENCH_RISK=ladder``): rules of the default ruleset
+#: by id, each rung adding counters — none, the card's day, every declining rule
+#: (the hard limits), then the whole default ruleset (None).
+NO_COUNTER = ("single-amount", "block-list", "round-amount", "odd-amount", "region")
+HARD_LIMITS = (
+    "single-amount",
+    "card-day-amount",
+    "card-week-amount",
+    "merchant-day-amount",
+    "merchant-week-amount",
+    "merchant-day-amount-quasi-cash",
+    "fallback-per-terminal",
+    "block-list",
+)
+LADDER: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("no counter", NO_COUNTER),
+    ("one counter", (*NO_COUNTER, "card-day-amount")),
+    ("hard limits", HARD_LIMITS),
+    ("default", None),
+)
+RULESET_FILE = Path(__file__).parents[2] / "posp" / "risk" / "default_ruleset.toml"
+RULES_HEADER = "\n[[rules]]\n"
+
+
+def ruleset_of(rule_ids: tuple[str, ...], path: Path) -> Path:
+    """The default ruleset with only the rules ``rule_ids`` (each must exist), in
+    ``path``, its version marked as a cut."""
+    head, *blocks = RULESET_FILE.read_text(encoding="utf-8").split(RULES_HEADER)
+    kept = [b for b in blocks if any(f'id = "{rule_id}"\n' in b for rule_id in rule_ids)]
+    if len(kept) != len(rule_ids):
+        raise SystemExit(f"the default ruleset lacks some of {rule_ids}")
+    head = head.replace('version = "', 'version = "bench-cut-', 1)
+    path.write_text(RULES_HEADER.join([head, *kept]), encoding="utf-8")
+    return path
+
+
+def ladder(seconds: float, terminals: int, switches: int, rate: float | None) -> None:
+    """Rules off and each rung of :data:`LADDER`, interleaved per round."""
+    runs: dict[str, list[Measured]] = {name: [] for name in ("off", *(n for n, _ in LADDER))}
+    for _ in range(int(os.environ.get("POSP_BENCH_ROUNDS", "2"))):
+        runs["off"].append(run(seconds, terminals, switches, rate, risk=False))
+        for name, rule_ids in LADDER:
+            runs[name].append(run(seconds, terminals, switches, rate, rule_ids=rule_ids))
+    off = sum(m.rate for m in runs["off"]) / len(runs["off"])
+    print(
+        "risk rules, rung by rung: mean approved/s over the rounds, against rules off,"
+        " and the switches' CPU per approved purchase:"
+    )
+    for name, got in runs.items():
+        mean = sum(m.rate for m in got) / len(got)
+        switch_us = sum(m.switch_us for m in got) / len(got)
+        each = ", ".join(f"{m.rate:,.0f}" for m in got)
+        print(
+            f"  {name:<12} {mean:7,.0f}/s  {mean / off if off else 0.0:6.1%}"
+            f"  {switch_us:6,.0f} us  (runs {each})"
+        )
 
 
 def bench_card_count() -> int:
@@ -303,6 +384,13 @@ class PerSecond:
         self.last = approved
 
 
+class Measured(NamedTuple):
+    """A run's approved purchases per second and its switches' CPU per purchase (µs)."""
+
+    rate: float
+    switch_us: float
+
+
 async def report_run(
     procs: dict[str, subprocess.Popen[bytes]],
     fleet_file: Path,
@@ -310,7 +398,7 @@ async def report_run(
     port: int,
     seconds: float,
     rate: float | None,
-) -> float:
+) -> Measured:
     cards = ample_cards(cards_file)
     per_second = PerSecond()
     config = FleetConfig(
@@ -372,6 +460,8 @@ async def report_run(
         per_txn_us = cpu / max(approved, 1) * 1e6
         print(f"    {name:<12} {cpu / wall_s:6.0%}  {per_txn_us:6.0f} us")
     total_us = sum(used_s.values()) / max(approved, 1) * 1e6
+    switch_s = sum(cpu for name, cpu in used_s.items() if name.startswith("posp"))
+    measured = Measured(approved_per_s, switch_s / max(approved, 1) * 1e6)
     print(
         f"    {'all':<12} {sum(used_s.values()) / wall_s:6.0%}  {total_us:6.0f} us"
         f"  (2 whole cores would allow {2e6 / total_us:,.0f}/s at this cost)"
@@ -409,7 +499,7 @@ async def report_run(
             f" {stats.ticks:,} ticks approved, {stats.skipped} skipped, p99 {p99:.1f} ms,"
             f" {report.duration_s:.0f} s)"
         )
-    return approved_per_s
+    return measured
 
 
 def main() -> None:
@@ -418,15 +508,18 @@ def main() -> None:
     switches = int(os.environ.get("POSP_BENCH_SWITCHES", "2"))
     rate = float(os.environ["POSP_BENCH_RATE"]) if os.environ.get("POSP_BENCH_RATE") else None
     mode = os.environ.get("POSP_BENCH_RISK", "both")
-    if mode not in ("both", "on", "off"):
-        raise SystemExit(f"POSP_BENCH_RISK={mode!r}: both, on or off")
+    if mode not in ("both", "on", "off", "ladder"):
+        raise SystemExit(f"POSP_BENCH_RISK={mode!r}: both, on, off or ladder")
+    if mode == "ladder":
+        ladder(seconds, terminals, switches, rate)
+        return
     if mode != "both":
         run(seconds, terminals, switches, rate, risk=mode == "on")
         return
     rates: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(int(os.environ.get("POSP_BENCH_ROUNDS", "2"))):
         for risk in (False, True):  # interleaved: drift on the shared machine hits both
-            rates[risk].append(run(seconds, terminals, switches, rate, risk=risk))
+            rates[risk].append(run(seconds, terminals, switches, rate, risk=risk).rate)
     off, on = (sum(rates[k]) / len(rates[k]) for k in (False, True))
     ratio = on / off if off else 0.0
     print(
