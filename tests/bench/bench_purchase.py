@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -313,14 +314,22 @@ RULES_HEADER = "\n[[rules]]\n"
 
 
 def ruleset_of(rule_ids: tuple[str, ...], path: Path) -> Path:
-    """The default ruleset with only the rules ``rule_ids`` (each must exist), in
-    ``path``, its version marked as a cut."""
+    """The default ruleset with only the rules ``rule_ids`` (each must exist, once),
+    in ``path``, its version marked as a cut.  Each ``[[rules]]`` block of the file
+    is kept or left out whole, by the ``id`` TOML reads in it; the result is
+    checked to hold exactly ``rule_ids``."""
+    wanted = set(rule_ids)
+    if len(wanted) != len(rule_ids):
+        raise ValueError(f"a rule id appears twice in {rule_ids}")
     head, *blocks = RULESET_FILE.read_text(encoding="utf-8").split(RULES_HEADER)
-    kept = [b for b in blocks if any(f'id = "{rule_id}"\n' in b for rule_id in rule_ids)]
-    if len(kept) != len(rule_ids):
-        raise SystemExit(f"the default ruleset lacks some of {rule_ids}")
+    kept = [b for b in blocks if tomllib.loads(b).get("id") in wanted]
     head = head.replace('version = "', 'version = "bench-cut-', 1)
-    path.write_text(RULES_HEADER.join([head, *kept]), encoding="utf-8")
+    text = RULES_HEADER.join([head, *kept])
+    found = [rule["id"] for rule in tomllib.loads(text).get("rules", [])]
+    if sorted(found) != sorted(rule_ids):
+        missing = sorted(wanted - set(found))
+        raise ValueError(f"the default ruleset has no rule {', '.join(missing) or found}")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -32,5 +32,20 @@ def test_the_rungs_add_counters_one_after_another(tmp_path: Path) -> None:
 
 
 def test_a_rule_the_default_ruleset_lacks_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="lacks"):
+    with pytest.raises(ValueError, match="no rule no-such-rule"):
         ruleset_of((*NO_COUNTER, "no-such-rule"), tmp_path / "rules.toml")
+    with pytest.raises(ValueError, match="twice"):
+        ruleset_of(("region", "region"), tmp_path / "rules.toml")
+
+
+@pytest.mark.parametrize(
+    "rule_ids",
+    [("merchant-day-amount",), ("card-terminal-day-count",), ("single-amount", "night")],
+)
+def test_an_id_that_begins_another_keeps_that_rule_alone(
+    tmp_path: Path, rule_ids: tuple[str, ...]
+) -> None:
+    """merchant-day-amount begins merchant-day-amount-quasi-cash: only the rule
+    named is kept."""
+    ruleset = load_ruleset(ruleset_of(rule_ids, tmp_path / "rules.toml"))
+    assert sorted(rule.id for rule in ruleset.rules) == sorted(rule_ids)

@@ -1,6 +1,6 @@
--- A risk record is written with every risk-checked request, in the pending
--- journal entry's transaction, so each of its index entries is one more B-tree
--- page in that commit.  Two go:
+-- A risk record is written with every risk-checked request that holds counters
+-- or fires a rule, most in the pending journal entry's transaction, so each of
+-- its index entries is one more B-tree page in that commit.  Two go:
 -- * risk_records_rrn: posp risk explain finds the records by RRN through the
 --   journal's own RRN index (a record's RRN is its entry's, posp.store.risk_records.BY_RRN);
 -- * risk_records_flagged held every record; only the flagged ones are listed
