@@ -57,6 +57,7 @@ from posp.lab.cardpool import write_card_pool
 from posp.lab.fleetfile import read_fleet_file
 from posp.loop import loop_name
 from posp.loop import run as run_loop
+from posp.risk.ruleset import default_ruleset_text
 from terminals.cards import TerminalCard, load_cards
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_report import FleetStats
@@ -309,7 +310,6 @@ LADDER: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("hard limits", HARD_LIMITS),
     ("default", None),
 )
-RULESET_FILE = Path(__file__).parents[2] / "posp" / "risk" / "default_ruleset.toml"
 RULES_HEADER = "\n[[rules]]\n"
 
 
@@ -321,7 +321,7 @@ def ruleset_of(rule_ids: tuple[str, ...], path: Path) -> Path:
     wanted = set(rule_ids)
     if len(wanted) != len(rule_ids):
         raise ValueError(f"a rule id appears twice in {rule_ids}")
-    head, *blocks = RULESET_FILE.read_text(encoding="utf-8").split(RULES_HEADER)
+    head, *blocks = default_ruleset_text().split(RULES_HEADER)
     kept = [b for b in blocks if tomllib.loads(b).get("id") in wanted]
     head = head.replace('version = "', 'version = "bench-cut-', 1)
     text = RULES_HEADER.join([head, *kept])
