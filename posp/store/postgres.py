@@ -137,8 +137,10 @@ class PostgresStore(SqlStore):
         #: used before for the counters, cost ≈ 15 % more server CPU).  The main
         #: pool keeps the default: there the setting made the full path slower.
         self._keyed_pool: asyncpg.Pool | None = None
-        self._inserts: GroupCommit[list[Any], int] = GroupCommit(self._insert_batch)
-        self._finishes: GroupCommit[_Finish, bool] = GroupCommit(self._finish_batch)
+        #: The journal's two hot writes — pending entries and outcomes — share one
+        #: group commit: a batch holding both goes out as one statement and one
+        #: commit (``_journal_batch``).
+        self._journal: GroupCommit[_Insert | _Finish, int] = GroupCommit(self._journal_batch)
         self._holds: GroupCommit[tuple[list[Any], BatchHold], int] = GroupCommit(self._hold_batch)
 
     @classmethod
@@ -192,11 +194,9 @@ class PostgresStore(SqlStore):
             raise
 
     async def close(self) -> None:
-        await self._inserts.close()
-        await self._finishes.close()
+        await self._journal.close()
         await self._holds.close()
-        self._inserts = GroupCommit(self._insert_batch)  # the store may be opened again
-        self._finishes = GroupCommit(self._finish_batch)
+        self._journal = GroupCommit(self._journal_batch)  # the store may be opened again
         self._holds = GroupCommit(self._hold_batch)
         pools = (self._keyed_pool, self._pool)
         self._pool = self._keyed_pool = None
@@ -273,7 +273,73 @@ class PostgresStore(SqlStore):
     # --- group commit of the journal's hot writes ----------------------------------------
     async def _insert_entry_row(self, values: list[Any]) -> int:
         self._require_pool("insert_entry")
-        return await self._inserts.submit(values, _dedupe_key(values))
+        key = _dedupe_key(values)
+        return await self._journal.submit(_Insert(values), None if key is None else ("i", key))
+
+    async def _journal_batch(self, batch: list[_Insert | _Finish]) -> list[int | BaseException]:
+        """Pending entries and outcomes queued together.  When the batch holds both
+        and its outcomes are of one kind (the same columns and from-states), one
+        statement inserts the entries and updates the outcomes, in one commit: a
+        commit and a round trip fewer than writing them apart.  Otherwise, or
+        should that statement fail other than by a lost connection, the inserts
+        and each kind of outcome are written apart, as before, each part's callers
+        seeing only their own part's error.  An outcome's result is 1 when its
+        entry was changed, 0 when the compare-and-set found another state."""
+        inserts = [i for i, item in enumerate(batch) if isinstance(item, _Insert)]
+        finishes = [i for i, item in enumerate(batch) if isinstance(item, _Finish)]
+        outcomes: list[int | BaseException] = [0] * len(batch)
+        if inserts and finishes:
+            kinds = {
+                (cast(_Finish, batch[i]).columns, cast(_Finish, batch[i]).from_states)
+                for i in finishes
+            }
+            if len(kinds) == 1:
+                try:
+                    return await self._insert_and_finish(batch, inserts, finishes)
+                except StoreUnavailable:
+                    raise  # nothing of the batch is known to be committed
+                except StoreError:
+                    pass  # e.g. a value the driver refuses: the parts apart, below
+
+        async def insert_part() -> None:
+            try:
+                found = await self._insert_batch([cast(_Insert, batch[i]).values for i in inserts])
+            except StoreError as exc:  # e.g. StoreUnavailable: the inserts' callers only
+                found = [exc] * len(inserts)
+            for index, outcome in zip(inserts, found, strict=True):
+                outcomes[index] = outcome
+
+        async def finish_part() -> None:
+            found = await self._finish_batch([cast(_Finish, batch[i]) for i in finishes])
+            for index, outcome in zip(finishes, found, strict=True):
+                outcomes[index] = int(outcome) if isinstance(outcome, bool) else outcome
+
+        await asyncio.gather(
+            *([insert_part()] if inserts else []), *([finish_part()] if finishes else [])
+        )
+        return outcomes
+
+    async def _insert_and_finish(
+        self, batch: list[_Insert | _Finish], inserts: list[int], finishes: list[int]
+    ) -> list[int | BaseException]:
+        """The inserts and the outcomes of one kind in one statement (one commit)."""
+        values = [cast(_Insert, batch[i]).values for i in inserts]
+        order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
+        params: list[Any] = [list(c) for c in zip(*(values[i] for i in order), strict=True)]
+        ordered = sorted((cast(_Finish, batch[i]) for i in finishes), key=lambda f: f.entry_id)
+        params += _finish_params(ordered)
+        first = ordered[0]
+        sql = _insert_and_finish_entries(first.columns, first.from_states is not None)
+        # by id on the keyed pool, whose cached plan keeps the update on the key
+        found = await self._point_read("insert_entry", sql, params)
+        inserted = [row for row in found if row["ord"] is not None]
+        won = {int(row["id"]) for row in found if row["ord"] is None}
+        outcomes: list[int | BaseException] = [0] * len(batch)
+        for index, outcome in zip(inserts, entry_outcomes(order, inserted), strict=True):
+            outcomes[index] = outcome
+        for index in finishes:
+            outcomes[index] = int(cast(_Finish, batch[index]).entry_id in won)
+        return outcomes
 
     async def _insert_batch(self, batch: list[list[Any]]) -> list[int | BaseException]:
         """One multi-row INSERT and one commit for ``batch``; a row whose dedupe key
@@ -339,13 +405,13 @@ class PostgresStore(SqlStore):
     ) -> bool:
         self._require_pool("finish_entry")
         finish = _Finish(entry_id, from_states, columns, values)
-        return await self._finishes.submit(finish, entry_id)
+        return bool(await self._journal.submit(finish, ("f", entry_id)))
 
     async def _update_entry_row(
         self, entry_id: int, columns: tuple[str, ...], values: list[Any]
     ) -> None:
         self._require_pool("update_entry")
-        await self._finishes.submit(_Finish(entry_id, None, columns, values), entry_id)
+        await self._journal.submit(_Finish(entry_id, None, columns, values), ("f", entry_id))
 
     async def _finish_batch(self, batch: list[_Finish]) -> list[bool | BaseException]:
         """One UPDATE and one commit per kind of change (the same columns and
@@ -373,10 +439,7 @@ class PostgresStore(SqlStore):
         if len(batch) > 1:
             ordered = sorted(batch, key=lambda f: f.entry_id)  # rows locked in id order
             first = ordered[0]
-            params: list[Any] = [[f.entry_id for f in ordered]]
-            params += [list(column) for column in zip(*(f.values for f in ordered), strict=True)]
-            if first.from_states is not None:
-                params.append(list(first.from_states))
+            params = _finish_params(ordered)
             sql = _finish_entries(first.columns, first.from_states is not None)
             try:  # by id: on the keyed pool, whose cached plan stays on the key
                 found = await self._point_read(first.op, sql, params)
@@ -460,6 +523,14 @@ def _sequence_name(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Insert:
+    """One ``insert_entry`` waiting for its group commit: the row's values in
+    ``ENTRY_INSERT_COLUMNS`` order."""
+
+    values: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class _Finish:
     """One ``finish_entry`` (or, with ``from_states`` None, ``update_entry``)
     waiting for its group commit."""
@@ -514,29 +585,65 @@ def _unnest(columns: Sequence[str], first_param: int = 1) -> str:
 
 # Ids are drawn first (the identity's sequence) so that each row of the batch —
 # inserted or left out as a duplicate — is matched to its caller by its ordinal.
-_INSERT_ENTRIES = (
-    "WITH input AS MATERIALIZED (SELECT nextval('journal_id_seq') AS id, u.*"
+_INSERT_CTES = (
+    "input AS MATERIALIZED (SELECT nextval('journal_id_seq') AS id, u.*"
     f" FROM {_unnest(_INSERT_COLUMNS)} WITH ORDINALITY AS u({', '.join(_INSERT_COLUMNS)}, ord)),"
     f" inserted AS (INSERT INTO journal (id, {', '.join(_INSERT_COLUMNS)})"
     f" SELECT id, {', '.join(_INSERT_COLUMNS)} FROM input ORDER BY ord"
     " ON CONFLICT (terminal_id, batch, trace, direction) WHERE dedupe DO NOTHING"
     " RETURNING id)"
-    " SELECT input.id, inserted.id IS NOT NULL AS inserted"
-    " FROM input LEFT JOIN inserted ON inserted.id = input.id ORDER BY input.ord"
 )
+_INSERTED_ROWS = (
+    "SELECT input.ord, input.id, inserted.id IS NOT NULL AS inserted"
+    " FROM input LEFT JOIN inserted ON inserted.id = input.id"
+)
+_INSERT_ENTRIES = f"WITH {_INSERT_CTES} {_INSERTED_ROWS} ORDER BY input.ord"
+
+
+def _finish_params(ordered: Sequence[_Finish]) -> list[Any]:
+    """A finish batch's arrays (ids, one per column) and, for a compare-and-set,
+    the from-states; ``ordered`` holds one kind of finish, in id order."""
+    params: list[Any] = [[f.entry_id for f in ordered]]
+    params += [list(column) for column in zip(*(f.values for f in ordered), strict=True)]
+    if ordered[0].from_states is not None:
+        params.append(list(ordered[0].from_states))
+    return params
+
+
+def _finish_update(columns: tuple[str, ...], cas: bool, first_param: int = 1) -> str:
+    """The UPDATE of many entries' outcomes, its parameters from ``first_param``
+    on: the ids, one array per column and, for a compare-and-set (``cas``), the
+    from-states."""
+    names = ("id", *columns)
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    states = first_param + len(names)
+    condition = f" AND j.state = ANY(${states}::text[])" if cas else ""
+    return (
+        f"UPDATE journal AS j SET {assignments}"
+        f" FROM {_unnest(names, first_param)} AS v({', '.join(names)})"
+        f" WHERE j.id = v.id{condition} RETURNING j.id"
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _finish_entries(columns: tuple[str, ...], cas: bool) -> str:
-    """Many entries' outcomes in one UPDATE: params are the ids, one array per
-    column and, for a compare-and-set (``cas``), the from-states."""
-    names = ("id", *columns)
-    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
-    condition = f" AND j.state = ANY(${len(names) + 1}::text[])" if cas else ""
+    """Many entries' outcomes in one UPDATE (``_finish_update``)."""
+    return _finish_update(columns, cas)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_and_finish_entries(columns: tuple[str, ...], cas: bool) -> str:
+    """Pending entries and outcomes of one kind in one statement: the insert
+    arrays first (as ``_INSERT_ENTRIES``), then the finish arrays.  Rows: each
+    input row with its ordinal, as the insert alone returns them, then each
+    finished entry with a NULL ordinal.  The update cannot meet a row the same
+    statement inserts: an outcome is queued only after its entry's insert
+    returned."""
+    update = _finish_update(columns, cas, len(_INSERT_COLUMNS) + 1)
     return (
-        f"UPDATE journal AS j SET {assignments}"
-        f" FROM {_unnest(names)} AS v({', '.join(names)})"
-        f" WHERE j.id = v.id{condition} RETURNING j.id"
+        f"WITH {_INSERT_CTES}, finished AS ({update})"
+        f" {_INSERTED_ROWS}"
+        " UNION ALL SELECT NULL, finished.id, true FROM finished ORDER BY 1"
     )
 
 

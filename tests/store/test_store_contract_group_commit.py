@@ -7,12 +7,15 @@ SqliteStore and PostgresStore; the last ones check PostgreSQL's batch statements
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from typing import Any, cast
 
 import pytest
 
-from posp.errors import DuplicateTransaction, StoreError
-from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, Store
-from posp.store.postgres import PostgresStore
+from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
+from posp.store import rows
+from posp.store.api import APPROVED, DECLINED, PENDING, REVERSED, JournalEntry, Store
+from posp.store.postgres import PostgresStore, _Finish, _Insert
 from tests.store.conftest import StoreFactory
 from tests.store.samples import TID, entry, registered
 
@@ -106,6 +109,76 @@ async def test_concurrent_outcomes_with_different_columns(store: Store) -> None:
     ]
 
 
+async def test_concurrent_inserts_and_outcomes_each_get_their_own_result(store: Store) -> None:
+    """New entries and other entries' outcomes issued at once — what the switch does
+    under load, and what PostgreSQL writes in one statement — each get the result
+    they would have had alone: an id or DuplicateTransaction, True or False."""
+    ids = [await store.insert_entry(entry(f"{900 + n:06d}")) for n in range(10)]
+    assert await store.transition(ids[0], (PENDING,), REVERSED)  # taken by a 0400 first
+    results = await asyncio.gather(
+        *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00") for i in ids),
+        *(store.insert_entry(entry(f"{920 + n:06d}", amount_minor=n)) for n in range(10)),
+        store.insert_entry(entry("000905")),  # the trace of an entry already there
+        return_exceptions=True,
+    )
+    assert results[:10] == [False] + [True] * 9
+    new_ids = results[10:20]
+    assert all(isinstance(r, int) and not isinstance(r, bool) for r in new_ids)
+    assert len(set(new_ids) | set(ids)) == 20
+    assert isinstance(results[20], DuplicateTransaction)
+    for n, entry_id in enumerate(ids):
+        got = await store.get_entry(entry_id)
+        assert got is not None
+        assert got.state == (REVERSED if n == 0 else APPROVED)
+    for n, new_id in enumerate(new_ids):
+        got = await store.get_entry(cast(int, new_id))
+        assert got is not None and (got.trace, got.amount_minor, got.state) == (
+            f"{920 + n:06d}",
+            n,
+            PENDING,
+        )
+    duplicate = await store.find_by_trace(TID, "000001", "000905")
+    assert duplicate is not None and duplicate.id == ids[5]
+
+
+async def test_a_bad_insert_among_inserts_and_outcomes_fails_only_its_caller(
+    store: Store,
+) -> None:
+    ids = [await store.insert_entry(entry(f"{940 + n:06d}")) for n in range(5)]
+    results = await asyncio.gather(
+        *(store.finish_entry(i, (PENDING,), state=DECLINED, response_code="51") for i in ids),
+        *(store.insert_entry(entry(f"{950 + n:06d}")) for n in range(3)),
+        store.insert_entry(entry("000959", amount_minor=2**70)),
+        return_exceptions=True,
+    )
+    assert results[:5] == [True] * 5
+    assert all(isinstance(r, int) for r in results[5:8])
+    assert isinstance(results[8], StoreError)
+    assert await store.find_by_trace(TID, "000001", "000959") is None
+    for entry_id in ids:
+        got = await store.get_entry(entry_id)
+        assert got is not None and (got.state, got.response_code) == (DECLINED, "51")
+
+
+async def test_inserts_with_outcomes_of_two_kinds(store: Store) -> None:
+    """Outcomes of two kinds (other columns) with new entries: each result is right."""
+    ids = [await store.insert_entry(entry(f"{960 + n:06d}")) for n in range(4)]
+    results = await asyncio.gather(
+        store.finish_entry(ids[0], (PENDING,), state=APPROVED, response_code="00"),
+        store.finish_entry(ids[1], (PENDING,), state=DECLINED, card_org="VIS"),
+        store.update_entry(ids[2], card_org="MCC"),
+        *(store.insert_entry(entry(f"{970 + n:06d}")) for n in range(3)),
+    )
+    assert results[:2] == [True, True] and results[2] is None
+    assert all(isinstance(r, int) for r in results[3:])
+    got = [await store.get_entry(i) for i in ids[:3]]
+    assert [(g.state, g.card_org) for g in got if g] == [
+        (APPROVED, None),
+        (DECLINED, "VIS"),
+        (PENDING, "MCC"),
+    ]
+
+
 # --- PostgreSQL's batch statements ---------------------------------------------------
 
 
@@ -119,11 +192,13 @@ async def test_postgres_batches_concurrent_writes_into_fewer_commits(
     ids = await asyncio.gather(
         *(store.insert_entry(entry(f"{800 + n:06d}")) for n in range(CONCURRENT))
     )
+    inserted = store._journal.batches
+    assert store._journal.items == CONCURRENT and inserted < CONCURRENT
     await asyncio.gather(
         *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00") for i in ids)
     )
-    assert store._inserts.items == store._finishes.items == CONCURRENT
-    assert store._inserts.batches < CONCURRENT and store._finishes.batches < CONCURRENT
+    assert store._journal.items == 2 * CONCURRENT
+    assert store._journal.batches - inserted < CONCURRENT
 
 
 async def test_postgres_batch_arrays_have_the_journal_column_types(
@@ -146,3 +221,75 @@ async def test_postgres_batch_arrays_have_the_journal_column_types(
     names["timestamp with time zone"] = "timestamptz"
     for row in found:
         assert _journal_type(row["column_name"]) == names[row["data_type"]], row["column_name"]
+
+
+async def test_postgres_writes_inserts_and_outcomes_in_one_statement(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued together, new entries and outcomes of one kind share one statement
+    and one commit."""
+    if factory.kind != "postgres":
+        pytest.skip("PostgreSQL's combined batch statement")
+    store = await factory.new()
+    assert isinstance(store, PostgresStore)
+    combined: list[int] = []
+    original = store._insert_and_finish
+
+    async def counted(batch: Any, inserts: list[int], finishes: list[int]) -> Any:
+        combined.append(len(inserts) + len(finishes))
+        return await original(batch, inserts, finishes)
+
+    monkeypatch.setattr(store, "_insert_and_finish", counted)
+    ids = await asyncio.gather(*(store.insert_entry(entry(f"{n:06d}")) for n in range(1, 11)))
+    before = store._journal.batches
+    results = await asyncio.gather(
+        *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00") for i in ids),
+        *(store.insert_entry(entry(f"{n:06d}")) for n in range(11, 21)),
+    )
+    assert results[:10] == [True] * 10
+    assert store._journal.batches - before < 20
+    assert sum(combined) >= 2  # at least one batch held both kinds
+    assert all(n >= 2 for n in combined)
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable, StoreError])
+async def test_postgres_combined_statement_failing(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch, error: type[StoreError]
+) -> None:
+    """The combined statement failing: a lost connection is every caller's error
+    (nothing of the batch is known to be committed); any other error writes the
+    inserts and the outcomes apart, each caller getting its own result."""
+    if factory.kind != "postgres":
+        pytest.skip("PostgreSQL's combined batch statement")
+    store = await factory.new()
+    assert isinstance(store, PostgresStore)
+    ids = [await store.insert_entry(entry(f"{n:06d}")) for n in range(1, 4)]
+
+    async def failing(batch: Any, inserts: list[int], finishes: list[int]) -> Any:
+        raise error("insert_entry: failed in this test")
+
+    monkeypatch.setattr(store, "_insert_and_finish", failing)
+    batch: list[Any] = [
+        _Insert(_insert_values(entry("000010"))),
+        *(_Finish(i, (PENDING,), ("state", "response_code"), [APPROVED, "00"]) for i in ids),
+        _Insert(_insert_values(entry("000011"))),
+    ]
+    if error is StoreUnavailable:
+        with pytest.raises(StoreUnavailable):
+            await store._journal_batch(batch)
+        assert await store.find_by_trace(TID, "000001", "000010") is None
+        return
+    outcomes = await store._journal_batch(batch)
+    assert outcomes[1:4] == [1, 1, 1]
+    for index, trace in ((0, "000010"), (4, "000011")):
+        found = await store.find_by_trace(TID, "000001", trace)
+        assert found is not None and found.id == outcomes[index]
+    for entry_id in ids:
+        got = await store.get_entry(entry_id)
+        assert got is not None and got.state == APPROVED
+
+
+def _insert_values(journal_entry: JournalEntry) -> list[Any]:
+    """The row's values as ``SqlStore.insert_entry`` binds them."""
+    values = rows.entry_insert_values(journal_entry, dedupe=True, default_node_id="")
+    return [rows.as_utc(v) if isinstance(v, dt.datetime) else v for v in values]
