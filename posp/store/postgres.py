@@ -22,14 +22,16 @@ Invariants:
 * Group commit for the two journal writes of every financial request
   (``posp.store.group_commit``): pending inserts that arrive while another is
   being committed go together in ONE multi-row ``INSERT`` and one commit, and so
-  do outcome updates (``finish_entry``).  Each caller resumes only after the
+  do outcome updates (``finish_entry``); both kinds queue together, and the
+  inserts with the largest kind of outcome of a batch go in ONE statement
+  (a writable CTE) and one commit.  Each caller resumes only after the
   commit that holds its row returned; a duplicate in a batch is left out by
   ``ON CONFLICT ... DO NOTHING`` and only its caller gets
   ``DuplicateTransaction``; any other error of a batch statement makes each of
   its items run alone, so every caller gets exactly its own outcome (a
   deadlock too: the insert batch takes its keys in order, the outcome batch's
-  lock order follows the join plan).  Each kind of outcome change is its own
-  statement and commit, and a failure is reported to that kind's callers
+  lock order follows the join plan).  Each other kind of outcome change is its
+  own statement and commit, and a failure is reported to that part's callers
   only.  A lone request runs the plain
   single-row statement (no added delay).
 """
@@ -41,7 +43,7 @@ import datetime as dt
 import functools
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -277,52 +279,73 @@ class PostgresStore(SqlStore):
         return await self._journal.submit(_Insert(values), None if key is None else ("i", key))
 
     async def _journal_batch(self, batch: list[_Insert | _Finish]) -> list[int | BaseException]:
-        """Pending entries and outcomes queued together.  When the batch holds both
-        and its outcomes are of one kind (the same columns and from-states), one
-        statement inserts the entries and updates the outcomes, in one commit: a
-        commit and a round trip fewer than writing them apart.  Otherwise, or
-        should that statement fail other than by a lost connection, the inserts
-        and each kind of outcome are written apart, as before, each part's callers
-        seeing only their own part's error.  An outcome's result is 1 when its
-        entry was changed, 0 when the compare-and-set found another state."""
-        inserts = [i for i, item in enumerate(batch) if isinstance(item, _Insert)]
-        finishes = [i for i, item in enumerate(batch) if isinstance(item, _Finish)]
+        """Pending entries and outcomes queued together, written in parts that run
+        side by side, each part's callers seeing only their own part's result:
+
+        * the inserts with the largest kind of outcome (the same columns and
+          from-states) in ONE statement and one commit (``_insert_and_finish``):
+          a commit and a round trip fewer than writing them apart.  Should that
+          statement fail other than on a lost connection (a value the driver
+          refuses, a deadlock: nothing of it committed) the inserts and the
+          outcomes are written apart, as below;
+        * inserts alone: one multi-row insert (``_insert_batch``);
+        * each other kind of outcome: one UPDATE (``_finish_kind``).
+
+        An outcome's result is 1 when its entry was changed, 0 when the
+        compare-and-set found another state."""
         outcomes: list[int | BaseException] = [0] * len(batch)
-        if inserts and finishes:
-            kinds = {
-                (cast(_Finish, batch[i]).columns, cast(_Finish, batch[i]).from_states)
-                for i in finishes
-            }
-            if len(kinds) == 1:
-                try:
-                    return await self._insert_and_finish(batch, inserts, finishes)
-                except StoreUnavailable:
-                    raise  # nothing of the batch is known to be committed
-                except StoreError:
-                    pass  # e.g. a value the driver refuses: the parts apart, below
+        inserts = [i for i, item in enumerate(batch) if isinstance(item, _Insert)]
+        kinds: dict[tuple[tuple[str, ...], tuple[str, ...] | None], list[int]] = {}
+        for index, item in enumerate(batch):
+            if isinstance(item, _Finish):
+                kinds.setdefault((item.columns, item.from_states), []).append(index)
 
-        async def insert_part() -> None:
+        async def part(indexes: list[int], write: Callable[[], Awaitable[Sequence[Any]]]) -> None:
             try:
-                found = await self._insert_batch([cast(_Insert, batch[i]).values for i in inserts])
-            except StoreError as exc:  # e.g. StoreUnavailable: the inserts' callers only
-                found = [exc] * len(inserts)
-            for index, outcome in zip(inserts, found, strict=True):
-                outcomes[index] = outcome
-
-        async def finish_part() -> None:
-            found = await self._finish_batch([cast(_Finish, batch[i]) for i in finishes])
-            for index, outcome in zip(finishes, found, strict=True):
+                found: Sequence[Any] = await write()
+            except Exception as exc:  # this part's callers only: the others go on
+                found = [exc] * len(indexes)
+            for index, outcome in zip(indexes, found, strict=True):
                 outcomes[index] = int(outcome) if isinstance(outcome, bool) else outcome
 
-        await asyncio.gather(
-            *([insert_part()] if inserts else []), *([finish_part()] if finishes else [])
-        )
+        def insert_alone(indexes: list[int]) -> Awaitable[None]:
+            values = [cast(_Insert, batch[i]).values for i in indexes]
+            return part(indexes, lambda: self._insert_batch(values))
+
+        def finish_alone(indexes: list[int]) -> Awaitable[None]:
+            finishes = [cast(_Finish, batch[i]) for i in indexes]
+            return part(indexes, lambda: self._finish_kind(finishes))
+
+        async def combined(finishes: list[int]) -> None:
+            try:
+                found = await self._insert_and_finish(batch, inserts, finishes)
+            except StoreUnavailable as exc:  # nothing of it is known to be committed
+                for index in (*inserts, *finishes):
+                    outcomes[index] = exc
+            except StoreError:  # the statement failed: nothing of it committed
+                await asyncio.gather(insert_alone(inserts), finish_alone(finishes))
+            except Exception as exc:  # e.g. a bug: reported, never written twice
+                for index in (*inserts, *finishes):
+                    outcomes[index] = exc
+            else:
+                for index, outcome in zip((*inserts, *finishes), found, strict=True):
+                    outcomes[index] = outcome
+
+        parts: list[Awaitable[None]] = []
+        if inserts and kinds:
+            largest = max(kinds, key=lambda kind: len(kinds[kind]))
+            parts.append(combined(kinds.pop(largest)))
+        elif inserts:
+            parts.append(insert_alone(inserts))
+        parts += [finish_alone(indexes) for indexes in kinds.values()]
+        await asyncio.gather(*parts)
         return outcomes
 
     async def _insert_and_finish(
         self, batch: list[_Insert | _Finish], inserts: list[int], finishes: list[int]
     ) -> list[int | BaseException]:
-        """The inserts and the outcomes of one kind in one statement (one commit)."""
+        """The inserts and the outcomes of one kind in one statement (one commit);
+        their results, the inserts' then the outcomes', in the order given."""
         values = [cast(_Insert, batch[i]).values for i in inserts]
         order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
         params: list[Any] = [list(c) for c in zip(*(values[i] for i in order), strict=True)]
@@ -334,12 +357,9 @@ class PostgresStore(SqlStore):
         found = await self._point_read("insert_entry", sql, params)
         inserted = [row for row in found if row["ord"] is not None]
         won = {int(row["id"]) for row in found if row["ord"] is None}
-        outcomes: list[int | BaseException] = [0] * len(batch)
-        for index, outcome in zip(inserts, entry_outcomes(order, inserted), strict=True):
-            outcomes[index] = outcome
-        for index in finishes:
-            outcomes[index] = int(cast(_Finish, batch[index]).entry_id in won)
-        return outcomes
+        results: list[int | BaseException] = entry_outcomes(order, inserted)
+        results += [int(cast(_Finish, batch[i]).entry_id in won) for i in finishes]
+        return results
 
     async def _insert_batch(self, batch: list[list[Any]]) -> list[int | BaseException]:
         """One multi-row INSERT and one commit for ``batch``; a row whose dedupe key
@@ -412,27 +432,6 @@ class PostgresStore(SqlStore):
     ) -> None:
         self._require_pool("update_entry")
         await self._journal.submit(_Finish(entry_id, None, columns, values), ("f", entry_id))
-
-    async def _finish_batch(self, batch: list[_Finish]) -> list[bool | BaseException]:
-        """One UPDATE and one commit per kind of change (the same columns and
-        from-states: in practice one for the whole batch)."""
-        kinds: dict[tuple[tuple[str, ...], tuple[str, ...] | None], list[int]] = {}
-        for index, finish in enumerate(batch):
-            kinds.setdefault((finish.columns, finish.from_states), []).append(index)
-        outcomes: list[bool | BaseException] = [False] * len(batch)
-
-        async def run(indexes: list[int]) -> None:
-            try:
-                results = await self._finish_kind([batch[i] for i in indexes])
-            except StoreError as exc:  # e.g. StoreUnavailable: this kind's callers only
-                results = [exc] * len(indexes)
-            for index, outcome in zip(indexes, results, strict=True):
-                outcomes[index] = outcome
-
-        # Each kind is its own statement and commit: one kind failing must not be
-        # reported to the callers of another kind that committed.
-        await asyncio.gather(*(run(indexes) for indexes in kinds.values()))
-        return outcomes
 
     async def _finish_kind(self, batch: list[_Finish]) -> list[bool | BaseException]:
         """Finishes of distinct entries with the same columns and from-states."""

@@ -1,13 +1,15 @@
 """Sign-ins per second through the full path: TCP sockets, switch pipeline,
 in-process HSM (A0 ×2 + BU ×2 per 001 sign-in), SQLite journal and registry.
 
-Run: ``python -m tests.bench signin``.  Figures on a shared 2-core machine are
-pessimistic: the clients run in the same process and event loop as the switch.
+Run: ``python -m tests.bench signin`` (``POSP_BENCH_SIGNIN_S``: seconds per
+phase, 5).  Figures on a shared 2-core machine are pessimistic: the clients run
+in the same process and event loop as the switch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ from tests.switch.conftest import MERCHANT_ID, provision
 from tests.switch.termclient import SimTerminal
 
 TERMINALS = 32
-DURATION_S = float(__import__("os").environ.get("POSP_BENCH_SIGNIN_S", "5"))
+DURATION_S = float(os.environ.get("POSP_BENCH_SIGNIN_S", "5"))
 
 
 async def _run(data_dir: Path, net_code: str) -> tuple[int, float]:

@@ -183,4 +183,4 @@ async def test_a_failing_kind_of_outcome_change_is_reported_to_its_callers_only(
         return [True] * len(batch)
 
     store._finish_kind = finish_kind  # type: ignore[method-assign]
-    assert await store._finish_batch([finish, update]) == [True, lost]
+    assert await store._journal_batch([finish, update]) == [1, lost]

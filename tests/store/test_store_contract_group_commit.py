@@ -227,43 +227,96 @@ async def test_postgres_writes_inserts_and_outcomes_in_one_statement(
     factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Queued together, new entries and outcomes of one kind share one statement
-    and one commit."""
+    and one commit, and each caller gets its own row's result."""
     if factory.kind != "postgres":
         pytest.skip("PostgreSQL's combined batch statement")
     store = await factory.new()
     assert isinstance(store, PostgresStore)
-    combined: list[int] = []
+    combined: list[tuple[int, int]] = []
     original = store._insert_and_finish
 
     async def counted(batch: Any, inserts: list[int], finishes: list[int]) -> Any:
-        combined.append(len(inserts) + len(finishes))
+        combined.append((len(inserts), len(finishes)))
         return await original(batch, inserts, finishes)
 
     monkeypatch.setattr(store, "_insert_and_finish", counted)
     ids = await asyncio.gather(*(store.insert_entry(entry(f"{n:06d}")) for n in range(1, 11)))
+    assert combined == []  # inserts alone: the insert batch
     before = store._journal.batches
     results = await asyncio.gather(
         *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code="00") for i in ids),
-        *(store.insert_entry(entry(f"{n:06d}")) for n in range(11, 21)),
+        *(store.insert_entry(entry(f"{n:06d}", amount_minor=n)) for n in range(11, 21)),
     )
     assert results[:10] == [True] * 10
     assert store._journal.batches - before < 20
-    assert sum(combined) >= 2  # at least one batch held both kinds
-    assert all(n >= 2 for n in combined)
+    assert combined and all(inserts and finishes for inserts, finishes in combined)
+    for n, new_id in enumerate(results[10:], start=11):
+        got = await store.get_entry(new_id)
+        assert got is not None and (got.trace, got.amount_minor) == (f"{n:06d}", n)
 
 
-@pytest.mark.parametrize("error", [StoreUnavailable, StoreError])
-async def test_postgres_combined_statement_failing(
-    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch, error: type[StoreError]
+async def test_postgres_combines_the_inserts_with_the_largest_kind_of_outcome(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The combined statement failing: a lost connection is every caller's error
-    (nothing of the batch is known to be committed); any other error writes the
-    inserts and the outcomes apart, each caller getting its own result."""
+    """Outcomes of three kinds (one without a compare-and-set) with new entries:
+    the inserts go with the largest kind, the other kinds in statements of their
+    own; every result is right."""
     if factory.kind != "postgres":
         pytest.skip("PostgreSQL's combined batch statement")
     store = await factory.new()
     assert isinstance(store, PostgresStore)
-    ids = [await store.insert_entry(entry(f"{n:06d}")) for n in range(1, 4)]
+    ids = [await store.insert_entry(entry(f"{n:06d}")) for n in range(1, 7)]
+    batch: list[Any] = [
+        _Finish(ids[0], (PENDING,), ("state",), [DECLINED]),
+        _Insert(_insert_values(entry("000010"))),
+        _Finish(ids[1], None, ("card_org",), ["VIS"]),
+        _Finish(ids[2], None, ("card_org",), ["MCC"]),
+        _Finish(ids[3], None, ("card_org",), ["JCB"]),
+        _Insert(_insert_values(entry("000003"))),  # a duplicate of an entry there
+        _Finish(ids[4], (APPROVED,), ("state",), [DECLINED]),  # not approved: no change
+        _Finish(ids[5], (PENDING,), ("state", "response_code"), [APPROVED, "00"]),
+    ]
+    combined: list[list[int]] = []
+    original = store._insert_and_finish
+
+    async def counted(batch: Any, inserts: list[int], finishes: list[int]) -> Any:
+        combined.append(finishes)
+        return await original(batch, inserts, finishes)
+
+    monkeypatch.setattr(store, "_insert_and_finish", counted)
+    outcomes = await store._journal_batch(batch)
+    assert combined == [[2, 3, 4]]  # the three update_entry of card_org
+    assert [outcomes[i] for i in (0, 2, 3, 4, 6, 7)] == [1, 1, 1, 1, 0, 1]
+    assert isinstance(outcomes[5], DuplicateTransaction)
+    found = await store.find_by_trace(TID, "000001", "000010")
+    assert found is not None and found.id == outcomes[1]
+    got = [await store.get_entry(i) for i in ids]
+    assert [(g.state, g.card_org, g.response_code) for g in got if g] == [
+        (DECLINED, None, None),
+        (PENDING, "VIS", None),
+        (PENDING, "MCC", None),
+        (PENDING, "JCB", None),
+        (PENDING, None, None),
+        (APPROVED, None, "00"),
+    ]
+
+
+@pytest.mark.parametrize("error", [StoreUnavailable, StoreError, RuntimeError])
+async def test_postgres_combined_statement_failing(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """The combined statement failing.  A lost connection (StoreUnavailable) is
+    its callers' error: nothing of it is known to be committed.  A statement
+    error (StoreError: nothing of it committed) writes its inserts and outcomes
+    apart, each caller getting its own result.  Anything else (a bug) is its
+    callers' error and nothing is written again.  In every case the callers of
+    another part — here an outcome of another kind — get their own committed
+    result."""
+    if factory.kind != "postgres":
+        pytest.skip("PostgreSQL's combined batch statement")
+    store = await factory.new()
+    assert isinstance(store, PostgresStore)
+    ids = [await store.insert_entry(entry(f"{n:06d}")) for n in range(1, 5)]
 
     async def failing(batch: Any, inserts: list[int], finishes: list[int]) -> Any:
         raise error("insert_entry: failed in this test")
@@ -271,20 +324,26 @@ async def test_postgres_combined_statement_failing(
     monkeypatch.setattr(store, "_insert_and_finish", failing)
     batch: list[Any] = [
         _Insert(_insert_values(entry("000010"))),
-        *(_Finish(i, (PENDING,), ("state", "response_code"), [APPROVED, "00"]) for i in ids),
+        *(_Finish(i, (PENDING,), ("state", "response_code"), [APPROVED, "00"]) for i in ids[:3]),
         _Insert(_insert_values(entry("000011"))),
+        _Finish(ids[3], None, ("card_org",), ["VIS"]),  # another kind: its own statement
     ]
-    if error is StoreUnavailable:
-        with pytest.raises(StoreUnavailable):
-            await store._journal_batch(batch)
-        assert await store.find_by_trace(TID, "000001", "000010") is None
-        return
     outcomes = await store._journal_batch(batch)
+    assert outcomes[5] == 1
+    other = await store.get_entry(ids[3])
+    assert other is not None and other.card_org == "VIS"
+    if error is not StoreError:
+        assert all(isinstance(outcomes[i], error) for i in range(5))
+        assert await store.find_by_trace(TID, "000001", "000010") is None
+        for entry_id in ids[:3]:
+            got = await store.get_entry(entry_id)
+            assert got is not None and got.state == PENDING
+        return
     assert outcomes[1:4] == [1, 1, 1]
     for index, trace in ((0, "000010"), (4, "000011")):
         found = await store.find_by_trace(TID, "000001", trace)
         assert found is not None and found.id == outcomes[index]
-    for entry_id in ids:
+    for entry_id in ids[:3]:
         got = await store.get_entry(entry_id)
         assert got is not None and got.state == APPROVED
 
