@@ -28,8 +28,10 @@ from posp.errors import CryptoError
 BLOCK_BYTES = 8
 _CACHE_MAX_KEYS = 4096
 
-# key (as given) -> (encryptor context, decryptor context)
-_ecb_contexts: dict[bytes, tuple[Any, Any]] = {}
+# key (as given) -> [cipher, encryptor context or None, decryptor context or None]:
+# each context is made on its first use (a fresh key often only ever encrypts
+# once, for its check value, and a context costs more than the encryption)
+_ecb_contexts: dict[bytes, list[Any]] = {}
 
 # byte -> the same byte with its low bit flipped when its bit count is even
 _ODD_PARITY = bytes(b ^ ((bin(b).count("1") + 1) & 1) for b in range(256))
@@ -47,15 +49,30 @@ def expand_key(key: bytes) -> bytes:
     raise CryptoError(f"DES key must be 8, 16 or 24 bytes, not {n}")
 
 
-def _contexts(key: bytes) -> tuple[Any, Any]:
+def _contexts(key: bytes) -> list[Any]:
     ctx = _ecb_contexts.get(key)
     if ctx is None:
-        cipher = Cipher(TripleDES(expand_key(key)), modes.ECB())
-        ctx = (cipher.encryptor(), cipher.decryptor())
+        ctx = [Cipher(TripleDES(expand_key(key)), modes.ECB()), None, None]
         if len(_ecb_contexts) >= _CACHE_MAX_KEYS:
             _ecb_contexts.clear()
         _ecb_contexts[key] = ctx
     return ctx
+
+
+def _encryptor(key: bytes) -> Any:
+    ctx = _contexts(key)
+    encryptor = ctx[1]
+    if encryptor is None:
+        encryptor = ctx[1] = ctx[0].encryptor()
+    return encryptor
+
+
+def _decryptor(key: bytes) -> Any:
+    ctx = _contexts(key)
+    decryptor = ctx[2]
+    if decryptor is None:
+        decryptor = ctx[2] = ctx[0].decryptor()
+    return decryptor
 
 
 def _check_blocks(data: bytes) -> None:
@@ -66,14 +83,14 @@ def _check_blocks(data: bytes) -> None:
 def tdes_encrypt_ecb(key: bytes, data: bytes) -> bytes:
     """3DES-ECB encrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
     _check_blocks(data)
-    result: bytes = _contexts(key)[0].update(data)
+    result: bytes = _encryptor(key).update(data)
     return result
 
 
 def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
     """3DES-ECB decrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
     _check_blocks(data)
-    result: bytes = _contexts(key)[1].update(data)
+    result: bytes = _decryptor(key).update(data)
     return result
 
 
