@@ -49,30 +49,21 @@ def expand_key(key: bytes) -> bytes:
     raise CryptoError(f"DES key must be 8, 16 or 24 bytes, not {n}")
 
 
-def _contexts(key: bytes) -> list[Any]:
+_ENCRYPT, _DECRYPT = 1, 2
+
+
+def _context(key: bytes, which: int) -> Any:
+    """``key``'s encryptor (``_ENCRYPT``) or decryptor (``_DECRYPT``), made on first use."""
     ctx = _ecb_contexts.get(key)
     if ctx is None:
         ctx = [Cipher(TripleDES(expand_key(key)), modes.ECB()), None, None]
         if len(_ecb_contexts) >= _CACHE_MAX_KEYS:
             _ecb_contexts.clear()
         _ecb_contexts[key] = ctx
-    return ctx
-
-
-def _encryptor(key: bytes) -> Any:
-    ctx = _contexts(key)
-    encryptor = ctx[1]
-    if encryptor is None:
-        encryptor = ctx[1] = ctx[0].encryptor()
-    return encryptor
-
-
-def _decryptor(key: bytes) -> Any:
-    ctx = _contexts(key)
-    decryptor = ctx[2]
-    if decryptor is None:
-        decryptor = ctx[2] = ctx[0].decryptor()
-    return decryptor
+    made = ctx[which]
+    if made is None:
+        made = ctx[which] = ctx[0].encryptor() if which == _ENCRYPT else ctx[0].decryptor()
+    return made
 
 
 def _check_blocks(data: bytes) -> None:
@@ -83,14 +74,14 @@ def _check_blocks(data: bytes) -> None:
 def tdes_encrypt_ecb(key: bytes, data: bytes) -> bytes:
     """3DES-ECB encrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
     _check_blocks(data)
-    result: bytes = _encryptor(key).update(data)
+    result: bytes = _context(key, _ENCRYPT).update(data)
     return result
 
 
 def tdes_decrypt_ecb(key: bytes, data: bytes) -> bytes:
     """3DES-ECB decrypt ``data`` (a multiple of 8 bytes) under an 8/16/24-byte key."""
     _check_blocks(data)
-    result: bytes = _decryptor(key).update(data)
+    result: bytes = _context(key, _DECRYPT).update(data)
     return result
 
 
