@@ -179,6 +179,38 @@ async def test_inserts_with_outcomes_of_two_kinds(store: Store) -> None:
     ]
 
 
+async def test_two_instances_racing_inserts_and_outcomes(factory: StoreFactory) -> None:
+    """Two instances at once, each inserting new entries (some the same as the
+    other's) and finishing entries both compete for — on PostgreSQL in combined
+    statements that lock keys and rows across instances (a deadlock is retried
+    apart).  Every trace is journaled once, every entry is finished by exactly
+    one caller, and the rows say what the winners were told."""
+    first, second = await factory.new(), await factory.new()
+    ids = [await first.insert_entry(entry(f"{100 + n:06d}")) for n in range(12)]
+
+    def work(store: Store, code: str) -> list[Any]:
+        return [
+            *(store.finish_entry(i, (PENDING,), state=APPROVED, response_code=code) for i in ids),
+            *(store.insert_entry(entry(f"{200 + n:06d}", amount_minor=n)) for n in range(12)),
+        ]
+
+    results = await asyncio.gather(*work(first, "00"), *work(second, "01"), return_exceptions=True)
+    won_first, new_first = results[:12], results[12:24]
+    won_second, new_second = results[24:36], results[36:]
+    for n, entry_id in enumerate(ids):
+        assert [won_first[n], won_second[n]].count(True) == 1, (n, won_first[n], won_second[n])
+        got = await first.get_entry(entry_id)
+        assert got is not None and got.state == APPROVED
+        assert got.response_code == ("00" if won_first[n] else "01")
+    for n in range(12):
+        pair = [new_first[n], new_second[n]]
+        winners = [r for r in pair if isinstance(r, int)]
+        losers = [r for r in pair if not isinstance(r, int)]
+        assert len(winners) == 1 and isinstance(losers[0], DuplicateTransaction)
+        found = await first.find_by_trace(TID, "000001", f"{200 + n:06d}")
+        assert found is not None and found.id == winners[0] and found.amount_minor == n
+
+
 # --- PostgreSQL's batch statements ---------------------------------------------------
 
 
