@@ -38,6 +38,9 @@ async def test_the_sweep_closes_only_what_was_idle_for_the_timeout(switch: Switc
     idle, idle_transport = connection_on(switch)
     young, young_transport = connection_on(switch)
     busy, busy_transport = connection_on(switch)
+    # Round clock values: ``(t + timeout) - t`` can come out a hair under the
+    # timeout for an arbitrary float t, which would leave ``idle`` unswept.
+    idle.last_activity_s = 1_000.0
     now_s = idle.last_activity_s + timeout_s
     young.last_activity_s = now_s - timeout_s / 2
     busy.last_activity_s = idle.last_activity_s
