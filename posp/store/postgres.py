@@ -318,18 +318,17 @@ class PostgresStore(SqlStore):
 
         async def combined(finishes: list[int]) -> None:
             try:
-                found = await self._insert_and_finish(batch, inserts, finishes)
-            except StoreUnavailable as exc:  # nothing of it is known to be committed
-                for index in (*inserts, *finishes):
-                    outcomes[index] = exc
-            except StoreError:  # the statement failed: nothing of it committed
-                await asyncio.gather(insert_alone(inserts), finish_alone(finishes))
-            except Exception as exc:  # e.g. a bug: reported, never written twice
-                for index in (*inserts, *finishes):
-                    outcomes[index] = exc
-            else:
-                for index, outcome in zip((*inserts, *finishes), found, strict=True):
-                    outcomes[index] = outcome
+                found: Sequence[Any] = await self._insert_and_finish(batch, inserts, finishes)
+            except Exception as exc:
+                if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailable):
+                    # the statement failed, nothing of it committed: the parts apart
+                    await asyncio.gather(insert_alone(inserts), finish_alone(finishes))
+                    return
+                # a lost connection (nothing known to be committed) or a bug: its
+                # callers' error, never written twice
+                found = [exc] * (len(inserts) + len(finishes))
+            for index, outcome in zip((*inserts, *finishes), found, strict=True):
+                outcomes[index] = outcome
 
         parts: list[Awaitable[None]] = []
         if inserts and kinds:
@@ -347,8 +346,7 @@ class PostgresStore(SqlStore):
         """The inserts and the outcomes of one kind in one statement (one commit);
         their results, the inserts' then the outcomes', in the order given."""
         values = [cast(_Insert, batch[i]).values for i in inserts]
-        order = sorted(range(len(values)), key=lambda i: _sort_key(values[i]))
-        params: list[Any] = [list(c) for c in zip(*(values[i] for i in order), strict=True)]
+        order, params = _insert_arrays(values)
         ordered = sorted((cast(_Finish, batch[i]) for i in finishes), key=lambda f: f.entry_id)
         params += _finish_params(ordered)
         first = ordered[0]
@@ -365,9 +363,7 @@ class PostgresStore(SqlStore):
         """One multi-row INSERT and one commit for ``batch``; a row whose dedupe key
         exists (or repeats in the batch) is not inserted and gets DuplicateTransaction."""
         if len(batch) > 1:
-            # rows in dedupe-key order: two instances' batches lock keys in one order
-            order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i]))
-            columns = [list(column) for column in zip(*(batch[i] for i in order), strict=True)]
+            order, columns = _insert_arrays(batch)
             try:
                 found = await self._read("insert_entry", _INSERT_ENTRIES, columns)
             except StoreUnavailable:
@@ -384,8 +380,7 @@ class PostgresStore(SqlStore):
         """Pending entries with their risk holds: one transaction (``pg_holds``);
         should it fail other than by a lost connection, each runs alone."""
         pool = self._require_pool("insert_entry", keyed=True)
-        order = sorted(range(len(batch)), key=lambda i: _sort_key(batch[i][0]))
-        columns = [list(column) for column in zip(*(batch[i][0] for i in order), strict=True)]
+        order, columns = _insert_arrays([values for values, _ in batch])
         holds = [then for _, then in batch]
         try:
             with _translated("insert_entry"):
@@ -552,6 +547,14 @@ _DEDUPE_KEY = tuple(
 
 def _sort_key(values: list[Any]) -> tuple[str, ...]:
     return tuple(str(values[i]) for i in _DEDUPE_KEY[:4])
+
+
+def _insert_arrays(rows_values: Sequence[list[Any]]) -> tuple[list[int], list[Any]]:
+    """A batch insert's row order (indexes into ``rows_values``, by dedupe key:
+    two instances' batches lock keys in one order) and its one array per column."""
+    order = sorted(range(len(rows_values)), key=lambda i: _sort_key(rows_values[i]))
+    columns = [list(column) for column in zip(*(rows_values[i] for i in order), strict=True)]
+    return order, columns
 
 
 def _dedupe_key(values: list[Any]) -> tuple[Any, ...] | None:
