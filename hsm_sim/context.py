@@ -9,6 +9,9 @@ Invariants:
   decryption runs once per key, and a hot command reads a key field with one
   slice and one dict lookup.  Every lookup still answers the caller's own
   parity error code for a key with bad parity.
+* A key the simulator generates (A0) enters that cache under the field it
+  answered with, and its check value block E(key, 0^8) enters a cache of its
+  own: the BU that follows a sign-in's A0 neither decrypts nor enciphers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hsm_sim.keyscheme import (
     lmk_variant_key,
 )
 from hsm_sim.lmk import LmkSet
-from posp.crypto.des import adjust_odd_parity, has_odd_parity
+from posp.crypto.des import BLOCK_BYTES, adjust_odd_parity, check_value, has_odd_parity
 
 KeySource = Callable[[int], bytes]
 _KEY_CACHE_MAX = 20_000
@@ -38,7 +41,15 @@ _KEY_CACHE_MAX = 20_000
 class HsmContext:
     """LMK-backed key operations shared by every command handler."""
 
-    __slots__ = ("_keks", "_key_cache", "authorised", "key_source", "lmk", "lmk_pin_key")
+    __slots__ = (
+        "_check_values",
+        "_keks",
+        "_key_cache",
+        "authorised",
+        "key_source",
+        "lmk",
+        "lmk_pin_key",
+    )
 
     def __init__(self, lmk: LmkSet, *, authorised: bool, key_source: KeySource | None) -> None:
         self.lmk = lmk
@@ -47,6 +58,8 @@ class HsmContext:
         self._keks: dict[tuple[int, int], KekSource] = {}
         # (key type code, K field bytes) -> (clear key, has odd parity)
         self._key_cache: dict[tuple[str, bytes], tuple[bytes, bool]] = {}
+        # clear key -> E(key, 0^8), for keys generated here
+        self._check_values: dict[bytes, bytes] = {}
         self.lmk_pin_key = lmk.pairs[PAIR_LMK_PIN]
 
     def lmk_kek(self, kt: KeyType) -> KekSource:
@@ -83,6 +96,23 @@ class HsmContext:
     def encrypt_under_lmk(self, kt: KeyType, clear: bytes, tag: str) -> str:
         """Encrypt a clear key under the LMK as ``kt`` with scheme ``tag``; the wire field."""
         return encrypt_key(self.lmk_kek(kt), clear, tag)
+
+    def remember_generated(self, kt: KeyType, under_lmk: str, clear: bytes) -> bytes:
+        """Cache a key just generated (odd parity) under the field the answer carries,
+        and its check value block; returns that block, E(key, 0^8)."""
+        if len(self._key_cache) >= _KEY_CACHE_MAX:
+            self._key_cache.clear()
+        self._key_cache[(kt.code, under_lmk.encode("ascii"))] = (clear, True)
+        block = check_value(clear, BLOCK_BYTES)
+        if len(self._check_values) >= _KEY_CACHE_MAX:
+            self._check_values.clear()
+        self._check_values[clear] = block
+        return block
+
+    def check_value_block(self, clear: bytes) -> bytes:
+        """E(key, 0^8): the check value block, from the cache for keys generated here."""
+        block = self._check_values.get(clear)
+        return block if block is not None else check_value(clear, BLOCK_BYTES)
 
     def new_key(self, length: int) -> bytes:
         """A fresh odd-parity key of ``length`` bytes from the (injectable) key source."""

@@ -65,10 +65,12 @@ def a0_generate_key(ctx: HsmContext, r: Reader) -> bytes:
         scheme_for(export_scheme, length)
         wrap = ctx.key_under_lmk(wrap_kt, wrap_field, "10")
     clear = ctx.new_key(length)
-    out = "00" + ctx.encrypt_under_lmk(kt, clear, lmk_scheme)
+    under_lmk = ctx.encrypt_under_lmk(kt, clear, lmk_scheme)
+    kcv = ctx.remember_generated(kt, under_lmk, clear)  # the BU that may follow
+    out = "00" + under_lmk
     if wrap:
         out += encrypt_key(KekSource(wrap), clear, export_scheme)
-    return (out + kcv_hex(clear)).encode()
+    return (out + kcv[:3].hex().upper()).encode()
 
 
 def _bu_type_code(code: str) -> str:
@@ -107,7 +109,7 @@ def bu_check_value(ctx: HsmContext, r: Reader) -> bytes:
     if _LENGTH_FLAG[field.tag] != length_flag:
         raise HsmFault("05")
     clear = ctx.key_under_lmk(kt, field, "10")
-    return ("00" + kcv_hex(clear, kcv_bytes)).encode()
+    return ("00" + ctx.check_value_block(clear)[:kcv_bytes].hex().upper()).encode()
 
 
 def _import_under_zmk(

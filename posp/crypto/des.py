@@ -12,17 +12,23 @@ Invariants:
   for one thread (the simulator's event loop); it is cleared wholesale when
   full rather than kept as an LRU, because a clear is O(1) amortised and a
   working set larger than the bound is not a realistic load.
+* A check value of a key without a context (a fresh working key: the HSM
+  simulator's A0, a terminal checking F62) is one block through libcrypto's
+  DES (``posp.crypto.nativedes``) and leaves no context behind; that path is
+  taken only when it loads and agrees with ``cryptography`` at import.
 * Nothing here logs or puts key material into exception messages.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from posp.crypto import nativedes
 from posp.errors import CryptoError
 
 BLOCK_BYTES = 8
@@ -150,9 +156,38 @@ def has_odd_parity(key: bytes) -> bool:
     return key.translate(_ODD_PARITY) == key
 
 
+_ZERO_BLOCK = bytes(BLOCK_BYTES)
+
+
+def _native_once() -> Callable[[bytes, bytes], bytes] | None:
+    """libcrypto's one-block 3DES (24-byte key, block) when it loads and gives
+    ``cryptography``'s answers for single, double and triple length keys."""
+    des = nativedes.load()
+    if des is None:
+        return None
+    try:
+        for size in (8, 16, 24):
+            key = expand_key(bytes((37 * i + size) % 256 for i in range(size)))
+            block = bytes((11 * i + 5) % 256 for i in range(BLOCK_BYTES))
+            expected = Cipher(TripleDES(key), modes.ECB()).encryptor().update(block)
+            if des.encrypt_once(key, block) != expected:
+                return None
+    except (OSError, ValueError):
+        return None
+    return des.encrypt_once
+
+
+#: One block under a key that has no cipher context, or None (contexts only).
+_encrypt_once = _native_once()
+
+
 def check_value(key: bytes, length: int = 3) -> bytes:
-    """Key check value: the first ``length`` bytes of E(key, 0^8)."""
-    return tdes_encrypt_ecb(key, bytes(BLOCK_BYTES))[:length]
+    """Key check value: the first ``length`` bytes of E(key, 0^8).  A key without a
+    cached context (mostly a fresh one) goes through libcrypto once instead of
+    getting a context it would use for this one block."""
+    if _encrypt_once is not None and key not in _ecb_contexts:
+        return _encrypt_once(expand_key(key), _ZERO_BLOCK)[:length]
+    return tdes_encrypt_ecb(key, _ZERO_BLOCK)[:length]
 
 
 def generate_key(length: int) -> bytes:

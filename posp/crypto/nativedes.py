@@ -8,6 +8,8 @@ ARPC, a TC) and is never seen again.  OpenSSL's libcrypto, which Python's own
 schedule is 128 bytes set up by ``DES_set_key_unchecked``, ``DES_cbc_cksum``
 runs a single-DES CBC chain and returns its last block, and
 ``DES_ecb3_encrypt`` enciphers one block in 3DES-EDE under three schedules.
+The same holds for a fresh working key's check value (``posp.crypto.des``):
+one block under a key that has no cipher context yet.
 
 Invariants:
 * :func:`load` returns a :class:`NativeDes` only on Linux when libcrypto loads
@@ -95,6 +97,23 @@ class NativeDes:
             raise ValueError("a DES block is 8 bytes")
         out = _BlockBuffer()
         self._ecb3(block, out, ks1, ks2, ks1, _DES_ENCRYPT)
+        return out.raw
+
+    def encrypt_once(self, key24: bytes, block: bytes) -> bytes:
+        """One block of 3DES-EDE under a 24-byte key K1 K2 K3 (single DES as K K K,
+        2-key as K1 K2 K1), its three schedules made for this call and dropped: for a
+        key that enciphers one block and is never seen again (a fresh key's check
+        value)."""
+        if len(key24) != 3 * BLOCK_BYTES:
+            raise ValueError("a 3DES key is 24 bytes here")
+        if len(block) != BLOCK_BYTES:
+            raise ValueError("a DES block is 8 bytes")
+        ks1, ks2, ks3 = _ScheduleBuffer(), _ScheduleBuffer(), _ScheduleBuffer()
+        self._set_key(key24[:8], ks1)
+        self._set_key(key24[8:16], ks2)
+        self._set_key(key24[16:], ks3)
+        out = _BlockBuffer()
+        self._ecb3(block, out, ks1, ks2, ks3, _DES_ENCRYPT)
         return out.raw
 
 

@@ -113,3 +113,49 @@ def test_no_deprecation_warning_for_short_keys() -> None:
         warnings.simplefilter("error")
         tdes_encrypt_ecb(bytes.fromhex("1313131313131313"), bytes(8))
         tdes_encrypt_ecb(bytes.fromhex("13131313131313131515151515151515"), bytes(8))
+
+
+@given(keys)
+def test_check_value_of_a_key_without_a_context_leaves_none(key: bytes) -> None:
+    """A key seen first by check_value goes through libcrypto once (when it loads)
+    and gets no cached context; the value equals the context's, computed after."""
+    from posp.crypto import des
+
+    des._ecb_contexts.pop(key, None)
+    first = check_value(key, 8)
+    if des._encrypt_once is not None:
+        assert key not in des._ecb_contexts
+    assert tdes_encrypt_ecb(key, bytes(8)) == first  # makes the context
+    assert key in des._ecb_contexts
+    assert check_value(key, 8) == first  # through the context now
+
+
+def test_check_value_without_libcrypto_uses_a_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where libcrypto's DES did not load, check values come from cipher contexts."""
+    from posp.crypto import des
+
+    monkeypatch.setattr(des, "_encrypt_once", None)
+    key = adjust_odd_parity(bytes(range(16)))
+    des._ecb_contexts.pop(key, None)
+    assert check_value(key, 8) == psec.des.generate_kcv(key, 8)
+    assert key in des._ecb_contexts
+
+
+def test_native_once_refuses_a_library_that_disagrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The self-test at import: a libcrypto whose answer differs is not used."""
+    from posp.crypto import des, nativedes
+
+    class Wrong:
+        def encrypt_once(self, key24: bytes, block: bytes) -> bytes:
+            return bytes(8)
+
+    monkeypatch.setattr(nativedes, "load", lambda: Wrong())
+    assert des._native_once() is None
+    monkeypatch.setattr(nativedes, "load", lambda: None)
+    assert des._native_once() is None
+
+
+def test_check_value_bad_key_length_is_a_crypto_error() -> None:
+    """The one-block path checks the key length like the context path."""
+    with pytest.raises(CryptoError):
+        check_value(bytes(15))

@@ -41,6 +41,28 @@ def test_a0_mode0_key_checks_with_bu(hsm: Hsm) -> None:
     assert hsm.ok(f"BUFF1{key};002;001") == kcv6
 
 
+def test_bu_after_a0_answers_from_the_generated_key_cache(
+    hsm: Hsm, fixed_keys: list[bytes]
+) -> None:
+    """The BU that follows an A0 is answered from the keys the A0 cached (no
+    decryption), with the same values as for a key decrypted afresh; a field that
+    differs from the A0's answer still decrypts, and its parity is still checked."""
+    fixed_keys.extend([h(KEY16), h(KEY8)])
+    tmk = hsm.import_clear("002", TMK)
+    tpk = hsm.ok(f"A01002U;1{tmk}X")[:33]
+    tak = hsm.ok(f"A01003Z;1{tmk}Z")[:16]
+    context = hsm.engine._ctx
+    assert ("002", tpk.encode()) in context._key_cache
+    assert ("003", tak.encode()) in context._key_cache
+    assert hsm.ok(f"BU021{tpk}") == kcv(KEY16, 8)
+    assert hsm.call(f"BU031{tpk}")[0] == "10"  # not a TAK: another LMK pair, bad parity
+    assert hsm.ok(f"BU030{tak}") == kcv(KEY8, 8)
+    context._key_cache.clear()
+    context._check_values.clear()
+    assert hsm.ok(f"BU021{tpk}") == kcv(KEY16, 8)  # decrypted afresh: the same
+    assert hsm.ok(f"BU030{tak}") == kcv(KEY8, 8)
+
+
 def test_a0_mode1_under_tmk_decrypts_with_clear_tmk(hsm: Hsm, fixed_keys: list[bytes]) -> None:
     """A0 ;1 exports under the TMK with plain ECB per half (X); the clear TMK recovers it."""
     fixed_keys.append(h(KEY16))
