@@ -1,6 +1,9 @@
 """Sign-ins per second through the full path: TCP sockets, switch pipeline,
 in-process HSM (A0 ×2 + BU ×2 per 001 sign-in), SQLite journal and registry.
 
+The switch runs as ``posp serve`` runs it: on uvloop, with the server's
+garbage-collector tuning (``posp.loop.run(server=True)``).
+
 Run: ``python -m tests.bench signin`` (``POSP_BENCH_SIGNIN_S``: seconds per
 phase, 5; ``POSP_BENCH_SIGNIN_PROCS``: switch processes side by side on one
 SQLite file, each with its own in-process HSM and terminals, 1).  Figures on
@@ -21,6 +24,7 @@ from typing import Any
 
 from posp.lab.inprocess_hsm import inprocess_hsm_client
 from posp.log import configure_logging
+from posp.loop import run as run_loop
 from posp.settings import load_settings
 from posp.store import open_store
 from posp.switch import Switch
@@ -100,19 +104,15 @@ async def _run(
 
 def _child(data_dir: Path, net_code: str, process: int, start: Any, results: Any) -> None:
     configure_logging("console", "error")
-    import uvloop
-
-    results.put(uvloop.run(_run(data_dir, net_code, process, start.wait)))
+    results.put(run_loop(_run(data_dir, net_code, process, start.wait), server=True))
 
 
 def _measure(data_dir: Path, net_code: str) -> tuple[int, float, float]:
     """Sign-ins done, the seconds they took and the CPU seconds every process spent
     meanwhile (switch, in-process HSM, SQLite threads, terminals)."""
-    import uvloop  # the production loop (a dependency on Linux)
-
-    uvloop.run(_provision(data_dir, net_code, PROCESSES))
+    run_loop(_provision(data_dir, net_code, PROCESSES))
     if PROCESSES == 1:
-        return uvloop.run(_run(data_dir, net_code))
+        return run_loop(_run(data_dir, net_code), server=True)
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(PROCESSES)
     results = context.Queue()
