@@ -20,11 +20,13 @@ from hsm_sim.keyscheme import (
     encrypt_key,
     key_type,
     read_key,
+    read_key_wire,
     scheme_for,
 )
 from posp.crypto.des import adjust_odd_parity, check_value
 
-_LENGTH_FLAG = {"Z": "0", "U": "1", "X": "1", "T": "2", "Y": "2"}
+# BU's key length flag by the K field's length on the wire: 16H (Z), tag + 32H, tag + 48H
+_WIRE_LENGTH_FLAG = {16: "0", 33: "1", 49: "2"}
 
 
 def kcv_hex(clear: bytes, length: int = 3) -> str:
@@ -43,7 +45,7 @@ def a0_generate_key(ctx: HsmContext, r: Reader) -> bytes:
     kt = key_type(r.text(3))
     lmk_scheme = scheme_for(r.text(1).upper())
     wrap_kt: KeyType | None = None
-    wrap_field: KeyField | None = None
+    wrap_wire = b""  # the ZMK/TMK field as sent: the key cache's slot (no KeyField)
     export_scheme = ""
     if mode == "1":
         wrap_kt = ZMK
@@ -52,7 +54,7 @@ def a0_generate_key(ctx: HsmContext, r: Reader) -> bytes:
             if flag not in ("0", "1"):
                 raise HsmFault("15")
             wrap_kt = TMK if flag == "1" else ZMK
-        wrap_field = read_key(r)
+        wrap_wire = read_key_wire(r)
         export_scheme = scheme_for(r.text(1).upper())
     if r.optional(b"%") and r.digits(2) != "00":
         raise HsmFault("13")
@@ -61,9 +63,9 @@ def a0_generate_key(ctx: HsmContext, r: Reader) -> bytes:
         raise HsmFault("17")
     length = SCHEME_KEY_BYTES[lmk_scheme]
     wrap = b""
-    if wrap_kt is not None and wrap_field is not None:
+    if wrap_kt is not None:
         scheme_for(export_scheme, length)
-        wrap = ctx.key_under_lmk(wrap_kt, wrap_field, "10")
+        wrap = ctx.lmk_key(wrap_kt.code, wrap_wire, "10")
     clear = ctx.new_key(length)
     under_lmk = ctx.encrypt_under_lmk(kt, clear, lmk_scheme)
     kcv = ctx.remember_generated(kt, under_lmk, clear)  # the BU that may follow
@@ -84,7 +86,7 @@ def bu_check_value(ctx: HsmContext, r: Reader) -> bytes:
     """BU → BV: KCV of a key under the LMK, 16H by default, 6H with KCV type 1."""
     code = r.text(2).upper()
     length_flag = r.text(1)
-    field = read_key(r)
+    wire = read_key_wire(r)  # the key cache's slot (no KeyField)
     groups: list[str] = []
     while r.optional(b";"):
         groups.append(r.text(3).upper())
@@ -106,9 +108,9 @@ def bu_check_value(ctx: HsmContext, r: Reader) -> bytes:
         kcv_bytes = 3 if options[2] == "1" else 8
     if length_flag not in ("0", "1", "2"):
         raise HsmFault("15")
-    if _LENGTH_FLAG[field.tag] != length_flag:
+    if _WIRE_LENGTH_FLAG[len(wire)] != length_flag:
         raise HsmFault("05")
-    clear = ctx.key_under_lmk(kt, field, "10")
+    clear = ctx.lmk_key(kt.code, wire, "10")
     return ("00" + ctx.check_value_block(clear)[:kcv_bytes].hex().upper()).encode()
 
 
