@@ -11,7 +11,8 @@ Invariants:
   parity error code for a key with bad parity.
 * A key the simulator generates (A0) enters that cache under the field it
   answered with, and its check value block E(key, 0^8) enters a cache of its
-  own: the BU that follows a sign-in's A0 neither decrypts nor enciphers.
+  own until one BU takes it: the BU that follows a sign-in's A0 neither
+  decrypts nor enciphers.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class HsmContext:
         return block
 
     def check_value_block(self, clear: bytes) -> bytes:
-        """E(key, 0^8): the check value block, from the cache for keys generated here."""
-        block = self._check_values.get(clear)
+        """E(key, 0^8): the check value block; a key generated here takes it from the
+        cache once (the BU after its A0), so the cache stays near empty."""
+        block = self._check_values.pop(clear, None)
         return block if block is not None else check_value(clear, BLOCK_BYTES)
 
     def new_key(self, length: int) -> bytes:

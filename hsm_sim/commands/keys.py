@@ -68,10 +68,10 @@ def a0_generate_key(ctx: HsmContext, r: Reader) -> bytes:
         wrap = ctx.lmk_key(wrap_kt.code, wrap_wire, "10")
     clear = ctx.new_key(length)
     under_lmk = ctx.encrypt_under_lmk(kt, clear, lmk_scheme)
-    kcv = ctx.remember_generated(kt, under_lmk, clear)  # the BU that may follow
     out = "00" + under_lmk
     if wrap:
         out += encrypt_key(KekSource(wrap), clear, export_scheme)
+    kcv = ctx.remember_generated(kt, under_lmk, clear)  # for the BU that may follow
     return (out + kcv[:3].hex().upper()).encode()
 
 

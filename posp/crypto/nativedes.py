@@ -1,4 +1,4 @@
-"""Single DES and 2-key 3DES blocks from libcrypto's DES API, without cipher contexts.
+"""Single DES and 2- and 3-key 3DES blocks from libcrypto's DES API, without cipher contexts.
 
 ``cryptography`` only offers DES through an OpenSSL cipher context, and building
 one (``Cipher(...).encryptor()``) costs far more than the few blocks a chip

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from posp.crypto import nativedes
 from posp.crypto.des import (
     adjust_odd_parity,
     check_value,
@@ -130,6 +131,30 @@ def test_check_value_of_a_key_without_a_context_leaves_none(key: bytes) -> None:
     assert check_value(key, 8) == first  # through the context now
 
 
+needs_native = pytest.mark.skipif(nativedes.load() is None, reason="no libcrypto DES")
+
+
+@needs_native
+def test_libcrypto_one_block_path_is_in_use() -> None:
+    """Where libcrypto's DES loads, the import-time self-test accepted it: a broken
+    ``encrypt_once`` would silently fall back to contexts, and this would fail."""
+    from posp.crypto import des
+
+    assert des._encrypt_once is not None
+
+
+@needs_native
+@given(keys, st.binary(min_size=8, max_size=8))
+def test_native_encrypt_once_matches_cryptography(key: bytes, block: bytes) -> None:
+    """``NativeDes.encrypt_once`` is 3DES-EDE under K1 K2 K3 for 8-, 16- and
+    24-byte keys (expanded to 24), as psec computes it."""
+    from posp.crypto import des
+
+    native = nativedes.load()
+    assert native is not None
+    assert native.encrypt_once(des.expand_key(key), block) == psec.des.encrypt_tdes_ecb(key, block)
+
+
 def test_check_value_without_libcrypto_uses_a_context(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where libcrypto's DES did not load, check values come from cipher contexts."""
     from posp.crypto import des
@@ -143,7 +168,7 @@ def test_check_value_without_libcrypto_uses_a_context(monkeypatch: pytest.Monkey
 
 def test_native_once_refuses_a_library_that_disagrees(monkeypatch: pytest.MonkeyPatch) -> None:
     """The self-test at import: a libcrypto whose answer differs is not used."""
-    from posp.crypto import des, nativedes
+    from posp.crypto import des
 
     class Wrong:
         def encrypt_once(self, key24: bytes, block: bytes) -> bytes:

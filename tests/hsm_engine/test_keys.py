@@ -45,8 +45,9 @@ def test_bu_after_a0_answers_from_the_generated_key_cache(
     hsm: Hsm, fixed_keys: list[bytes]
 ) -> None:
     """The BU that follows an A0 is answered from the keys the A0 cached (no
-    decryption), with the same values as for a key decrypted afresh; a field that
-    differs from the A0's answer still decrypts, and its parity is still checked."""
+    decryption), with the same values as for a key decrypted afresh; the check
+    value block is taken once; the field read under another key type is not the
+    cached key (another LMK pair: its parity fails)."""
     fixed_keys.extend([h(KEY16), h(KEY8)])
     tmk = hsm.import_clear("002", TMK)
     tpk = hsm.ok(f"A01002U;1{tmk}X")[:33]
@@ -54,13 +55,48 @@ def test_bu_after_a0_answers_from_the_generated_key_cache(
     context = hsm.engine._ctx
     assert ("002", tpk.encode()) in context._key_cache
     assert ("003", tak.encode()) in context._key_cache
+    assert len(context._check_values) == 2
     assert hsm.ok(f"BU021{tpk}") == kcv(KEY16, 8)
     assert hsm.call(f"BU031{tpk}")[0] == "10"  # not a TAK: another LMK pair, bad parity
     assert hsm.ok(f"BU030{tak}") == kcv(KEY8, 8)
+    assert not context._check_values  # each block taken by its BU
+    assert hsm.ok(f"BU021{tpk}") == kcv(KEY16, 8)  # again: computed, the same
     context._key_cache.clear()
-    context._check_values.clear()
     assert hsm.ok(f"BU021{tpk}") == kcv(KEY16, 8)  # decrypted afresh: the same
     assert hsm.ok(f"BU030{tak}") == kcv(KEY8, 8)
+
+
+KEY24 = KEY16 + "5DBF7F38A146FD5D"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "clear", "flag"),
+    [("Z", KEY8, "0"), ("U", KEY16, "1"), ("X", KEY16, "1"), ("T", KEY24, "2"), ("Y", KEY24, "2")],
+)
+def test_a0_then_bu_for_every_lmk_scheme(
+    hsm: Hsm, fixed_keys: list[bytes], scheme: str, clear: str, flag: str
+) -> None:
+    """For every LMK scheme, the BU after an A0 (from the cache), the same field in
+    lower case (another cache slot: decrypted) and a fresh engine (decrypted) give
+    the clear key's check value; a wrong length flag answers 05."""
+    fixed_keys.append(h(clear))
+    fields = hsm.ok(f"A00002{scheme}")
+    key, kcv6 = fields[:-6], fields[-6:]
+    assert kcv6 == kcv(clear)
+    assert hsm.ok(f"BU02{flag}{key}") == kcv(clear, 8)
+    assert hsm.ok(f"BU02{flag}{key.lower()}") == kcv(clear, 8)
+    assert Hsm(HsmEngine()).ok(f"BU02{flag}{key};001") == kcv(clear)
+    wrong = "1" if flag != "1" else "2"
+    assert hsm.call(f"BU02{wrong}{key}")[0] == "05"
+
+
+def test_a0_export_failure_leaves_nothing_cached(hsm: Hsm) -> None:
+    """An A0 that faults on its export (26) caches no key and no check value."""
+    tmk = hsm.import_clear("002", TMK)
+    context = hsm.engine._ctx
+    cached = len(context._key_cache)
+    assert hsm.call(f"A01002U;1{tmk}Z")[0] == "26"
+    assert len(context._key_cache) == cached and not context._check_values
 
 
 def test_a0_mode1_under_tmk_decrypts_with_clear_tmk(hsm: Hsm, fixed_keys: list[bytes]) -> None:
