@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from hsm_sim.fields import HsmFault
 from hsm_sim.keyscheme import (
@@ -36,7 +37,16 @@ from hsm_sim.lmk import LmkSet
 from posp.crypto.des import BLOCK_BYTES, adjust_odd_parity, check_value, has_odd_parity
 
 KeySource = Callable[[int], bytes]
+K = TypeVar("K")
+V = TypeVar("V")
 _KEY_CACHE_MAX = 20_000
+
+
+def _bounded_put(cache: dict[K, V], key: K, value: V) -> None:
+    """``cache[key] = value``, the cache cleared wholesale first when it is full."""
+    if len(cache) >= _KEY_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 class HsmContext:
@@ -89,9 +99,7 @@ class HsmContext:
     def _decrypt(self, type_code: str, wire: bytes) -> tuple[bytes, bool]:
         clear = decrypt_key(self.lmk_kek(KEY_TYPES[type_code]), key_field_of_wire(wire))
         entry = (clear, has_odd_parity(clear))
-        if len(self._key_cache) >= _KEY_CACHE_MAX:
-            self._key_cache.clear()
-        self._key_cache[(type_code, wire)] = entry
+        _bounded_put(self._key_cache, (type_code, wire), entry)
         return entry
 
     def encrypt_under_lmk(self, kt: KeyType, clear: bytes, tag: str) -> str:
@@ -101,13 +109,9 @@ class HsmContext:
     def remember_generated(self, kt: KeyType, under_lmk: str, clear: bytes) -> bytes:
         """Cache a key just generated (odd parity) under the field the answer carries,
         and its check value block; returns that block, E(key, 0^8)."""
-        if len(self._key_cache) >= _KEY_CACHE_MAX:
-            self._key_cache.clear()
-        self._key_cache[(kt.code, under_lmk.encode("ascii"))] = (clear, True)
+        _bounded_put(self._key_cache, (kt.code, under_lmk.encode("ascii")), (clear, True))
         block = check_value(clear, BLOCK_BYTES)
-        if len(self._check_values) >= _KEY_CACHE_MAX:
-            self._check_values.clear()
-        self._check_values[clear] = block
+        _bounded_put(self._check_values, clear, block)
         return block
 
     def check_value_block(self, clear: bytes) -> bytes:

@@ -108,10 +108,7 @@ class NativeDes:
             raise ValueError("a 3DES key is 24 bytes here")
         if len(block) != BLOCK_BYTES:
             raise ValueError("a DES block is 8 bytes")
-        ks1, ks2, ks3 = _ScheduleBuffer(), _ScheduleBuffer(), _ScheduleBuffer()
-        self._set_key(key24[:8], ks1)
-        self._set_key(key24[8:16], ks2)
-        self._set_key(key24[16:], ks3)
+        ks1, ks2, ks3 = (self.schedule(key24[i : i + BLOCK_BYTES]) for i in (0, 8, 16))
         out = _BlockBuffer()
         self._ecb3(block, out, ks1, ks2, ks3, _DES_ENCRYPT)
         return out.raw
