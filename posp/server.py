@@ -31,6 +31,7 @@ import contextvars
 import ssl
 from typing import Final, cast
 
+from posp.deadline import Deadlines
 from posp.errors import FramingError
 from posp.framing import BinaryLengthFramer, frame_binary
 from posp.log import bind_connection, get_logger
@@ -150,7 +151,7 @@ class TerminalConnection(asyncio.Protocol):
         try:
             deadline_s = server.limits.request_deadline_s + ANSWER_GRACE_S
             try:
-                async with asyncio.timeout(deadline_s):
+                with server.deadlines.after(deadline_s):
                     reply = await server.pipeline.handle(body)
             except TimeoutError:
                 server.metrics.shed.labels("deadline").inc()
@@ -197,6 +198,8 @@ class TerminalServer:
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
+        #: Every request's deadline (pipeline's plus the answer grace), one timer in all.
+        self.deadlines = Deadlines()
         self.connections: set[TerminalConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0

@@ -10,9 +10,11 @@ It never raises: every failure becomes a response code through
 ``posp.pipeline.codes`` or, for bytes that are not a terminal message at all,
 an instruction to close the connection.
 
-Deadline: steps run inside ``asyncio.timeout(request_deadline_s)`` from frame
-arrival; when it passes the answer is ``ctx.timeout_code`` (96, or 98 once a
-financial step has forwarded the request).  Journal and answer MAC run after
+Deadline: steps run inside ``request_deadline_s`` from frame arrival (a
+``posp.deadline`` deadline: ``asyncio.timeout``'s behaviour without a loop
+timer per request, at most a tick late); when it passes the answer is
+``ctx.timeout_code`` (96, or 98 once a financial step has forwarded the
+request).  Journal and answer MAC run after
 the deadline with the HSM's and store's own deadlines, so the server adds a
 small grace on top.  So does ``finish_forwarded``: a reservation in the
 original (a refund's, a void's) is released unless the request keeps it
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posp.backoff import Backoff
+from posp.deadline import Deadlines
 from posp.errors import DecodeError
 from posp.iso8583 import TerminalDecodeError, TerminalFrame, decode_terminal
 from posp.iso8583.fields import Field60
@@ -71,6 +74,7 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._background: set[asyncio.Future[None]] = set()
+        self._deadlines = Deadlines()
 
     def shed(self, body: bytes, code: str = MALFUNCTION) -> Reply:
         """Answer at once without the HSM or store (over a load limit)."""
@@ -167,7 +171,7 @@ class Pipeline:
         deadline_s = self.services.settings.limits.request_deadline_s
         remaining_s = max(deadline_s - (time.perf_counter() - ctx.started_s), 0.0)
         try:
-            async with asyncio.timeout(remaining_s):
+            with self._deadlines.after(remaining_s):
                 for step in ctx.route.steps:
                     code = await step(ctx)
                     if code is not None:
