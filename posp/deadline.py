@@ -15,18 +15,27 @@ needs to await):
 * when the deadline passes, the task is cancelled; leaving the block with that
   ``CancelledError`` raises ``TimeoutError`` instead, unless the task was also
   cancelled for another reason meanwhile (shutdown), which then propagates;
+  any other exception leaving the block propagates as it is;
 * nested deadlines work as nested ``asyncio.timeout`` blocks do: the one that
-  expired turns its own cancellation into ``TimeoutError``;
+  expired turns its own cancellation into ``TimeoutError``.  Two deadlines of
+  one task due in the same tick expire one at a time, earliest first: the
+  later one a tick after, if its block is still open then;
+* a deadline already past cancels on the next loop turn (``call_soon``, as
+  ``asyncio.timeout`` does); ``math.inf`` is no deadline; NaN is refused;
 * a block left before its deadline leaves nothing behind.
 
 Invariants:
-* A deadline fires no earlier than ``tick_s / 10`` before its time (the loop
-  timer's own rounding) and at most ``tick_s`` after it, plus the loop's lag.
-* At most one loop timer is armed per ``Deadlines``; it fires for the earliest
-  bucket in force and is armed again only while deadlines remain.
+* A deadline fires at most one tick (``tick_s``) after its time — two for
+  the later of a task's two deadlines due in one tick — plus the loop's own
+  lag; never before it, but for the loop timer's rounding (under a
+  millisecond).
+* At most one loop timer is armed per ``Deadlines``, for the earliest bucket
+  in force; it is armed again only while deadlines remain.
 * A ``Deadlines`` serves one event loop at a time; used from another loop, it
   forgets the deadlines of the previous one (that loop is gone: a switch runs
   one loop per process).
+* The server and the pipeline share one ``Deadlines`` (the pipeline's), so the
+  nested deadlines of a request are ordered by one timer.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ _ENTERED: Final = 1
 _EXPIRING: Final = 2
 _EXPIRED: Final = 3
 _EXITED: Final = 4
+#: The bucket of a deadline that waits in none (past already, or infinite).
+_UNSCHEDULED: Final = -1
 
 
 class Deadline:
@@ -91,6 +102,11 @@ class Deadline:
             self._owner._discard(self)
         self._task = None
 
+    @property
+    def task(self) -> asyncio.Task[object] | None:
+        """The task this deadline guards while it is in force."""
+        return self._task
+
     def expired(self) -> bool:
         """Did this deadline pass while it was in force?"""
         return self._state in (_EXPIRING, _EXPIRED)
@@ -116,21 +132,31 @@ class Deadlines:
         self._armed_bucket = 0
 
     def after(self, delay_s: float) -> Deadline:
-        """A deadline ``delay_s`` after the ``with`` block is entered."""
+        """A deadline ``delay_s`` after the ``with`` block is entered (``math.inf``:
+        none); NaN is refused."""
+        if delay_s != delay_s:
+            raise ValueError("a deadline's delay must be a number, not NaN")
         return Deadline(self, 0.0, delay_s)
 
-    def at(self, when: float) -> Deadline:
-        """A deadline at loop time ``when``, for ``with``."""
-        return Deadline(self, when)
-
     def in_force(self) -> int:
-        """How many deadlines are in force (for tests and introspection)."""
+        """How many deadlines wait in the buckets (for tests and introspection)."""
         return sum(len(b) for b in self._buckets.values())
 
     def _add(self, deadline: Deadline, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
             self._rebind(loop)
-        bucket = math.ceil(deadline.when / self._tick_s)
+        when = deadline.when
+        if when == math.inf:
+            deadline.bucket = _UNSCHEDULED  # no deadline at all
+            return
+        if when <= loop.time():
+            # Already past: cancelled on the next loop turn, as asyncio.timeout does.
+            deadline.bucket = _UNSCHEDULED
+            loop.call_soon(deadline._expire)
+            return
+        self._schedule(deadline, math.ceil(when / self._tick_s))
+
+    def _schedule(self, deadline: Deadline, bucket: int) -> None:
         deadline.bucket = bucket
         members = self._buckets.get(bucket)
         if members is None:
@@ -163,12 +189,22 @@ class Deadlines:
     def _fire(self) -> None:
         self._timer = None
         assert self._loop is not None
-        # Due: every bucket whose time has come (a tenth of a tick of slack for
-        # the loop timer's rounding, so a timer fired a hair early still counts).
-        due_before = (self._loop.time() + self._tick_s / 10) / self._tick_s
-        due = [b for b in self._buckets if b <= due_before]
-        for bucket in sorted(due):
-            for deadline in self._buckets.pop(bucket):
-                deadline._expire()
-        if self._buckets:
+        now = self._loop.time()
+        # Due: the bucket the timer was armed for (a loop timer may fire a hair
+        # early) and every bucket whose time has passed.
+        due = [b for b in self._buckets if b <= self._armed_bucket or b * self._tick_s <= now]
+        expiring = sorted((d for b in due for d in self._buckets.pop(b)), key=lambda d: d.when)
+        cancelled: set[object] = set()
+        later = math.floor(now / self._tick_s) + 1
+        for deadline in expiring:
+            task = deadline.task
+            if task in cancelled:
+                # A nested deadline of a task this tick already cancels: its turn
+                # comes after the inner block has handled its own (as with two
+                # asyncio.timeout blocks whose times are further apart than a tick).
+                self._schedule(deadline, later)
+                continue
+            cancelled.add(task)
+            deadline._expire()
+        if self._buckets and self._timer is None:
             self._arm(min(self._buckets))

@@ -198,8 +198,9 @@ class TerminalServer:
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
-        #: Every request's deadline (pipeline's plus the answer grace), one timer in all.
-        self.deadlines = Deadlines()
+        #: Each request's deadline (the pipeline's plus the answer grace) shares
+        #: the pipeline's deadlines and their one loop timer.
+        self.deadlines: Deadlines = pipeline.deadlines
         self.connections: set[TerminalConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0

@@ -74,7 +74,8 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._background: set[asyncio.Future[None]] = set()
-        self._deadlines = Deadlines()
+        #: Every request's deadlines, the server's included (``posp.deadline``).
+        self.deadlines = Deadlines()
 
     def shed(self, body: bytes, code: str = MALFUNCTION) -> Reply:
         """Answer at once without the HSM or store (over a load limit)."""
@@ -171,7 +172,7 @@ class Pipeline:
         deadline_s = self.services.settings.limits.request_deadline_s
         remaining_s = max(deadline_s - (time.perf_counter() - ctx.started_s), 0.0)
         try:
-            with self._deadlines.after(remaining_s):
+            with self.deadlines.after(remaining_s):
                 for step in ctx.route.steps:
                     code = await step(ctx)
                     if code is not None:

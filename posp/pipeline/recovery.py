@@ -7,7 +7,8 @@ instance on the same database finishes them:
   network ids its request will carry before the request leaves (write-ahead,
   ``posp.pipeline.journal``).  One still ``pending`` long after its request's
   deadline (``limits.request_deadline_s`` + the server's answer grace +
-  ``recovery.in_doubt_grace_s``) belongs to a switch that died between sending
+  ``recovery.in_doubt_grace_s``; a deadline fires up to a tick of
+  ``posp.deadline``, 50 ms, late) belongs to a switch that died between sending
   and recording the answer.  It may have reached the network, so it moves to
   ``timed_out`` with a 0420 rebuilt from the journal, in one transaction
   (``store.reverse_and_queue``); the network's reversal is idempotent and an
