@@ -62,10 +62,10 @@ class Deadline:
 
     __slots__ = ("_cancelling", "_delay_s", "_owner", "_state", "_task", "bucket", "when")
 
-    def __init__(self, owner: Deadlines, when: float, delay_s: float | None = None) -> None:
+    def __init__(self, owner: Deadlines, delay_s: float) -> None:
         self._owner = owner
-        self.when = when
         self._delay_s = delay_s
+        self.when = 0.0  # loop time, set when entered
         self.bucket = 0
         self._state = _CREATED
         self._task: asyncio.Task[object] | None = None
@@ -78,8 +78,7 @@ class Deadline:
         if task is None:
             raise RuntimeError("a deadline must be entered inside a task")
         loop = task.get_loop()
-        if self._delay_s is not None:
-            self.when = loop.time() + self._delay_s
+        self.when = loop.time() + self._delay_s
         self._task = task
         self._cancelling = task.cancelling()
         self._state = _ENTERED
@@ -136,7 +135,7 @@ class Deadlines:
         none); NaN is refused."""
         if delay_s != delay_s:
             raise ValueError("a deadline's delay must be a number, not NaN")
-        return Deadline(self, 0.0, delay_s)
+        return Deadline(self, delay_s)
 
     def in_force(self) -> int:
         """How many deadlines wait in the buckets (for tests and introspection)."""

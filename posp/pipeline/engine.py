@@ -14,10 +14,10 @@ Deadline: steps run inside ``request_deadline_s`` from frame arrival (a
 ``posp.deadline`` deadline: ``asyncio.timeout``'s behaviour without a loop
 timer per request, at most a tick late); when it passes the answer is
 ``ctx.timeout_code`` (96, or 98 once a financial step has forwarded the
-request).  Journal and answer MAC run after
-the deadline with the HSM's and store's own deadlines, so the server adds a
-small grace on top.  So does ``finish_forwarded``: a reservation in the
-original (a refund's, a void's) is released unless the request keeps it
+request).  Journal and answer MAC run after the deadline with the HSM's and
+store's own deadlines, so the server adds a small grace on top.  So does
+``finish_forwarded``: a reservation in the original (a refund's, a void's) is
+released unless the request keeps it
 (``originals.keeps_reservation``), and a request the deadline cut off after
 sending is timed out with a queued 0420, whatever ended the steps.
 """
