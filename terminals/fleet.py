@@ -185,12 +185,12 @@ class _Fleet:
         stats.reconnects = sum(s.connects for s in self.sessions) - connects_before
 
     def _budget_left(self) -> bool:
+        return self._may_start() and time.perf_counter() < self.stop_at
+
+    def _may_start(self) -> bool:
+        """The count not reached and no stop asked for (the duration aside)."""
         count = self.config.count
-        return (
-            (count is None or self.started < count)
-            and time.perf_counter() < self.stop_at
-            and not self.control.stop.is_set()
-        )
+        return (count is None or self.started < count) and not self.control.stop.is_set()
 
     async def _one(self, session: TerminalSession) -> None:
         """One transaction (or a due settlement) on an idle terminal."""
@@ -226,18 +226,26 @@ class _Fleet:
     async def open_loop(self, shape: LoadShape) -> None:
         """Start transactions as the shape makes them due: by ``elapsed`` s,
         ``shape.ticks_due(elapsed)`` ticks have started.  The ticker sleeps
-        between ``OPEN_LOOP_WAKE_S`` and ``OPEN_LOOP_MAX_SLEEP_S`` and starts
-        every tick then due; a tick finding no idle terminal counts as skipped."""
+        between ``OPEN_LOOP_WAKE_S`` and ``OPEN_LOOP_MAX_SLEEP_S`` (never past
+        the end of the duration) and starts every tick then due; a tick finding
+        no idle terminal counts as skipped.  When the duration is up, the ticks
+        due by its end are started in one last pass, so that ``rate`` offered
+        for ``duration`` s is ``rate × duration`` ticks, not the ticks due at
+        the ticker's last wake-up before the end."""
         loop = asyncio.get_running_loop()
         idle, stats, tasks = self.idle, self.stats, self.tasks
         done = tasks.discard
         stepped = bool(stats.steps)
         start = stats.load_started or time.perf_counter()
-        while self._budget_left():
-            elapsed_s = time.perf_counter() - start
+        while self._may_start():
+            now = time.perf_counter()
+            last_pass = now >= self.stop_at
+            elapsed_s = min(now, self.stop_at) - start
             due = shape.ticks_due(elapsed_s)
+            if last_pass:  # a tick due at the very end (float rounding aside) is after it
+                due -= 1e-6
             step = stats.steps[shape.segment_at(elapsed_s)] if stepped else None
-            while self.started < due and self._budget_left():
+            while self.started < due and self._may_start():
                 self.started += 1
                 stats.ticks += 1
                 if step is not None:
@@ -250,9 +258,12 @@ class _Fleet:
                     task = loop.create_task(self._one(idle.get_nowait()))
                     tasks.add(task)
                     task.add_done_callback(done)
+            if last_pass:
+                break
             rate = shape.rate_at(elapsed_s)
             wait_s = (self.started + 1 - due) / rate if rate > 0 else OPEN_LOOP_MAX_SLEEP_S
-            await asyncio.sleep(min(max(wait_s, OPEN_LOOP_WAKE_S), OPEN_LOOP_MAX_SLEEP_S))
+            wait_s = min(max(wait_s, OPEN_LOOP_WAKE_S), OPEN_LOOP_MAX_SLEEP_S)
+            await asyncio.sleep(min(wait_s, max(self.stop_at - now, 0.0)))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 

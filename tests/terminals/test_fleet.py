@@ -207,6 +207,53 @@ async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
     assert fleet.idle.qsize() == len(FLEET)  # every transaction finished before return
 
 
+async def test_open_loop_offers_rate_times_duration_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,500/s for 0.2 s is exactly 300 ticks: the ticks due by the end of the
+    duration are started after the ticker's last wake-up, none due after it."""
+    import asyncio
+
+    from terminals import fleet as fleet_module
+    from terminals.loadshape import LoadShape
+    from terminals.session import TerminalSession
+
+    fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, rate=1500))
+    for session in fleet.sessions:
+        fleet.idle.put_nowait(session)
+
+    async def one(session: TerminalSession) -> None:  # a stand-in transaction
+        await asyncio.sleep(0)
+        fleet.idle.put_nowait(session)
+
+    monkeypatch.setattr(fleet, "_one", one)
+    fleet.stats.start_load()
+    assert fleet.stats.load_started is not None
+    fleet.stop_at = fleet.stats.load_started + 0.2
+    await fleet.open_loop(LoadShape.constant(1500))
+    assert fleet.started == fleet.stats.ticks == 300
+
+
+async def test_open_loop_stops_at_once_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop asked for ends the open loop without the last pass of due ticks."""
+    from terminals import fleet as fleet_module
+    from terminals.loadshape import LoadShape
+    from terminals.session import TerminalSession
+
+    fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, rate=1500))
+    for session in fleet.sessions:
+        fleet.idle.put_nowait(session)
+
+    async def one(session: TerminalSession) -> None:  # the first transaction asks for the stop
+        fleet.control.stop.set()
+        fleet.idle.put_nowait(session)
+
+    monkeypatch.setattr(fleet, "_one", one)
+    fleet.stats.start_load()
+    assert fleet.stats.load_started is not None
+    fleet.stop_at = fleet.stats.load_started + 60.0
+    await fleet.open_loop(LoadShape.constant(1500))
+    assert 1 <= fleet.stats.ticks < 1500 * 60
+
+
 async def test_open_loop_stops_at_the_count_within_a_batch_of_due_ticks(port: int) -> None:
     config = FleetConfig(terminals=FLEET, cards=CARDS, port=port, rate=5000, count=7)
     report = await run_fleet(config)
