@@ -130,7 +130,7 @@ async def validate_fields(ctx: TxnContext) -> RC | None:
     """30 when a field the route needs is missing (the codec already checked formats)."""
     present = ctx.message.fields
     missing = [n for n in sorted(ctx.route.required) if n not in present]
-    missing += [min(group) for group in ctx.route.any_of if not group & present.keys()]
+    missing += [min(group) for group in ctx.route.any_of if group.isdisjoint(present)]
     if missing:
         _log.info("request lacks required fields", missing_fields=missing)
         return RC.FORMAT_ERROR
