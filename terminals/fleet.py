@@ -108,6 +108,7 @@ class _Fleet:
         self.tasks: set[asyncio.Task[None]] = set()  # in flight: cancelled on abort
         self.started = 0
         self.stop_at = float("inf")
+        self.load_s = float("inf")  # the load phase's length (stop_at - its start)
         self.seconds_emitted = 0  # rows of the per-second series so far
         self.ticks_emitted = (0, 0)  # (ticks, skipped) up to the last row
 
@@ -184,6 +185,12 @@ class _Fleet:
         await self.until_stopped(asyncio.gather(*(probe(s) for s in self.sessions)))
         stats.reconnects = sum(s.connects for s in self.sessions) - connects_before
 
+    def end_after(self, duration_s: float) -> None:
+        """End the load phase ``duration_s`` after it started (``stats.load_started``)."""
+        assert self.stats.load_started is not None
+        self.load_s = duration_s
+        self.stop_at = self.stats.load_started + duration_s
+
     def _budget_left(self) -> bool:
         return self._may_start() and time.perf_counter() < self.stop_at
 
@@ -230,18 +237,27 @@ class _Fleet:
         the end of the duration) and starts every tick then due; a tick finding
         no idle terminal counts as skipped.  When the duration is up, the ticks
         due by its end are started in one last pass, so that ``rate`` offered
-        for ``duration`` s is ``rate × duration`` ticks, not the ticks due at
-        the ticker's last wake-up before the end."""
+        for ``duration`` s is ``rate × duration`` ticks (rounded up), not the
+        ticks due at the ticker's last wake-up before the end; the end is the
+        duration itself (``end_after``), not a difference of clock readings.
+        ``tick_phase`` (a share of a fleet split over processes) delays this
+        process's ticks by that fraction of a tick."""
         loop = asyncio.get_running_loop()
         idle, stats, tasks = self.idle, self.stats, self.tasks
         done = tasks.discard
         stepped = bool(stats.steps)
         start = stats.load_started or time.perf_counter()
+        phase = self.config.tick_phase
         while self._may_start():
             now = time.perf_counter()
             last_pass = now >= self.stop_at
-            elapsed_s = min(now, self.stop_at) - start
-            due = shape.ticks_due(elapsed_s)
+            if not last_pass:
+                elapsed_s = now - start
+            elif math.isfinite(self.load_s) and stats.load_started == start:
+                elapsed_s = self.load_s
+            else:
+                elapsed_s = self.stop_at - start
+            due = shape.ticks_due(elapsed_s) - phase
             if last_pass:  # a tick due at the very end (float rounding aside) is after it
                 due -= 1e-6
             step = stats.steps[shape.segment_at(elapsed_s)] if stepped else None
@@ -332,7 +348,7 @@ async def _load(fleet: _Fleet, config: FleetConfig) -> None:
         duration_s = DEFAULT_DURATION_S
     assert stats.load_started is not None
     if duration_s is not None:
-        fleet.stop_at = stats.load_started + duration_s
+        fleet.end_after(duration_s)
     ticker = asyncio.ensure_future(_every_second(fleet, shape))
     try:
         if shape is not None:

@@ -189,4 +189,5 @@ def sliced(config: FleetConfig, index: int, parts: int) -> FleetConfig:
         else _share(config.concurrency, index, parts),
         count=None if config.count is None else max(_share(config.count, index, parts), 1),
         seed=None if config.seed is None else config.seed + index,
+        tick_phase=index / parts,
     )

@@ -73,6 +73,11 @@ class FleetConfig:
     on_phase: Callable[[str], None] | None = None  # "sign-in started", "load started"...
     #: Software rollouts: each terminal's TUF updater and offer lookup (--tms-url).
     software: FleetSoftware | None = None
+    #: Open loop split over processes (``--processes``): process i of N runs the
+    #: shape at 1/N of the rate with ``tick_phase = i/N``, so that it offers the
+    #: whole fleet's ticks i, i+N, i+2N, … and the processes together offer
+    #: exactly the shape's ticks (each rounding up on its own would add up to N-1).
+    tick_phase: float = 0.0
 
     @property
     def load_shape(self) -> LoadShape | None:

@@ -12,6 +12,7 @@ from posp.lab.fleetfile import FleetTerminal, read_fleet_file, write_fleet_file
 from terminals.cards import TerminalCard
 from terminals.fleet import FleetConfig, run_fleet
 from terminals.fleet_cli import main as fleet_main
+from terminals.loadshape import LoadShape
 from terminals.mix import parse_mix
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve, serve_in_thread
 
@@ -207,29 +208,114 @@ async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
     assert fleet.idle.qsize() == len(FLEET)  # every transaction finished before return
 
 
-async def test_open_loop_offers_rate_times_duration_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """1,500/s for 0.2 s is exactly 300 ticks: the ticks due by the end of the
-    duration are started after the ticker's last wake-up, none due after it."""
+class _FakeClock:
+    """perf_counter for terminals.fleet, and an asyncio.sleep that moves it on by the
+    delay asked for (then lets the loop run once): the open loop's ticks, wake-ups
+    and end decided by this clock alone, whatever the machine's speed."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.woke: list[float] = []  # the clock after each sleep
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+async def _run_open_loop(
+    monkeypatch: pytest.MonkeyPatch,
+    shape: LoadShape,
+    duration_s: float,
+    *,
+    rate: float = 1500,
+    phase: float = 0.0,
+    clock_at: float = 4e7,
+) -> tuple[int, _FakeClock, float]:
+    """One fleet's open loop under a fake clock starting at ``clock_at`` s (a machine
+    up some 460 days: clock readings that lose precision when subtracted); the ticks
+    it offered, the clock, and its stop time."""
     import asyncio
+    import types
 
     from terminals import fleet as fleet_module
-    from terminals.loadshape import LoadShape
     from terminals.session import TerminalSession
 
-    fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, rate=1500))
+    clock = _FakeClock(clock_at)
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        assert delay >= 0
+        clock.now += delay
+        clock.woke.append(clock.now)
+        await real_sleep(0)
+
+    config = FleetConfig(terminals=FLEET, cards=CARDS, rate=rate, tick_phase=phase)
+    fleet = fleet_module._Fleet(config)
     for session in fleet.sessions:
         fleet.idle.put_nowait(session)
 
     async def one(session: TerminalSession) -> None:  # a stand-in transaction
-        await asyncio.sleep(0)
         fleet.idle.put_nowait(session)
 
     monkeypatch.setattr(fleet, "_one", one)
-    fleet.stats.start_load()
-    assert fleet.stats.load_started is not None
-    fleet.stop_at = fleet.stats.load_started + 0.2
-    await fleet.open_loop(LoadShape.constant(1500))
-    assert fleet.started == fleet.stats.ticks == 300
+    fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter)
+    monkeypatch.setattr(fleet_module, "time", fake_time)
+    fleet.stats.load_started = clock.now
+    fleet.end_after(duration_s)
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    try:
+        await fleet.open_loop(shape)
+    finally:
+        monkeypatch.setattr(asyncio, "sleep", real_sleep)
+    assert fleet.started == fleet.stats.ticks
+    return fleet.stats.ticks, clock, fleet.stop_at
+
+
+async def test_open_loop_offers_rate_times_duration_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,500/s for 0.2 s is exactly 300 ticks, on a clock far from zero: the ticks
+    due by the end of the duration are started after the ticker's last wake-up,
+    none due at or after the end, and the ticker never sleeps past the end."""
+    ticks, clock, stop_at = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2)
+    assert ticks == 300
+    assert clock.woke and max(clock.woke) <= stop_at
+
+
+async def test_open_loop_rounds_a_fractional_total_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ticks fall due at 0, 1/rate, 2/rate, …: 1,500/s for 0.2001 s is 301 of them."""
+    ticks, _, _ = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2001)
+    assert ticks == 301
+
+
+async def test_open_loop_steps_offer_each_step_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--steps 100x1,200x1``: 300 ticks in all."""
+    from terminals.loadshape import Segment
+
+    shape = LoadShape((Segment(100, 100, 1.0), Segment(200, 200, 1.0)))
+    ticks, _, _ = await _run_open_loop(monkeypatch, shape, shape.duration_s, rate=100)
+    assert ticks == 300
+
+
+@pytest.mark.parametrize(("rate", "seconds", "parts"), [(100, 1.0, 3), (1500, 2.0, 7)])
+async def test_open_loop_split_over_processes_offers_the_whole_total(
+    monkeypatch: pytest.MonkeyPatch, rate: float, seconds: float, parts: int
+) -> None:
+    """``--processes N``: process i runs rate/N with tick phase i/N, and together they
+    offer exactly rate × duration ticks (each rounding up alone gave up to N-1 more)."""
+    from terminals.fleet_args import sliced
+
+    whole = FleetConfig(terminals=FLEET * 3, cards=CARDS, rate=rate, duration_s=seconds)
+    total = 0
+    for index in range(parts):
+        part = sliced(whole, index, parts)
+        assert part.rate is not None
+        ticks, _, _ = await _run_open_loop(
+            monkeypatch,
+            LoadShape.constant(part.rate),
+            seconds,
+            rate=part.rate,
+            phase=part.tick_phase,
+        )
+        total += ticks
+    assert total == int(rate * seconds)
 
 
 async def test_open_loop_stops_at_once_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
