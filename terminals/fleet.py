@@ -49,6 +49,8 @@ from terminals.session import SessionOptions, TerminalSession
 
 SIGN_IN_PARALLELISM = 256
 HOLD_SAMPLE_S = 1.0  # how often the hold phase counts open connections
+#: A millionth of a tick: how far the open loop's due count may be off by float rounding.
+_TICK_EPS = 1e-6
 OPEN_LOOP_WAKE_S = 0.002  # the open loop's shortest sleep: due ticks start together
 OPEN_LOOP_MAX_SLEEP_S = 0.05  # and its longest (a slow or rising rate, a stop request)
 DEFAULT_DURATION_S = 10.0
@@ -240,28 +242,34 @@ class _Fleet:
         for ``duration`` s is ``rate × duration`` ticks (rounded up), not the
         ticks due at the ticker's last wake-up before the end; the end is the
         duration itself (``end_after``), not a difference of clock readings.
-        ``tick_phase`` (a share of a fleet split over processes) delays this
-        process's ticks by that fraction of a tick."""
+        Tick k is due at the moment the shape has offered k ticks: the first at
+        the start, then every 1/rate s (``--steps 100x1,200x1`` puts ticks
+        0–99 in the first step and 100–299 in the second).  ``tick_phase`` (a
+        share of a fleet split over processes) delays this process's ticks by
+        that fraction of a tick."""
         loop = asyncio.get_running_loop()
         idle, stats, tasks = self.idle, self.stats, self.tasks
         done = tasks.discard
         stepped = bool(stats.steps)
         start = stats.load_started or time.perf_counter()
         phase = self.config.tick_phase
+        # The end: the duration itself when known (a difference of two clock
+        # readings loses precision on a machine up for months).
+        exact_end = math.isfinite(self.load_s) and stats.load_started == start
+        end_s = self.load_s if exact_end else self.stop_at - start
+        # Tick k (k = 0, 1, …) falls due when the shape's due count reaches k, so
+        # floor(due) + 1 ticks are due by a moment, the first at the start; only
+        # those due before the end are offered (one due at the very end is after
+        # it).  _TICK_EPS absorbs float rounding either way.
+        end_limit = shape.ticks_due(end_s) - phase - _TICK_EPS if math.isfinite(end_s) else math.inf
         while self._may_start():
             now = time.perf_counter()
             last_pass = now >= self.stop_at
-            if not last_pass:
-                elapsed_s = now - start
-            elif math.isfinite(self.load_s) and stats.load_started == start:
-                elapsed_s = self.load_s
-            else:
-                elapsed_s = self.stop_at - start
+            elapsed_s = end_s if last_pass else now - start
             due = shape.ticks_due(elapsed_s) - phase
-            if last_pass:  # a tick due at the very end (float rounding aside) is after it
-                due -= 1e-6
+            limit = end_limit if last_pass else min(math.floor(due + _TICK_EPS) + 1, end_limit)
             step = stats.steps[shape.segment_at(elapsed_s)] if stepped else None
-            while self.started < due and self._may_start():
+            while self.started < limit and self._may_start():
                 self.started += 1
                 stats.ticks += 1
                 if step is not None:
@@ -277,7 +285,8 @@ class _Fleet:
             if last_pass:
                 break
             rate = shape.rate_at(elapsed_s)
-            wait_s = (self.started + 1 - due) / rate if rate > 0 else OPEN_LOOP_MAX_SLEEP_S
+            # the next tick, number `started`, falls due when the due count reaches it
+            wait_s = (self.started - due) / rate if rate > 0 else OPEN_LOOP_MAX_SLEEP_S
             wait_s = min(max(wait_s, OPEN_LOOP_WAKE_S), OPEN_LOOP_MAX_SLEEP_S)
             await asyncio.sleep(min(wait_s, max(self.stop_at - now, 0.0)))
         if tasks:

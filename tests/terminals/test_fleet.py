@@ -229,10 +229,10 @@ async def _run_open_loop(
     rate: float = 1500,
     phase: float = 0.0,
     clock_at: float = 4e7,
-) -> tuple[int, _FakeClock, float]:
+) -> tuple[int, _FakeClock, float, list[int]]:
     """One fleet's open loop under a fake clock starting at ``clock_at`` s (a machine
     up some 460 days: clock readings that lose precision when subtracted); the ticks
-    it offered, the clock, and its stop time."""
+    it offered, the clock, its stop time and each step's ticks (a stepped shape)."""
     import asyncio
     import types
 
@@ -259,6 +259,7 @@ async def _run_open_loop(
     monkeypatch.setattr(fleet, "_one", one)
     fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter)
     monkeypatch.setattr(fleet_module, "time", fake_time)
+    fleet.stats.start_load(len(shape.segments) if shape.stepped else 0)
     fleet.stats.load_started = clock.now
     fleet.end_after(duration_s)
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
@@ -267,31 +268,37 @@ async def _run_open_loop(
     finally:
         monkeypatch.setattr(asyncio, "sleep", real_sleep)
     assert fleet.started == fleet.stats.ticks
-    return fleet.stats.ticks, clock, fleet.stop_at
+    return fleet.stats.ticks, clock, fleet.stop_at, [step.ticks for step in fleet.stats.steps]
 
 
 async def test_open_loop_offers_rate_times_duration_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
     """1,500/s for 0.2 s is exactly 300 ticks, on a clock far from zero: the ticks
     due by the end of the duration are started after the ticker's last wake-up,
     none due at or after the end, and the ticker never sleeps past the end."""
-    ticks, clock, stop_at = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2)
+    ticks, clock, stop_at, _ = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2)
     assert ticks == 300
     assert clock.woke and max(clock.woke) <= stop_at
 
 
 async def test_open_loop_rounds_a_fractional_total_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ticks fall due at 0, 1/rate, 2/rate, …: 1,500/s for 0.2001 s is 301 of them."""
-    ticks, _, _ = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2001)
+    ticks, *_ = await _run_open_loop(monkeypatch, LoadShape.constant(1500), 0.2001)
     assert ticks == 301
 
 
-async def test_open_loop_steps_offer_each_step_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--steps 100x1,200x1``: 300 ticks in all."""
+@pytest.mark.parametrize("clock_at", [0.0, 4e7])
+async def test_open_loop_steps_offer_each_step_whole(
+    monkeypatch: pytest.MonkeyPatch, clock_at: float
+) -> None:
+    """``--steps 100x1,200x1``: 300 ticks in all, 100 in the first step and 200 in the
+    second (ticks 0–99 fall due in the first second, 100–299 in the next)."""
     from terminals.loadshape import Segment
 
     shape = LoadShape((Segment(100, 100, 1.0), Segment(200, 200, 1.0)))
-    ticks, _, _ = await _run_open_loop(monkeypatch, shape, shape.duration_s, rate=100)
-    assert ticks == 300
+    ticks, _, _, steps = await _run_open_loop(
+        monkeypatch, shape, shape.duration_s, rate=100, clock_at=clock_at
+    )
+    assert (ticks, steps) == (300, [100, 200])
 
 
 @pytest.mark.parametrize(("rate", "seconds", "parts"), [(100, 1.0, 3), (1500, 2.0, 7)])
@@ -307,7 +314,7 @@ async def test_open_loop_split_over_processes_offers_the_whole_total(
     for index in range(parts):
         part = sliced(whole, index, parts)
         assert part.rate is not None
-        ticks, _, _ = await _run_open_loop(
+        ticks, *_ = await _run_open_loop(
             monkeypatch,
             LoadShape.constant(part.rate),
             seconds,
