@@ -233,11 +233,11 @@ class _Fleet:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def open_loop(self, shape: LoadShape) -> None:
-        """Start transactions as the shape makes them due: by ``elapsed`` s,
-        ``shape.ticks_due(elapsed)`` ticks have started.  The ticker sleeps
-        between ``OPEN_LOOP_WAKE_S`` and ``OPEN_LOOP_MAX_SLEEP_S`` (never past
-        the end of the duration) and starts every tick then due; a tick finding
-        no idle terminal counts as skipped.  When the duration is up, the ticks
+        """Start transactions as the shape makes them due: by ``elapsed`` s, every
+        tick k (k = 0, 1, …) with k ≤ ``shape.ticks_due(elapsed)`` has started.
+        The ticker sleeps between ``OPEN_LOOP_WAKE_S`` and ``OPEN_LOOP_MAX_SLEEP_S``
+        (never past the end of the duration) and starts every tick then due; a
+        tick finding no idle terminal counts as skipped.  When the duration is up, the ticks
         due by its end are started in one last pass, so that ``rate`` offered
         for ``duration`` s is ``rate × duration`` ticks (rounded up), not the
         ticks due at the ticker's last wake-up before the end; the end is the
