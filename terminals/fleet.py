@@ -109,8 +109,7 @@ class _Fleet:
         self.next_settle: dict[int, float] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # in flight: cancelled on abort
         self.started = 0
-        self.stop_at = float("inf")
-        self.load_s = float("inf")  # the load phase's length (stop_at - its start)
+        self.load_s = float("inf")  # the load phase's length (end_after); inf: none
         self.seconds_emitted = 0  # rows of the per-second series so far
         self.ticks_emitted = (0, 0)  # (ticks, skipped) up to the last row
 
@@ -191,7 +190,12 @@ class _Fleet:
         """End the load phase ``duration_s`` after it started (``stats.load_started``)."""
         assert self.stats.load_started is not None
         self.load_s = duration_s
-        self.stop_at = self.stats.load_started + duration_s
+
+    @property
+    def stop_at(self) -> float:
+        """When the load phase ends (``perf_counter`` time; inf: no duration)."""
+        started = self.stats.load_started
+        return math.inf if started is None else started + self.load_s
 
     def _budget_left(self) -> bool:
         return self._may_start() and time.perf_counter() < self.stop_at
@@ -253,10 +257,9 @@ class _Fleet:
         stepped = bool(stats.steps)
         start = stats.load_started or time.perf_counter()
         phase = self.config.tick_phase
-        # The end: the duration itself when known (a difference of two clock
-        # readings loses precision on a machine up for months).
-        exact_end = math.isfinite(self.load_s) and stats.load_started == start
-        end_s = self.load_s if exact_end else self.stop_at - start
+        # The end: the duration itself (a difference of two clock readings loses
+        # precision on a machine up for months).
+        end_s = self.load_s
         # Tick k (k = 0, 1, …) falls due when the shape's due count reaches k, so
         # floor(due) + 1 ticks are due by a moment, the first at the start; only
         # those due before the end are offered (one due at the very end is after

@@ -195,9 +195,10 @@ async def test_open_loop_at_a_high_rate_starts_due_ticks_together(
         await real_sleep(delay)
 
     monkeypatch.setattr(fleet, "_one", one)
-    fleet.stop_at = time.perf_counter() + 0.3
-    monkeypatch.setattr(asyncio, "sleep", counting_sleep)
     started_at = time.perf_counter()
+    fleet.stats.start_load()
+    fleet.end_after(0.3)
+    monkeypatch.setattr(asyncio, "sleep", counting_sleep)
     await fleet.open_loop(LoadShape.constant(1500))
     monkeypatch.undo()
     elapsed = time.perf_counter() - started_at
@@ -342,7 +343,7 @@ async def test_open_loop_stops_at_once_when_asked(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(fleet, "_one", one)
     fleet.stats.start_load()
     assert fleet.stats.load_started is not None
-    fleet.stop_at = fleet.stats.load_started + 60.0
+    fleet.end_after(60.0)
     await fleet.open_loop(LoadShape.constant(1500))
     assert 1 <= fleet.stats.ticks < 1500 * 60
 
