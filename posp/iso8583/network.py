@@ -421,8 +421,10 @@ class EncodedNetworkMessage:
     first invalid field, as the frame encoder would.
 
     ``reuse``: an encoded message whose texts may be taken over for the fields
-    holding the very same value objects (a response echoing its request's fields)
-    instead of being encoded again."""
+    holding equal values (a response echoing its request's fields, a request
+    sent after its early MAC) instead of being encoded again.  Field values are
+    immutable ``str`` or ``bytes`` and a field's text depends on its number and
+    value alone, so equal values have equal texts."""
 
     __slots__ = ("message", "texts")
 
@@ -452,9 +454,9 @@ class EncodedNetworkMessage:
         texts: dict[int, bytes] = {}
         for n, value in sorted(message.fields.items()):
             text = known_texts.get(n)
-            # Identity, not equality: the text is the encoding of that very object.
+            # str == str short-cuts on identity; a str never equals bytes.
             texts[n] = (
-                text if text is not None and known_values.get(n) is value else encode(n, value)
+                text if text is not None and known_values.get(n) == value else encode(n, value)
             )
         self.texts = texts
 

@@ -62,12 +62,15 @@ class EarlyMac:
     """A request's F128 computed ahead of sending (``NetworkLink.premac``): the
     ids the link gave it, the MAB it covers and the ZAK it was made under.
     ``send(..., early=...)`` uses it only when the request it finally sends has
-    the same MAB and the ZAK is still current; otherwise it MACs again."""
+    the same MAB and the ZAK is still current; otherwise it MACs again.  Either
+    way the request sent takes over the texts of the fields it holds unchanged
+    from ``encoded`` (the early request as MACed, a copy no caller holds)."""
 
     ids: dict[int, FieldValue] = field(repr=False)  # F7, F11, F32, F33 as the link set them
     mab: bytes = field(repr=False)  # holds F2: never shown
     mac: bytes = field(repr=False)
     zak: str = field(repr=False)
+    encoded: EncodedNetworkMessage | None = field(default=None, repr=False, compare=False)
 
 
 class ResponseMacInvalid(NetworkTimeout):
@@ -182,14 +185,14 @@ class NetworkLink:
         early=...)`` reuses it when request2's MAB is the same (fields outside the
         MAB — PIN block, tracks, RRN — may be added in between)."""
         self._complete_fields(request, await self._ids.next_stan() if 11 not in request else "")
-        encoded = EncodedNetworkMessage(request)
+        encoded = EncodedNetworkMessage(request.copy())  # the caller may change request
         zak = self.zak.current
         mab = encoded.mab()
         mac = await zone.zone_mac(self._hsm, zak, mab)
         ids: dict[int, FieldValue] = {
             n: request.fields[n] for n in _LINK_IDS if n in request.fields
         }
-        return EarlyMac(ids, mab, mac, zak)
+        return EarlyMac(ids, mab, mac, zak, encoded)
 
     async def request_key(self, kind: str) -> bool:
         """Ask the network for a new ZPK (``"1"``) or ZAK (``"2"``) with 0800/101 and no
@@ -240,7 +243,9 @@ class NetworkLink:
         started = loop.time()
         deadline = started + (timeout_s if timeout_s is not None else self.settings.timeout_s)
         self._complete_fields(request, await self._ids.next_stan() if 11 not in request else "")
-        encoded = EncodedNetworkMessage(request)  # each field encoded once: MAB + frame
+        # Each field encoded once for MAB and frame; those unchanged since the early
+        # MAC not even that.
+        encoded = EncodedNetworkMessage(request, reuse=None if early is None else early.encoded)
         if zone.needs_mac(request):
             if early is not None and early.zak == self.zak.current and early.mab == encoded.mab():
                 encoded.set(zone.MAC_FIELD, early.mac)

@@ -45,3 +45,18 @@ async def test_a_premac_under_a_zak_no_longer_current_is_not_used(pair: Pair) ->
     used = pair.link.early_macs_used
     response = await pair.link.send(purchase(1500, pin=PIN), early=early)
     assert response.get(39) == "00" and pair.link.early_macs_used == used
+
+
+async def test_an_early_request_changed_after_its_premac_lends_no_stale_text(pair: Pair) -> None:
+    """The link keeps its own copy of the request it MACed early: a caller that
+    changes that request afterwards (here its amount, to the amount finally sent)
+    cannot make the sent request take a text encoded from the old value, so the
+    network sees the new amount, MACed again."""
+    before = await pair.issuer.balance(PAN)
+    early_request = purchase(1000, pin=PIN)
+    early = await pair.link.premac(early_request)
+    early_request[4] = f"{1001:012d}"
+    used = pair.link.early_macs_used
+    response = await pair.link.send(purchase(1001, pin=PIN), early=early)
+    assert response.get(39) == "00" and pair.link.early_macs_used == used
+    assert await pair.issuer.balance(PAN) == before - 1001
