@@ -23,7 +23,7 @@ from posp.store.rows import (
     TERMINAL_COLUMNS,
     UPLOAD_COLUMNS,
 )
-from posp.txn import CREDIT_TYPES, DEBIT_TYPES
+from posp.txn import CREDIT_TYPES, DEBIT_TYPES, TxnType
 
 
 @functools.lru_cache(maxsize=512)
@@ -138,6 +138,13 @@ def finish_entry(columns: list[str], from_state_count: int) -> str:
         f"UPDATE journal SET {assignments} WHERE id = ?"
         f" AND state IN ({marks(from_state_count)}) RETURNING id"
     )
+
+
+#: find_preauth's type test as a literal: the pre-auth code index (migration 0035)
+#: holds only rows meeting it, and PostgreSQL's generic plan (the one a prepared
+#: statement keeps) knows no parameter value, so it could not use the index for
+#: ``txn_type = $n`` (SQLite looks at the bound value; the literal suits both).
+PREAUTH_ONLY = f"txn_type = '{TxnType.PREAUTH.value}'"
 
 
 def find_original(conditions: list[str]) -> str:

@@ -36,7 +36,6 @@ from posp.store.api import (
 )
 from posp.store.batches import merge_batches
 from posp.store.registry_cache import RegistryCache
-from posp.txn import TxnType
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
@@ -296,17 +295,19 @@ class SqlStore(abc.ABC):
         tests = {
             "merchant_id": merchant_id,
             "auth_code": auth_code,
-            "txn_type": TxnType.PREAUTH.value,
             "state": "approved",
             "local_date": local_date,
             "pan_hash": pan_hash,
         }
-        return await self._find_original("find_preauth", tests)
+        return await self._find_original("find_preauth", tests, q.PREAUTH_ONLY)
 
-    async def _find_original(self, op: str, tests: dict[str, str | None]) -> JournalEntry | None:
-        """Latest original entry equal on every test whose value is not None."""
+    async def _find_original(
+        self, op: str, tests: dict[str, str | None], *fixed: str
+    ) -> JournalEntry | None:
+        """Latest original entry equal on every test whose value is not None and
+        meeting the ``fixed`` conditions (SQL with no parameter)."""
         used = {column: value for column, value in tests.items() if value is not None}
-        sql = q.find_original([f"{column} = ?" for column in used])
+        sql = q.find_original([*fixed, *(f"{column} = ?" for column in used)])
         row = await self._read_one(op, sql, list(used.values()))
         return None if row is None else rows.entry_from_row(row)
 

@@ -33,6 +33,10 @@ rate against rules off: what the counters' store work costs, rung by rung.
 The cards are a lab pool (``posp.lab.cardpool``, ``POSP_BENCH_CARDS``, default
 200) so that no card passes the rules' 100,000.00 card-day cap: every decline
 would be a fault.
+``POSP_BENCH_WARMUP`` (seconds, default 0) runs that many seconds of the same
+purchases, closed loop and unmeasured, on the same stack before each measured
+run, so that the run measures a journal that has already grown (a fresh store
+is what a short run measures otherwise).
 ``POSP_BENCH_STORES=both`` (with ``POSP_BENCH_PG``, and ``POSP_BENCH_RISK`` off
 or on) interleaves ``POSP_BENCH_ROUNDS`` rounds of the SQLite store and the
 PostgreSQL store, the order swapped every round, and prints each round's
@@ -57,6 +61,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -363,6 +368,11 @@ def ladder(seconds: float, terminals: int, switches: int, rate: float | None) ->
         )
 
 
+def bench_warmup_s() -> float:
+    """``POSP_BENCH_WARMUP``: seconds of unmeasured load before each measured run."""
+    return float(os.environ.get("POSP_BENCH_WARMUP", "0"))
+
+
 def bench_card_count() -> int:
     return int(os.environ.get("POSP_BENCH_CARDS", "200"))
 
@@ -445,6 +455,14 @@ async def report_run(
         progress=per_second,
         progress_interval_s=1.0,
     )
+    if warmup_s := bench_warmup_s():
+        # The same purchases, closed loop, unmeasured: the measured run starts on a
+        # journal (and SQLite file or PostgreSQL tables) that has already grown.
+        warm = await run_fleet(replace(config, duration_s=warmup_s, rate=None, progress=None))
+        print(
+            f"warm-up: {warm.load_response_codes.get('00', 0):,} purchases approved in"
+            f" {warmup_s:g} s before the measured run"
+        )
     pg_before = pg_backends_cpu_s(await pg_backend_pids())
     cpu_before = {name: cpu_s(p.pid) for name, p in procs.items()}
     own_before = time.process_time()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,3 +113,27 @@ async def factory(target: StoreFactory) -> AsyncIterator[StoreFactory]:
 async def store(factory: StoreFactory) -> SqliteStore | PostgresStore:
     """A fresh, open store (either implementation)."""
     return await factory.new()
+
+
+def sqlite_indexes(path: Path, table: str) -> dict[str, str]:
+    """Name -> CREATE statement of ``table``'s explicit indexes in a SQLite file."""
+    connection = sqlite3.connect(path)
+    try:
+        found = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = ? AND type = 'index'"
+            " AND sql IS NOT NULL",
+            [table],
+        ).fetchall()
+    finally:
+        connection.close()
+    return dict(found)
+
+
+async def pg_indexes(connection: asyncpg.Connection, schema: str, table: str) -> dict[str, str]:
+    """Name -> definition of ``table``'s indexes in a PostgreSQL schema."""
+    found = await connection.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 AND schemaname = $2",
+        table,
+        schema,
+    )
+    return {row["indexname"]: row["indexdef"] for row in found}

@@ -19,7 +19,13 @@ from posp.store.queries import numbered
 from posp.store.risk_records import BY_RRN, FLAGGED, SqlRiskRecords
 from posp.store.sql_store import SqlStore
 from posp.store.sqlite import SqliteStore
-from tests.store.conftest import StoreFactory, pg_schema_before, scratch_schema
+from tests.store.conftest import (
+    StoreFactory,
+    pg_indexes,
+    pg_schema_before,
+    scratch_schema,
+    sqlite_indexes,
+)
 from tests.store.samples import MID, TID, entry
 from tests.store.test_sqlite_counter_migration import database_before
 
@@ -122,16 +128,7 @@ async def test_an_upgraded_sqlite_database_finds_its_old_records(tmp_path: Path)
         await records_are_found_as_before(store, old_record=True)
     finally:
         await store.close()
-    connection = sqlite3.connect(path)
-    try:
-        indexes = dict(
-            connection.execute(
-                "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'risk_records'"
-                " AND type = 'index' AND sql IS NOT NULL"
-            ).fetchall()
-        )
-    finally:
-        connection.close()
+    indexes = sqlite_indexes(path, "risk_records")
     assert set(indexes) == {"risk_records_flagged"}
     assert "WHERE flagged = 1" in indexes["risk_records_flagged"]
 
@@ -148,12 +145,7 @@ async def test_an_upgraded_postgresql_database_finds_its_old_records(pg_dsn: str
             await records_are_found_as_before(store, old_record=True)
         finally:
             await store.close()
-        found = await connection.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'risk_records'"
-            " AND schemaname = $1",
-            schema,
-        )
-        indexes = {row["indexname"]: row["indexdef"] for row in found}
+        indexes = await pg_indexes(connection, schema, "risk_records")
         assert set(indexes) == {"risk_records_pkey", "risk_records_flagged"}
         assert "WHERE (flagged = 1)" in indexes["risk_records_flagged"]
 
