@@ -45,6 +45,9 @@ from issuer_sim.books import (
 from issuer_sim.books import spend as _spend
 from issuer_sim.transfers import TransferBook, mask_holder_name
 
+#: Multiplier of the auth-code counter (prime to 10: a permutation of the codes).
+_AUTH_CODE_STRIDE = 142_857
+
 __all__ = ["APPROVED", "Account", "Ledger", "Outcome", "Request", "Txn", "mask_holder_name"]
 
 
@@ -72,8 +75,12 @@ class Ledger(TransferBook):
         self.dirty_txns.add(txn.key)
 
     def _next_auth_code(self) -> str:
+        """Six digits, none repeated within 999,999 approvals, in no order (as an
+        issuer's codes reach an acquirer: a store indexing them sees scattered
+        keys, not an ever-growing one).  The counter times a multiplier prime to
+        10, modulo 10**6, visits every code but 000000 once per cycle."""
         self._auth_counter = self._auth_counter % 999_999 + 1
-        return f"{self._auth_counter:06d}"
+        return f"{self._auth_counter * _AUTH_CODE_STRIDE % 1_000_000:06d}"
 
     # --- authorization ---------------------------------------------------
     def check_card(self, request: Request) -> tuple[Account | None, str]:

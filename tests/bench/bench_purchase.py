@@ -33,7 +33,7 @@ rate against rules off: what the counters' store work costs, rung by rung.
 The cards are a lab pool (``posp.lab.cardpool``, ``POSP_BENCH_CARDS``, default
 200) so that no card passes the rules' 100,000.00 card-day cap: every decline
 would be a fault.
-``POSP_BENCH_WARMUP`` (seconds, default 0) runs that many seconds of the same
+``POSP_BENCH_WARMUP_S`` (seconds, default 0) runs that many seconds of the same
 purchases, closed loop and unmeasured, on the same stack before each measured
 run, so that the run measures a journal that has already grown (a fresh store
 is what a short run measures otherwise).
@@ -369,8 +369,8 @@ def ladder(seconds: float, terminals: int, switches: int, rate: float | None) ->
 
 
 def bench_warmup_s() -> float:
-    """``POSP_BENCH_WARMUP``: seconds of unmeasured load before each measured run."""
-    return float(os.environ.get("POSP_BENCH_WARMUP", "0"))
+    """``POSP_BENCH_WARMUP_S``: seconds of unmeasured load before each measured run."""
+    return float(os.environ.get("POSP_BENCH_WARMUP_S", "0"))
 
 
 def bench_card_count() -> int:

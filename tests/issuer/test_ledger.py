@@ -201,3 +201,20 @@ def test_a_declined_request_sent_again_is_decided_again() -> None:
     first = book.authorize(req("purchase", 20_000, "K9")).code
     assert first in ("51", "61") and "K9" not in book.txns  # nothing recorded
     assert book.authorize(req("purchase", 20_000, "K9")).code == first
+
+
+def test_auth_codes_are_six_digits_never_repeated_and_in_no_order() -> None:
+    """As an issuer's reach an acquirer: a store indexing them sees scattered keys
+    (the journal's pre-auth index, migration 0035), never the same code twice
+    among the approvals of one cycle (999,999 of them)."""
+    book = ledger(balance_minor=10**9, daily_limit_minor=10**9)
+    codes = []
+    for n in range(200):
+        outcome = book.authorize(req("purchase", 1, f"K{n}"))
+        assert outcome.code == "00"
+        codes.append(outcome.auth_code)
+    assert all(c is not None and len(c) == 6 and c.isdigit() for c in codes)
+    assert len(set(codes)) == len(codes)
+    assert codes != sorted(codes)
+    cycle = {book._next_auth_code() for _ in range(999_999 - 200)} | set(codes)
+    assert len(cycle) == 999_999 and "000000" not in cycle
