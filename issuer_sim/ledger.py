@@ -45,8 +45,10 @@ from issuer_sim.books import (
 from issuer_sim.books import spend as _spend
 from issuer_sim.transfers import TransferBook, mask_holder_name
 
-#: Multiplier of the auth-code counter (prime to 10: a permutation of the codes).
-_AUTH_CODE_STRIDE = 142_857
+#: Multiplier of the auth-code counter: prime to 10, so a permutation of the codes,
+#: and near 10**6 / golden ratio, so consecutive codes spread over the whole range
+#: (142,857 would not: 7 × 142,857 = 999,999 makes seven slowly falling runs).
+_AUTH_CODE_STRIDE = 618_033
 
 __all__ = ["APPROVED", "Account", "Ledger", "Outcome", "Request", "Txn", "mask_holder_name"]
 

@@ -46,6 +46,7 @@ from terminals.mix import MixSettings, TxnPicker
 from terminals.outcome import Outcome
 from terminals.series import SecondRow
 from terminals.session import SessionOptions, TerminalSession
+from terminals.state import MAX_TRACE
 
 SIGN_IN_PARALLELISM = 256
 HOLD_SAMPLE_S = 1.0  # how often the hold phase counts open connections
@@ -74,6 +75,8 @@ class _Fleet:
     def __init__(self, config: FleetConfig, control: FleetControl | None = None) -> None:
         if not config.terminals:
             raise ValueError("the fleet needs at least one terminal")
+        if config.first_trace is not None and not 1 <= config.first_trace <= MAX_TRACE:
+            raise ValueError(f"first_trace {config.first_trace}: a trace is 1..{MAX_TRACE}")
         if config.concurrency is not None:
             check_concurrency(config.concurrency, len(config.terminals))
         self.config = config
@@ -96,7 +99,8 @@ class _Fleet:
             machine = TerminalMachine(TerminalConfig(t.terminal_id, t.merchant_id, t.tmk))
             # A random first trace: a rerun in the same batch must not hit the
             # switch's duplicate check (94) with the traces of the last run.
-            machine.state.last_trace = trace_rng.randint(1, 900_000)
+            first = config.first_trace or trace_rng.randint(1, 900_000)
+            machine.state.last_trace = first - 1  # the next is `first`
             software = None if config.software is None else config.software.link(t.terminal_id)
             self.sessions.append(
                 TerminalSession(machine, options, on_outcome=self._hook(index), software=software)

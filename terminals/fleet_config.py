@@ -78,6 +78,10 @@ class FleetConfig:
     #: whole fleet's ticks i, i+N, i+2N, … and the processes together offer
     #: exactly the shape's ticks (each rounding up on its own would add up to N-1).
     tick_phase: float = 0.0
+    #: Every terminal's first trace (F11, 1..999999); None: a random one per
+    #: terminal.  Two runs in one batch on one switch set it to keep their trace
+    #: ranges apart (a trace sent again in the batch is a duplicate: 94).
+    first_trace: int | None = None
 
     @property
     def load_shape(self) -> LoadShape | None:

@@ -421,10 +421,11 @@ class EncodedNetworkMessage:
     first invalid field, as the frame encoder would.
 
     ``reuse``: an encoded message whose texts may be taken over for the fields
-    holding equal values (a response echoing its request's fields, a request
-    sent after its early MAC) instead of being encoded again.  Field values are
-    immutable ``str`` or ``bytes`` and a field's text depends on its number and
-    value alone, so equal values have equal texts."""
+    holding equal values of the same type (a response echoing its request's
+    fields, a request sent after its early MAC) instead of being encoded again.
+    Valid field values are immutable ``str`` or ``bytes`` and a field's text
+    depends on its number and value alone, so equal values have equal texts;
+    any other type is left to the encoder, which refuses it."""
 
     __slots__ = ("message", "texts")
 
@@ -454,9 +455,13 @@ class EncodedNetworkMessage:
         texts: dict[int, bytes] = {}
         for n, value in sorted(message.fields.items()):
             text = known_texts.get(n)
-            # str == str short-cuts on identity; a str never equals bytes.
+            known = known_values.get(n)
+            # Same type and equal (str == str short-cuts on identity): a bytearray
+            # or a str subclass equal to a valid value is still checked by encode.
             texts[n] = (
-                text if text is not None and known_values.get(n) == value else encode(n, value)
+                text
+                if text is not None and type(known) is type(value) and known == value
+                else encode(n, value)
             )
         self.texts = texts
 

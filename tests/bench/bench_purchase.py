@@ -36,7 +36,10 @@ would be a fault.
 ``POSP_BENCH_WARMUP_S`` (seconds, default 0) runs that many seconds of the same
 purchases, closed loop and unmeasured, on the same stack before each measured
 run, so that the run measures a journal that has already grown (a fresh store
-is what a short run measures otherwise).
+is what a short run measures otherwise); the two runs' traces are kept apart.
+With the risk rules on, the pool's cards pass the card-day cap after about
+2,000 purchases each (400,000 with 200 cards): raise ``POSP_BENCH_CARDS`` for
+long warm-ups.
 ``POSP_BENCH_STORES=both`` (with ``POSP_BENCH_PG``, and ``POSP_BENCH_RISK`` off
 or on) interleaves ``POSP_BENCH_ROUNDS`` rounds of the SQLite store and the
 PostgreSQL store, the order swapped every round, and prints each round's
@@ -73,7 +76,8 @@ from posp.loop import run as run_loop
 from posp.risk.ruleset import default_ruleset_text
 from terminals.cards import TerminalCard, load_cards
 from terminals.fleet import FleetConfig, run_fleet
-from terminals.fleet_report import FleetStats
+from terminals.fleet_stats import FleetStats
+from terminals.state import MAX_TRACE
 
 BIN = Path(sys.executable).parent
 MERCHANT_ID = "898100000000001"
@@ -368,6 +372,11 @@ def ladder(seconds: float, terminals: int, switches: int, rate: float | None) ->
         )
 
 
+#: Traces a terminal may use in a measured run after a warm-up (far more than an
+#: hour of the fastest closed loop sends through one of 48 terminals).
+MEASURED_TRACES_MAX = 250_000
+
+
 def bench_warmup_s() -> float:
     """``POSP_BENCH_WARMUP_S``: seconds of unmeasured load before each measured run."""
     return float(os.environ.get("POSP_BENCH_WARMUP_S", "0"))
@@ -431,6 +440,32 @@ class Measured(NamedTuple):
     pg_us: float | None = None
 
 
+async def warm_up(config: FleetConfig, seconds: float) -> FleetConfig:
+    """The same purchases for ``seconds``, closed loop and unmeasured, so that the
+    measured run starts on a journal (SQLite file, PostgreSQL tables) that has
+    already grown; returns the measured run's config.  Both runs are in one batch
+    on one switch, so their traces are kept apart: the warm-up starts every
+    terminal at trace 1 and the measured run after the last trace any terminal
+    can have used (a trace sent again in the batch would be a duplicate, 94)."""
+    warm = await run_fleet(
+        replace(config, duration_s=seconds, rate=None, progress=None, first_trace=1)
+    )
+    # No terminal used more traces than the warm-up's exchanges in every phase.
+    sent = warm.stats.requests
+    first = sent + 1
+    if first + MEASURED_TRACES_MAX > MAX_TRACE:
+        raise SystemExit(
+            f"POSP_BENCH_WARMUP_S={seconds:g}: the warm-up sent {sent:,} requests, too many"
+            " for the measured run's traces to stay apart from its own"
+        )
+    refused = sum(n for code, n in warm.load_response_codes.items() if code != "00")
+    print(
+        f"warm-up: {warm.load_response_codes.get('00', 0):,} purchases approved"
+        f" ({refused:,} not) in {seconds:g} s before the measured run"
+    )
+    return replace(config, first_trace=first)
+
+
 async def report_run(
     procs: dict[str, subprocess.Popen[bytes]],
     fleet_file: Path,
@@ -456,13 +491,7 @@ async def report_run(
         progress_interval_s=1.0,
     )
     if warmup_s := bench_warmup_s():
-        # The same purchases, closed loop, unmeasured: the measured run starts on a
-        # journal (and SQLite file or PostgreSQL tables) that has already grown.
-        warm = await run_fleet(replace(config, duration_s=warmup_s, rate=None, progress=None))
-        print(
-            f"warm-up: {warm.load_response_codes.get('00', 0):,} purchases approved in"
-            f" {warmup_s:g} s before the measured run"
-        )
+        config = await warm_up(config, warmup_s)
     pg_before = pg_backends_cpu_s(await pg_backend_pids())
     cpu_before = {name: cpu_s(p.pid) for name, p in procs.items()}
     own_before = time.process_time()

@@ -4,10 +4,14 @@ the dialect loop's values and errors."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Any
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from posp.errors import DecodeError
+from posp.errors import DecodeError, EncodeError
 from posp.iso8583 import (
     NETWORK,
     NETWORK_FIELDS,
@@ -159,7 +163,33 @@ def test_a_response_reusing_request_texts_encodes_like_a_fresh_one(
     response = Message(other.mti, fields)
     reused = EncodedNetworkMessage(response, reuse=received)
     fresh = EncodedNetworkMessage(response.copy())
+    for n in echoed:  # an echoed value, equal and of the same type, takes the text over
+        if n in response.fields and n in received.texts:
+            assert reused.texts[n] is received.texts[n]
     assert reused.texts == fresh.texts
     assert reused.mab() == fresh.mab()
     header = NetworkHeader("2", "1")
     assert reused.body(header) == fresh.body(header)
+
+
+class _Code(StrEnum):
+    PURCHASE = "000000"
+
+
+def test_an_equal_value_of_another_type_is_encoded_and_refused() -> None:
+    """A ``bytearray`` equal to a PIN block, or a ``str`` subclass equal to a
+    processing code, does not take over the request's text: the encoder refuses
+    it and names the field, as a fresh encoding would."""
+    received = EncodedNetworkMessage.received(decode_network(NETWORK_BODY))
+    pin_block = received.message.fields[52]
+    assert isinstance(pin_block, bytes) and received.message.fields[3] == _Code.PURCHASE
+    others: dict[int, Any] = {52: bytearray(pin_block), 3: _Code.PURCHASE}
+    for n, other in others.items():
+        fields: dict[int, Any] = dict(received.message.fields)
+        fields[n] = other
+        assert fields[n] == received.message.fields[n]
+        with pytest.raises(EncodeError) as fresh:
+            EncodedNetworkMessage(Message("0210", dict(fields)))
+        with pytest.raises(EncodeError) as reused:
+            EncodedNetworkMessage(Message("0210", fields), reuse=received)
+        assert fresh.value.field == reused.value.field == n

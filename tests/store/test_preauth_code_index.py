@@ -41,27 +41,40 @@ OLD_ROWS = [
     (900, TID, MID, "000900", "preauth", "0100", True, CODE),
     (901, TID, MID, "000901", "purchase", "0200", True, CODE),
 ]
-#: find_preauth's statement as the store builds it (merchant and code only).
+#: find_preauth's statement as the store builds it (merchant and code only:
+#: ``SqlStore._find_original`` with the fixed ``PREAUTH_ONLY``).
 FIND_PREAUTH = find_original([PREAUTH_ONLY, "merchant_id = ?", "auth_code = ?", "state = ?"])
 
 
 async def preauths_are_found_as_before(store: SqlStore, *, old: bool) -> None:
-    """An approved pre-auth is found by merchant, code, card and date; a purchase
-    or a pending pre-auth with the same code never is; a later pre-auth with the
-    same code wins (the latest, as before)."""
-    await store.insert_entry(entry("000001", txn_type="purchase", auth_code="777777"))
+    """An approved pre-auth is found by merchant, code and card, whether it was
+    journaled pending and then approved (its outcome moves it into the index) or
+    approved at once; a purchase or a pending pre-auth with the same code never
+    is; of two approved pre-auths with one code the later one wins, as before."""
     purchase = await store.insert_entry(entry("000002", state="approved", auth_code="777777"))
     assert await store.find_preauth(MID, "777777", None, None) is None
-    await store.insert_entry(entry("000003", txn_type="preauth", mti="0100", auth_code="888888"))
-    assert await store.find_preauth(MID, "888888", None, None) is None  # still pending
-    preauth = await store.insert_entry(
-        entry("000004", txn_type="preauth", mti="0100", state="approved", auth_code="999999")
+    pending = await store.insert_entry(entry("000003", txn_type="preauth", mti="0100"))
+    assert await store.find_preauth(MID, "888888", None, None) is None
+    assert await store.finish_entry(
+        pending, ("pending",), state="approved", response_code="00", auth_code="888888"
+    )
+    found = await store.find_preauth(MID, "888888", None, "h1")
+    assert found is not None and found.id == pending and found.txn_type == "preauth"
+    still_pending = await store.insert_entry(
+        entry("000004", txn_type="preauth", mti="0100", auth_code="999999")
+    )
+    assert await store.find_preauth(MID, "999999", None, None) is None
+    earlier = await store.insert_entry(
+        entry("000005", txn_type="preauth", mti="0100", state="approved", auth_code="999999")
+    )
+    later = await store.insert_entry(
+        entry("000006", txn_type="preauth", mti="0100", state="approved", auth_code="999999")
     )
     found = await store.find_preauth(MID, "999999", None, "h1")
-    assert found is not None and found.id == preauth and found.txn_type == "preauth"
+    assert found is not None and found.id == later
     assert await store.find_preauth(MID, "999999", None, "other card") is None
     assert await store.find_preauth("898100000000002", "999999", None, None) is None
-    assert purchase != preauth
+    assert len({purchase, pending, still_pending, earlier, later}) == 5
     if old:
         got = await store.find_preauth(MID, CODE, None, "h1")
         assert got is not None and got.id == 900  # the pre-auth, not the purchase 901

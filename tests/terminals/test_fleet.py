@@ -364,3 +364,18 @@ def test_fleet_file_is_owner_only_even_over_a_readable_file(tmp_path: Path) -> N
     assert path.stat().st_mode & 0o777 == 0o600
     assert read_fleet_file(path) == FLEET
     assert [p.name for p in tmp_path.iterdir()] == ["fleet.json"]
+
+
+def test_first_trace_starts_every_terminal_there_and_is_checked() -> None:
+    """Two runs in one batch on one switch keep their traces apart with
+    ``first_trace`` (the purchase benchmark's warm-up); unset, each terminal
+    starts at a random trace; outside 1..999999 the fleet refuses it."""
+    from terminals import fleet as fleet_module
+
+    fleet = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, first_trace=500_001))
+    assert {s.machine._next_trace() for s in fleet.sessions} == {"500001"}
+    wrapped = fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, first_trace=1))
+    assert {s.machine._next_trace() for s in wrapped.sessions} == {"000001"}
+    for bad in (0, 1_000_000):
+        with pytest.raises(ValueError, match="first_trace"):
+            fleet_module._Fleet(FleetConfig(terminals=FLEET, cards=CARDS, first_trace=bad))
