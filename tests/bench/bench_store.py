@@ -3,6 +3,10 @@
 Journal: ~200 coroutines each journaling transactions the way the switch does
 (insert a pending entry, then record the outcome; the "with RRN" run also
 draws a sequence number first).  Target: ~1,500 txn/s on 2 cores.
+``POSP_BENCH_STORE_CONCURRENCY`` (e.g. ``3,6,12,24``) runs the insert+update
+part again with that many coroutines each: on PostgreSQL the group commit's
+batches are then about that many rows, which shows the server's cost per
+commit against its cost per row.
 Settlement: ``batch_totals`` and ``list_batches`` over one terminal's batch of
 10,000 transactions.  Target: well under a second.
 
@@ -70,12 +74,31 @@ async def _server_cpu_s(name: str) -> float | None:
         return None
 
 
+def _concurrencies() -> list[int]:
+    """The extra journal runs' numbers of coroutines (POSP_BENCH_STORE_CONCURRENCY)."""
+    text = os.environ.get("POSP_BENCH_STORE_CONCURRENCY", "")
+    try:
+        found = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"POSP_BENCH_STORE_CONCURRENCY={text!r}: comma-separated positive integers"
+        ) from None
+    if any(number < 1 for number in found):
+        raise SystemExit(f"POSP_BENCH_STORE_CONCURRENCY={text!r}: each at least 1")
+    return found
+
+
 async def _journal_rate(
-    store: Store, prefix: str, txns: int, with_rrn: bool, server: str = ""
+    store: Store,
+    prefix: str,
+    txns: int,
+    with_rrn: bool,
+    server: str = "",
+    concurrency: int = CONCURRENCY,
 ) -> tuple[float, float, float | None]:
-    """Transactions per second with CONCURRENCY workers (one terminal each), this
+    """Transactions per second with ``concurrency`` workers (one terminal each), this
     process's CPU and the database server's (None: unknown) per transaction in µs."""
-    per_worker = txns // CONCURRENCY
+    per_worker = txns // concurrency
 
     async def worker(number: int) -> None:
         terminal_id = f"{prefix}{number:05d}"
@@ -88,9 +111,9 @@ async def _journal_rate(
     server_before = await _server_cpu_s(server)  # the pool has grown: warm-up above
     cpu_before = time.process_time()
     started = time.perf_counter()
-    await asyncio.gather(*(worker(n) for n in range(CONCURRENCY)))
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
-    done = per_worker * CONCURRENCY
+    done = per_worker * concurrency
     cpu_us = (time.process_time() - cpu_before) / done * 1e6
     server_after = await _server_cpu_s(server)
     server_us = None
@@ -136,6 +159,14 @@ async def _run(name: str, store: Store, server: str = "") -> None:
             f"{name}: journal rrn+insert+update        {rate:8.0f} txn/s"
             + _costs(cpu_us, server_us)
         )
+        for number, concurrency in enumerate(_concurrencies()):
+            rate, cpu_us, server_us = await _journal_rate(
+                store, f"C{number}", JOURNAL_TXNS, False, server, concurrency
+            )
+            print(
+                f"{name}: journal insert+update, {concurrency:3d} concurrent {rate:8.0f} txn/s"
+                + _costs(cpu_us, server_us)
+            )
         await _fill_batch(store, "S0000001")
         totals_ms = await _time_ms(lambda: store.batch_totals("S0000001", "000007"))
         print(f"{name}: batch_totals, {BATCH_TXNS} txns        {totals_ms:8.1f} ms (target < 1000)")
