@@ -31,6 +31,8 @@ node_id                               0-99, unique per switch instance (1)
 network_enabled                       connect to the card network (true); false answers 91
 working_key_lifetime_s                sign-in keys valid this long (86400)
 pan_hash_key                          key of the PAN hash in the journal
+registry_max_age_s                    how old a cached terminal or merchant row may be on card
+                                      transactions (1.0; 0 = read every time)
 network.*                             card network link (posp.network.settings; F32 acquirer_id)
 limits.*                              connections, frames, idle, in-flight, deadlines
 settlement.*                          mac_on_settlement, domestic card rules
@@ -135,6 +137,9 @@ class Settings(LayeredSettings):
     working_key_lifetime_s: float = Field(default=86400.0, gt=0)
     pan_hash_key: str = Field(default=TEST_PAN_HASH_KEY, min_length=16)
     signed_in_refresh_s: float = Field(default=15.0, gt=0)
+    #: How old a cached terminal or merchant row may be on card transactions
+    #: (``posp.pipeline.checks``); changes made through the same switch apply at once.
+    registry_max_age_s: float = Field(default=1.0, ge=0)
     network: NetworkLinkSettings = NetworkLinkSettings()
     limits: LimitSettings = LimitSettings()
     settlement: SettlementSettings = SettlementSettings()

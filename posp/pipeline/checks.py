@@ -9,14 +9,14 @@ format error from a known, signed-in terminal is answered with a MAC it can
 verify; the amount only after the MAC, so an unauthenticated request gets A0.
 
 Card transactions take registry rows from the store's cache when read at most
-``REGISTRY_MAX_AGE_S`` ago (``posp.store.registry_cache``): changes made through
+``registry_max_age_s`` ago (the setting; ``posp.store.registry_cache``): changes made through
 this switch (sign-in keys, batch close, status) are seen at once; changes made
 elsewhere (the admin CLI in another process, another instance on the same
 PostgreSQL) within that bound.  Before a check refuses a request on a cached
 row (58, 77, A0), the rows are read again once and the check repeated, so a
 terminal that signed in or settled on another instance is never refused for
 a stale copy; only a refusal decided elsewhere (disabling a terminal) may
-take up to ``REGISTRY_MAX_AGE_S`` to apply.
+take up to ``registry_max_age_s`` to apply.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from posp.txn import MacPolicy
 
 ACTIVE: Final = "active"
 MAC_BYTES: Final = 8
-#: How old a cached terminal or merchant row may be (see the module docstring).
-REGISTRY_MAX_AGE_S: Final = 1.0
 
 _log = get_logger("posp.pipeline.checks")
 
@@ -42,7 +40,7 @@ _log = get_logger("posp.pipeline.checks")
 def registry_max_age_s(ctx: TxnContext) -> float:
     """Card transactions may use cached rows; sign-in, settlement and the other
     management messages (rare, and about keys and batches) read the database."""
-    return REGISTRY_MAX_AGE_S if ctx.route.financial else 0.0
+    return ctx.services.settings.registry_max_age_s if ctx.route.financial else 0.0
 
 
 async def load_terminal(ctx: TxnContext) -> RC | None:
