@@ -31,7 +31,6 @@ from posp.iso8583.tlv import decode_f55
 from posp.iso8583.tms_identity import TerminalIdentity, TerminalStatus
 from posp.iso8583.tms_params import TerminalParameters, split_f62
 from posp.log import get_logger
-from posp.pipeline.checks import registry_max_age_s
 from posp.pipeline.codes import ResponseCode as RC
 from posp.risk.lifecycle import DeviceIdentity
 from posp.tms.ic import AID_KIND, CAPK_KIND
@@ -59,8 +58,8 @@ async def load_view(ctx: TxnContext) -> RC | None:
     """The terminal's management view (header digit 6, caps), cached per terminal."""
     tms = _tms(ctx)
     if tms is not None and ctx.terminal is not None:
-        # Card transactions may use a view up to the settings' age; management reads afresh.
-        max_age_s = None if registry_max_age_s(ctx) else 0.0
+        # Card transactions may use a view up to tms.view_max_age_s; management reads afresh.
+        max_age_s = None if ctx.route.financial else 0.0
         ctx.tms_view = await tms.view(ctx.terminal.terminal_id, max_age_s)
     return None
 

@@ -83,8 +83,11 @@ def _concurrencies() -> list[int]:
         raise SystemExit(
             f"POSP_BENCH_STORE_CONCURRENCY={text!r}: comma-separated positive integers"
         ) from None
-    if any(number < 1 for number in found):
-        raise SystemExit(f"POSP_BENCH_STORE_CONCURRENCY={text!r}: each at least 1")
+    if any(not 1 <= number <= JOURNAL_TXNS for number in found):
+        raise SystemExit(
+            f"POSP_BENCH_STORE_CONCURRENCY={text!r}: each from 1 to {JOURNAL_TXNS:,}"
+            " (the transactions of a run)"
+        )
     return found
 
 

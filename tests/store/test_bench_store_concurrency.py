@@ -18,7 +18,7 @@ def test_a_comma_separated_list_is_run_in_its_order(monkeypatch: pytest.MonkeyPa
     assert _concurrencies() == [3, 6, 12, 24]
 
 
-@pytest.mark.parametrize("text", ["six", "3,0", "-2", "1.5"])
+@pytest.mark.parametrize("text", ["six", "3,0", "-2", "1.5", "12001"])
 def test_anything_else_is_refused_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, text: str
 ) -> None:
