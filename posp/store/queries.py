@@ -77,6 +77,14 @@ def _quoted(names: tuple[str, ...]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
 
+def row_versions(table: str, column: str, count: int) -> str:
+    """The ``row_version`` of ``count`` registry rows by key (``SqlStore._revalidate``)."""
+    return (
+        f"SELECT {column} AS registry_key, row_version FROM {table}"
+        f" WHERE {column} IN ({marks(count)})"
+    )
+
+
 # --- journal -----------------------------------------------------------------
 INSERT_ENTRY = _insert("journal", ENTRY_INSERT_COLUMNS) + " RETURNING id"
 GET_ENTRY = "SELECT * FROM journal WHERE id = ?"

@@ -18,6 +18,11 @@ Invariants:
 * Absent rows are never cached (a terminal provisioned elsewhere is found by
   its first request); the cache is cleared when it exceeds ``max_rows``.
 * Cached rows are shared between callers and must not be mutated.
+* A row kept with its ``row_version`` may be *renewed* instead of read again:
+  a query that started at time T found the same version in the database
+  (``SqlStore._revalidate``, one query for many rows), so the row was current
+  at T and counts as read at T.  A renewal never makes a row look older, and
+  applies only to the very object that was checked.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ DEFAULT_MAX_ROWS: Final = 100_000
 
 
 class RegistryCache(Generic[V]):
-    """Rows by id with the monotonic time their read started; see the module docstring."""
+    """Rows by id with the monotonic time their read started (and, when known,
+    their ``row_version``); see the module docstring."""
 
     def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        self._rows: dict[str, tuple[float, V]] = {}
+        self._rows: dict[str, tuple[float, V, int | None]] = {}
         self._max_rows = max_rows
         self.generation = 0
 
@@ -47,13 +53,46 @@ class RegistryCache(Generic[V]):
             return None
         return hit[1]
 
-    def put(self, key: str, value: V, generation: int, read_started_s: float) -> None:
+    def put(
+        self,
+        key: str,
+        value: V,
+        generation: int,
+        read_started_s: float,
+        version: int | None = None,
+    ) -> None:
         """Keep ``value`` unless the registry changed since its read started."""
         if generation != self.generation:
             return
         if len(self._rows) >= self._max_rows:
             self._rows.clear()
-        self._rows[key] = (read_started_s, value)
+        self._rows[key] = (read_started_s, value, version)
+
+    def expired(self, key: str, max_age_s: float) -> bool:
+        """Whether ``key`` is held, with a version, but read more than ``max_age_s`` ago."""
+        hit = self._rows.get(key)
+        return hit is not None and hit[2] is not None and time.monotonic() - hit[0] > max_age_s
+
+    def stale(self, max_age_s: float) -> dict[str, tuple[V, int]]:
+        """Every row held with a version and read more than ``max_age_s`` ago."""
+        oldest = time.monotonic() - max_age_s
+        return {
+            key: (value, version)
+            for key, (read_s, value, version) in self._rows.items()
+            if version is not None and read_s < oldest
+        }
+
+    def renew(self, key: str, value: V, checked_s: float) -> None:
+        """``value`` was found current by a check that started at ``checked_s``."""
+        hit = self._rows.get(key)
+        if hit is not None and hit[1] is value and hit[0] < checked_s:
+            self._rows[key] = (checked_s, value, hit[2])
+
+    def drop(self, key: str, value: V) -> None:
+        """``value`` changed in the database: drop it (not a newer read of ``key``)."""
+        hit = self._rows.get(key)
+        if hit is not None and hit[1] is value:
+            del self._rows[key]
 
     def forget(self, key: str | None = None) -> None:
         """A write changed ``key`` (None: any row): drop it and void reads in flight."""

@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import queries as q
@@ -39,6 +39,11 @@ from posp.store.registry_cache import RegistryCache
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
+#: Cached rows checked per revalidation statement (the keys padded to this
+#: many, so that one statement text serves every call).
+REVALIDATE_CHUNK: Final = 128
+
+_Row = TypeVar("_Row", Terminal, Merchant)
 
 
 class SqlStore(abc.ABC):
@@ -56,6 +61,8 @@ class SqlStore(abc.ABC):
         self.saf_lease_s = saf_lease_s
         self._terminals: RegistryCache[Terminal] = RegistryCache()
         self._merchants: RegistryCache[Merchant] = RegistryCache()
+        #: The revalidation running per registry table (one at a time, shared).
+        self._revalidations: dict[str, asyncio.Future[None]] = {}
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
@@ -133,6 +140,10 @@ class SqlStore(abc.ABC):
 
     async def get_merchant(self, merchant_id: str, *, max_age_s: float = 0.0) -> Merchant | None:
         cached = self._merchants.get(merchant_id, max_age_s)
+        if cached is None:
+            cached = await self._revalidated(
+                self._merchants, "merchants", "merchant_id", merchant_id, max_age_s
+            )
         if cached is not None:
             return cached
         generation, started_s = self._merchants.generation, time.monotonic()
@@ -140,7 +151,7 @@ class SqlStore(abc.ABC):
         if row is None:
             return None
         merchant = rows.merchant_from_row(row)
-        self._merchants.put(merchant_id, merchant, generation, started_s)
+        self._merchants.put(merchant_id, merchant, generation, started_s, int(row["row_version"]))
         return merchant
 
     async def list_merchants(self) -> list[Merchant]:
@@ -177,6 +188,10 @@ class SqlStore(abc.ABC):
 
     async def get_terminal(self, terminal_id: str, *, max_age_s: float = 0.0) -> Terminal | None:
         cached = self._terminals.get(terminal_id, max_age_s)
+        if cached is None:
+            cached = await self._revalidated(
+                self._terminals, "terminals", "terminal_id", terminal_id, max_age_s
+            )
         if cached is not None:
             return cached
         generation, started_s = self._terminals.generation, time.monotonic()
@@ -184,8 +199,57 @@ class SqlStore(abc.ABC):
         if row is None:
             return None
         terminal = rows.terminal_from_row(row)
-        self._terminals.put(terminal_id, terminal, generation, started_s)
+        self._terminals.put(terminal_id, terminal, generation, started_s, int(row["row_version"]))
         return terminal
+
+    # --- registry: cached rows checked in bulk ------------------------------------
+    async def _revalidated(
+        self, cache: RegistryCache[_Row], table: str, column: str, key: str, max_age_s: float
+    ) -> _Row | None:
+        """``key``'s cached row when it is held but older than ``max_age_s`` and a
+        check of every such row of ``cache`` (``_revalidate``) finds it unchanged;
+        None otherwise (the caller then reads the row itself)."""
+        if max_age_s <= 0 or not cache.expired(key, max_age_s):
+            return None
+        running = self._revalidations.get(table)
+        if running is None:
+            running = asyncio.ensure_future(self._revalidate(cache, table, column, max_age_s))
+            self._revalidations[table] = running
+            running.add_done_callback(lambda done: self._revalidation_done(table, done))
+        try:
+            await asyncio.shield(running)
+        except StoreError:
+            return None  # the row's own read answers for the store
+        return cache.get(key, max_age_s)
+
+    def _revalidation_done(self, table: str, done: asyncio.Future[None]) -> None:
+        if self._revalidations.get(table) is done:
+            del self._revalidations[table]
+        if not done.cancelled():
+            done.exception()  # retrieved: a caller may have stopped waiting
+
+    async def _revalidate(
+        self, cache: RegistryCache[_Row], table: str, column: str, max_age_s: float
+    ) -> None:
+        """Check every row of ``cache`` older than ``max_age_s`` against its table's
+        ``row_version`` (bumped by a trigger on every change, migration 0036), in
+        one statement per ``REVALIDATE_CHUNK`` rows: an unchanged row counts as
+        read when the check started, a changed or vanished one is dropped."""
+        started_s = time.monotonic()
+        stale = cache.stale(max_age_s)
+        keys = sorted(stale)
+        sql = q.row_versions(table, column, REVALIDATE_CHUNK)
+        for first in range(0, len(keys), REVALIDATE_CHUNK):
+            chunk = keys[first : first + REVALIDATE_CHUNK]
+            padded = chunk + [chunk[-1]] * (REVALIDATE_CHUNK - len(chunk))
+            found = await self._key_rows(f"{table}_versions", sql, padded)
+            current = {row["registry_key"]: int(row["row_version"]) for row in found}
+            for key in chunk:
+                value, version = stale[key]
+                if current.get(key) == version:
+                    cache.renew(key, value, started_s)
+                else:
+                    cache.drop(key, value)
 
     async def _write_terminal(self, op: str, sql: str, params: list[Any], terminal_id: str) -> bool:
         """A change to one terminal's row; its cached copy is forgotten (see registry_cache)."""

@@ -7,7 +7,6 @@ cache's clock is moved forward by the test (no waiting)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,34 +17,19 @@ import pytest
 from posp.errors import ConfigError
 from posp.hsm.api import HsmClient
 from posp.settings import load_settings
-from posp.store import Store, open_store, registry_cache, sql_store
+from posp.store import Store, open_store
 from posp.store.sql_store import SqlStore
 from posp.store.tms import SqlTmsStore
 from posp.switch import Switch
 from posp.tms.params import ParamValues, Scope
+from tests.registry_clock import MovedClock, moved_registry_clock
 from tests.switch.conftest import MERCHANT_ID, TERMINAL_ID, provision, switch_settings
 from tests.switch.termclient import SimTerminal
 
 
-class Clock:
-    """``time`` for the store's registry cache, ``ahead_s`` ahead of the real clock."""
-
-    def __init__(self) -> None:
-        self.ahead_s = 0.0
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.ahead_s
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    moved = Clock()
-    monkeypatch.setattr(registry_cache, "time", moved)
-    monkeypatch.setattr(sql_store, "time", moved)
-    return moved
+def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
+    return moved_registry_clock(monkeypatch)
 
 
 @asynccontextmanager
@@ -87,7 +71,7 @@ async def test_zero_reads_the_registry_on_every_card_transaction(
 
 
 async def test_a_change_made_elsewhere_applies_once_the_bound_has_passed(
-    tmp_path: Path, store: Store, hsm: HsmClient, clock: Clock
+    tmp_path: Path, store: Store, hsm: HsmClient, clock: MovedClock
 ) -> None:
     async with _terminal_of(tmp_path, store, hsm, registry_max_age_s=5.0) as (client, elsewhere):
         assert (await _purchase(client))[0] == "91"  # the rows are cached now
@@ -99,7 +83,7 @@ async def test_a_change_made_elsewhere_applies_once_the_bound_has_passed(
 
 
 async def test_a_disabled_merchant_elsewhere_applies_once_the_bound_has_passed(
-    tmp_path: Path, store: Store, hsm: HsmClient, clock: Clock
+    tmp_path: Path, store: Store, hsm: HsmClient, clock: MovedClock
 ) -> None:
     async with _terminal_of(tmp_path, store, hsm, registry_max_age_s=5.0) as (client, elsewhere):
         assert (await _purchase(client))[0] == "91"

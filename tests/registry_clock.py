@@ -1,0 +1,34 @@
+"""The registry cache's clock, moved forward by a test instead of waiting.
+
+``posp.store.registry_cache`` and ``posp.store.sql_store`` read
+``time.monotonic()`` for a cached row's age; ``moved_registry_clock`` replaces
+the ``time`` those two modules see (nothing else) with one ``ahead_s`` ahead."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from posp.store import registry_cache, sql_store
+
+
+class MovedClock:
+    """``time`` for the registry cache, ``ahead_s`` seconds ahead of the real clock."""
+
+    def __init__(self) -> None:
+        self.ahead_s = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def moved_registry_clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
+    clock = MovedClock()
+    monkeypatch.setattr(registry_cache, "time", clock)
+    monkeypatch.setattr(sql_store, "time", clock)
+    return clock
