@@ -1,8 +1,9 @@
-"""The registry cache's clock, moved forward by a test instead of waiting.
+"""The registry caches' clock, moved forward by a test instead of waiting.
 
-``posp.store.registry_cache`` and ``posp.store.sql_store`` read
-``time.monotonic()`` for a cached row's age; ``moved_registry_clock`` replaces
-the ``time`` those two modules see (nothing else) with one ``ahead_s`` ahead."""
+``posp.store.registry_cache``, ``posp.store.sql_store`` and
+``posp.tms.service`` read ``time.monotonic()`` for a cached row's age and a
+read's start; ``moved_registry_clock`` replaces the ``time`` those modules see
+(nothing else) with one ``ahead_s`` ahead."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from posp.store import registry_cache, sql_store
+from posp.tms import service
 
 
 class MovedClock:
@@ -31,4 +33,5 @@ def moved_registry_clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
     clock = MovedClock()
     monkeypatch.setattr(registry_cache, "time", clock)
     monkeypatch.setattr(sql_store, "time", clock)
+    monkeypatch.setattr(service, "time", clock)
     return clock

@@ -18,10 +18,11 @@ Invariants:
 * Absent rows are never cached (a terminal provisioned elsewhere is found by
   its first request); the cache is cleared when it exceeds ``max_rows``.
 * Cached rows are shared between callers and must not be mutated.
-* A row kept with its ``row_version`` may be *renewed* instead of read again:
-  a query that started at time T found the same version in the database
-  (``SqlStore._revalidate``, one query for many rows), so the row was current
-  at T and counts as read at T.  A renewal never makes a row look older, and
+* A row kept with a version (a ``row_version``, a view's fingerprint) may be
+  *renewed* instead of read again: a query that started at time T found the
+  same version in the database (``SqlStore._revalidate``,
+  ``TerminalManagement._revalidate``: one query for many rows), so the row was
+  current at T and counts as read at T.  A renewal never makes a row look older, and
   applies only to the very object that was checked.
 """
 
@@ -40,7 +41,7 @@ class RegistryCache(Generic[V]):
     their ``row_version``); see the module docstring."""
 
     def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        self._rows: dict[str, tuple[float, V, int | None]] = {}
+        self._rows: dict[str, tuple[float, V, object]] = {}
         self._max_rows = max_rows
         self.generation = 0
 
@@ -59,7 +60,7 @@ class RegistryCache(Generic[V]):
         value: V,
         generation: int,
         read_started_s: float,
-        version: int | None = None,
+        version: object = None,
     ) -> None:
         """Keep ``value`` unless the registry changed since its read started."""
         if generation != self.generation:
@@ -73,7 +74,7 @@ class RegistryCache(Generic[V]):
         hit = self._rows.get(key)
         return hit is not None and hit[2] is not None and time.monotonic() - hit[0] > max_age_s
 
-    def stale(self, max_age_s: float) -> dict[str, tuple[V, int]]:
+    def stale(self, max_age_s: float) -> dict[str, tuple[V, object]]:
         """Every row held with a version and read more than ``max_age_s`` ago."""
         oldest = time.monotonic() - max_age_s
         return {

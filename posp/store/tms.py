@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from posp.store.rows import now_utc
@@ -53,6 +53,10 @@ class ManagementRow:
     group_set: ParamSet | None
     own_set: ParamSet | None
     offer: str | None  # target path of the package a running rollout offers it
+    #: Every value the row was built from but the parameter sets' contents (their
+    #: versions change with them): equal fingerprints, equal rows
+    #: (``SqlTmsStore.view_fingerprints``).  None: not known (a test double).
+    fingerprint: tuple[Any, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ class TmsStore(Protocol):
     async def set_held_params(self, terminal_id: str, version: int) -> None: ...
     async def set_held_ic(self, terminal_id: str, kind: str, version: int) -> None: ...
     async def management_view(self, terminal_id: str) -> ManagementRow: ...
+    async def view_fingerprints(
+        self, terminal_ids: Sequence[str]
+    ) -> dict[str, tuple[Any, ...]]: ...
     async def record_status(
         self,
         terminal_id: str,
@@ -155,6 +162,43 @@ def _terminal(row: Any) -> TerminalTms:
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+#: Terminals per ``view_fingerprints`` statement (padded, one statement text).
+VIEW_CHECK_CHUNK: Final = 128
+#: Columns of a view row that are not part of its fingerprint.
+_NOT_FINGERPRINT: Final = frozenset({"registry_key", "g_params", "p_params"})
+
+
+def _view_sql(*, with_params: bool, terminals: int) -> str:
+    """``management_view``'s query for ``terminals`` ids; without the parameter
+    sets' contents (``with_params`` false) it gives the fingerprints' columns."""
+    params = " g.params AS g_params, p.params AS p_params," if with_params else ""
+    if terminals == 1:
+        ids = "(SELECT CAST(? AS TEXT) AS tid) x"
+    else:
+        rows = ", ".join(["(CAST(? AS TEXT))"] * terminals)
+        ids = f"(SELECT column1 AS tid FROM (VALUES {rows}) AS v) x"
+    return (
+        "SELECT x.tid AS registry_key, t.*, g.version AS g_version,"
+        f"{params} p.version AS p_version,"
+        " (SELECT r.target FROM tms_rollout_members m"
+        " JOIN tms_rollouts r ON r.id = m.rollout_id"
+        " WHERE m.terminal_id = x.tid AND r.state = 'running' AND m.wave <= r.wave"
+        " AND m.outcome IS NULL ORDER BY r.id DESC LIMIT 1) AS offer"
+        f" FROM {ids}"
+        " LEFT JOIN tms_terminals t ON t.terminal_id = x.tid"
+        " LEFT JOIN tms_param_sets g ON g.scope = 'group'"
+        f" AND g.scope_id = COALESCE(t.group_name, '{DEFAULT_GROUP}')"
+        " LEFT JOIN tms_param_sets p ON p.scope = 'terminal' AND p.scope_id = x.tid"
+    )
+
+
+def _fingerprint(row: Any) -> tuple[Any, ...]:
+    """Every column of a view row but its id and the parameter sets' contents,
+    by name (so a column added to ``tms_terminals`` later is compared too)."""
+    names = row.keys()  # a driver row iterates over its values, not its names
+    return tuple(sorted((k, row[k]) for k in names if k not in _NOT_FINGERPRINT))
 
 
 class SqlTmsStore:
@@ -234,19 +278,7 @@ class SqlTmsStore:
         of the package waiting for it, in one query.  The offer is
         ``RolloutService.offer``'s rule in SQL: the newest running rollout whose
         reached waves hold the terminal and that has no outcome from it yet."""
-        sql = (
-            "SELECT t.*, g.version AS g_version, g.params AS g_params,"
-            " p.version AS p_version, p.params AS p_params,"
-            " (SELECT r.target FROM tms_rollout_members m"
-            " JOIN tms_rollouts r ON r.id = m.rollout_id"
-            " WHERE m.terminal_id = x.tid AND r.state = 'running' AND m.wave <= r.wave"
-            " AND m.outcome IS NULL ORDER BY r.id DESC LIMIT 1) AS offer"
-            " FROM (SELECT CAST(? AS TEXT) AS tid) x"
-            " LEFT JOIN tms_terminals t ON t.terminal_id = x.tid"
-            " LEFT JOIN tms_param_sets g ON g.scope = 'group'"
-            f" AND g.scope_id = COALESCE(t.group_name, '{DEFAULT_GROUP}')"
-            " LEFT JOIN tms_param_sets p ON p.scope = 'terminal' AND p.scope_id = x.tid"
-        )
+        sql = _view_sql(with_params=True, terminals=1)
         row = await self._db._key_read("tms_view", sql, [terminal_id])
         if row is None:
             return ManagementRow(None, None, None, None)
@@ -267,7 +299,20 @@ class SqlTmsStore:
                     ParamValues.model_validate_json(row[f"{prefix}_params"]),
                 )
             )
-        return ManagementRow(known, sets[0], sets[1], row["offer"])
+        return ManagementRow(known, sets[0], sets[1], row["offer"], _fingerprint(row))
+
+    async def view_fingerprints(self, terminal_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """``management_view``'s fingerprint of each terminal, without the
+        parameter sets' contents, in one statement per ``VIEW_CHECK_CHUNK``."""
+        found: dict[str, tuple[Any, ...]] = {}
+        sql = _view_sql(with_params=False, terminals=VIEW_CHECK_CHUNK)
+        ids = list(terminal_ids)
+        for first in range(0, len(ids), VIEW_CHECK_CHUNK):
+            chunk = ids[first : first + VIEW_CHECK_CHUNK]
+            padded = chunk + [chunk[-1]] * (VIEW_CHECK_CHUNK - len(chunk))
+            for row in await self._db._key_rows("tms_view_versions", sql, padded):
+                found[str(row["registry_key"])] = _fingerprint(row)
+        return found
 
     async def record_status(
         self,

@@ -17,10 +17,12 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from posp.errors import StoreError
 from posp.iso8583.tms_identity import TerminalIdentity
 from posp.store.ic import IcStore
 from posp.store.registry_cache import RegistryCache
@@ -99,10 +101,14 @@ class TerminalManagement:
         self.max_age_s = max_age_s
         self._views: RegistryCache[TerminalView] = RegistryCache()
         self._ic_versions: tuple[float, dict[str, int]] | None = None
+        #: The check of the views past their bound, while one runs (shared).
+        self._checking: asyncio.Future[None] | None = None
 
     async def view(self, terminal_id: str, max_age_s: float | None = None) -> TerminalView:
         age = self.max_age_s if max_age_s is None else max_age_s
         cached = self._views.get(terminal_id, age)
+        if cached is None and age > 0 and self._views.expired(terminal_id, age):
+            cached = await self._revalidated(terminal_id, age)
         if cached is not None:
             return cached
         generation, started_s = self._views.generation, time.monotonic()
@@ -117,8 +123,47 @@ class TerminalManagement:
             versions[AID_KIND],
             row.offer,
         )
-        self._views.put(terminal_id, view, generation, started_s)
+        self._views.put(terminal_id, view, generation, started_s, row.fingerprint)
         return view
+
+    async def _revalidated(self, terminal_id: str, max_age_s: float) -> TerminalView | None:
+        """The cached view once a check of every view past ``max_age_s`` (shared by
+        concurrent callers) found it unchanged; None otherwise."""
+        checking = self._checking
+        if checking is None:
+            checking = self._checking = asyncio.ensure_future(self._revalidate(max_age_s))
+            checking.add_done_callback(self._checked)
+        try:
+            await asyncio.shield(checking)
+        except StoreError:
+            return None  # the view's own read answers for the store
+        return self._views.get(terminal_id, max_age_s)
+
+    def _checked(self, done: asyncio.Future[None]) -> None:
+        if self._checking is done:
+            self._checking = None
+        if not done.cancelled():
+            done.exception()  # retrieved: a caller may have stopped waiting
+
+    async def _revalidate(self, max_age_s: float) -> None:
+        """Check every view older than ``max_age_s`` against the store: its row's
+        fingerprint (``TmsStore.view_fingerprints``, one query per 128 views) and
+        the IC sets' versions.  An unchanged view counts as read when the check
+        started; a changed one is dropped, to be read again."""
+        started_s = time.monotonic()
+        stale = self._views.stale(max_age_s)
+        versions = await self.ic.versions()
+        self._ic_versions = (started_s, versions)
+        current = await self.tms.view_fingerprints(sorted(stale))
+        for terminal_id, (view, fingerprint) in stale.items():
+            if (
+                current.get(terminal_id) == fingerprint
+                and view.capk_version == versions[CAPK_KIND]
+                and view.aid_version == versions[AID_KIND]
+            ):
+                self._views.renew(terminal_id, view, started_s)
+            else:
+                self._views.drop(terminal_id, view)
 
     async def _versions(self, max_age_s: float) -> dict[str, int]:
         held = self._ic_versions
