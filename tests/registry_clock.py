@@ -3,7 +3,8 @@
 ``posp.store.registry_cache``, ``posp.store.sql_store`` and
 ``posp.tms.service`` read ``time.monotonic()`` for a cached row's age and a
 read's start; ``moved_registry_clock`` replaces the ``time`` those modules see
-(nothing else) with one ``ahead_s`` ahead."""
+(nothing else) with one ``ahead_s`` ahead.  ``count_key_reads`` records which
+reads by key (row reads, bulk checks) a store makes from then on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from posp.store import registry_cache, sql_store
+from posp.store.sql_store import SqlStore
 from posp.tms import service
 
 
@@ -35,3 +37,16 @@ def moved_registry_clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
     monkeypatch.setattr(sql_store, "time", clock)
     monkeypatch.setattr(service, "time", clock)
     return clock
+
+
+def count_key_reads(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ops of ``store``'s reads by key from now on, in order."""
+    ops: list[str] = []
+    original = store._key_rows
+
+    async def counted(op: str, sql: str, params: Any = ()) -> list[Any]:
+        ops.append(op)
+        return await original(op, sql, params)
+
+    monkeypatch.setattr(store, "_key_rows", counted)
+    return ops

@@ -19,7 +19,7 @@ from posp.store.api import Merchant, Terminal
 from posp.store.postgres import PostgresStore
 from posp.store.sql_store import REVALIDATE_CHUNK, SqlStore
 from posp.store.sqlite import SqliteStore
-from tests.registry_clock import MovedClock, moved_registry_clock
+from tests.registry_clock import MovedClock, count_key_reads, moved_registry_clock
 from tests.store.conftest import StoreFactory, pg_schema_before, scratch_schema
 from tests.store.samples import MID, TID, registered
 from tests.store.test_sqlite_counter_migration import database_before
@@ -31,19 +31,6 @@ PAST_S = 5.0  # the clock moved past BOUND_S
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
     return moved_registry_clock(monkeypatch)
-
-
-def count_reads(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ops of the store's reads by key from now on (row reads and checks)."""
-    ops: list[str] = []
-    original = store._key_rows
-
-    async def counted(op: str, sql: str, params: Any = ()) -> list[Any]:
-        ops.append(op)
-        return await original(op, sql, params)
-
-    monkeypatch.setattr(store, "_key_rows", counted)
-    return ops
 
 
 async def version(store: SqlStore, table: str, column: str, key: str) -> int:
@@ -83,7 +70,7 @@ async def test_unchanged_rows_past_the_bound_are_checked_once_not_read_again(
     for terminal_id in (TID, "10000002"):
         assert await switch.get_terminal(terminal_id, max_age_s=BOUND_S) is not None
     assert await switch.get_merchant(MID, max_age_s=BOUND_S) is not None
-    reads = count_reads(switch, monkeypatch)
+    reads = count_key_reads(switch, monkeypatch)
     clock.ahead_s = PAST_S
     first = await switch.get_terminal(TID, max_age_s=BOUND_S)
     second = await switch.get_terminal("10000002", max_age_s=BOUND_S)
@@ -105,7 +92,7 @@ async def test_a_row_changed_elsewhere_is_read_again_after_the_check(
     await admin.set_merchant_status(MID, "disabled")
     # within the bound the cached rows are served, as before
     assert (await switch.get_terminal(TID, max_age_s=BOUND_S)).status == "active"  # type: ignore[union-attr]
-    reads = count_reads(switch, monkeypatch)
+    reads = count_key_reads(switch, monkeypatch)
     clock.ahead_s = PAST_S
     assert (await switch.get_terminal(TID, max_age_s=BOUND_S)).status == "disabled"  # type: ignore[union-attr]
     assert (await switch.get_merchant(MID, max_age_s=BOUND_S)).status == "disabled"  # type: ignore[union-attr]
@@ -122,7 +109,7 @@ async def test_concurrent_callers_share_one_check(
     switch = await factory.new()
     for terminal_id in ids:
         await switch.get_terminal(terminal_id, max_age_s=BOUND_S)
-    reads = count_reads(switch, monkeypatch)
+    reads = count_key_reads(switch, monkeypatch)
     clock.ahead_s = PAST_S
     found = await asyncio.gather(*(switch.get_terminal(t, max_age_s=BOUND_S) for t in ids))
     assert [t.terminal_id for t in found if t is not None] == ids
@@ -140,7 +127,7 @@ async def test_more_rows_than_one_check_holds_take_one_check_each_chunk(
     for terminal_id in ids:
         await switch.get_terminal(terminal_id, max_age_s=BOUND_S)
     await admin.set_terminal_status(ids[-1], "disabled")  # in the second chunk
-    reads = count_reads(switch, monkeypatch)
+    reads = count_key_reads(switch, monkeypatch)
     clock.ahead_s = PAST_S
     for terminal_id in ids[:-1]:
         assert (await switch.get_terminal(terminal_id, max_age_s=BOUND_S)).status == "active"  # type: ignore[union-attr]
@@ -176,7 +163,7 @@ async def test_zero_still_reads_the_row_every_time(
     switch = await registered(await factory.new())
     assert isinstance(switch, SqlStore)
     await switch.get_terminal(TID, max_age_s=BOUND_S)
-    reads = count_reads(switch, monkeypatch)
+    reads = count_key_reads(switch, monkeypatch)
     await switch.get_terminal(TID)
     await switch.get_terminal(TID, max_age_s=0.0)
     assert reads == ["get_terminal", "get_terminal"]

@@ -20,7 +20,7 @@ from posp.tms.ic import Aid
 from posp.tms.params import ParamValues, Scope
 from posp.tms.rollout import RolloutService
 from posp.tms.service import TerminalManagement
-from tests.registry_clock import MovedClock, moved_registry_clock
+from tests.registry_clock import MovedClock, count_key_reads, moved_registry_clock
 from tests.store.conftest import StoreFactory
 
 BOUND_S = 1.0
@@ -76,20 +76,6 @@ async def test_every_change_to_a_view_changes_its_fingerprint(factory: StoreFact
     assert await tms.view_fingerprints(IDS) == unchanged  # no write, no change
 
 
-def _count(tms: SqlTmsStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ops of the store's reads by key from now on."""
-    store = tms.sql_store
-    ops: list[str] = []
-    original = store._key_rows
-
-    async def counted(op: str, sql: str, params: Any = ()) -> list[Any]:
-        ops.append(op)
-        return await original(op, sql, params)
-
-    monkeypatch.setattr(store, "_key_rows", counted)
-    return ops
-
-
 async def _management(factory: StoreFactory) -> tuple[TerminalManagement, SqlTmsStore, SqlStore]:
     switch = await factory.new()
     admin = await factory.new()
@@ -106,7 +92,7 @@ async def test_unchanged_views_past_the_bound_are_checked_once_not_read_again(
 ) -> None:
     management, _, _ = await _management(factory)
     cached = [await management.view(tid) for tid in IDS]
-    reads = _count(cast(SqlTmsStore, management.tms), monkeypatch)
+    reads = count_key_reads(cast(SqlTmsStore, management.tms).sql_store, monkeypatch)
     clock.ahead_s = PAST_S
     assert [await management.view(tid) for tid in IDS] == cached
     assert reads == ["ic_versions", "tms_view_versions"]  # one check: IC sets and views
@@ -119,7 +105,7 @@ async def test_a_view_changed_elsewhere_is_read_again(
     assert (await management.view(IDS[0])).caps.purchase_minor is None
     await admin_tms.set_param_set(Scope.TERMINAL, IDS[0], ParamValues(purchase_cap_minor=100_00))
     assert (await management.view(IDS[0])).caps.purchase_minor is None  # within the bound
-    reads = _count(cast(SqlTmsStore, management.tms), monkeypatch)
+    reads = count_key_reads(cast(SqlTmsStore, management.tms).sql_store, monkeypatch)
     clock.ahead_s = PAST_S
     fresh = await management.view(IDS[0])
     assert fresh.caps.purchase_minor == 100_00 and fresh.digit == "1"
@@ -133,7 +119,7 @@ async def test_a_new_ic_set_drops_every_view_checked(
     management, _, admin = await _management(factory)
     before = await management.view(IDS[0])
     await SqlIcStore(admin).put_aid(Aid(aid="A000000333010101", ec_limit_minor=100000))
-    reads = _count(cast(SqlTmsStore, management.tms), monkeypatch)
+    reads = count_key_reads(cast(SqlTmsStore, management.tms).sql_store, monkeypatch)
     clock.ahead_s = PAST_S
     after = await management.view(IDS[0])
     assert after.aid_version > before.aid_version
