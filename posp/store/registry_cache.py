@@ -29,19 +29,26 @@ Invariants:
 from __future__ import annotations
 
 import time
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 V = TypeVar("V")
 
 DEFAULT_MAX_ROWS: Final = 100_000
 
 
+#: A row past its bound that no caller asked for in this long is dropped by the
+#: next check instead of being checked (it is read again if it is ever asked for).
+CHECK_IDLE_AFTER_S: Final = 60.0
+
+
 class RegistryCache(Generic[V]):
-    """Rows by id with the monotonic time their read started (and, when known,
-    their ``row_version``); see the module docstring."""
+    """Rows by id: each with the monotonic time its read started, its version
+    when known (None: never checked, only read again), and when a caller last
+    asked for it; see the module docstring."""
 
     def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        self._rows: dict[str, tuple[float, V, object]] = {}
+        #: key -> [read started, value, version, last asked for]
+        self._rows: dict[str, list[Any]] = {}
         self._max_rows = max_rows
         self.generation = 0
 
@@ -50,9 +57,14 @@ class RegistryCache(Generic[V]):
         if max_age_s <= 0:
             return None
         hit = self._rows.get(key)
-        if hit is None or time.monotonic() - hit[0] > max_age_s:
+        if hit is None:
             return None
-        return hit[1]
+        now = time.monotonic()
+        hit[3] = now
+        if now - hit[0] > max_age_s:
+            return None
+        value: V = hit[1]
+        return value
 
     def put(
         self,
@@ -67,7 +79,7 @@ class RegistryCache(Generic[V]):
             return
         if len(self._rows) >= self._max_rows:
             self._rows.clear()
-        self._rows[key] = (read_started_s, value, version)
+        self._rows[key] = [read_started_s, value, version, read_started_s]
 
     def expired(self, key: str, max_age_s: float) -> bool:
         """Whether ``key`` is held, with a version, but read more than ``max_age_s`` ago."""
@@ -75,19 +87,27 @@ class RegistryCache(Generic[V]):
         return hit is not None and hit[2] is not None and time.monotonic() - hit[0] > max_age_s
 
     def stale(self, max_age_s: float) -> dict[str, tuple[V, object]]:
-        """Every row held with a version and read more than ``max_age_s`` ago."""
-        oldest = time.monotonic() - max_age_s
-        return {
-            key: (value, version)
-            for key, (read_s, value, version) in self._rows.items()
-            if version is not None and read_s < oldest
-        }
+        """Every row held with a version, read more than ``max_age_s`` ago and asked
+        for within ``CHECK_IDLE_AFTER_S``: what a check should look at.  Rows past
+        the bound and idle longer are dropped here (a check's cost follows the
+        rows in use, not every row ever cached)."""
+        now = time.monotonic()
+        oldest, idle = now - max_age_s, now - CHECK_IDLE_AFTER_S
+        found: dict[str, tuple[V, object]] = {}
+        for key, (read_s, value, version, asked_s) in list(self._rows.items()):
+            if version is None or read_s >= oldest:
+                continue
+            if asked_s < idle:
+                del self._rows[key]
+            else:
+                found[key] = (value, version)
+        return found
 
     def renew(self, key: str, value: V, checked_s: float) -> None:
         """``value`` was found current by a check that started at ``checked_s``."""
         hit = self._rows.get(key)
         if hit is not None and hit[1] is value and hit[0] < checked_s:
-            self._rows[key] = (checked_s, value, hit[2])
+            hit[0] = checked_s
 
     def drop(self, key: str, value: V) -> None:
         """``value`` changed in the database: drop it (not a newer read of ``key``)."""

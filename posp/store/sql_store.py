@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
+from posp.log import get_logger
 from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import (
@@ -36,6 +37,8 @@ from posp.store.api import (
 )
 from posp.store.batches import merge_batches
 from posp.store.registry_cache import RegistryCache
+
+_log = get_logger("posp.store")
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
@@ -61,8 +64,8 @@ class SqlStore(abc.ABC):
         self.saf_lease_s = saf_lease_s
         self._terminals: RegistryCache[Terminal] = RegistryCache()
         self._merchants: RegistryCache[Merchant] = RegistryCache()
-        #: The revalidation running per registry table (one at a time, shared).
-        self._revalidations: dict[str, asyncio.Future[None]] = {}
+        #: The check running per registry table (one at a time, shared) and its keys.
+        self._revalidations: dict[str, tuple[asyncio.Future[None], set[str]]] = {}
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
@@ -207,41 +210,56 @@ class SqlStore(abc.ABC):
         self, cache: RegistryCache[_Row], table: str, column: str, key: str, max_age_s: float
     ) -> _Row | None:
         """``key``'s cached row when it is held but older than ``max_age_s`` and a
-        check of every such row of ``cache`` (``_revalidate``) finds it unchanged;
-        None otherwise (the caller then reads the row itself)."""
+        check of every such row of ``cache`` in use (``_revalidate``) finds it
+        unchanged; None otherwise: the caller then reads the row itself, also at
+        once when a check already under way does not cover ``key``."""
         if max_age_s <= 0 or not cache.expired(key, max_age_s):
             return None
         running = self._revalidations.get(table)
         if running is None:
-            running = asyncio.ensure_future(self._revalidate(cache, table, column, max_age_s))
-            self._revalidations[table] = running
-            running.add_done_callback(lambda done: self._revalidation_done(table, done))
+            stale = cache.stale(max_age_s)
+            started: asyncio.Future[None] = asyncio.ensure_future(
+                self._revalidate(cache, table, column, stale)
+            )
+            running = self._revalidations[table] = (started, set(stale))
+            started.add_done_callback(lambda done: self._revalidation_done(table, done))
+        check, keys = running
+        if key not in keys:
+            return None
         try:
-            await asyncio.shield(running)
-        except StoreError:
-            return None  # the row's own read answers for the store
+            await asyncio.shield(check)
+        except Exception:  # logged once (_revalidation_done); the row's own read answers
+            return None
         return cache.get(key, max_age_s)
 
     def _revalidation_done(self, table: str, done: asyncio.Future[None]) -> None:
-        if self._revalidations.get(table) is done:
+        running = self._revalidations.get(table)
+        if running is not None and running[0] is done:
             del self._revalidations[table]
-        if not done.cancelled():
-            done.exception()  # retrieved: a caller may have stopped waiting
+        if done.cancelled():
+            return
+        error = done.exception()  # retrieved here, whoever still waits
+        if error is not None and not isinstance(error, StoreError):
+            _log.error("registry check failed", table=table, error_type=type(error).__name__)
 
     async def _revalidate(
-        self, cache: RegistryCache[_Row], table: str, column: str, max_age_s: float
+        self,
+        cache: RegistryCache[_Row],
+        table: str,
+        column: str,
+        stale: dict[str, tuple[_Row, object]],
     ) -> None:
-        """Check every row of ``cache`` older than ``max_age_s`` against its table's
-        ``row_version`` (bumped by a trigger on every change, migration 0036), in
-        one statement per ``REVALIDATE_CHUNK`` rows: an unchanged row counts as
-        read when the check started, a changed or vanished one is dropped."""
+        """Check the ``stale`` rows of ``cache`` against their table's ``row_version``
+        (bumped by a trigger on every change, migration 0036), one statement per
+        ``REVALIDATE_CHUNK`` rows, yielding to the event loop between them: an
+        unchanged row counts as read when the check started, a changed or
+        vanished one is dropped."""
         started_s = time.monotonic()
-        stale = cache.stale(max_age_s)
         keys = sorted(stale)
         sql = q.row_versions(table, column, REVALIDATE_CHUNK)
         for first in range(0, len(keys), REVALIDATE_CHUNK):
-            chunk = keys[first : first + REVALIDATE_CHUNK]
-            padded = chunk + [chunk[-1]] * (REVALIDATE_CHUNK - len(chunk))
+            chunk: list[str] = keys[first : first + REVALIDATE_CHUNK]
+            padded: list[str | None] = [*chunk, *[None] * (REVALIDATE_CHUNK - len(chunk))]
             found = await self._key_rows(f"{table}_versions", sql, padded)
             current = {row["registry_key"]: int(row["row_version"]) for row in found}
             for key in chunk:
@@ -250,6 +268,7 @@ class SqlStore(abc.ABC):
                     cache.renew(key, value, started_s)
                 else:
                     cache.drop(key, value)
+            await asyncio.sleep(0)  # a long check must not hold the loop (SQLite reads inline)
 
     async def _write_terminal(self, op: str, sql: str, params: list[Any], terminal_id: str) -> bool:
         """A change to one terminal's row; its cached copy is forgotten (see registry_cache)."""

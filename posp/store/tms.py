@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -309,9 +310,13 @@ class SqlTmsStore:
         ids = list(terminal_ids)
         for first in range(0, len(ids), VIEW_CHECK_CHUNK):
             chunk = ids[first : first + VIEW_CHECK_CHUNK]
-            padded = chunk + [chunk[-1]] * (VIEW_CHECK_CHUNK - len(chunk))
+            # padded with NULLs, which match no row: no extra work per padding id
+            padded: list[str | None] = [*chunk, *[None] * (VIEW_CHECK_CHUNK - len(chunk))]
             for row in await self._db._key_rows("tms_view_versions", sql, padded):
-                found[str(row["registry_key"])] = _fingerprint(row)
+                key = row["registry_key"]
+                if key is not None and key not in found:
+                    found[str(key)] = _fingerprint(row)
+            await asyncio.sleep(0)  # a long check must not hold the loop (SQLite reads inline)
         return found
 
     async def record_status(

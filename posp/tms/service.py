@@ -24,6 +24,7 @@ from typing import Final
 
 from posp.errors import StoreError
 from posp.iso8583.tms_identity import TerminalIdentity
+from posp.log import get_logger
 from posp.store.ic import IcStore
 from posp.store.registry_cache import RegistryCache
 from posp.store.tms import TerminalTms, TmsStore
@@ -32,6 +33,8 @@ from posp.tms.params import EffectiveParams, ParamValues, effective, processing_
 from posp.tms.rollout import RolloutService
 
 DEFAULT_VIEW_MAX_AGE_S: Final = 1.0
+
+_log = get_logger("posp.tms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +104,12 @@ class TerminalManagement:
         self.max_age_s = max_age_s
         self._views: RegistryCache[TerminalView] = RegistryCache()
         self._ic_versions: tuple[float, dict[str, int]] | None = None
-        #: The check of the views past their bound, while one runs (shared).
-        self._checking: asyncio.Future[None] | None = None
+        #: The check of the views past their bound while one runs (shared), and
+        #: the terminals it covers.
+        self._checking: tuple[asyncio.Future[None], set[str]] | None = None
+        #: Bumped when the IC sets change through this object: IC versions read
+        #: before that are not kept.
+        self._ic_generation = 0
 
     async def view(self, terminal_id: str, max_age_s: float | None = None) -> TerminalView:
         age = self.max_age_s if max_age_s is None else max_age_s
@@ -127,33 +134,43 @@ class TerminalManagement:
         return view
 
     async def _revalidated(self, terminal_id: str, max_age_s: float) -> TerminalView | None:
-        """The cached view once a check of every view past ``max_age_s`` (shared by
-        concurrent callers) found it unchanged; None otherwise."""
-        checking = self._checking
-        if checking is None:
-            checking = self._checking = asyncio.ensure_future(self._revalidate(max_age_s))
-            checking.add_done_callback(self._checked)
+        """The cached view once a check of every view in use past ``max_age_s``
+        (shared by concurrent callers) found it unchanged; None otherwise, also at
+        once when a check already under way does not cover ``terminal_id``."""
+        running = self._checking
+        if running is None:
+            stale = self._views.stale(max_age_s)
+            started: asyncio.Future[None] = asyncio.ensure_future(self._revalidate(stale))
+            running = self._checking = (started, set(stale))
+            started.add_done_callback(self._checked)
+        check, terminal_ids = running
+        if terminal_id not in terminal_ids:
+            return None
         try:
-            await asyncio.shield(checking)
-        except StoreError:
-            return None  # the view's own read answers for the store
+            await asyncio.shield(check)
+        except Exception:  # logged once (_checked); the view's own read answers
+            return None
         return self._views.get(terminal_id, max_age_s)
 
     def _checked(self, done: asyncio.Future[None]) -> None:
-        if self._checking is done:
+        if self._checking is not None and self._checking[0] is done:
             self._checking = None
-        if not done.cancelled():
-            done.exception()  # retrieved: a caller may have stopped waiting
+        if done.cancelled():
+            return
+        error = done.exception()  # retrieved here, whoever still waits
+        if error is not None and not isinstance(error, StoreError):
+            _log.error("management view check failed", error_type=type(error).__name__)
 
-    async def _revalidate(self, max_age_s: float) -> None:
-        """Check every view older than ``max_age_s`` against the store: its row's
-        fingerprint (``TmsStore.view_fingerprints``, one query per 128 views) and
-        the IC sets' versions.  An unchanged view counts as read when the check
-        started; a changed one is dropped, to be read again."""
+    async def _revalidate(self, stale: dict[str, tuple[TerminalView, object]]) -> None:
+        """Check the ``stale`` views against the store: each row's fingerprint
+        (``TmsStore.view_fingerprints``, one query per 128 views) and the IC sets'
+        versions.  An unchanged view counts as read when the check started; a
+        changed one is dropped, to be read again."""
         started_s = time.monotonic()
-        stale = self._views.stale(max_age_s)
+        generation = self._ic_generation
         versions = await self.ic.versions()
-        self._ic_versions = (started_s, versions)
+        if generation == self._ic_generation:  # no IC change through this object since
+            self._ic_versions = (started_s, versions)
         current = await self.tms.view_fingerprints(sorted(stale))
         for terminal_id, (view, fingerprint) in stale.items():
             if (
@@ -169,9 +186,10 @@ class TerminalManagement:
         held = self._ic_versions
         if held is not None and max_age_s > 0 and time.monotonic() - held[0] <= max_age_s:
             return held[1]
-        started_s = time.monotonic()
+        started_s, generation = time.monotonic(), self._ic_generation
         versions = await self.ic.versions()
-        self._ic_versions = (started_s, versions)
+        if generation == self._ic_generation:  # an IC change meanwhile: not kept
+            self._ic_versions = (started_s, versions)
         return versions
 
     async def terminal_caps(self, terminal_id: str) -> TerminalCaps:
@@ -183,6 +201,7 @@ class TerminalManagement:
         self._views.forget(terminal_id)
         if terminal_id is None:
             self._ic_versions = None
+            self._ic_generation += 1
 
     async def held_params(self, terminal_id: str, version: int) -> None:
         await self.tms.set_held_params(terminal_id, version)

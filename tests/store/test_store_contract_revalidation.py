@@ -17,6 +17,7 @@ import pytest
 from posp.errors import StoreUnavailable
 from posp.store.api import Merchant, Terminal
 from posp.store.postgres import PostgresStore
+from posp.store.registry_cache import CHECK_IDLE_AFTER_S
 from posp.store.sql_store import REVALIDATE_CHUNK, SqlStore
 from posp.store.sqlite import SqliteStore
 from tests.registry_clock import MovedClock, count_key_reads, moved_registry_clock
@@ -224,3 +225,74 @@ async def test_postgres_rows_from_before_0036_get_versions(pg_dsn: str) -> None:
             await _upgraded_rows_work(store)
         finally:
             await store.close()
+
+
+# --- what a check looks at, and who waits for it ---------------------------------
+
+
+async def test_rows_idle_past_the_bound_are_dropped_not_checked(
+    factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await registered(await factory.new())
+    await admin.add_terminal(Terminal("10000002", MID))
+    switch = await factory.new()
+    for terminal_id in (TID, "10000002"):
+        await switch.get_terminal(terminal_id, max_age_s=BOUND_S)
+    clock.ahead_s = CHECK_IDLE_AFTER_S - 1.0
+    await switch.get_terminal(TID, max_age_s=BOUND_S)  # checked, asked for again now
+    reads = count_key_reads(switch, monkeypatch)
+    clock.ahead_s = CHECK_IDLE_AFTER_S + 5.0  # 10000002 not asked for since its read
+    assert await switch.get_terminal(TID, max_age_s=BOUND_S) is not None
+    assert reads == ["terminals_versions"]
+    assert await switch.get_terminal("10000002", max_age_s=BOUND_S) is not None
+    assert reads == ["terminals_versions", "get_terminal"]  # dropped as idle: read
+
+
+async def test_a_row_outside_the_check_under_way_is_read_at_once(
+    factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await registered(await factory.new())
+    switch = await factory.new()
+    await switch.get_terminal(TID, max_age_s=BOUND_S)
+    clock.ahead_s = PAST_S
+    started, release = asyncio.Event(), asyncio.Event()
+    original = switch._key_rows
+    ops: list[str] = []
+
+    async def held(op: str, sql: str, params: Any = ()) -> list[Any]:
+        ops.append(op)
+        if op == "terminals_versions":
+            started.set()
+            await release.wait()
+        return await original(op, sql, params)
+
+    monkeypatch.setattr(switch, "_key_rows", held)
+    checking = asyncio.ensure_future(switch.get_terminal(TID, max_age_s=BOUND_S))
+    await started.wait()  # the check has started and waits
+    await admin.add_terminal(Terminal("10000003", MID))
+    fresh = await switch.get_terminal("10000003", max_age_s=BOUND_S)  # not cached yet
+    await switch.get_terminal("10000003", max_age_s=BOUND_S)  # cached now
+    clock.ahead_s = PAST_S * 2  # past its bound too, but not in the check under way
+    assert await switch.get_terminal("10000003", max_age_s=BOUND_S) == fresh
+    assert ops == ["terminals_versions", "get_terminal", "get_terminal"]
+    release.set()
+    assert (await checking) is not None
+
+
+async def test_an_unexpected_error_in_a_check_falls_back_to_the_read(
+    factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch = await registered(await factory.new())
+    assert isinstance(switch, SqlStore)
+    await switch.get_terminal(TID, max_age_s=BOUND_S)
+    original = switch._key_rows
+
+    async def broken(op: str, sql: str, params: Any = ()) -> list[Any]:
+        if op.endswith("_versions"):
+            raise RuntimeError("a bug in the check")
+        return await original(op, sql, params)
+
+    monkeypatch.setattr(switch, "_key_rows", broken)
+    clock.ahead_s = PAST_S
+    found = await asyncio.gather(*(switch.get_terminal(TID, max_age_s=BOUND_S) for _ in range(3)))
+    assert [t.terminal_id for t in found if t is not None] == [TID] * 3

@@ -83,3 +83,19 @@ def test_the_no_pin_limit_counts_only_when_key_40_enables_it() -> None:
     on = ParamValues(small_amount_enabled=True, small_amount_limit_minor=30000)
     assert TerminalCaps.of(off).no_pin_limit_minor is None
     assert TerminalCaps.of(on).no_pin_limit_minor == 30000
+
+
+async def test_ic_versions_read_across_an_ic_change_are_not_kept() -> None:
+    stores = CountingStores()
+    tms = _management(stores)
+    plain = stores.versions
+
+    async def changing() -> dict[str, int]:
+        tms.forget()  # the IC sets change through this object while the read is in flight
+        return await plain()
+
+    stores.versions = changing  # type: ignore[method-assign]
+    await tms.view("T1")
+    stores.versions = plain  # type: ignore[method-assign]
+    await tms.view("T1")
+    assert stores.calls["ic"] == 2  # read again: the first answer may predate the change

@@ -2,6 +2,8 @@
 -- trigger, so every write path, the CLI and another instance alike.  A switch
 -- then checks many cached rows in one query, instead of reading each again
 -- once its cache bound has passed (SqlStore._revalidate).
+-- posp never deletes these rows; one deleted and created again outside posp
+-- starts again at 0, so restart the switches after such a change.
 ALTER TABLE terminals ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE merchants ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
 CREATE FUNCTION posp_row_version() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.row_version := OLD.row_version + 1; RETURN NEW; END $$;
