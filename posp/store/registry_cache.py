@@ -28,10 +28,17 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, TypeVar
 
+from posp.errors import StoreError
+from posp.log import get_logger
+
 V = TypeVar("V")
+
+_log = get_logger("posp.store.registry_cache")
 
 DEFAULT_MAX_ROWS: Final = 100_000
 
@@ -122,3 +129,48 @@ class RegistryCache(Generic[V]):
             self._rows.clear()
         else:
             self._rows.pop(key, None)
+
+
+class SharedCheck:
+    """One check at a time of a cache's rows past their bound, shared by the
+    callers whose rows it covers (``SqlStore._revalidated``,
+    ``TerminalManagement._revalidated``)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._running: tuple[asyncio.Future[None], set[str]] | None = None
+
+    async def covers(
+        self,
+        key: str,
+        stale: Callable[[], dict[str, Any]],
+        check: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> bool:
+        """Start ``check(stale())`` unless a check runs; wait for the running one
+        when it covers ``key``.  True when it covered ``key`` and ended without
+        an error; False otherwise (the caller then reads the row itself, at once
+        when the check under way does not cover it).  A check's error other than
+        a StoreError is logged once, here."""
+        running = self._running
+        if running is None:
+            rows = stale()
+            started: asyncio.Future[None] = asyncio.ensure_future(check(rows))
+            running = self._running = (started, set(rows))
+            started.add_done_callback(self._done)
+        future, keys = running
+        if key not in keys:
+            return False
+        try:
+            await asyncio.shield(future)
+        except Exception:  # logged once (_done); the row's own read answers
+            return False
+        return True
+
+    def _done(self, done: asyncio.Future[None]) -> None:
+        if self._running is not None and self._running[0] is done:
+            self._running = None
+        if done.cancelled():
+            return
+        error = done.exception()  # retrieved here, whoever still waits
+        if error is not None and not isinstance(error, StoreError):
+            _log.error("cache check failed", rows=self._what, error_type=type(error).__name__)

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
-from posp.log import get_logger
 from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import (
@@ -36,9 +35,7 @@ from posp.store.api import (
     UploadedRecord,
 )
 from posp.store.batches import merge_batches
-from posp.store.registry_cache import RegistryCache
-
-_log = get_logger("posp.store")
+from posp.store.registry_cache import RegistryCache, SharedCheck
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
@@ -64,8 +61,11 @@ class SqlStore(abc.ABC):
         self.saf_lease_s = saf_lease_s
         self._terminals: RegistryCache[Terminal] = RegistryCache()
         self._merchants: RegistryCache[Merchant] = RegistryCache()
-        #: The check running per registry table (one at a time, shared) and its keys.
-        self._revalidations: dict[str, tuple[asyncio.Future[None], set[str]]] = {}
+        #: One check at a time per registry table, shared (``_revalidated``).
+        self._checks = {
+            "terminals": SharedCheck("terminals"),
+            "merchants": SharedCheck("merchants"),
+        }
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
@@ -211,36 +211,15 @@ class SqlStore(abc.ABC):
     ) -> _Row | None:
         """``key``'s cached row when it is held but older than ``max_age_s`` and a
         check of every such row of ``cache`` in use (``_revalidate``) finds it
-        unchanged; None otherwise: the caller then reads the row itself, also at
-        once when a check already under way does not cover ``key``."""
+        unchanged; None otherwise: the caller then reads the row itself."""
         if max_age_s <= 0 or not cache.expired(key, max_age_s):
             return None
-        running = self._revalidations.get(table)
-        if running is None:
-            stale = cache.stale(max_age_s)
-            started: asyncio.Future[None] = asyncio.ensure_future(
-                self._revalidate(cache, table, column, stale)
-            )
-            running = self._revalidations[table] = (started, set(stale))
-            started.add_done_callback(lambda done: self._revalidation_done(table, done))
-        check, keys = running
-        if key not in keys:
-            return None
-        try:
-            await asyncio.shield(check)
-        except Exception:  # logged once (_revalidation_done); the row's own read answers
-            return None
-        return cache.get(key, max_age_s)
-
-    def _revalidation_done(self, table: str, done: asyncio.Future[None]) -> None:
-        running = self._revalidations.get(table)
-        if running is not None and running[0] is done:
-            del self._revalidations[table]
-        if done.cancelled():
-            return
-        error = done.exception()  # retrieved here, whoever still waits
-        if error is not None and not isinstance(error, StoreError):
-            _log.error("registry check failed", table=table, error_type=type(error).__name__)
+        covered = await self._checks[table].covers(
+            key,
+            lambda: cache.stale(max_age_s),
+            lambda stale: self._revalidate(cache, table, column, stale),
+        )
+        return cache.get(key, max_age_s) if covered else None
 
     async def _revalidate(
         self,

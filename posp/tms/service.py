@@ -17,24 +17,19 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from posp.errors import StoreError
 from posp.iso8583.tms_identity import TerminalIdentity
-from posp.log import get_logger
 from posp.store.ic import IcStore
-from posp.store.registry_cache import RegistryCache
+from posp.store.registry_cache import RegistryCache, SharedCheck
 from posp.store.tms import TerminalTms, TmsStore
 from posp.tms.ic import AID_KIND, CAPK_KIND
 from posp.tms.params import EffectiveParams, ParamValues, effective, processing_digit
 from posp.tms.rollout import RolloutService
 
 DEFAULT_VIEW_MAX_AGE_S: Final = 1.0
-
-_log = get_logger("posp.tms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +99,8 @@ class TerminalManagement:
         self.max_age_s = max_age_s
         self._views: RegistryCache[TerminalView] = RegistryCache()
         self._ic_versions: tuple[float, dict[str, int]] | None = None
-        #: The check of the views past their bound while one runs (shared), and
-        #: the terminals it covers.
-        self._checking: tuple[asyncio.Future[None], set[str]] | None = None
+        #: One check at a time of the views past their bound, shared (``_revalidated``).
+        self._check = SharedCheck("management views")
         #: Bumped when the IC sets change through this object: IC versions read
         #: before that are not kept.
         self._ic_generation = 0
@@ -135,31 +129,11 @@ class TerminalManagement:
 
     async def _revalidated(self, terminal_id: str, max_age_s: float) -> TerminalView | None:
         """The cached view once a check of every view in use past ``max_age_s``
-        (shared by concurrent callers) found it unchanged; None otherwise, also at
-        once when a check already under way does not cover ``terminal_id``."""
-        running = self._checking
-        if running is None:
-            stale = self._views.stale(max_age_s)
-            started: asyncio.Future[None] = asyncio.ensure_future(self._revalidate(stale))
-            running = self._checking = (started, set(stale))
-            started.add_done_callback(self._checked)
-        check, terminal_ids = running
-        if terminal_id not in terminal_ids:
-            return None
-        try:
-            await asyncio.shield(check)
-        except Exception:  # logged once (_checked); the view's own read answers
-            return None
-        return self._views.get(terminal_id, max_age_s)
-
-    def _checked(self, done: asyncio.Future[None]) -> None:
-        if self._checking is not None and self._checking[0] is done:
-            self._checking = None
-        if done.cancelled():
-            return
-        error = done.exception()  # retrieved here, whoever still waits
-        if error is not None and not isinstance(error, StoreError):
-            _log.error("management view check failed", error_type=type(error).__name__)
+        (shared by concurrent callers) found it unchanged; None otherwise."""
+        covered = await self._check.covers(
+            terminal_id, lambda: self._views.stale(max_age_s), self._revalidate
+        )
+        return self._views.get(terminal_id, max_age_s) if covered else None
 
     async def _revalidate(self, stale: dict[str, tuple[TerminalView, object]]) -> None:
         """Check the ``stale`` views against the store: each row's fingerprint

@@ -62,14 +62,20 @@ async def test_every_change_to_a_registry_row_bumps_its_version(factory: StoreFa
     assert await version(store, "merchants", "merchant_id", MID) == before + 1
 
 
-async def test_unchanged_rows_past_the_bound_are_checked_once_not_read_again(
-    factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def two_cached(factory: StoreFactory) -> SqliteStore | PostgresStore:
+    """A switch's store holding two terminals' rows, cached now."""
     admin = await registered(await factory.new())
     await admin.add_terminal(Terminal("10000002", MID))
     switch = await factory.new()
     for terminal_id in (TID, "10000002"):
         assert await switch.get_terminal(terminal_id, max_age_s=BOUND_S) is not None
+    return switch
+
+
+async def test_unchanged_rows_past_the_bound_are_checked_once_not_read_again(
+    factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch = await two_cached(factory)
     assert await switch.get_merchant(MID, max_age_s=BOUND_S) is not None
     reads = count_key_reads(switch, monkeypatch)
     clock.ahead_s = PAST_S
@@ -233,11 +239,7 @@ async def test_postgres_rows_from_before_0036_get_versions(pg_dsn: str) -> None:
 async def test_rows_idle_past_the_bound_are_dropped_not_checked(
     factory: StoreFactory, clock: MovedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    admin = await registered(await factory.new())
-    await admin.add_terminal(Terminal("10000002", MID))
-    switch = await factory.new()
-    for terminal_id in (TID, "10000002"):
-        await switch.get_terminal(terminal_id, max_age_s=BOUND_S)
+    switch = await two_cached(factory)
     clock.ahead_s = CHECK_IDLE_AFTER_S - 1.0
     await switch.get_terminal(TID, max_age_s=BOUND_S)  # checked, asked for again now
     reads = count_key_reads(switch, monkeypatch)
