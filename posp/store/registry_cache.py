@@ -24,6 +24,10 @@ Invariants:
   ``TerminalManagement._revalidate``: one query for many rows), so the row was
   current at T and counts as read at T.  A renewal never makes a row look older, and
   applies only to the very object that was checked.
+* A check looks only at rows asked for within ``CHECK_IDLE_AFTER_S``; rows past
+  their bound and idle longer are dropped instead.  One check runs at a time
+  per cache (``SharedCheck``); a caller whose row it does not cover reads the
+  row at once instead of waiting.
 """
 
 from __future__ import annotations
