@@ -39,13 +39,22 @@ def moved_registry_clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
     return clock
 
 
-def count_key_reads(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ops of ``store``'s reads by key from now on, in order."""
+#: The ops of the bulk checks' statements (registry rows, management views).
+CHECK_OPS = frozenset({"terminals_versions", "merchants_versions", "tms_view_versions"})
+
+
+def count_key_reads(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch, *, checks_raise: Exception | None = None
+) -> list[str]:
+    """The ops of ``store``'s reads by key from now on, in order; with
+    ``checks_raise``, every bulk check's statement (``CHECK_OPS``) raises it."""
     ops: list[str] = []
     original = store._key_rows
 
     async def counted(op: str, sql: str, params: Any = ()) -> list[Any]:
         ops.append(op)
+        if checks_raise is not None and op in CHECK_OPS:
+            raise checks_raise
         return await original(op, sql, params)
 
     monkeypatch.setattr(store, "_key_rows", counted)

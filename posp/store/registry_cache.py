@@ -20,8 +20,9 @@ Invariants:
 * Cached rows are shared between callers and must not be mutated.
 * A row kept with a version (a ``row_version``, a view's fingerprint) may be
   *renewed* instead of read again: a query that started at time T found the
-  same version in the database (``SqlStore._revalidate``,
-  ``TerminalManagement._revalidate``: one query for many rows), so the row was
+  same version in the database (``RegistryCache.revalidated`` running
+  ``SqlStore._revalidate`` or ``TerminalManagement._revalidate``: one query for
+  many rows), so the row was
   current at T and counts as read at T.  A renewal never makes a row look older, and
   applies only to the very object that was checked.
 * A check looks only at rows asked for within ``CHECK_IDLE_AFTER_S``; rows past
@@ -57,11 +58,13 @@ class RegistryCache(Generic[V]):
     when known (None: never checked, only read again), and when a caller last
     asked for it; see the module docstring."""
 
-    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(self, what: str = "rows", max_rows: int = DEFAULT_MAX_ROWS) -> None:
         #: key -> [read started, value, version, last asked for]
         self._rows: dict[str, list[Any]] = {}
         self._max_rows = max_rows
         self.generation = 0
+        #: One check at a time of the rows past their bound (``revalidated``).
+        self._check = SharedCheck(what)
 
     def get(self, key: str, max_age_s: float) -> V | None:
         """The cached row if it was read at most ``max_age_s`` ago, else None."""
@@ -114,6 +117,34 @@ class RegistryCache(Generic[V]):
                 found[key] = (value, version)
         return found
 
+    async def revalidated(
+        self,
+        key: str,
+        max_age_s: float,
+        check: Callable[[dict[str, tuple[V, object]]], Awaitable[None]],
+    ) -> V | None:
+        """``key``'s row when it is held with a version but older than ``max_age_s``
+        and ``check`` (run on every such row in use, ``stale``; one check at a time,
+        shared) found it unchanged; None otherwise: the caller then reads the row."""
+        if max_age_s <= 0 or not self.expired(key, max_age_s):
+            return None
+        covered = await self._check.covers(key, lambda: self.stale(max_age_s), check)
+        return self.get(key, max_age_s) if covered else None
+
+    def settle(
+        self,
+        stale: dict[str, tuple[V, object]],
+        checked_s: float,
+        unchanged: Callable[[str, V, object], bool],
+    ) -> None:
+        """A check that started at ``checked_s`` looked at the ``stale`` rows: renew
+        those ``unchanged(key, value, version)`` accepts, drop the others."""
+        for key, (value, version) in stale.items():
+            if unchanged(key, value, version):
+                self.renew(key, value, checked_s)
+            else:
+                self.drop(key, value)
+
     def renew(self, key: str, value: V, checked_s: float) -> None:
         """``value`` was found current by a check that started at ``checked_s``."""
         hit = self._rows.get(key)
@@ -137,8 +168,7 @@ class RegistryCache(Generic[V]):
 
 class SharedCheck:
     """One check at a time of a cache's rows past their bound, shared by the
-    callers whose rows it covers (``SqlStore._revalidated``,
-    ``TerminalManagement._revalidated``)."""
+    callers whose rows it covers (``RegistryCache.revalidated``)."""
 
     def __init__(self, what: str) -> None:
         self._what = what

@@ -35,12 +35,11 @@ from posp.store.api import (
     UploadedRecord,
 )
 from posp.store.batches import merge_batches
-from posp.store.registry_cache import RegistryCache, SharedCheck
+from posp.store.registry_cache import RegistryCache
 
 #: How long ``due_saf`` hides the items it hands out from other pollers.
 DEFAULT_SAF_LEASE_S = 30.0
-#: Cached rows checked per revalidation statement (the keys padded to this
-#: many, so that one statement text serves every call).
+#: Cached rows checked per statement (``_rows_by_keys``).
 REVALIDATE_CHUNK: Final = 128
 
 _Row = TypeVar("_Row", Terminal, Merchant)
@@ -59,13 +58,8 @@ class SqlStore(abc.ABC):
     def __init__(self, *, node_id: str = "", saf_lease_s: float = DEFAULT_SAF_LEASE_S) -> None:
         self.node_id = node_id
         self.saf_lease_s = saf_lease_s
-        self._terminals: RegistryCache[Terminal] = RegistryCache()
-        self._merchants: RegistryCache[Merchant] = RegistryCache()
-        #: One check at a time per registry table, shared (``_revalidated``).
-        self._checks = {
-            "terminals": SharedCheck("terminals"),
-            "merchants": SharedCheck("merchants"),
-        }
+        self._terminals: RegistryCache[Terminal] = RegistryCache("terminals")
+        self._merchants: RegistryCache[Merchant] = RegistryCache("merchants")
 
     # --- primitives ------------------------------------------------------------
     @abc.abstractmethod
@@ -144,8 +138,10 @@ class SqlStore(abc.ABC):
     async def get_merchant(self, merchant_id: str, *, max_age_s: float = 0.0) -> Merchant | None:
         cached = self._merchants.get(merchant_id, max_age_s)
         if cached is None:
-            cached = await self._revalidated(
-                self._merchants, "merchants", "merchant_id", merchant_id, max_age_s
+            cached = await self._merchants.revalidated(
+                merchant_id,
+                max_age_s,
+                lambda stale: self._revalidate(self._merchants, "merchants", "merchant_id", stale),
             )
         if cached is not None:
             return cached
@@ -192,8 +188,10 @@ class SqlStore(abc.ABC):
     async def get_terminal(self, terminal_id: str, *, max_age_s: float = 0.0) -> Terminal | None:
         cached = self._terminals.get(terminal_id, max_age_s)
         if cached is None:
-            cached = await self._revalidated(
-                self._terminals, "terminals", "terminal_id", terminal_id, max_age_s
+            cached = await self._terminals.revalidated(
+                terminal_id,
+                max_age_s,
+                lambda stale: self._revalidate(self._terminals, "terminals", "terminal_id", stale),
             )
         if cached is not None:
             return cached
@@ -206,21 +204,6 @@ class SqlStore(abc.ABC):
         return terminal
 
     # --- registry: cached rows checked in bulk ------------------------------------
-    async def _revalidated(
-        self, cache: RegistryCache[_Row], table: str, column: str, key: str, max_age_s: float
-    ) -> _Row | None:
-        """``key``'s cached row when it is held but older than ``max_age_s`` and a
-        check of every such row of ``cache`` in use (``_revalidate``) finds it
-        unchanged; None otherwise: the caller then reads the row itself."""
-        if max_age_s <= 0 or not cache.expired(key, max_age_s):
-            return None
-        covered = await self._checks[table].covers(
-            key,
-            lambda: cache.stale(max_age_s),
-            lambda stale: self._revalidate(cache, table, column, stale),
-        )
-        return cache.get(key, max_age_s) if covered else None
-
     async def _revalidate(
         self,
         cache: RegistryCache[_Row],
@@ -228,26 +211,30 @@ class SqlStore(abc.ABC):
         column: str,
         stale: dict[str, tuple[_Row, object]],
     ) -> None:
-        """Check the ``stale`` rows of ``cache`` against their table's ``row_version``
-        (bumped by a trigger on every change, migration 0036), one statement per
-        ``REVALIDATE_CHUNK`` rows, yielding to the event loop between them: an
-        unchanged row counts as read when the check started, a changed or
-        vanished one is dropped."""
+        """Check the ``stale`` rows of ``cache`` (``table``, keyed by ``column``)
+        against their ``row_version``, bumped by a trigger on every change
+        (migration 0036): an unchanged row counts as read when the check
+        started, a changed or vanished one is dropped."""
         started_s = time.monotonic()
-        keys = sorted(stale)
         sql = q.row_versions(table, column, REVALIDATE_CHUNK)
-        for first in range(0, len(keys), REVALIDATE_CHUNK):
-            chunk: list[str] = keys[first : first + REVALIDATE_CHUNK]
-            padded: list[str | None] = [*chunk, *[None] * (REVALIDATE_CHUNK - len(chunk))]
-            found = await self._key_rows(f"{table}_versions", sql, padded)
-            current = {row["registry_key"]: int(row["row_version"]) for row in found}
-            for key in chunk:
-                value, version = stale[key]
-                if current.get(key) == version:
-                    cache.renew(key, value, started_s)
-                else:
-                    cache.drop(key, value)
-            await asyncio.sleep(0)  # a long check must not hold the loop (SQLite reads inline)
+        found = await self._rows_by_keys(f"{table}_versions", sql, sorted(stale), REVALIDATE_CHUNK)
+        current = {row["registry_key"]: int(row["row_version"]) for row in found}
+        cache.settle(stale, started_s, lambda key, _row, version: current.get(key) == version)
+
+    async def _rows_by_keys(
+        self, op: str, sql: str, keys: Sequence[str], per_statement: int
+    ) -> list[Any]:
+        """The rows of ``sql`` (a read by key with ``per_statement`` placeholders)
+        for all ``keys``: one statement per ``per_statement`` keys, padded with
+        NULLs, which match no row (so one statement text serves every call),
+        yielding to the event loop between statements (SQLite reads inline)."""
+        found: list[Any] = []
+        for first in range(0, len(keys), per_statement):
+            chunk: list[str | None] = list(keys[first : first + per_statement])
+            chunk += [None] * (per_statement - len(chunk))
+            found += await self._key_rows(op, sql, chunk)
+            await asyncio.sleep(0)
+        return found
 
     async def _write_terminal(self, op: str, sql: str, params: list[Any], terminal_id: str) -> bool:
         """A change to one terminal's row; its cached copy is forgotten (see registry_cache)."""

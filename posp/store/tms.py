@@ -15,7 +15,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,7 +164,7 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-#: Terminals per ``view_fingerprints`` statement (padded, one statement text).
+#: Terminals per ``view_fingerprints`` statement (``SqlStore._rows_by_keys``).
 VIEW_CHECK_CHUNK: Final = 128
 #: Columns of a view row that are not part of its fingerprint.
 _NOT_FINGERPRINT: Final = frozenset({"registry_key", "g_params", "p_params"})
@@ -305,19 +304,15 @@ class SqlTmsStore:
     async def view_fingerprints(self, terminal_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
         """``management_view``'s fingerprint of each terminal, without the
         parameter sets' contents, in one statement per ``VIEW_CHECK_CHUNK``."""
-        found: dict[str, tuple[Any, ...]] = {}
         sql = _view_sql(with_params=False, terminals=VIEW_CHECK_CHUNK)
-        ids = list(terminal_ids)
-        for first in range(0, len(ids), VIEW_CHECK_CHUNK):
-            chunk = ids[first : first + VIEW_CHECK_CHUNK]
-            # padded with NULLs, which match no row: no extra work per padding id
-            padded: list[str | None] = [*chunk, *[None] * (VIEW_CHECK_CHUNK - len(chunk))]
-            for row in await self._db._key_rows("tms_view_versions", sql, padded):
-                key = row["registry_key"]
-                if key is not None and key not in found:
-                    found[str(key)] = _fingerprint(row)
-            await asyncio.sleep(0)  # a long check must not hold the loop (SQLite reads inline)
-        return found
+        found = await self._db._rows_by_keys(
+            "tms_view_versions", sql, list(terminal_ids), VIEW_CHECK_CHUNK
+        )
+        return {
+            str(row["registry_key"]): _fingerprint(row)
+            for row in found
+            if row["registry_key"] is not None
+        }
 
     async def record_status(
         self,

@@ -23,7 +23,7 @@ from typing import Final
 
 from posp.iso8583.tms_identity import TerminalIdentity
 from posp.store.ic import IcStore
-from posp.store.registry_cache import RegistryCache, SharedCheck
+from posp.store.registry_cache import RegistryCache
 from posp.store.tms import TerminalTms, TmsStore
 from posp.tms.ic import AID_KIND, CAPK_KIND
 from posp.tms.params import EffectiveParams, ParamValues, effective, processing_digit
@@ -97,10 +97,8 @@ class TerminalManagement:
         self.ic = ic
         self.rollouts = RolloutService(tms)
         self.max_age_s = max_age_s
-        self._views: RegistryCache[TerminalView] = RegistryCache()
+        self._views: RegistryCache[TerminalView] = RegistryCache("management views")
         self._ic_versions: tuple[float, dict[str, int]] | None = None
-        #: One check at a time of the views past their bound, shared (``_revalidated``).
-        self._check = SharedCheck("management views")
         #: Bumped when the IC sets change through this object: IC versions read
         #: before that are not kept.
         self._ic_generation = 0
@@ -108,8 +106,8 @@ class TerminalManagement:
     async def view(self, terminal_id: str, max_age_s: float | None = None) -> TerminalView:
         age = self.max_age_s if max_age_s is None else max_age_s
         cached = self._views.get(terminal_id, age)
-        if cached is None and age > 0 and self._views.expired(terminal_id, age):
-            cached = await self._revalidated(terminal_id, age)
+        if cached is None:
+            cached = await self._views.revalidated(terminal_id, age, self._revalidate)
         if cached is not None:
             return cached
         generation, started_s = self._views.generation, time.monotonic()
@@ -127,14 +125,6 @@ class TerminalManagement:
         self._views.put(terminal_id, view, generation, started_s, row.fingerprint)
         return view
 
-    async def _revalidated(self, terminal_id: str, max_age_s: float) -> TerminalView | None:
-        """The cached view once a check of every view in use past ``max_age_s``
-        (shared by concurrent callers) found it unchanged; None otherwise."""
-        covered = await self._check.covers(
-            terminal_id, lambda: self._views.stale(max_age_s), self._revalidate
-        )
-        return self._views.get(terminal_id, max_age_s) if covered else None
-
     async def _revalidate(self, stale: dict[str, tuple[TerminalView, object]]) -> None:
         """Check the ``stale`` views against the store: each row's fingerprint
         (``TmsStore.view_fingerprints``, one query per 128 views) and the IC sets'
@@ -146,15 +136,15 @@ class TerminalManagement:
         if generation == self._ic_generation:  # no IC change through this object since
             self._ic_versions = (started_s, versions)
         current = await self.tms.view_fingerprints(sorted(stale))
-        for terminal_id, (view, fingerprint) in stale.items():
-            if (
+        capk, aid = versions[CAPK_KIND], versions[AID_KIND]
+        self._views.settle(
+            stale,
+            started_s,
+            lambda terminal_id, view, fingerprint: (
                 current.get(terminal_id) == fingerprint
-                and view.capk_version == versions[CAPK_KIND]
-                and view.aid_version == versions[AID_KIND]
-            ):
-                self._views.renew(terminal_id, view, started_s)
-            else:
-                self._views.drop(terminal_id, view)
+                and (view.capk_version, view.aid_version) == (capk, aid)
+            ),
+        )
 
     async def _versions(self, max_age_s: float) -> dict[str, int]:
         held = self._ic_versions

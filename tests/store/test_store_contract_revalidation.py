@@ -149,16 +149,7 @@ async def test_a_failed_check_falls_back_to_reading_the_row(
     switch = await factory.new()
     await switch.get_terminal(TID, max_age_s=BOUND_S)
     await admin.set_terminal_status(TID, "disabled")
-    original = switch._key_rows
-    ops: list[str] = []
-
-    async def failing(op: str, sql: str, params: Any = ()) -> list[Any]:
-        ops.append(op)
-        if op.endswith("_versions"):
-            raise StoreUnavailable(f"{op}: connection lost")
-        return await original(op, sql, params)
-
-    monkeypatch.setattr(switch, "_key_rows", failing)
+    ops = count_key_reads(switch, monkeypatch, checks_raise=StoreUnavailable("connection lost"))
     clock.ahead_s = PAST_S
     assert (await switch.get_terminal(TID, max_age_s=BOUND_S)).status == "disabled"  # type: ignore[union-attr]
     assert ops == ["terminals_versions", "get_terminal"]
@@ -287,14 +278,7 @@ async def test_an_unexpected_error_in_a_check_falls_back_to_the_read(
     switch = await registered(await factory.new())
     assert isinstance(switch, SqlStore)
     await switch.get_terminal(TID, max_age_s=BOUND_S)
-    original = switch._key_rows
-
-    async def broken(op: str, sql: str, params: Any = ()) -> list[Any]:
-        if op.endswith("_versions"):
-            raise RuntimeError("a bug in the check")
-        return await original(op, sql, params)
-
-    monkeypatch.setattr(switch, "_key_rows", broken)
+    count_key_reads(switch, monkeypatch, checks_raise=RuntimeError("a bug in the check"))
     clock.ahead_s = PAST_S
     found = await asyncio.gather(*(switch.get_terminal(TID, max_age_s=BOUND_S) for _ in range(3)))
     assert [t.terminal_id for t in found if t is not None] == [TID] * 3

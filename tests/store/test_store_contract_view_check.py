@@ -131,16 +131,7 @@ async def test_a_failed_check_falls_back_to_reading_the_view(
 ) -> None:
     management, _, _ = await _management(factory)
     store = cast(SqlTmsStore, management.tms).sql_store
-    original = store._key_rows
-    ops: list[str] = []
-
-    async def failing(op: str, sql: str, params: Any = ()) -> list[Any]:
-        ops.append(op)
-        if op == "tms_view_versions":
-            raise StoreUnavailable(f"{op}: connection lost")
-        return await original(op, sql, params)
-
-    monkeypatch.setattr(store, "_key_rows", failing)
+    ops = count_key_reads(store, monkeypatch, checks_raise=StoreUnavailable("connection lost"))
     clock.ahead_s = PAST_S
     assert (await management.view(IDS[0])).terminal_id == IDS[0]
     assert ops == ["ic_versions", "tms_view_versions", "tms_view"]
