@@ -54,7 +54,7 @@ import asyncpg
 from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import queries as q
 from posp.store import rows
-from posp.store.api import EntryThen
+from posp.store.api import EntryThen, JournalEntry
 from posp.store.group_commit import GroupCommit
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.pg_holds import CREATE as CREATE_COUNTERS
@@ -122,6 +122,8 @@ class PostgresStore(SqlStore):
         self.dsn = dsn
         self.schema = schema
         self.pool_size = pool_size
+        #: One sweeper at a time empties journal_open (``in_doubt_entries``).
+        self._sweep_lock_key = zlib.crc32(f"posp.store.journal_open:{schema or ''}".encode())
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         self._pool: asyncpg.Pool | None = None
@@ -144,6 +146,9 @@ class PostgresStore(SqlStore):
         #: commit (``_journal_batch``).
         self._journal: GroupCommit[_Insert | _Finish, int] = GroupCommit(self._journal_batch)
         self._holds: GroupCommit[tuple[list[Any], BatchHold], int] = GroupCommit(self._hold_batch)
+
+    _preauth_code = q.PREAUTH_CODE_PG  # migration 0037: HOT outcome updates
+    _stranded = q.STRANDED_PG
 
     @classmethod
     def from_url(cls, url: str, *, node_id: str = "") -> PostgresStore:
@@ -459,6 +464,26 @@ class PostgresStore(SqlStore):
         except StoreError as exc:
             return exc
 
+    async def in_doubt_entries(
+        self, created_before: dt.datetime, limit: int = 100
+    ) -> list[JournalEntry]:
+        """Pending entries from journal_open (migration 0037): one sweeper at a time
+        first deletes the listed entries no longer pending and vacuums the list, so
+        it stays the size of the entries in flight (also without autovacuum)."""
+        pool = self._require_pool("in_doubt_entries")
+        with _translated("in_doubt_entries"):
+            async with pool.acquire() as connection:
+                async with connection.transaction():
+                    closed = "DELETE 0"
+                    if await connection.fetchval(_TRY_LOCK, self._sweep_lock_key):
+                        closed = await connection.execute(q.CLOSE_OPEN_PG)
+                if closed != "DELETE 0":
+                    await connection.execute(_VACUUM_OPEN)
+                found = await connection.fetch(
+                    numbered(q.IN_DOUBT_PG), rows.as_utc(created_before), limit
+                )
+        return [rows.entry_from_row(r) for r in found]
+
     async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
         if getattr(then, "batchable", False):  # a risk hold: group-committed (pg_holds)
             self._require_pool(op)
@@ -650,5 +675,9 @@ def _insert_and_finish_entries(columns: tuple[str, ...], cas: bool) -> str:
 
 
 _NEXTVAL = "SELECT nextval($1::text::regclass)"
+_TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+#: Vacuumed by the sweeper that emptied it (the owner; anyone else only gets a
+#: warning): its rows live seconds, and without VACUUM its pages are not reused.
+_VACUUM_OPEN = "VACUUM (SKIP_LOCKED) journal_open"
 _APPLIED = "SELECT version FROM schema_migrations"
 _RECORD = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"

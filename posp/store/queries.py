@@ -153,6 +153,12 @@ def finish_entry(columns: list[str], from_state_count: int) -> str:
 #: statement keeps) knows no parameter value, so it could not use the index for
 #: ``txn_type = $n`` (SQLite looks at the bound value; the literal suits both).
 PREAUTH_ONLY = f"txn_type = '{TxnType.PREAUTH.value}'"
+#: The column find_preauth compares the auth code with: on PostgreSQL since
+#: migration 0037 a generated copy of ``auth_code`` kept for pre-authorizations
+#: only, which its index names (a purchase's outcome then changes no indexed
+#: column, and PostgreSQL writes it as a HOT update).
+PREAUTH_CODE = "auth_code"
+PREAUTH_CODE_PG = "preauth_code"
 
 
 def find_original(conditions: list[str]) -> str:
@@ -183,11 +189,24 @@ GET_SAF = "SELECT * FROM saf WHERE entry_id = ?"
 IN_DOUBT = (
     "SELECT * FROM journal WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?"
 )
+#: PostgreSQL since migration 0037: the pending entries are listed in
+#: journal_open (a trigger adds each entry inserted pending), and no index of
+#: the journal names its state.  The sweep first drops the listed entries that
+#: are no longer pending (none goes back to pending), then reads the rest.
+IN_DOUBT_PG = (
+    "SELECT j.* FROM journal_open o JOIN journal j ON j.id = o.id"
+    " WHERE o.created_at < ? AND j.state = 'pending' ORDER BY o.created_at, o.id LIMIT ?"
+)
+CLOSE_OPEN_PG = (
+    "DELETE FROM journal_open o USING journal j WHERE j.id = o.id AND j.state <> 'pending'"
+)
 #: Entries that ended not approved still carrying a reservation in their original
-#: (a release that failed): the terms of migration 0032's partial index.
+#: (a release that failed): the terms of migration 0032's partial index (on
+#: PostgreSQL, since 0037, its generated column ``STRANDED_PG``).
+STRANDED = "reserved_minor > 0 AND state IN ('declined', 'timed_out', 'reversed')"
+STRANDED_PG = "reservation_stranded"
 STRANDED_RESERVATIONS = (
-    "SELECT * FROM journal WHERE reserved_minor > 0"
-    " AND state IN ('declined', 'timed_out', 'reversed')"
+    "SELECT * FROM journal WHERE {stranded}"
     " AND created_at < ?{after} ORDER BY created_at, id LIMIT ?"
 )
 #: The next page: after the last row of the previous one (the index's order).

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from posp.errors import StoreError
 from posp.store.api import (
+    PENDING,
     BatchTotals,
     DeferredReversal,
     JournalEntry,
@@ -122,11 +123,18 @@ def entry_insert_values(entry: JournalEntry, *, dedupe: bool, default_node_id: s
     return values
 
 
+#: An entry is inserted pending and never moves back: the PostgreSQL store lists
+#: pending entries as they are inserted (migration 0037's journal_open).
+NEVER_PENDING_AGAIN: Final = "update_entry: an entry never goes back to state pending"
+
+
 def checked_entry_changes(changes: Mapping[str, object]) -> dict[str, object]:
     """``changes`` with unknown or read-only attribute names refused (StoreError names them)."""
     unknown = sorted(set(changes) - UPDATABLE_ENTRY_FIELDS)
     if unknown:
         raise StoreError(f"update_entry: not updatable journal fields: {', '.join(unknown)}")
+    if changes.get("state") == PENDING:
+        raise StoreError(NEVER_PENDING_AGAIN)
     return {
         name: as_utc(value) if isinstance(value, dt.datetime) else value
         for name, value in changes.items()

@@ -18,12 +18,13 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import (
+    PENDING,
     BatchTotals,
     DeferredReversal,
     EntryThen,
@@ -54,6 +55,11 @@ class SqlStore(abc.ABC):
     sender died becomes due again when the lease ends (0420 repeats are
     idempotent at the network).  ``saf_lease_s=0`` disables the lease.
     """
+
+    #: The dialect's names for what migration 0037 changed on PostgreSQL only
+    #: (``queries.PREAUTH_CODE`` and ``queries.STRANDED``).
+    _preauth_code: ClassVar[str] = q.PREAUTH_CODE
+    _stranded: ClassVar[str] = q.STRANDED
 
     def __init__(self, *, node_id: str = "", saf_lease_s: float = DEFAULT_SAF_LEASE_S) -> None:
         self.node_id = node_id
@@ -343,7 +349,7 @@ class SqlStore(abc.ABC):
     ) -> JournalEntry | None:
         tests = {
             "merchant_id": merchant_id,
-            "auth_code": auth_code,
+            self._preauth_code: auth_code,
             "state": "approved",
             "local_date": local_date,
             "pan_hash": pan_hash,
@@ -363,6 +369,8 @@ class SqlStore(abc.ABC):
     async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
         if not from_states:
             return False
+        if to_state == PENDING:
+            raise StoreError(rows.NEVER_PENDING_AGAIN)
         params = [to_state, entry_id, *from_states]
         return bool(await self._write("transition", q.transition(len(from_states)), params))
 
@@ -435,9 +443,9 @@ class SqlStore(abc.ABC):
     ) -> list[JournalEntry]:
         params: list[Any] = [self._time(rows.as_utc(created_before))]
         if after is None or after.created_at is None or after.id is None:
-            sql = q.STRANDED_RESERVATIONS.format(after="")
+            sql = q.STRANDED_RESERVATIONS.format(stranded=self._stranded, after="")
         else:
-            sql = q.STRANDED_RESERVATIONS.format(after=q.STRANDED_AFTER)
+            sql = q.STRANDED_RESERVATIONS.format(stranded=self._stranded, after=q.STRANDED_AFTER)
             params += [self._time(rows.as_utc(after.created_at)), after.id]
         found = await self._read("stranded_reservations", sql, [*params, limit])
         return [rows.entry_from_row(r) for r in found]

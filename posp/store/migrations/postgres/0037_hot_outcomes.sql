@@ -1,0 +1,38 @@
+-- A purchase's outcome write as a HOT update (issue 19).
+-- PostgreSQL writes an UPDATE in place on the row's page, adding no index
+-- entry ("heap-only tuple"), only when no column that any index names — as a
+-- key or in its WHERE — changes value and the page has room.  The outcome
+-- (state, auth code, ...) changed two such columns, so each purchase wrote a
+-- second entry into every index of the journal: about a third of the
+-- database's CPU per purchase and of its WAL.  After this migration no index
+-- of the journal names a column an outcome changes:
+-- * The in-doubt sweeper's pending entries (the index journal_pending, on
+--   state) are listed in journal_open instead: a trigger adds every entry
+--   inserted pending (any writer, one statement at a time); the sweeper finds
+--   those still pending there and deletes the others (PostgresStore.
+--   in_doubt_entries).  No write moves an entry back to pending.
+-- * Reservations stranded on ended refunds and voids (0032) and the open
+--   pre-authorizations' codes (0035) are indexed through generated columns
+--   that stay NULL or false for a purchase whatever its outcome.
+-- * New journal pages are filled to 70 %: the rest takes the outcome's version
+--   of each row, and earlier versions are pruned from the page without VACUUM.
+-- The generated columns rewrite the journal once (minutes for tens of millions
+-- of rows; the table is locked meanwhile): upgrade in a quiet hour.
+CREATE TABLE journal_open (
+    id         BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+INSERT INTO journal_open (id, created_at) SELECT id, created_at FROM journal WHERE state = 'pending';
+CREATE FUNCTION posp_journal_opened() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO journal_open (id, created_at) SELECT id, created_at FROM opened WHERE state = 'pending'; RETURN NULL; END $$;
+CREATE TRIGGER journal_opened AFTER INSERT ON journal REFERENCING NEW TABLE AS opened FOR EACH STATEMENT EXECUTE FUNCTION posp_journal_opened();
+DROP INDEX journal_pending;
+ALTER TABLE journal
+    ADD COLUMN reservation_stranded BOOLEAN GENERATED ALWAYS AS
+        (reserved_minor > 0 AND state IN ('declined', 'timed_out', 'reversed')) STORED,
+    ADD COLUMN preauth_code TEXT GENERATED ALWAYS AS
+        (CASE WHEN txn_type = 'preauth' THEN auth_code END) STORED;
+DROP INDEX journal_stranded_reservations;
+CREATE INDEX journal_stranded_reservations ON journal (created_at, id) WHERE reservation_stranded;
+DROP INDEX journal_preauth_code;
+CREATE INDEX journal_preauth_code ON journal (merchant_id, preauth_code) WHERE preauth_code IS NOT NULL;
+ALTER TABLE journal SET (fillfactor = 70);

@@ -1,0 +1,216 @@
+"""Migration 0037 (PostgreSQL): a purchase's outcome write is a HOT update.
+
+PostgreSQL rewrites no index entry for an UPDATE only when no column that an
+index names (as a key, in an expression or in its WHERE) changes value.  Since
+0037 no index of the journal names a column an outcome changes; the in-doubt
+sweeper finds pending entries in ``journal_open`` (filled by a trigger on
+insert, emptied by the sweep), and the stranded-reservation and pre-auth code
+indexes name generated columns that a purchase leaves false or NULL.
+
+Here: the schema holds that promise, an outcome really is written HOT, every
+insert path lists its pending entries, the sweep empties the list of ended
+ones, a database upgraded with pending entries, stranded reservations and
+pre-auths in it keeps finding them, and (both stores) no write moves an entry
+back to pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import asyncpg
+import pytest
+
+from posp.errors import StoreError
+from posp.store.api import APPROVED, DECLINED, PENDING, Store
+from posp.store.migrations import load_migrations
+from posp.store.postgres import PostgresStore
+from tests.store.conftest import pg_schema_before, scratch_schema
+from tests.store.samples import MID, TID, UTC, entry, registered
+
+VERSION = 37
+#: What a purchase's outcome writes (``posp.pipeline.journal.outcome_changes``
+#: and the network ids of the financial steps).  Its RRN is the one it was
+#: journaled with, so that column keeps its value.
+OUTCOME_COLUMNS = {
+    "state",
+    "response_code",
+    "auth_code",
+    "settlement_date",
+    "card_org",
+    "card_class",
+    "network_stan",
+    "network_f7",
+    "original_id",
+}
+#: Every column an index of ``journal`` depends on: keys, expressions, WHERE.
+INDEXED_COLUMNS = (
+    "SELECT DISTINCT a.attname FROM pg_index i"
+    " JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid"
+    " JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+    " WHERE i.indrelid = 'journal'::regclass AND d.refobjsubid > 0"
+)
+OUTCOME = (
+    "UPDATE journal SET state = 'approved', response_code = '00', auth_code = $2,"
+    " settlement_date = '1205', card_org = 'CUP', card_class = '01' WHERE id = $1"
+)
+#: This backend's counts not yet flushed to the statistics (earlier transactions'
+#: too): an outcome write's own is a difference.
+UPDATES = (
+    "SELECT pg_stat_get_xact_tuples_updated('journal'::regclass) AS updated,"
+    " pg_stat_get_xact_tuples_hot_updated('journal'::regclass) AS hot"
+)
+
+
+async def _open(dsn: str, schema: str) -> PostgresStore:
+    store = PostgresStore(dsn, schema=schema, pool_size=4)
+    await store.open()
+    return store
+
+
+async def _listed(connection: asyncpg.Connection) -> list[int]:
+    return [int(r["id"]) for r in await connection.fetch("SELECT id FROM journal_open ORDER BY id")]
+
+
+async def _hot(connection: asyncpg.Connection, entry_id: int, auth_code: str) -> int:
+    """How many of one outcome write's row versions PostgreSQL wrote HOT."""
+    async with connection.transaction():
+        before = await connection.fetchrow(UPDATES)
+        await connection.execute(OUTCOME, entry_id, auth_code)
+        after = await connection.fetchrow(UPDATES)
+    assert after["updated"] - before["updated"] == 1
+    return int(after["hot"] - before["hot"])
+
+
+@pytest.mark.postgres
+async def test_no_journal_index_names_a_column_an_outcome_changes(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        await (await _open(pg_dsn, schema)).close()
+        indexed = {r["attname"] for r in await connection.fetch(INDEXED_COLUMNS)}
+        # the query sees keys and WHERE columns alike (0032's index had state in its WHERE)
+        assert {"terminal_id", "rrn", "reservation_stranded", "preauth_code"} <= indexed
+        assert not indexed & OUTCOME_COLUMNS, indexed & OUTCOME_COLUMNS
+
+
+@pytest.mark.postgres
+async def test_before_0037_the_outcome_was_not_hot_and_now_it_is(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        await pg_schema_before(connection, VERSION)
+        store = PostgresStore(pg_dsn, schema=schema, pool_size=4)
+        # the store as it was: every migration before 0037 (open() would apply it)
+        before = await connection.fetchval(
+            "INSERT INTO journal (terminal_id, merchant_id, batch, trace, txn_type, mti, state,"
+            " dedupe, created_at, rrn) VALUES ($1, $2, '000001', '000001', 'purchase', '0200',"
+            " 'pending', true, now(), '000000000001') RETURNING id",
+            TID,
+            MID,
+        )
+        assert await _hot(connection, before, "100001") == 0
+        await store.open()
+        try:
+            await registered(store)
+            entry_id = await store.insert_entry(entry("000002", rrn="000000000002"))
+            assert await _hot(connection, entry_id, "100002") == 1
+            # a pre-auth's code goes into its index: that outcome is not HOT, and is found
+            preauth = await store.insert_entry(entry("000003", txn_type="preauth", mti="0100"))
+            assert await _hot(connection, preauth, "100003") == 0
+            found = await store.find_preauth(MID, "100003", None, None)
+            assert found is not None and found.id == preauth
+        finally:
+            await store.close()
+
+
+@pytest.mark.postgres
+async def test_every_insert_path_lists_its_pending_entries(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        store = await _open(pg_dsn, schema)
+        try:
+            await registered(store)
+            alone = await store.insert_entry(entry("000001"))
+            # concurrent inserts go out as one statement (the group commit's batch)
+            batch = await asyncio.gather(
+                *(store.insert_entry(entry(f"{n:06d}")) for n in range(10, 30))
+            )
+            answered = await store.insert_entry(entry("000002", state=APPROVED))
+            with pytest.raises(StoreError):  # a duplicate is refused, and not listed again
+                await store.insert_entry(entry("000001"))
+            assert await _listed(connection) == sorted([alone, *batch])
+            assert answered not in await _listed(connection)
+        finally:
+            await store.close()
+
+
+@pytest.mark.postgres
+async def test_the_sweep_empties_the_list_of_ended_entries(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        stores = [await _open(pg_dsn, schema), await _open(pg_dsn, schema)]
+        try:
+            store = stores[0]
+            await registered(store)
+            old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+            ids = [await store.insert_entry(entry(f"{n:06d}", created_at=old)) for n in range(6)]
+            for entry_id in ids[:4]:  # answered; ids[4] and ids[5] are in doubt
+                assert await store.finish_entry(entry_id, (PENDING,), state=APPROVED)
+            assert await store.finish_entry(ids[4], (PENDING,), state=DECLINED)
+            cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+            # two instances sweeping at once: one empties the list, both read it
+            found = await asyncio.gather(*(s.in_doubt_entries(cutoff) for s in stores))
+            assert [[e.id for e in f] for f in found] == [[ids[5]], [ids[5]]]
+            assert await _listed(connection) == [ids[5]]
+            assert await store.finish_entry(ids[5], (PENDING,), state=DECLINED)
+            assert await store.in_doubt_entries(cutoff) == []
+            assert await _listed(connection) == []
+        finally:
+            for store in stores:
+                await store.close()
+
+
+@pytest.mark.postgres
+async def test_an_upgraded_database_keeps_its_pending_and_stranded_entries(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        await pg_schema_before(connection, VERSION)
+        insert = (
+            "INSERT INTO journal (id, terminal_id, merchant_id, batch, trace, txn_type, mti,"
+            " state, dedupe, created_at, reserved_minor, auth_code) VALUES ($1, $2, $3,"
+            " '000001', $4, $5, '0200', $6, true, now() - interval '1 hour', $7, $8)"
+        )
+        await connection.executemany(
+            insert,
+            [
+                (900, TID, MID, "000900", "purchase", "pending", 0, None),
+                (901, TID, MID, "000901", "purchase", "approved", 0, None),
+                (902, TID, MID, "000902", "refund", "declined", 500, None),  # stranded
+                (903, TID, MID, "000903", "refund", "approved", 500, None),  # its share
+                (904, TID, MID, "000904", "preauth", "approved", 0, "C0DE04"),
+            ],
+        )
+        store = await _open(pg_dsn, schema)
+        try:
+            cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+            assert [e.id for e in await store.in_doubt_entries(cutoff)] == [900]
+            assert [e.id for e in await store.stranded_reservations(cutoff)] == [902]
+            found = await store.find_preauth(MID, "C0DE04", None, None)
+            assert found is not None and found.id == 904
+            assert await store.find_preauth(MID, "C0DE05", None, None) is None
+        finally:
+            await store.close()
+
+
+async def test_no_write_moves_an_entry_back_to_pending(store: Store) -> None:
+    await registered(store)
+    entry_id = await store.insert_entry(entry("000001"))
+    assert await store.finish_entry(entry_id, (PENDING,), state=DECLINED)
+    with pytest.raises(StoreError, match="never goes back to state pending"):
+        await store.update_entry(entry_id, state=PENDING)
+    with pytest.raises(StoreError, match="never goes back to state pending"):
+        await store.transition(entry_id, (DECLINED,), PENDING)
+    with pytest.raises(StoreError, match="never goes back to state pending"):
+        await store.finish_entry(entry_id, (DECLINED,), state=PENDING)
+    assert (await store.get_entry(entry_id)).state == DECLINED  # type: ignore[union-attr]
+
+
+def test_both_stores_have_the_migration() -> None:
+    sqlite = {m.version: m for m in load_migrations("sqlite")}[VERSION]
+    postgres = {m.version: m for m in load_migrations("postgres")}[VERSION]
+    assert sqlite.name == postgres.name == "hot_outcomes"
