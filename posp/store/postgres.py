@@ -149,6 +149,7 @@ class PostgresStore(SqlStore):
 
     _preauth_code = q.PREAUTH_CODE_PG  # migration 0037: HOT outcome updates
     _stranded = q.STRANDED_PG
+    _insert_entry = q.INSERT_ENTRY_PG
 
     @classmethod
     def from_url(cls, url: str, *, node_id: str = "") -> PostgresStore:
@@ -405,7 +406,7 @@ class PostgresStore(SqlStore):
             keys, expiries = counter_rows(then.hold)
             await self._counter_write("risk_create", CREATE_COUNTERS, [keys, expiries])
             return await self._insert_then_alone(
-                "insert_entry", q.INSERT_ENTRY, values, cast("EntryThen", then)
+                "insert_entry", self._insert_entry, values, cast("EntryThen", then)
             )
         except StoreError as exc:
             return exc
@@ -618,7 +619,8 @@ _INSERT_CTES = (
     f" inserted AS (INSERT INTO journal (id, {', '.join(_INSERT_COLUMNS)})"
     f" SELECT id, {', '.join(_INSERT_COLUMNS)} FROM input ORDER BY ord"
     " ON CONFLICT (terminal_id, batch, trace, direction) WHERE dedupe DO NOTHING"
-    " RETURNING id)"
+    " RETURNING id, state, created_at),"
+    f" {q.LIST_PENDING_PG}"
 )
 _INSERTED_ROWS = (
     "SELECT input.ord, input.id, inserted.id IS NOT NULL AS inserted"

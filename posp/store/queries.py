@@ -87,6 +87,17 @@ def row_versions(table: str, column: str, count: int) -> str:
 
 # --- journal -----------------------------------------------------------------
 INSERT_ENTRY = _insert("journal", ENTRY_INSERT_COLUMNS) + " RETURNING id"
+#: PostgreSQL since migration 0037: every statement that inserts journal entries
+#: lists the pending ones in journal_open, in a CTE after its ``inserted`` one
+#: (which returns id, state and created_at) — the in-doubt sweep reads them there.
+LIST_PENDING_PG = (
+    "listed AS (INSERT INTO journal_open (id, created_at)"
+    " SELECT id, created_at FROM inserted WHERE state = 'pending')"
+)
+INSERT_ENTRY_PG = (
+    f"WITH inserted AS ({INSERT_ENTRY}, state, created_at), {LIST_PENDING_PG}"
+    " SELECT id FROM inserted"
+)
 GET_ENTRY = "SELECT * FROM journal WHERE id = ?"
 # A financial (deduplicated) entry wins over a management one with the same trace.
 FIND_BY_TRACE = (

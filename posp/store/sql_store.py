@@ -60,6 +60,8 @@ class SqlStore(abc.ABC):
     #: (``queries.PREAUTH_CODE`` and ``queries.STRANDED``).
     _preauth_code: ClassVar[str] = q.PREAUTH_CODE
     _stranded: ClassVar[str] = q.STRANDED
+    #: One entry's INSERT, returning its id (PostgreSQL also lists it if pending).
+    _insert_entry: ClassVar[str] = q.INSERT_ENTRY
 
     def __init__(self, *, node_id: str = "", saf_lease_s: float = DEFAULT_SAF_LEASE_S) -> None:
         self.node_id = node_id
@@ -300,7 +302,7 @@ class SqlStore(abc.ABC):
         values = [self._time(v) if isinstance(v, dt.datetime) else v for v in values]
         try:
             if then is not None:  # in one transaction with ``then`` (a batch of them on PG)
-                return await self._insert_then("insert_entry", q.INSERT_ENTRY, values, then)
+                return await self._insert_then("insert_entry", self._insert_entry, values, then)
             return await self._insert_entry_row(values)
         except DuplicateTransaction as exc:
             raise DuplicateTransaction(
@@ -311,7 +313,7 @@ class SqlStore(abc.ABC):
     async def _insert_entry_row(self, values: list[Any]) -> int:
         """Insert one journal row (``rows.ENTRY_INSERT_COLUMNS`` order, times bound)
         and return its id; ``DuplicateTransaction`` when its dedupe key exists."""
-        inserted = await self._write("insert_entry", q.INSERT_ENTRY, values)
+        inserted = await self._write("insert_entry", self._insert_entry, values)
         return int(inserted[0]["id"])
 
     async def update_entry(self, entry_id: int, **changes: object) -> None:

@@ -3,9 +3,9 @@
 PostgreSQL rewrites no index entry for an UPDATE only when no column that an
 index names (as a key, in an expression or in its WHERE) changes value.  Since
 0037 no index of the journal names a column an outcome changes; the in-doubt
-sweeper finds pending entries in ``journal_open`` (filled by a trigger on
-insert, emptied by the sweep), and the stranded-reservation and pre-auth code
-indexes name generated columns that a purchase leaves false or NULL.
+sweeper finds pending entries in ``journal_open`` (filled by the store's insert
+statements, emptied by the sweep), and the stranded-reservation and pre-auth
+code indexes name generated columns that a purchase leaves false or NULL.
 
 Here: the schema holds that promise, an outcome really is written HOT, every
 insert path lists its pending entries, the sweep empties the list of ended
@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from posp.errors import StoreError
+from posp.risk.counters import CounterAdd
+from posp.store import postgres, queries
 from posp.store.api import APPROVED, DECLINED, PENDING, Store
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
+from posp.store.risk_counters import SqlRiskCounters
 from tests.store.conftest import pg_schema_before, scratch_schema
-from tests.store.samples import MID, TID, UTC, entry, registered
+from tests.store.samples import MID, TID, UTC, entry, hold_with_entry, registered
 
 VERSION = 37
 #: What a purchase's outcome writes (``posp.pipeline.journal.outcome_changes``
@@ -121,6 +126,21 @@ async def test_before_0037_the_outcome_was_not_hot_and_now_it_is(pg_dsn: str) ->
             await store.close()
 
 
+class _Nothing:
+    """Work with an entry's insert that is not a risk hold (runs alone)."""
+
+    def sqlite(self, connection: Any, entry_id: int) -> None:
+        pass
+
+    async def postgres(self, connection: Any, entry_id: int) -> None:
+        pass
+
+
+def _hold() -> tuple[CounterAdd, ...]:
+    until = dt.date(2026, 12, 31)
+    return (CounterAdd("c:x|d|2026-12-03", 100, 1, 0, 1_000, until, max_amount_minor=10**9),)
+
+
 @pytest.mark.postgres
 async def test_every_insert_path_lists_its_pending_entries(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
@@ -135,10 +155,36 @@ async def test_every_insert_path_lists_its_pending_entries(pg_dsn: str) -> None:
             answered = await store.insert_entry(entry("000002", state=APPROVED))
             with pytest.raises(StoreError):  # a duplicate is refused, and not listed again
                 await store.insert_entry(entry("000001"))
-            assert await _listed(connection) == sorted([alone, *batch])
-            assert answered not in await _listed(connection)
+            with_work = await store.insert_entry(entry("000003"), then=_Nothing())
+            await SqlRiskCounters(store).create_missing(_hold())
+            held = await asyncio.gather(  # entries with risk holds: their own batches
+                *(
+                    store.insert_entry(entry(f"{n:06d}"), then=hold_with_entry(_hold()))
+                    for n in range(40, 50)
+                )
+            )
+            expected = sorted([alone, *batch, with_work, *held])
+            assert await _listed(connection) == expected
+            assert answered not in expected
         finally:
             await store.close()
+
+
+def test_every_journal_insert_of_the_postgresql_store_lists_pending_entries() -> None:
+    """The statements that insert journal entries (the sweep reads journal_open,
+    nothing else): each names the listing CTE; no other statement inserts."""
+    inserts = [
+        postgres._INSERT_ENTRIES,
+        postgres._insert_and_finish_entries(("state",), True),
+        queries.INSERT_ENTRY_PG,
+    ]
+    for sql in inserts:
+        assert queries.LIST_PENDING_PG in sql
+    assert PostgresStore._insert_entry == queries.INSERT_ENTRY_PG
+    folder = Path(postgres.__file__ or "").parent  # every module of posp.store
+    sources = [path.read_text() for path in folder.glob("*.py")]
+    written = ("INSERT INTO journal ", '_insert("journal"')  # _INSERT_CTES, INSERT_ENTRY
+    assert [sum(text.count(text_of) for text in sources) for text_of in written] == [1, 1]
 
 
 @pytest.mark.postgres
