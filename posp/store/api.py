@@ -238,7 +238,9 @@ class Store(Protocol):
         insert's transaction (the SQL stores; others raise StoreError when given one)."""
 
     async def update_entry(self, entry_id: int, **changes: object) -> None:
-        """Set the named JournalEntry attributes (state, response_code, rrn, ...)."""
+        """Set the named JournalEntry attributes (state, response_code, rrn, ...).
+        An entry is inserted ``pending`` and never moves back to it: a change
+        (here, by ``finish_entry`` or ``transition``) to ``pending`` raises StoreError."""
 
     async def get_entry(self, entry_id: int) -> JournalEntry | None: ...
     async def find_by_trace(
