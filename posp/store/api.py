@@ -239,8 +239,9 @@ class Store(Protocol):
 
     async def update_entry(self, entry_id: int, **changes: object) -> None:
         """Set the named JournalEntry attributes (state, response_code, rrn, ...).
-        An entry is inserted ``pending`` and never moves back to it: a change
-        (here, by ``finish_entry`` or ``transition``) to ``pending`` raises StoreError."""
+        No write changes a state to ``pending`` (an entry may only be inserted
+        so): that change, here or by ``finish_entry``, ``transition`` or
+        ``reverse_and_queue``, raises StoreError."""
 
     async def get_entry(self, entry_id: int) -> JournalEntry | None: ...
     async def find_by_trace(

@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnavailable
+from posp.log import get_logger
 from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import EntryThen, JournalEntry
@@ -62,7 +63,11 @@ from posp.store.pg_holds import BatchHold, counter_rows, entry_outcomes, write_b
 from posp.store.queries import numbered
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 
+_log = get_logger("posp.store.postgres")
+
 DEFAULT_POOL_SIZE = 10
+#: How long one migration may run (``migrate_timeout_s`` in the store URL).
+DEFAULT_MIGRATE_TIMEOUT_S = 3600.0
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SEQUENCE_NAME = re.compile(r"^[a-z0-9_]{1,50}$")
 _UNAVAILABLE = (
@@ -113,12 +118,15 @@ class PostgresStore(SqlStore):
         saf_lease_s: float = DEFAULT_SAF_LEASE_S,
         connect_timeout_s: float = 5.0,
         command_timeout_s: float = 10.0,
+        migrate_timeout_s: float = DEFAULT_MIGRATE_TIMEOUT_S,
     ) -> None:
         super().__init__(node_id=node_id, saf_lease_s=saf_lease_s)
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError("store schema must be lower-case letters, digits and _")
         if pool_size < 1:
             raise ConfigError("store pool_size must be at least 1")
+        if not migrate_timeout_s > 0:
+            raise ConfigError("store migrate_timeout_s must be a positive number of seconds")
         self.dsn = dsn
         self.schema = schema
         self.pool_size = pool_size
@@ -126,6 +134,8 @@ class PostgresStore(SqlStore):
         self._sweep_lock_key = zlib.crc32(f"posp.store.journal_open:{schema or ''}".encode())
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
+        #: A migration's own bound (0037 rewrites the journal: minutes for a large one).
+        self._migrate_timeout_s = migrate_timeout_s
         self._pool: asyncpg.Pool | None = None
         #: Statements that read or write rows by key — the risk counters'
         #: (``_point_read``, ``_counter_write``, the hold batches) and the
@@ -158,10 +168,21 @@ class PostgresStore(SqlStore):
         query = dict(parse_qsl(parts.query))
         pool_text = query.pop("pool_size", str(DEFAULT_POOL_SIZE))
         schema = query.pop("schema", None)
+        migrate_text = query.pop("migrate_timeout_s", str(DEFAULT_MIGRATE_TIMEOUT_S))
         if not pool_text.isdigit():
             raise ConfigError("store url: pool_size must be a positive integer")
+        try:
+            migrate_timeout_s = float(migrate_text)
+        except ValueError:
+            raise ConfigError("store url: migrate_timeout_s must be a number of seconds") from None
         dsn = urlunsplit(parts._replace(query=urlencode(query)))
-        return cls(dsn, node_id=node_id, pool_size=int(pool_text), schema=schema)
+        return cls(
+            dsn,
+            node_id=node_id,
+            pool_size=int(pool_text),
+            schema=schema,
+            migrate_timeout_s=migrate_timeout_s,
+        )
 
     # --- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -228,7 +249,7 @@ class PostgresStore(SqlStore):
             for migration in load_migrations("postgres"):
                 if migration.version in applied:
                     continue
-                await connection.execute(migration.sql)
+                await connection.execute(migration.sql, timeout=self._migrate_timeout_s)
                 await connection.execute(
                     _RECORD, migration.version, migration.name, rows.now_utc().isoformat()
                 )
@@ -474,16 +495,27 @@ class PostgresStore(SqlStore):
         pool = self._require_pool("in_doubt_entries")
         with _translated("in_doubt_entries"):
             async with pool.acquire() as connection:
-                async with connection.transaction():
-                    closed = "DELETE 0"
-                    if await connection.fetchval(_TRY_LOCK, self._sweep_lock_key):
-                        closed = await connection.execute(q.CLOSE_OPEN_PG)
-                if closed != "DELETE 0":
-                    await connection.execute(_VACUUM_OPEN)
+                try:  # housekeeping: should it fail, the read below still runs
+                    await self._close_listed(connection)
+                except (asyncpg.PostgresError, TimeoutError) as exc:
+                    _log.warning(
+                        "journal_open not emptied (in-doubt entries still read)",
+                        error_type=type(exc).__name__,
+                    )
                 found = await connection.fetch(
                     numbered(q.IN_DOUBT_PG), rows.as_utc(created_before), limit
                 )
         return [rows.entry_from_row(r) for r in found]
+
+    async def _close_listed(self, connection: asyncpg.Connection) -> None:
+        """Delete the listed entries no longer pending and, if any, vacuum the list;
+        one sweeper at a time (the others skip it)."""
+        async with connection.transaction():
+            closed = "DELETE 0"
+            if await connection.fetchval(_TRY_LOCK, self._sweep_lock_key):
+                closed = await connection.execute(q.CLOSE_OPEN_PG)
+        if closed != "DELETE 0":
+            await connection.execute(_VACUUM_OPEN)
 
     async def _insert_then(self, op: str, sql: str, params: Sequence[Any], then: EntryThen) -> int:
         if getattr(then, "batchable", False):  # a risk hold: group-committed (pg_holds)
@@ -529,8 +561,9 @@ async def _fetch(pool: asyncpg.Pool, op: str, sql: str, params: Sequence[Any]) -
 async def _keep_session(_connection: asyncpg.Connection) -> None:
     """The pool's reset on release, as a no-op.  asyncpg's default runs
     ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — a second round
-    trip after every statement.  The store leaves nothing to reset: one statement
-    per call, advisory locks only transaction-scoped (migrations), no cursors,
+    trip after every statement.  The store leaves nothing to reset: statements
+    and transactions that end within the call, advisory locks only
+    transaction-scoped (migrations, the sweep's ``_close_listed``), no cursors,
     LISTEN or SET; the search_path is a server setting of every connection."""
 
 
@@ -678,8 +711,11 @@ def _insert_and_finish_entries(columns: tuple[str, ...], cas: bool) -> str:
 
 _NEXTVAL = "SELECT nextval($1::text::regclass)"
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
-#: Vacuumed by the sweeper that emptied it (the owner; anyone else only gets a
-#: warning): its rows live seconds, and without VACUUM its pages are not reused.
+#: Vacuumed by the sweeper that emptied it: its rows live seconds, and without
+#: VACUUM its pages are not reused.  Only its owner (the role that migrated) may;
+#: for another role PostgreSQL skips it with a warning the driver drops, and the
+#: table is left to autovacuum.  Never truncated (migration 0037: every journal
+#: insert writes it, and truncation takes an exclusive lock).
 _VACUUM_OPEN = "VACUUM (SKIP_LOCKED) journal_open"
 _APPLIED = "SELECT version FROM schema_migrations"
 _RECORD = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"

@@ -201,15 +201,17 @@ IN_DOUBT = (
     "SELECT * FROM journal WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?"
 )
 #: PostgreSQL since migration 0037: the pending entries are listed in
-#: journal_open (a trigger adds each entry inserted pending), and no index of
+#: journal_open (by the insert statements, ``LIST_PENDING_PG``), and no index of
 #: the journal names its state.  The sweep first drops the listed entries that
-#: are no longer pending (none goes back to pending), then reads the rest.
+#: are no longer pending (no write changes a state to pending) or no longer
+#: exist, then reads the rest.
 IN_DOUBT_PG = (
     "SELECT j.* FROM journal_open o JOIN journal j ON j.id = o.id"
     " WHERE o.created_at < ? AND j.state = 'pending' ORDER BY o.created_at, o.id LIMIT ?"
 )
 CLOSE_OPEN_PG = (
-    "DELETE FROM journal_open o USING journal j WHERE j.id = o.id AND j.state <> 'pending'"
+    "DELETE FROM journal_open o WHERE NOT EXISTS"
+    " (SELECT 1 FROM journal j WHERE j.id = o.id AND j.state = 'pending')"
 )
 #: Entries that ended not approved still carrying a reservation in their original
 #: (a release that failed): the terms of migration 0032's partial index (on

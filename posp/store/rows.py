@@ -123,8 +123,9 @@ def entry_insert_values(entry: JournalEntry, *, dedupe: bool, default_node_id: s
     return values
 
 
-#: An entry is inserted pending and never moves back: the PostgreSQL store lists
-#: pending entries as they are inserted (migration 0037's journal_open).
+#: No write changes an entry's state to pending (an entry may be inserted
+#: pending, never moved there): the PostgreSQL store lists pending entries as
+#: they are inserted (migration 0037's journal_open).
 NEVER_PENDING_AGAIN: Final = "update_entry: an entry never goes back to state pending"
 
 

@@ -426,6 +426,8 @@ class SqlStore(abc.ABC):
     ) -> bool:
         if not from_states:
             return False
+        if to_state == PENDING:
+            raise StoreError(rows.NEVER_PENDING_AGAIN)
         cas = (q.transition(len(from_states)), [to_state, entry_id, *from_states])
         queue = (q.ENQUEUE_SAF, self._saf_params(SafItem(entry_id, item.payload)))
         return await self._cas_then("reverse_and_queue", cas, queue)

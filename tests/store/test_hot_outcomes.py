@@ -24,10 +24,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from posp.errors import StoreError
+from posp.errors import ConfigError, StoreError
 from posp.risk.counters import CounterAdd
 from posp.store import postgres, queries
-from posp.store.api import APPROVED, DECLINED, PENDING, Store
+from posp.store.api import APPROVED, DECLINED, PENDING, SafItem, Store
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
@@ -260,3 +260,84 @@ def test_both_stores_have_the_migration() -> None:
     sqlite = {m.version: m for m in load_migrations("sqlite")}[VERSION]
     postgres = {m.version: m for m in load_migrations("postgres")}[VERSION]
     assert sqlite.name == postgres.name == "hot_outcomes"
+
+
+def test_no_postgresql_path_inserts_with_the_unlisted_statement() -> None:
+    """``q.INSERT_ENTRY`` (SQLite's) would journal a pending entry unlisted."""
+    source = Path(postgres.__file__ or "").read_text()
+    assert "q.INSERT_ENTRY," not in source and "q.INSERT_ENTRY)" not in source
+    assert "q.INSERT_ENTRY\n" not in source
+
+
+@pytest.mark.postgres
+async def test_the_sweep_reads_when_its_housekeeping_fails(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with scratch_schema(pg_dsn) as (_connection, schema):
+        store = await _open(pg_dsn, schema)
+        try:
+            await registered(store)
+            old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+            orphan = await store.insert_entry(entry("000001", created_at=old))
+            monkeypatch.setattr(queries, "CLOSE_OPEN_PG", "DELETE FROM no_such_table")
+            cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+            assert [e.id for e in await store.in_doubt_entries(cutoff)] == [orphan]
+        finally:
+            await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_listed_entry_deleted_by_hand_leaves_the_list(pg_dsn: str) -> None:
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        store = await _open(pg_dsn, schema)
+        try:
+            await registered(store)
+            gone = await store.insert_entry(entry("000001"))
+            kept = await store.insert_entry(entry("000002"))
+            await connection.execute("DELETE FROM journal WHERE id = $1", gone)
+            await store.in_doubt_entries(dt.datetime.now(UTC))
+            assert await _listed(connection) == [kept]
+        finally:
+            await store.close()
+
+
+@pytest.mark.postgres
+async def test_generic_plans_use_the_rebuilt_indexes(pg_dsn: str) -> None:
+    """The plans prepared statements keep (no parameter value known) still use
+    the partial indexes: their WHERE is implied by the queries' own terms."""
+    async with scratch_schema(pg_dsn) as (connection, schema):
+        await (await _open(pg_dsn, schema)).close()
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute("SET enable_seqscan = off")
+        preauth = queries.find_original(
+            [queries.PREAUTH_ONLY, "merchant_id = ?", f"{queries.PREAUTH_CODE_PG} = ?"]
+        )
+        stranded = queries.STRANDED_RESERVATIONS.format(stranded=queries.STRANDED_PG, after="")
+        for name, sql, index in (
+            ("preauth", preauth, "journal_preauth_code"),
+            ("stranded", stranded, "journal_stranded_reservations"),
+        ):
+            await connection.execute(f"PREPARE {name} AS {queries.numbered(sql)}")
+            arguments = "('m', 'c')" if name == "preauth" else "(now(), 10)"
+            plan = "\n".join(
+                r[0] for r in await connection.fetch(f"EXPLAIN EXECUTE {name}{arguments}")
+            )
+            assert index in plan, plan
+
+
+def test_the_store_url_bounds_a_migration() -> None:
+    store = PostgresStore.from_url("postgresql://u@h/db?migrate_timeout_s=7200&pool_size=3")
+    assert store._migrate_timeout_s == 7200.0 and store.pool_size == 3
+    assert "migrate_timeout_s" not in store.dsn
+    assert PostgresStore.from_url("postgresql://u@h/db")._migrate_timeout_s == 3600.0
+    for bad in ("x", "0", "-1"):
+        with pytest.raises(ConfigError, match="migrate_timeout_s"):
+            PostgresStore.from_url(f"postgresql://u@h/db?migrate_timeout_s={bad}")
+
+
+async def test_reverse_and_queue_refuses_pending_too(store: Store) -> None:
+    await registered(store)
+    entry_id = await store.insert_entry(entry("000001"))
+    with pytest.raises(StoreError, match="never goes back to state pending"):
+        await store.reverse_and_queue(entry_id, (PENDING,), PENDING, SafItem(entry_id, b"r"))
+    assert await store.saf_depth() == 0
