@@ -17,7 +17,9 @@ back to pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,21 @@ async def _open(dsn: str, schema: str) -> PostgresStore:
     store = PostgresStore(dsn, schema=schema, pool_size=4)
     await store.open()
     return store
+
+
+@contextlib.asynccontextmanager
+async def _registered_store(
+    dsn: str,
+) -> AsyncIterator[tuple[asyncpg.Connection, PostgresStore]]:
+    """A direct connection to a fresh schema and an open store on it that knows
+    the sample terminal; both gone afterwards."""
+    async with scratch_schema(dsn) as (connection, schema):
+        store = await _open(dsn, schema)
+        try:
+            await registered(store)
+            yield connection, store
+        finally:
+            await store.close()
 
 
 async def _listed(connection: asyncpg.Connection) -> list[int]:
@@ -143,31 +160,26 @@ def _hold() -> tuple[CounterAdd, ...]:
 
 @pytest.mark.postgres
 async def test_every_insert_path_lists_its_pending_entries(pg_dsn: str) -> None:
-    async with scratch_schema(pg_dsn) as (connection, schema):
-        store = await _open(pg_dsn, schema)
-        try:
-            await registered(store)
-            alone = await store.insert_entry(entry("000001"))
-            # concurrent inserts go out as one statement (the group commit's batch)
-            batch = await asyncio.gather(
-                *(store.insert_entry(entry(f"{n:06d}")) for n in range(10, 30))
+    async with _registered_store(pg_dsn) as (connection, store):
+        alone = await store.insert_entry(entry("000001"))
+        # concurrent inserts go out as one statement (the group commit's batch)
+        batch = await asyncio.gather(
+            *(store.insert_entry(entry(f"{n:06d}")) for n in range(10, 30))
+        )
+        answered = await store.insert_entry(entry("000002", state=APPROVED))
+        with pytest.raises(StoreError):  # a duplicate is refused, and not listed again
+            await store.insert_entry(entry("000001"))
+        with_work = await store.insert_entry(entry("000003"), then=_Nothing())
+        await SqlRiskCounters(store).create_missing(_hold())
+        held = await asyncio.gather(  # entries with risk holds: their own batches
+            *(
+                store.insert_entry(entry(f"{n:06d}"), then=hold_with_entry(_hold()))
+                for n in range(40, 50)
             )
-            answered = await store.insert_entry(entry("000002", state=APPROVED))
-            with pytest.raises(StoreError):  # a duplicate is refused, and not listed again
-                await store.insert_entry(entry("000001"))
-            with_work = await store.insert_entry(entry("000003"), then=_Nothing())
-            await SqlRiskCounters(store).create_missing(_hold())
-            held = await asyncio.gather(  # entries with risk holds: their own batches
-                *(
-                    store.insert_entry(entry(f"{n:06d}"), then=hold_with_entry(_hold()))
-                    for n in range(40, 50)
-                )
-            )
-            expected = sorted([alone, *batch, with_work, *held])
-            assert await _listed(connection) == expected
-            assert answered not in expected
-        finally:
-            await store.close()
+        )
+        expected = sorted([alone, *batch, with_work, *held])
+        assert await _listed(connection) == expected
+        assert answered not in expected
 
 
 def test_every_journal_insert_of_the_postgresql_store_lists_pending_entries() -> None:
@@ -273,32 +285,22 @@ def test_no_postgresql_path_inserts_with_the_unlisted_statement() -> None:
 async def test_the_sweep_reads_when_its_housekeeping_fails(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with scratch_schema(pg_dsn) as (_connection, schema):
-        store = await _open(pg_dsn, schema)
-        try:
-            await registered(store)
-            old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
-            orphan = await store.insert_entry(entry("000001", created_at=old))
-            monkeypatch.setattr(queries, "CLOSE_OPEN_PG", "DELETE FROM no_such_table")
-            cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
-            assert [e.id for e in await store.in_doubt_entries(cutoff)] == [orphan]
-        finally:
-            await store.close()
+    async with _registered_store(pg_dsn) as (_connection, store):
+        old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+        orphan = await store.insert_entry(entry("000001", created_at=old))
+        monkeypatch.setattr(queries, "CLOSE_OPEN_PG", "DELETE FROM no_such_table")
+        cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+        assert [e.id for e in await store.in_doubt_entries(cutoff)] == [orphan]
 
 
 @pytest.mark.postgres
 async def test_a_listed_entry_deleted_by_hand_leaves_the_list(pg_dsn: str) -> None:
-    async with scratch_schema(pg_dsn) as (connection, schema):
-        store = await _open(pg_dsn, schema)
-        try:
-            await registered(store)
-            gone = await store.insert_entry(entry("000001"))
-            kept = await store.insert_entry(entry("000002"))
-            await connection.execute("DELETE FROM journal WHERE id = $1", gone)
-            await store.in_doubt_entries(dt.datetime.now(UTC))
-            assert await _listed(connection) == [kept]
-        finally:
-            await store.close()
+    async with _registered_store(pg_dsn) as (connection, store):
+        gone = await store.insert_entry(entry("000001"))
+        kept = await store.insert_entry(entry("000002"))
+        await connection.execute("DELETE FROM journal WHERE id = $1", gone)
+        await store.in_doubt_entries(dt.datetime.now(UTC))
+        assert await _listed(connection) == [kept]
 
 
 @pytest.mark.postgres
