@@ -163,7 +163,8 @@ class PostgresStore(SqlStore):
 
     @classmethod
     def from_url(cls, url: str, *, node_id: str = "") -> PostgresStore:
-        """Take ``pool_size`` and ``schema`` out of the URL's query string."""
+        """Take ``pool_size``, ``schema`` and ``migrate_timeout_s`` out of the URL's
+        query string."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         pool_text = query.pop("pool_size", str(DEFAULT_POOL_SIZE))
@@ -241,7 +242,10 @@ class PostgresStore(SqlStore):
         concurrent starts serialize and the second finds the work done."""
         lock_key = zlib.crc32(f"posp.store.migrate:{self.schema or ''}".encode())
         async with pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+            # another instance may be migrating: wait as long as a migration may run
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock($1)", lock_key, timeout=self._migrate_timeout_s
+            )
             if self.schema:
                 await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await connection.execute(CREATE_TABLE_SQL)
