@@ -129,13 +129,18 @@ def entry_insert_values(entry: JournalEntry, *, dedupe: bool, default_node_id: s
 NEVER_PENDING_AGAIN: Final = "update_entry: an entry never goes back to state pending"
 
 
+def refuse_pending(new_state: object) -> None:
+    """StoreError when a write would change an entry's state to pending."""
+    if new_state == PENDING:
+        raise StoreError(NEVER_PENDING_AGAIN)
+
+
 def checked_entry_changes(changes: Mapping[str, object]) -> dict[str, object]:
     """``changes`` with unknown or read-only attribute names refused (StoreError names them)."""
     unknown = sorted(set(changes) - UPDATABLE_ENTRY_FIELDS)
     if unknown:
         raise StoreError(f"update_entry: not updatable journal fields: {', '.join(unknown)}")
-    if changes.get("state") == PENDING:
-        raise StoreError(NEVER_PENDING_AGAIN)
+    refuse_pending(changes.get("state"))
     return {
         name: as_utc(value) if isinstance(value, dt.datetime) else value
         for name, value in changes.items()

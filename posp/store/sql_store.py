@@ -24,7 +24,6 @@ from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store import queries as q
 from posp.store import rows
 from posp.store.api import (
-    PENDING,
     BatchTotals,
     DeferredReversal,
     EntryThen,
@@ -371,8 +370,7 @@ class SqlStore(abc.ABC):
     async def transition(self, entry_id: int, from_states: tuple[str, ...], to_state: str) -> bool:
         if not from_states:
             return False
-        if to_state == PENDING:
-            raise StoreError(rows.NEVER_PENDING_AGAIN)
+        rows.refuse_pending(to_state)
         params = [to_state, entry_id, *from_states]
         return bool(await self._write("transition", q.transition(len(from_states)), params))
 
@@ -426,8 +424,7 @@ class SqlStore(abc.ABC):
     ) -> bool:
         if not from_states:
             return False
-        if to_state == PENDING:
-            raise StoreError(rows.NEVER_PENDING_AGAIN)
+        rows.refuse_pending(to_state)
         cas = (q.transition(len(from_states)), [to_state, entry_id, *from_states])
         queue = (q.ENQUEUE_SAF, self._saf_params(SafItem(entry_id, item.payload)))
         return await self._cas_then("reverse_and_queue", cas, queue)

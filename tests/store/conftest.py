@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -17,6 +18,8 @@ from posp.store.api import Store
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.sqlite import SqliteStore
+
+S = TypeVar("S", SqliteStore, PostgresStore)
 
 
 class StoreFactory:
@@ -46,6 +49,16 @@ class StoreFactory:
     async def close_all(self) -> None:
         for store in self.opened:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def opened(store: S) -> AsyncIterator[S]:
+    """``store`` opened (migrations applied) for the block, closed afterwards."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @contextlib.asynccontextmanager

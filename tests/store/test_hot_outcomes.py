@@ -33,7 +33,7 @@ from posp.store.api import APPROVED, DECLINED, PENDING, SafItem, Store
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
-from tests.store.conftest import pg_schema_before, scratch_schema
+from tests.store.conftest import opened, pg_schema_before, scratch_schema
 from tests.store.samples import MID, TID, UTC, entry, hold_with_entry, registered
 
 VERSION = 37
@@ -70,10 +70,14 @@ UPDATES = (
 )
 
 
-async def _open(dsn: str, schema: str) -> PostgresStore:
-    store = PostgresStore(dsn, schema=schema, pool_size=4)
-    await store.open()
-    return store
+def _store(dsn: str, schema: str) -> PostgresStore:
+    return PostgresStore(dsn, schema=schema, pool_size=4)
+
+
+async def _migrate(dsn: str, schema: str) -> None:
+    """Every migration applied to ``schema`` (a store opened and closed)."""
+    async with opened(_store(dsn, schema)):
+        pass
 
 
 @contextlib.asynccontextmanager
@@ -82,13 +86,9 @@ async def _registered_store(
 ) -> AsyncIterator[tuple[asyncpg.Connection, PostgresStore]]:
     """A direct connection to a fresh schema and an open store on it that knows
     the sample terminal; both gone afterwards."""
-    async with scratch_schema(dsn) as (connection, schema):
-        store = await _open(dsn, schema)
-        try:
-            await registered(store)
-            yield connection, store
-        finally:
-            await store.close()
+    async with scratch_schema(dsn) as (connection, schema), opened(_store(dsn, schema)) as store:
+        await registered(store)
+        yield connection, store
 
 
 async def _listed(connection: asyncpg.Connection) -> list[int]:
@@ -108,7 +108,7 @@ async def _hot(connection: asyncpg.Connection, entry_id: int, auth_code: str) ->
 @pytest.mark.postgres
 async def test_no_journal_index_names_a_column_an_outcome_changes(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
-        await (await _open(pg_dsn, schema)).close()
+        await _migrate(pg_dsn, schema)
         indexed = {r["attname"] for r in await connection.fetch(INDEXED_COLUMNS)}
         # the query sees keys and WHERE columns alike (0032's index had state in its WHERE)
         assert {"terminal_id", "rrn", "reservation_stranded", "preauth_code"} <= indexed
@@ -119,7 +119,7 @@ async def test_no_journal_index_names_a_column_an_outcome_changes(pg_dsn: str) -
 async def test_before_0037_the_outcome_was_not_hot_and_now_it_is(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
         await pg_schema_before(connection, VERSION)
-        store = PostgresStore(pg_dsn, schema=schema, pool_size=4)
+        store = _store(pg_dsn, schema)
         # the store as it was: every migration before 0037 (open() would apply it)
         before = await connection.fetchval(
             "INSERT INTO journal (terminal_id, merchant_id, batch, trace, txn_type, mti, state,"
@@ -129,8 +129,7 @@ async def test_before_0037_the_outcome_was_not_hot_and_now_it_is(pg_dsn: str) ->
             MID,
         )
         assert await _hot(connection, before, "100001") == 0
-        await store.open()
-        try:
+        async with opened(store):
             await registered(store)
             entry_id = await store.insert_entry(entry("000002", rrn="000000000002"))
             assert await _hot(connection, entry_id, "100002") == 1
@@ -139,8 +138,6 @@ async def test_before_0037_the_outcome_was_not_hot_and_now_it_is(pg_dsn: str) ->
             assert await _hot(connection, preauth, "100003") == 0
             found = await store.find_preauth(MID, "100003", None, None)
             assert found is not None and found.id == preauth
-        finally:
-            await store.close()
 
 
 class _Nothing:
@@ -201,27 +198,26 @@ def test_every_journal_insert_of_the_postgresql_store_lists_pending_entries() ->
 
 @pytest.mark.postgres
 async def test_the_sweep_empties_the_list_of_ended_entries(pg_dsn: str) -> None:
-    async with scratch_schema(pg_dsn) as (connection, schema):
-        stores = [await _open(pg_dsn, schema), await _open(pg_dsn, schema)]
-        try:
-            store = stores[0]
-            await registered(store)
-            old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
-            ids = [await store.insert_entry(entry(f"{n:06d}", created_at=old)) for n in range(6)]
-            for entry_id in ids[:4]:  # answered; ids[4] and ids[5] are in doubt
-                assert await store.finish_entry(entry_id, (PENDING,), state=APPROVED)
-            assert await store.finish_entry(ids[4], (PENDING,), state=DECLINED)
-            cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
-            # two instances sweeping at once: one empties the list, both read it
-            found = await asyncio.gather(*(s.in_doubt_entries(cutoff) for s in stores))
-            assert [[e.id for e in f] for f in found] == [[ids[5]], [ids[5]]]
-            assert await _listed(connection) == [ids[5]]
-            assert await store.finish_entry(ids[5], (PENDING,), state=DECLINED)
-            assert await store.in_doubt_entries(cutoff) == []
-            assert await _listed(connection) == []
-        finally:
-            for store in stores:
-                await store.close()
+    async with (
+        scratch_schema(pg_dsn) as (connection, schema),
+        opened(_store(pg_dsn, schema)) as store,
+        opened(_store(pg_dsn, schema)) as other,
+    ):
+        stores = [store, other]
+        await registered(store)
+        old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+        ids = [await store.insert_entry(entry(f"{n:06d}", created_at=old)) for n in range(6)]
+        for entry_id in ids[:4]:  # answered; ids[4] and ids[5] are in doubt
+            assert await store.finish_entry(entry_id, (PENDING,), state=APPROVED)
+        assert await store.finish_entry(ids[4], (PENDING,), state=DECLINED)
+        cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+        # two instances sweeping at once: one empties the list, both read it
+        found = await asyncio.gather(*(s.in_doubt_entries(cutoff) for s in stores))
+        assert [[e.id for e in f] for f in found] == [[ids[5]], [ids[5]]]
+        assert await _listed(connection) == [ids[5]]
+        assert await store.finish_entry(ids[5], (PENDING,), state=DECLINED)
+        assert await store.in_doubt_entries(cutoff) == []
+        assert await _listed(connection) == []
 
 
 @pytest.mark.postgres
@@ -243,16 +239,13 @@ async def test_an_upgraded_database_keeps_its_pending_and_stranded_entries(pg_ds
                 (904, TID, MID, "000904", "preauth", "approved", 0, "C0DE04"),
             ],
         )
-        store = await _open(pg_dsn, schema)
-        try:
+        async with opened(_store(pg_dsn, schema)) as store:
             cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
             assert [e.id for e in await store.in_doubt_entries(cutoff)] == [900]
             assert [e.id for e in await store.stranded_reservations(cutoff)] == [902]
             found = await store.find_preauth(MID, "C0DE04", None, None)
             assert found is not None and found.id == 904
             assert await store.find_preauth(MID, "C0DE05", None, None) is None
-        finally:
-            await store.close()
 
 
 async def test_no_write_moves_an_entry_back_to_pending(store: Store) -> None:
@@ -308,7 +301,7 @@ async def test_generic_plans_use_the_rebuilt_indexes(pg_dsn: str) -> None:
     """The plans prepared statements keep (no parameter value known) still use
     the partial indexes: their WHERE is implied by the queries' own terms."""
     async with scratch_schema(pg_dsn) as (connection, schema):
-        await (await _open(pg_dsn, schema)).close()
+        await _migrate(pg_dsn, schema)
         await connection.execute("SET plan_cache_mode = force_generic_plan")
         await connection.execute("SET enable_seqscan = off")
         preauth = queries.find_original(

@@ -11,7 +11,7 @@ import pytest
 from posp.store.postgres import PostgresStore
 from posp.store.queries import numbered
 from posp.store.sqlite import SqliteStore
-from tests.store.conftest import pg_schema_before, scratch_schema
+from tests.store.conftest import opened, pg_schema_before, scratch_schema
 from tests.store.test_sqlite_counter_migration import database_before
 
 _INSERT = (
@@ -33,15 +33,11 @@ ROWS = [
 async def test_approved_refunds_from_before_carry_their_share(tmp_path: Path) -> None:
     path = tmp_path / "posp.db"
     database_before(path, 32, {_INSERT: ROWS})
-    store = SqliteStore(path)
-    await store.open()
-    try:
+    async with opened(SqliteStore(path)) as store:
         carried = [(await store.get_entry(i)).reserved_minor for i in (1, 2, 3, 4)]  # type: ignore[union-attr]
         assert carried == [0, 300, 400, 0]
         assert await store.release_reservation(2, 300) is True  # releasable like new ones
         assert (await store.get_entry(1)).refunded_minor == 400  # type: ignore[union-attr]
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
@@ -51,12 +47,8 @@ async def test_approved_refunds_from_before_carry_their_share_on_postgresql(pg_d
         await connection.executemany(
             numbered(_INSERT).replace("'2026-12-01T00:00:00+00:00'", "now()"), ROWS
         )
-        store = PostgresStore(pg_dsn, schema=schema)
-        await store.open()
-        try:
+        async with opened(PostgresStore(pg_dsn, schema=schema)) as store:
             carried = [(await store.get_entry(i)).reserved_minor for i in (1, 2, 3, 4)]  # type: ignore[union-attr]
             assert carried == [0, 300, 400, 0]
             assert await store.release_reservation(2, 300) is True
             assert (await store.get_entry(1)).refunded_minor == 400  # type: ignore[union-attr]
-        finally:
-            await store.close()

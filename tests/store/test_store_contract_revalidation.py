@@ -21,7 +21,7 @@ from posp.store.registry_cache import CHECK_IDLE_AFTER_S
 from posp.store.sql_store import REVALIDATE_CHUNK, SqlStore
 from posp.store.sqlite import SqliteStore
 from tests.registry_clock import MovedClock, count_key_reads, moved_registry_clock
-from tests.store.conftest import StoreFactory, pg_schema_before, scratch_schema
+from tests.store.conftest import StoreFactory, opened, pg_schema_before, scratch_schema
 from tests.store.samples import MID, TID, registered
 from tests.store.test_sqlite_counter_migration import database_before
 
@@ -193,12 +193,8 @@ async def _upgraded_rows_work(store: SqlStore) -> None:
 async def test_sqlite_rows_from_before_0036_get_versions(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     database_before(path, 36, {OLD_MERCHANT: [(MID,)], OLD_TERMINAL: [(TID, MID)]})
-    store = SqliteStore(path)
-    await store.open()
-    try:
+    async with opened(SqliteStore(path)) as store:
         await _upgraded_rows_work(store)
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
@@ -216,12 +212,8 @@ async def test_postgres_rows_from_before_0036_get_versions(pg_dsn: str) -> None:
             TID,
             MID,
         )
-        store = PostgresStore(pg_dsn, schema=schema, pool_size=2)
-        await store.open()
-        try:
+        async with opened(PostgresStore(pg_dsn, schema=schema, pool_size=2)) as store:
             await _upgraded_rows_work(store)
-        finally:
-            await store.close()
 
 
 # --- what a check looks at, and who waits for it ---------------------------------
