@@ -5,9 +5,12 @@ Invariants:
 * Every operation is one SQL statement in autocommit, so exactly-once state
   changes rely on PostgreSQL row locks: ``UPDATE ... WHERE state IN (...)
   RETURNING`` re-checks the condition after waiting for a concurrent writer.
-* A partial unique index on (terminal_id, batch, trace, direction) WHERE
-  dedupe makes a second instance's insert of the same request fail with
-  ``DuplicateTransaction``.
+* A unique index on (terminal_id, batch, trace, direction) for the
+  deduplicated entries makes a second instance's insert of the same request
+  fail with ``DuplicateTransaction``.  Since migration 0038 it is
+  ``journal_trace``, whose last key ``CASE WHEN dedupe THEN 0 END`` is NULL
+  (never conflicting) for the other entries; it also serves the trace and
+  batch lookups, so an insert writes one index entry for both.
 * ``next_sequence`` uses PostgreSQL SEQUENCE objects (``posp_seq_<name>``,
   created on first use): every instance draws from one counter, and unlike a
   counter row they never serialize concurrent transactions on a row lock.
@@ -655,7 +658,7 @@ _INSERT_CTES = (
     f" FROM {_unnest(_INSERT_COLUMNS)} WITH ORDINALITY AS u({', '.join(_INSERT_COLUMNS)}, ord)),"
     f" inserted AS (INSERT INTO journal (id, {', '.join(_INSERT_COLUMNS)})"
     f" SELECT id, {', '.join(_INSERT_COLUMNS)} FROM input ORDER BY ord"
-    " ON CONFLICT (terminal_id, batch, trace, direction) WHERE dedupe DO NOTHING"
+    " ON CONFLICT (terminal_id, batch, trace, direction, (CASE WHEN dedupe THEN 0 END)) DO NOTHING"
     " RETURNING id, state, created_at),"
     f" {q.LIST_PENDING_PG}"
 )
