@@ -49,7 +49,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -66,6 +66,8 @@ from posp.store.pg_holds import BatchHold, counter_rows, entry_outcomes, write_b
 from posp.store.queries import numbered
 from posp.store.sql_store import DEFAULT_SAF_LEASE_S, SqlStore
 
+#: What ``_all``'s awaitables give.
+A = TypeVar("A")
 _log = get_logger("posp.store.postgres")
 
 DEFAULT_POOL_SIZE = 10
@@ -371,7 +373,7 @@ class PostgresStore(SqlStore):
         elif inserts:
             parts.append(insert_alone(inserts))
         parts += [finish_alone(indexes) for indexes in kinds.values()]
-        await asyncio.gather(*parts)
+        await _all(parts)
         return outcomes
 
     async def _insert_and_finish(
@@ -406,7 +408,7 @@ class PostgresStore(SqlStore):
                 pass  # e.g. one value the driver refuses: each row alone, below
             else:
                 return entry_outcomes(order, found)
-        return list(await asyncio.gather(*(self._insert_one(v) for v in batch)))
+        return await _all([self._insert_one(v) for v in batch])
 
     async def _hold_batch(
         self, batch: list[tuple[list[Any], BatchHold]]
@@ -426,7 +428,7 @@ class PostgresStore(SqlStore):
             raise
         except StoreError:
             pass  # e.g. a deadlock or a value the driver refuses: each alone, below
-        return list(await asyncio.gather(*(self._hold_one(v, t) for v, t in batch)))
+        return await _all([self._hold_one(v, t) for v, t in batch])
 
     async def _hold_one(self, values: list[Any], then: BatchHold) -> int | BaseException:
         then.result = None
@@ -478,7 +480,7 @@ class PostgresStore(SqlStore):
             else:
                 won = {int(row["id"]) for row in found}
                 return [f.entry_id in won for f in batch]
-        return list(await asyncio.gather(*(self._finish_one(f) for f in batch)))
+        return await _all([self._finish_one(f) for f in batch])
 
     async def _finish_one(self, finish: _Finish) -> bool | BaseException:
         try:
@@ -556,6 +558,15 @@ class PostgresStore(SqlStore):
                 # cover a concurrent CREATE (either error, depending on the timing).
                 pass
             return int(await pool.fetchval(_NEXTVAL, sequence))
+
+
+async def _all(awaitables: Sequence[Awaitable[A]]) -> list[A]:
+    """``asyncio.gather``'s results, but a lone awaitable is awaited in place: no
+    task and no extra turn of the event loop for the common one-part batch (a
+    lone request's statement, a batch with one kind of write)."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    return list(await asyncio.gather(*awaitables))
 
 
 async def _fetch(pool: asyncpg.Pool, op: str, sql: str, params: Sequence[Any]) -> list[Any]:
