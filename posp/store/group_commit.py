@@ -34,6 +34,7 @@ from posp.errors import StoreError
 
 T = TypeVar("T")
 R = TypeVar("R")
+V = TypeVar("V")
 
 #: The most items one statement carries.
 DEFAULT_MAX_BATCH = 256
@@ -57,11 +58,15 @@ class GroupCommit(Generic[T, R]):
         write: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
+        idle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write = write
         self._max_batch = max_batch
+        #: Awaited whenever the queue has run dry after a run of batches (e.g. to
+        #: give back a connection held across them); must not raise.
+        self._idle = idle
         self._queue: list[_Waiting[T, R]] = []
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -107,27 +112,40 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = self._take()
-                if not batch:  # only cancelled callers were queued
-                    continue
-                try:
-                    outcomes = await self._write([w.item for w in batch])
-                    if len(outcomes) != len(batch):
-                        raise StoreError("group commit: one outcome per item expected")
-                except asyncio.CancelledError:
-                    # the writer itself was cancelled (the event loop is shutting
-                    # down): its callers and those queued are cancelled with it
-                    for waiting in [*batch, *self._queue]:
-                        waiting.future.cancel()
-                    self._queue = []
-                    raise
-                except Exception as exc:  # every caller of the batch sees it
-                    outcomes = [_copy(exc) for _ in batch]
-                self.batches += 1
-                self.items += len(batch)
-                _settle(batch, outcomes)
+                await self._write_next()
+                if not self._queue and self._idle is not None:
+                    # items that arrive meanwhile find this writer running: the loop
+                    # takes them when idle() returns
+                    await self._cancellable(self._idle(), [])
         finally:
             self._writer = None
+
+    async def _write_next(self) -> None:
+        batch = self._take()
+        if not batch:  # only cancelled callers were queued
+            return
+        try:
+            outcomes = await self._cancellable(self._write([w.item for w in batch]), batch)
+            if len(outcomes) != len(batch):
+                raise StoreError("group commit: one outcome per item expected")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every caller of the batch sees it
+            outcomes = [_copy(exc) for _ in batch]
+        self.batches += 1
+        self.items += len(batch)
+        _settle(batch, outcomes)
+
+    async def _cancellable(self, step: Awaitable[V], batch: list[_Waiting[T, R]]) -> V:
+        """``step``; should the writer itself be cancelled meanwhile (the event loop
+        is shutting down), ``batch``'s callers and those queued are cancelled with it."""
+        try:
+            return await step
+        except asyncio.CancelledError:
+            for waiting in [*batch, *self._queue]:
+                waiting.future.cancel()
+            self._queue = []
+            raise
 
 
 def _copy(exc: Exception) -> Exception:

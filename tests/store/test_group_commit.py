@@ -184,3 +184,71 @@ async def test_a_failing_kind_of_outcome_change_is_reported_to_its_callers_only(
 
     store._finish_kind = finish_kind  # type: ignore[method-assign]
     assert await store._journal_batch([finish, update]) == [1, lost]
+
+
+class Idle:
+    """An ``idle`` callback that counts its calls and, with ``held``, waits for
+    ``release`` (a connection being given back)."""
+
+    def __init__(self, *, held: bool = False) -> None:
+        self.held = held
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        self.started.set()
+        if self.held:
+            await self.release.wait()
+
+
+async def test_idle_runs_once_the_queue_has_run_dry_not_between_batches() -> None:
+    write = HeldWrite()
+    idle = Idle()
+    group: GroupCommit[int, int] = GroupCommit(write, idle=idle)
+    first = asyncio.create_task(group.submit(1))
+    await write.started.wait()
+    later = [asyncio.create_task(group.submit(n)) for n in (2, 3)]
+    await asyncio.sleep(0)
+    write.release.set()
+    assert await first == 10
+    await write.started.wait()  # the next batch follows at once: no idle between
+    assert idle.calls == 0
+    write.release.set()
+    assert [await t for t in later] == [20, 30]
+    await idle.started.wait()
+    assert idle.calls == 1 and write.batches == [[1], [2, 3]]
+
+
+async def test_items_arriving_while_idle_runs_are_written_after_it() -> None:
+    write = HeldWrite(held=False)
+    idle = Idle(held=True)
+    group: GroupCommit[int, int] = GroupCommit(write, idle=idle)
+    assert await group.submit(1) == 10
+    await idle.started.wait()  # the writer is giving its connection back
+    idle.started.clear()
+    during = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)
+    assert not during.done() and write.batches == [[1]]  # not written beside idle
+    idle.release.set()
+    assert await during == 20  # the same writer takes it when idle returns
+    await idle.started.wait()
+    assert idle.calls == 2 and write.batches == [[1], [2]]
+
+
+async def test_a_writer_cancelled_while_idle_cancels_the_queue() -> None:
+    write = HeldWrite(held=False)
+    idle = Idle(held=True)
+    group: GroupCommit[int, int] = GroupCommit(write, idle=idle)
+    assert await group.submit(1) == 10
+    await idle.started.wait()
+    queued = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)
+    writer = group._writer
+    assert writer is not None
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    idle.held = False
+    assert await group.submit(3) == 30  # a new writer for the next caller
