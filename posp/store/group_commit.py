@@ -21,6 +21,10 @@ Invariants:
   callers' writes go on, and its own item may still be committed — as a
   single write cancelled during its commit may be.  An item whose caller was
   cancelled before its batch was formed is not written at all.
+* ``idle`` (optional) is awaited each time the queue runs dry after a run of
+  batches, never between two batches that follow one another: the PostgreSQL
+  store gives back there the connection its batches shared.  Items that arrive
+  meanwhile are written by the same writer once it returns.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ async def _pid(store: PostgresStore) -> int:
 def _all_idle(store: PostgresStore) -> bool:
     pool = store._keyed_pool
     assert pool is not None
-    return pool.get_idle_size() == pool.get_size()
+    return bool(pool.get_idle_size() == pool.get_size())
 
 
 async def test_statements_in_a_row_share_one_connection_and_one_acquire(
