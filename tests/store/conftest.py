@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -90,6 +90,22 @@ async def pg_schema_before(connection: asyncpg.Connection, version: int) -> None
             migration.name,
             "2026-12-01T00:00:00",
         )
+
+
+async def insert_journal_rows(
+    connection: asyncpg.Connection,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    created_at: str = "now()",
+) -> None:
+    """Journal entries written straight into the table, as an older release left
+    them: ``columns``' values per row, batch 000001 and ``created_at`` (SQL)."""
+    names = ", ".join((*columns, "batch", "created_at"))
+    values = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    await connection.executemany(
+        f"INSERT INTO journal ({names}) VALUES ({values}, '000001', {created_at})", rows
+    )
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

@@ -146,19 +146,27 @@ async def test_batches_are_capped() -> None:
     assert all(len(b) <= 2 for b in write.batches)
 
 
+async def _queue_one_and_cancel_the_writer(
+    group: GroupCommit[int, int], *callers: asyncio.Task[int]
+) -> None:
+    """Queue one more caller, cancel the running writer, and check that the queued
+    caller and ``callers`` are cancelled with it."""
+    queued = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)  # it queues
+    writer = group._writer
+    assert writer is not None
+    writer.cancel()
+    for caller in (*callers, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+
 async def test_a_cancelled_writer_cancels_its_callers_and_the_queue() -> None:
     write = HeldWrite()
     group: GroupCommit[int, int] = GroupCommit(write)
     in_batch = asyncio.create_task(group.submit(1))
     await write.started.wait()
-    queued = asyncio.create_task(group.submit(2))
-    await asyncio.sleep(0)
-    writer = group._writer
-    assert writer is not None
-    writer.cancel()
-    for caller in (in_batch, queued):
-        with pytest.raises(asyncio.CancelledError):
-            await caller
+    await _queue_one_and_cancel_the_writer(group, in_batch)
     write.release.set()
     write.held = False
     assert await group.submit(3) == 30  # a new writer starts for the next caller
@@ -243,12 +251,6 @@ async def test_a_writer_cancelled_while_idle_cancels_the_queue() -> None:
     group: GroupCommit[int, int] = GroupCommit(write, idle=idle)
     assert await group.submit(1) == 10
     await idle.started.wait()
-    queued = asyncio.create_task(group.submit(2))
-    await asyncio.sleep(0)
-    writer = group._writer
-    assert writer is not None
-    writer.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await queued
+    await _queue_one_and_cancel_the_writer(group)
     idle.held = False
     assert await group.submit(3) == 30  # a new writer for the next caller

@@ -33,7 +33,7 @@ from posp.store.api import APPROVED, DECLINED, PENDING, SafItem, Store
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
 from posp.store.risk_counters import SqlRiskCounters
-from tests.store.conftest import opened, pg_schema_before, scratch_schema
+from tests.store.conftest import insert_journal_rows, opened, pg_schema_before, scratch_schema
 from tests.store.samples import MID, TID, UTC, entry, hold_with_entry, registered
 
 VERSION = 37
@@ -224,21 +224,19 @@ async def test_the_sweep_empties_the_list_of_ended_entries(pg_dsn: str) -> None:
 async def test_an_upgraded_database_keeps_its_pending_and_stranded_entries(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
         await pg_schema_before(connection, VERSION)
-        insert = (
-            "INSERT INTO journal (id, terminal_id, merchant_id, batch, trace, txn_type, mti,"
-            " state, dedupe, created_at, reserved_minor, auth_code) VALUES ($1, $2, $3,"
-            " '000001', $4, $5, '0200', $6, true, now() - interval '1 hour', $7, $8)"
-        )
-        await connection.executemany(
-            insert,
+        columns = ("id", "terminal_id", "merchant_id", "trace", "txn_type", "mti", "state")
+        await insert_journal_rows(
+            connection,
+            (*columns, "dedupe", "reserved_minor", "auth_code"),
             [
-                (900, TID, MID, "000900", "purchase", "pending", 0, None),
-                (901, TID, MID, "000901", "purchase", "approved", 0, None),
-                (902, TID, MID, "000902", "refund", "declined", 500, None),  # stranded
-                (903, TID, MID, "000903", "refund", "approved", 500, None),  # its share
-                (904, TID, MID, "000904", "preauth", "approved", 0, "C0DE04"),
+                (900, TID, MID, "000900", "purchase", "0200", "pending", True, 0, None),
+                (901, TID, MID, "000901", "purchase", "0200", "approved", True, 0, None),
+                (902, TID, MID, "000902", "refund", "0200", "declined", True, 500, None),
+                (903, TID, MID, "000903", "refund", "0200", "approved", True, 500, None),
+                (904, TID, MID, "000904", "preauth", "0200", "approved", True, 0, "C0DE04"),
             ],
-        )
+            created_at="now() - interval '1 hour'",
+        )  # 902: a stranded reservation, 903 its share; 904 an open pre-authorization
         async with opened(_store(pg_dsn, schema)) as store:
             cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
             assert [e.id for e in await store.in_doubt_entries(cutoff)] == [900]

@@ -49,9 +49,11 @@ class CountingAcquire:
 
 @contextlib.asynccontextmanager
 async def _store(dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, PostgresStore]]:
-    async with scratch_schema(dsn) as (connection, schema):
-        async with opened(PostgresStore(dsn, schema=schema, pool_size=4)) as store:
-            yield connection, store
+    async with (
+        scratch_schema(dsn) as (connection, schema),
+        opened(PostgresStore(dsn, schema=schema, pool_size=4)) as store,
+    ):
+        yield connection, store
 
 
 async def _pid(store: PostgresStore) -> int:
@@ -86,11 +88,8 @@ async def test_a_part_beside_the_held_one_takes_its_own_connection(pg_dsn: str) 
             blocked = asyncio.create_task(
                 store._journal_fetch("test", f"SELECT pg_advisory_xact_lock({LOCK_KEY}), 1", [])
             )
-            while not await connection.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            ):
-                await asyncio.sleep(0)  # yields to the loop until the statement waits
-            assert store._held_busy
+            await asyncio.sleep(0)  # one turn: the task sends its statement and waits
+            assert store._held_busy and not blocked.done()  # it cannot end before the lock
             beside = await _pid(store)  # runs while the held connection is busy
             assert beside != held_pid
         await blocked

@@ -22,7 +22,7 @@ from posp.errors import DuplicateTransaction
 from posp.store import queries
 from posp.store.migrations import load_migrations
 from posp.store.postgres import PostgresStore
-from tests.store.conftest import opened, pg_schema_before, scratch_schema
+from tests.store.conftest import insert_journal_rows, opened, pg_schema_before, scratch_schema
 from tests.store.samples import MID, TID, entry, registered
 
 VERSION = 38
@@ -60,18 +60,14 @@ async def test_one_unique_index_replaces_the_dedupe_and_batch_indexes(pg_dsn: st
 async def test_an_upgraded_database_keeps_refusing_duplicates(pg_dsn: str) -> None:
     async with scratch_schema(pg_dsn) as (connection, schema):
         await pg_schema_before(connection, VERSION)
-        insert = (
-            "INSERT INTO journal (id, terminal_id, merchant_id, batch, trace, txn_type, mti,"
-            " state, dedupe, created_at) VALUES ($1, $2, $3, '000001', $4, $5, $6, 'approved',"
-            " $7, now())"
-        )
-        await connection.executemany(
-            insert,
+        await insert_journal_rows(
+            connection,
+            ("id", "terminal_id", "merchant_id", "trace", "txn_type", "mti", "state", "dedupe"),
             [
-                (900, TID, MID, "000900", "purchase", "0200", True),
+                (900, TID, MID, "000900", "purchase", "0200", "approved", True),
                 # management entries repeat a trace: not deduplicated, never conflicting
-                (901, TID, MID, "000901", "sign_in", "0800", False),
-                (902, TID, MID, "000901", "sign_in", "0800", False),
+                (901, TID, MID, "000901", "sign_in", "0800", "approved", False),
+                (902, TID, MID, "000901", "sign_in", "0800", "approved", False),
             ],
         )
         async with opened(_store(pg_dsn, schema)) as store:
