@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from posp.errors import StoreError
+from posp.log import get_logger
+
+_log = get_logger("posp.store.group_commit")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +72,7 @@ class GroupCommit(Generic[T, R]):
         self._write = write
         self._max_batch = max_batch
         #: Awaited whenever the queue has run dry after a run of batches (e.g. to
-        #: give back a connection held across them); must not raise.
+        #: give back a connection held across them); a failure is logged.
         self._idle = idle
         self._queue: list[_Waiting[T, R]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -120,9 +123,17 @@ class GroupCommit(Generic[T, R]):
                 if not self._queue and self._idle is not None:
                     # items that arrive meanwhile find this writer running: the loop
                     # takes them when idle() returns
-                    await self._cancellable(self._idle(), [])
+                    await self._cancellable(self._run_idle(self._idle), [])
         finally:
             self._writer = None
+
+    @staticmethod
+    async def _run_idle(idle: Callable[[], Awaitable[None]]) -> None:
+        """``idle``; should it fail, the writer goes on (the failure is logged)."""
+        try:
+            await idle()
+        except Exception as exc:
+            _log.error("group commit: idle hook failed", error_type=type(exc).__name__)
 
     async def _write_next(self) -> None:
         batch = self._take()

@@ -86,8 +86,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
-    # e.g. a statement on a connection the server has just ended whose end the
-    # driver has not yet read ("cannot switch to state ..."): nothing was sent
+    # the driver's own state error, e.g. "cannot switch to state ...": a statement
+    # on a connection the server has just ended, whose end the driver has not yet
+    # read (the statement was refused before it was sent)
     asyncpg.InternalClientError,
 )
 
@@ -162,6 +163,8 @@ class PostgresStore(SqlStore):
         #: size, and nothing is planned again per execution (``force_custom_plan``,
         #: used before for the counters, cost ≈ 15 % more server CPU).  The main
         #: pool keeps the default: there the setting made the full path slower.
+        #: The journal's batch inserts run here too, on the group commit's held
+        #: connection (their plans scan no table: the same either way).
         self._keyed_pool: asyncpg.Pool | None = None
         #: The journal's two hot writes — pending entries and outcomes — share one
         #: group commit: a batch holding both goes out as one statement and one
@@ -170,7 +173,9 @@ class PostgresStore(SqlStore):
         #: The keyed pool's connection the journal's group commit holds while its
         #: batches follow one another (``_journal_fetch``): no pool acquire and
         #: release per statement (about 35 µs of the switch's CPU each).  Given back
-        #: whenever its queue runs dry, and after any failure.
+        #: whenever its queue runs dry, after any failure and at close (a writer
+        #: cancelled between two batches, at the loop's shutdown, leaves it held
+        #: until then).
         self._held: asyncpg.Connection | None = None
         self._held_busy = False
         self._holds: GroupCommit[tuple[list[Any], BatchHold], int] = GroupCommit(self._hold_batch)
@@ -335,8 +340,8 @@ class PostgresStore(SqlStore):
         pool = self._require_pool(op, keyed=True)
         self._held_busy = True
         try:
-            if self._held is not None and self._held.is_closed():
-                await self._release_held()  # lost while held: the pool reconnects it
+            if self._held is not None and _lost(self._held):
+                await self._release_held()  # the pool replaces it
             with _translated(op):
                 if self._held is None:
                     self._held = await pool.acquire()
@@ -610,6 +615,16 @@ class PostgresStore(SqlStore):
                 # cover a concurrent CREATE (either error, depending on the timing).
                 pass
             return int(await pool.fetchval(_NEXTVAL, sequence))
+
+
+def _lost(connection: asyncpg.Connection) -> bool:
+    """True when a held connection can run no more statements: closed, or taken
+    back by its pool when the driver saw the server end it (the proxy we hold is
+    then detached, and asks raise InterfaceError)."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:
+        return True
 
 
 async def _all(awaitables: Sequence[Awaitable[A]]) -> list[A]:

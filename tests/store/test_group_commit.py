@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+from structlog.testing import capture_logs
 
 from posp.errors import DuplicateTransaction, StoreError, StoreUnavailable
 from posp.store.group_commit import GroupCommit
@@ -254,3 +255,23 @@ async def test_a_writer_cancelled_while_idle_cancels_the_queue() -> None:
     await _queue_one_and_cancel_the_writer(group)
     idle.held = False
     assert await group.submit(3) == 30  # a new writer for the next caller
+
+
+async def test_a_failing_idle_hook_is_logged_and_the_writer_goes_on() -> None:
+    write = HeldWrite(held=False)
+    calls = 0
+
+    async def idle() -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("release failed")
+
+    group: GroupCommit[int, int] = GroupCommit(write, idle=idle)
+    with capture_logs() as logs:
+        assert await group.submit(1) == 10
+        writer = group._writer
+        if writer is not None:
+            await writer  # ends normally: the hook's failure does not kill it
+        assert await group.submit(2) == 20
+    assert calls >= 1 and write.batches == [[1], [2]]
+    assert any(e["event"] == "group commit: idle hook failed" for e in logs)

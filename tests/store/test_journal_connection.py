@@ -106,12 +106,29 @@ async def test_a_failed_statement_gives_the_connection_back(pg_dsn: str) -> None
 
 
 async def test_a_connection_lost_while_held_is_replaced(pg_dsn: str) -> None:
+    """Its end seen by the driver before the next statement (the pool has then
+    taken it back itself): the next statement runs on a new connection."""
     async with _store(pg_dsn) as (connection, store):
         held_pid = await _pid(store)
         held = store._held
         assert held is not None
+        ended = asyncio.Event()
+        held.add_termination_listener(lambda _connection: ended.set())
         await connection.execute("SELECT pg_terminate_backend($1)", held_pid)
-        # the driver learns of it when the server closes the socket, or at the next use
+        await ended.wait()
+        assert await _pid(store) != held_pid
+        assert store._held is not held
+
+
+async def test_a_connection_lost_just_before_a_statement_fails_it_as_unavailable(
+    pg_dsn: str,
+) -> None:
+    """Its end not yet read when the next statement goes: that statement fails as
+    a lost connection does (StoreUnavailable, nothing written), or runs on a new
+    connection if the end was read meanwhile; the one after runs either way."""
+    async with _store(pg_dsn) as (connection, store):
+        held_pid = await _pid(store)
+        await connection.execute("SELECT pg_terminate_backend($1)", held_pid)
         try:
             found = await _pid(store)
         except StoreUnavailable:
