@@ -8,7 +8,7 @@ import pytest
 
 from posp.lab.fleetfile import FleetTerminal
 from terminals.cards import TerminalCard
-from terminals.conformance import ConformanceTarget, Status, run_catalogue
+from terminals.conformance import ConformanceTarget, Status, context_for, run_catalogue
 from terminals.scenarios import CATALOGUE
 from terminals.tms_scenarios import TMS_CATALOGUE
 from tests.terminals.fakeswitch import TMK, FakeSwitch, serve
@@ -39,6 +39,23 @@ async def test_scenarios_a_compliant_fake_switch_supports_pass(target: Conforman
     ]
     results = await run_catalogue(target, names)
     assert [(r.name, r.status, r.reason) for r in results] == [(n, Status.PASS, "") for n in names]
+
+
+async def test_runs_one_scenario_at_a_time_continue_the_same_terminals(
+    target: ConformanceTarget,
+) -> None:
+    """As the catalogue test against the real stack runs them (one call each): a
+    fresh machine per call would start at a random trace and could repeat one an
+    earlier call journaled in the same batch (the switch answers 94)."""
+    [first] = await run_catalogue(target, "purchase_pin")
+    machine = context_for(target).machine(0)
+    after_first = machine.state.last_trace
+    [second] = await run_catalogue(target, "purchase_pin")
+    assert first.status is second.status is Status.PASS
+    assert context_for(target).machine(0) is machine
+    assert machine.state.last_trace > after_first  # went on from where it was
+    other = ConformanceTarget(target.host, target.port, FLEET, CARDS)
+    assert context_for(other).machine(0) is not machine  # another target: its own
 
 
 async def test_a_missing_rule_fails_with_the_reason(target: ConformanceTarget) -> None:
