@@ -143,9 +143,7 @@ class GroupCommit(Generic[T, R]):
             outcomes = await self._cancellable(self._write([w.item for w in batch]), batch)
             if len(outcomes) != len(batch):
                 raise StoreError("group commit: one outcome per item expected")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # every caller of the batch sees it
+        except Exception as exc:  # every caller of the batch sees it (not a cancellation)
             outcomes = [_copy(exc) for _ in batch]
         self.batches += 1
         self.items += len(batch)
