@@ -27,6 +27,24 @@ process_*                     (various)  -                        RSS, CPU secon
                                                                   fds, start time (Linux /proc)
 ============================  =========  =======================  ===============================
 
+The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass:
+
+* ``posp_recovery_sweeps_total{result}`` (counter): passes, ``ok`` or
+  ``failed`` (logged; the next pass tries again);
+* ``posp_recovery_last_success_timestamp_seconds`` (gauge): Unix time the last
+  pass ended without failing;
+* ``posp_recovery_resolved_total{outcome}`` (counter): what the passes
+  resolved, one of :data:`RECOVERY_OUTCOMES` (``timed_out``: reversed upstream);
+* ``posp_recovery_unresolved_total`` (counter): entries, reservations and kept
+  0400s whose resolution failed (logged; tried again next pass);
+* ``posp_recovery_in_doubt_entries`` (gauge): pending entries past the in-doubt
+  cut-off that the last pass found (at most 100 a pass);
+* ``posp_recovery_kept_reversals_waiting`` (gauge): kept 0400s the HSM could
+  not check at the last pass;
+* ``posp_journal_open_entries`` (gauge): journal entries listed as pending
+  after the last pass, in flight or in doubt (on PostgreSQL the rows of
+  ``journal_open``, which the pass empties of ended entries).
+
 Labelled counters whose label values are a closed set known up front (shed and
 reject reasons; ``requests_total`` for every route with response code 00) are
 pre-initialised to 0, so dashboards show 0 instead of "No data".
@@ -85,6 +103,17 @@ SHED_REASONS: Final = (
     "shutdown",
 )
 REJECT_REASONS: Final = ("garbage", "oversized", "idle")
+
+
+#: What an in-doubt sweep resolves (``posp_recovery_resolved_total{outcome}``).
+RECOVERY_OUTCOMES: Final = (
+    "timed_out",
+    "reversal_applied",
+    "reversal_refused",
+    "reversal_closed",
+    "other_closed",
+    "reservation_released",
+)
 
 
 #: The HSM operations (the client's public coroutine methods): posp_hsm_errors_total
@@ -164,6 +193,46 @@ class SwitchMetrics:
             self.chip_fallbacks.labels(result)
         #: Allowed fallbacks per terminal id (this process; not a metric label).
         self.fallbacks_by_terminal: dict[str, int] = {}
+
+        # The in-doubt sweeper (posp.pipeline.recovery), recorded once per pass.
+        self.recovery_sweeps = Counter(
+            "posp_recovery_sweeps", "In-doubt sweeper passes, by result", ["result"], registry=r
+        )
+        for result in ("ok", "failed"):
+            self.recovery_sweeps.labels(result)
+        self.recovery_last_success = Gauge(
+            "posp_recovery_last_success_timestamp_seconds",
+            "Unix time the in-doubt sweeper's last pass ended without failing",
+            registry=r,
+        )
+        self.recovery_resolved = Counter(
+            "posp_recovery_resolved",
+            "In-doubt work the sweeper resolved, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in RECOVERY_OUTCOMES:
+            self.recovery_resolved.labels(outcome)
+        self.recovery_unresolved = Counter(
+            "posp_recovery_unresolved",
+            "Entries, reservations and kept reversals whose resolution failed (retried)",
+            registry=r,
+        )
+        self.recovery_in_doubt = Gauge(
+            "posp_recovery_in_doubt_entries",
+            "Pending entries past the in-doubt cut-off the last sweep found (at most 100)",
+            registry=r,
+        )
+        self.recovery_waiting = Gauge(
+            "posp_recovery_kept_reversals_waiting",
+            "Kept terminal reversals the HSM could not check at the last sweep",
+            registry=r,
+        )
+        self.journal_open = Gauge(
+            "posp_journal_open_entries",
+            "Journal entries listed as pending after the last sweep (in flight or in doubt)",
+            registry=r,
+        )
 
     def preinitialise_requests(self, txn_types: Iterable[str]) -> None:
         """``posp_requests_total{txn_type, response_code="00"}`` at 0 for each type."""

@@ -84,6 +84,9 @@ class SweepResult:
     reversals_closed: int = 0  # 0400 entries a dead switch left pending
     others_closed: int = 0  # advices and TC uploads a dead switch left pending
     reservations_released: int = 0  # left on ended refunds/voids by a failed release
+    in_doubt: int = 0  # pending entries past the cut-off this pass found (at most BATCH)
+    unresolved: int = 0  # entries, reservations, kept 0400s whose resolution raised
+    open_entries: int | None = None  # listed as pending after the pass (None: not read)
 
 
 class InDoubtResolver:
@@ -120,25 +123,60 @@ class InDoubtResolver:
             await asyncio.sleep(interval_s)
 
     async def sweep(self, now: dt.datetime | None = None) -> SweepResult:
-        """One pass over both kinds of work; ``now`` (UTC) is for tests."""
-        now = now or dt.datetime.now(dt.UTC)
+        """One pass over both kinds of work, recorded in the switch's metrics
+        (``posp_recovery_*``, ``posp_journal_open_entries``); ``now`` (UTC) is for
+        tests."""
+        metrics = self._services.metrics
+        try:
+            result = await self._sweep(now or dt.datetime.now(dt.UTC))
+        except Exception:
+            metrics.recovery_sweeps.labels("failed").inc()
+            raise
+        metrics.recovery_sweeps.labels("ok").inc()
+        metrics.recovery_last_success.set(time.time())
+        for outcome, count in (
+            ("timed_out", result.timed_out),
+            ("reversal_applied", result.reversals_applied),
+            ("reversal_refused", result.reversals_refused),
+            ("reversal_closed", result.reversals_closed),
+            ("other_closed", result.others_closed),
+            ("reservation_released", result.reservations_released),
+        ):
+            if count:
+                metrics.recovery_resolved.labels(outcome).inc(count)
+        if result.unresolved:
+            metrics.recovery_unresolved.inc(result.unresolved)
+        metrics.recovery_in_doubt.set(result.in_doubt)
+        metrics.recovery_waiting.set(result.reversals_waiting)
+        if result.open_entries is not None:
+            metrics.journal_open.set(result.open_entries)
+        return result
+
+    async def _sweep(self, now: dt.datetime) -> SweepResult:
         result = SweepResult()
         cutoff = now - dt.timedelta(seconds=self.in_doubt_after_s)
         stale = await self._services.store.in_doubt_entries(cutoff, BATCH)
+        result.in_doubt = len(stale)
         # Originals first: a 0400 cut off mid-way is judged by its original's state.
         for entry in sorted(stale, key=lambda e: e.direction != ORIGINAL):
             try:
                 await self._resolve(entry, result)
             except Exception as exc:  # one bad row must not stop the others
+                result.unresolved += 1
                 _log.error("in-doubt entry not resolved", entry=entry.id, error=type(exc).__name__)
-        result.reservations_released += await self._release_stranded(cutoff)
+        result.reservations_released += await self._release_stranded(cutoff, result)
         for kept in await self._services.store.due_deferred(now, BATCH):
             try:
                 await self._retry_kept(kept, now, result)
             except Exception as exc:
+                result.unresolved += 1
                 _log.error(
                     "kept reversal not resolved", entry=kept.entry_id, error=type(exc).__name__
                 )
+        try:  # after the in-doubt read, which empties journal_open of ended entries
+            result.open_entries = await self._services.store.open_entries()
+        except StoreError as exc:  # the pass's work is done; only the gauge waits
+            _log.warning("open journal entries not counted", error_type=type(exc).__name__)
         if (
             result.timed_out
             or result.reversals_applied
@@ -154,7 +192,7 @@ class InDoubtResolver:
             )
         return result
 
-    async def _release_stranded(self, cutoff: dt.datetime) -> int:
+    async def _release_stranded(self, cutoff: dt.datetime, result: SweepResult) -> int:
         """Reservations left on entries that ended not approved; pages past rows
         whose release fails (each logged), so they never hide the others."""
         released, after = 0, None
@@ -164,6 +202,7 @@ class InDoubtResolver:
                 try:
                     released += await release_entry_reservation(self._services, ended)
                 except Exception as exc:
+                    result.unresolved += 1
                     _log.error("reservation not released", entry=ended.id, error=type(exc).__name__)
             if len(page) < BATCH:
                 break

@@ -299,6 +299,12 @@ class Store(Protocol):
         request's deadline long past: the switch handling them died): originals that
         may have reached the network, and terminal 0400s cut off mid-way."""
 
+    async def open_entries(self) -> int:
+        """How many journal entries are listed as pending: requests in flight and
+        any a dead switch left in doubt.  On PostgreSQL the rows of journal_open
+        (migration 0037), which the in-doubt sweep empties of ended entries before
+        it reads them; so, read right after a sweep, the size of that list."""
+
     async def stranded_reservations(
         self,
         created_before: dt.datetime,

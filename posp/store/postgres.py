@@ -573,6 +573,11 @@ class PostgresStore(SqlStore):
                 )
         return [rows.entry_from_row(r) for r in found]
 
+    async def open_entries(self) -> int:
+        """The rows of journal_open (``Store.open_entries``)."""
+        found = await self._read("open_entries", q.OPEN_ENTRIES_PG)
+        return int(found[0][0])
+
     async def _close_listed(self, connection: asyncpg.Connection) -> None:
         """Delete the listed entries no longer pending and, if any, vacuum the list;
         one sweeper at a time (the others skip it)."""

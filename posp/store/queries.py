@@ -209,6 +209,11 @@ IN_DOUBT_PG = (
     "SELECT j.* FROM journal_open o JOIN journal j ON j.id = o.id"
     " WHERE o.created_at < ? AND j.state = 'pending' ORDER BY o.created_at, o.id LIMIT ?"
 )
+#: The pending entries (SQLite: over the partial index journal_pending).
+OPEN_ENTRIES = "SELECT count(*) FROM journal WHERE state = 'pending'"
+#: PostgreSQL: the size of the list the sweep reads (after its cleanup, the
+#: pending entries; before, also the entries that ended since).
+OPEN_ENTRIES_PG = "SELECT count(*) FROM journal_open"
 CLOSE_OPEN_PG = (
     "DELETE FROM journal_open o WHERE NOT EXISTS"
     " (SELECT 1 FROM journal j WHERE j.id = o.id AND j.state = 'pending')"

@@ -436,6 +436,10 @@ class SqlStore(abc.ABC):
         found = await self._read("in_doubt_entries", q.IN_DOUBT, params)
         return [rows.entry_from_row(r) for r in found]
 
+    async def open_entries(self) -> int:
+        found = await self._read("open_entries", q.OPEN_ENTRIES, [])
+        return int(found[0][0])
+
     async def stranded_reservations(
         self,
         created_before: dt.datetime,

@@ -20,6 +20,7 @@ from posp.errors import HsmUnavailable, StoreUnavailable
 from posp.hsm.api import KEY_TAK
 from posp.iso8583 import Message
 from posp.store.sql_store import SqlStore
+from posp.switch import Switch
 from terminals.cards import TerminalCard
 from terminals.session import TerminalSession
 from tests.e2e.conftest import Stack, eventually
@@ -58,6 +59,11 @@ def issuer_0420s(stack: Stack) -> int:
             if sample.name.endswith("_total") and sample.labels.get("mti") == "0420":
                 total += sample.value
     return int(total)
+
+
+def sample(switch: Switch, name: str, **labels: str) -> float | None:
+    """One sample of the switch's metrics, as a scrape would show it."""
+    return switch.registry.get_sample_value(name, labels)
 
 
 def gate_issuer(
@@ -161,10 +167,19 @@ async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0
     terminal = await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 3100)
     switch = await stack.start_switch()
     assert switch.recovery is not None
+    await switch.recovery.close()  # only this test's passes set the gauges read below
     now = await switch.recovery.sweep()
     assert now.timed_out == 0  # still within its deadline: not in doubt yet
+    assert now.in_doubt == 0 and now.open_entries == 1  # pending, not yet in doubt
+    assert sample(switch, "posp_journal_open_entries") == 1
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
-    assert (await switch.recovery.sweep(later)).timed_out == 1
+    swept = await switch.recovery.sweep(later)
+    assert (swept.timed_out, swept.in_doubt, swept.open_entries) == (1, 1, 0)
+    assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
+    assert sample(switch, "posp_recovery_in_doubt_entries") == 1
+    assert sample(switch, "posp_journal_open_entries") == 0
+    assert (sample(switch, "posp_recovery_sweeps_total", result="ok") or 0) >= 2
+    assert sample(switch, "posp_recovery_sweeps_total", result="failed") == 0
     await saf_settled(stack)
     assert await stack.balance(card) == before
     assert stack.store is not None
@@ -173,6 +188,48 @@ async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0
     assert original is not None and original.state == "timed_out"
     assert await hold_released(stack, original.id)  # the risk hold kept before sending
     assert (await switch.recovery.sweep(later)).timed_out == 0  # resolved once
+    assert sample(switch, "posp_recovery_in_doubt_entries") == 0
+    assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
+    assert issuer_0420s(stack) == 1
+
+
+async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metrics(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails the 0420's queueing: the entry stays pending, counted as
+    unresolved and still in doubt; then the store fails the pass itself: a failed
+    pass, the last success unchanged.  Once the store answers, the next pass
+    reverses it and the balance is restored."""
+    before = await stack.balance(card)
+    await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 3300)
+    switch = await stack.start_switch()
+    assert switch.recovery is not None and switch.store is not None
+    await switch.recovery.close()  # only this test's passes set the gauges read below
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> Any:
+        raise StoreUnavailable("database connection lost")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(switch.store, "reverse_and_queue", store_down)
+        stuck = await switch.recovery.sweep(later)
+    assert (stuck.timed_out, stuck.in_doubt, stuck.unresolved) == (0, 1, 1)
+    assert sample(switch, "posp_recovery_unresolved_total") == 1
+    assert sample(switch, "posp_recovery_in_doubt_entries") == 1
+    assert sample(switch, "posp_journal_open_entries") == 1
+    succeeded = sample(switch, "posp_recovery_last_success_timestamp_seconds")
+    assert succeeded is not None and succeeded > 0
+    with monkeypatch.context() as patched:
+        patched.setattr(switch.store, "in_doubt_entries", store_down)
+        with pytest.raises(StoreUnavailable):
+            await switch.recovery.sweep(later)
+    assert sample(switch, "posp_recovery_sweeps_total", result="failed") == 1
+    assert sample(switch, "posp_recovery_last_success_timestamp_seconds") == succeeded
+    assert (await switch.recovery.sweep(later)).timed_out == 1
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
+    assert sample(switch, "posp_recovery_unresolved_total") == 1
     assert issuer_0420s(stack) == 1
 
 
@@ -239,11 +296,15 @@ async def test_a_0400_sent_while_the_hsm_is_down_is_honoured_once_it_is_back(
     assert outcome.response_code == "00"
     assert await stack.balance(card) == before - 2700
     assert stack.switch is not None and stack.switch.recovery is not None
+    await stack.switch.recovery.close()  # only this test's passes set the gauges read below
     waiting = await stack.switch.recovery.sweep()
     assert waiting.reversals_waiting == 1 and waiting.reversals_applied == 0
+    assert sample(stack.switch, "posp_recovery_kept_reversals_waiting") == 1
     monkeypatch.undo()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
     assert (await stack.switch.recovery.sweep(later)).reversals_applied == 1
+    assert sample(stack.switch, "posp_recovery_kept_reversals_waiting") == 0
+    assert sample(stack.switch, "posp_recovery_resolved_total", outcome="reversal_applied") == 1
     await saf_settled(stack)
     assert await stack.balance(card) == before
     assert (await stack.switch.recovery.sweep(later)).reversals_applied == 0  # once

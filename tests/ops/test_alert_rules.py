@@ -20,6 +20,9 @@ ALERTS = {
     "PospNetworkLinkDown",
     "PospSafQueueGrowing",
     "PospShedRequests",
+    "PospInDoubtSweeperFailing",
+    "PospInDoubtEntriesUnresolved",
+    "PospJournalOpenEntriesPilingUp",
 }
 
 

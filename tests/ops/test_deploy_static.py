@@ -401,6 +401,9 @@ def test_dashboard_covers_the_operations_topics() -> None:
         "posp_shed_total", "posp_connections", "posp_signed_in_terminals",
         "posp_hsm_seconds_bucket", "posp_hsm_errors_total", "posp_network_link_up",
         "posp_network_saf_depth", "posp_store_seconds_bucket",
+        "posp_recovery_resolved_total", "posp_recovery_unresolved_total",
+        "posp_recovery_sweeps_total", "posp_recovery_in_doubt_entries",
+        "posp_journal_open_entries", "posp_recovery_last_success_timestamp_seconds",
     }  # fmt: skip
     assert required <= queried, sorted(required - queried)
 

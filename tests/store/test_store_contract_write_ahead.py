@@ -92,6 +92,24 @@ async def test_in_doubt_entries_are_old_pending_entries_only(store: Store) -> No
     assert sorted(e.id for e in await store.in_doubt_entries(cutoff)) == [orphan, reversal]
 
 
+async def test_open_entries_after_the_in_doubt_read_are_the_pending_ones(store: Store) -> None:
+    """What ``posp_journal_open_entries`` shows: read after the sweep's in-doubt
+    read, the pending entries, old or recent; an ended one is no longer counted
+    (on PostgreSQL that read deletes it from journal_open)."""
+    assert await store.open_entries() == 0
+    old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
+    await _pending(store, "000021", created_at=old)
+    await _pending(store, "000022")
+    ended = [await _pending(store, f"00002{n}", created_at=old) for n in (3, 4)]
+    for entry_id, state in zip(ended, (APPROVED, TIMED_OUT), strict=True):
+        assert await store.transition(entry_id, (PENDING,), state)
+    assert await store.open_entries() >= 2  # PostgreSQL: ended ones until the sweep
+    await store.in_doubt_entries(dt.datetime.now(UTC) - dt.timedelta(minutes=1))
+    assert await store.open_entries() == 2
+    await store.insert_entry(entry("000025", state=APPROVED))  # never pending: not listed
+    assert await store.open_entries() == 2
+
+
 async def test_kept_reversals_wait_retry_and_are_forgotten(store: Store) -> None:
     entry_id = await _pending(store, "000008", direction="reversal", txn_type="reversal")
     now = dt.datetime.now(UTC)
