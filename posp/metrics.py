@@ -34,16 +34,27 @@ The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass:
 * ``posp_recovery_last_success_timestamp_seconds`` (gauge): Unix time the last
   pass ended without failing;
 * ``posp_recovery_resolved_total{outcome}`` (counter): what the passes
-  resolved, one of :data:`RECOVERY_OUTCOMES` (``timed_out``: reversed upstream);
+  resolved, one of :data:`RECOVERY_OUTCOMES` (``timed_out``: an entry a dead
+  switch left pending, moved to timed out, reversed upstream if it may have
+  reached the network);
 * ``posp_recovery_unresolved_total`` (counter): entries, reservations and kept
   0400s whose resolution failed (logged; tried again next pass);
 * ``posp_recovery_in_doubt_entries`` (gauge): pending entries past the in-doubt
   cut-off that the last pass found (at most 100 a pass);
 * ``posp_recovery_kept_reversals_waiting`` (gauge): kept 0400s the HSM could
   not check at the last pass;
-* ``posp_journal_open_entries`` (gauge): journal entries listed as pending
-  after the last pass, in flight or in doubt (on PostgreSQL the rows of
-  ``journal_open``, which the pass empties of ended entries).
+* ``posp_recovery_sweep_interval_seconds`` (gauge): ``recovery.sweep_interval_s``
+  (the alert on passes that stop finishing scales with it);
+* ``posp_journal_pending_entries`` (gauge): journal entries pending after the
+  last pass, in flight or in doubt;
+* ``posp_journal_open_rows`` (gauge): the rows of the list they are read from:
+  on PostgreSQL ``journal_open`` (migration 0037), which also holds entries that
+  ended since the pass's cleanup, and grows if that cleanup keeps failing; on
+  SQLite the pending entries.
+
+What a failing pass resolved before it failed is counted; the gauges keep
+what the last good pass set.  ``recovery_sweeps_total`` and
+``recovery_resolved_total`` start at 0 for each label value.
 
 Labelled counters whose label values are a closed set known up front (shed and
 reject reasons; ``requests_total`` for every route with response code 00) are
@@ -228,9 +239,20 @@ class SwitchMetrics:
             "Kept terminal reversals the HSM could not check at the last sweep",
             registry=r,
         )
-        self.journal_open = Gauge(
-            "posp_journal_open_entries",
-            "Journal entries listed as pending after the last sweep (in flight or in doubt)",
+        self.recovery_interval = Gauge(
+            "posp_recovery_sweep_interval_seconds",
+            "The in-doubt sweeper's interval between passes (recovery.sweep_interval_s)",
+            registry=r,
+        )
+        self.journal_pending = Gauge(
+            "posp_journal_pending_entries",
+            "Journal entries pending after the last sweep: in flight or in doubt",
+            registry=r,
+        )
+        self.journal_open_rows = Gauge(
+            "posp_journal_open_rows",
+            "Rows of the list of pending entries after the last sweep"
+            " (PostgreSQL: journal_open; SQLite: the pending entries)",
             registry=r,
         )
 

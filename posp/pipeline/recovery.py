@@ -63,6 +63,7 @@ from posp.store.api import (
     TIMED_OUT,
     DeferredReversal,
     JournalEntry,
+    OpenEntries,
 )
 from posp.txn import TXN_TYPES, TxnType, txn_row
 
@@ -86,7 +87,7 @@ class SweepResult:
     reservations_released: int = 0  # left on ended refunds/voids by a failed release
     in_doubt: int = 0  # pending entries past the cut-off this pass found (at most BATCH)
     unresolved: int = 0  # entries, reservations, kept 0400s whose resolution raised
-    open_entries: int | None = None  # listed as pending after the pass (None: not read)
+    open_entries: OpenEntries | None = None  # counted after the pass (None: not read)
 
 
 class InDoubtResolver:
@@ -95,6 +96,7 @@ class InDoubtResolver:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._task: asyncio.Task[None] | None = None
+        services.metrics.recovery_interval.set(services.settings.recovery.sweep_interval_s)
 
     @property
     def in_doubt_after_s(self) -> float:
@@ -124,36 +126,53 @@ class InDoubtResolver:
 
     async def sweep(self, now: dt.datetime | None = None) -> SweepResult:
         """One pass over both kinds of work, recorded in the switch's metrics
-        (``posp_recovery_*``, ``posp_journal_open_entries``); ``now`` (UTC) is for
-        tests."""
+        (``posp_recovery_*``, ``posp_journal_*``); ``now`` (UTC) is for tests.
+        What a failing pass resolved before it failed is counted too; its gauges
+        and the time of the last success are left as the last good pass set them."""
         metrics = self._services.metrics
+        result = SweepResult()
         try:
-            result = await self._sweep(now or dt.datetime.now(dt.UTC))
+            await self._sweep(now or dt.datetime.now(dt.UTC), result)
         except Exception:
             metrics.recovery_sweeps.labels("failed").inc()
             raise
-        metrics.recovery_sweeps.labels("ok").inc()
-        metrics.recovery_last_success.set(time.time())
-        for outcome, count in (
-            ("timed_out", result.timed_out),
-            ("reversal_applied", result.reversals_applied),
-            ("reversal_refused", result.reversals_refused),
-            ("reversal_closed", result.reversals_closed),
-            ("other_closed", result.others_closed),
-            ("reservation_released", result.reservations_released),
-        ):
-            if count:
-                metrics.recovery_resolved.labels(outcome).inc(count)
-        if result.unresolved:
-            metrics.recovery_unresolved.inc(result.unresolved)
-        metrics.recovery_in_doubt.set(result.in_doubt)
-        metrics.recovery_waiting.set(result.reversals_waiting)
-        if result.open_entries is not None:
-            metrics.journal_open.set(result.open_entries)
+        else:
+            metrics.recovery_sweeps.labels("ok").inc()
+            metrics.recovery_last_success.set(time.time())
+            metrics.recovery_in_doubt.set(result.in_doubt)
+            metrics.recovery_waiting.set(result.reversals_waiting)
+            if result.open_entries is not None:
+                metrics.journal_pending.set(result.open_entries.pending)
+                metrics.journal_open_rows.set(result.open_entries.listed)
+        finally:
+            for outcome, count in (
+                ("timed_out", result.timed_out),
+                ("reversal_applied", result.reversals_applied),
+                ("reversal_refused", result.reversals_refused),
+                ("reversal_closed", result.reversals_closed),
+                ("other_closed", result.others_closed),
+                ("reservation_released", result.reservations_released),
+            ):
+                if count:
+                    metrics.recovery_resolved.labels(outcome).inc(count)
+            if result.unresolved:
+                metrics.recovery_unresolved.inc(result.unresolved)
+            if (
+                result.timed_out
+                or result.reversals_applied
+                or result.reversals_refused
+                or result.reservations_released
+            ):
+                _log.warning(
+                    "in-doubt work resolved",
+                    timed_out=result.timed_out,
+                    reservations_released=result.reservations_released,
+                    reversals_applied=result.reversals_applied,
+                    reversals_refused=result.reversals_refused,
+                )
         return result
 
-    async def _sweep(self, now: dt.datetime) -> SweepResult:
-        result = SweepResult()
+    async def _sweep(self, now: dt.datetime, result: SweepResult) -> None:
         cutoff = now - dt.timedelta(seconds=self.in_doubt_after_s)
         stale = await self._services.store.in_doubt_entries(cutoff, BATCH)
         result.in_doubt = len(stale)
@@ -164,7 +183,7 @@ class InDoubtResolver:
             except Exception as exc:  # one bad row must not stop the others
                 result.unresolved += 1
                 _log.error("in-doubt entry not resolved", entry=entry.id, error=type(exc).__name__)
-        result.reservations_released += await self._release_stranded(cutoff, result)
+        await self._release_stranded(cutoff, result)
         for kept in await self._services.store.due_deferred(now, BATCH):
             try:
                 await self._retry_kept(kept, now, result)
@@ -177,47 +196,40 @@ class InDoubtResolver:
             result.open_entries = await self._services.store.open_entries()
         except StoreError as exc:  # the pass's work is done; only the gauge waits
             _log.warning("open journal entries not counted", error_type=type(exc).__name__)
-        if (
-            result.timed_out
-            or result.reversals_applied
-            or result.reversals_refused
-            or result.reservations_released
-        ):
-            _log.warning(
-                "in-doubt work resolved",
-                timed_out=result.timed_out,
-                reservations_released=result.reservations_released,
-                reversals_applied=result.reversals_applied,
-                reversals_refused=result.reversals_refused,
-            )
-        return result
 
-    async def _release_stranded(self, cutoff: dt.datetime, result: SweepResult) -> int:
+    async def _release_stranded(self, cutoff: dt.datetime, result: SweepResult) -> None:
         """Reservations left on entries that ended not approved; pages past rows
-        whose release fails (each logged), so they never hide the others."""
-        released, after = 0, None
+        whose release fails (each logged, counted unresolved), so they never hide
+        the others."""
+        after = None
         for _ in range(STRANDED_PAGES):
             page = await self._services.store.stranded_reservations(cutoff, BATCH, after)
             for ended in page:
                 try:
-                    released += await release_entry_reservation(self._services, ended)
+                    result.reservations_released += await release_entry_reservation(
+                        self._services, ended
+                    )
                 except Exception as exc:
                     result.unresolved += 1
                     _log.error("reservation not released", entry=ended.id, error=type(exc).__name__)
             if len(page) < BATCH:
                 break
             after = page[-1]
-        return released
 
     async def _resolve(self, entry: JournalEntry, result: SweepResult) -> None:
         if entry.direction == ORIGINAL:
-            result.timed_out += await self._time_out(entry)
+            await self._time_out(entry, result)
         elif entry.direction == REVERSAL:
             result.reversals_closed += await self._close_reversal(entry)
         else:  # an advice or TC upload cut off: its terminal sends it again
             result.others_closed += await self._close_unanswered(entry)
 
-    async def _time_out(self, entry: JournalEntry) -> bool:
+    async def _time_out(self, entry: JournalEntry, result: SweepResult) -> None:
+        """Counted timed out once its state moved (and its 0420 is queued), even
+        should giving back its hold or reservation then fail; that failure is
+        counted unresolved too (a reservation is given back by a later pass's
+        stranded-reservation read; a risk hold stays counted in its card's
+        limits until their period ends)."""
         assert entry.id is not None
         services = self._services
         row = txn_row(entry.txn_type)
@@ -228,9 +240,9 @@ class InDoubtResolver:
         else:
             won = await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
         if won:
+            result.timed_out += 1
             await release_hold(services, entry.id)  # its risk hold, kept before sending
             await release_entry_reservation(services, entry)  # a refund's or void's
-        return won
 
     async def _close_reversal(self, entry: JournalEntry) -> bool:
         """A 0400 the switch died handling: it got no answer, so its terminal sends it

@@ -139,6 +139,18 @@ class DeferredReversal:
     created_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenEntries:
+    """The journal's pending entries (in flight, or left in doubt by a dead switch)
+    and the rows of the list the in-doubt sweep reads them from: on PostgreSQL
+    journal_open (migration 0037), which also holds entries that ended since its
+    last cleanup until the next sweep deletes them; on SQLite the pending entries
+    themselves (``listed == pending``)."""
+
+    pending: int
+    listed: int
+
+
 @dataclass(slots=True)
 class BatchTotals:
     """Debits = approved purchases and completions neither voided nor reversed;
@@ -299,11 +311,9 @@ class Store(Protocol):
         request's deadline long past: the switch handling them died): originals that
         may have reached the network, and terminal 0400s cut off mid-way."""
 
-    async def open_entries(self) -> int:
-        """How many journal entries are listed as pending: requests in flight and
-        any a dead switch left in doubt.  On PostgreSQL the rows of journal_open
-        (migration 0037), which the in-doubt sweep empties of ended entries before
-        it reads them; so, read right after a sweep, the size of that list."""
+    async def open_entries(self) -> OpenEntries:
+        """How many journal entries are pending, and how many rows list them
+        (``OpenEntries``)."""
 
     async def stranded_reservations(
         self,

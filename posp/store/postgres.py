@@ -62,7 +62,7 @@ from posp.errors import ConfigError, DuplicateTransaction, StoreError, StoreUnav
 from posp.log import get_logger
 from posp.store import queries as q
 from posp.store import rows
-from posp.store.api import EntryThen, JournalEntry
+from posp.store.api import EntryThen, JournalEntry, OpenEntries
 from posp.store.group_commit import GroupCommit
 from posp.store.migrations import CREATE_TABLE_SQL, load_migrations
 from posp.store.pg_holds import CREATE as CREATE_COUNTERS
@@ -573,10 +573,10 @@ class PostgresStore(SqlStore):
                 )
         return [rows.entry_from_row(r) for r in found]
 
-    async def open_entries(self) -> int:
-        """The rows of journal_open (``Store.open_entries``)."""
-        found = await self._read("open_entries", q.OPEN_ENTRIES_PG)
-        return int(found[0][0])
+    async def open_entries(self) -> OpenEntries:
+        """journal_open's rows, and those whose entry is pending (one read)."""
+        row = await self._read_one("open_entries", q.OPEN_ENTRIES_PG)
+        return OpenEntries(int(row["pending"]), int(row["listed"])) if row else OpenEntries(0, 0)
 
     async def _close_listed(self, connection: asyncpg.Connection) -> None:
         """Delete the listed entries no longer pending and, if any, vacuum the list;

@@ -210,10 +210,13 @@ IN_DOUBT_PG = (
     " WHERE o.created_at < ? AND j.state = 'pending' ORDER BY o.created_at, o.id LIMIT ?"
 )
 #: The pending entries (SQLite: over the partial index journal_pending).
-OPEN_ENTRIES = "SELECT count(*) FROM journal WHERE state = 'pending'"
-#: PostgreSQL: the size of the list the sweep reads (after its cleanup, the
-#: pending entries; before, also the entries that ended since).
-OPEN_ENTRIES_PG = "SELECT count(*) FROM journal_open"
+OPEN_ENTRIES = "SELECT count(*) AS n FROM journal WHERE state = 'pending'"
+#: PostgreSQL: the rows of the list the sweep reads, and those still pending
+#: (the others ended since the last cleanup, CLOSE_OPEN_PG).
+OPEN_ENTRIES_PG = (
+    "SELECT count(*) AS listed, count(*) FILTER (WHERE j.state = 'pending') AS pending"
+    " FROM journal_open o LEFT JOIN journal j ON j.id = o.id"
+)
 CLOSE_OPEN_PG = (
     "DELETE FROM journal_open o WHERE NOT EXISTS"
     " (SELECT 1 FROM journal j WHERE j.id = o.id AND j.state = 'pending')"

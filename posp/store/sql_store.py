@@ -29,6 +29,7 @@ from posp.store.api import (
     EntryThen,
     JournalEntry,
     Merchant,
+    OpenEntries,
     SafItem,
     Settlement,
     Terminal,
@@ -436,9 +437,10 @@ class SqlStore(abc.ABC):
         found = await self._read("in_doubt_entries", q.IN_DOUBT, params)
         return [rows.entry_from_row(r) for r in found]
 
-    async def open_entries(self) -> int:
-        found = await self._read("open_entries", q.OPEN_ENTRIES, [])
-        return int(found[0][0])
+    async def open_entries(self) -> OpenEntries:
+        row = await self._read_one("open_entries", q.OPEN_ENTRIES)
+        pending = int(row["n"]) if row else 0
+        return OpenEntries(pending, pending)
 
     async def stranded_reservations(
         self,

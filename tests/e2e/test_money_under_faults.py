@@ -19,6 +19,7 @@ from issuer_sim.rules import DROP_AMOUNT_MINOR
 from posp.errors import HsmUnavailable, StoreUnavailable
 from posp.hsm.api import KEY_TAK
 from posp.iso8583 import Message
+from posp.store.api import OpenEntries
 from posp.store.sql_store import SqlStore
 from posp.switch import Switch
 from terminals.cards import TerminalCard
@@ -170,14 +171,16 @@ async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0
     await switch.recovery.close()  # only this test's passes set the gauges read below
     now = await switch.recovery.sweep()
     assert now.timed_out == 0  # still within its deadline: not in doubt yet
-    assert now.in_doubt == 0 and now.open_entries == 1  # pending, not yet in doubt
-    assert sample(switch, "posp_journal_open_entries") == 1
+    assert now.in_doubt == 0 and now.open_entries == OpenEntries(1, 1)  # not yet in doubt
+    assert sample(switch, "posp_journal_pending_entries") == 1
+    assert sample(switch, "posp_journal_open_rows") == 1
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
     swept = await switch.recovery.sweep(later)
-    assert (swept.timed_out, swept.in_doubt, swept.open_entries) == (1, 1, 0)
+    assert (swept.timed_out, swept.in_doubt, swept.unresolved) == (1, 1, 0)
+    assert swept.open_entries is not None and swept.open_entries.pending == 0
     assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
     assert sample(switch, "posp_recovery_in_doubt_entries") == 1
-    assert sample(switch, "posp_journal_open_entries") == 0
+    assert sample(switch, "posp_journal_pending_entries") == 0
     assert (sample(switch, "posp_recovery_sweeps_total", result="ok") or 0) >= 2
     assert sample(switch, "posp_recovery_sweeps_total", result="failed") == 0
     await saf_settled(stack)
@@ -196,16 +199,21 @@ async def test_switch_killed_mid_purchase_is_reversed_by_the_sweeper_without_a_0
 async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metrics(
     stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The store fails the 0420's queueing: the entry stays pending, counted as
-    unresolved and still in doubt; then the store fails the pass itself: a failed
-    pass, the last success unchanged.  Once the store answers, the next pass
-    reverses it and the balance is restored."""
+    """Pass by pass, with the store failing one statement after another: the
+    0420's queueing (the entry stays pending: unresolved, still in doubt); the
+    in-doubt read (a failed pass: the last success and the gauges kept); a read
+    after the entry was reversed (a failed pass that still counts what it
+    resolved); the count of pending entries (a good pass, that gauge kept).  The
+    cardholder gets the money back once."""
     before = await stack.balance(card)
     await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 3300)
     switch = await stack.start_switch()
     assert switch.recovery is not None and switch.store is not None
     await switch.recovery.close()  # only this test's passes set the gauges read below
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+
+    def count(name: str, **labels: str) -> float:
+        return sample(switch, name, **labels) or 0.0
 
     async def store_down(*_args: Any, **_kwargs: Any) -> Any:
         raise StoreUnavailable("database connection lost")
@@ -214,22 +222,43 @@ async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metric
         patched.setattr(switch.store, "reverse_and_queue", store_down)
         stuck = await switch.recovery.sweep(later)
     assert (stuck.timed_out, stuck.in_doubt, stuck.unresolved) == (0, 1, 1)
-    assert sample(switch, "posp_recovery_unresolved_total") == 1
-    assert sample(switch, "posp_recovery_in_doubt_entries") == 1
-    assert sample(switch, "posp_journal_open_entries") == 1
-    succeeded = sample(switch, "posp_recovery_last_success_timestamp_seconds")
-    assert succeeded is not None and succeeded > 0
+    assert count("posp_recovery_unresolved_total") == 1
+    assert count("posp_recovery_in_doubt_entries") == 1
+    assert count("posp_journal_pending_entries") == 1
+    succeeded = count("posp_recovery_last_success_timestamp_seconds")
+    assert succeeded > 0
+
     with monkeypatch.context() as patched:
         patched.setattr(switch.store, "in_doubt_entries", store_down)
         with pytest.raises(StoreUnavailable):
             await switch.recovery.sweep(later)
-    assert sample(switch, "posp_recovery_sweeps_total", result="failed") == 1
-    assert sample(switch, "posp_recovery_last_success_timestamp_seconds") == succeeded
-    assert (await switch.recovery.sweep(later)).timed_out == 1
+    assert count("posp_recovery_sweeps_total", result="failed") == 1
+    assert count("posp_recovery_last_success_timestamp_seconds") == succeeded
+
+    with monkeypatch.context() as patched:
+        patched.setattr(switch.store, "due_deferred", store_down)  # after the in-doubt work
+        with pytest.raises(StoreUnavailable):
+            await switch.recovery.sweep(later)
+    assert count("posp_recovery_sweeps_total", result="failed") == 2
+    assert count("posp_recovery_resolved_total", outcome="timed_out") == 1  # counted all the same
+    assert count("posp_recovery_last_success_timestamp_seconds") == succeeded
+    assert count("posp_recovery_in_doubt_entries") == 1  # the last good pass's
+
+    with monkeypatch.context() as patched:
+        patched.setattr(switch.store, "open_entries", store_down)
+        uncounted = await switch.recovery.sweep(later)
+    assert uncounted.open_entries is None and uncounted.in_doubt == 0
+    assert count("posp_recovery_sweeps_total", result="ok") == 2
+    assert count("posp_recovery_last_success_timestamp_seconds") >= succeeded
+    assert count("posp_recovery_in_doubt_entries") == 0
+    assert count("posp_journal_pending_entries") == 1  # not counted: the last count kept
+
+    assert (await switch.recovery.sweep(later)).timed_out == 0  # reversed once
+    assert count("posp_journal_pending_entries") == 0
     await saf_settled(stack)
     assert await stack.balance(card) == before
-    assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
-    assert sample(switch, "posp_recovery_unresolved_total") == 1
+    assert count("posp_recovery_resolved_total", outcome="timed_out") == 1
+    assert count("posp_recovery_unresolved_total") == 1
     assert issuer_0420s(stack) == 1
 
 
@@ -292,11 +321,13 @@ async def test_a_0400_sent_while_the_hsm_is_down_is_honoured_once_it_is_back(
         raise HsmUnavailable("HSM connection lost")
 
     monkeypatch.setattr(switch_hsm(stack), "verify_mac", hsm_down)
+    assert stack.switch is not None and stack.switch.recovery is not None
+    # only this test's passes: none reschedules the kept 0400, and the gauges read
+    # below are theirs
+    await stack.switch.recovery.close()
     outcome = await terminal.exchange(terminal.machine.reversal())
     assert outcome.response_code == "00"
     assert await stack.balance(card) == before - 2700
-    assert stack.switch is not None and stack.switch.recovery is not None
-    await stack.switch.recovery.close()  # only this test's passes set the gauges read below
     waiting = await stack.switch.recovery.sweep()
     assert waiting.reversals_waiting == 1 and waiting.reversals_applied == 0
     assert sample(stack.switch, "posp_recovery_kept_reversals_waiting") == 1

@@ -21,8 +21,8 @@ ALERTS = {
     "PospSafQueueGrowing",
     "PospShedRequests",
     "PospInDoubtSweeperFailing",
-    "PospInDoubtEntriesUnresolved",
-    "PospJournalOpenEntriesPilingUp",
+    "PospInDoubtWorkUnresolved",
+    "PospJournalOpenRowsPilingUp",
 }
 
 

@@ -403,7 +403,8 @@ def test_dashboard_covers_the_operations_topics() -> None:
         "posp_network_saf_depth", "posp_store_seconds_bucket",
         "posp_recovery_resolved_total", "posp_recovery_unresolved_total",
         "posp_recovery_sweeps_total", "posp_recovery_in_doubt_entries",
-        "posp_journal_open_entries", "posp_recovery_last_success_timestamp_seconds",
+        "posp_journal_pending_entries", "posp_journal_open_rows",
+        "posp_recovery_last_success_timestamp_seconds",
     }  # fmt: skip
     assert required <= queried, sorted(required - queried)
 

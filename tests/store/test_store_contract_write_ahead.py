@@ -18,6 +18,7 @@ from posp.store.api import (
     REVERSED,
     TIMED_OUT,
     DeferredReversal,
+    OpenEntries,
     SafItem,
     Store,
 )
@@ -92,22 +93,31 @@ async def test_in_doubt_entries_are_old_pending_entries_only(store: Store) -> No
     assert sorted(e.id for e in await store.in_doubt_entries(cutoff)) == [orphan, reversal]
 
 
-async def test_open_entries_after_the_in_doubt_read_are_the_pending_ones(store: Store) -> None:
-    """What ``posp_journal_open_entries`` shows: read after the sweep's in-doubt
-    read, the pending entries, old or recent; an ended one is no longer counted
-    (on PostgreSQL that read deletes it from journal_open)."""
-    assert await store.open_entries() == 0
+async def test_open_entries_counts_the_pending_ones_and_the_rows_listing_them(
+    store: Store,
+) -> None:
+    """What ``posp_journal_pending_entries`` and ``posp_journal_open_rows`` show.
+    Pending: exact on both stores, old or recent.  Listed: on PostgreSQL
+    journal_open also holds ended entries until the in-doubt read deletes them
+    (an entry resolved after that read stays listed until the next one); on
+    SQLite the pending entries themselves."""
+    listed_until_swept = 0 if isinstance(store, SqliteStore) else 1
+    assert await store.open_entries() == OpenEntries(0, 0)
     old = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
-    await _pending(store, "000021", created_at=old)
+    orphan = await _pending(store, "000021", created_at=old)
     await _pending(store, "000022")
     ended = [await _pending(store, f"00002{n}", created_at=old) for n in (3, 4)]
     for entry_id, state in zip(ended, (APPROVED, TIMED_OUT), strict=True):
         assert await store.transition(entry_id, (PENDING,), state)
-    assert await store.open_entries() >= 2  # PostgreSQL: ended ones until the sweep
-    await store.in_doubt_entries(dt.datetime.now(UTC) - dt.timedelta(minutes=1))
-    assert await store.open_entries() == 2
-    await store.insert_entry(entry("000025", state=APPROVED))  # never pending: not listed
-    assert await store.open_entries() == 2
+    await store.insert_entry(entry("000025", state=APPROVED))  # never pending: never listed
+    assert await store.open_entries() == OpenEntries(2, 2 + 2 * listed_until_swept)
+    cutoff = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+    assert [e.id for e in await store.in_doubt_entries(cutoff)] == [orphan]
+    assert await store.open_entries() == OpenEntries(2, 2)
+    assert await store.reverse_and_queue(orphan, (PENDING,), TIMED_OUT, SafItem(orphan, b"r"))
+    assert await store.open_entries() == OpenEntries(1, 1 + listed_until_swept)
+    await store.in_doubt_entries(cutoff)
+    assert await store.open_entries() == OpenEntries(1, 1)
 
 
 async def test_kept_reversals_wait_retry_and_are_forgotten(store: Store) -> None:
