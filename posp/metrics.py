@@ -27,7 +27,8 @@ process_*                     (various)  -                        RSS, CPU secon
                                                                   fds, start time (Linux /proc)
 ============================  =========  =======================  ===============================
 
-The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass:
+The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass
+(the interval once, at start):
 
 * ``posp_recovery_sweeps_total{result}`` (counter): passes, ``ok`` or
   ``failed`` (logged; the next pass tries again);
@@ -38,7 +39,8 @@ The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass:
   switch left pending, moved to timed out, reversed upstream if it may have
   reached the network);
 * ``posp_recovery_unresolved_total`` (counter): entries, reservations and kept
-  0400s whose resolution failed (logged; tried again next pass);
+  0400s whose resolution failed (logged; tried again next pass, except a
+  timed-out entry's risk hold: see ``InDoubtResolver._time_out``);
 * ``posp_recovery_in_doubt_entries`` (gauge): pending entries past the in-doubt
   cut-off that the last pass found (at most 100 a pass);
 * ``posp_recovery_kept_reversals_waiting`` (gauge): kept 0400s the HSM could
@@ -53,7 +55,8 @@ The in-doubt sweeper (:mod:`posp.pipeline.recovery`) records once per pass:
   SQLite the pending entries.
 
 What a failing pass resolved before it failed is counted; the gauges keep
-what the last good pass set.  ``recovery_sweeps_total`` and
+what the last good pass set (0 before the first), and the journal's two keep
+their last count when a good pass could not count.  ``recovery_sweeps_total`` and
 ``recovery_resolved_total`` start at 0 for each label value.
 
 Labelled counters whose label values are a closed set known up front (shed and

@@ -227,9 +227,11 @@ class InDoubtResolver:
     async def _time_out(self, entry: JournalEntry, result: SweepResult) -> None:
         """Counted timed out once its state moved (and its 0420 is queued), even
         should giving back its hold or reservation then fail; that failure is
-        counted unresolved too (a reservation is given back by a later pass's
-        stranded-reservation read; a risk hold stays counted in its card's
-        limits until their period ends)."""
+        counted unresolved too.  The reservation is given back whether or not the
+        hold was (should it fail, a later stranded-reservation read gives it back);
+        a hold whose release failed is not retried by the sweep: it stays counted
+        in its card's limits until their period ends, or until the terminal's
+        0400 for the entry releases it."""
         assert entry.id is not None
         services = self._services
         row = txn_row(entry.txn_type)
@@ -241,8 +243,10 @@ class InDoubtResolver:
             won = await reverse_upstream(services, entry.id, (PENDING,), TIMED_OUT, item)
         if won:
             result.timed_out += 1
-            await release_hold(services, entry.id)  # its risk hold, kept before sending
-            await release_entry_reservation(services, entry)  # a refund's or void's
+            try:
+                await release_hold(services, entry.id)  # its risk hold, kept before sending
+            finally:
+                await release_entry_reservation(services, entry)  # a refund's or void's
 
     async def _close_reversal(self, entry: JournalEntry) -> bool:
         """A 0400 the switch died handling: it got no answer, so its terminal sends it

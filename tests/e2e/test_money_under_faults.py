@@ -234,6 +234,7 @@ async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metric
             await switch.recovery.sweep(later)
     assert count("posp_recovery_sweeps_total", result="failed") == 1
     assert count("posp_recovery_last_success_timestamp_seconds") == succeeded
+    assert count("posp_recovery_in_doubt_entries") == 1  # kept: not the failed pass's 0
 
     with monkeypatch.context() as patched:
         patched.setattr(switch.store, "due_deferred", store_down)  # after the in-doubt work
@@ -259,6 +260,39 @@ async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metric
     assert await stack.balance(card) == before
     assert count("posp_recovery_resolved_total", outcome="timed_out") == 1
     assert count("posp_recovery_unresolved_total") == 1
+    assert issuer_0420s(stack) == 1
+
+
+async def test_a_timed_out_entry_whose_hold_release_fails_counts_as_both(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep reverses the entry (its 0420 queued with the state change) and
+    then fails to give back its risk hold: timed out AND unresolved, once; the
+    money comes back all the same, and a later pass does not reverse it again."""
+    before = await stack.balance(card)
+    terminal = await purchase_in_flight_when_the_switch_dies(stack, card, monkeypatch, 3500)
+    switch = await stack.start_switch()
+    assert switch.recovery is not None and stack.store is not None
+    await switch.recovery.close()  # only this test's passes set the metrics read below
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+
+    async def hold_store_down(*_args: Any, **_kwargs: Any) -> None:
+        raise StoreUnavailable("database connection lost")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("posp.pipeline.recovery.release_hold", hold_store_down)
+        swept = await switch.recovery.sweep(later)
+    assert (swept.timed_out, swept.unresolved, swept.reservations_released) == (1, 1, 0)
+    assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1
+    assert sample(switch, "posp_recovery_unresolved_total") == 1
+    await saf_settled(stack)
+    assert await stack.balance(card) == before
+    trace = f"{terminal.machine.state.last_trace:06d}"
+    original = await stack.store.find_by_trace(TERMINAL, BATCH, trace)
+    assert original is not None and original.state == "timed_out"
+    assert not await hold_released(stack, original.id)  # not retried by the sweep
+    again = await switch.recovery.sweep(later)
+    assert (again.timed_out, again.unresolved) == (0, 0)
     assert issuer_0420s(stack) == 1
 
 

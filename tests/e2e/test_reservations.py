@@ -242,6 +242,41 @@ async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
     assert (await _entry(stack, trace)).refunded_minor == 1200
 
 
+async def test_a_void_cut_off_by_a_crash_gives_its_reservation_back_if_its_hold_fails(
+    stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with the store failing the void's risk-hold release during the
+    sweep: the reservation is given back all the same, in the same step (not left
+    for the stranded-reservation read), and the pass counts the entry timed out and
+    unresolved, once each."""
+    terminal = await stack.terminal()
+    before = await stack.balance(card)
+    trace, _rrn, _date = await _purchase(terminal, card, 1300)
+    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
+    await crash_switch(stack)
+    release.set()
+    await eventually(balance_is(stack, card, before))
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await voiding
+    monkeypatch.undo()
+    switch = await stack.start_switch()
+    assert switch.recovery is not None
+    await switch.recovery.close()  # only this test's passes
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> None:
+        raise StoreUnavailable("database connection lost")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("posp.pipeline.recovery.release_hold", store_down)
+        swept = await switch.recovery.sweep(later)
+    assert (swept.timed_out, swept.unresolved, swept.reservations_released) == (1, 1, 0)
+    assert (await _entry(stack, trace)).refunded_minor == 0  # given back with the 0420
+    await saf_settled(stack)
+    assert await stack.balance(card) == before - 1300  # the void undone: the sale stands
+    assert issuer_0420s(stack) == 1
+
+
 async def test_a_void_reversed_by_its_terminal_leaves_the_purchase_refundable(
     stack: Stack, card: TerminalCard
 ) -> None:
