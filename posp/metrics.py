@@ -229,7 +229,7 @@ class SwitchMetrics:
             self.recovery_resolved.labels(outcome)
         self.recovery_unresolved = Counter(
             "posp_recovery_unresolved",
-            "Entries, reservations and kept reversals whose resolution failed (retried)",
+            "Entries, reservations and kept reversals whose resolution failed (logged)",
             registry=r,
         )
         self.recovery_in_doubt = Gauge(
