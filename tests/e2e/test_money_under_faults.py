@@ -67,6 +67,11 @@ def sample(switch: Switch, name: str, **labels: str) -> float | None:
     return switch.registry.get_sample_value(name, labels)
 
 
+async def store_down(*_args: Any, **_kwargs: Any) -> Any:
+    """A store call that fails as on a lost database connection (patch it in)."""
+    raise StoreUnavailable("database connection lost")
+
+
 def gate_issuer(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[asyncio.Event, asyncio.Event]:
@@ -215,9 +220,6 @@ async def test_a_failing_sweep_and_an_entry_it_cannot_resolve_show_in_the_metric
     def count(name: str, **labels: str) -> float:
         return sample(switch, name, **labels) or 0.0
 
-    async def store_down(*_args: Any, **_kwargs: Any) -> Any:
-        raise StoreUnavailable("database connection lost")
-
     with monkeypatch.context() as patched:
         patched.setattr(switch.store, "reverse_and_queue", store_down)
         stuck = await switch.recovery.sweep(later)
@@ -276,11 +278,8 @@ async def test_a_timed_out_entry_whose_hold_release_fails_counts_as_both(
     await switch.recovery.close()  # only this test's passes set the metrics read below
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
 
-    async def hold_store_down(*_args: Any, **_kwargs: Any) -> None:
-        raise StoreUnavailable("database connection lost")
-
     with monkeypatch.context() as patched:
-        patched.setattr("posp.pipeline.recovery.release_hold", hold_store_down)
+        patched.setattr("posp.pipeline.recovery.release_hold", store_down)
         swept = await switch.recovery.sweep(later)
     assert (swept.timed_out, swept.unresolved, swept.reservations_released) == (1, 1, 0)
     assert sample(switch, "posp_recovery_resolved_total", outcome="timed_out") == 1

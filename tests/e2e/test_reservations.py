@@ -39,6 +39,7 @@ from tests.e2e.test_money_under_faults import (
     gate_issuer,
     issuer_0420s,
     saf_settled,
+    store_down,
 )
 from tests.e2e.test_reversals import answered_but_lost
 
@@ -209,6 +210,28 @@ async def test_a_reservation_whose_release_keeps_failing_does_not_hide_the_other
     assert refund.approved
 
 
+async def _void_cut_off_by_a_crash(
+    stack: Stack,
+    terminal: TerminalSession,
+    card: TerminalCard,
+    amount: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[str, ...]:
+    """A purchase of ``amount``, then its void reaches the issuer and the switch
+    dies before the answer (the issuer voided: the balance is back); the
+    purchase's trace, RRN and date.  The switch is left stopped."""
+    before = await stack.balance(card)
+    found = await _purchase(terminal, card, amount)
+    voiding, release = await _void_held_at_the_issuer(stack, terminal, found[0], monkeypatch)
+    await crash_switch(stack)
+    release.set()
+    await eventually(balance_is(stack, card, before))  # the issuer voided; answer lost
+    with pytest.raises((OSError, asyncio.IncompleteReadError)):
+        await voiding
+    monkeypatch.undo()
+    return found
+
+
 async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
     stack: Stack, card: TerminalCard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,14 +240,7 @@ async def test_a_void_cut_off_by_a_crash_is_released_by_the_sweeper(
     can still be refunded (before the entry carried it, it stayed blocked)."""
     terminal = await stack.terminal()
     before = await stack.balance(card)
-    trace, rrn, date = await _purchase(terminal, card, 1200)
-    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
-    await crash_switch(stack)
-    release.set()
-    await eventually(balance_is(stack, card, before))  # the issuer voided; answer lost
-    with pytest.raises((OSError, asyncio.IncompleteReadError)):
-        await voiding
-    monkeypatch.undo()
+    trace, rrn, date = await _void_cut_off_by_a_crash(stack, terminal, card, 1200, monkeypatch)
     switch = await stack.start_switch()
     assert switch.recovery is not None
     assert (await _entry(stack, trace)).refunded_minor == 1200  # still reserved
@@ -251,21 +267,11 @@ async def test_a_void_cut_off_by_a_crash_gives_its_reservation_back_if_its_hold_
     unresolved, once each."""
     terminal = await stack.terminal()
     before = await stack.balance(card)
-    trace, _rrn, _date = await _purchase(terminal, card, 1300)
-    voiding, release = await _void_held_at_the_issuer(stack, terminal, trace, monkeypatch)
-    await crash_switch(stack)
-    release.set()
-    await eventually(balance_is(stack, card, before))
-    with pytest.raises((OSError, asyncio.IncompleteReadError)):
-        await voiding
-    monkeypatch.undo()
+    trace, _rrn, _date = await _void_cut_off_by_a_crash(stack, terminal, card, 1300, monkeypatch)
     switch = await stack.start_switch()
     assert switch.recovery is not None
     await switch.recovery.close()  # only this test's passes
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=switch.recovery.in_doubt_after_s + 1)
-
-    async def store_down(*_args: Any, **_kwargs: Any) -> None:
-        raise StoreUnavailable("database connection lost")
 
     with monkeypatch.context() as patched:
         patched.setattr("posp.pipeline.recovery.release_hold", store_down)
